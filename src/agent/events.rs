@@ -1,0 +1,424 @@
+//! The events of one agent, numbered from 1: `agent`, every stdout line of the CLI, `error`s,
+//! and always last `complete`.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::runner::{Ending, Frame, Outcome, StopReason, signal_name};
+
+/// One event as it goes on the wire: its number, its SSE event name (None for the CLI's own
+/// lines, which are plain messages) and its JSON payload, always one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub id: u64,
+    pub name: Option<&'static str>,
+    pub data: Bytes,
+}
+
+/// How a run ended, as the `complete` event says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalStatus {
+    Completed,
+    Failed,
+    Stopped,
+    TimedOut,
+}
+
+/// The numbered events of a run, read from the runner's output and its outcome.
+#[derive(Debug)]
+pub struct AgentEvents {
+    agent_id: Uuid,
+    max_line_bytes: usize,
+    lines: mpsc::Receiver<Frame>,
+    outcome: oneshot::Receiver<Outcome>,
+    phase: Phase,
+    queue: VecDeque<Event>,
+    next_id: u64,
+    result: Option<ResultLine>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Lines,
+    Outcome,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ResultLine {
+    is_error: bool,
+}
+
+/// The little the proxy reads of a CLI line: serde skips everything else without building it.
+#[derive(Deserialize)]
+struct LineHead<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    is_error: Option<bool>,
+}
+
+impl AgentEvents {
+    pub fn new(
+        agent_id: Uuid,
+        pid: u32,
+        max_line_bytes: usize,
+        lines: mpsc::Receiver<Frame>,
+        outcome: oneshot::Receiver<Outcome>,
+    ) -> Self {
+        let mut events = Self {
+            agent_id,
+            max_line_bytes,
+            lines,
+            outcome,
+            phase: Phase::Lines,
+            queue: VecDeque::new(),
+            next_id: 1,
+            result: None,
+        };
+        events.push(
+            Some("agent"),
+            json!({"type": "agent", "agent_id": agent_id, "pid": pid}),
+        );
+        events
+    }
+
+    fn push(&mut self, name: Option<&'static str>, data: impl Into<JsonBytes>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.queue.push_back(Event {
+            id,
+            name,
+            data: data.into().0,
+        });
+    }
+
+    fn push_frame(&mut self, frame: Frame) {
+        match frame {
+            Frame::Line(line) => {
+                let data = self.pass_line(line);
+                self.push(None, JsonBytes(data));
+            }
+            Frame::TooLong { bytes } => {
+                let limit = self.max_line_bytes;
+                self.push(
+                    Some("error"),
+                    json!({
+                        "type": "error",
+                        "code": "line_too_long",
+                        "message": format!("the CLI wrote a line of {bytes} bytes, over PROXY_MAX_LINE_BYTES ({limit}); it was dropped"),
+                        "bytes": bytes,
+                        "limit": limit,
+                    }),
+                );
+            }
+        }
+    }
+
+    /// A JSON line passes byte for byte; anything else is wrapped so every payload parses.
+    fn pass_line(&mut self, line: Bytes) -> Bytes {
+        match serde_json::from_slice::<LineHead>(&line) {
+            Ok(head) if std::str::from_utf8(&line).is_ok() => {
+                if head.kind.as_deref() == Some("result") {
+                    self.result = Some(ResultLine {
+                        is_error: head.is_error.unwrap_or(false),
+                    });
+                }
+                return sse_safe(line);
+            }
+            Ok(_) => {}
+            Err(_) => {
+                if serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok()
+                    && std::str::from_utf8(&line).is_ok()
+                {
+                    return sse_safe(line);
+                }
+            }
+        }
+        JsonBytes::from(json!({"type": "proxy_raw", "line": String::from_utf8_lossy(&line)})).0
+    }
+
+    fn push_ending(&mut self, outcome: Option<Outcome>) {
+        let Some(outcome) = outcome else {
+            // The runner's task died without an outcome: say so rather than hang.
+            self.push_error("internal", "the proxy lost track of the CLI", json!({}));
+            self.push_complete(FinalStatus::Failed, None, None, 0);
+            return;
+        };
+        let status = match outcome.ending {
+            Ending::Stopped(StopReason::Requested) => {
+                self.push_error(
+                    "stopped",
+                    "the agent was stopped by a request to /agent/stop",
+                    json!({}),
+                );
+                FinalStatus::Stopped
+            }
+            Ending::Stopped(StopReason::ClientGone) => {
+                self.push_error("stopped", "the client went away", json!({}));
+                FinalStatus::Stopped
+            }
+            Ending::Stopped(StopReason::Shutdown) => {
+                self.push_error("shutdown", "the proxy is shutting down", json!({}));
+                FinalStatus::Stopped
+            }
+            Ending::TimedOut => {
+                self.push_error(
+                    "timeout",
+                    "the run took longer than PROXY_AGENT_TIMEOUT_SECS",
+                    json!({}),
+                );
+                FinalStatus::TimedOut
+            }
+            Ending::IdleTimedOut => {
+                self.push_error(
+                    "idle_timeout",
+                    "the CLI wrote nothing for PROXY_IDLE_TIMEOUT_SECS",
+                    json!({}),
+                );
+                FinalStatus::TimedOut
+            }
+            Ending::Exited => {
+                if outcome.exit_code != Some(0) {
+                    let how = match (outcome.exit_code, outcome.signal) {
+                        (Some(code), _) => format!("the CLI exited with code {code}"),
+                        (None, Some(signal)) => {
+                            format!("the CLI was killed by {}", signal_name(signal))
+                        }
+                        (None, None) => "the CLI ended abnormally".to_owned(),
+                    };
+                    let stderr = String::from_utf8_lossy(&outcome.stderr_tail).into_owned();
+                    let message = match stderr.trim() {
+                        "" => how,
+                        reason => format!("{how}: {}", last_line(reason)),
+                    };
+                    self.push_error(
+                        "exit_nonzero",
+                        &message,
+                        json!({"exit_code": outcome.exit_code, "signal": outcome.signal.map(signal_name), "stderr": stderr}),
+                    );
+                }
+                if self.result.is_none() {
+                    self.push_error(
+                        "no_result",
+                        "the CLI ended without a result line",
+                        json!({}),
+                    );
+                }
+                match self.result {
+                    Some(ResultLine { is_error: false }) if outcome.exit_code == Some(0) => {
+                        FinalStatus::Completed
+                    }
+                    _ => FinalStatus::Failed,
+                }
+            }
+        };
+        let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
+        self.push_complete(status, outcome.exit_code, outcome.signal, duration_ms);
+    }
+
+    fn push_error(&mut self, code: &str, message: &str, extra: serde_json::Value) {
+        let mut data = json!({"type": "error", "code": code, "message": message});
+        if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
+            data.extend(extra);
+        }
+        self.push(Some("error"), data);
+    }
+
+    fn push_complete(
+        &mut self,
+        status: FinalStatus,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        duration_ms: u64,
+    ) {
+        let mut data = json!({
+            "type": "complete",
+            "agent_id": self.agent_id,
+            "status": status,
+            "exit_code": exit_code,
+            "duration_ms": duration_ms,
+        });
+        if let (Some(signal), Some(map)) = (signal, data.as_object_mut()) {
+            map.insert("signal".into(), signal_name(signal).into());
+        }
+        self.push(Some("complete"), data);
+    }
+}
+
+impl Stream for AgentEvents {
+    type Item = Event;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(event) = this.queue.pop_front() {
+                return Poll::Ready(Some(event));
+            }
+            match this.phase {
+                Phase::Lines => match ready!(this.lines.poll_recv(cx)) {
+                    Some(frame) => this.push_frame(frame),
+                    None => this.phase = Phase::Outcome,
+                },
+                Phase::Outcome => {
+                    let outcome = ready!(Pin::new(&mut this.outcome).poll(cx)).ok();
+                    this.phase = Phase::Done;
+                    this.push_ending(outcome);
+                }
+                Phase::Done => return Poll::Ready(None),
+            }
+        }
+    }
+}
+
+/// A JSON value already serialized to one line.
+struct JsonBytes(Bytes);
+
+impl From<serde_json::Value> for JsonBytes {
+    fn from(value: serde_json::Value) -> Self {
+        JsonBytes(Bytes::from(
+            serde_json::to_vec(&value).expect("a JSON value always serializes"),
+        ))
+    }
+}
+
+/// In valid JSON a carriage return can only be insignificant white space (strings cannot hold
+/// one raw), but to an SSE reader it ends the line: make it a space, which means the same.
+fn sse_safe(line: Bytes) -> Bytes {
+    if line.contains(&b'\r') {
+        Bytes::from(
+            line.iter()
+                .map(|&b| if b == b'\r' { b' ' } else { b })
+                .collect::<Vec<u8>>(),
+        )
+    } else {
+        line
+    }
+}
+
+fn last_line(text: &str) -> &str {
+    text.lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(text)
+        .trim()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use std::time::Duration;
+
+    fn outcome(exit_code: Option<i32>, ending: Ending) -> Outcome {
+        Outcome {
+            ending,
+            exit_code,
+            signal: None,
+            stderr_tail: Bytes::from_static(b"warming up\nNo conversation found\n"),
+            duration: Duration::from_millis(1500),
+        }
+    }
+
+    async fn events_for(lines: &[&[u8]], end: Outcome) -> Vec<Event> {
+        let (tx, rx) = mpsc::channel(16);
+        let (otx, orx) = oneshot::channel();
+        for line in lines {
+            tx.send(Frame::Line(Bytes::copy_from_slice(line)))
+                .await
+                .unwrap();
+        }
+        drop(tx);
+        otx.send(end).unwrap();
+        AgentEvents::new(Uuid::nil(), 42, 1000, rx, orx)
+            .collect()
+            .await
+    }
+
+    fn json_of(event: &Event) -> serde_json::Value {
+        serde_json::from_slice(&event.data).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_successful_run_is_numbered_and_completed() {
+        let events = events_for(
+            &[
+                br#"{"type":"system"}"#,
+                br#"{"type":"result","is_error":false}"#,
+            ],
+            outcome(Some(0), Ending::Exited),
+        )
+        .await;
+        assert_eq!(
+            events.iter().map(|e| e.id).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
+        assert_eq!(events[0].name, Some("agent"));
+        assert_eq!(&events[1].data[..], br#"{"type":"system"}"#);
+        assert_eq!(events[3].name, Some("complete"));
+        assert_eq!(json_of(&events[3])["status"], "completed");
+        assert_eq!(json_of(&events[3])["duration_ms"], 1500);
+    }
+
+    #[tokio::test]
+    async fn non_json_lines_are_wrapped_and_json_passes_unchanged() {
+        let events = events_for(
+            &[b"plain text", b"[1, 2]", b"{\"a\":\r1}"],
+            outcome(Some(0), Ending::Exited),
+        )
+        .await;
+        assert_eq!(
+            json_of(&events[1]),
+            json!({"type": "proxy_raw", "line": "plain text"})
+        );
+        assert_eq!(&events[2].data[..], b"[1, 2]");
+        assert_eq!(&events[3].data[..], b"{\"a\": 1}");
+    }
+
+    #[tokio::test]
+    async fn an_error_result_and_nonzero_exit_fail_with_the_stderr_reason() {
+        let events = events_for(
+            &[br#"{"type":"result","is_error":true}"#],
+            outcome(Some(1), Ending::Exited),
+        )
+        .await;
+        let error = json_of(&events[2]);
+        assert_eq!(error["code"], "exit_nonzero");
+        assert_eq!(error["exit_code"], 1);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .ends_with("No conversation found")
+        );
+        assert_eq!(json_of(events.last().unwrap())["status"], "failed");
+    }
+
+    #[tokio::test]
+    async fn no_result_line_fails() {
+        let events = events_for(&[br#"{"type":"system"}"#], outcome(Some(0), Ending::Exited)).await;
+        assert_eq!(json_of(&events[2])["code"], "no_result");
+        assert_eq!(json_of(&events[3])["status"], "failed");
+    }
+
+    #[tokio::test]
+    async fn timeouts_and_stops_are_said_before_complete() {
+        let events = events_for(&[], outcome(None, Ending::IdleTimedOut)).await;
+        assert_eq!(json_of(&events[1])["code"], "idle_timeout");
+        assert_eq!(json_of(&events[2])["status"], "timed_out");
+        let events = events_for(&[], outcome(None, Ending::Stopped(StopReason::Shutdown))).await;
+        assert_eq!(json_of(&events[1])["code"], "shutdown");
+        assert_eq!(json_of(&events[2])["status"], "stopped");
+    }
+}

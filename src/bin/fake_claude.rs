@@ -1,0 +1,220 @@
+//! fake-claude: a stand-in for the Claude Code CLI that does what its prompt says.
+//!
+//! It takes the real CLI's arguments, reads its prompt from stdin like `claude -p`, prints a
+//! stream-json `init` line, then runs the prompt's `@` commands in order (other prompt lines
+//! are ignored). A prompt without commands gets a short successful answer. Commands:
+//!
+//! ```text
+//! @text T                  an assistant line saying T
+//! @line T                  T as it is (JSON or not)
+//! @lines N [BYTES] [MS]    N assistant lines of about BYTES bytes, MS ms apart
+//! @result [T]              a successful result line
+//! @result-error T          a result line with "is_error": true
+//! @no-newline T            T without a newline (the last thing it writes)
+//! @big BYTES               one line of BYTES bytes
+//! @stderr BYTES            BYTES bytes on stderr, then the line "stderr-end"
+//! @stderr-line T           T on stderr
+//! @sleep MS                wait
+//! @hang                    wait forever, silent
+//! @ignore-term             ignore SIGTERM from now on
+//! @grandchild              start `sleep` in the background, ignoring SIGTERM; prints its pid
+//! @echo-stdin              a line holding the whole prompt
+//! @env                     a line holding the environment
+//! @exit N                  exit with code N now
+//! @kill SIGNAL             die by SIGNAL (such as SEGV or KILL)
+//! ```
+//!
+//! The `init` line carries `argv`, the pid and the prompt's size, so tests can check what the
+//! proxy ran.
+
+use std::io::{self, BufWriter, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use nix::sys::signal::{self, SigHandler, Signal};
+use serde_json::json;
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    let mut prompt = String::new();
+    if let Err(err) = io::stdin().read_to_string(&mut prompt) {
+        eprintln!("fake-claude: cannot read the prompt: {err}");
+        std::process::exit(2);
+    }
+    let flag = |name: &str| {
+        argv.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_owned))
+    };
+    let session_id = flag("resume").unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let model = flag("model").unwrap_or_else(|| "fake-model".into());
+
+    let stdout = io::stdout();
+    let mut out = Fake {
+        out: BufWriter::with_capacity(64 * 1024, stdout.lock()),
+        session_id,
+        prompt: prompt.clone(),
+    };
+    out.json(json!({
+        "type": "system", "subtype": "init", "session_id": out.session_id, "model": model,
+        "pid": std::process::id(), "argv": argv, "stdin_bytes": prompt.len(),
+    }));
+
+    let commands: Vec<&str> = prompt.lines().filter(|l| l.starts_with('@')).collect();
+    if commands.is_empty() {
+        out.text("Hello from fake-claude");
+        out.result(false, "Hello from fake-claude");
+    }
+    for command in commands {
+        let (name, arg) = command.split_once(' ').unwrap_or((command, ""));
+        out.run(name, arg.trim());
+        out.flush();
+    }
+    out.flush();
+}
+
+struct Fake<W: Write> {
+    out: W,
+    session_id: String,
+    prompt: String,
+}
+
+impl<W: Write> Fake<W> {
+    fn run(&mut self, name: &str, arg: &str) {
+        let num = |s: Option<&str>, default: u64| s.and_then(|s| s.parse().ok()).unwrap_or(default);
+        match name {
+            "@text" => self.text(arg),
+            "@line" => self.raw(arg.as_bytes(), true),
+            "@lines" => {
+                let mut parts = arg.split_whitespace();
+                let count = num(parts.next(), 1);
+                let bytes = num(parts.next(), 0) as usize;
+                let delay = num(parts.next(), 0);
+                for i in 0..count {
+                    let mut line = json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": format!("line {i}")}]}, "session_id": self.session_id}).to_string();
+                    if line.len() < bytes {
+                        let pad = "x".repeat(bytes - line.len() - 10);
+                        line = format!("{},\"p\":\"{pad}\"}}", &line[..line.len() - 1]);
+                    }
+                    self.raw(line.as_bytes(), true);
+                    if delay > 0 {
+                        self.flush();
+                        std::thread::sleep(Duration::from_millis(delay));
+                    }
+                }
+            }
+            "@result" => self.result(false, if arg.is_empty() { "done" } else { arg }),
+            "@result-error" => self.result(true, arg),
+            "@no-newline" => self.raw(arg.as_bytes(), false),
+            "@big" => {
+                let mut left = num(Some(arg), 0) as usize;
+                let chunk = vec![b'x'; 1 << 20];
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    self.raw_part(&chunk[..n]);
+                    left -= n;
+                }
+                self.raw(b"", true);
+            }
+            "@stderr" => {
+                let mut err = io::stderr().lock();
+                let chunk = vec![b'e'; 64 * 1024];
+                let mut left = num(Some(arg), 0) as usize;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    let _ = err.write_all(&chunk[..n]);
+                    left -= n;
+                }
+                let _ = err.write_all(b"\nstderr-end\n");
+            }
+            "@stderr-line" => eprintln!("{arg}"),
+            "@sleep" => {
+                self.flush();
+                std::thread::sleep(Duration::from_millis(num(Some(arg), 0)));
+            }
+            "@hang" => {
+                self.flush();
+                loop {
+                    std::thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            "@ignore-term" => {
+                // SAFETY: installing SIG_IGN runs no handler code.
+                unsafe { signal::signal(Signal::SIGTERM, SigHandler::SigIgn) }
+                    .expect("SIGTERM can be ignored");
+            }
+            "@grandchild" => {
+                let child = Command::new("sh")
+                    .args(["-c", "trap '' TERM; exec sleep 3600"])
+                    .stdin(Stdio::null())
+                    .spawn()
+                    .expect("sh starts");
+                self.json(json!({"type": "fake_grandchild", "pid": child.id()}));
+            }
+            "@echo-stdin" => {
+                let prompt = self.prompt.clone();
+                self.json(json!({"type": "fake_stdin", "stdin": prompt}));
+            }
+            "@env" => {
+                let env: serde_json::Map<String, serde_json::Value> =
+                    std::env::vars().map(|(k, v)| (k, v.into())).collect();
+                self.json(json!({"type": "fake_env", "env": env}));
+            }
+            "@exit" => {
+                self.flush();
+                std::process::exit(num(Some(arg), 0) as i32);
+            }
+            "@kill" => {
+                self.flush();
+                let name = format!("SIG{}", arg.trim_start_matches("SIG"));
+                let sig: Signal = name.parse().expect("a signal name such as SEGV");
+                // SAFETY: resetting to the default action runs no handler code.
+                let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+                let _ = signal::raise(sig);
+                std::thread::sleep(Duration::from_secs(10));
+            }
+            other => eprintln!("fake-claude: unknown command {other}"),
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        let session_id = self.session_id.clone();
+        self.json(json!({
+            "type": "assistant",
+            "message": {"role": "assistant", "content": [{"type": "text", "text": text}]},
+            "session_id": session_id,
+        }));
+    }
+
+    fn result(&mut self, is_error: bool, text: &str) {
+        let session_id = self.session_id.clone();
+        self.json(json!({
+            "type": "result", "subtype": if is_error { "error_during_execution" } else { "success" },
+            "is_error": is_error, "result": text, "session_id": session_id,
+            "num_turns": 1, "total_cost_usd": 0.0,
+        }));
+    }
+
+    fn json(&mut self, value: serde_json::Value) {
+        self.raw(value.to_string().as_bytes(), true);
+    }
+
+    fn raw(&mut self, bytes: &[u8], newline: bool) {
+        self.raw_part(bytes);
+        if newline {
+            self.raw_part(b"\n");
+        }
+    }
+
+    fn raw_part(&mut self, bytes: &[u8]) {
+        if self.out.write_all(bytes).is_err() {
+            // The proxy closed our stdout: nothing left to do.
+            std::process::exit(141);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.out.flush().is_err() {
+            std::process::exit(141);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Settings, read from the environment or from flags (every variable is also a `--flag`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Runs the Claude Code CLI behind an HTTP API and streams its output as Server-Sent Events.
+///
+/// Every setting can be given as a flag or as the environment variable named beside it;
+/// a flag wins over the variable.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "claude-proxy",
+    version,
+    about,
+    max_term_width = 100,
+    args_override_self = true
+)]
+pub struct Config {
+    /// Address to listen on. Anything other than a loopback address exposes the proxy to the
+    /// network.
+    #[arg(long = "host", env = "PROXY_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free port and logs it).
+    #[arg(long = "port", env = "PROXY_PORT", default_value_t = 8000)]
+    pub port: u16,
+
+    /// The Claude Code CLI: a path, or a name looked up on PATH.
+    #[arg(long = "cli-path", env = "CLAUDE_CLI_PATH", default_value = "claude")]
+    pub cli_path: PathBuf,
+
+    /// Run the CLI under the operator's Claude subscription login: ANTHROPIC_API_KEY and
+    /// ANTHROPIC_AUTH_TOKEN are kept from the CLI. Set to false to let an API key through.
+    #[arg(
+        long = "use-subscription",
+        env = "CLAUDE_USE_SUBSCRIPTION",
+        default_value = "true",
+        value_parser = parse_bool,
+        action = clap::ArgAction::Set,
+    )]
+    pub use_subscription: bool,
+
+    /// Model used when a request names none (passed to the CLI as --model).
+    #[arg(long = "default-model", env = "CLAUDE_DEFAULT_MODEL", value_parser = parse_model)]
+    pub default_model: Option<String>,
+
+    /// How many CLI processes may run at once; further requests get 429.
+    #[arg(long = "max-agents", env = "PROXY_MAX_AGENTS", default_value_t = 8, value_parser = parse_positive)]
+    pub max_agents: usize,
+
+    /// Longest a whole run may take, in seconds (0: no limit).
+    #[arg(long = "agent-timeout-secs", env = "PROXY_AGENT_TIMEOUT_SECS", default_value = "1800", value_parser = parse_secs)]
+    pub agent_timeout: Duration,
+
+    /// Longest the CLI may go without writing a line, in seconds (0: no limit).
+    #[arg(long = "idle-timeout-secs", env = "PROXY_IDLE_TIMEOUT_SECS", default_value = "600", value_parser = parse_secs)]
+    pub idle_timeout: Duration,
+
+    /// Seconds between SIGTERM and SIGKILL when a CLI is stopped.
+    #[arg(long = "stop-grace-secs", env = "PROXY_STOP_GRACE_SECS", default_value = "5", value_parser = parse_secs)]
+    pub stop_grace: Duration,
+
+    /// Longest CLI output line passed on, in bytes; a longer line is dropped and reported.
+    #[arg(long = "max-line-bytes", env = "PROXY_MAX_LINE_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = parse_positive)]
+    pub max_line_bytes: usize,
+
+    /// Largest request body accepted, in bytes; a larger one gets 413.
+    #[arg(long = "max-body-bytes", env = "PROXY_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = parse_positive)]
+    pub max_body_bytes: usize,
+
+    /// On SIGTERM or SIGINT, the longest the server waits for open streams before it exits.
+    #[arg(long = "shutdown-timeout-secs", env = "PROXY_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    pub shutdown_timeout: Duration,
+
+    /// Seconds of CLI silence after which a stream gets a keep-alive comment.
+    #[arg(long = "keepalive-secs", env = "PROXY_KEEPALIVE_SECS", default_value = "15", value_parser = parse_positive_secs)]
+    pub keepalive: Duration,
+
+    /// Log format: pretty (for people) or json (for log collectors). Filter with RUST_LOG.
+    #[arg(
+        long = "log-format",
+        env = "PROXY_LOG_FORMAT",
+        default_value = "pretty",
+        value_enum
+    )]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+impl Config {
+    /// Reads the settings from `args` and the environment, or returns the one line to print
+    /// (or the help/version text, with exit code 0) when they do not parse.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Self::try_parse_from(args)
+    }
+}
+
+/// Says what was wrong with a setting in a single line: the variable, the value and what it
+/// accepts. clap's own message spans several lines and names the flag only.
+pub fn one_line_error(err: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue};
+    let context = |kind| match err.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        Some(ContextValue::Strings(v)) => Some(v.join(", ")),
+        _ => None,
+    };
+    let arg = context(ContextKind::InvalidArg);
+    let value = context(ContextKind::InvalidValue);
+    let rendered = err.to_string();
+    // clap ends the first line of a value error with ": <why>"; keep just the reason.
+    let first_line = rendered.lines().next().unwrap_or_default();
+    let reason = first_line
+        .rsplit_once(": ")
+        .map(|(_, why)| why)
+        .unwrap_or(first_line);
+    match (arg, value) {
+        (Some(arg), Some(value)) => {
+            // InvalidArg reads "--max-agents <MAX_AGENTS>"; name the variable people set.
+            let flag = arg.split_whitespace().next().unwrap_or(&arg);
+            let command = <Config as clap::CommandFactory>::command();
+            let var = command
+                .get_arguments()
+                .find(|a| {
+                    a.get_long()
+                        .is_some_and(|long| flag.strip_prefix("--") == Some(long))
+                })
+                .and_then(|a| a.get_env())
+                .map(|env| env.to_string_lossy().into_owned());
+            let name = match var {
+                Some(var) => format!("{var} (or {flag})"),
+                None => flag.to_owned(),
+            };
+            let valid = context(ContextKind::ValidValue)
+                .map(|v| format!("; accepted: {v}"))
+                .unwrap_or_default();
+            let reason = if valid.is_empty() {
+                reason.to_owned()
+            } else {
+                "not one of the accepted values".to_owned()
+            };
+            format!("claude-proxy: invalid {name}={value:?}: {reason}{valid}")
+        }
+        _ => format!("claude-proxy: {}", first_line.trim_start_matches("error: ")),
+    }
+}
+
+fn parse_bool(value: &str) -> Result<bool, String> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".into()),
+    }
+}
+
+fn parse_positive(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err("expected a whole number of at least 1".into()),
+    }
+}
+
+fn parse_secs(value: &str) -> Result<Duration, String> {
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| "expected a number of seconds, 0 or more (such as 30 or 0.5)".into())
+}
+
+fn parse_positive_secs(value: &str) -> Result<Duration, String> {
+    match parse_secs(value) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        _ => Err("expected a number of seconds above 0 (such as 15 or 0.5)".into()),
+    }
+}
+
+/// The model names the CLI accepts are short tokens; anything else could be read as a flag
+/// or smuggle other text into the command line.
+pub fn parse_model(value: &str) -> Result<String, String> {
+    let ok = (1..=100).contains(&value.len())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:[]-".contains(&b));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err("expected 1 to 100 of the characters A-Z a-z 0-9 . _ : [ ] -".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let config = Config::from_args(["claude-proxy"]).unwrap();
+        assert_eq!(config.port, 8000);
+        assert_eq!(config.max_agents, 8);
+        assert_eq!(config.agent_timeout, Duration::from_secs(1800));
+        assert_eq!(config.max_line_bytes, 64 << 20);
+        assert!(config.use_subscription);
+    }
+
+    #[test]
+    fn a_bad_value_is_one_line_naming_the_variable() {
+        let err = Config::from_args(["claude-proxy", "--max-agents", "lots"]).unwrap_err();
+        let line = one_line_error(&err);
+        assert!(!line.contains('\n'), "{line}");
+        assert!(line.contains("PROXY_MAX_AGENTS"), "{line}");
+        assert!(line.contains("at least 1"), "{line}");
+    }
+
+    #[test]
+    fn model_names_are_restricted() {
+        assert!(parse_model("claude-sonnet-4-5-20250929").is_ok());
+        assert!(parse_model("claude-opus-4[1m]").is_ok());
+        assert!(parse_model("--dangerously-skip-permissions x").is_err());
+        assert!(parse_model("").is_err());
+        assert!(parse_model(&"a".repeat(101)).is_err());
+    }
+}

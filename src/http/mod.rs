@@ -1,0 +1,32 @@
+//! The HTTP face of the proxy: routes, request validation and the SSE encoding.
+
+mod handlers;
+mod request;
+mod sse;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::Uri;
+use axum::routing::{get, post};
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use request::AgentRequest;
+
+/// The whole API. Errors, including the ones axum would answer in plain text (unknown route,
+/// wrong method, body limit), come back as JSON `{"detail": ...}`.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.config.max_body_bytes;
+    Router::new()
+        .route("/health", get(handlers::health))
+        .route("/agent/start", post(handlers::start))
+        .route("/agent/stream", post(handlers::stream))
+        .route("/agent/stop/{agent_id}", post(handlers::stop))
+        .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

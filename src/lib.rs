@@ -1,0 +1,88 @@
+//! claude-proxy runs the Claude Code CLI for HTTP clients and streams its stream-json output
+//! back as Server-Sent Events.
+//!
+//! [`app`] builds the router over an [`AppState`]; [`run`] serves it on a listener until a
+//! shutdown future resolves, then ends every agent before it returns.
+
+pub mod agent;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod runner;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::io;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+pub use config::Config;
+pub use http::app;
+pub use state::AppState;
+
+/// Serves the API on `listener` until `shutdown` resolves. Then it stops accepting, ends every
+/// agent (SIGTERM, SIGKILL after the grace period, reaped), lets open streams send their last
+/// events, and returns, at the latest after the shutdown timeout.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let shutdown_timeout = config.shutdown_timeout;
+    let state = AppState::new(config);
+    // Each event is written as soon as it is ready: Nagle's algorithm would hold small
+    // writes back for the peer's delayed ACK.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    let stopping = state.shutdown.clone();
+    let mut server = tokio::spawn(
+        axum::serve(listener, app(state.clone()))
+            .with_graceful_shutdown(stopping.clone().cancelled_owned())
+            .into_future(),
+    );
+
+    tokio::select! {
+        () = shutdown => {}
+        served = &mut server => return served.map_err(io::Error::other)?,
+    }
+
+    let deadline = tokio::time::Instant::now() + shutdown_timeout;
+    tracing::info!(agents = state.registry.len(), "shutting down");
+    stopping.cancel();
+    state.tasks.close();
+    if tokio::time::timeout_at(deadline, state.tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("agents still running at the shutdown timeout; killing them");
+        state.registry.kill_all();
+    }
+    match tokio::time::timeout_at(deadline, &mut server).await {
+        Ok(served) => served.map_err(io::Error::other)?,
+        Err(_) => {
+            tracing::warn!(
+                "clients still connected at the shutdown timeout; closing their connections"
+            );
+            server.abort();
+            Ok(())
+        }
+    }
+}
+
+/// Lets this process hold as many files as it may: every agent takes several descriptors
+/// (three pipes, a socket), and the usual soft limit of 1024 is reached early.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(%err, soft, hard, "could not raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "could not read the open-files limit"),
+    }
+}

@@ -1,0 +1,58 @@
+use std::process::ExitCode;
+
+use claude_proxy::config::{Config, one_line_error};
+use claude_proxy::{raise_open_files_limit, run, telemetry};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(std::env::args_os()) {
+        Ok(config) => config,
+        Err(err) if !err.use_stderr() => {
+            // --help and --version
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            eprintln!("{}", one_line_error(&err));
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(config.log_format);
+    raise_open_files_limit();
+
+    let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
+    runtime.block_on(async move {
+        let address = (config.host.as_str(), config.port);
+        let listener = match TcpListener::bind(address).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!(
+                    "claude-proxy: cannot listen on {}:{}: {err} (set PROXY_HOST and PROXY_PORT)",
+                    config.host, config.port
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!("listening on http://{addr}"),
+            Err(err) => tracing::warn!(%err, "listening, on an address that cannot be read"),
+        }
+        match run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!(%err, "the server failed");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// SIGTERM (docker stop, systemd) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,204 @@
+//! Shared by the integration tests: a real server on a free port, an SSE reader, and checks
+//! on processes.
+#![allow(dead_code)]
+
+pub mod sse;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use claude_proxy::Config;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use sse::{SseEvent, SseReader};
+
+/// The fake CLI, built by cargo with the tests.
+pub fn fake_cli() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_fake-claude"))
+}
+
+/// A place of the test's own, with a `claude` in it that records each of its runs, then
+/// becomes the fake CLI.
+pub struct FakeInstall {
+    pub dir: tempfile::TempDir,
+}
+
+impl FakeInstall {
+    pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = format!(
+            "#!/bin/sh\necho $$ >> '{}/runs'\nexec '{}' \"$@\"\n",
+            dir.path().display(),
+            fake_cli().display()
+        );
+        let path = dir.path().join("claude");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Self { dir }
+    }
+
+    pub fn cli_path(&self) -> PathBuf {
+        self.dir.path().join("claude")
+    }
+
+    /// How many times the CLI was started.
+    pub fn runs(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("runs"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+}
+
+/// The proxy, served in this process on a free port, with the fake CLI.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub fake: FakeInstall,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::with_args(&[]).await
+    }
+
+    /// Starts with these flags on top of the test defaults.
+    pub async fn with_args(args: &[&str]) -> Self {
+        let fake = FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let mut argv = vec!["claude-proxy", "--cli-path", &cli, "--stop-grace-secs", "2"];
+        argv.extend_from_slice(args);
+        let config = Config::from_args(argv).expect("test flags parse");
+        Self::with_config(config, fake).await
+    }
+
+    pub async fn with_config(config: Config, fake: FakeInstall) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(claude_proxy::run(listener, config, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            addr,
+            fake,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Opens /agent/stream with this prompt.
+    pub async fn stream(&self, prompt: &str) -> SseReader {
+        let response = self
+            .post_json("/agent/stream", serde_json::json!({"prompt": prompt}))
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "stream refused: {:?}",
+            response.text().await
+        );
+        SseReader::new(response)
+    }
+
+    /// Runs a whole stream and returns its events.
+    pub async fn stream_all(&self, prompt: &str) -> Vec<SseEvent> {
+        self.stream(prompt).await.collect_all().await
+    }
+
+    pub async fn health(&self) -> serde_json::Value {
+        self.client
+            .get(self.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Asks the server to shut down as SIGTERM would, and waits for `run` to return.
+    pub async fn shutdown(&mut self) -> std::io::Result<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match self.task.take() {
+            Some(task) => task.await.unwrap(),
+            None => Ok(()),
+        }
+    }
+
+    pub fn trigger_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("the server runs")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Whether a process still exists; a zombie, dead but not yet reaped by its new parent,
+/// does not count.
+pub fn process_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next());
+            !matches!(state, Some("Z") | Some("X"))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Waits for a condition that the system brings about on its own time (a process dying, a
+/// file appearing), checking it often; fails the test if it has not happened within `limit`.
+pub async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !condition() {
+        assert!(
+            start.elapsed() < limit,
+            "{what}: still not so after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn process_gone(pid: u32) {
+    eventually(
+        &format!("process {pid} is gone"),
+        Duration::from_secs(15),
+        || !process_alive(pid),
+    )
+    .await;
+}
+
+pub fn path_exists(path: &Path) -> bool {
+    path.exists()
+}
