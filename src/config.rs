@@ -118,12 +118,7 @@ pub fn one_line_error(err: &clap::Error) -> String {
     let arg = context(ContextKind::InvalidArg);
     let value = context(ContextKind::InvalidValue);
     let rendered = err.to_string();
-    // clap ends the first line of a value error with ": <why>"; keep just the reason.
     let first_line = rendered.lines().next().unwrap_or_default();
-    let reason = first_line
-        .rsplit_once(": ")
-        .map(|(_, why)| why)
-        .unwrap_or(first_line);
     match (arg, value) {
         (Some(arg), Some(value)) => {
             // InvalidArg reads "--max-agents <MAX_AGENTS>"; name the variable people set.
@@ -138,9 +133,13 @@ pub fn one_line_error(err: &clap::Error) -> String {
                 .and_then(|a| a.get_env())
                 .map(|env| env.to_string_lossy().into_owned());
             let name = match var {
-                Some(var) => format!("{var} (or {flag})"),
+                Some(var) => format!("{var} ({flag})"),
                 None => flag.to_owned(),
             };
+            // clap's first line reads "error: invalid value 'V' for '--flag <NAME>': <why>".
+            let reason = first_line
+                .split_once(&format!("{arg}': "))
+                .map_or(first_line, |(_, why)| why);
             let valid = context(ContextKind::ValidValue)
                 .map(|v| format!("; accepted: {v}"))
                 .unwrap_or_default();
@@ -149,7 +148,7 @@ pub fn one_line_error(err: &clap::Error) -> String {
             } else {
                 "not one of the accepted values".to_owned()
             };
-            format!("claude-proxy: invalid {name}={value:?}: {reason}{valid}")
+            format!("claude-proxy: {name} is {value:?}: {reason}{valid}")
         }
         _ => format!("claude-proxy: {}", first_line.trim_start_matches("error: ")),
     }

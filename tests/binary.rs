@@ -1,0 +1,324 @@
+//! The `claude-proxy` program as an operator runs it: settings from the environment, --help,
+//! start-up errors, signals, and what its CLI children inherit.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::sse::{complete_of, error_codes};
+use support::{FakeInstall, SseReader, process_gone};
+
+const PROGRAM: &str = env!("CARGO_BIN_EXE_claude-proxy");
+
+/// Every setting the issue lists, each of which --help and .env.example must show.
+const SETTINGS: &[&str] = &[
+    "PROXY_HOST",
+    "PROXY_PORT",
+    "CLAUDE_CLI_PATH",
+    "CLAUDE_USE_SUBSCRIPTION",
+    "CLAUDE_DEFAULT_MODEL",
+    "PROXY_MAX_AGENTS",
+    "PROXY_AGENT_TIMEOUT_SECS",
+    "PROXY_IDLE_TIMEOUT_SECS",
+    "PROXY_STOP_GRACE_SECS",
+    "PROXY_MAX_LINE_BYTES",
+    "PROXY_MAX_BODY_BYTES",
+    "PROXY_SHUTDOWN_TIMEOUT_SECS",
+    "PROXY_KEEPALIVE_SECS",
+    "PROXY_LOG_FORMAT",
+];
+
+/// The program, with a clean environment but for PATH and the given variables.
+fn command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(PROGRAM);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap())
+        .env("RUST_LOG", "claude_proxy=info");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command
+}
+
+/// A running claude-proxy process on a free port.
+struct Proxy {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Proxy {
+    fn start(fake: &FakeInstall, env: &[(&str, &str)]) -> Self {
+        let cli = fake.cli_path().display().to_string();
+        let mut all = vec![
+            ("PROXY_PORT", "0"),
+            ("CLAUDE_CLI_PATH", cli.as_str()),
+            ("PROXY_STOP_GRACE_SECS", "1"),
+        ];
+        all.extend_from_slice(env);
+        let mut child = command(&all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep reading the log so the server never blocks on it; hand over the address.
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if let Some((_, addr)) = line.split_once("listening on ") {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+            }
+        });
+        let base = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server logs its address");
+        Self {
+            child,
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
+    async fn stream(&self, prompt: &str) -> SseReader {
+        let response = self
+            .client
+            .post(format!("{}/agent/stream", self.base))
+            .json(&json!({"prompt": prompt}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        SseReader::new(response)
+    }
+
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+    }
+
+    /// The most memory the server has held so far, in bytes.
+    fn peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        line.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+            * 1024
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn help_lists_every_setting() {
+    let output = command(&[]).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for setting in SETTINGS {
+        assert!(help.contains(setting), "--help does not mention {setting}");
+    }
+}
+
+#[test]
+fn env_example_documents_every_setting() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    for setting in SETTINGS {
+        let line = example.lines().position(|l| {
+            l.trim_start_matches("# ")
+                .starts_with(&format!("{setting}="))
+        });
+        let line = line.unwrap_or_else(|| panic!(".env.example does not set {setting}"));
+        assert!(
+            line > 0 && example.lines().nth(line - 1).unwrap().starts_with('#'),
+            "{setting} has no comment above it"
+        );
+    }
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
+    for (name, value, accepted) in [
+        ("PROXY_MAX_AGENTS", "lots", "whole number"),
+        ("PROXY_PORT", "99999", "65535"),
+        ("CLAUDE_USE_SUBSCRIPTION", "maybe", "true or false"),
+        ("PROXY_IDLE_TIMEOUT_SECS", "-1", "seconds"),
+        ("PROXY_LOG_FORMAT", "xml", "pretty, json"),
+        ("CLAUDE_DEFAULT_MODEL", "a b", "characters"),
+    ] {
+        let output = command(&[(name, value)]).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}={value}");
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{name}={value}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(accepted),
+            "{name}={value}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn a_port_in_use_is_said_plainly() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let output = command(&[("PROXY_PORT", &port)]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && stderr.contains("PROXY_PORT"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key() {
+    let fake = FakeInstall::new();
+    let secrets = [
+        ("PROXY_API_KEY", "client-key-must-not-leak"),
+        ("PROXY_SOMETHING_ELSE", "x"),
+        ("ANTHROPIC_API_KEY", "sk-ant-test"),
+        ("ANTHROPIC_AUTH_TOKEN", "token-test"),
+        ("CLAUDECODE", "1"),
+        ("KEEP_ME", "visible"),
+    ];
+    let proxy = Proxy::start(&fake, &secrets);
+    let events = proxy.stream("@env\n@result").await.collect_all().await;
+    let env = events
+        .iter()
+        .find(|e| e.kind() == "fake_env")
+        .unwrap()
+        .json()["env"]
+        .clone();
+    let names: Vec<&str> = env
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert!(names.iter().all(|n| !n.starts_with("PROXY_")), "{names:?}");
+    for hidden in ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDECODE"] {
+        assert!(!names.contains(&hidden), "{hidden} reached the CLI");
+    }
+    assert_eq!(
+        env["KEEP_ME"], "visible",
+        "the rest of the environment passes"
+    );
+
+    let mut with_key = secrets.to_vec();
+    with_key.push(("CLAUDE_USE_SUBSCRIPTION", "false"));
+    let proxy = Proxy::start(&fake, &with_key);
+    let events = proxy.stream("@env\n@result").await.collect_all().await;
+    let env = events
+        .iter()
+        .find(|e| e.kind() == "fake_env")
+        .unwrap()
+        .json()["env"]
+        .clone();
+    assert_eq!(
+        env["ANTHROPIC_API_KEY"], "sk-ant-test",
+        "without a subscription the key passes"
+    );
+    assert!(env.get("PROXY_API_KEY").is_none());
+}
+
+#[tokio::test]
+async fn sigterm_ends_every_agent_finishes_streams_and_exits() {
+    use nix::sys::signal::Signal;
+    let fake = FakeInstall::new();
+    let mut proxy = Proxy::start(&fake, &[]);
+    let mut reader = proxy.stream("@grandchild\n@text ready\n@hang").await;
+    let pid = reader.next_of("agent").await.json()["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    reader.next_of("assistant").await;
+
+    proxy.signal(Signal::SIGTERM);
+    let rest = reader.collect_all().await;
+    assert_eq!(error_codes(&rest), ["shutdown"]);
+    assert_eq!(complete_of(&rest)["status"], "stopped");
+    let status = tokio::task::spawn_blocking(move || proxy.child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    process_gone(pid).await;
+    process_gone(grandchild).await;
+}
+
+#[tokio::test]
+async fn a_killed_server_takes_its_cli_along() {
+    use nix::sys::signal::Signal;
+    let fake = FakeInstall::new();
+    let proxy = Proxy::start(&fake, &[]);
+    let mut reader = proxy.stream("@text ready\n@hang").await;
+    let pid = reader.next_of("agent").await.json()["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    reader.next_of("assistant").await;
+    // SIGKILL leaves the server no chance to clean up: the parent-death signal does it.
+    proxy.signal(Signal::SIGKILL);
+    process_gone(pid).await;
+}
+
+#[tokio::test]
+async fn a_100_mib_line_costs_bounded_memory() {
+    let fake = FakeInstall::new();
+    let proxy = Proxy::start(&fake, &[("PROXY_MAX_LINE_BYTES", "1048576")]);
+    let events = proxy
+        .stream("@big 104857600\n@result")
+        .await
+        .collect_all()
+        .await;
+    assert_eq!(error_codes(&events), ["line_too_long"]);
+    assert_eq!(complete_of(&events)["status"], "completed");
+    let peak = proxy.peak_rss();
+    assert!(
+        peak < 48 << 20,
+        "the server peaked at {} MiB for a 100 MiB line it dropped",
+        peak >> 20
+    );
+}
+
+#[tokio::test]
+async fn json_logs_when_asked() {
+    let fake = FakeInstall::new();
+    let cli = fake.cli_path().display().to_string();
+    let mut child = command(&[
+        ("PROXY_PORT", "0"),
+        ("CLAUDE_CLI_PATH", &cli),
+        ("PROXY_LOG_FORMAT", "json"),
+    ])
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stderr.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    let line: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert!(
+        line["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("listening on http://127.0.0.1:"),
+        "{line}"
+    );
+}
