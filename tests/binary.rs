@@ -4,14 +4,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-use serde_json::{Value, json};
+use std::process::Stdio;
+
+use serde_json::Value;
+use support::proxy::{Proxy, command};
 use support::sse::{complete_of, error_codes};
-use support::{FakeInstall, SseReader, process_gone};
-
-const PROGRAM: &str = env!("CARGO_BIN_EXE_claude-proxy");
+use support::{FakeInstall, process_gone};
 
 /// Every setting the issue lists, each of which --help and .env.example must show.
 const SETTINGS: &[&str] = &[
@@ -31,94 +30,15 @@ const SETTINGS: &[&str] = &[
     "PROXY_LOG_FORMAT",
 ];
 
-/// The program, with a clean environment but for PATH and the given variables.
-fn command(env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(PROGRAM);
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap())
-        .env("RUST_LOG", "claude_proxy=info");
-    for (name, value) in env {
-        command.env(name, value);
-    }
-    command
-}
-
-/// A running claude-proxy process on a free port.
-struct Proxy {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
-}
-
-impl Proxy {
-    fn start(fake: &FakeInstall, env: &[(&str, &str)]) -> Self {
-        let cli = fake.cli_path().display().to_string();
-        let mut all = vec![
-            ("PROXY_PORT", "0"),
-            ("CLAUDE_CLI_PATH", cli.as_str()),
-            ("PROXY_STOP_GRACE_SECS", "1"),
-        ];
-        all.extend_from_slice(env);
-        let mut child = command(&all)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        // Keep reading the log so the server never blocks on it; hand over the address.
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs its address");
-        Self {
-            child,
-            base,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    async fn stream(&self, prompt: &str) -> SseReader {
-        let response = self
-            .client
-            .post(format!("{}/agent/stream", self.base))
-            .json(&json!({"prompt": prompt}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        SseReader::new(response)
-    }
-
-    fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
-    }
-
-    /// The most memory the server has held so far, in bytes.
-    fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace()
-            .nth(1)
-            .unwrap()
-            .parse::<u64>()
-            .unwrap()
-            * 1024
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A proxy running the fake CLI, with a short grace period.
+fn start_with_fake(fake: &FakeInstall, env: &[(&str, &str)]) -> Proxy {
+    let cli = fake.cli_path().display().to_string();
+    let mut all = vec![
+        ("CLAUDE_CLI_PATH", cli.as_str()),
+        ("PROXY_STOP_GRACE_SECS", "1"),
+    ];
+    all.extend_from_slice(env);
+    Proxy::start(fake.dir.path(), &all)
 }
 
 #[test]
@@ -194,7 +114,7 @@ async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key()
         ("CLAUDECODE", "1"),
         ("KEEP_ME", "visible"),
     ];
-    let proxy = Proxy::start(&fake, &secrets);
+    let proxy = start_with_fake(&fake, &secrets);
     let events = proxy.stream("@env\n@result").await.collect_all().await;
     let env = events
         .iter()
@@ -219,7 +139,7 @@ async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key()
 
     let mut with_key = secrets.to_vec();
     with_key.push(("CLAUDE_USE_SUBSCRIPTION", "false"));
-    let proxy = Proxy::start(&fake, &with_key);
+    let proxy = start_with_fake(&fake, &with_key);
     let events = proxy.stream("@env\n@result").await.collect_all().await;
     let env = events
         .iter()
@@ -238,7 +158,7 @@ async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key()
 async fn sigterm_ends_every_agent_finishes_streams_and_exits() {
     use nix::sys::signal::Signal;
     let fake = FakeInstall::new();
-    let mut proxy = Proxy::start(&fake, &[]);
+    let mut proxy = start_with_fake(&fake, &[]);
     let mut reader = proxy.stream("@grandchild\n@text ready\n@hang").await;
     let pid = reader.next_of("agent").await.json()["pid"]
         .as_u64()
@@ -265,7 +185,7 @@ async fn sigterm_ends_every_agent_finishes_streams_and_exits() {
 async fn a_killed_server_takes_its_cli_along() {
     use nix::sys::signal::Signal;
     let fake = FakeInstall::new();
-    let proxy = Proxy::start(&fake, &[]);
+    let proxy = start_with_fake(&fake, &[]);
     let mut reader = proxy.stream("@text ready\n@hang").await;
     let pid = reader.next_of("agent").await.json()["pid"]
         .as_u64()
@@ -279,7 +199,7 @@ async fn a_killed_server_takes_its_cli_along() {
 #[tokio::test]
 async fn a_100_mib_line_costs_bounded_memory() {
     let fake = FakeInstall::new();
-    let proxy = Proxy::start(&fake, &[("PROXY_MAX_LINE_BYTES", "1048576")]);
+    let proxy = start_with_fake(&fake, &[("PROXY_MAX_LINE_BYTES", "1048576")]);
     let events = proxy
         .stream("@big 104857600\n@result")
         .await

@@ -1,0 +1,292 @@
+//! The proxy with the real Claude Code CLI (the pinned npm release), which talks to a stand-in
+//! of the Anthropic API instead of the network. These tests never skip: without the CLI they
+//! fail and say how to install it.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use support::anthropic::{Reply, StandIn};
+use support::proxy::Proxy;
+use support::sse::{complete_of, error_codes};
+use support::{SseEvent, process_gone, process_tree};
+
+/// The pinned CLI: CLAUDE_CLI_PATH (the test command sets it), or where that command installs it.
+pub fn real_cli() -> PathBuf {
+    let path = std::env::var_os("CLAUDE_CLI_PATH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(".tools/claude-code/node_modules/@anthropic-ai/claude-code-linux-x64/claude")
+        });
+    assert!(
+        path.is_file(),
+        "the real Claude Code CLI is not at {}: run scripts/test, which installs the pinned version, or set CLAUDE_CLI_PATH",
+        path.display()
+    );
+    path
+}
+
+/// A proxy running the real CLI against a stand-in, in a home and working directory of its own.
+struct RealSetup {
+    standin: StandIn,
+    proxy: Proxy,
+    work: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl RealSetup {
+    async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (home, work) = (dir.path().join("home"), dir.path().join("work"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let standin = StandIn::start(replies).await;
+        let proxy = start_proxy(&standin, &home, &work, &[]);
+        Self {
+            standin,
+            proxy,
+            work,
+            _dir: dir,
+        }
+    }
+}
+
+fn start_proxy(standin: &StandIn, home: &Path, work: &Path, extra: &[(&str, &str)]) -> Proxy {
+    let cli = real_cli().display().to_string();
+    let base = standin.base_url();
+    let mut env = vec![
+        ("HOME", home.to_str().unwrap()),
+        ("ANTHROPIC_BASE_URL", base.as_str()),
+        ("ANTHROPIC_API_KEY", "stand-in-key"),
+        // The stand-in needs the key, which subscription mode would keep from the CLI.
+        ("CLAUDE_USE_SUBSCRIPTION", "false"),
+        ("CLAUDE_CLI_PATH", cli.as_str()),
+        ("PROXY_STOP_GRACE_SECS", "3"),
+    ];
+    env.extend_from_slice(extra);
+    Proxy::start(work, &env)
+}
+
+fn cli_lines(events: &[SseEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .filter(|e| e.event == "message")
+        .map(SseEvent::json)
+        .collect()
+}
+
+fn text_of(assistant: &Value) -> String {
+    assistant["message"]["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["text"].as_str())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_stream_carries_the_real_cli_from_init_to_result() {
+    let setup = RealSetup::start([Reply::Text("The answer is 4.".into())]).await;
+    let started = Instant::now();
+    let mut reader = setup
+        .proxy
+        .stream_with(&json!({"prompt": "What is 2 + 2?", "model": "claude-sonnet-4-5"}))
+        .await;
+    let agent = reader.next().await.unwrap();
+    assert_eq!(agent.event, "agent");
+    let first_cli_line = reader.next().await.unwrap();
+    eprintln!(
+        "time from request to the first CLI line: {:?}",
+        started.elapsed()
+    );
+    let mut events = vec![agent, first_cli_line];
+    events.extend(reader.collect_all().await);
+
+    let lines = cli_lines(&events);
+    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["system", "assistant", "result"], "{events:#?}");
+    assert_eq!(lines[0]["subtype"], "init");
+    assert_eq!(text_of(&lines[1]), "The answer is 4.");
+    assert_eq!(lines[2]["is_error"], false);
+    assert_eq!(lines[2]["result"], "The answer is 4.");
+    let complete = complete_of(&events);
+    assert_eq!(complete["status"], "completed");
+    assert_eq!(complete["exit_code"], 0);
+
+    let requests = setup.standin.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0]["model"], "claude-sonnet-4-5",
+        "the requested model reached the API"
+    );
+    assert!(
+        setup
+            .standin
+            .texts_received()
+            .iter()
+            .any(|t| t == "What is 2 + 2?")
+    );
+}
+
+#[tokio::test]
+async fn a_resumed_session_continues_the_conversation() {
+    let setup = RealSetup::start([
+        Reply::Text("Noted: your number is 7.".into()),
+        Reply::Text("It was 7.".into()),
+    ])
+    .await;
+    let first = setup
+        .proxy
+        .stream("Remember the number 7.")
+        .await
+        .collect_all()
+        .await;
+    let result = cli_lines(&first)
+        .into_iter()
+        .find(|l| l["type"] == "result")
+        .unwrap();
+    let session = result["session_id"].as_str().unwrap().to_owned();
+
+    let second = setup
+        .proxy
+        .stream_with(&json!({"prompt": "What was my number?", "session_id": session}))
+        .await
+        .collect_all()
+        .await;
+    assert_eq!(complete_of(&second)["status"], "completed");
+    let init = &cli_lines(&second)[0];
+    assert_eq!(
+        init["session_id"], session,
+        "the CLI resumed the same session"
+    );
+    let requests = setup.standin.requests();
+    assert_eq!(requests.len(), 2);
+    let earlier = requests[1]["messages"].to_string();
+    assert!(
+        earlier.contains("Remember the number 7.") && earlier.contains("Noted: your number is 7."),
+        "the earlier turn was sent again"
+    );
+}
+
+#[tokio::test]
+async fn resuming_an_unknown_session_fails_with_the_clis_reason() {
+    let setup = RealSetup::start([]).await;
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let events = setup
+        .proxy
+        .stream_with(&json!({"prompt": "hello again", "session_id": unknown}))
+        .await
+        .collect_all()
+        .await;
+
+    let lines = cli_lines(&events);
+    assert_eq!(lines.last().unwrap()["type"], "result");
+    assert_eq!(lines.last().unwrap()["is_error"], true);
+    let error = events.iter().find(|e| e.event == "error").unwrap().json();
+    assert_eq!(error["code"], "exit_nonzero");
+    assert_eq!(error["exit_code"], 1);
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("No conversation found with session ID: {unknown}")),
+        "{error}"
+    );
+    assert_eq!(complete_of(&events)["status"], "failed");
+    assert!(setup.standin.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_bash_tool_really_runs_and_its_output_reaches_the_stream() {
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let setup = RealSetup::start([
+        Reply::Bash("cat nonce.txt".into()),
+        Reply::Text("The file holds the nonce.".into()),
+    ])
+    .await;
+    std::fs::write(setup.work.join("nonce.txt"), &nonce).unwrap();
+
+    let events = setup
+        .proxy
+        .stream("What is in nonce.txt?")
+        .await
+        .collect_all()
+        .await;
+    let lines = cli_lines(&events);
+    let tool_use = lines
+        .iter()
+        .find(|l| l["type"] == "assistant" && l.to_string().contains("tool_use"))
+        .expect("a tool_use line");
+    assert!(tool_use.to_string().contains("cat nonce.txt"));
+    let tool_result = lines
+        .iter()
+        .find(|l| l["type"] == "user")
+        .expect("a tool_result line");
+    assert!(
+        tool_result.to_string().contains(&nonce),
+        "the command's output is in the stream: {tool_result}"
+    );
+    assert_eq!(complete_of(&events)["status"], "completed");
+    let requests = setup.standin.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(
+        requests[1]["messages"].to_string().contains(&nonce),
+        "the tool result went back to the API"
+    );
+}
+
+#[tokio::test]
+async fn stop_during_a_stalled_reply_ends_the_cli_and_all_it_started() {
+    let setup = RealSetup::start([Reply::Stall]).await;
+    let mut reader = setup.proxy.stream("Take your time.").await;
+    let agent = reader.next_of("agent").await.json();
+    reader.next_of("system").await;
+    let pid = agent["pid"].as_u64().unwrap() as u32;
+    support::eventually(
+        "the stand-in got the request",
+        std::time::Duration::from_secs(30),
+        || !setup.standin.requests().is_empty(),
+    )
+    .await;
+    let tree = process_tree(pid);
+    eprintln!("the CLI runs as {} processes: {tree:?}", tree.len());
+    assert!(tree.contains(&pid));
+
+    let id = agent["agent_id"].as_str().unwrap();
+    let response = setup
+        .proxy
+        .client
+        .post(setup.proxy.url(&format!("/agent/stop/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rest = reader.collect_all().await;
+    assert_eq!(error_codes(&rest), ["stopped"]);
+    assert_eq!(complete_of(&rest)["status"], "stopped");
+    for pid in tree {
+        process_gone(pid).await;
+    }
+}
+
+#[tokio::test]
+async fn a_two_mib_prompt_reaches_the_api_intact() {
+    let setup = RealSetup::start([Reply::Text("That was long.".into())]).await;
+    let prompt: String = (0..2 * 1024 * 1024 / 64)
+        .map(|i| format!("line {i:057}\n"))
+        .collect();
+    let events = setup.proxy.stream(&prompt).await.collect_all().await;
+    assert_eq!(
+        complete_of(&events)["status"],
+        "completed",
+        "{:?}",
+        error_codes(&events)
+    );
+    assert!(
+        setup.standin.texts_received().iter().any(|t| *t == prompt),
+        "the API received the prompt unchanged"
+    );
+}

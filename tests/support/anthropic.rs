@@ -1,0 +1,217 @@
+//! A stand-in for the Anthropic Messages API, so the real Claude Code CLI runs offline:
+//! `ANTHROPIC_BASE_URL=http://127.0.0.1:<port>` points it here. Each test scripts the replies
+//! and reads back what the CLI sent.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, post};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// What the stand-in answers to one main-loop request of the CLI.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// An assistant message with this text.
+    Text(String),
+    /// A `tool_use` of Bash running this command; the CLI runs it and asks again.
+    Bash(String),
+    /// Starts the message, then sends nothing more and keeps the connection open.
+    Stall,
+    /// An HTTP error with this status, error type and `retry-after`.
+    Error {
+        status: u16,
+        kind: String,
+        retry_after: Option<u32>,
+    },
+}
+
+#[derive(Default)]
+struct Script {
+    replies: VecDeque<Reply>,
+    requests: Vec<Value>,
+    message_count: u64,
+}
+
+#[derive(Clone)]
+pub struct StandIn {
+    pub addr: SocketAddr,
+    script: Arc<Mutex<Script>>,
+}
+
+impl StandIn {
+    /// Serves on a free loopback port, answering with `replies` in order; past the script it
+    /// answers "ok".
+    pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
+        let script = Arc::new(Mutex::new(Script {
+            replies: replies.into_iter().collect(),
+            ..Default::default()
+        }));
+        let app = Router::new()
+            .route("/v1/messages", post(messages))
+            .fallback(any(|| async { StatusCode::OK }))
+            // The CLI sends whole conversations: the real API takes up to 32 MB.
+            .layer(DefaultBodyLimit::max(64 << 20))
+            .with_state(Arc::clone(&script));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Self { addr, script }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bodies of every /v1/messages request so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.script.lock().unwrap().requests.clone()
+    }
+
+    /// Every text the CLI sent in its requests' messages (user prompts, tool results,
+    /// earlier assistant turns), flattened.
+    pub fn texts_received(&self) -> Vec<String> {
+        let mut texts = Vec::new();
+        for request in self.requests() {
+            for message in request["messages"].as_array().into_iter().flatten() {
+                collect_texts(&message["content"], &mut texts);
+            }
+        }
+        texts
+    }
+}
+
+fn collect_texts(content: &Value, out: &mut Vec<String>) {
+    match content {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|item| collect_texts(item, out)),
+        Value::Object(map) => {
+            for key in ["text", "content"] {
+                if let Some(inner) = map.get(key) {
+                    collect_texts(inner, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let model = request["model"]
+        .as_str()
+        .unwrap_or("claude-stand-in")
+        .to_owned();
+    let (reply, id) = {
+        let mut script = script.lock().unwrap();
+        script.requests.push(request);
+        script.message_count += 1;
+        let reply = script
+            .replies
+            .pop_front()
+            .unwrap_or_else(|| Reply::Text("ok".into()));
+        (reply, script.message_count)
+    };
+    match reply {
+        Reply::Error {
+            status,
+            kind,
+            retry_after,
+        } => {
+            let mut headers = HeaderMap::new();
+            if let Some(secs) = retry_after {
+                headers.insert("retry-after", secs.into());
+            }
+            let body = json!({"type": "error", "error": {"type": kind, "message": format!("stand-in {kind}")}});
+            (
+                StatusCode::from_u16(status).unwrap(),
+                headers,
+                axum::Json(body),
+            )
+                .into_response()
+        }
+        Reply::Text(text) => sse(
+            message_events(id, &model, text_block(&text), "end_turn"),
+            false,
+        ),
+        Reply::Bash(command) => {
+            let input = json!({"command": command, "description": "Run a command"}).to_string();
+            sse(
+                message_events(id, &model, tool_block(id, &input), "tool_use"),
+                false,
+            )
+        }
+        Reply::Stall => sse(vec![message_start(id, &model)], true),
+    }
+}
+
+fn sse(events: Vec<Value>, then_stall: bool) -> Response {
+    let stream = async_stream::stream! {
+        for event in events {
+            let name = event["type"].as_str().unwrap_or("message").to_owned();
+            yield Ok::<_, Infallible>(Bytes::from(format!("event: {name}\ndata: {event}\n\n")));
+        }
+        if then_stall {
+            loop {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+        }
+    };
+    (
+        [("content-type", "text/event-stream")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+fn message_start(id: u64, model: &str) -> Value {
+    json!({"type": "message_start", "message": {
+        "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant", "model": model,
+        "content": [], "stop_reason": null, "stop_sequence": null,
+        "usage": {"input_tokens": 12, "output_tokens": 1}}})
+}
+
+/// A content block: its start and its deltas.
+type Block = (Value, Vec<Value>);
+
+fn text_block(text: &str) -> Block {
+    (
+        json!({"type": "text", "text": ""}),
+        vec![json!({"type": "text_delta", "text": text})],
+    )
+}
+
+fn tool_block(id: u64, input_json: &str) -> Block {
+    let (a, b) = input_json.split_at(input_json.len() / 2);
+    (
+        json!({"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": "Bash", "input": {}}),
+        vec![
+            json!({"type": "input_json_delta", "partial_json": a}),
+            json!({"type": "input_json_delta", "partial_json": b}),
+        ],
+    )
+}
+
+fn message_events(id: u64, model: &str, (start, deltas): Block, stop_reason: &str) -> Vec<Value> {
+    let mut events = vec![
+        message_start(id, model),
+        json!({"type": "content_block_start", "index": 0, "content_block": start}),
+    ];
+    events.extend(
+        deltas
+            .into_iter()
+            .map(|delta| json!({"type": "content_block_delta", "index": 0, "delta": delta})),
+    );
+    events.push(json!({"type": "content_block_stop", "index": 0}));
+    events.push(json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": 5}}));
+    events.push(json!({"type": "message_stop"}));
+    events
+}
