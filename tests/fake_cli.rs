@@ -539,100 +539,122 @@ async fn health_reports_the_cli_and_the_running_agents() {
     );
 }
 
+struct Case {
+    method: &'static str,
+    path: String,
+    content_type: Option<&'static str>,
+    body: String,
+    status: u16,
+    /// What the detail must mention.
+    mentions: &'static str,
+}
+
+fn case(
+    method: &'static str,
+    path: impl Into<String>,
+    content_type: Option<&'static str>,
+    body: impl Into<String>,
+    status: u16,
+    mentions: &'static str,
+) -> Case {
+    Case {
+        method,
+        path: path.into(),
+        content_type,
+        body: body.into(),
+        status,
+        mentions,
+    }
+}
+
 #[tokio::test]
 async fn bad_requests_get_a_json_4xx_and_spawn_nothing() {
     let server = TestServer::with_args(&["--max-body-bytes", "4096"]).await;
     let uuid = uuid::Uuid::new_v4();
-    let cases: Vec<(&str, &str, Option<&str>, String, u16, &str)> = vec![
-        (
+    let json = Some("application/json");
+    let cases = [
+        case(
             "POST",
             "/agent/stream",
-            Some("application/json"),
-            "{\"prompt\": ".into(),
+            json,
+            "{\"prompt\": ".to_owned(),
             400,
             "",
         ),
-        (
+        case(
             "POST",
             "/agent/stream",
             Some("text/plain"),
-            r#"{"prompt":"hi"}"#.into(),
+            r#"{"prompt":"hi"}"#.to_owned(),
             415,
             "",
         ),
-        (
+        case(
             "POST",
             "/agent/start",
             None,
-            r#"{"prompt":"hi"}"#.into(),
+            r#"{"prompt":"hi"}"#.to_owned(),
             415,
             "",
         ),
-        (
+        case(
             "POST",
             "/agent/stream",
-            Some("application/json"),
+            json,
             format!(r#"{{"prompt":"{}"}}"#, "x".repeat(5000)),
             413,
             "",
         ),
-        (
+        case(
             "POST",
             "/agent/stream",
-            Some("application/json"),
-            r#"{"prompt":""}"#.into(),
+            json,
+            r#"{"prompt":""}"#.to_owned(),
             422,
             "prompt",
         ),
-        (
+        case(
             "POST",
             "/agent/start",
-            Some("application/json"),
-            r#"{"prompt":"   "}"#.into(),
+            json,
+            r#"{"prompt":"   "}"#.to_owned(),
             422,
             "prompt",
         ),
-        (
+        case(
             "POST",
             "/agent/stream",
-            Some("application/json"),
-            r#"{"prompt":"hi","sesion_id":"x"}"#.into(),
+            json,
+            r#"{"prompt":"hi","sesion_id":"x"}"#.to_owned(),
             422,
             "sesion_id",
         ),
-        (
+        case(
             "POST",
             "/agent/stream",
-            Some("application/json"),
-            r#"{"prompt":5}"#.into(),
+            json,
+            r#"{"prompt":5}"#.to_owned(),
             422,
             "invalid type",
         ),
-        (
-            "POST",
-            "/agent/start",
-            Some("application/json"),
-            "{}".into(),
-            422,
-            "prompt",
-        ),
-        (
+        case("POST", "/agent/start", json, "{}".to_owned(), 422, "prompt"),
+        case(
             "POST",
             "/agent/stream",
-            Some("application/json"),
-            r#"{"prompt":"hi","session_id":"abc"}"#.into(),
+            json,
+            r#"{"prompt":"hi","session_id":"abc"}"#.to_owned(),
             422,
             "session_id",
         ),
-        (
+        case(
             "POST",
             "/agent/stream",
-            Some("application/json"),
-            r#"{"prompt":"hi","model":"--x y"}"#.into(),
+            json,
+            r#"{"prompt":"hi","model":"--x y"}"#.to_owned(),
             422,
             "model",
         ),
-        (
+        case(
             "POST",
             "/agent/stop/not-a-uuid",
             None,
@@ -640,22 +662,30 @@ async fn bad_requests_get_a_json_4xx_and_spawn_nothing() {
             404,
             "Agent not-a-uuid not found",
         ),
-        (
+        case(
             "POST",
-            &*Box::leak(format!("/agent/stop/{uuid}").into_boxed_str()),
+            format!("/agent/stop/{uuid}"),
             None,
             String::new(),
             404,
             "not found",
         ),
-        ("GET", "/agent/stream", None, String::new(), 405, ""),
-        ("DELETE", "/health", None, String::new(), 405, ""),
-        ("GET", "/nope", None, String::new(), 404, ""),
+        case("GET", "/agent/stream", None, String::new(), 405, ""),
+        case("DELETE", "/health", None, String::new(), 405, ""),
+        case("GET", "/nope", None, String::new(), 404, ""),
     ];
-    for (method, path, content_type, body, status, needle) in cases {
+    for Case {
+        method,
+        path,
+        content_type,
+        body,
+        status,
+        mentions: needle,
+    } in cases
+    {
         let mut request = server
             .client
-            .request(method.parse().unwrap(), server.url(path))
+            .request(method.parse().unwrap(), server.url(&path))
             .body(body);
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);

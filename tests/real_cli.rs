@@ -286,7 +286,34 @@ async fn a_two_mib_prompt_reaches_the_api_intact() {
         error_codes(&events)
     );
     assert!(
-        setup.standin.texts_received().iter().any(|t| *t == prompt),
+        setup.standin.texts_received().contains(&prompt),
         "the API received the prompt unchanged"
+    );
+}
+
+#[tokio::test]
+async fn the_node_client_works_against_the_real_cli() {
+    let setup = RealSetup::start([]).await;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "--test-reporter=spec", "tests/node/"])
+        .current_dir(root)
+        .env("CLAUDE_PROXY_URL", &setup.proxy.base)
+        .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
+        .output()
+        .await
+        .expect("node runs (Node.js 18 or later is needed)");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "the Node.js client tests failed:\n{report}"
+    );
+    assert!(
+        report.contains("pass 5") && report.contains("fail 0"),
+        "{report}"
     );
 }

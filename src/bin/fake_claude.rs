@@ -142,6 +142,8 @@ impl<W: Write> Fake<W> {
                 unsafe { signal::signal(Signal::SIGTERM, SigHandler::SigIgn) }
                     .expect("SIGTERM can be ignored");
             }
+            // Never waited for on purpose: it must outlive this process, for the proxy to end.
+            #[allow(clippy::zombie_processes)]
             "@grandchild" => {
                 let child = Command::new("sh")
                     .args(["-c", "trap '' TERM; exec sleep 3600"])

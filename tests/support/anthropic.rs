@@ -49,7 +49,7 @@ pub struct StandIn {
 
 impl StandIn {
     /// Serves on a free loopback port, answering with `replies` in order; past the script it
-    /// answers "ok".
+    /// answers [`DEFAULT_TEXT`], or stalls for a prompt holding [`STALL_MARKER`].
     pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
         let script = Arc::new(Mutex::new(Script {
             replies: replies.into_iter().collect(),
@@ -79,14 +79,23 @@ impl StandIn {
     /// Every text the CLI sent in its requests' messages (user prompts, tool results,
     /// earlier assistant turns), flattened.
     pub fn texts_received(&self) -> Vec<String> {
-        let mut texts = Vec::new();
-        for request in self.requests() {
-            for message in request["messages"].as_array().into_iter().flatten() {
-                collect_texts(&message["content"], &mut texts);
-            }
-        }
-        texts
+        collect_all_texts(&self.requests())
     }
+}
+
+/// A prompt holding this gets a stalled reply once the scripted replies are used up.
+pub const STALL_MARKER: &str = "[stand-in: stall]";
+/// The reply once the scripted replies are used up; not ASCII, to try the clients' decoding.
+pub const DEFAULT_TEXT: &str = "Hello from the stand-in: café, 你好 🎉";
+
+fn collect_all_texts(requests: &[Value]) -> Vec<String> {
+    let mut texts = Vec::new();
+    for request in requests {
+        for message in request["messages"].as_array().into_iter().flatten() {
+            collect_texts(&message["content"], &mut texts);
+        }
+    }
+    texts
 }
 
 fn collect_texts(content: &Value, out: &mut Vec<String>) {
@@ -110,14 +119,18 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
         .as_str()
         .unwrap_or("claude-stand-in")
         .to_owned();
+    let stall = collect_all_texts(std::slice::from_ref(&request))
+        .iter()
+        .any(|t| t.contains(STALL_MARKER));
     let (reply, id) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
         script.message_count += 1;
-        let reply = script
-            .replies
-            .pop_front()
-            .unwrap_or_else(|| Reply::Text("ok".into()));
+        let reply = match script.replies.pop_front() {
+            Some(reply) => reply,
+            None if stall => Reply::Stall,
+            None => Reply::Text(DEFAULT_TEXT.into()),
+        };
         (reply, script.message_count)
     };
     match reply {
