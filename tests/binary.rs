@@ -242,3 +242,15 @@ async fn json_logs_when_asked() {
         "{line}"
     );
 }
+
+#[test]
+fn the_readme_shows_the_node_client_as_it_is() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    let client =
+        std::fs::read_to_string(format!("{root}/examples/node/claude-proxy-client.mjs")).unwrap();
+    assert!(
+        readme.contains(&format!("```js\n{client}```")),
+        "README.md's client block differs from examples/node/claude-proxy-client.mjs"
+    );
+}

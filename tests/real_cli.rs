@@ -317,3 +317,63 @@ async fn the_node_client_works_against_the_real_cli() {
         "{report}"
     );
 }
+
+/// The README's curl examples, in order, with what each one's output must show.
+const README_EXAMPLES: &[&str] = &[
+    r#""status":"ok""#,
+    r#""status":"completed""#,
+    "No conversation found with session ID: 00000000-0000-4000-8000-000000000000",
+    r#""status":"started""#,
+    r#""status":"stopped""#,
+];
+
+#[tokio::test]
+async fn the_readme_curl_examples_work_as_written() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let blocks: Vec<&str> = readme
+        .split("```sh\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .filter(|block| block.contains("curl "))
+        .collect();
+    assert_eq!(
+        blocks.len(),
+        README_EXAMPLES.len(),
+        "the README's curl examples: {blocks:#?}"
+    );
+
+    // The stop example needs an agent that is still running when it is stopped.
+    let rule: support::anthropic::Rule = std::sync::Arc::new(|texts: &[String]| {
+        texts
+            .iter()
+            .any(|t| t.contains("Explain this repository"))
+            .then_some(Reply::Stall)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (home, work) = (dir.path().join("home"), dir.path().join("work"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    let standin = StandIn::start_with(Some(rule), []).await;
+    let proxy = start_proxy(&standin, &home, &work, &[]);
+    let address = proxy.base.trim_start_matches("http://").to_owned();
+
+    for (block, expected) in blocks.iter().zip(README_EXAMPLES) {
+        let script = block.replace("127.0.0.1:8000", &address);
+        let output = tokio::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .output()
+            .await
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{block}\nfailed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            stdout.contains(expected),
+            "{block}\nprinted {stdout}\nwhich lacks {expected}"
+        );
+    }
+}

@@ -55,9 +55,11 @@ enum Phase {
     Done,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct ResultLine {
     is_error: bool,
+    /// What an error result says went wrong, to explain a failed exit when stderr is silent.
+    error_text: Option<String>,
 }
 
 /// The little the proxy reads of a CLI line: serde skips everything else without building it.
@@ -67,6 +69,10 @@ struct LineHead<'a> {
     kind: Option<Cow<'a, str>>,
     #[serde(default)]
     is_error: Option<bool>,
+    #[serde(default, borrow)]
+    result: Option<Cow<'a, str>>,
+    #[serde(default)]
+    errors: Option<Vec<String>>,
 }
 
 impl AgentEvents {
@@ -131,8 +137,17 @@ impl AgentEvents {
         match serde_json::from_slice::<LineHead>(&line) {
             Ok(head) if std::str::from_utf8(&line).is_ok() => {
                 if head.kind.as_deref() == Some("result") {
+                    let is_error = head.is_error.unwrap_or(false);
+                    let error_text = is_error
+                        .then(|| {
+                            head.errors
+                                .and_then(|e| e.into_iter().next())
+                                .or(head.result.map(Cow::into_owned))
+                        })
+                        .flatten();
                     self.result = Some(ResultLine {
-                        is_error: head.is_error.unwrap_or(false),
+                        is_error,
+                        error_text,
                     });
                 }
                 return sse_safe(line);
@@ -199,9 +214,11 @@ impl AgentEvents {
                         (None, None) => "the CLI ended abnormally".to_owned(),
                     };
                     let stderr = String::from_utf8_lossy(&outcome.stderr_tail).into_owned();
-                    let message = match stderr.trim() {
-                        "" => how,
-                        reason => format!("{how}: {}", last_line(reason)),
+                    let error_result = self.result.as_ref().and_then(|r| r.error_text.as_deref());
+                    let message = match (stderr.trim(), error_result) {
+                        ("", None) => how,
+                        ("", Some(reason)) => format!("{how}: {}", reason.trim()),
+                        (reason, _) => format!("{how}: {}", last_line(reason)),
                     };
                     self.push_error(
                         "exit_nonzero",
@@ -217,9 +234,9 @@ impl AgentEvents {
                     );
                 }
                 match self.result {
-                    Some(ResultLine { is_error: false }) if outcome.exit_code == Some(0) => {
-                        FinalStatus::Completed
-                    }
+                    Some(ResultLine {
+                        is_error: false, ..
+                    }) if outcome.exit_code == Some(0) => FinalStatus::Completed,
                     _ => FinalStatus::Failed,
                 }
             }
@@ -403,6 +420,18 @@ mod tests {
                 .ends_with("No conversation found")
         );
         assert_eq!(json_of(events.last().unwrap())["status"], "failed");
+    }
+
+    #[tokio::test]
+    async fn without_stderr_the_error_result_explains_the_exit() {
+        let mut end = outcome(Some(1), Ending::Exited);
+        end.stderr_tail = Bytes::new();
+        let not_logged_in = br#"{"type":"result","is_error":true,"result":"Not logged in \u00b7 Please run /login"}"#;
+        let events = events_for(&[not_logged_in], end).await;
+        assert_eq!(
+            json_of(&events[2])["message"],
+            "the CLI exited with code 1: Not logged in \u{b7} Please run /login"
+        );
     }
 
     #[tokio::test]

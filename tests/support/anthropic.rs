@@ -34,8 +34,12 @@ pub enum Reply {
     },
 }
 
+/// Picks the reply for a request from the texts it holds, before the scripted replies.
+pub type Rule = Arc<dyn Fn(&[String]) -> Option<Reply> + Send + Sync>;
+
 #[derive(Default)]
 struct Script {
+    rule: Option<Rule>,
     replies: VecDeque<Reply>,
     requests: Vec<Value>,
     message_count: u64,
@@ -51,7 +55,13 @@ impl StandIn {
     /// Serves on a free loopback port, answering with `replies` in order; past the script it
     /// answers [`DEFAULT_TEXT`], or stalls for a prompt holding [`STALL_MARKER`].
     pub async fn start(replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self::start_with(None, replies).await
+    }
+
+    /// Like [`StandIn::start`], with a rule that answers the requests it recognizes first.
+    pub async fn start_with(rule: Option<Rule>, replies: impl IntoIterator<Item = Reply>) -> Self {
         let script = Arc::new(Mutex::new(Script {
+            rule,
             replies: replies.into_iter().collect(),
             ..Default::default()
         }));
@@ -119,14 +129,14 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
         .as_str()
         .unwrap_or("claude-stand-in")
         .to_owned();
-    let stall = collect_all_texts(std::slice::from_ref(&request))
-        .iter()
-        .any(|t| t.contains(STALL_MARKER));
+    let texts = collect_all_texts(std::slice::from_ref(&request));
+    let stall = texts.iter().any(|t| t.contains(STALL_MARKER));
     let (reply, id) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
         script.message_count += 1;
-        let reply = match script.replies.pop_front() {
+        let ruled = script.rule.as_ref().and_then(|rule| rule(&texts));
+        let reply = match ruled.or_else(|| script.replies.pop_front()) {
             Some(reply) => reply,
             None if stall => Reply::Stall,
             None => Reply::Text(DEFAULT_TEXT.into()),
