@@ -70,6 +70,28 @@ pub struct Config {
     #[arg(long = "max-body-bytes", env = "PROXY_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = parse_positive)]
     pub max_body_bytes: usize,
 
+    /// Most bytes of events kept per agent for readers who come (back) later; the oldest go
+    /// first, and a reader that asks for them is told what it missed.
+    #[arg(long = "agent-log-bytes", env = "PROXY_AGENT_LOG_BYTES", default_value_t = 8 * 1024 * 1024, value_parser = parse_positive)]
+    pub agent_log_bytes: usize,
+
+    /// Most bytes of events kept by all agents together; past it, the logs of the agents that
+    /// finished first are emptied first.
+    #[arg(long = "logs-total-bytes", env = "PROXY_LOGS_TOTAL_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = parse_positive)]
+    pub logs_total_bytes: usize,
+
+    /// Seconds a finished agent stays visible (GET /agents, /agent/{id}, its events).
+    #[arg(long = "agent-retention-secs", env = "PROXY_AGENT_RETENTION_SECS", default_value = "3600", value_parser = parse_secs)]
+    pub agent_retention: Duration,
+
+    /// How many finished agents are kept at most; past it, the oldest are forgotten.
+    #[arg(
+        long = "max-finished-agents",
+        env = "PROXY_MAX_FINISHED_AGENTS",
+        default_value_t = 1000
+    )]
+    pub max_finished_agents: usize,
+
     /// On SIGTERM or SIGINT, the longest the server waits for open streams before it exits.
     #[arg(long = "shutdown-timeout-secs", env = "PROXY_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
     pub shutdown_timeout: Duration,

@@ -1,7 +1,7 @@
 //! Every error a client can get: one enum, answered as JSON `{"detail": "..."}`.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -31,6 +31,9 @@ pub enum ApiError {
     #[error("{}", .0.body_text())]
     Path(#[from] PathRejection),
 
+    #[error("{}", .0.body_text())]
+    Query(#[from] QueryRejection),
+
     #[error(
         "{max_agents} agents are already running (PROXY_MAX_AGENTS); retry later, stop one, or raise the limit"
     )]
@@ -48,6 +51,7 @@ impl ApiError {
         match self {
             ApiError::Json(rejection) => rejection.status(),
             ApiError::Path(rejection) => rejection.status(),
+            ApiError::Query(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AgentNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,

@@ -14,6 +14,7 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
@@ -44,13 +45,28 @@ pub async fn run(
             .into_future(),
     );
 
+    // Finished agents are also forgotten when read; this frees them when nobody reads.
+    let sweep_every =
+        (state.config.agent_retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let registry = state.registry.clone();
+    let sweeping = stopping.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(sweep_every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => registry.forget_expired(),
+                () = sweeping.cancelled() => break,
+            }
+        }
+    });
+
     tokio::select! {
         () = shutdown => {}
         served = &mut server => return served.map_err(io::Error::other)?,
     }
 
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
-    tracing::info!(agents = state.registry.len(), "shutting down");
+    tracing::info!(agents = state.registry.running(), "shutting down");
     stopping.cancel();
     state.tasks.close();
     if tokio::time::timeout_at(deadline, state.tasks.wait())

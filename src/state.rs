@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::agent::Registry;
+use crate::agent::{Registry, Retention, SharedBytes};
 use crate::config::Config;
 use crate::runner::{CliCommand, Limits, child_environment};
 
@@ -14,6 +14,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub cli: CliCommand,
     pub registry: Arc<Registry>,
+    /// The bytes held by all agents' event logs together.
+    pub all_logs: SharedBytes,
     /// Cancelled when the server shuts down; every agent's stop signal is a child of it.
     pub shutdown: CancellationToken,
     /// Every agent's task, so a shutdown can wait until each CLI has been reaped.
@@ -38,7 +40,14 @@ impl AppState {
             },
         };
         Self {
-            registry: Registry::new(config.max_agents),
+            registry: Registry::new(
+                config.max_agents,
+                Retention {
+                    keep_for: config.agent_retention,
+                    max_finished: config.max_finished_agents,
+                },
+            ),
+            all_logs: SharedBytes::default(),
             config: Arc::new(config),
             cli,
             shutdown: CancellationToken::new(),

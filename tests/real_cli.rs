@@ -313,7 +313,7 @@ async fn the_node_client_works_against_the_real_cli() {
         "the Node.js client tests failed:\n{report}"
     );
     assert!(
-        report.contains("pass 5") && report.contains("fail 0"),
+        report.contains("pass 6") && report.contains("fail 0"),
         "{report}"
     );
 }
@@ -325,6 +325,8 @@ const README_EXAMPLES: &[&str] = &[
     "No conversation found with session ID: 00000000-0000-4000-8000-000000000000",
     r#""status":"started""#,
     r#""status":"stopped""#,
+    r#""result":{"#,
+    r#""type":"complete""#,
 ];
 
 #[tokio::test]
@@ -361,7 +363,8 @@ async fn the_readme_curl_examples_work_as_written() {
     for (block, expected) in blocks.iter().zip(README_EXAMPLES) {
         let script = block.replace("127.0.0.1:8000", &address);
         let output = tokio::process::Command::new("bash")
-            .args(["-euo", "pipefail", "-c", &script])
+            .args(["-eu", "-c", &script])
+            .current_dir(dir.path())
             .output()
             .await
             .unwrap();

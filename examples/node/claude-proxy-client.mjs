@@ -57,11 +57,11 @@ export function createSseParser(onEvent) {
   };
 }
 
-async function request(baseUrl, path, body, { apiKey, signal } = {}) {
-  const headers = { 'content-type': 'application/json' };
+async function request(baseUrl, path, body, { apiKey, signal, method = 'POST', headers: extra = {} } = {}) {
+  const headers = { 'content-type': 'application/json', ...extra };
   if (apiKey) headers.authorization = `Bearer ${apiKey}`;
   const response = await fetch(new URL(path, baseUrl), {
-    method: 'POST',
+    method,
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
     signal,
@@ -80,17 +80,64 @@ async function request(baseUrl, path, body, { apiKey, signal } = {}) {
  */
 export async function streamAgent(baseUrl, body, onEvent, options = {}) {
   const response = await request(baseUrl, '/agent/stream', body, options);
-  let complete = null;
+  const { complete } = await readEvents(response, onEvent);
+  if (complete === null) throw new Error('the stream ended without a complete event');
+  return complete;
+}
+
+async function readEvents(response, onEvent) {
+  const seen = { complete: null, lastId: null };
   const parser = createSseParser((event) => {
-    if (event.event === 'complete') complete = event.data;
+    seen.lastId = event.id;
+    if (event.event === 'complete') seen.complete = event.data;
     onEvent(event);
   });
   const decoder = new TextDecoder();
-  for await (const chunk of response.body) parser.feed(decoder.decode(chunk, { stream: true }));
-  parser.feed(decoder.decode());
-  parser.end();
-  if (complete === null) throw new Error('the stream ended without a complete event');
-  return complete;
+  try {
+    for await (const chunk of response.body) parser.feed(decoder.decode(chunk, { stream: true }));
+    parser.feed(decoder.decode());
+    parser.end();
+  } catch (error) {
+    seen.error = error;
+  }
+  return seen;
+}
+
+/**
+ * Reads an agent's events (any agent, streamed or started, running or recently finished):
+ * from the start, or after `lastEventId`, then live until `complete`, which it resolves to.
+ * A dropped connection is picked up again with Last-Event-ID, so no event is seen twice;
+ * events the proxy no longer keeps arrive as one `gap` event ({ from, to }).
+ */
+export async function agentEvents(baseUrl, agentId, onEvent, { lastEventId, retries = 5, ...options } = {}) {
+  let lastId = lastEventId ?? null;
+  for (let attempt = 0; ; attempt += 1) {
+    const headers = lastId === null ? {} : { 'last-event-id': String(lastId) };
+    const response = await request(baseUrl, `/agent/${encodeURIComponent(agentId)}/events`, undefined, {
+      ...options, method: 'GET', headers,
+    });
+    const seen = await readEvents(response, onEvent);
+    if (seen.complete !== null) return seen.complete;
+    lastId = seen.lastId ?? lastId;
+    if (attempt >= retries || options.signal?.aborted) {
+      throw seen.error ?? new Error('the event stream ended without a complete event');
+    }
+  }
+}
+
+/** One agent: status, pid, session_id, result, total_cost_usd, num_turns, event counts. */
+export async function getAgent(baseUrl, agentId, options = {}) {
+  return (await request(baseUrl, `/agent/${encodeURIComponent(agentId)}`, undefined, { ...options, method: 'GET' })).json();
+}
+
+/** The running and recently finished agents. */
+export async function listAgents(baseUrl, options = {}) {
+  return (await request(baseUrl, '/agents', undefined, { ...options, method: 'GET' })).json();
+}
+
+/** Stops the agent if it runs, and forgets it. */
+export async function deleteAgent(baseUrl, agentId, options = {}) {
+  await request(baseUrl, `/agent/${encodeURIComponent(agentId)}`, undefined, { ...options, method: 'DELETE' });
 }
 
 /** Starts an agent in the background: resolves to { agent_id, pid, status: 'started' }. */

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
@@ -46,6 +47,23 @@ pub struct AgentEvents {
     queue: VecDeque<Event>,
     next_id: u64,
     result: Option<ResultLine>,
+    summary: RunSummary,
+    summary_changed: bool,
+    /// The status `complete` carries, entered in the summary as `complete` is handed out.
+    final_status: Option<(FinalStatus, Option<i32>)>,
+}
+
+/// What the agent's views report of a run, gathered from the lines as they pass.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// From the CLI's `init` line.
+    pub session_id: Option<String>,
+    pub model: Option<String>,
+    /// The CLI's `result` line.
+    pub result: Option<Arc<serde_json::Value>>,
+    /// From `complete`.
+    pub status: Option<FinalStatus>,
+    pub exit_code: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +91,12 @@ struct LineHead<'a> {
     result: Option<Cow<'a, str>>,
     #[serde(default)]
     errors: Option<Vec<String>>,
+    #[serde(default, borrow)]
+    subtype: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    session_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
 }
 
 impl AgentEvents {
@@ -92,6 +116,9 @@ impl AgentEvents {
             queue: VecDeque::new(),
             next_id: 1,
             result: None,
+            summary: RunSummary::default(),
+            summary_changed: false,
+            final_status: None,
         };
         events.push(
             Some("agent"),
@@ -149,6 +176,14 @@ impl AgentEvents {
                         is_error,
                         error_text,
                     });
+                    self.summary.result = serde_json::from_slice(&line).ok().map(Arc::new);
+                    self.summary_changed = true;
+                } else if head.kind.as_deref() == Some("system")
+                    && head.subtype.as_deref() == Some("init")
+                {
+                    self.summary.session_id = head.session_id.map(Cow::into_owned);
+                    self.summary.model = head.model.map(Cow::into_owned);
+                    self.summary_changed = true;
                 }
                 return sse_safe(line);
             }
@@ -253,6 +288,11 @@ impl AgentEvents {
         self.push(Some("error"), data);
     }
 
+    /// The run's summary, when it changed since the last call.
+    pub fn summary_update(&mut self) -> Option<&RunSummary> {
+        std::mem::take(&mut self.summary_changed).then_some(&self.summary)
+    }
+
     fn push_complete(
         &mut self,
         status: FinalStatus,
@@ -260,6 +300,7 @@ impl AgentEvents {
         signal: Option<i32>,
         duration_ms: u64,
     ) {
+        self.final_status = Some((status, exit_code));
         let mut data = json!({
             "type": "complete",
             "agent_id": self.agent_id,
@@ -281,6 +322,13 @@ impl Stream for AgentEvents {
         let this = self.get_mut();
         loop {
             if let Some(event) = this.queue.pop_front() {
+                if event.name == Some("complete") {
+                    if let Some((status, exit_code)) = this.final_status.take() {
+                        this.summary.status = Some(status);
+                        this.summary.exit_code = exit_code;
+                        this.summary_changed = true;
+                    }
+                }
                 return Poll::Ready(Some(event));
             }
             match this.phase {

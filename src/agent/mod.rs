@@ -1,22 +1,27 @@
-//! Agents: one CLI run each, from its request to its last event.
+//! Agents: one CLI run each, from its request to its last event, kept for a while after.
 
 pub mod events;
+pub mod log;
 pub mod registry;
 
 use std::io;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-pub use events::{AgentEvents, Event, FinalStatus};
-pub use registry::{AgentKind, Registry};
+pub use events::{AgentEvents, Event, FinalStatus, RunSummary};
+pub use log::{EventLog, SharedBytes};
+pub use registry::{AgentKind, Registry, Retention};
 
 use crate::error::ApiError;
 use crate::runner::{self, Invocation, StopSignal};
 use crate::state::AppState;
 
-/// Lines the runner may read ahead of the slowest consumer. Past this the CLI's pipe fills and
-/// the CLI waits: memory stays bounded whatever the CLI writes.
+/// Lines the runner may read ahead of the agent's task, which logs them at once: a small
+/// buffer between two tasks, not a place where output waits for readers.
 const LINES_AHEAD: usize = 64;
 
 /// A running agent, as its starter sees it.
@@ -25,24 +30,29 @@ pub struct Launched {
     pub agent_id: Uuid,
     pub pid: u32,
     pub stop: StopSignal,
-    pub events: AgentEvents,
+    pub log: Arc<EventLog>,
 }
 
-/// Starts an agent: takes a place in the registry, spawns the CLI and runs it to its end in
-/// the background. Nothing is spawned when the registry is full.
+/// Starts an agent: takes a place in the registry, spawns the CLI, and runs it to its end in
+/// the background while its events go to its log. Nothing is spawned when the registry is full.
 pub fn launch(
     state: &AppState,
     kind: AgentKind,
     invocation: &Invocation,
 ) -> Result<Launched, ApiError> {
     let stop = StopSignal::new(&state.shutdown);
-    let slot =
-        state
-            .registry
-            .reserve(kind, stop.clone())
-            .map_err(|full| ApiError::TooManyAgents {
-                max_agents: full.max_agents,
-            })?;
+    let log = EventLog::new(state.config.agent_log_bytes, Arc::clone(&state.all_logs));
+    let slot = state
+        .registry
+        .reserve(
+            kind,
+            stop.clone(),
+            invocation.model.clone(),
+            Arc::clone(&log),
+        )
+        .map_err(|full| ApiError::TooManyAgents {
+            max_agents: full.max_agents,
+        })?;
     let agent_id = slot.agent_id();
     let cli = runner::spawn(&state.cli, invocation).map_err(|err| cli_unavailable(state, err))?;
     let pid = cli.pid();
@@ -58,8 +68,8 @@ pub fn launch(
             %agent_id, pid, ending = ?outcome.ending, exit_code = outcome.exit_code, signal = outcome.signal,
             duration_ms = outcome.duration.as_millis() as u64, "agent ended"
         );
-        // Leave the registry before the last event goes out: a client that reads `complete`
-        // and then asks /health sees the agent gone.
+        // The process is reaped: its place is free before the last event goes out, so a
+        // client that reads `complete` and then asks /health sees it gone.
         drop(slot);
         let _ = outcome_tx.send(outcome);
     });
@@ -71,12 +81,34 @@ pub fn launch(
         lines_rx,
         outcome_rx,
     );
+    state.tasks.spawn(keep_events(
+        state.clone(),
+        agent_id,
+        events,
+        Arc::clone(&log),
+    ));
     Ok(Launched {
         agent_id,
         pid,
         stop,
-        events,
+        log,
     })
+}
+
+/// Moves the agent's events into its log as fast as they come, keeping the registry's view of
+/// the run up to date and all logs within their budget.
+async fn keep_events(state: AppState, agent_id: Uuid, mut events: AgentEvents, log: Arc<EventLog>) {
+    let budget = state.config.logs_total_bytes;
+    while let Some(event) = events.next().await {
+        log.append(event);
+        if let Some(summary) = events.summary_update() {
+            state.registry.observe(agent_id, summary);
+        }
+        let total = state.all_logs.load(Ordering::Relaxed);
+        if total > budget {
+            state.registry.shrink_logs(total - budget);
+        }
+    }
 }
 
 fn cli_unavailable(state: &AppState, err: io::Error) -> ApiError {

@@ -1,155 +1,328 @@
-//! The live agents, shared by the handlers: for the agent limit, stop and health.
+//! The agents, running and recently finished, shared by the handlers: for the agent limit,
+//! stop, the agent views and health.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use nix::sys::signal::Signal;
+use serde::Serialize;
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use super::events::{FinalStatus, RunSummary};
+use super::log::EventLog;
 use crate::runner::{ProcessGroup, StopReason, StopSignal};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AgentKind {
-    /// Started by /agent/stream: its client reads the events.
+    /// Started by /agent/stream: its client reads the events as they come.
     Stream,
     /// Started by /agent/start: it runs in the background.
     Start,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// Where an agent is in its life, as the views show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum LiveStatus {
+pub enum AgentStatus {
     Starting,
     Running,
     Stopping,
+    Completed,
+    Failed,
+    Stopped,
+    TimedOut,
+}
+
+impl From<FinalStatus> for AgentStatus {
+    fn from(status: FinalStatus) -> Self {
+        match status {
+            FinalStatus::Completed => AgentStatus::Completed,
+            FinalStatus::Failed => AgentStatus::Failed,
+            FinalStatus::Stopped => AgentStatus::Stopped,
+            FinalStatus::TimedOut => AgentStatus::TimedOut,
+        }
+    }
 }
 
 #[derive(Debug)]
 struct Entry {
     kind: AgentKind,
     pid: Option<u32>,
-    status: LiveStatus,
+    status: AgentStatus,
+    /// The CLI process is still there (not yet reaped): it counts toward the limit.
+    process_live: bool,
+    requested_model: Option<String>,
+    summary: RunSummary,
     started_at: DateTime<Utc>,
+    ended_at: Option<DateTime<Utc>>,
     stop: StopSignal,
-    /// Cancelled once the agent's process is reaped and it has left the registry.
-    gone: CancellationToken,
+    /// Cancelled once the agent has finished: its process reaped and its last event logged.
+    finished: CancellationToken,
+    log: Arc<EventLog>,
 }
 
-/// A copy of one entry, for reading outside the lock.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct AgentSnapshot {
+impl Entry {
+    fn is_finished(&self) -> bool {
+        self.ended_at.is_some()
+    }
+}
+
+/// One agent as the views show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
     pub agent_id: Uuid,
     pub kind: AgentKind,
+    pub status: AgentStatus,
     pub pid: Option<u32>,
-    pub status: LiveStatus,
+    pub model: Option<String>,
+    pub session_id: Option<String>,
     pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+}
+
+/// One agent in full, for `GET /agent/{id}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentDetail {
+    #[serde(flatten)]
+    pub info: AgentInfo,
+    pub result: Option<Arc<Value>>,
+    pub total_cost_usd: Option<f64>,
+    pub num_turns: Option<u64>,
+    pub is_error: Option<bool>,
+    pub events: u64,
+    pub dropped_events: u64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Retention {
+    /// How long a finished agent is kept.
+    pub keep_for: Duration,
+    /// How many finished agents are kept at most.
+    pub max_finished: usize,
 }
 
 #[derive(Debug)]
 pub struct Registry {
     agents: Mutex<HashMap<Uuid, Entry>>,
     max_agents: usize,
+    retention: Retention,
 }
 
-/// The registry is full.
+/// The registry has as many running agents as it may.
 #[derive(Debug, Clone, Copy)]
 pub struct Full {
     pub max_agents: usize,
 }
 
 impl Registry {
-    pub fn new(max_agents: usize) -> Arc<Self> {
+    pub fn new(max_agents: usize, retention: Retention) -> Arc<Self> {
         Arc::new(Self {
             agents: Mutex::default(),
             max_agents,
+            retention,
         })
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Entry>> {
-        // A panic while holding the lock leaves the map consistent (every change is one
-        // insert or remove), so a poisoned lock is still good to use.
+        // Every change under the lock is a single insert, remove or field update, so a
+        // poisoned map is still consistent.
         self.agents
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Takes a place for a new agent before anything is spawned, so the limit holds however
-    /// many requests arrive at once. The place is given back when the slot is dropped.
-    pub fn reserve(self: &Arc<Self>, kind: AgentKind, stop: StopSignal) -> Result<Slot, Full> {
+    /// many requests arrive at once. The process's place is given back when the slot drops.
+    pub fn reserve(
+        self: &Arc<Self>,
+        kind: AgentKind,
+        stop: StopSignal,
+        requested_model: Option<String>,
+        log: Arc<EventLog>,
+    ) -> Result<Slot, Full> {
         let mut agents = self.lock();
-        if agents.len() >= self.max_agents {
+        if agents.values().filter(|e| e.process_live).count() >= self.max_agents {
             return Err(Full {
                 max_agents: self.max_agents,
             });
         }
         let agent_id = Uuid::new_v4();
-        let gone = CancellationToken::new();
         agents.insert(
             agent_id,
             Entry {
                 kind,
                 pid: None,
-                status: LiveStatus::Starting,
+                status: AgentStatus::Starting,
+                process_live: true,
+                requested_model,
+                summary: RunSummary::default(),
                 started_at: Utc::now(),
+                ended_at: None,
                 stop,
-                gone: gone.clone(),
+                finished: CancellationToken::new(),
+                log,
             },
         );
         Ok(Slot {
             registry: Arc::clone(self),
             agent_id,
-            gone,
         })
     }
 
-    /// Asks a live agent to stop; returns a token that is cancelled once it is gone, or None
-    /// when no such agent runs.
+    /// Asks a running agent to stop; returns a token that is cancelled once it has finished,
+    /// or None when no such agent is running.
     pub fn stop(&self, agent_id: Uuid) -> Option<CancellationToken> {
         let mut agents = self.lock();
-        let entry = agents.get_mut(&agent_id)?;
-        entry.status = LiveStatus::Stopping;
-        entry.stop.stop(StopReason::Requested);
-        Some(entry.gone.clone())
+        let entry = agents.get_mut(&agent_id).filter(|e| !e.is_finished())?;
+        if !entry.stop.is_stopped() {
+            entry.status = AgentStatus::Stopping;
+            entry.stop.stop(StopReason::Requested);
+        }
+        Some(entry.finished.clone())
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().len()
+    /// Stops the agent if it runs, waits until it has finished, and forgets it. False when
+    /// there is no such agent.
+    pub async fn forget(&self, agent_id: Uuid) -> bool {
+        let Some(finished) = self
+            .stop(agent_id)
+            .or_else(|| self.lock().get(&agent_id).map(|e| e.finished.clone()))
+        else {
+            return false;
+        };
+        finished.cancelled().await;
+        self.lock().remove(&agent_id).is_some()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Records what the run has shown so far; `complete` finishes the agent.
+    pub fn observe(&self, agent_id: Uuid, summary: &RunSummary) {
+        let mut agents = self.lock();
+        let Some(entry) = agents.get_mut(&agent_id) else {
+            return;
+        };
+        entry.summary = summary.clone();
+        if let Some(status) = summary.status {
+            entry.status = status.into();
+            entry.ended_at = Some(Utc::now());
+            entry.finished.cancel();
+        }
     }
 
-    pub fn snapshot(&self) -> Vec<AgentSnapshot> {
-        self.lock()
+    /// The running agents, which hold a CLI process each.
+    pub fn running(&self) -> usize {
+        self.lock().values().filter(|e| e.process_live).count()
+    }
+
+    pub fn list(&self) -> Vec<AgentInfo> {
+        self.forget_expired();
+        let mut list: Vec<AgentInfo> = self.lock().iter().map(|(id, e)| info(*id, e)).collect();
+        list.sort_by_key(|a| a.started_at);
+        list
+    }
+
+    pub fn detail(&self, agent_id: Uuid) -> Option<AgentDetail> {
+        self.forget_expired();
+        let agents = self.lock();
+        let entry = agents.get(&agent_id)?;
+        let result = entry.summary.result.clone();
+        let field = |name: &str| result.as_ref().and_then(|r| r.get(name).cloned());
+        let stats = entry.log.stats();
+        Some(AgentDetail {
+            info: info(agent_id, entry),
+            total_cost_usd: field("total_cost_usd").and_then(|v| v.as_f64()),
+            num_turns: field("num_turns").and_then(|v| v.as_u64()),
+            is_error: field("is_error").and_then(|v| v.as_bool()),
+            result,
+            events: stats.events,
+            dropped_events: stats.dropped,
+        })
+    }
+
+    pub fn log(&self, agent_id: Uuid) -> Option<Arc<EventLog>> {
+        self.forget_expired();
+        self.lock().get(&agent_id).map(|e| Arc::clone(&e.log))
+    }
+
+    /// Forgets finished agents past their retention time, and the oldest ones past the
+    /// count kept.
+    pub fn forget_expired(&self) {
+        let now = Utc::now();
+        let keep_for =
+            chrono::Duration::from_std(self.retention.keep_for).unwrap_or(chrono::Duration::MAX);
+        let mut agents = self.lock();
+        agents.retain(|_, e| e.ended_at.is_none_or(|ended| now - ended < keep_for));
+        let mut finished: Vec<(DateTime<Utc>, Uuid)> = agents
             .iter()
-            .map(|(id, e)| AgentSnapshot {
-                agent_id: *id,
-                kind: e.kind,
-                pid: e.pid,
-                status: e.status,
-                started_at: e.started_at,
-            })
-            .collect()
+            .filter_map(|(id, e)| e.ended_at.map(|ended| (ended, *id)))
+            .collect();
+        if finished.len() > self.retention.max_finished {
+            finished.sort();
+            let excess = finished.len() - self.retention.max_finished;
+            for (_, id) in &finished[..excess] {
+                agents.remove(id);
+            }
+        }
+    }
+
+    /// Frees log memory when all logs together are over `budget`: the logs of the agents that
+    /// finished first are emptied first (their last event, `complete`, stays).
+    pub fn shrink_logs(&self, mut over_by: usize) {
+        let mut finished: Vec<(DateTime<Utc>, Arc<EventLog>)> = self
+            .lock()
+            .values()
+            .filter_map(|e| e.ended_at.map(|ended| (ended, Arc::clone(&e.log))))
+            .collect();
+        finished.sort_by_key(|(ended, _)| *ended);
+        for (_, log) in finished {
+            if over_by == 0 {
+                break;
+            }
+            over_by = over_by.saturating_sub(log.drop_old_events());
+        }
     }
 
     /// The last resort of a shutdown that ran out of time: SIGKILL to every group left.
     pub fn kill_all(&self) {
-        for pid in self.lock().values().filter_map(|e| e.pid) {
+        for pid in self
+            .lock()
+            .values()
+            .filter(|e| e.process_live)
+            .filter_map(|e| e.pid)
+        {
             ProcessGroup::of_leader(pid).signal(Signal::SIGKILL);
         }
     }
 }
 
-/// One agent's place in the registry, held by the task that runs it.
+fn info(agent_id: Uuid, e: &Entry) -> AgentInfo {
+    AgentInfo {
+        agent_id,
+        kind: e.kind,
+        status: e.status,
+        pid: e.pid,
+        model: e
+            .summary
+            .model
+            .clone()
+            .or_else(|| e.requested_model.clone()),
+        session_id: e.summary.session_id.clone(),
+        started_at: e.started_at,
+        ended_at: e.ended_at,
+        exit_code: e.summary.exit_code,
+    }
+}
+
+/// One agent's hold on a process place, held by the task that runs its CLI.
 #[derive(Debug)]
 pub struct Slot {
     registry: Arc<Registry>,
     agent_id: Uuid,
-    gone: CancellationToken,
 }
 
 impl Slot {
@@ -160,60 +333,119 @@ impl Slot {
     pub fn running(&self, pid: u32) {
         if let Some(entry) = self.registry.lock().get_mut(&self.agent_id) {
             entry.pid = Some(pid);
-            if entry.status == LiveStatus::Starting {
-                entry.status = LiveStatus::Running;
+            if entry.status == AgentStatus::Starting {
+                entry.status = AgentStatus::Running;
             }
         }
     }
 }
 
 impl Drop for Slot {
+    /// The process was reaped (or never started): its place is free. An agent whose CLI could
+    /// not start at all is forgotten, as it never was.
     fn drop(&mut self) {
-        self.registry.lock().remove(&self.agent_id);
-        self.gone.cancel();
+        let mut agents = self.registry.lock();
+        match agents.get_mut(&self.agent_id) {
+            Some(entry) if entry.pid.is_none() => {
+                agents.remove(&self.agent_id);
+            }
+            Some(entry) => entry.process_live = false,
+            None => {}
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::log::SharedBytes;
+
+    fn registry(max_agents: usize) -> Arc<Registry> {
+        Registry::new(
+            max_agents,
+            Retention {
+                keep_for: Duration::from_secs(3600),
+                max_finished: 2,
+            },
+        )
+    }
+
+    fn reserve(registry: &Arc<Registry>, shutdown: &CancellationToken) -> Result<Slot, Full> {
+        registry.reserve(
+            AgentKind::Stream,
+            StopSignal::new(shutdown),
+            None,
+            EventLog::new(1000, SharedBytes::default()),
+        )
+    }
+
+    fn finish(registry: &Registry, slot: Slot) -> Uuid {
+        let id = slot.agent_id();
+        slot.running(1);
+        drop(slot);
+        registry.observe(
+            id,
+            &RunSummary {
+                status: Some(FinalStatus::Completed),
+                ..Default::default()
+            },
+        );
+        id
+    }
 
     #[test]
-    fn the_limit_holds_and_places_come_back() {
+    fn the_limit_counts_running_processes_only() {
         let shutdown = CancellationToken::new();
-        let registry = Registry::new(2);
-        let a = registry
-            .reserve(AgentKind::Stream, StopSignal::new(&shutdown))
-            .unwrap();
-        let _b = registry
-            .reserve(AgentKind::Start, StopSignal::new(&shutdown))
-            .unwrap();
-        assert!(
-            registry
-                .reserve(AgentKind::Stream, StopSignal::new(&shutdown))
-                .is_err()
-        );
+        let registry = registry(2);
+        let a = reserve(&registry, &shutdown).unwrap();
+        let b = reserve(&registry, &shutdown).unwrap();
+        b.running(2);
+        assert!(reserve(&registry, &shutdown).is_err());
         drop(a);
-        assert_eq!(registry.len(), 1);
+        assert_eq!(registry.running(), 1);
         assert!(
-            registry
-                .reserve(AgentKind::Stream, StopSignal::new(&shutdown))
-                .is_ok()
+            registry.list().len() == 1,
+            "an agent that never started is forgotten"
+        );
+        finish(&registry, b);
+        assert_eq!(registry.running(), 0);
+        assert!(reserve(&registry, &shutdown).is_ok());
+    }
+
+    #[test]
+    fn only_running_agents_can_be_stopped() {
+        let shutdown = CancellationToken::new();
+        let registry = registry(2);
+        let slot = reserve(&registry, &shutdown).unwrap();
+        let id = slot.agent_id();
+        assert!(registry.stop(Uuid::new_v4()).is_none());
+        let finished = registry.stop(id).unwrap();
+        assert_eq!(
+            registry.detail(id).unwrap().info.status,
+            AgentStatus::Stopping
+        );
+        assert!(!finished.is_cancelled());
+        finish(&registry, slot);
+        assert!(finished.is_cancelled());
+        assert!(
+            registry.stop(id).is_none(),
+            "a finished agent is not running"
+        );
+        assert_eq!(
+            registry.detail(id).unwrap().info.status,
+            AgentStatus::Completed
         );
     }
 
     #[test]
-    fn stop_reaches_the_agent_and_unknown_ids_are_none() {
+    fn past_the_count_kept_the_oldest_finished_go() {
         let shutdown = CancellationToken::new();
-        let registry = Registry::new(2);
-        let stop = StopSignal::new(&shutdown);
-        let slot = registry.reserve(AgentKind::Start, stop.clone()).unwrap();
-        assert!(registry.stop(Uuid::new_v4()).is_none());
-        let gone = registry.stop(slot.agent_id()).unwrap();
-        assert!(stop.is_stopped());
-        assert_eq!(stop.reason(), StopReason::Requested);
-        assert!(!gone.is_cancelled());
-        drop(slot);
-        assert!(gone.is_cancelled());
+        let registry = registry(5);
+        let first = finish(&registry, reserve(&registry, &shutdown).unwrap());
+        let _second = finish(&registry, reserve(&registry, &shutdown).unwrap());
+        let _third = finish(&registry, reserve(&registry, &shutdown).unwrap());
+        let list = registry.list();
+        assert_eq!(list.len(), 2);
+        assert!(list.iter().all(|a| a.agent_id != first));
     }
 }

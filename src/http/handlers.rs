@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use axum::Json;
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -13,6 +14,7 @@ use super::request::{AgentRequest, ValidJson};
 use super::sse;
 use crate::agent::{self, AgentKind};
 use crate::error::ApiError;
+use crate::runner::StopReason;
 use crate::state::AppState;
 
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
@@ -20,7 +22,7 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "status": if cli.is_some() { "ok" } else { "degraded" },
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "active_agents": state.registry.len(),
+        "active_agents": state.registry.running(),
         "version": env!("CARGO_PKG_VERSION"),
         "cli": {
             "path": cli.as_deref().unwrap_or(&state.config.cli_path),
@@ -33,21 +35,10 @@ pub async fn start(
     State(state): State<AppState>,
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let invocation = request.into_invocation(state.config.default_model.as_deref())?;
+    let (invocation, _) = request.into_invocation(state.config.default_model.as_deref())?;
     let launched = agent::launch(&state, AgentKind::Start, &invocation)?;
-    let (agent_id, pid) = (launched.agent_id, launched.pid);
-    // Nobody reads a started agent's events yet: drain them so the CLI never waits on a full
-    // pipe, and log how it ended.
-    let mut events = launched.events;
-    state.tasks.spawn(async move {
-        while let Some(event) = events.next().await {
-            if event.name == Some("complete") {
-                tracing::info!(%agent_id, complete = %String::from_utf8_lossy(&event.data), "started agent finished");
-            }
-        }
-    });
     Ok(Json(
-        json!({"agent_id": agent_id, "pid": pid, "status": "started"}),
+        json!({"agent_id": launched.agent_id, "pid": launched.pid, "status": "started"}),
     ))
 }
 
@@ -55,22 +46,111 @@ pub async fn stream(
     State(state): State<AppState>,
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Response, ApiError> {
-    let invocation = request.into_invocation(state.config.default_model.as_deref())?;
+    let (invocation, detach) = request.into_invocation(state.config.default_model.as_deref())?;
     let launched = agent::launch(&state, AgentKind::Stream, &invocation)?;
-    Ok(sse::event_stream(launched, state.config.keepalive))
+    let stop_when_dropped = (!detach).then(|| launched.stop.stop_on_drop(StopReason::ClientGone));
+    Ok(sse::event_stream(
+        launched.agent_id,
+        launched.log,
+        0,
+        state.config.keepalive,
+        stop_when_dropped,
+    ))
 }
 
-/// Stops a running agent and answers once its process group is gone (at most the grace
-/// period after SIGTERM).
+/// Stops a running agent and answers once it has finished (at most the grace period after
+/// SIGTERM). A finished agent is not running: 404.
 pub async fn stop(
     State(state): State<AppState>,
     UrlPath(agent_id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let not_found = || ApiError::AgentNotFound(agent_id.chars().take(100).collect());
-    let id = Uuid::try_parse(&agent_id).map_err(|_| not_found())?;
-    let gone = state.registry.stop(id).ok_or_else(not_found)?;
-    gone.cancelled().await;
+    let id = parse_agent_id(&agent_id)?;
+    let finished = state
+        .registry
+        .stop(id)
+        .ok_or_else(|| not_found(&agent_id))?;
+    finished.cancelled().await;
     Ok(Json(json!({"status": "stopped", "agent_id": id})))
+}
+
+pub async fn list(State(state): State<AppState>) -> Json<Value> {
+    Json(json!({ "agents": state.registry.list() }))
+}
+
+pub async fn detail(
+    State(state): State<AppState>,
+    UrlPath(agent_id): UrlPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_agent_id(&agent_id)?;
+    let detail = state
+        .registry
+        .detail(id)
+        .ok_or_else(|| not_found(&agent_id))?;
+    Ok(Json(
+        serde_json::to_value(detail).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}
+
+/// Stops the agent if it runs and forgets it.
+pub async fn delete(
+    State(state): State<AppState>,
+    UrlPath(agent_id): UrlPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_agent_id(&agent_id)?;
+    if state.registry.forget(id).await {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(not_found(&agent_id))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    after: Option<u64>,
+}
+
+/// The agent's events from the start, or after `Last-Event-ID` (which a browser's EventSource
+/// sends when it reconnects to the same URL, so it wins) or `?after=N`, then live ones.
+pub async fn events(
+    State(state): State<AppState>,
+    UrlPath(agent_id): UrlPath<String>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let id = parse_agent_id(&agent_id)?;
+    let Query(query) = query?;
+    let last_event_id = match headers.get("last-event-id") {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| ApiError::InvalidField {
+                    field: "Last-Event-ID",
+                    reason: "must be the id of an event (a whole number)".into(),
+                })?,
+        ),
+        None => None,
+    };
+    let log = state.registry.log(id).ok_or_else(|| not_found(&agent_id))?;
+    let cursor = last_event_id.or(query.after).unwrap_or(0);
+    Ok(sse::event_stream(
+        id,
+        log,
+        cursor,
+        state.config.keepalive,
+        None,
+    ))
+}
+
+/// An id that is not a UUID names no agent.
+fn parse_agent_id(agent_id: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(agent_id).map_err(|_| not_found(agent_id))
+}
+
+fn not_found(agent_id: &str) -> ApiError {
+    ApiError::AgentNotFound(agent_id.chars().take(100).collect())
 }
 
 /// Where the CLI would be found: the path itself when it names a file, else the first

@@ -24,6 +24,12 @@ pub fn app(state: AppState) -> Router {
         .route("/agent/start", post(handlers::start))
         .route("/agent/stream", post(handlers::stream))
         .route("/agent/stop/{agent_id}", post(handlers::stop))
+        .route("/agents", get(handlers::list))
+        .route(
+            "/agent/{agent_id}",
+            get(handlers::detail).delete(handlers::delete),
+        )
+        .route("/agent/{agent_id}/events", get(handlers::events))
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))

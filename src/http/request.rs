@@ -18,11 +18,19 @@ pub struct AgentRequest {
     pub session_id: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
+    /// For /agent/stream: keep the agent running when the client goes away, so it can come
+    /// back through /agent/{id}/events.
+    #[serde(default)]
+    pub detach_on_disconnect: bool,
 }
 
 impl AgentRequest {
-    /// Checks every field and turns the request into a CLI invocation.
-    pub fn into_invocation(self, default_model: Option<&str>) -> Result<Invocation, ApiError> {
+    /// Checks every field and turns the request into a CLI invocation, and whether the agent
+    /// is to outlive its stream's client.
+    pub fn into_invocation(
+        self,
+        default_model: Option<&str>,
+    ) -> Result<(Invocation, bool), ApiError> {
         if self.prompt.trim().is_empty() {
             return Err(ApiError::InvalidField {
                 field: "prompt",
@@ -47,11 +55,12 @@ impl AgentRequest {
             ),
             None => default_model.map(str::to_owned),
         };
-        Ok(Invocation {
+        let invocation = Invocation {
             prompt: self.prompt,
             model,
             resume,
-        })
+        };
+        Ok((invocation, self.detach_on_disconnect))
     }
 }
 
@@ -80,6 +89,7 @@ mod tests {
             prompt: prompt.into(),
             session_id: session_id.map(Into::into),
             model: model.map(Into::into),
+            detach_on_disconnect: false,
         }
     }
 
@@ -102,11 +112,13 @@ mod tests {
     fn the_default_model_applies_when_none_is_asked_for() {
         let got = request("hi", None, None)
             .into_invocation(Some("sonnet"))
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(got.model.as_deref(), Some("sonnet"));
         let got = request("hi", None, Some("opus"))
             .into_invocation(Some("sonnet"))
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(got.model.as_deref(), Some("opus"));
     }
 
@@ -114,7 +126,8 @@ mod tests {
     fn session_ids_are_normalized() {
         let got = request("hi", Some("0B6E7A43-5C3E-4A51-9D0F-0B8A3B8F7C11"), None)
             .into_invocation(None)
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(
             got.resume.as_deref(),
             Some("0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11")

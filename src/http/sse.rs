@@ -1,51 +1,60 @@
-//! Server-Sent Events on the wire.
+//! Server-Sent Events on the wire: an agent's log, read from a cursor on.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
-use futures_util::{FutureExt, StreamExt};
+use uuid::Uuid;
 
-use crate::agent::{Event, Launched};
-use crate::runner::StopReason;
+use crate::agent::{Event, EventLog};
+use crate::runner::StopOnDrop;
 
-/// Events that are ready together go out in one write, up to about this much.
+/// What one read of the log gathers into a single write.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// The response of /agent/stream. When the client goes away hyper drops this body, and with it
-/// the guard that stops the agent: the CLI is stopped even while it is silent, not at the next
-/// failed write.
-pub fn event_stream(launched: Launched, keepalive: Duration) -> Response {
-    let Launched {
-        agent_id,
-        stop,
-        mut events,
-        ..
-    } = launched;
-    let client_gone = stop.stop_on_drop(StopReason::ClientGone);
+/// An SSE response with the events of `log` after `cursor`, live until the agent's last
+/// event. `stop_when_dropped` stops the agent when the client goes away: hyper drops the body
+/// then, even while the CLI is silent.
+pub fn event_stream(
+    agent_id: Uuid,
+    log: Arc<EventLog>,
+    cursor: u64,
+    keepalive: Duration,
+    stop_when_dropped: Option<StopOnDrop>,
+) -> Response {
     let body = async_stream::stream! {
-        let _client_gone = client_gone;
+        let _stop_when_dropped = stop_when_dropped;
+        let mut newest = log.subscribe();
+        let mut cursor = cursor;
         let mut buf = BytesMut::new();
         loop {
-            let first = tokio::select! {
-                event = events.next() => event,
-                () = tokio::time::sleep(keepalive) => {
-                    yield Ok::<_, Infallible>(Bytes::from_static(b": keep-alive\n\n"));
-                    continue;
-                }
-            };
-            let Some(event) = first else { break };
-            encode(&event, &mut buf);
-            while buf.len() < BATCH_BYTES {
-                match events.next().now_or_never() {
-                    Some(Some(event)) => encode(&event, &mut buf),
-                    _ => break,
+            // Marked seen before reading, so an event added after the read wakes us below.
+            newest.borrow_and_update();
+            let read = log.read_after(cursor, BATCH_BYTES);
+            if let Some((from, to)) = read.gap {
+                encode_gap(from, to, &mut buf);
+                cursor = to;
+            }
+            for event in &read.events {
+                encode(event, &mut buf);
+                cursor = event.id;
+            }
+            if !buf.is_empty() {
+                yield Ok::<_, Infallible>(buf.split().freeze());
+            }
+            if read.finished {
+                break;
+            }
+            if read.events.is_empty() {
+                tokio::select! {
+                    changed = newest.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep(keepalive) => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
                 }
             }
-            yield Ok(buf.split().freeze());
         }
     };
     (
@@ -84,6 +93,15 @@ pub fn encode(event: &Event, buf: &mut BytesMut) {
     buf.put_slice(b"\n\n");
 }
 
+/// The events `from..=to` are no longer kept. The gap carries the id of the last one, so a
+/// client that reconnects with Last-Event-ID goes on after it.
+fn encode_gap(from: u64, to: u64, buf: &mut BytesMut) {
+    buf.put_slice(
+        format!("id: {to}\nevent: gap\ndata: {{\"type\":\"gap\",\"from\":{from},\"to\":{to}}}\n\n")
+            .as_bytes(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,9 +125,10 @@ mod tests {
             },
             &mut buf,
         );
+        encode_gap(9, 12, &mut buf);
         assert_eq!(
             &buf[..],
-            b"id: 7\ndata: {\"a\":1}\n\nid: 8\nevent: complete\ndata: {}\n\n"
+            b"id: 7\ndata: {\"a\":1}\n\nid: 8\nevent: complete\ndata: {}\n\nid: 12\nevent: gap\ndata: {\"type\":\"gap\",\"from\":9,\"to\":12}\n\n"
         );
     }
 }

@@ -25,7 +25,7 @@ use tokio_util::codec::FramedRead;
 
 pub use lines::{Frame, LineFramer};
 pub use process::{ProcessGroup, child_environment, signal_name};
-pub use stop::{StopReason, StopSignal};
+pub use stop::{StopOnDrop, StopReason, StopSignal};
 
 /// How much of the CLI's stderr is kept to explain a failure.
 pub const STDERR_TAIL_BYTES: usize = 4096;

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  createSseParser, ProxyError, startAgent, stopAgent, streamAgent,
+  agentEvents, createSseParser, deleteAgent, getAgent, listAgents, ProxyError, startAgent, stopAgent, streamAgent,
 } from '../../examples/node/claude-proxy-client.mjs';
 
 const base = process.env.CLAUDE_PROXY_URL;
@@ -73,4 +73,26 @@ test('a bad request is a ProxyError with the reason', async () => {
     streamAgent(base, { prompt: '' }, () => {}),
     (err) => err instanceof ProxyError && err.status === 422 && /prompt/.test(err.detail),
   );
+});
+
+test('a started agent can be followed, from the start or after an event, and then looked up', async () => {
+  const { agent_id: agentId } = await startAgent(base, { prompt: 'Say hello in the background' });
+  const all = [];
+  const complete = await agentEvents(base, agentId, (event) => all.push(event));
+  assert.equal(complete.status, 'completed');
+  assert.deepEqual(all.map((e) => Number(e.id)), all.map((_, i) => i + 1));
+  assert.equal(all[0].event, 'agent');
+
+  const later = [];
+  await agentEvents(base, agentId, (event) => later.push(event), { lastEventId: 2 });
+  assert.deepEqual(later, all.slice(2), 'after Last-Event-ID 2: exactly the events from 3 on');
+
+  const agent = await getAgent(base, agentId);
+  assert.equal(agent.status, 'completed');
+  assert.equal(agent.kind, 'start');
+  assert.equal(agent.result.result, process.env.EXPECTED_TEXT);
+  assert.equal(agent.session_id, all[1].data.session_id);
+  assert.ok((await listAgents(base)).agents.some((a) => a.agent_id === agentId));
+  await deleteAgent(base, agentId);
+  await assert.rejects(getAgent(base, agentId), (err) => err instanceof ProxyError && err.status === 404);
 });
