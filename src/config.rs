@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::ApiKeys;
+use crate::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
+
 /// Runs the Claude Code CLI behind an HTTP API and streams its output as Server-Sent Events.
 ///
 /// Every setting can be given as a flag or as the environment variable named beside it;
@@ -26,6 +29,27 @@ pub struct Config {
     /// Port to listen on (0 picks a free port and logs it).
     #[arg(long = "port", env = "PROXY_PORT", default_value_t = 8000)]
     pub port: u16,
+
+    /// Client keys, comma-separated (at least 16 characters each). When set, every route but
+    /// /health needs `Authorization: Bearer <key>` or `x-api-key: <key>`. Prefer the variable
+    /// or the file to the flag, which other users can see in `ps`.
+    #[arg(long = "api-key", env = "PROXY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// A file of client keys, one per line (`#` starts a comment).
+    #[arg(long = "api-key-file", env = "PROXY_API_KEY_FILE")]
+    pub api_key_file: Option<PathBuf>,
+
+    /// Allow listening on a non-loopback address without client keys: anyone who can reach
+    /// the proxy can then run the CLI.
+    #[arg(
+        long = "allow-unauthenticated",
+        env = "PROXY_ALLOW_UNAUTHENTICATED",
+        default_value = "false",
+        value_parser = parse_bool,
+        action = clap::ArgAction::Set,
+    )]
+    pub allow_unauthenticated: bool,
 
     /// The Claude Code CLI: a path, or a name looked up on PATH.
     #[arg(long = "cli-path", env = "CLAUDE_CLI_PATH", default_value = "claude")]
@@ -49,6 +73,45 @@ pub struct Config {
     /// How many CLI processes may run at once; further requests get 429.
     #[arg(long = "max-agents", env = "PROXY_MAX_AGENTS", default_value_t = 8, value_parser = parse_positive)]
     pub max_agents: usize,
+
+    /// How many CLI processes one client key may run at once (unset: only PROXY_MAX_AGENTS).
+    #[arg(long = "max-agents-per-key", env = "PROXY_MAX_AGENTS_PER_KEY", value_parser = parse_positive)]
+    pub max_agents_per_key: Option<usize>,
+
+    /// How many client connections may be open at once; more are closed as they come.
+    #[arg(long = "max-connections", env = "PROXY_MAX_CONNECTIONS", default_value_t = 4096, value_parser = parse_positive)]
+    pub max_connections: usize,
+
+    /// Seconds a client has to send a request's headers; a slower one is disconnected.
+    #[arg(long = "header-read-timeout-secs", env = "PROXY_HEADER_READ_TIMEOUT_SECS", default_value = "10", value_parser = parse_positive_secs)]
+    pub header_read_timeout: Duration,
+
+    /// The built-in tools that exist at all, comma-separated, passed as --tools ("" for none;
+    /// unset: the CLI's default set). Clients may choose among these only.
+    #[arg(long = "tools", env = "CLAUDE_TOOLS", value_parser = parse_list)]
+    pub tools: Option<ToolList>,
+
+    /// Tools (or rules such as `Bash(git log:*)`) that run without asking, passed as
+    /// --allowedTools. Clients may only drop some.
+    #[arg(long = "allowed-tools", env = "CLAUDE_ALLOWED_TOOLS", value_parser = parse_list, default_value = "")]
+    pub allowed_tools: ToolList,
+
+    /// Tools removed for every agent, passed as --disallowedTools. Clients may add more.
+    #[arg(long = "disallowed-tools", env = "CLAUDE_DISALLOWED_TOOLS", value_parser = parse_list, default_value = "")]
+    pub disallowed_tools: ToolList,
+
+    /// The CLI's permission mode (unset: the CLI's default). Clients may ask for a stricter
+    /// one only; bypassPermissions only ever by this setting.
+    #[arg(long = "permission-mode", env = "CLAUDE_PERMISSION_MODE", value_enum)]
+    pub permission_mode: Option<PermissionMode>,
+
+    /// Most agentic turns a run may take (unset: the CLI's own limit). Clients may ask fewer.
+    #[arg(long = "max-turns", env = "CLAUDE_MAX_TURNS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_turns: Option<u32>,
+
+    /// The directory agents run in (created when missing); a request's `cwd` must lie inside.
+    #[arg(long = "workdir", env = "CLAUDE_WORKDIR", default_value = "workspace")]
+    pub workdir: PathBuf,
 
     /// Longest a whole run may take, in seconds (0: no limit).
     #[arg(long = "agent-timeout-secs", env = "PROXY_AGENT_TIMEOUT_SECS", default_value = "1800", value_parser = parse_secs)]
@@ -126,6 +189,54 @@ impl Config {
     {
         Self::try_parse_from(args)
     }
+}
+
+impl Config {
+    /// The checks that need more than one setting, or the file system, done before the server
+    /// starts: each failure is one line that says how to fix it.
+    pub fn validate(&self) -> Result<Validated, String> {
+        let keys = ApiKeys::load(self.api_key.as_deref(), self.api_key_file.as_deref())?;
+        if !keys.is_enabled() && !self.allow_unauthenticated && !is_loopback(&self.host) {
+            return Err(format!(
+                "PROXY_HOST={} is reachable from the network, and no PROXY_API_KEY is set: anyone who can reach it could run the CLI on your subscription. Set PROXY_API_KEY (or PROXY_API_KEY_FILE), or PROXY_ALLOW_UNAUTHENTICATED=true to accept that.",
+                self.host
+            ));
+        }
+        std::fs::create_dir_all(&self.workdir)
+            .and_then(|()| self.workdir.canonicalize())
+            .map(|workdir| Validated {
+                keys,
+                policy: ToolPolicy {
+                    tools: self.tools.clone().map(|t| t.0),
+                    allowed_tools: self.allowed_tools.0.clone(),
+                    disallowed_tools: self.disallowed_tools.0.clone(),
+                    permission_mode: self.permission_mode,
+                    max_turns: self.max_turns,
+                    workdir,
+                },
+            })
+            .map_err(|err| {
+                format!(
+                    "CLAUDE_WORKDIR={} cannot be used: {err}",
+                    self.workdir.display()
+                )
+            })
+    }
+}
+
+/// What [`Config::validate`] prepared from the settings.
+#[derive(Debug, Clone)]
+pub struct Validated {
+    pub keys: ApiKeys,
+    pub policy: ToolPolicy,
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Says what was wrong with a setting in a single line: the variable, the value and what it
@@ -242,6 +353,27 @@ mod tests {
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains("PROXY_MAX_AGENTS"), "{line}");
         assert!(line.contains("at least 1"), "{line}");
+    }
+
+    #[test]
+    fn a_network_address_needs_a_key_or_a_waiver() {
+        let dir = tempfile::tempdir().unwrap();
+        let workdir = dir.path().join("w").display().to_string();
+        let base = ["claude-proxy", "--workdir", workdir.as_str()];
+        let with = |extra: &[&str]| {
+            Config::from_args(base.iter().chain(extra))
+                .unwrap()
+                .validate()
+        };
+        assert!(with(&[]).is_ok(), "loopback needs no key");
+        assert!(with(&["--host", "::1"]).is_ok());
+        let err = with(&["--host", "0.0.0.0"]).unwrap_err();
+        assert!(
+            err.contains("PROXY_API_KEY") && !err.contains('\n'),
+            "{err}"
+        );
+        assert!(with(&["--host", "0.0.0.0", "--api-key", "a-long-enough-key-0123"]).is_ok());
+        assert!(with(&["--host", "0.0.0.0", "--allow-unauthenticated", "true"]).is_ok());
     }
 
     #[test]

@@ -39,6 +39,24 @@ pub enum ApiError {
     )]
     TooManyAgents { max_agents: usize },
 
+    #[error(
+        "this client key already runs {max} agents (PROXY_MAX_AGENTS_PER_KEY); retry later or stop one"
+    )]
+    TooManyAgentsForKey { max: usize },
+
+    #[error("the Claude subscription is rate limited until {until}; retry after that")]
+    RateLimited {
+        until: chrono::DateTime<chrono::Utc>,
+    },
+
+    #[error(
+        "a valid client key is needed: send `Authorization: Bearer <key>` or `x-api-key: <key>`"
+    )]
+    Unauthorized,
+
+    #[error("{0}")]
+    Forbidden(String),
+
     #[error("{0}")]
     CliUnavailable(String),
 
@@ -55,7 +73,11 @@ impl ApiError {
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AgentNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooManyAgents { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAgents { .. }
+            | ApiError::TooManyAgentsForKey { .. }
+            | ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::CliUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -5,10 +5,13 @@
 //! shutdown future resolves, then ends every agent before it returns.
 
 pub mod agent;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod policy;
 pub mod runner;
+mod serve;
 pub mod state;
 pub mod telemetry;
 
@@ -16,7 +19,6 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -25,25 +27,27 @@ pub use state::AppState;
 
 /// Serves the API on `listener` until `shutdown` resolves. Then it stops accepting, ends every
 /// agent (SIGTERM, SIGKILL after the grace period, reaped), lets open streams send their last
-/// events, and returns, at the latest after the shutdown timeout.
+/// events, and returns, at the latest after the shutdown timeout. Settings that do not hold
+/// together (see [`Config::validate`]) are an error of kind `InvalidInput`.
 pub async fn run(
     listener: TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let shutdown_timeout = config.shutdown_timeout;
-    let state = AppState::new(config);
-    // Each event is written as soon as it is ready: Nagle's algorithm would hold small
-    // writes back for the peer's delayed ACK.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let limits = serve::ConnectionLimits {
+        max_connections: config.max_connections,
+        header_read_timeout: config.header_read_timeout,
+    };
+    let state =
+        AppState::new(config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
     let stopping = state.shutdown.clone();
-    let mut server = tokio::spawn(
-        axum::serve(listener, app(state.clone()))
-            .with_graceful_shutdown(stopping.clone().cancelled_owned())
-            .into_future(),
-    );
+    let mut server = tokio::spawn(serve::serve(
+        listener,
+        app(state.clone()),
+        limits,
+        stopping.clone(),
+    ));
 
     // Finished agents are also forgotten when read; this frees them when nobody reads.
     let sweep_every =
@@ -62,7 +66,7 @@ pub async fn run(
 
     tokio::select! {
         () = shutdown => {}
-        served = &mut server => return served.map_err(io::Error::other)?,
+        served = &mut server => return served.map_err(io::Error::other),
     }
 
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
@@ -77,7 +81,7 @@ pub async fn run(
         state.registry.kill_all();
     }
     match tokio::time::timeout_at(deadline, &mut server).await {
-        Ok(served) => served.map_err(io::Error::other)?,
+        Ok(served) => served.map_err(io::Error::other),
         Err(_) => {
             tracing::warn!(
                 "clients still connected at the shutdown timeout; closing their connections"

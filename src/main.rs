@@ -17,6 +17,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(err) = config.validate() {
+        eprintln!("claude-proxy: {err}");
+        return ExitCode::from(2);
+    }
     telemetry::init(config.log_format);
     raise_open_files_limit();
 

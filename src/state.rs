@@ -1,30 +1,39 @@
 //! What the handlers share.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agent::{Registry, Retention, SharedBytes};
-use crate::config::Config;
+use crate::auth::ApiKeys;
+use crate::config::{Config, Validated};
+use crate::error::ApiError;
+use crate::policy::ToolPolicy;
 use crate::runner::{CliCommand, Limits, child_environment};
 
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub config: Arc<Config>,
+    pub keys: ApiKeys,
+    pub policy: Arc<ToolPolicy>,
     pub cli: CliCommand,
     pub registry: Arc<Registry>,
     /// The bytes held by all agents' event logs together.
     pub all_logs: SharedBytes,
+    pub rate_limit: RateLimitGate,
     /// Cancelled when the server shuts down; every agent's stop signal is a child of it.
     pub shutdown: CancellationToken,
-    /// Every agent's task, so a shutdown can wait until each CLI has been reaped.
+    /// Every agent's tasks, so a shutdown can wait until each CLI has been reaped.
     pub tasks: TaskTracker,
 }
 
 impl AppState {
-    /// The child environment is the server's own, filtered once here.
-    pub fn new(config: Config) -> Self {
+    /// Checks the settings (see [`Config::validate`]); the child environment is the server's
+    /// own, filtered once here.
+    pub fn new(config: Config) -> Result<Self, String> {
+        let Validated { keys, policy } = config.validate()?;
         let nonzero = |d: std::time::Duration| (!d.is_zero()).then_some(d);
         let cli = CliCommand {
             program: config.cli_path.clone(),
@@ -39,19 +48,53 @@ impl AppState {
                 max_line_bytes: config.max_line_bytes,
             },
         };
-        Self {
+        Ok(Self {
             registry: Registry::new(
                 config.max_agents,
+                config.max_agents_per_key,
                 Retention {
                     keep_for: config.agent_retention,
                     max_finished: config.max_finished_agents,
                 },
             ),
+            keys,
+            policy: Arc::new(policy),
             all_logs: SharedBytes::default(),
+            rate_limit: RateLimitGate::default(),
             config: Arc::new(config),
             cli,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+        })
+    }
+}
+
+/// While the subscription is known to be rate limited, new agents are refused instead of
+/// spawned only to fail.
+#[derive(Debug, Clone, Default)]
+pub struct RateLimitGate {
+    until: Arc<Mutex<Option<DateTime<Utc>>>>,
+}
+
+impl RateLimitGate {
+    pub fn limited_until(&self, until: DateTime<Utc>) {
+        let mut current = self
+            .until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if current.is_none_or(|c| c < until) {
+            *current = Some(until);
+        }
+    }
+
+    pub fn check(&self) -> Result<(), ApiError> {
+        match *self
+            .until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        {
+            Some(until) if until > Utc::now() => Err(ApiError::RateLimited { until }),
+            _ => Ok(()),
         }
     }
 }

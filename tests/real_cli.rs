@@ -64,6 +64,7 @@ fn start_proxy(standin: &StandIn, home: &Path, work: &Path, extra: &[(&str, &str
         // The stand-in needs the key, which subscription mode would keep from the CLI.
         ("CLAUDE_USE_SUBSCRIPTION", "false"),
         ("CLAUDE_CLI_PATH", cli.as_str()),
+        ("CLAUDE_WORKDIR", work.to_str().unwrap()),
         ("PROXY_STOP_GRACE_SECS", "3"),
     ];
     env.extend_from_slice(extra);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
@@ -51,6 +52,8 @@ pub struct AgentEvents {
     summary_changed: bool,
     /// The status `complete` carries, entered in the summary as `complete` is handed out.
     final_status: Option<(FinalStatus, Option<i32>)>,
+    /// The line just read reported a rate limit (with its reset time, when known).
+    rate_limit_seen: Option<Option<DateTime<Utc>>>,
 }
 
 /// What the agent's views report of a run, gathered from the lines as they pass.
@@ -61,6 +64,8 @@ pub struct RunSummary {
     pub model: Option<String>,
     /// The CLI's `result` line.
     pub result: Option<Arc<serde_json::Value>>,
+    /// The subscription refused a request until then.
+    pub rate_limited_until: Option<DateTime<Utc>>,
     /// From `complete`.
     pub status: Option<FinalStatus>,
     pub exit_code: Option<i32>,
@@ -97,6 +102,34 @@ struct LineHead<'a> {
     session_id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     model: Option<Cow<'a, str>>,
+    /// An assistant line's API error, such as "rate_limit".
+    #[serde(default)]
+    error: Option<serde_json::Value>,
+    #[serde(default)]
+    rate_limit_info: Option<serde_json::Value>,
+}
+
+/// How long a rate limit is assumed to last when the CLI does not say.
+const RATE_LIMIT_UNKNOWN_RESET: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+impl LineHead<'_> {
+    /// Whether this line says the subscription is rate limited, and until when if it knows.
+    fn rate_limit(&self) -> Option<Option<DateTime<Utc>>> {
+        match self.kind.as_deref() {
+            Some("rate_limit_event") => {
+                let info = self.rate_limit_info.as_ref()?;
+                (info["status"] == "rejected").then(|| {
+                    info["resetsAt"]
+                        .as_i64()
+                        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+                })
+            }
+            Some("assistant") if self.error.as_ref().is_some_and(|e| e == "rate_limit") => {
+                Some(None)
+            }
+            _ => None,
+        }
+    }
 }
 
 impl AgentEvents {
@@ -119,6 +152,7 @@ impl AgentEvents {
             summary: RunSummary::default(),
             summary_changed: false,
             final_status: None,
+            rate_limit_seen: None,
         };
         events.push(
             Some("agent"),
@@ -142,6 +176,9 @@ impl AgentEvents {
             Frame::Line(line) => {
                 let data = self.pass_line(line);
                 self.push(None, JsonBytes(data));
+                if let Some(resets_at) = self.rate_limit_seen.take() {
+                    self.push_rate_limited(resets_at);
+                }
             }
             Frame::TooLong { bytes } => {
                 let limit = self.max_line_bytes;
@@ -163,6 +200,9 @@ impl AgentEvents {
     fn pass_line(&mut self, line: Bytes) -> Bytes {
         match serde_json::from_slice::<LineHead>(&line) {
             Ok(head) if std::str::from_utf8(&line).is_ok() => {
+                if let Some(resets_at) = head.rate_limit() {
+                    self.rate_limit_seen = Some(resets_at);
+                }
                 if head.kind.as_deref() == Some("result") {
                     let is_error = head.is_error.unwrap_or(false);
                     let error_text = is_error
@@ -286,6 +326,26 @@ impl AgentEvents {
             data.extend(extra);
         }
         self.push(Some("error"), data);
+    }
+
+    /// Says once per run that the subscription is rate limited, and until when.
+    fn push_rate_limited(&mut self, resets_at: Option<DateTime<Utc>>) {
+        let until = resets_at.unwrap_or_else(|| Utc::now() + RATE_LIMIT_UNKNOWN_RESET);
+        let first = self.summary.rate_limited_until.is_none();
+        self.summary.rate_limited_until = Some(until);
+        self.summary_changed = true;
+        if first {
+            let message = match resets_at {
+                Some(at) => format!(
+                    "the Claude subscription is rate limited until {}",
+                    at.to_rfc3339()
+                ),
+                None => "the Claude subscription is rate limited".to_owned(),
+            };
+            let resets_at =
+                resets_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+            self.push_error("rate_limited", &message, json!({ "resets_at": resets_at }));
+        }
     }
 
     /// The run's summary, when it changed since the last call.
@@ -480,6 +540,28 @@ mod tests {
             json_of(&events[2])["message"],
             "the CLI exited with code 1: Not logged in \u{b7} Please run /login"
         );
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_is_reported_after_the_line_that_shows_it() {
+        let limited =
+            br#"{"type":"assistant","error":"rate_limit","api_error_status":429,"message":{}}"#;
+        let event = br#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1900000000}}"#;
+        let events = events_for(&[limited, event], outcome(Some(1), Ending::Exited)).await;
+        assert_eq!(&events[1].data[..], &limited[..]);
+        let error = json_of(&events[2]);
+        assert_eq!(error["code"], "rate_limited");
+        assert_eq!(
+            error["resets_at"],
+            serde_json::Value::Null,
+            "the first line does not say when"
+        );
+        assert_eq!(&events[3].data[..], &event[..]);
+        let said = events
+            .iter()
+            .filter(|e| e.name == Some("error") && json_of(e)["code"] == "rate_limited")
+            .count();
+        assert_eq!(said, 1, "said once per run");
     }
 
     #[tokio::test]

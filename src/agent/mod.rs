@@ -16,6 +16,9 @@ pub use events::{AgentEvents, Event, FinalStatus, RunSummary};
 pub use log::{EventLog, SharedBytes};
 pub use registry::{AgentKind, Registry, Retention};
 
+use registry::{Full, Launch};
+
+use crate::auth::Client;
 use crate::error::ApiError;
 use crate::runner::{self, Invocation, StopSignal};
 use crate::state::AppState;
@@ -33,31 +36,42 @@ pub struct Launched {
     pub log: Arc<EventLog>,
 }
 
-/// Starts an agent: takes a place in the registry, spawns the CLI, and runs it to its end in
-/// the background while its events go to its log. Nothing is spawned when the registry is full.
+/// Starts an agent for `owner`: takes a place in the registry, spawns the CLI, and runs it to
+/// its end in the background while its events go to its log. Nothing is spawned when a limit
+/// is reached or the subscription is known to be rate limited.
 pub fn launch(
     state: &AppState,
+    owner: Client,
     kind: AgentKind,
     invocation: &Invocation,
 ) -> Result<Launched, ApiError> {
+    state.rate_limit.check()?;
     let stop = StopSignal::new(&state.shutdown);
     let log = EventLog::new(state.config.agent_log_bytes, Arc::clone(&state.all_logs));
+    let launch = Launch {
+        stop: stop.clone(),
+        requested_model: invocation.model.clone(),
+        cwd: invocation
+            .cwd
+            .clone()
+            .unwrap_or_else(|| state.policy.workdir.clone()),
+        log: Arc::clone(&log),
+    };
     let slot = state
         .registry
-        .reserve(
-            kind,
-            stop.clone(),
-            invocation.model.clone(),
-            Arc::clone(&log),
-        )
-        .map_err(|full| ApiError::TooManyAgents {
-            max_agents: full.max_agents,
+        .reserve(owner, kind, launch)
+        .map_err(|full| match full {
+            Full::All { max_agents } => ApiError::TooManyAgents { max_agents },
+            Full::Client { max } => ApiError::TooManyAgentsForKey { max },
         })?;
     let agent_id = slot.agent_id();
     let cli = runner::spawn(&state.cli, invocation).map_err(|err| cli_unavailable(state, err))?;
     let pid = cli.pid();
     slot.running(pid);
-    tracing::info!(%agent_id, pid, ?kind, model = invocation.model.as_deref(), resume = invocation.resume.as_deref(), "agent started");
+    tracing::info!(
+        %agent_id, pid, ?kind, client = %owner, model = invocation.model.as_deref(),
+        resume = invocation.resume.as_deref(), "agent started"
+    );
 
     let (lines_tx, lines_rx) = mpsc::channel(LINES_AHEAD);
     let (outcome_tx, outcome_rx) = oneshot::channel();
@@ -103,6 +117,9 @@ async fn keep_events(state: AppState, agent_id: Uuid, mut events: AgentEvents, l
         log.append(event);
         if let Some(summary) = events.summary_update() {
             state.registry.observe(agent_id, summary);
+            if let Some(until) = summary.rate_limited_until {
+                state.rate_limit.limited_until(until);
+            }
         }
         let total = state.all_logs.load(Ordering::Relaxed);
         if total > budget {

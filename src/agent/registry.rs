@@ -1,7 +1,8 @@
 //! The agents, running and recently finished, shared by the handlers: for the agent limit,
 //! stop, the agent views and health.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use uuid::Uuid;
 
 use super::events::{FinalStatus, RunSummary};
 use super::log::EventLog;
+use crate::auth::Client;
+use crate::error::ApiError;
 use crate::runner::{ProcessGroup, StopReason, StopSignal};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -51,6 +54,9 @@ impl From<FinalStatus> for AgentStatus {
 
 #[derive(Debug)]
 struct Entry {
+    owner: Client,
+    /// Where its CLI runs, which is where its session lives.
+    cwd: PathBuf,
     kind: AgentKind,
     pid: Option<u32>,
     status: AgentStatus,
@@ -110,21 +116,42 @@ pub struct Retention {
 #[derive(Debug)]
 pub struct Registry {
     agents: Mutex<HashMap<Uuid, Entry>>,
+    sessions: Mutex<SessionBook>,
     max_agents: usize,
+    max_agents_per_key: Option<usize>,
     retention: Retention,
 }
 
-/// The registry has as many running agents as it may.
+/// No place for another agent.
 #[derive(Debug, Clone, Copy)]
-pub struct Full {
-    pub max_agents: usize,
+pub enum Full {
+    /// PROXY_MAX_AGENTS are running.
+    All { max_agents: usize },
+    /// This client runs PROXY_MAX_AGENTS_PER_KEY.
+    Client { max: usize },
 }
 
+/// Which client made each session, and where it lives, so that only that client resumes it,
+/// in the right directory. Kept in memory, for the most recent sessions.
+#[derive(Debug, Default)]
+struct SessionBook {
+    sessions: HashMap<String, (Client, PathBuf)>,
+    order: VecDeque<String>,
+}
+
+const SESSIONS_KEPT: usize = 100_000;
+
 impl Registry {
-    pub fn new(max_agents: usize, retention: Retention) -> Arc<Self> {
+    pub fn new(
+        max_agents: usize,
+        max_agents_per_key: Option<usize>,
+        retention: Retention,
+    ) -> Arc<Self> {
         Arc::new(Self {
             agents: Mutex::default(),
+            sessions: Mutex::default(),
             max_agents,
+            max_agents_per_key,
             retention,
         })
     }
@@ -137,25 +164,42 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Takes a place for a new agent before anything is spawned, so the limit holds however
+    /// Takes a place for a new agent before anything is spawned, so the limits hold however
     /// many requests arrive at once. The process's place is given back when the slot drops.
     pub fn reserve(
         self: &Arc<Self>,
+        owner: Client,
         kind: AgentKind,
-        stop: StopSignal,
-        requested_model: Option<String>,
-        log: Arc<EventLog>,
+        launch: Launch,
     ) -> Result<Slot, Full> {
         let mut agents = self.lock();
         if agents.values().filter(|e| e.process_live).count() >= self.max_agents {
-            return Err(Full {
+            return Err(Full::All {
                 max_agents: self.max_agents,
             });
         }
+        if let Some(max) = self.max_agents_per_key {
+            if agents
+                .values()
+                .filter(|e| e.process_live && e.owner == owner)
+                .count()
+                >= max
+            {
+                return Err(Full::Client { max });
+            }
+        }
+        let Launch {
+            stop,
+            requested_model,
+            cwd,
+            log,
+        } = launch;
         let agent_id = Uuid::new_v4();
         agents.insert(
             agent_id,
             Entry {
+                owner,
+                cwd,
                 kind,
                 pid: None,
                 status: AgentStatus::Starting,
@@ -175,11 +219,13 @@ impl Registry {
         })
     }
 
-    /// Asks a running agent to stop; returns a token that is cancelled once it has finished,
-    /// or None when no such agent is running.
-    pub fn stop(&self, agent_id: Uuid) -> Option<CancellationToken> {
+    /// Asks a running agent of `client` to stop; returns a token that is cancelled once it has
+    /// finished, or None when the client has no such agent running.
+    pub fn stop(&self, client: Client, agent_id: Uuid) -> Option<CancellationToken> {
         let mut agents = self.lock();
-        let entry = agents.get_mut(&agent_id).filter(|e| !e.is_finished())?;
+        let entry = agents
+            .get_mut(&agent_id)
+            .filter(|e| e.owner == client && !e.is_finished())?;
         if !entry.stop.is_stopped() {
             entry.status = AgentStatus::Stopping;
             entry.stop.stop(StopReason::Requested);
@@ -188,12 +234,15 @@ impl Registry {
     }
 
     /// Stops the agent if it runs, waits until it has finished, and forgets it. False when
-    /// there is no such agent.
-    pub async fn forget(&self, agent_id: Uuid) -> bool {
-        let Some(finished) = self
-            .stop(agent_id)
-            .or_else(|| self.lock().get(&agent_id).map(|e| e.finished.clone()))
-        else {
+    /// `client` has no such agent.
+    pub async fn forget(&self, client: Client, agent_id: Uuid) -> bool {
+        let finished = self.stop(client, agent_id).or_else(|| {
+            self.lock()
+                .get(&agent_id)
+                .filter(|e| e.owner == client)
+                .map(|e| e.finished.clone())
+        });
+        let Some(finished) = finished else {
             return false;
         };
         finished.cancelled().await;
@@ -206,6 +255,11 @@ impl Registry {
         let Some(entry) = agents.get_mut(&agent_id) else {
             return;
         };
+        if let Some(session) = &summary.session_id {
+            if entry.summary.session_id.as_ref() != Some(session) {
+                self.record_session(session, entry.owner, &entry.cwd);
+            }
+        }
         entry.summary = summary.clone();
         if let Some(status) = summary.status {
             entry.status = status.into();
@@ -219,17 +273,57 @@ impl Registry {
         self.lock().values().filter(|e| e.process_live).count()
     }
 
-    pub fn list(&self) -> Vec<AgentInfo> {
+    /// The first client to run a session owns it.
+    fn record_session(&self, session: &str, owner: Client, cwd: &Path) {
+        let mut book = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if book.sessions.contains_key(session) {
+            return;
+        }
+        book.sessions
+            .insert(session.to_owned(), (owner, cwd.to_path_buf()));
+        book.order.push_back(session.to_owned());
+        if book.order.len() > SESSIONS_KEPT {
+            if let Some(oldest) = book.order.pop_front() {
+                book.sessions.remove(&oldest);
+            }
+        }
+    }
+
+    /// Where a session made through the proxy lives, for `client` to resume it there; another
+    /// client's session is refused. A session the proxy does not know is the CLI's to judge.
+    pub fn session_home(&self, client: Client, session: &str) -> Result<Option<PathBuf>, ApiError> {
+        let book = self
+            .sessions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match book.sessions.get(session) {
+            Some((owner, _)) if *owner != client => Err(ApiError::Forbidden(format!(
+                "session_id: session {session} belongs to another client"
+            ))),
+            Some((_, cwd)) => Ok(Some(cwd.clone())),
+            None => Ok(None),
+        }
+    }
+
+    pub fn list(&self, client: Client) -> Vec<AgentInfo> {
         self.forget_expired();
-        let mut list: Vec<AgentInfo> = self.lock().iter().map(|(id, e)| info(*id, e)).collect();
+        let mut list: Vec<AgentInfo> = self
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.owner == client)
+            .map(|(id, e)| info(*id, e))
+            .collect();
         list.sort_by_key(|a| a.started_at);
         list
     }
 
-    pub fn detail(&self, agent_id: Uuid) -> Option<AgentDetail> {
+    pub fn detail(&self, client: Client, agent_id: Uuid) -> Option<AgentDetail> {
         self.forget_expired();
         let agents = self.lock();
-        let entry = agents.get(&agent_id)?;
+        let entry = agents.get(&agent_id).filter(|e| e.owner == client)?;
         let result = entry.summary.result.clone();
         let field = |name: &str| result.as_ref().and_then(|r| r.get(name).cloned());
         let stats = entry.log.stats();
@@ -244,9 +338,12 @@ impl Registry {
         })
     }
 
-    pub fn log(&self, agent_id: Uuid) -> Option<Arc<EventLog>> {
+    pub fn log(&self, client: Client, agent_id: Uuid) -> Option<Arc<EventLog>> {
         self.forget_expired();
-        self.lock().get(&agent_id).map(|e| Arc::clone(&e.log))
+        self.lock()
+            .get(&agent_id)
+            .filter(|e| e.owner == client)
+            .map(|e| Arc::clone(&e.log))
     }
 
     /// Forgets finished agents past their retention time, and the oldest ones past the
@@ -318,6 +415,15 @@ fn info(agent_id: Uuid, e: &Entry) -> AgentInfo {
     }
 }
 
+/// What a new agent brings to the registry.
+#[derive(Debug)]
+pub struct Launch {
+    pub stop: StopSignal,
+    pub requested_model: Option<String>,
+    pub cwd: PathBuf,
+    pub log: Arc<EventLog>,
+}
+
 /// One agent's hold on a process place, held by the task that runs its CLI.
 #[derive(Debug)]
 pub struct Slot {
@@ -363,6 +469,7 @@ mod tests {
     fn registry(max_agents: usize) -> Arc<Registry> {
         Registry::new(
             max_agents,
+            None,
             Retention {
                 keep_for: Duration::from_secs(3600),
                 max_finished: 2,
@@ -371,12 +478,13 @@ mod tests {
     }
 
     fn reserve(registry: &Arc<Registry>, shutdown: &CancellationToken) -> Result<Slot, Full> {
-        registry.reserve(
-            AgentKind::Stream,
-            StopSignal::new(shutdown),
-            None,
-            EventLog::new(1000, SharedBytes::default()),
-        )
+        let launch = Launch {
+            stop: StopSignal::new(shutdown),
+            requested_model: None,
+            cwd: PathBuf::from("/"),
+            log: EventLog::new(1000, SharedBytes::default()),
+        };
+        registry.reserve(Client::Anonymous, AgentKind::Stream, launch)
     }
 
     fn finish(registry: &Registry, slot: Slot) -> Uuid {
@@ -404,7 +512,7 @@ mod tests {
         drop(a);
         assert_eq!(registry.running(), 1);
         assert!(
-            registry.list().len() == 1,
+            registry.list(Client::Anonymous).len() == 1,
             "an agent that never started is forgotten"
         );
         finish(&registry, b);
@@ -418,21 +526,21 @@ mod tests {
         let registry = registry(2);
         let slot = reserve(&registry, &shutdown).unwrap();
         let id = slot.agent_id();
-        assert!(registry.stop(Uuid::new_v4()).is_none());
-        let finished = registry.stop(id).unwrap();
+        assert!(registry.stop(Client::Anonymous, Uuid::new_v4()).is_none());
+        let finished = registry.stop(Client::Anonymous, id).unwrap();
         assert_eq!(
-            registry.detail(id).unwrap().info.status,
+            registry.detail(Client::Anonymous, id).unwrap().info.status,
             AgentStatus::Stopping
         );
         assert!(!finished.is_cancelled());
         finish(&registry, slot);
         assert!(finished.is_cancelled());
         assert!(
-            registry.stop(id).is_none(),
+            registry.stop(Client::Anonymous, id).is_none(),
             "a finished agent is not running"
         );
         assert_eq!(
-            registry.detail(id).unwrap().info.status,
+            registry.detail(Client::Anonymous, id).unwrap().info.status,
             AgentStatus::Completed
         );
     }
@@ -444,7 +552,7 @@ mod tests {
         let first = finish(&registry, reserve(&registry, &shutdown).unwrap());
         let _second = finish(&registry, reserve(&registry, &shutdown).unwrap());
         let _third = finish(&registry, reserve(&registry, &shutdown).unwrap());
-        let list = registry.list();
+        let list = registry.list(Client::Anonymous);
         assert_eq!(list.len(), 2);
         assert!(list.iter().all(|a| a.agent_id != first));
     }

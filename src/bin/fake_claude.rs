@@ -57,6 +57,7 @@ fn main() {
     out.json(json!({
         "type": "system", "subtype": "init", "session_id": out.session_id, "model": model,
         "pid": std::process::id(), "argv": argv, "stdin_bytes": prompt.len(),
+        "cwd": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
     }));
 
     let commands: Vec<&str> = prompt.lines().filter(|l| l.starts_with('@')).collect();

@@ -1,18 +1,20 @@
-//! The route handlers.
+//! The route handlers. Every route but /health gets the [`Client`] that the key check
+//! attached; a client sees and touches its own agents only (another's are "not found").
 
 use std::path::{Path, PathBuf};
 
-use axum::Json;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::request::{AgentRequest, ValidJson};
+use super::request::{AgentRequest, RunRequest, ValidJson};
 use super::sse;
 use crate::agent::{self, AgentKind};
+use crate::auth::Client;
 use crate::error::ApiError;
 use crate::runner::StopReason;
 use crate::state::AppState;
@@ -33,10 +35,11 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 
 pub async fn start(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let (invocation, _) = request.into_invocation(state.config.default_model.as_deref())?;
-    let launched = agent::launch(&state, AgentKind::Start, &invocation)?;
+    let run = check(&state, client, request)?;
+    let launched = agent::launch(&state, client, AgentKind::Start, &run.invocation)?;
     Ok(Json(
         json!({"agent_id": launched.agent_id, "pid": launched.pid, "status": "started"}),
     ))
@@ -44,11 +47,13 @@ pub async fn start(
 
 pub async fn stream(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Response, ApiError> {
-    let (invocation, detach) = request.into_invocation(state.config.default_model.as_deref())?;
-    let launched = agent::launch(&state, AgentKind::Stream, &invocation)?;
-    let stop_when_dropped = (!detach).then(|| launched.stop.stop_on_drop(StopReason::ClientGone));
+    let run = check(&state, client, request)?;
+    let launched = agent::launch(&state, client, AgentKind::Stream, &run.invocation)?;
+    let stop_when_dropped =
+        (!run.detach_on_disconnect).then(|| launched.stop.stop_on_drop(StopReason::ClientGone));
     Ok(sse::event_stream(
         launched.agent_id,
         launched.log,
@@ -58,33 +63,46 @@ pub async fn stream(
     ))
 }
 
+fn check(state: &AppState, client: Client, request: AgentRequest) -> Result<RunRequest, ApiError> {
+    request.check(
+        state.config.default_model.as_deref(),
+        &state.policy,
+        |session| state.registry.session_home(client, session),
+    )
+}
+
 /// Stops a running agent and answers once it has finished (at most the grace period after
 /// SIGTERM). A finished agent is not running: 404.
 pub async fn stop(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     UrlPath(agent_id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_agent_id(&agent_id)?;
     let finished = state
         .registry
-        .stop(id)
+        .stop(client, id)
         .ok_or_else(|| not_found(&agent_id))?;
     finished.cancelled().await;
     Ok(Json(json!({"status": "stopped", "agent_id": id})))
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({ "agents": state.registry.list() }))
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(client): Extension<Client>,
+) -> Json<Value> {
+    Json(json!({ "agents": state.registry.list(client) }))
 }
 
 pub async fn detail(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     UrlPath(agent_id): UrlPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_agent_id(&agent_id)?;
     let detail = state
         .registry
-        .detail(id)
+        .detail(client, id)
         .ok_or_else(|| not_found(&agent_id))?;
     Ok(Json(
         serde_json::to_value(detail).map_err(|e| ApiError::Internal(e.to_string()))?,
@@ -94,10 +112,11 @@ pub async fn detail(
 /// Stops the agent if it runs and forgets it.
 pub async fn delete(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     UrlPath(agent_id): UrlPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_agent_id(&agent_id)?;
-    if state.registry.forget(id).await {
+    if state.registry.forget(client, id).await {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(not_found(&agent_id))
@@ -114,6 +133,7 @@ pub struct EventsQuery {
 /// sends when it reconnects to the same URL, so it wins) or `?after=N`, then live ones.
 pub async fn events(
     State(state): State<AppState>,
+    Extension(client): Extension<Client>,
     UrlPath(agent_id): UrlPath<String>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
@@ -133,7 +153,10 @@ pub async fn events(
         ),
         None => None,
     };
-    let log = state.registry.log(id).ok_or_else(|| not_found(&agent_id))?;
+    let log = state
+        .registry
+        .log(client, id)
+        .ok_or_else(|| not_found(&agent_id))?;
     let cursor = last_event_id.or(query.after).unwrap_or(0);
     Ok(sse::event_stream(
         id,

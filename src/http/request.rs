@@ -4,8 +4,11 @@ use axum::extract::{FromRequest, Request};
 use serde::Deserialize;
 use uuid::Uuid;
 
+use std::path::PathBuf;
+
 use crate::config::parse_model;
 use crate::error::ApiError;
+use crate::policy::{Narrowing, PermissionMode, ToolPolicy};
 use crate::runner::Invocation;
 
 /// The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
@@ -22,19 +25,50 @@ pub struct AgentRequest {
     /// back through /agent/{id}/events.
     #[serde(default)]
     pub detach_on_disconnect: bool,
+    /// Narrowing of the operator's tool policy (never widening: that is 403).
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_tools: Option<Vec<String>>,
+    #[serde(default)]
+    pub disallowed_tools: Vec<String>,
+    #[serde(default)]
+    pub permission_mode: Option<PermissionMode>,
+    #[serde(default)]
+    pub max_turns: Option<u32>,
+    #[serde(default)]
+    pub append_system_prompt: Option<String>,
+    /// A directory below CLAUDE_WORKDIR to run in.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// A checked request, ready to run.
+#[derive(Debug)]
+pub struct RunRequest {
+    pub invocation: Invocation,
+    pub detach_on_disconnect: bool,
 }
 
 impl AgentRequest {
-    /// Checks every field and turns the request into a CLI invocation, and whether the agent
-    /// is to outlive its stream's client.
-    pub fn into_invocation(
+    /// Checks every field against the operator's settings and turns the request into a CLI
+    /// invocation. `session_home` says where a known session lives, or refuses it.
+    pub fn check(
         self,
         default_model: Option<&str>,
-    ) -> Result<(Invocation, bool), ApiError> {
+        policy: &ToolPolicy,
+        session_home: impl FnOnce(&str) -> Result<Option<PathBuf>, ApiError>,
+    ) -> Result<RunRequest, ApiError> {
         if self.prompt.trim().is_empty() {
             return Err(ApiError::InvalidField {
                 field: "prompt",
                 reason: "must not be empty".into(),
+            });
+        }
+        if self.prompt.contains('\0') {
+            return Err(ApiError::InvalidField {
+                field: "prompt",
+                reason: "must not contain NUL characters".into(),
             });
         }
         let resume = self
@@ -55,12 +89,35 @@ impl AgentRequest {
             ),
             None => default_model.map(str::to_owned),
         };
+        let applied = policy.apply(&Narrowing {
+            tools: self.tools,
+            allowed_tools: self.allowed_tools,
+            disallowed_tools: self.disallowed_tools,
+            permission_mode: self.permission_mode,
+            max_turns: self.max_turns,
+            append_system_prompt: self.append_system_prompt,
+            cwd: self.cwd.clone(),
+        })?;
+        // A session lives under the directory it was made in: resume it there.
+        let session_cwd = match &resume {
+            Some(session) => session_home(session)?,
+            None => None,
+        };
+        let cwd = match (self.cwd, session_cwd) {
+            (None, Some(home)) => home,
+            _ => applied.cwd,
+        };
         let invocation = Invocation {
             prompt: self.prompt,
             model,
             resume,
+            policy_args: applied.args,
+            cwd: Some(cwd),
         };
-        Ok((invocation, self.detach_on_disconnect))
+        Ok(RunRequest {
+            invocation,
+            detach_on_disconnect: self.detach_on_disconnect,
+        })
     }
 }
 
@@ -85,49 +142,49 @@ mod tests {
     use super::*;
 
     fn request(prompt: &str, session_id: Option<&str>, model: Option<&str>) -> AgentRequest {
-        AgentRequest {
-            prompt: prompt.into(),
-            session_id: session_id.map(Into::into),
-            model: model.map(Into::into),
-            detach_on_disconnect: false,
-        }
+        serde_json::from_value(
+            serde_json::json!({"prompt": prompt, "session_id": session_id, "model": model}),
+        )
+        .unwrap()
+    }
+
+    fn check(request: AgentRequest, default_model: Option<&str>) -> Result<Invocation, ApiError> {
+        let policy = ToolPolicy {
+            tools: None,
+            allowed_tools: vec![],
+            disallowed_tools: vec![],
+            permission_mode: None,
+            max_turns: None,
+            workdir: std::env::temp_dir(),
+        };
+        request
+            .check(default_model, &policy, |_| Ok(None))
+            .map(|r| r.invocation)
     }
 
     #[test]
     fn empty_prompts_bad_sessions_and_bad_models_are_refused() {
-        assert!(request("  \n", None, None).into_invocation(None).is_err());
-        assert!(
-            request("hi", Some("not-a-uuid"), None)
-                .into_invocation(None)
-                .is_err()
-        );
-        assert!(
-            request("hi", None, Some("--model x"))
-                .into_invocation(None)
-                .is_err()
-        );
+        assert!(check(request("  \n", None, None), None).is_err());
+        assert!(check(request("a\0b", None, None), None).is_err());
+        assert!(check(request("hi", Some("not-a-uuid"), None), None).is_err());
+        assert!(check(request("hi", None, Some("--model x")), None).is_err());
     }
 
     #[test]
     fn the_default_model_applies_when_none_is_asked_for() {
-        let got = request("hi", None, None)
-            .into_invocation(Some("sonnet"))
-            .unwrap()
-            .0;
+        let got = check(request("hi", None, None), Some("sonnet")).unwrap();
         assert_eq!(got.model.as_deref(), Some("sonnet"));
-        let got = request("hi", None, Some("opus"))
-            .into_invocation(Some("sonnet"))
-            .unwrap()
-            .0;
+        let got = check(request("hi", None, Some("opus")), Some("sonnet")).unwrap();
         assert_eq!(got.model.as_deref(), Some("opus"));
     }
 
     #[test]
     fn session_ids_are_normalized() {
-        let got = request("hi", Some("0B6E7A43-5C3E-4A51-9D0F-0B8A3B8F7C11"), None)
-            .into_invocation(None)
-            .unwrap()
-            .0;
+        let got = check(
+            request("hi", Some("0B6E7A43-5C3E-4A51-9D0F-0B8A3B8F7C11"), None),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             got.resume.as_deref(),
             Some("0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11")

@@ -54,6 +54,10 @@ pub struct Invocation {
     pub prompt: String,
     pub model: Option<String>,
     pub resume: Option<String>,
+    /// Further flags, each a single `--flag=value` argument (the tool policy).
+    pub policy_args: Vec<String>,
+    /// Where the CLI runs; None: the server's own working directory.
+    pub cwd: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -70,6 +74,7 @@ impl Invocation {
         if let Some(session) = &self.resume {
             args.push(format!("--resume={session}"));
         }
+        args.extend(self.policy_args.iter().cloned());
         args
     }
 }
@@ -111,6 +116,9 @@ pub struct Cli {
 /// Starts the CLI. Fails only when the program cannot be started at all.
 pub fn spawn(command: &CliCommand, invocation: &Invocation) -> io::Result<Cli> {
     let mut cmd = Command::new(&command.program);
+    if let Some(cwd) = &invocation.cwd {
+        cmd.current_dir(cwd);
+    }
     cmd.args(invocation.args())
         .env_clear()
         .envs(command.env.iter().map(|(k, v)| (k, v)))
@@ -346,6 +354,7 @@ mod tests {
             prompt: "--dangerously-skip-permissions".into(),
             model: Some("sonnet".into()),
             resume: Some("0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11".into()),
+            ..Default::default()
         };
         assert_eq!(
             invocation.args(),

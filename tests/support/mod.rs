@@ -73,7 +73,16 @@ impl TestServer {
     pub async fn with_args(args: &[&str]) -> Self {
         let fake = FakeInstall::new();
         let cli = fake.cli_path().display().to_string();
-        let mut argv = vec!["claude-proxy", "--cli-path", &cli, "--stop-grace-secs", "2"];
+        let workdir = fake.dir.path().join("work").display().to_string();
+        let mut argv = vec![
+            "claude-proxy",
+            "--cli-path",
+            &cli,
+            "--stop-grace-secs",
+            "2",
+            "--workdir",
+            &workdir,
+        ];
         argv.extend_from_slice(args);
         let config = Config::from_args(argv).expect("test flags parse");
         Self::with_config(config, fake).await

@@ -35,6 +35,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts the program in `cwd` with `env` (plus PROXY_PORT=0) and waits for its address.
+    /// Requests present the first client key of PROXY_API_KEY, if it is set.
     pub fn start(cwd: &Path, env: &[(&str, &str)]) -> Self {
         let mut all = vec![("PROXY_PORT", "0")];
         all.extend_from_slice(env);
@@ -60,10 +61,25 @@ impl Proxy {
         let base = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the server logs its address");
+        let key = env
+            .iter()
+            .find(|(name, _)| *name == "PROXY_API_KEY")
+            .and_then(|(_, keys)| keys.split(',').next());
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = key {
+            headers.insert(
+                "authorization",
+                format!("Bearer {}", key.trim()).parse().unwrap(),
+            );
+        }
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
         Self {
             child,
             base,
-            client: reqwest::Client::new(),
+            client,
             log,
         }
     }

@@ -1,0 +1,451 @@
+//! What the CLI may do: set by the operator, narrowed by a request, never widened.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::error::ApiError;
+
+/// The CLI's permission modes, from the most restricted to the least.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Deserialize,
+)]
+pub enum PermissionMode {
+    /// Plans only: no edits, no commands.
+    #[value(name = "plan")]
+    #[serde(rename = "plan")]
+    Plan,
+    /// Refuses whatever is not allowed beforehand.
+    #[value(name = "dontAsk")]
+    #[serde(rename = "dontAsk")]
+    DontAsk,
+    /// The CLI's default: read-only commands run, others are refused in `-p` mode.
+    #[value(name = "default")]
+    #[serde(rename = "default")]
+    Default,
+    #[value(name = "manual")]
+    #[serde(rename = "manual")]
+    Manual,
+    #[value(name = "acceptEdits")]
+    #[serde(rename = "acceptEdits")]
+    AcceptEdits,
+    #[value(name = "auto")]
+    #[serde(rename = "auto")]
+    Auto,
+    /// Everything runs. Only ever by the operator's choice.
+    #[value(name = "bypassPermissions")]
+    #[serde(rename = "bypassPermissions")]
+    BypassPermissions,
+}
+
+impl PermissionMode {
+    pub fn as_cli(self) -> &'static str {
+        match self {
+            PermissionMode::Plan => "plan",
+            PermissionMode::DontAsk => "dontAsk",
+            PermissionMode::Default => "default",
+            PermissionMode::Manual => "manual",
+            PermissionMode::AcceptEdits => "acceptEdits",
+            PermissionMode::Auto => "auto",
+            PermissionMode::BypassPermissions => "bypassPermissions",
+        }
+    }
+
+    /// How much it lets through; `manual` asks like `default` does.
+    fn reach(self) -> u8 {
+        match self {
+            PermissionMode::Plan | PermissionMode::DontAsk => 0,
+            PermissionMode::Default | PermissionMode::Manual => 1,
+            PermissionMode::AcceptEdits => 2,
+            PermissionMode::Auto => 3,
+            PermissionMode::BypassPermissions => 4,
+        }
+    }
+}
+
+/// The operator's policy (CLAUDE_TOOLS, CLAUDE_ALLOWED_TOOLS, ...).
+#[derive(Debug, Clone)]
+pub struct ToolPolicy {
+    /// The built-in tools that exist at all; None: the CLI's default set.
+    pub tools: Option<Vec<String>>,
+    pub allowed_tools: Vec<String>,
+    pub disallowed_tools: Vec<String>,
+    pub permission_mode: Option<PermissionMode>,
+    pub max_turns: Option<u32>,
+    /// Where agents run, resolved (symlinks followed) at start-up.
+    pub workdir: PathBuf,
+}
+
+/// What a request asks to narrow.
+#[derive(Debug, Clone, Default)]
+pub struct Narrowing {
+    pub tools: Option<Vec<String>>,
+    pub allowed_tools: Option<Vec<String>>,
+    pub disallowed_tools: Vec<String>,
+    pub permission_mode: Option<PermissionMode>,
+    pub max_turns: Option<u32>,
+    pub append_system_prompt: Option<String>,
+    pub cwd: Option<String>,
+}
+
+/// The most an appended system prompt may hold.
+pub const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
+
+/// A run's policy: the CLI's flags, and where it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+impl ToolPolicy {
+    /// Checks that the request stays within the operator's policy (403 with the reason when
+    /// it does not) and gives the flags that apply. Values use the `--flag=value` form, so
+    /// none can be read as another flag.
+    pub fn apply(&self, request: &Narrowing) -> Result<Applied, ApiError> {
+        let forbidden = |reason: String| ApiError::Forbidden(reason);
+        let mut args = Vec::new();
+
+        let tools = match (&request.tools, &self.tools) {
+            (None, operator) => operator.clone(),
+            (Some(_), None) => {
+                return Err(forbidden(
+                    "tools: the operator has not set CLAUDE_TOOLS, so clients cannot choose tools (use disallowed_tools to remove some)".into(),
+                ));
+            }
+            (Some(asked), Some(operator)) => {
+                check_names("tools", asked)?;
+                if let Some(wider) = asked.iter().find(|t| !operator.contains(t)) {
+                    return Err(forbidden(format!(
+                        "tools: {wider} is not among the operator's tools (CLAUDE_TOOLS)"
+                    )));
+                }
+                Some(asked.clone())
+            }
+        };
+        if let Some(tools) = tools {
+            args.push(format!("--tools={}", tools.join(",")));
+        }
+
+        let allowed = match &request.allowed_tools {
+            None => self.allowed_tools.clone(),
+            Some(asked) => {
+                check_names("allowed_tools", asked)?;
+                if let Some(wider) = asked.iter().find(|t| !self.allowed_tools.contains(t)) {
+                    return Err(forbidden(format!(
+                        "allowed_tools: {wider} is not among the operator's allowed tools (CLAUDE_ALLOWED_TOOLS)"
+                    )));
+                }
+                asked.clone()
+            }
+        };
+        if !allowed.is_empty() {
+            args.push(format!("--allowedTools={}", allowed.join(",")));
+        }
+
+        check_names("disallowed_tools", &request.disallowed_tools)?;
+        let mut disallowed = self.disallowed_tools.clone();
+        disallowed.extend(
+            request
+                .disallowed_tools
+                .iter()
+                .filter(|t| !self.disallowed_tools.contains(t))
+                .cloned(),
+        );
+        if !disallowed.is_empty() {
+            args.push(format!("--disallowedTools={}", disallowed.join(",")));
+        }
+
+        let operator_mode = self.permission_mode.unwrap_or(PermissionMode::Default);
+        let mode = match request.permission_mode {
+            Some(asked) if asked.reach() > operator_mode.reach() => {
+                return Err(forbidden(format!(
+                    "permission_mode: {} lets through more than the operator's {} (CLAUDE_PERMISSION_MODE)",
+                    asked.as_cli(),
+                    operator_mode.as_cli()
+                )));
+            }
+            Some(asked) => Some(asked),
+            None => self.permission_mode,
+        };
+        if let Some(mode) = mode {
+            args.push(format!("--permission-mode={}", mode.as_cli()));
+        }
+
+        let max_turns = match (request.max_turns, self.max_turns) {
+            (Some(0), _) => {
+                return Err(ApiError::InvalidField {
+                    field: "max_turns",
+                    reason: "must be at least 1".into(),
+                });
+            }
+            (Some(asked), Some(operator)) if asked > operator => {
+                return Err(forbidden(format!(
+                    "max_turns: {asked} is more than the operator's {operator} (CLAUDE_MAX_TURNS)"
+                )));
+            }
+            (asked, operator) => asked.or(operator),
+        };
+        if let Some(turns) = max_turns {
+            args.push(format!("--max-turns={turns}"));
+        }
+
+        if let Some(prompt) = &request.append_system_prompt {
+            if prompt.len() > MAX_SYSTEM_PROMPT_BYTES || prompt.contains('\0') {
+                return Err(ApiError::InvalidField {
+                    field: "append_system_prompt",
+                    reason: format!(
+                        "must be at most {MAX_SYSTEM_PROMPT_BYTES} bytes, without NUL characters"
+                    ),
+                });
+            }
+            args.push(format!("--append-system-prompt={prompt}"));
+        }
+
+        let cwd = match &request.cwd {
+            None => self.workdir.clone(),
+            Some(cwd) => self.resolve_cwd(cwd)?,
+        };
+        Ok(Applied { args, cwd })
+    }
+
+    /// A working directory below CLAUDE_WORKDIR, once every symlink is followed.
+    pub fn resolve_cwd(&self, cwd: &str) -> Result<PathBuf, ApiError> {
+        let forbidden = |why: &str| ApiError::Forbidden(format!("cwd: {why}"));
+        let path = Path::new(cwd);
+        if cwd.contains('\0') {
+            return Err(ApiError::InvalidField {
+                field: "cwd",
+                reason: "must not contain NUL characters".into(),
+            });
+        }
+        if path.is_absolute()
+            || path
+                .components()
+                .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
+        {
+            return Err(forbidden(
+                "must be relative to the agents' working directory (CLAUDE_WORKDIR)",
+            ));
+        }
+        let resolved =
+            self.workdir
+                .join(path)
+                .canonicalize()
+                .map_err(|_| ApiError::InvalidField {
+                    field: "cwd",
+                    reason: format!("{cwd} does not exist in the agents' working directory"),
+                })?;
+        if !resolved.starts_with(&self.workdir) {
+            return Err(forbidden(
+                "resolves outside the agents' working directory (CLAUDE_WORKDIR)",
+            ));
+        }
+        if !resolved.is_dir() {
+            return Err(ApiError::InvalidField {
+                field: "cwd",
+                reason: format!("{cwd} is not a directory"),
+            });
+        }
+        Ok(resolved)
+    }
+}
+
+/// Tool names and rules (such as `Bash(git log:*)`): short, one line, no separators the CLI
+/// would split on.
+fn check_names(field: &'static str, names: &[String]) -> Result<(), ApiError> {
+    let bad = names.iter().find(|n| {
+        n.is_empty() || n.len() > 200 || n.contains([',', '\0', '\n', '\r']) || n.starts_with('-')
+    });
+    match bad {
+        Some(name) => Err(ApiError::InvalidField {
+            field,
+            reason: format!(
+                "{name:?} is not a tool name (1 to 200 characters, no commas, newlines or leading '-')"
+            ),
+        }),
+        None if names.len() > 100 => Err(ApiError::InvalidField {
+            field,
+            reason: "at most 100 tools".into(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A comma-separated list of tools from the environment (a newtype, so clap takes the list
+/// as one value rather than as a repeated flag).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ToolList(pub Vec<String>);
+
+/// An empty value is an empty list.
+pub fn parse_list(value: &str) -> Result<ToolList, String> {
+    let items: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match items
+        .iter()
+        .find(|i| i.len() > 200 || i.contains(['\0', '\n', '\r']) || i.starts_with('-'))
+    {
+        Some(bad) => Err(format!("{bad:?} is not a tool name or rule")),
+        None => Ok(ToolList(items)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(workdir: &Path) -> ToolPolicy {
+        ToolPolicy {
+            tools: Some(vec!["Read".into(), "Grep".into(), "Bash".into()]),
+            allowed_tools: vec!["Read".into()],
+            disallowed_tools: vec!["WebFetch".into()],
+            permission_mode: Some(PermissionMode::AcceptEdits),
+            max_turns: Some(10),
+            workdir: workdir.canonicalize().unwrap(),
+        }
+    }
+
+    fn names(list: &[&str]) -> Option<Vec<String>> {
+        Some(list.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn the_operators_policy_applies_as_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let applied = policy(dir.path()).apply(&Narrowing::default()).unwrap();
+        assert_eq!(
+            applied.args,
+            [
+                "--tools=Read,Grep,Bash",
+                "--allowedTools=Read",
+                "--disallowedTools=WebFetch",
+                "--permission-mode=acceptEdits",
+                "--max-turns=10"
+            ]
+        );
+        assert_eq!(applied.cwd, dir.path().canonicalize().unwrap());
+    }
+
+    #[test]
+    fn a_request_may_narrow() {
+        let dir = tempfile::tempdir().unwrap();
+        let request = Narrowing {
+            tools: names(&["Read"]),
+            allowed_tools: Some(vec![]),
+            disallowed_tools: vec!["Grep".into(), "WebFetch".into()],
+            permission_mode: Some(PermissionMode::Plan),
+            max_turns: Some(3),
+            append_system_prompt: Some("Answer briefly.".into()),
+            cwd: None,
+        };
+        let applied = policy(dir.path()).apply(&request).unwrap();
+        assert_eq!(
+            applied.args,
+            [
+                "--tools=Read",
+                "--disallowedTools=WebFetch,Grep",
+                "--permission-mode=plan",
+                "--max-turns=3",
+                "--append-system-prompt=Answer briefly."
+            ]
+        );
+    }
+
+    #[test]
+    fn a_request_may_not_widen() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = policy(dir.path());
+        let wider = [
+            Narrowing {
+                tools: names(&["Read", "Write"]),
+                ..Default::default()
+            },
+            Narrowing {
+                allowed_tools: names(&["Bash"]),
+                ..Default::default()
+            },
+            Narrowing {
+                permission_mode: Some(PermissionMode::BypassPermissions),
+                ..Default::default()
+            },
+            Narrowing {
+                permission_mode: Some(PermissionMode::Auto),
+                ..Default::default()
+            },
+            Narrowing {
+                max_turns: Some(11),
+                ..Default::default()
+            },
+        ];
+        for request in wider {
+            let err = policy.apply(&request).unwrap_err();
+            assert!(matches!(err, ApiError::Forbidden(_)), "{request:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn without_operator_tools_clients_cannot_choose_tools() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = ToolPolicy {
+            tools: None,
+            ..policy(dir.path())
+        };
+        assert!(
+            policy
+                .apply(&Narrowing {
+                    tools: names(&["Read"]),
+                    ..Default::default()
+                })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn bypass_is_the_operators_choice_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = ToolPolicy {
+            permission_mode: None,
+            ..policy(dir.path())
+        };
+        let bypass = Narrowing {
+            permission_mode: Some(PermissionMode::BypassPermissions),
+            ..Default::default()
+        };
+        assert!(open.apply(&bypass).is_err());
+        let operator = ToolPolicy {
+            permission_mode: Some(PermissionMode::BypassPermissions),
+            ..policy(dir.path())
+        };
+        assert!(operator.apply(&bypass).is_ok());
+    }
+
+    #[test]
+    fn cwd_stays_inside_the_workdir() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir_all(work.join("project/src")).unwrap();
+        std::os::unix::fs::symlink(dir.path(), work.join("escape")).unwrap();
+        std::os::unix::fs::symlink(work.join("project"), work.join("alias")).unwrap();
+        let policy = policy(&work);
+        assert_eq!(
+            policy.resolve_cwd("project/src").unwrap(),
+            work.canonicalize().unwrap().join("project/src")
+        );
+        assert_eq!(
+            policy.resolve_cwd("alias").unwrap(),
+            work.canonicalize().unwrap().join("project")
+        );
+        for escape in ["..", "project/../..", "/tmp", "escape"] {
+            assert!(
+                matches!(policy.resolve_cwd(escape), Err(ApiError::Forbidden(_))),
+                "{escape}"
+            );
+        }
+        assert!(matches!(
+            policy.resolve_cwd("missing"),
+            Err(ApiError::InvalidField { .. })
+        ));
+    }
+}
