@@ -92,10 +92,20 @@ impl IntoResponse for ApiError {
             tracing::error!(status = status.as_u16(), %detail, "request failed");
         }
         let mut response = (status, Json(json!({ "detail": detail }))).into_response();
-        if let ApiError::TooManyAgents { .. } = self {
+        let retry_after = match &self {
+            ApiError::TooManyAgents { .. } | ApiError::TooManyAgentsForKey { .. } => {
+                Some(RETRY_AFTER_SECS)
+            }
+            ApiError::RateLimited { until } => Some(
+                u32::try_from((*until - chrono::Utc::now()).num_seconds().max(1))
+                    .unwrap_or(u32::MAX),
+            ),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -381,3 +381,64 @@ async fn the_readme_curl_examples_work_as_written() {
         );
     }
 }
+
+/// Runs the nonce request ("cat nonce.txt" through Bash) with extra proxy settings; returns the
+/// whole stream as text and the stream's CLI lines.
+async fn nonce_run(extra: &[(&str, &str)], nonce: &str) -> (String, Vec<Value>, StandIn) {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, work) = (dir.path().join("home"), dir.path().join("work"));
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("nonce.txt"), nonce).unwrap();
+    let standin = StandIn::start([
+        Reply::Bash("cat nonce.txt".into()),
+        Reply::Text("Done.".into()),
+    ])
+    .await;
+    let proxy = start_proxy(&standin, &home, &work, extra);
+    let events = proxy
+        .stream("What is in nonce.txt?")
+        .await
+        .collect_all()
+        .await;
+    assert_eq!(
+        complete_of(&events)["status"],
+        "completed",
+        "{:?}",
+        error_codes(&events)
+    );
+    let text = events
+        .iter()
+        .map(|e| e.data.as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (text, cli_lines(&events), standin)
+}
+
+#[tokio::test]
+async fn the_operators_disallowed_tools_keep_the_cli_from_running_them() {
+    let nonce = uuid::Uuid::new_v4().to_string();
+
+    // The control: without the policy the nonce comes through, so this test can fail.
+    let (open, _, _) = nonce_run(&[], &nonce).await;
+    assert!(open.contains(&nonce), "without a policy the tool runs");
+
+    let (closed, lines, standin) = nonce_run(&[("CLAUDE_DISALLOWED_TOOLS", "Bash")], &nonce).await;
+    assert!(
+        !closed.contains(&nonce),
+        "with Bash disallowed the nonce must not appear"
+    );
+    let tool_result = lines
+        .iter()
+        .find(|l| l["type"] == "user")
+        .expect("a tool_result line")
+        .to_string();
+    assert!(
+        tool_result.contains("No such tool available: Bash"),
+        "{tool_result}"
+    );
+    assert!(
+        !standin.requests()[1].to_string().contains(&nonce),
+        "nor does it reach the API"
+    );
+}

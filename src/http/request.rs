@@ -11,10 +11,11 @@ use crate::error::ApiError;
 use crate::policy::{Narrowing, PermissionMode, ToolPolicy};
 use crate::runner::Invocation;
 
-/// The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
-/// `sesion_id` never silently starts a new session.
+/// The body of /agent/start and /agent/stream: a JSON object (see [`AgentRequest`]'s
+/// `Deserialize`). Unknown fields are refused, so a typo such as `sesion_id` never silently
+/// starts a new session.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, remote = "Self")]
 pub struct AgentRequest {
     pub prompt: String,
     #[serde(default)]
@@ -41,6 +42,27 @@ pub struct AgentRequest {
     /// A directory below CLAUDE_WORKDIR to run in.
     #[serde(default)]
     pub cwd: Option<String>,
+}
+
+/// A derived struct deserializer also takes a JSON array of the fields in order, so that
+/// `["a prompt"]` would start an agent: only an object is a request.
+impl<'de> Deserialize<'de> for AgentRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = AgentRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a JSON object such as {"prompt": "..."}"#)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AgentRequest, A::Error> {
+                AgentRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
 }
 
 /// A checked request, ready to run.
@@ -176,6 +198,12 @@ mod tests {
         assert_eq!(got.model.as_deref(), Some("sonnet"));
         let got = check(request("hi", None, Some("opus")), Some("sonnet")).unwrap();
         assert_eq!(got.model.as_deref(), Some("opus"));
+    }
+
+    #[test]
+    fn only_an_object_is_a_request() {
+        assert!(serde_json::from_str::<AgentRequest>(r#"["hi"]"#).is_err());
+        assert!(serde_json::from_str::<AgentRequest>(r#"{"prompt": "hi"}"#).is_ok());
     }
 
     #[test]

@@ -53,7 +53,12 @@ impl Proxy {
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
                 if let Some((_, addr)) = line.split_once("listening on ") {
-                    let _ = tx.send(addr.trim().to_owned());
+                    // The rest of a pretty line, or the rest of a JSON log's message.
+                    let addr = addr
+                        .split(|c: char| c == '"' || c.is_whitespace())
+                        .next()
+                        .unwrap_or(addr);
+                    let _ = tx.send(addr.to_owned());
                 }
                 kept.lock().unwrap().push(line);
             }
