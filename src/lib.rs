@@ -9,6 +9,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
+pub mod metrics;
 pub mod policy;
 pub mod runner;
 mod serve;
@@ -42,10 +43,12 @@ pub async fn run(
     let state =
         AppState::new(config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
     let stopping = state.shutdown.clone();
+    let router = app(state.clone());
     let mut server = tokio::spawn(serve::serve(
         listener,
-        app(state.clone()),
+        router,
         limits,
+        state.metrics.clone(),
         stopping.clone(),
     ));
 

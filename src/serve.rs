@@ -14,6 +14,8 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::Metrics;
+
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
     pub max_connections: usize,
@@ -26,6 +28,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    metrics: Arc<Metrics>,
     stopping: CancellationToken,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -51,6 +54,7 @@ pub async fn serve(
             },
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            metrics.connections_refused.inc();
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: PROXY_MAX_CONNECTIONS are open");
             continue;
         };

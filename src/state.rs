@@ -10,6 +10,7 @@ use crate::agent::{Registry, Retention, SharedBytes};
 use crate::auth::ApiKeys;
 use crate::config::{Config, Validated};
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::policy::ToolPolicy;
 use crate::runner::{CliCommand, Limits, child_environment};
 
@@ -23,6 +24,7 @@ pub struct AppState {
     /// The bytes held by all agents' event logs together.
     pub all_logs: SharedBytes,
     pub rate_limit: RateLimitGate,
+    pub metrics: Arc<Metrics>,
     /// Cancelled when the server shuts down; every agent's stop signal is a child of it.
     pub shutdown: CancellationToken,
     /// Every agent's tasks, so a shutdown can wait until each CLI has been reaped.
@@ -61,6 +63,7 @@ impl AppState {
             policy: Arc::new(policy),
             all_logs: SharedBytes::default(),
             rate_limit: RateLimitGate::default(),
+            metrics: Arc::default(),
             config: Arc::new(config),
             cli,
             shutdown: CancellationToken::new(),

@@ -328,6 +328,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""status":"stopped""#,
     r#""result":{"#,
     r#""type":"complete""#,
+    "claude_proxy_agents_started_total",
 ];
 
 #[tokio::test]

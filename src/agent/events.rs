@@ -37,6 +37,17 @@ pub enum FinalStatus {
     TimedOut,
 }
 
+impl FinalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalStatus::Completed => "completed",
+            FinalStatus::Failed => "failed",
+            FinalStatus::Stopped => "stopped",
+            FinalStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
 /// The numbered events of a run, read from the runner's output and its outcome.
 #[derive(Debug)]
 pub struct AgentEvents {

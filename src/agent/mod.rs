@@ -8,8 +8,11 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use std::time::Instant;
+
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 use uuid::Uuid;
 
 pub use events::{AgentEvents, Event, FinalStatus, RunSummary};
@@ -20,6 +23,7 @@ use registry::{Full, Launch};
 
 use crate::auth::Client;
 use crate::error::ApiError;
+use crate::metrics::StatusLabel;
 use crate::runner::{self, Invocation, StopSignal};
 use crate::state::AppState;
 
@@ -65,28 +69,38 @@ pub fn launch(
             Full::Client { max } => ApiError::TooManyAgentsForKey { max },
         })?;
     let agent_id = slot.agent_id();
+    let spawning = Instant::now();
     let cli = runner::spawn(&state.cli, invocation).map_err(|err| cli_unavailable(state, err))?;
     let pid = cli.pid();
     slot.running(pid);
-    tracing::info!(
-        %agent_id, pid, ?kind, client = %owner, model = invocation.model.as_deref(),
-        resume = invocation.resume.as_deref(), "agent started"
-    );
+    state.metrics.spawned(kind.as_str(), spawning.elapsed());
+
+    // Every log line of this agent's tasks carries its id, pid and (once known) session.
+    let span = tracing::info_span!("agent", %agent_id, pid, session_id = tracing::field::Empty);
+    span.in_scope(|| {
+        tracing::info!(
+            ?kind, client = %owner, model = invocation.model.as_deref(), resume = invocation.resume.as_deref(),
+            "agent started"
+        );
+    });
 
     let (lines_tx, lines_rx) = mpsc::channel(LINES_AHEAD);
     let (outcome_tx, outcome_rx) = oneshot::channel();
     let run_stop = stop.clone();
-    state.tasks.spawn(async move {
+    let metrics = Arc::clone(&state.metrics);
+    let run = async move {
         let outcome = cli.run(lines_tx, run_stop).await;
         tracing::info!(
-            %agent_id, pid, ending = ?outcome.ending, exit_code = outcome.exit_code, signal = outcome.signal,
+            ending = ?outcome.ending, exit_code = outcome.exit_code, signal = outcome.signal,
             duration_ms = outcome.duration.as_millis() as u64, "agent ended"
         );
+        metrics.ended(&outcome);
         // The process is reaped: its place is free before the last event goes out, so a
         // client that reads `complete` and then asks /health sees it gone.
         drop(slot);
         let _ = outcome_tx.send(outcome);
-    });
+    };
+    state.tasks.spawn(run.instrument(span.clone()));
 
     let events = AgentEvents::new(
         agent_id,
@@ -95,12 +109,14 @@ pub fn launch(
         lines_rx,
         outcome_rx,
     );
-    state.tasks.spawn(keep_events(
+    let keep = keep_events(
         state.clone(),
         agent_id,
         events,
         Arc::clone(&log),
-    ));
+        span.clone(),
+    );
+    state.tasks.spawn(keep.instrument(span));
     Ok(Launched {
         agent_id,
         pid,
@@ -111,14 +127,35 @@ pub fn launch(
 
 /// Moves the agent's events into its log as fast as they come, keeping the registry's view of
 /// the run up to date and all logs within their budget.
-async fn keep_events(state: AppState, agent_id: Uuid, mut events: AgentEvents, log: Arc<EventLog>) {
+async fn keep_events(
+    state: AppState,
+    agent_id: Uuid,
+    mut events: AgentEvents,
+    log: Arc<EventLog>,
+    span: tracing::Span,
+) {
     let budget = state.config.logs_total_bytes;
+    let mut session_known = false;
     while let Some(event) = events.next().await {
         log.append(event);
+        state.metrics.events.inc();
         if let Some(summary) = events.summary_update() {
             state.registry.observe(agent_id, summary);
             if let Some(until) = summary.rate_limited_until {
                 state.rate_limit.limited_until(until);
+            }
+            if let (Some(session), false) = (&summary.session_id, session_known) {
+                span.record("session_id", session.as_str());
+                session_known = true;
+            }
+            if let Some(status) = summary.status {
+                state
+                    .metrics
+                    .agents_finished
+                    .get_or_create(&StatusLabel {
+                        status: status.as_str(),
+                    })
+                    .inc();
             }
         }
         let total = state.all_logs.load(Ordering::Relaxed);

@@ -41,6 +41,15 @@ pub enum AgentStatus {
     TimedOut,
 }
 
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Stream => "stream",
+            AgentKind::Start => "start",
+        }
+    }
+}
+
 impl From<FinalStatus> for AgentStatus {
     fn from(status: FinalStatus) -> Self {
         match status {

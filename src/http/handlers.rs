@@ -33,6 +33,21 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
     }))
 }
 
+/// Every metric, in the Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    state
+        .metrics
+        .agents_running
+        .set(state.registry.running() as i64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
 pub async fn start(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
@@ -60,6 +75,7 @@ pub async fn stream(
         0,
         state.config.keepalive,
         stop_when_dropped,
+        state.metrics.clone(),
     ))
 }
 
@@ -164,6 +180,7 @@ pub async fn events(
         cursor,
         state.config.keepalive,
         None,
+        state.metrics.clone(),
     ))
 }
 

@@ -13,6 +13,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::auth;
 use crate::error::ApiError;
+use crate::metrics;
 use crate::state::AppState;
 
 pub use request::AgentRequest;
@@ -32,6 +33,7 @@ pub fn app(state: AppState) -> Router {
             get(handlers::detail).delete(handlers::delete),
         )
         .route("/agent/{agent_id}/events", get(handlers::events))
+        .route("/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),
             auth::require_key,
@@ -41,6 +43,10 @@ pub fn app(state: AppState) -> Router {
         .merge(agents)
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track_requests,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
 use crate::agent::{Event, EventLog};
+use crate::metrics::Metrics;
 use crate::runner::StopOnDrop;
 
 /// What one read of the log gathers into a single write.
@@ -25,9 +26,11 @@ pub fn event_stream(
     cursor: u64,
     keepalive: Duration,
     stop_when_dropped: Option<StopOnDrop>,
+    metrics: Arc<Metrics>,
 ) -> Response {
     let body = async_stream::stream! {
         let _stop_when_dropped = stop_when_dropped;
+        let mut delivery = Delivery { metrics, finished: false };
         let mut newest = log.subscribe();
         let mut cursor = cursor;
         let mut buf = BytesMut::new();
@@ -44,9 +47,11 @@ pub fn event_stream(
                 cursor = event.id;
             }
             if !buf.is_empty() {
+                delivery.metrics.sse_bytes.inc_by(buf.len() as u64);
                 yield Ok::<_, Infallible>(buf.split().freeze());
             }
             if read.finished {
+                delivery.finished = true;
                 break;
             }
             if read.events.is_empty() {
@@ -77,6 +82,20 @@ pub fn event_stream(
         Body::from_stream(body),
     )
         .into_response()
+}
+
+/// Counts a stream whose client went away before its last event.
+struct Delivery {
+    metrics: Arc<Metrics>,
+    finished: bool,
+}
+
+impl Drop for Delivery {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.metrics.client_disconnects.inc();
+        }
+    }
 }
 
 /// `id:`, then `event:` unless it is a plain message, then the one-line JSON payload.

@@ -1,0 +1,225 @@
+//! Metrics for operators, in the Prometheus text format at `GET /metrics`.
+//!
+//! An explicit registry per server (prometheus-client) rather than a process-wide recorder:
+//! several servers in one process (the tests) each count their own.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::runner::{Ending, Outcome, StopReason, signal_name};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExitLabel {
+    /// The exit code, or the signal's name.
+    pub code: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The matched route (`/agent/{agent_id}`), never the raw path.
+    pub route: String,
+    pub method: String,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+    pub method: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_buckets() -> Histogram {
+    // 0.25 ms to about 8 s.
+    Histogram::new(exponential_buckets(0.000_25, 2.0, 16))
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub agents_running: Gauge,
+    pub agents_started: Family<KindLabel, Counter>,
+    pub agents_finished: Family<StatusLabel, Counter>,
+    pub events: Counter,
+    pub sse_bytes: Counter,
+    pub cli_exits: Family<ExitLabel, Counter>,
+    pub spawn_seconds: Histogram,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_seconds: HistogramFamily<RouteLabels>,
+    pub client_disconnects: Counter,
+    pub kills: Family<ReasonLabel, Counter>,
+    pub connections_refused: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("claude_proxy");
+        let metrics = Metrics {
+            agents_running: Gauge::default(),
+            agents_started: Family::default(),
+            agents_finished: Family::default(),
+            events: Counter::default(),
+            sse_bytes: Counter::default(),
+            cli_exits: Family::default(),
+            spawn_seconds: latency_buckets(),
+            requests: Family::default(),
+            request_seconds: Family::new_with_constructor(latency_buckets),
+            client_disconnects: Counter::default(),
+            kills: Family::default(),
+            connections_refused: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "agents_running",
+            "CLI processes running now",
+            metrics.agents_running.clone(),
+        );
+        registry.register(
+            "agents_started",
+            "Agents started, by kind (stream or start)",
+            metrics.agents_started.clone(),
+        );
+        registry.register(
+            "agents_finished",
+            "Agents finished, by the status of their complete event",
+            metrics.agents_finished.clone(),
+        );
+        registry.register(
+            "stream_events",
+            "Events produced by agents (lines, errors, complete)",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "stream_bytes",
+            "Bytes of events sent to SSE clients",
+            metrics.sse_bytes.clone(),
+        );
+        registry.register(
+            "cli_exits",
+            "CLI exits, by exit code or signal name",
+            metrics.cli_exits.clone(),
+        );
+        registry.register(
+            "spawn_seconds",
+            "Time to start a CLI process",
+            metrics.spawn_seconds.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests, by matched route, method and status",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "http_request_seconds",
+            "Time to answer a request (to the response's headers), by matched route and method",
+            metrics.request_seconds.clone(),
+        );
+        registry.register(
+            "client_disconnects",
+            "Event streams whose client went away before complete",
+            metrics.client_disconnects.clone(),
+        );
+        registry.register(
+            "kills",
+            "CLIs ended by the proxy, by reason (stopped, client_gone, shutdown, timeout, idle_timeout)",
+            metrics.kills.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because PROXY_MAX_CONNECTIONS were open",
+            metrics.connections_refused.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn spawned(&self, kind: &'static str, took: Duration) {
+        self.agents_started.get_or_create(&KindLabel { kind }).inc();
+        self.spawn_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn ended(&self, outcome: &Outcome) {
+        let code = match (outcome.exit_code, outcome.signal) {
+            (Some(code), _) => code.to_string(),
+            (None, Some(signal)) => signal_name(signal),
+            (None, None) => "unknown".to_owned(),
+        };
+        self.cli_exits.get_or_create(&ExitLabel { code }).inc();
+        let reason = match outcome.ending {
+            Ending::Exited => return,
+            Ending::Stopped(StopReason::Requested) => "stopped",
+            Ending::Stopped(StopReason::ClientGone) => "client_gone",
+            Ending::Stopped(StopReason::Shutdown) => "shutdown",
+            Ending::TimedOut => "timeout",
+            Ending::IdleTimedOut => "idle_timeout",
+        };
+        self.kills.get_or_create(&ReasonLabel { reason }).inc();
+    }
+}
+
+/// Counts each request by its matched route, method and status, and times it.
+pub async fn track_requests(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let labels = RouteLabels { route, method };
+    metrics
+        .request_seconds
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
+    let RouteLabels { route, method } = labels;
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            method,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
