@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use claude_proxy::config::{Config, one_line_error};
+use claude_proxy::runner::watchdog;
 use claude_proxy::{raise_open_files_limit, run, telemetry};
 use tokio::net::TcpListener;
 
@@ -20,6 +21,11 @@ fn main() -> ExitCode {
     if let Err(err) = config.validate() {
         eprintln!("claude-proxy: {err}");
         return ExitCode::from(2);
+    }
+    // Before any thread exists: it forks.
+    if let Err(err) = watchdog::start() {
+        eprintln!("claude-proxy: cannot start the watchdog process: {err}");
+        return ExitCode::FAILURE;
     }
     telemetry::init(config.log_format);
     raise_open_files_limit();

@@ -198,18 +198,22 @@ async fn sigterm_ends_every_agent_finishes_streams_and_exits() {
 }
 
 #[tokio::test]
-async fn a_killed_server_takes_its_cli_along() {
+async fn a_killed_server_takes_its_cli_and_what_it_started_along() {
     use nix::sys::signal::Signal;
     let fake = FakeInstall::new();
     let proxy = start_with_fake(&fake, &[]);
-    let mut reader = proxy.stream("@text ready\n@hang").await;
+    let mut reader = proxy.stream("@grandchild\n@text ready\n@hang").await;
     let pid = reader.next_of("agent").await.json()["pid"]
         .as_u64()
         .unwrap() as u32;
+    let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
+        .as_u64()
+        .unwrap() as u32;
     reader.next_of("assistant").await;
-    // SIGKILL leaves the server no chance to clean up: the parent-death signal does it.
+    // SIGKILL leaves the server no chance to clean up: its watchdog process does it.
     proxy.signal(Signal::SIGKILL);
     process_gone(pid).await;
+    process_gone(grandchild).await;
 }
 
 #[tokio::test]

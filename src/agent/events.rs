@@ -53,7 +53,7 @@ impl FinalStatus {
 pub struct AgentEvents {
     agent_id: Uuid,
     max_line_bytes: usize,
-    lines: mpsc::Receiver<Frame>,
+    lines: mpsc::Receiver<Vec<Frame>>,
     outcome: oneshot::Receiver<Outcome>,
     phase: Phase,
     queue: VecDeque<Event>,
@@ -148,7 +148,7 @@ impl AgentEvents {
         agent_id: Uuid,
         pid: u32,
         max_line_bytes: usize,
-        lines: mpsc::Receiver<Frame>,
+        lines: mpsc::Receiver<Vec<Frame>>,
         outcome: oneshot::Receiver<Outcome>,
     ) -> Self {
         let mut events = Self {
@@ -404,7 +404,7 @@ impl Stream for AgentEvents {
             }
             match this.phase {
                 Phase::Lines => match ready!(this.lines.poll_recv(cx)) {
-                    Some(frame) => this.push_frame(frame),
+                    Some(frames) => frames.into_iter().for_each(|frame| this.push_frame(frame)),
                     None => this.phase = Phase::Outcome,
                 },
                 Phase::Outcome => {
@@ -471,7 +471,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (otx, orx) = oneshot::channel();
         for line in lines {
-            tx.send(Frame::Line(Bytes::copy_from_slice(line)))
+            tx.send(vec![Frame::Line(Bytes::copy_from_slice(line))])
                 .await
                 .unwrap();
         }

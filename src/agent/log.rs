@@ -68,19 +68,27 @@ impl EventLog {
     /// always stays until the next arrives, so readers keeping up get even an event larger
     /// than the whole log.
     pub fn append(&self, event: Event) {
-        let id = event.id;
-        let closing = event.name == Some("complete");
-        {
+        self.extend(std::iter::once(event));
+    }
+
+    /// Adds the next events with one lock, and wakes the readers once.
+    pub fn extend(&self, events: impl IntoIterator<Item = Event>) {
+        let newest = {
             let mut state = self.lock();
-            let size = cost(&event);
-            state.bytes += size;
-            self.all_logs.fetch_add(size, Ordering::Relaxed);
-            state.events.push_back(event);
-            state.newest = id;
-            state.closed |= closing;
-            self.shrink(&mut state, self.capacity);
-        }
-        self.newest.send_replace(id);
+            for event in events {
+                let size = cost(&event);
+                state.bytes += size;
+                self.all_logs.fetch_add(size, Ordering::Relaxed);
+                state.newest = event.id;
+                state.closed |= event.name == Some("complete");
+                state.events.push_back(event);
+                // Shrinking per event keeps every event but the newest within the bound, as
+                // one at a time would.
+                self.shrink(&mut state, self.capacity);
+            }
+            state.newest
+        };
+        self.newest.send_replace(newest);
     }
 
     /// Drops all but the newest event (the `complete` of a finished agent), to give memory

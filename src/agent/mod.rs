@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use std::time::Instant;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -27,9 +27,13 @@ use crate::metrics::StatusLabel;
 use crate::runner::{self, Invocation, StopSignal};
 use crate::state::AppState;
 
-/// Lines the runner may read ahead of the agent's task, which logs them at once: a small
-/// buffer between two tasks, not a place where output waits for readers.
-const LINES_AHEAD: usize = 64;
+/// Batches of lines the runner may read ahead of the agent's task, which logs them at once: a
+/// small buffer between two tasks, not a place where output waits for readers. A batch holds
+/// at most about 256 KiB (or one longer line), so this bounds memory in bytes too.
+const LINES_AHEAD: usize = 4;
+/// The most events, and about the most bytes, one append takes.
+const EVENTS_PER_APPEND: usize = 1024;
+const BYTES_PER_APPEND: usize = 256 * 1024;
 
 /// A running agent, as its starter sees it.
 #[derive(Debug)]
@@ -43,7 +47,7 @@ pub struct Launched {
 /// Starts an agent for `owner`: takes a place in the registry, spawns the CLI, and runs it to
 /// its end in the background while its events go to its log. Nothing is spawned when a limit
 /// is reached or the subscription is known to be rate limited.
-pub fn launch(
+pub async fn launch(
     state: &AppState,
     owner: Client,
     kind: AgentKind,
@@ -125,8 +129,10 @@ pub fn launch(
     })
 }
 
-/// Moves the agent's events into its log as fast as they come, keeping the registry's view of
-/// the run up to date and all logs within their budget.
+/// Moves the agent's events into its log as fast as they come (all that are ready at once, in
+/// one append), keeping the registry's view of the run up to date and all logs within their
+/// budget. The summary is recorded after the events that changed it are in the log, so whoever
+/// waits for `complete` finds it there.
 async fn keep_events(
     state: AppState,
     agent_id: Uuid,
@@ -136,9 +142,20 @@ async fn keep_events(
 ) {
     let budget = state.config.logs_total_bytes;
     let mut session_known = false;
-    while let Some(event) = events.next().await {
-        log.append(event);
-        state.metrics.events.inc();
+    while let Some(first) = events.next().await {
+        let mut bytes = first.data.len();
+        let mut batch = vec![first];
+        while batch.len() < EVENTS_PER_APPEND && bytes < BYTES_PER_APPEND {
+            match events.next().now_or_never() {
+                Some(Some(event)) => {
+                    bytes += event.data.len();
+                    batch.push(event);
+                }
+                _ => break,
+            }
+        }
+        state.metrics.events.inc_by(batch.len() as u64);
+        log.extend(batch);
         if let Some(summary) = events.summary_update() {
             state.registry.observe(agent_id, summary);
             if let Some(until) = summary.rate_limited_until {

@@ -90,13 +90,28 @@ impl<W: Write> Fake<W> {
                 let count = num(parts.next(), 1);
                 let bytes = num(parts.next(), 0) as usize;
                 let delay = num(parts.next(), 0);
+                // One template, numbered per line: the fake must cost little next to the proxy.
+                let head = format!(
+                    r#"{{"type":"assistant","session_id":"{}","message":{{"role":"assistant","content":[{{"type":"text","text":"line "#,
+                    self.session_id
+                );
+                // Built once: filling a line byte by byte is slow in a debug build.
+                let padding = "x".repeat(bytes);
                 for i in 0..count {
-                    let mut line = json!({"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": format!("line {i}")}]}, "session_id": self.session_id}).to_string();
-                    if line.len() < bytes {
-                        let pad = "x".repeat(bytes - line.len() - 10);
-                        line = format!("{},\"p\":\"{pad}\"}}", &line[..line.len() - 1]);
+                    let number = i.to_string();
+                    let base = head.len() + number.len() + r#""}]}}"#.len();
+                    let pad = bytes.saturating_sub(base + r#","p":"""#.len());
+                    let mut line = Vec::with_capacity(base + pad + 8);
+                    line.extend_from_slice(head.as_bytes());
+                    line.extend_from_slice(number.as_bytes());
+                    line.extend_from_slice(br#""}]}"#);
+                    if pad > 0 {
+                        line.extend_from_slice(br#","p":""#);
+                        line.extend_from_slice(&padding.as_bytes()[..pad]);
+                        line.push(b'"');
                     }
-                    self.raw(line.as_bytes(), true);
+                    line.push(b'}');
+                    self.raw(&line, true);
                     if delay > 0 {
                         self.flush();
                         std::thread::sleep(Duration::from_millis(delay));

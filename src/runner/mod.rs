@@ -5,6 +5,7 @@
 mod lines;
 mod process;
 mod stop;
+pub mod watchdog;
 
 use std::ffi::OsString;
 use std::io;
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use nix::sys::signal::Signal;
 use std::os::unix::process::ExitStatusExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -79,8 +80,13 @@ impl Invocation {
     }
 }
 
-/// What the CLI wrote on stdout, in order.
-pub type Output = Frame;
+/// What the CLI wrote on stdout, in order: the lines that were ready together, as one batch,
+/// so a flood costs one message per read rather than one per line.
+pub type Output = Vec<Frame>;
+
+/// The most lines, and about the most bytes, one batch gathers.
+const BATCH_LINES: usize = 1024;
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a run ended when the CLI did not end by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,13 +134,12 @@ pub fn spawn(command: &CliCommand, invocation: &Invocation) -> io::Result<Cli> {
         .process_group(0)
         // A backstop only: every path through `Cli::run` ends and reaps the group itself.
         .kill_on_drop(true);
-    // SAFETY: the closure only makes async-signal-safe system calls (prctl, getppid).
-    unsafe {
-        cmd.pre_exec(process::die_with_parent);
-    }
+    // No `pre_exec` hook: with one, the standard library forks instead of using posix_spawn,
+    // which is several times slower and serializes spawns (see `watchdog`).
     let started = Instant::now();
     let child = cmd.spawn()?;
     let pid = child.id().expect("a child that was just spawned has a pid");
+    watchdog::watch_group(pid);
     Ok(Cli {
         child,
         pid,
@@ -143,6 +148,14 @@ pub fn spawn(command: &CliCommand, invocation: &Invocation) -> io::Result<Cli> {
         limits: command.limits,
         started,
     })
+}
+
+impl Drop for Cli {
+    /// The group has been ended by now (or, if a run was abandoned, its leader is killed by
+    /// `kill_on_drop`): the watchdog can let it go.
+    fn drop(&mut self) {
+        watchdog::forget_group(self.pid);
+    }
 }
 
 impl Cli {
@@ -261,7 +274,20 @@ impl Cli {
                                 drain_deadline = TokioInstant::now() + limits.stop_grace.max(Duration::from_secs(1));
                             }
                             if output_open {
-                                pending = Some(frame);
+                                let mut batch = vec![frame];
+                                let mut bytes = 0;
+                                // Whatever else is already framed, without waiting for more.
+                                while batch.len() < BATCH_LINES && bytes < BATCH_BYTES {
+                                    match lines.next().now_or_never() {
+                                        Some(Some(Ok(frame))) => {
+                                            bytes += match &frame { Frame::Line(line) => line.len(), Frame::TooLong { .. } => 0 };
+                                            batch.push(frame);
+                                        }
+                                        Some(None) => { stdout_open = false; break; }
+                                        _ => break,
+                                    }
+                                }
+                                pending = Some(batch);
                             }
                         }
                         Some(Err(err)) => {

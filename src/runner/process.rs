@@ -1,7 +1,6 @@
 //! The operating-system side of a CLI run: its process group, signals and environment.
 
 use std::ffi::{OsStr, OsString};
-use std::io;
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -33,24 +32,6 @@ impl ProcessGroup {
     pub fn is_alive(self) -> bool {
         !matches!(killpg(self.0, None), Err(Errno::ESRCH))
     }
-}
-
-/// Makes the child die with the server even when the server cannot clean up (SIGKILL, a
-/// crash). Linux sends the parent-death signal when the *thread* that forked exits, not the
-/// process: spawns happen on runtime worker threads, which live as long as the server.
-pub fn die_with_parent() -> io::Result<()> {
-    #[cfg(target_os = "linux")]
-    {
-        let parent = nix::unistd::getppid();
-        nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(io::Error::from)?;
-        // The parent may have died between fork and prctl; then no signal would ever come.
-        if nix::unistd::getppid() != parent {
-            return Err(io::Error::other(
-                "the server exited while the CLI was starting",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Names a signal the way people know it ("SIGTERM"), or its number when it has no name.

@@ -1,0 +1,737 @@
+//! The proxy against its limit: the CLI's own pipe, and the same runs spawned directly with no
+//! proxy and no HTTP, measured side by side in one run. `cargo bench --bench proxy`.
+//!
+//! Both sides run the compiled fake CLI (`src/bin/fake_claude.rs`), whose output is set by its
+//! prompt. The proxy is the release binary, a process of its own, started fresh for each
+//! scenario so that its peak memory is that scenario's. Figures are medians over repeated runs.
+//! The report goes to stdout and `bench/results/` (results.md, results.json, the SVG chart).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+const PROXY: &str = env!("CARGO_BIN_EXE_claude-proxy");
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-claude");
+
+fn main() {
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(run_all());
+}
+
+async fn run_all() {
+    let quick = std::env::var_os("BENCH_QUICK").is_some();
+    // BENCH_ONLY=3 runs scenario 3 alone, for profiling.
+    let only = std::env::var("BENCH_ONLY").ok();
+    let wanted = |n: &str| only.as_deref().is_none_or(|o| o == n);
+    let repeats = if quick { 2 } else { 5 };
+    let scratch = tempfile::tempdir().unwrap();
+    let mut report = Report::default();
+
+    if only.as_deref() == Some("health") {
+        let proxy = Proxy::start(scratch.path()).await;
+        let client = &proxy.client;
+        let url = format!("{}/health", proxy.base);
+        let start = Instant::now();
+        let times = futures_util::future::join_all((0..1000).map(|_| async {
+            client.get(&url).send().await.unwrap();
+            start.elapsed()
+        }))
+        .await;
+        println!(
+            "1000 concurrent GET /health: p50 {} p99 {}",
+            ms(percentile(&times, 0.5)),
+            ms(percentile(&times, 0.99))
+        );
+        return;
+    }
+
+    // 1. One big stream.
+    if wanted("1") {
+        let prompt = "@lines 100000 200\n@result";
+        let direct = median(
+            repeat(repeats, || direct_run(prompt, scratch.path()))
+                .await
+                .iter()
+                .map(|r| r.total),
+        );
+        let proxy = Proxy::start(scratch.path()).await;
+        let through = median(
+            repeat(repeats, || proxy.stream(prompt))
+                .await
+                .iter()
+                .map(|r| r.total),
+        );
+        report.row(
+            "1. one stream, 100,000 lines of 200 B: time",
+            ms(through),
+            ms(direct),
+            ratio(through, direct),
+            "≤ 1.3×",
+            ratio(through, direct) <= 1.3,
+        );
+        drop(proxy);
+    }
+
+    // 2. Short streams at 16 concurrent clients.
+    if wanted("2") {
+        let short = "@lines 3\n@result";
+        let total = if quick { 160 } else { 800 };
+        let direct_rate = median_f(
+            repeat(repeats.min(3), || async {
+                rate(total, 16, || direct_run(short, scratch.path())).await
+            })
+            .await,
+        );
+        let proxy = Proxy::start(scratch.path()).await;
+        let proxy_rate = median_f(
+            repeat(repeats.min(3), || async {
+                rate(total, 16, || proxy.stream(short)).await
+            })
+            .await,
+        );
+        report.row(
+            "2. 3-line streams, 16 concurrent clients: runs/s",
+            format!("{proxy_rate:.0}/s"),
+            format!("{direct_rate:.0}/s"),
+            proxy_rate / direct_rate,
+            "≥ 0.8×",
+            proxy_rate / direct_rate >= 0.8,
+        );
+        drop(proxy);
+    }
+
+    // 3. Concurrent streams of 20 lines 50 ms apart, at 1, 10, 100 and 1,000 streams.
+    let paced = "@lines 20 100 50\n@result";
+    let mut chart = Vec::new();
+    let levels: &[usize] = if wanted("3") {
+        &[1, 10, 100, 1000]
+    } else {
+        &[]
+    };
+    for &concurrency in levels {
+        let direct = concurrent(concurrency, || direct_run(paced, scratch.path())).await;
+        let proxy = Proxy::start(scratch.path()).await;
+        let through = concurrent(concurrency, || proxy.stream(paced)).await;
+        let peak = proxy.peak_rss();
+        if std::env::var_os("BENCH_ONLY").is_some() {
+            let metrics = proxy
+                .client
+                .get(format!("{}/metrics", proxy.base))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            for line in metrics
+                .lines()
+                .filter(|l| l.contains("_sum") || l.contains("_count"))
+            {
+                println!("  {line}");
+            }
+        }
+        println!(
+            "{concurrency} streams: the proxy used {:.0} ms of CPU; headers p50 {} p99 {}; first line p50 {} p99 {} (direct {} {})",
+            proxy.cpu().as_secs_f64() * 1000.0,
+            ms(percentile(&through.headers, 0.5)),
+            ms(percentile(&through.headers, 0.99)),
+            ms(percentile(&through.first_lines, 0.5)),
+            ms(percentile(&through.first_lines, 0.99)),
+            ms(percentile(&direct.first_lines, 0.5)),
+            ms(percentile(&direct.first_lines, 0.99)),
+        );
+        drop(proxy);
+        let point = Point {
+            concurrency,
+            proxy_p50: percentile(&through.latencies, 0.50),
+            proxy_p99: percentile(&through.latencies, 0.99),
+            direct_p50: percentile(&direct.latencies, 0.50),
+            direct_p99: percentile(&direct.latencies, 0.99),
+            proxy_peak_rss: peak,
+            failures: through.failures + direct.failures,
+        };
+        println!("{point:?}");
+        chart.push(point);
+    }
+    if let Some(at_1000) = chart.last() {
+        report.row(
+            "3. 1,000 concurrent 20-line streams: p50 latency",
+            ms(at_1000.proxy_p50),
+            ms(at_1000.direct_p50),
+            ratio(at_1000.proxy_p50, at_1000.direct_p50),
+            "",
+            true,
+        );
+        let p99_ratio = ratio(at_1000.proxy_p99, at_1000.direct_p99);
+        report.row(
+            "3. 1,000 concurrent 20-line streams: p99 latency",
+            ms(at_1000.proxy_p99),
+            ms(at_1000.direct_p99),
+            p99_ratio,
+            "≤ 1.1×",
+            p99_ratio <= 1.1,
+        );
+        report.row(
+            "3. … the proxy's peak RSS; failed runs",
+            format!(
+                "{:.1} MiB; {} failed",
+                mib(at_1000.proxy_peak_rss),
+                at_1000.failures
+            ),
+            "".into(),
+            f64::NAN,
+            "≤ 64 MiB, 0 failed",
+            mib(at_1000.proxy_peak_rss) <= 64.0 && at_1000.failures == 0,
+        );
+    }
+
+    // 4. Time to the first CLI line, one request at a time.
+    if wanted("4") {
+        let samples = if quick { 50 } else { 300 };
+        let mut direct_first = Vec::new();
+        for _ in 0..samples {
+            direct_first.push(direct_run("hi", scratch.path()).await.first_line);
+        }
+        let proxy = Proxy::start(scratch.path()).await;
+        let mut proxy_first = Vec::new();
+        for _ in 0..samples {
+            proxy_first.push(proxy.stream("hi").await.first_line);
+        }
+        drop(proxy);
+        let added_p50 =
+            percentile(&proxy_first, 0.5).saturating_sub(percentile(&direct_first, 0.5));
+        let added_p99 =
+            percentile(&proxy_first, 0.99).saturating_sub(percentile(&direct_first, 0.99));
+        report.row(
+            "4. request to first CLI line, less the CLI's own start: p50",
+            ms(added_p50),
+            format!("(CLI start {})", ms(percentile(&direct_first, 0.5))),
+            f64::NAN,
+            "",
+            true,
+        );
+        report.row(
+            "4. … p99",
+            ms(added_p99),
+            format!("(CLI start {})", ms(percentile(&direct_first, 0.99))),
+            f64::NAN,
+            "≤ 2 ms",
+            added_p99 <= Duration::from_millis(2),
+        );
+    }
+
+    // 5. Memory per idle open stream.
+    if wanted("5") {
+        let idle = if quick { 100 } else { 500 };
+        let per_stream = idle_stream_memory(idle, scratch.path()).await;
+        report.row(
+            &format!("5. memory per idle open stream ({idle} streams)"),
+            format!("{:.1} KiB", per_stream / 1024.0),
+            "".into(),
+            f64::NAN,
+            "≤ 64 KiB",
+            per_stream <= 64.0 * 1024.0,
+        );
+    }
+
+    report.finish(&chart);
+}
+
+/// One run as a client sees it.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    /// Until the response's headers (the proxy has spawned the CLI by then).
+    headers: Duration,
+    first_line: Duration,
+    total: Duration,
+    ok: bool,
+}
+
+/// The limit: the fake CLI spawned directly, fed its prompt, its pipe read to EOF.
+async fn direct_run(prompt: &str, cwd: &Path) -> Run {
+    let started = Instant::now();
+    let mut child = Command::new(FAKE)
+        .args(["-p", "--output-format", "stream-json", "--verbose"])
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the fake CLI starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let prompt = prompt.to_owned();
+    tokio::spawn(async move {
+        let _ = stdin.write_all(prompt.as_bytes()).await;
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut first_line = None;
+    loop {
+        match stdout.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if first_line.is_none() && buf[..n].contains(&b'\n') {
+                    first_line = Some(started.elapsed());
+                }
+            }
+        }
+    }
+    let ok = child.wait().await.map(|s| s.success()).unwrap_or(false);
+    Run {
+        headers: Duration::ZERO,
+        first_line: first_line.unwrap_or_default(),
+        total: started.elapsed(),
+        ok,
+    }
+}
+
+/// The proxy's release binary, on a free port, with limits high enough for the scenarios.
+struct Proxy {
+    child: Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl Proxy {
+    async fn start(cwd: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(PROXY)
+            .current_dir(cwd)
+            .env("PROXY_PORT", port.to_string())
+            .env("CLAUDE_CLI_PATH", FAKE)
+            .env("CLAUDE_WORKDIR", cwd)
+            .env("PROXY_MAX_AGENTS", "5000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the proxy starts");
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(2000)
+            .build()
+            .unwrap();
+        for _ in 0..500 {
+            if client.get(format!("{base}/health")).send().await.is_ok() {
+                return Self {
+                    child,
+                    base,
+                    client,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the proxy did not start");
+    }
+
+    /// One /agent/stream, read to its end; the first CLI line is the second event.
+    async fn stream(&self, prompt: &str) -> Run {
+        let started = Instant::now();
+        let response = match self
+            .client
+            .post(format!("{}/agent/stream", self.base))
+            .json(&json!({"prompt": prompt}))
+            .send()
+            .await
+        {
+            Ok(response) if response.status().is_success() => response,
+            _ => {
+                return Run {
+                    headers: Duration::ZERO,
+                    first_line: Duration::ZERO,
+                    total: started.elapsed(),
+                    ok: false,
+                };
+            }
+        };
+        let headers = started.elapsed();
+        let mut body = response.bytes_stream();
+        let mut events = 0usize;
+        let mut first_line = None;
+        let mut tail: Vec<u8> = Vec::new();
+        let mut complete = false;
+        while let Some(Ok(chunk)) = body.next().await {
+            if first_line.is_none() {
+                events += chunk.windows(2).filter(|w| w == b"\n\n").count();
+                if events >= 2 {
+                    first_line = Some(started.elapsed());
+                }
+            }
+            // Only the end matters after that: keep a little of it to find `complete`.
+            tail.extend_from_slice(&chunk[chunk.len().saturating_sub(512)..]);
+            if tail.len() > 1024 {
+                tail.drain(..tail.len() - 512);
+            }
+            complete |= tail.windows(15).any(|w| w == b"event: complete");
+        }
+        Run {
+            headers,
+            first_line: first_line.unwrap_or_default(),
+            total: started.elapsed(),
+            ok: complete,
+        }
+    }
+
+    /// The most memory the proxy has held, in bytes.
+    fn peak_rss(&self) -> u64 {
+        status_kib(self.child.id().unwrap(), "VmHWM:") * 1024
+    }
+
+    /// CPU time the proxy has used (user and system).
+    fn cpu(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id().unwrap())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
+    fn rss(&self) -> u64 {
+        status_kib(self.child.id().unwrap(), "VmRSS:") * 1024
+    }
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+async fn repeat<F, Fut, T>(times: usize, mut f: F) -> Vec<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let mut out = Vec::with_capacity(times);
+    for _ in 0..times {
+        out.push(f().await);
+    }
+    out
+}
+
+/// Runs per second when `workers` clients run `total` runs one after another each.
+async fn rate<F, Fut>(total: usize, workers: usize, run: F) -> f64
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Run>,
+{
+    let next = AtomicUsize::new(0);
+    let failed = AtomicUsize::new(0);
+    let started = Instant::now();
+    let worker = || async {
+        while next.fetch_add(1, Ordering::Relaxed) < total {
+            if !run().await.ok {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    };
+    futures_util::future::join_all((0..workers).map(|_| worker())).await;
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "runs failed");
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+struct Concurrent {
+    latencies: Vec<Duration>,
+    headers: Vec<Duration>,
+    first_lines: Vec<Duration>,
+    failures: usize,
+}
+
+/// `n` runs started together; each one's time from that common start to its end, so a run
+/// that waits behind the others' start-up counts that wait, as a client would.
+async fn concurrent<F, Fut>(n: usize, run: F) -> Concurrent
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Run>,
+{
+    let start = Instant::now();
+    let runs = futures_util::future::join_all((0..n).map(|_| async {
+        let run = run().await;
+        (start.elapsed(), run)
+    }))
+    .await;
+    Concurrent {
+        latencies: runs.iter().map(|(end, _)| *end).collect(),
+        headers: runs.iter().map(|(_, r)| r.headers).collect(),
+        first_lines: runs.iter().map(|(_, r)| r.first_line).collect(),
+        failures: runs.iter().filter(|(_, r)| !r.ok).count(),
+    }
+}
+
+/// The proxy's memory per open stream whose CLI is silent: RSS with `n` such streams open,
+/// less RSS before, over `n`.
+async fn idle_stream_memory(n: usize, cwd: &Path) -> f64 {
+    let proxy = Arc::new(Proxy::start(cwd).await);
+    // Warm up: the first streams allocate what every stream then reuses.
+    for _ in 0..20 {
+        proxy.stream("hi").await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = proxy.rss();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let mut streams = Vec::new();
+    for _ in 0..n {
+        let proxy = Arc::clone(&proxy);
+        let opened = Arc::clone(&opened);
+        streams.push(tokio::spawn(async move {
+            let response = proxy
+                .client
+                .post(format!("{}/agent/stream", proxy.base))
+                .json(&json!({"prompt": "@text ready\n@hang"}))
+                .send()
+                .await
+                .unwrap();
+            let mut body = response.bytes_stream();
+            let mut seen = Vec::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                seen.extend_from_slice(&chunk);
+                if seen.windows(5).any(|w| w == b"ready") {
+                    break;
+                }
+            }
+            opened.fetch_add(1, Ordering::Relaxed);
+            // Hold the stream open, silent, until the measurement is taken.
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            drop(body);
+        }));
+    }
+    while opened.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = proxy.rss();
+    for stream in &streams {
+        stream.abort();
+    }
+    (after.saturating_sub(before)) as f64 / n as f64
+}
+
+fn median(values: impl Iterator<Item = Duration>) -> Duration {
+    let mut values: Vec<Duration> = values.collect();
+    values.sort();
+    values[values.len() / 2]
+}
+
+fn median_f(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn percentile(values: &[Duration], p: f64) -> Duration {
+    let mut sorted = values.to_vec();
+    sorted.sort();
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64()
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+struct Point {
+    concurrency: usize,
+    #[serde(serialize_with = "as_ms")]
+    proxy_p50: Duration,
+    #[serde(serialize_with = "as_ms")]
+    proxy_p99: Duration,
+    #[serde(serialize_with = "as_ms")]
+    direct_p50: Duration,
+    #[serde(serialize_with = "as_ms")]
+    direct_p99: Duration,
+    proxy_peak_rss: u64,
+    failures: usize,
+}
+
+fn as_ms<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64() * 1000.0)
+}
+
+/// One line of the report: what, the proxy's figure, the limit's, their ratio, the target,
+/// whether it was met.
+type Row = (String, String, String, f64, String, bool);
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn row(
+        &mut self,
+        what: &str,
+        proxy: String,
+        limit: String,
+        ratio: f64,
+        target: &str,
+        met: bool,
+    ) {
+        println!(
+            "{what}: proxy {proxy}, limit {limit}, ratio {ratio:.2}, target {target}, {}",
+            if met { "met" } else { "MISSED" }
+        );
+        self.rows
+            .push((what.into(), proxy, limit, ratio, target.into(), met));
+    }
+
+    fn finish(&self, chart: &[Point]) {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut md = String::from(
+            "| Measure | Proxy | Limit (no proxy) | Ratio | Target | |\n|---|---|---|---|---|---|\n",
+        );
+        for (what, proxy, limit, ratio, target, met) in &self.rows {
+            let ratio = if ratio.is_nan() {
+                String::new()
+            } else {
+                format!("{ratio:.2}×")
+            };
+            let verdict = if target.is_empty() {
+                ""
+            } else if *met {
+                "met"
+            } else {
+                "**missed**"
+            };
+            md.push_str(&format!(
+                "| {what} | {proxy} | {limit} | {ratio} | {target} | {verdict} |\n"
+            ));
+        }
+        md.push_str("\n| Streams | Proxy p50 | Proxy p99 | Direct p50 | Direct p99 | Proxy peak RSS | Failed |\n|---|---|---|---|---|---|---|\n");
+        for p in chart {
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {:.1} MiB | {} |\n",
+                p.concurrency,
+                ms(p.proxy_p50),
+                ms(p.proxy_p99),
+                ms(p.direct_p50),
+                ms(p.direct_p99),
+                mib(p.proxy_peak_rss),
+                p.failures
+            ));
+        }
+        println!("\n{md}");
+        std::fs::write(dir.join("results.md"), &md).unwrap();
+        std::fs::write(
+            dir.join("results.json"),
+            serde_json::to_string_pretty(&json!({"points": chart})).unwrap(),
+        )
+        .unwrap();
+        draw_chart(&dir.join("latency-rss.svg"), chart);
+        println!("written to {}", dir.display());
+    }
+}
+
+/// Latency (p50, p99; proxy and direct) and the proxy's peak RSS against concurrency.
+fn draw_chart(path: &Path, points: &[Point]) {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (900, 420)).into_drawing_area();
+    root.fill(&WHITE).unwrap();
+    let (left, right) = root.split_horizontally(470);
+    let x = |p: &Point| (p.concurrency as f64).log10();
+    let max_ms = points
+        .iter()
+        .map(|p| p.proxy_p99.max(p.direct_p99).as_secs_f64() * 1000.0)
+        .fold(0.0, f64::max)
+        * 1.1;
+    let mut latency = ChartBuilder::on(&left)
+        .caption("latency (ms) vs concurrent streams", ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.1f64..3.1, 0.0..max_ms)
+        .unwrap();
+    latency
+        .configure_mesh()
+        .x_labels(4)
+        .x_label_formatter(&|v| format!("{:.0}", 10f64.powf(*v)))
+        .draw()
+        .unwrap();
+    type Series = (&'static str, RGBColor, fn(&Point) -> Duration);
+    let series: [Series; 4] = [
+        ("proxy p50", BLUE, |p| p.proxy_p50),
+        ("proxy p99", RED, |p| p.proxy_p99),
+        ("direct p50", CYAN, |p| p.direct_p50),
+        ("direct p99", MAGENTA, |p| p.direct_p99),
+    ];
+    for (name, color, value) in series {
+        latency
+            .draw_series(LineSeries::new(
+                points
+                    .iter()
+                    .map(|p| (x(p), value(p).as_secs_f64() * 1000.0)),
+                color,
+            ))
+            .unwrap()
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
+    }
+    latency
+        .configure_series_labels()
+        .background_style(WHITE)
+        .border_style(BLACK)
+        .draw()
+        .unwrap();
+    let max_rss = points
+        .iter()
+        .map(|p| mib(p.proxy_peak_rss))
+        .fold(0.0, f64::max)
+        * 1.2;
+    let mut rss = ChartBuilder::on(&right)
+        .caption(
+            "proxy peak RSS (MiB) vs concurrent streams",
+            ("sans-serif", 16),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(-0.1f64..3.1, 0.0..max_rss)
+        .unwrap();
+    rss.configure_mesh()
+        .x_labels(4)
+        .x_label_formatter(&|v| format!("{:.0}", 10f64.powf(*v)))
+        .draw()
+        .unwrap();
+    rss.draw_series(LineSeries::new(
+        points.iter().map(|p| (x(p), mib(p.proxy_peak_rss))),
+        BLUE,
+    ))
+    .unwrap();
+    root.present().unwrap();
+}
+
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((_, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
