@@ -142,8 +142,9 @@ async fn run_all() {
             }
         }
         println!(
-            "{concurrency} streams: the proxy used {:.0} ms of CPU; headers p50 {} p99 {}; first line p50 {} p99 {} (direct {} {})",
-            proxy.cpu().as_secs_f64() * 1000.0,
+            "{concurrency} streams: the proxy used {} of user CPU, {} of system CPU; headers p50 {} p99 {}; first line p50 {} p99 {} (direct {} {})",
+            ms(proxy.cpu().0),
+            ms(proxy.cpu().1),
             ms(percentile(&through.headers, 0.5)),
             ms(percentile(&through.headers, 0.99)),
             ms(percentile(&through.first_lines, 0.5)),
@@ -393,8 +394,8 @@ impl Proxy {
         status_kib(self.child.id().unwrap(), "VmHWM:") * 1024
     }
 
-    /// CPU time the proxy has used (user and system).
-    fn cpu(&self) -> Duration {
+    /// CPU time the proxy has used: user, and system (the kernel on its behalf).
+    fn cpu(&self) -> (Duration, Duration) {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.child.id().unwrap())).unwrap();
         let fields: Vec<&str> = stat
@@ -403,8 +404,8 @@ impl Proxy {
             .1
             .split_whitespace()
             .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10)
+        let ticks = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
+        (ticks(11), ticks(12))
     }
 
     fn rss(&self) -> u64 {
@@ -604,6 +605,9 @@ impl Report {
     }
 
     fn finish(&self, chart: &[Point]) {
+        if std::env::var_os("BENCH_ONLY").is_some() {
+            return; // a partial run: printed only, so the results kept are always whole ones
+        }
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench/results");
         std::fs::create_dir_all(&dir).unwrap();
         let mut md = String::from(
@@ -697,6 +701,7 @@ fn draw_chart(path: &Path, points: &[Point]) {
     }
     latency
         .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
         .background_style(WHITE)
         .border_style(BLACK)
         .draw()

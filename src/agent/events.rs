@@ -432,7 +432,7 @@ impl From<serde_json::Value> for JsonBytes {
 /// In valid JSON a carriage return can only be insignificant white space (strings cannot hold
 /// one raw), but to an SSE reader it ends the line: make it a space, which means the same.
 fn sse_safe(line: Bytes) -> Bytes {
-    if line.contains(&b'\r') {
+    if memchr::memchr(b'\r', &line).is_some() {
         Bytes::from(
             line.iter()
                 .map(|&b| if b == b'\r' { b' ' } else { b })

@@ -94,9 +94,9 @@ pub async fn launch(
     let metrics = Arc::clone(&state.metrics);
     let run = async move {
         let outcome = cli.run(lines_tx, run_stop).await;
-        tracing::info!(
+        tracing::debug!(
             ending = ?outcome.ending, exit_code = outcome.exit_code, signal = outcome.signal,
-            duration_ms = outcome.duration.as_millis() as u64, "agent ended"
+            duration_ms = outcome.duration.as_millis() as u64, "CLI reaped"
         );
         metrics.ended(&outcome);
         // The process is reaped: its place is free before the last event goes out, so a
@@ -173,6 +173,12 @@ async fn keep_events(
                         status: status.as_str(),
                     })
                     .inc();
+                // Logged here rather than where the CLI is reaped: the session is on the span.
+                tracing::info!(
+                    status = status.as_str(),
+                    exit_code = summary.exit_code,
+                    "agent ended"
+                );
             }
         }
         let total = state.all_logs.load(Ordering::Relaxed);

@@ -46,7 +46,7 @@ impl Decoder for LineFramer {
     type Error = std::io::Error;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, Self::Error> {
-        let newline = memchr(&buf[self.searched..]).map(|i| self.searched + i);
+        let newline = memchr::memchr(b'\n', &buf[self.searched..]).map(|i| self.searched + i);
         match (newline, self.discarding) {
             (Some(end), Some(dropped)) => {
                 let _ = buf.split_to(end + 1);
@@ -101,10 +101,6 @@ impl Decoder for LineFramer {
         }
         Ok(Some(Self::line(buf.split())))
     }
-}
-
-fn memchr(haystack: &[u8]) -> Option<usize> {
-    haystack.iter().position(|&b| b == b'\n')
 }
 
 #[cfg(test)]
