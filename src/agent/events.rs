@@ -2,18 +2,12 @@
 //! and always last `complete`.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::runner::{Ending, Frame, Outcome, StopReason, signal_name};
@@ -48,21 +42,18 @@ impl FinalStatus {
     }
 }
 
-/// The numbered events of a run, read from the runner's output and its outcome.
+/// Makes the numbered events of a run from the runner's lines and its outcome. It is
+/// synchronous: the runner's task calls it as lines arrive, and the events made go straight to
+/// the agent's log (`take_events`), which never waits for a reader.
 #[derive(Debug)]
-pub struct AgentEvents {
+pub struct EventMaker {
     agent_id: Uuid,
     max_line_bytes: usize,
-    lines: mpsc::Receiver<Vec<Frame>>,
-    outcome: oneshot::Receiver<Outcome>,
-    phase: Phase,
-    queue: VecDeque<Event>,
+    made: Vec<Event>,
     next_id: u64,
     result: Option<ResultLine>,
     summary: RunSummary,
     summary_changed: bool,
-    /// The status `complete` carries, entered in the summary as `complete` is handed out.
-    final_status: Option<(FinalStatus, Option<i32>)>,
     /// The line just read reported a rate limit (with its reset time, when known).
     rate_limit_seen: Option<Option<DateTime<Utc>>>,
 }
@@ -80,13 +71,6 @@ pub struct RunSummary {
     /// From `complete`.
     pub status: Option<FinalStatus>,
     pub exit_code: Option<i32>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Phase {
-    Lines,
-    Outcome,
-    Done,
 }
 
 #[derive(Debug, Clone)]
@@ -143,39 +127,42 @@ impl LineHead<'_> {
     }
 }
 
-impl AgentEvents {
-    pub fn new(
-        agent_id: Uuid,
-        pid: u32,
-        max_line_bytes: usize,
-        lines: mpsc::Receiver<Vec<Frame>>,
-        outcome: oneshot::Receiver<Outcome>,
-    ) -> Self {
-        let mut events = Self {
+impl EventMaker {
+    /// Starts with the `agent` event.
+    pub fn new(agent_id: Uuid, pid: u32, max_line_bytes: usize) -> Self {
+        let mut maker = Self {
             agent_id,
             max_line_bytes,
-            lines,
-            outcome,
-            phase: Phase::Lines,
-            queue: VecDeque::new(),
+            made: Vec::new(),
             next_id: 1,
             result: None,
             summary: RunSummary::default(),
             summary_changed: false,
-            final_status: None,
             rate_limit_seen: None,
         };
-        events.push(
+        maker.push(
             Some("agent"),
             json!({"type": "agent", "agent_id": agent_id, "pid": pid}),
         );
-        events
+        maker
+    }
+
+    /// The events made since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.made)
+    }
+
+    /// Makes an event of each line (or dropped line).
+    pub fn lines(&mut self, frames: Vec<Frame>) {
+        for frame in frames {
+            self.push_frame(frame);
+        }
     }
 
     fn push(&mut self, name: Option<&'static str>, data: impl Into<JsonBytes>) {
         let id = self.next_id;
         self.next_id += 1;
-        self.queue.push_back(Event {
+        self.made.push(Event {
             id,
             name,
             data: data.into().0,
@@ -250,13 +237,8 @@ impl AgentEvents {
         JsonBytes::from(json!({"type": "proxy_raw", "line": String::from_utf8_lossy(&line)})).0
     }
 
-    fn push_ending(&mut self, outcome: Option<Outcome>) {
-        let Some(outcome) = outcome else {
-            // The runner's task died without an outcome: say so rather than hang.
-            self.push_error("internal", "the proxy lost track of the CLI", json!({}));
-            self.push_complete(FinalStatus::Failed, None, None, 0);
-            return;
-        };
+    /// Makes the last events: the errors that explain the end, and `complete`.
+    pub fn ending(&mut self, outcome: Outcome) {
         let status = match outcome.ending {
             Ending::Stopped(StopReason::Requested) => {
                 self.push_error(
@@ -371,7 +353,10 @@ impl AgentEvents {
         signal: Option<i32>,
         duration_ms: u64,
     ) {
-        self.final_status = Some((status, exit_code));
+        // Recorded with `complete` itself: whoever reads the summary next has it in the log.
+        self.summary.status = Some(status);
+        self.summary.exit_code = exit_code;
+        self.summary_changed = true;
         let mut data = json!({
             "type": "complete",
             "agent_id": self.agent_id,
@@ -383,38 +368,6 @@ impl AgentEvents {
             map.insert("signal".into(), signal_name(signal).into());
         }
         self.push(Some("complete"), data);
-    }
-}
-
-impl Stream for AgentEvents {
-    type Item = Event;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Event>> {
-        let this = self.get_mut();
-        loop {
-            if let Some(event) = this.queue.pop_front() {
-                if event.name == Some("complete") {
-                    if let Some((status, exit_code)) = this.final_status.take() {
-                        this.summary.status = Some(status);
-                        this.summary.exit_code = exit_code;
-                        this.summary_changed = true;
-                    }
-                }
-                return Poll::Ready(Some(event));
-            }
-            match this.phase {
-                Phase::Lines => match ready!(this.lines.poll_recv(cx)) {
-                    Some(frames) => frames.into_iter().for_each(|frame| this.push_frame(frame)),
-                    None => this.phase = Phase::Outcome,
-                },
-                Phase::Outcome => {
-                    let outcome = ready!(Pin::new(&mut this.outcome).poll(cx)).ok();
-                    this.phase = Phase::Done;
-                    this.push_ending(outcome);
-                }
-                Phase::Done => return Poll::Ready(None),
-            }
-        }
     }
 }
 
@@ -454,7 +407,6 @@ fn last_line(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures_util::StreamExt;
     use std::time::Duration;
 
     fn outcome(exit_code: Option<i32>, ending: Ending) -> Outcome {
@@ -467,35 +419,31 @@ mod tests {
         }
     }
 
-    async fn events_for(lines: &[&[u8]], end: Outcome) -> Vec<Event> {
-        let (tx, rx) = mpsc::channel(16);
-        let (otx, orx) = oneshot::channel();
-        for line in lines {
-            tx.send(vec![Frame::Line(Bytes::copy_from_slice(line))])
-                .await
-                .unwrap();
-        }
-        drop(tx);
-        otx.send(end).unwrap();
-        AgentEvents::new(Uuid::nil(), 42, 1000, rx, orx)
-            .collect()
-            .await
+    fn events_for(lines: &[&[u8]], end: Outcome) -> Vec<Event> {
+        let mut maker = EventMaker::new(Uuid::nil(), 42, 1000);
+        maker.lines(
+            lines
+                .iter()
+                .map(|line| Frame::Line(Bytes::copy_from_slice(line)))
+                .collect(),
+        );
+        maker.ending(end);
+        maker.take_events()
     }
 
     fn json_of(event: &Event) -> serde_json::Value {
         serde_json::from_slice(&event.data).unwrap()
     }
 
-    #[tokio::test]
-    async fn a_successful_run_is_numbered_and_completed() {
+    #[test]
+    fn a_successful_run_is_numbered_and_completed() {
         let events = events_for(
             &[
                 br#"{"type":"system"}"#,
                 br#"{"type":"result","is_error":false}"#,
             ],
             outcome(Some(0), Ending::Exited),
-        )
-        .await;
+        );
         assert_eq!(
             events.iter().map(|e| e.id).collect::<Vec<_>>(),
             [1, 2, 3, 4]
@@ -507,13 +455,12 @@ mod tests {
         assert_eq!(json_of(&events[3])["duration_ms"], 1500);
     }
 
-    #[tokio::test]
-    async fn non_json_lines_are_wrapped_and_json_passes_unchanged() {
+    #[test]
+    fn non_json_lines_are_wrapped_and_json_passes_unchanged() {
         let events = events_for(
             &[b"plain text", b"[1, 2]", b"{\"a\":\r1}"],
             outcome(Some(0), Ending::Exited),
-        )
-        .await;
+        );
         assert_eq!(
             json_of(&events[1]),
             json!({"type": "proxy_raw", "line": "plain text"})
@@ -522,13 +469,12 @@ mod tests {
         assert_eq!(&events[3].data[..], b"{\"a\": 1}");
     }
 
-    #[tokio::test]
-    async fn an_error_result_and_nonzero_exit_fail_with_the_stderr_reason() {
+    #[test]
+    fn an_error_result_and_nonzero_exit_fail_with_the_stderr_reason() {
         let events = events_for(
             &[br#"{"type":"result","is_error":true}"#],
             outcome(Some(1), Ending::Exited),
-        )
-        .await;
+        );
         let error = json_of(&events[2]);
         assert_eq!(error["code"], "exit_nonzero");
         assert_eq!(error["exit_code"], 1);
@@ -541,24 +487,24 @@ mod tests {
         assert_eq!(json_of(events.last().unwrap())["status"], "failed");
     }
 
-    #[tokio::test]
-    async fn without_stderr_the_error_result_explains_the_exit() {
+    #[test]
+    fn without_stderr_the_error_result_explains_the_exit() {
         let mut end = outcome(Some(1), Ending::Exited);
         end.stderr_tail = Bytes::new();
         let not_logged_in = br#"{"type":"result","is_error":true,"result":"Not logged in \u00b7 Please run /login"}"#;
-        let events = events_for(&[not_logged_in], end).await;
+        let events = events_for(&[not_logged_in], end);
         assert_eq!(
             json_of(&events[2])["message"],
             "the CLI exited with code 1: Not logged in \u{b7} Please run /login"
         );
     }
 
-    #[tokio::test]
-    async fn a_rate_limit_is_reported_after_the_line_that_shows_it() {
+    #[test]
+    fn a_rate_limit_is_reported_after_the_line_that_shows_it() {
         let limited =
             br#"{"type":"assistant","error":"rate_limit","api_error_status":429,"message":{}}"#;
         let event = br#"{"type":"rate_limit_event","rate_limit_info":{"status":"rejected","resetsAt":1900000000}}"#;
-        let events = events_for(&[limited, event], outcome(Some(1), Ending::Exited)).await;
+        let events = events_for(&[limited, event], outcome(Some(1), Ending::Exited));
         assert_eq!(&events[1].data[..], &limited[..]);
         let error = json_of(&events[2]);
         assert_eq!(error["code"], "rate_limited");
@@ -575,19 +521,19 @@ mod tests {
         assert_eq!(said, 1, "said once per run");
     }
 
-    #[tokio::test]
-    async fn no_result_line_fails() {
-        let events = events_for(&[br#"{"type":"system"}"#], outcome(Some(0), Ending::Exited)).await;
+    #[test]
+    fn no_result_line_fails() {
+        let events = events_for(&[br#"{"type":"system"}"#], outcome(Some(0), Ending::Exited));
         assert_eq!(json_of(&events[2])["code"], "no_result");
         assert_eq!(json_of(&events[3])["status"], "failed");
     }
 
-    #[tokio::test]
-    async fn timeouts_and_stops_are_said_before_complete() {
-        let events = events_for(&[], outcome(None, Ending::IdleTimedOut)).await;
+    #[test]
+    fn timeouts_and_stops_are_said_before_complete() {
+        let events = events_for(&[], outcome(None, Ending::IdleTimedOut));
         assert_eq!(json_of(&events[1])["code"], "idle_timeout");
         assert_eq!(json_of(&events[2])["status"], "timed_out");
-        let events = events_for(&[], outcome(None, Ending::Stopped(StopReason::Shutdown))).await;
+        let events = events_for(&[], outcome(None, Ending::Stopped(StopReason::Shutdown)));
         assert_eq!(json_of(&events[1])["code"], "shutdown");
         assert_eq!(json_of(&events[2])["status"], "stopped");
     }

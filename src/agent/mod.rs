@@ -7,15 +7,12 @@ pub mod registry;
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-
 use std::time::Instant;
 
-use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument;
 use uuid::Uuid;
 
-pub use events::{AgentEvents, Event, FinalStatus, RunSummary};
+pub use events::{Event, EventMaker, FinalStatus, RunSummary};
 pub use log::{EventLog, SharedBytes};
 pub use registry::{AgentKind, Registry, Retention};
 
@@ -24,16 +21,8 @@ use registry::{Full, Launch};
 use crate::auth::Client;
 use crate::error::ApiError;
 use crate::metrics::StatusLabel;
-use crate::runner::{self, Invocation, StopSignal};
+use crate::runner::{self, Frame, Invocation, Outcome, StopSignal};
 use crate::state::AppState;
-
-/// Batches of lines the runner may read ahead of the agent's task, which logs them at once: a
-/// small buffer between two tasks, not a place where output waits for readers. A batch holds
-/// at most about 256 KiB (or one longer line), so this bounds memory in bytes too.
-const LINES_AHEAD: usize = 4;
-/// The most events, and about the most bytes, one append takes.
-const EVENTS_PER_APPEND: usize = 1024;
-const BYTES_PER_APPEND: usize = 256 * 1024;
 
 /// A running agent, as its starter sees it.
 #[derive(Debug)]
@@ -47,7 +36,7 @@ pub struct Launched {
 /// Starts an agent for `owner`: takes a place in the registry, spawns the CLI, and runs it to
 /// its end in the background while its events go to its log. Nothing is spawned when a limit
 /// is reached or the subscription is known to be rate limited.
-pub async fn launch(
+pub fn launch(
     state: &AppState,
     owner: Client,
     kind: AgentKind,
@@ -88,39 +77,31 @@ pub async fn launch(
         );
     });
 
-    let (lines_tx, lines_rx) = mpsc::channel(LINES_AHEAD);
-    let (outcome_tx, outcome_rx) = oneshot::channel();
+    // The `agent` event is in the log before anyone can ask for it.
+    let mut keeper = Keeper {
+        state: state.clone(),
+        agent_id,
+        maker: EventMaker::new(agent_id, pid, state.cli.limits.max_line_bytes),
+        log: Arc::clone(&log),
+        span: span.clone(),
+        session_known: false,
+    };
+    keeper.keep();
+
     let run_stop = stop.clone();
-    let metrics = Arc::clone(&state.metrics);
     let run = async move {
-        let outcome = cli.run(lines_tx, run_stop).await;
+        let outcome = cli.run(|lines| keeper.lines(lines), run_stop).await;
         tracing::debug!(
             ending = ?outcome.ending, exit_code = outcome.exit_code, signal = outcome.signal,
             duration_ms = outcome.duration.as_millis() as u64, "CLI reaped"
         );
-        metrics.ended(&outcome);
+        keeper.state.metrics.ended(&outcome);
         // The process is reaped: its place is free before the last event goes out, so a
         // client that reads `complete` and then asks /health sees it gone.
         drop(slot);
-        let _ = outcome_tx.send(outcome);
+        keeper.finish(outcome);
     };
-    state.tasks.spawn(run.instrument(span.clone()));
-
-    let events = AgentEvents::new(
-        agent_id,
-        pid,
-        state.cli.limits.max_line_bytes,
-        lines_rx,
-        outcome_rx,
-    );
-    let keep = keep_events(
-        state.clone(),
-        agent_id,
-        events,
-        Arc::clone(&log),
-        span.clone(),
-    );
-    state.tasks.spawn(keep.instrument(span));
+    state.tasks.spawn(run.instrument(span));
     Ok(Launched {
         agent_id,
         pid,
@@ -129,51 +110,51 @@ pub async fn launch(
     })
 }
 
-/// Moves the agent's events into its log as fast as they come (all that are ready at once, in
-/// one append), keeping the registry's view of the run up to date and all logs within their
-/// budget. The summary is recorded after the events that changed it are in the log, so whoever
-/// waits for `complete` finds it there.
-async fn keep_events(
+/// Makes an agent's events and keeps them: into its log (which never waits for a reader, so
+/// this runs right in the runner's task), and into the registry's view of the run.
+struct Keeper {
     state: AppState,
     agent_id: Uuid,
-    mut events: AgentEvents,
+    maker: EventMaker,
     log: Arc<EventLog>,
     span: tracing::Span,
-) {
-    let budget = state.config.logs_total_bytes;
-    let mut session_known = false;
-    while let Some(first) = events.next().await {
-        let mut bytes = first.data.len();
-        let mut batch = vec![first];
-        while batch.len() < EVENTS_PER_APPEND && bytes < BYTES_PER_APPEND {
-            match events.next().now_or_never() {
-                Some(Some(event)) => {
-                    bytes += event.data.len();
-                    batch.push(event);
-                }
-                _ => break,
-            }
-        }
-        state.metrics.events.inc_by(batch.len() as u64);
-        log.extend(batch);
-        if let Some(summary) = events.summary_update() {
-            state.registry.observe(agent_id, summary);
+    session_known: bool,
+}
+
+impl Keeper {
+    fn lines(&mut self, lines: Vec<Frame>) {
+        self.maker.lines(lines);
+        self.keep();
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.maker.ending(outcome);
+        self.keep();
+    }
+
+    /// Appends the events made so far, then records what they changed, so whoever waits for
+    /// `complete` finds it in the log.
+    fn keep(&mut self) {
+        let events = self.maker.take_events();
+        self.state.metrics.events.inc_by(events.len() as u64);
+        self.log.extend(events);
+        if let Some(summary) = self.maker.summary_update() {
+            self.state.registry.observe(self.agent_id, summary);
             if let Some(until) = summary.rate_limited_until {
-                state.rate_limit.limited_until(until);
+                self.state.rate_limit.limited_until(until);
             }
-            if let (Some(session), false) = (&summary.session_id, session_known) {
-                span.record("session_id", session.as_str());
-                session_known = true;
+            if let (Some(session), false) = (&summary.session_id, self.session_known) {
+                self.span.record("session_id", session.as_str());
+                self.session_known = true;
             }
             if let Some(status) = summary.status {
-                state
+                self.state
                     .metrics
                     .agents_finished
                     .get_or_create(&StatusLabel {
                         status: status.as_str(),
                     })
                     .inc();
-                // Logged here rather than where the CLI is reaped: the session is on the span.
                 tracing::info!(
                     status = status.as_str(),
                     exit_code = summary.exit_code,
@@ -181,9 +162,10 @@ async fn keep_events(
                 );
             }
         }
-        let total = state.all_logs.load(Ordering::Relaxed);
+        let total = self.state.all_logs.load(Ordering::Relaxed);
+        let budget = self.state.config.logs_total_bytes;
         if total > budget {
-            state.registry.shrink_logs(total - budget);
+            self.state.registry.shrink_logs(total - budget);
         }
     }
 }

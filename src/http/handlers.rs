@@ -54,7 +54,7 @@ pub async fn start(
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let run = check(&state, client, request)?;
-    let launched = agent::launch(&state, client, AgentKind::Start, &run.invocation).await?;
+    let launched = agent::launch(&state, client, AgentKind::Start, &run.invocation)?;
     Ok(Json(
         json!({"agent_id": launched.agent_id, "pid": launched.pid, "status": "started"}),
     ))
@@ -66,7 +66,7 @@ pub async fn stream(
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Response, ApiError> {
     let run = check(&state, client, request)?;
-    let launched = agent::launch(&state, client, AgentKind::Stream, &run.invocation).await?;
+    let launched = agent::launch(&state, client, AgentKind::Stream, &run.invocation)?;
     let stop_when_dropped =
         (!run.detach_on_disconnect).then(|| launched.stop.stop_on_drop(StopReason::ClientGone));
     Ok(sse::event_stream(

@@ -20,7 +20,6 @@ use nix::sys::signal::Signal;
 use std::os::unix::process::ExitStatusExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStderr, ChildStdin, Command};
-use tokio::sync::mpsc;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tokio_util::codec::FramedRead;
 
@@ -163,10 +162,10 @@ impl Cli {
         self.pid
     }
 
-    /// Runs the CLI to its end and reaps it and its group. Lines go to `output` as they come;
-    /// while `output` is full the CLI's pipe fills and the CLI waits, yet stop and deadlines
-    /// still act. When `output` is closed the lines are read and dropped.
-    pub async fn run(mut self, output: mpsc::Sender<Output>, stop: StopSignal) -> Outcome {
+    /// Runs the CLI to its end and reaps it and its group. The lines go to `on_lines` as they
+    /// come, all that were ready together in one call; it must not block, since stop and the
+    /// deadlines wait while it runs.
+    pub async fn run(mut self, mut on_lines: impl FnMut(Output), stop: StopSignal) -> Outcome {
         let stdin = self.child.stdin.take().expect("stdin is piped");
         let stdout = self.child.stdout.take().expect("stdout is piped");
         let stderr = self.child.stderr.take().expect("stderr is piped");
@@ -184,8 +183,6 @@ impl Cli {
         let deadline = limits.timeout.map_or(far, |t| started + t);
         let mut idle_deadline = limits.idle_timeout.map_or(far, |t| TokioInstant::now() + t);
 
-        let mut pending: Option<Output> = None;
-        let mut output_open = true;
         let mut fed = false;
         let mut stdout_open = true;
         let mut stderr_tail: Option<Bytes> = None;
@@ -197,12 +194,7 @@ impl Cli {
 
         loop {
             let running = status.is_none();
-            if !running
-                && !stdout_open
-                && stderr_tail.is_some()
-                && !group_alive
-                && pending.is_none()
-            {
+            if !running && !stdout_open && stderr_tail.is_some() && !group_alive {
                 break;
             }
             tokio::select! {
@@ -216,7 +208,7 @@ impl Cli {
                     ending = Some(Ending::TimedOut);
                     self.terminate(&mut termination);
                 }
-                _ = sleep_until(idle_deadline), if running && ending.is_none() && pending.is_none() => {
+                _ = sleep_until(idle_deadline), if running && ending.is_none() => {
                     ending = Some(Ending::IdleTimedOut);
                     self.terminate(&mut termination);
                 }
@@ -247,7 +239,6 @@ impl Cli {
                     tracing::warn!(pid = self.pid, "the CLI's pipes stayed open after it exited; closing them");
                     stdout_open = false;
                     stderr_tail.get_or_insert_with(Bytes::new);
-                    pending = None;
                 }
                 result = &mut feed, if !fed => {
                     fed = true;
@@ -258,13 +249,7 @@ impl Cli {
                 tail = &mut drain, if stderr_tail.is_none() => {
                     stderr_tail = Some(tail);
                 }
-                permit = output.reserve(), if pending.is_some() => {
-                    match permit {
-                        Ok(permit) => permit.send(pending.take().expect("checked above")),
-                        Err(_closed) => { output_open = false; pending = None; }
-                    }
-                }
-                frame = lines.next(), if stdout_open && pending.is_none() => {
+                frame = lines.next(), if stdout_open => {
                     match frame {
                         Some(Ok(frame)) => {
                             if let Some(t) = limits.idle_timeout {
@@ -273,22 +258,20 @@ impl Cli {
                             if !running {
                                 drain_deadline = TokioInstant::now() + limits.stop_grace.max(Duration::from_secs(1));
                             }
-                            if output_open {
-                                let mut batch = vec![frame];
-                                let mut bytes = 0;
-                                // Whatever else is already framed, without waiting for more.
-                                while batch.len() < BATCH_LINES && bytes < BATCH_BYTES {
-                                    match lines.next().now_or_never() {
-                                        Some(Some(Ok(frame))) => {
-                                            bytes += match &frame { Frame::Line(line) => line.len(), Frame::TooLong { .. } => 0 };
-                                            batch.push(frame);
-                                        }
-                                        Some(None) => { stdout_open = false; break; }
-                                        _ => break,
+                            let mut batch = vec![frame];
+                            let mut bytes = 0;
+                            // Whatever else is already framed, without waiting for more.
+                            while batch.len() < BATCH_LINES && bytes < BATCH_BYTES {
+                                match lines.next().now_or_never() {
+                                    Some(Some(Ok(frame))) => {
+                                        bytes += match &frame { Frame::Line(line) => line.len(), Frame::TooLong { .. } => 0 };
+                                        batch.push(frame);
                                     }
+                                    Some(None) => { stdout_open = false; break; }
+                                    _ => break,
                                 }
-                                pending = Some(batch);
                             }
+                            on_lines(batch);
                         }
                         Some(Err(err)) => {
                             tracing::warn!(pid = self.pid, %err, "reading the CLI's stdout failed");
