@@ -210,26 +210,26 @@ async fn run_all() {
             proxy_first.push(proxy.stream("hi").await.first_line);
         }
         drop(proxy);
-        let added_p50 =
-            percentile(&proxy_first, 0.5).saturating_sub(percentile(&direct_first, 0.5));
-        let added_p99 =
-            percentile(&proxy_first, 0.99).saturating_sub(percentile(&direct_first, 0.99));
-        report.row(
-            "4. request to first CLI line, less the CLI's own start: p50",
-            ms(added_p50),
-            format!("(CLI start {})", ms(percentile(&direct_first, 0.5))),
-            f64::NAN,
-            "",
-            true,
-        );
-        report.row(
-            "4. … p99",
-            ms(added_p99),
-            format!("(CLI start {})", ms(percentile(&direct_first, 0.99))),
-            f64::NAN,
-            "≤ 2 ms",
-            added_p99 <= Duration::from_millis(2),
-        );
+        // Signed: the two are separate samples, and at p99 the CLI's own start can vary more
+        // than the proxy adds.
+        let added = |p: f64| {
+            percentile(&proxy_first, p).as_secs_f64() * 1000.0
+                - percentile(&direct_first, p).as_secs_f64() * 1000.0
+        };
+        for (p, label, target) in [(0.5, "p50", ""), (0.99, "p99", "≤ 2 ms")] {
+            report.row(
+                &format!("4. request to first CLI line, less the CLI's own start: {label}"),
+                format!("{:+.2} ms", added(p)),
+                format!(
+                    "(proxy {}, CLI alone {})",
+                    ms(percentile(&proxy_first, p)),
+                    ms(percentile(&direct_first, p))
+                ),
+                f64::NAN,
+                target,
+                added(p) <= 2.0,
+            );
+        }
     }
 
     // 5. Memory per idle open stream.

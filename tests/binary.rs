@@ -10,7 +10,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use support::proxy::{Proxy, command};
 use support::sse::{complete_of, error_codes};
-use support::{FakeInstall, process_gone};
+use support::{FAMILY, FakeInstall, process_gone};
 
 /// Every setting the issue lists, each of which --help and .env.example must show.
 const SETTINGS: &[&str] = &[
@@ -175,14 +175,8 @@ async fn sigterm_ends_every_agent_finishes_streams_and_exits() {
     use nix::sys::signal::Signal;
     let fake = FakeInstall::new();
     let mut proxy = start_with_fake(&fake, &[]);
-    let mut reader = proxy.stream("@grandchild\n@text ready\n@hang").await;
-    let pid = reader.next_of("agent").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    reader.next_of("assistant").await;
+    let mut reader = proxy.stream(FAMILY).await;
+    let (pid, grandchild) = reader.family_pids().await;
 
     proxy.signal(Signal::SIGTERM);
     let rest = reader.collect_all().await;
@@ -202,14 +196,8 @@ async fn a_killed_server_takes_its_cli_and_what_it_started_along() {
     use nix::sys::signal::Signal;
     let fake = FakeInstall::new();
     let proxy = start_with_fake(&fake, &[]);
-    let mut reader = proxy.stream("@grandchild\n@text ready\n@hang").await;
-    let pid = reader.next_of("agent").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    reader.next_of("assistant").await;
+    let mut reader = proxy.stream(FAMILY).await;
+    let (pid, grandchild) = reader.family_pids().await;
     // SIGKILL leaves the server no chance to clean up: its watchdog process does it.
     proxy.signal(Signal::SIGKILL);
     process_gone(pid).await;

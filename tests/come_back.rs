@@ -144,12 +144,7 @@ async fn the_agent_views_show_the_run_and_its_result() {
     assert_eq!(listed["session_id"], init["session_id"]);
     assert_eq!(listed["model"], "fake-model");
     assert_eq!(listed["ended_at"], Value::Null);
-    let stop = server
-        .client
-        .post(server.url(&format!("/agent/stop/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let stop = server.stop(&id).await;
     assert_eq!(stop.status(), 200);
     assert_eq!(
         complete_of(&reader.collect_all().await)["status"],
@@ -186,12 +181,7 @@ async fn the_agent_views_show_the_run_and_its_result() {
 async fn a_finished_agent_cannot_be_stopped_but_can_be_deleted() {
     let server = TestServer::start().await;
     let id = finished_agent(&server, "hi").await;
-    let stop = server
-        .client
-        .post(server.url(&format!("/agent/stop/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let stop = server.stop(&id).await;
     assert_eq!(stop.status(), 404);
     let delete = server
         .client

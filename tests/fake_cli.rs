@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::sse::{complete_of, error_codes};
-use support::{SseEvent, TestServer, eventually, process_alive, process_gone};
+use support::{FAMILY, SseEvent, TestServer, eventually, process_alive, process_gone};
 
 fn lines_of(events: &[SseEvent]) -> Vec<&SseEvent> {
     events.iter().filter(|e| e.event == "message").collect()
@@ -255,7 +255,7 @@ async fn a_silent_cli_gets_keep_alive_comments() {
 #[tokio::test]
 async fn stop_ends_the_stream_and_the_whole_process_group() {
     let server = TestServer::start().await;
-    let mut reader = server.stream("@grandchild\n@text ready\n@hang").await;
+    let mut reader = server.stream(FAMILY).await;
     let agent = reader.next_of("agent").await.json();
     let pid = agent["pid"].as_u64().unwrap() as u32;
     let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
@@ -265,12 +265,7 @@ async fn stop_ends_the_stream_and_the_whole_process_group() {
     assert!(process_alive(pid) && process_alive(grandchild));
 
     let id = agent["agent_id"].as_str().unwrap();
-    let response = server
-        .client
-        .post(server.url(&format!("/agent/stop/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.stop(id).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -286,12 +281,7 @@ async fn stop_ends_the_stream_and_the_whole_process_group() {
     process_gone(pid).await;
     process_gone(grandchild).await; // it ignored SIGTERM: SIGKILL after the grace period
 
-    let again = server
-        .client
-        .post(server.url(&format!("/agent/stop/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let again = server.stop(id).await;
     assert_eq!(again.status(), 404, "a finished agent is not found");
 }
 
@@ -302,12 +292,7 @@ async fn a_cli_that_ignores_sigterm_is_killed_after_the_grace_period() {
     let agent = reader.next_of("agent").await.json();
     reader.next_of("assistant").await;
     let id = agent["agent_id"].as_str().unwrap();
-    let response = server
-        .client
-        .post(server.url(&format!("/agent/stop/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.stop(id).await;
     assert_eq!(response.status(), 200);
     let complete = complete_of(&reader.collect_all().await);
     assert_eq!(complete["status"], "stopped");
@@ -344,14 +329,8 @@ async fn a_cli_silent_past_the_idle_timeout_is_ended() {
 #[tokio::test]
 async fn a_client_that_goes_away_takes_its_cli_with_it() {
     let server = TestServer::start().await;
-    let mut reader = server.stream("@grandchild\n@text ready\n@hang").await;
-    let pid = reader.next_of("agent").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    reader.next_of("assistant").await;
+    let mut reader = server.stream(FAMILY).await;
+    let (pid, grandchild) = reader.family_pids().await;
     assert_eq!(server.health().await["active_agents"], 1);
 
     drop(reader);
@@ -371,7 +350,7 @@ async fn a_client_that_goes_away_takes_its_cli_with_it() {
 #[tokio::test]
 async fn shutdown_ends_every_agent_and_finishes_open_streams() {
     let mut server = TestServer::with_args(&["--shutdown-timeout-secs", "5"]).await;
-    let mut streamed = server.stream("@grandchild\n@text ready\n@hang").await;
+    let mut streamed = server.stream(FAMILY).await;
     let pid = streamed.next_of("agent").await.json()["pid"]
         .as_u64()
         .unwrap() as u32;
@@ -452,12 +431,7 @@ async fn a_started_agent_can_be_stopped() {
     );
     assert_eq!(server.health().await["active_agents"], 1);
 
-    let response = server
-        .client
-        .post(server.url(&format!("/agent/stop/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.stop(&id).await;
     assert_eq!(response.status(), 200);
     assert_eq!(
         server.health().await["active_agents"],

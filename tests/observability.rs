@@ -37,16 +37,7 @@ async fn metrics_count_agents_events_exits_requests_and_kills() {
         .await
         .unwrap();
     let id = stopped["agent_id"].as_str().unwrap();
-    assert_eq!(
-        server
-            .client
-            .post(server.url(&format!("/agent/stop/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(server.stop(id).await.status(), 200);
     let mut gone = server.stream("@text hi\n@hang").await;
     gone.next_of("assistant").await;
     drop(gone);

@@ -17,6 +17,10 @@ use tokio::task::JoinHandle;
 
 pub use sse::{SseEvent, SseReader};
 
+/// A prompt for the fake CLI: start a grandchild that ignores SIGTERM, say "ready", then hang
+/// silent. See [`SseReader::family_pids`].
+pub const FAMILY: &str = "@grandchild\n@text ready\n@hang";
+
 /// The fake CLI, built by cargo with the tests.
 pub fn fake_cli() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fake-claude"))
@@ -134,6 +138,15 @@ impl TestServer {
     /// Runs a whole stream and returns its events.
     pub async fn stream_all(&self, prompt: &str) -> Vec<SseEvent> {
         self.stream(prompt).await.collect_all().await
+    }
+
+    /// POST /agent/stop/{id}.
+    pub async fn stop(&self, agent_id: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/agent/stop/{agent_id}")))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn health(&self) -> serde_json::Value {

@@ -134,6 +134,17 @@ impl SseReader {
         }
     }
 
+    /// Reads a run of [`super::FAMILY`] until the CLI says it is ready: the CLI's pid and
+    /// its grandchild's, both alive then.
+    pub async fn family_pids(&mut self) -> (u32, u32) {
+        let pid = self.next_of("agent").await.json()["pid"].as_u64().unwrap() as u32;
+        let grandchild = self.next_of("fake_grandchild").await.json()["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        self.next_of("assistant").await;
+        (pid, grandchild)
+    }
+
     pub fn comments(&self) -> usize {
         self.parser.comments
     }
