@@ -7,7 +7,9 @@ ARG CLAUDE_CODE_VERSION=2.1.328
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# Every target the manifest names must exist, even those not built here.
 COPY src ./src
+COPY bench ./bench
 RUN cargo build --release --locked --bin claude-proxy
 
 FROM node:22-bookworm-slim AS cli
@@ -35,7 +37,8 @@ USER claude
 WORKDIR /home/claude/workspace
 ENV PROXY_HOST=0.0.0.0 \
     PROXY_PORT=8000 \
-    CLAUDE_CLI_PATH=/usr/local/bin/claude
+    CLAUDE_CLI_PATH=/usr/local/bin/claude \
+    CLAUDE_WORKDIR=/home/claude/workspace
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8000/health || exit 1
