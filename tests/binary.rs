@@ -119,6 +119,17 @@ fn a_port_in_use_is_said_plainly() {
     );
 }
 
+/// The environment the CLI gets, as the fake CLI prints it.
+async fn env_seen_by_cli(proxy: &Proxy) -> Value {
+    let events = proxy.stream("@env\n@result").await.collect_all().await;
+    events
+        .iter()
+        .find(|e| e.kind() == "fake_env")
+        .unwrap()
+        .json()["env"]
+        .clone()
+}
+
 #[tokio::test]
 async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key() {
     let fake = FakeInstall::new();
@@ -131,13 +142,7 @@ async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key()
         ("KEEP_ME", "visible"),
     ];
     let proxy = start_with_fake(&fake, &secrets);
-    let events = proxy.stream("@env\n@result").await.collect_all().await;
-    let env = events
-        .iter()
-        .find(|e| e.kind() == "fake_env")
-        .unwrap()
-        .json()["env"]
-        .clone();
+    let env = env_seen_by_cli(&proxy).await;
     let names: Vec<&str> = env
         .as_object()
         .unwrap()
@@ -156,13 +161,7 @@ async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key()
     let mut with_key = secrets.to_vec();
     with_key.push(("CLAUDE_USE_SUBSCRIPTION", "false"));
     let proxy = start_with_fake(&fake, &with_key);
-    let events = proxy.stream("@env\n@result").await.collect_all().await;
-    let env = events
-        .iter()
-        .find(|e| e.kind() == "fake_env")
-        .unwrap()
-        .json()["env"]
-        .clone();
+    let env = env_seen_by_cli(&proxy).await;
     assert_eq!(
         env["ANTHROPIC_API_KEY"], "sk-ant-test",
         "without a subscription the key passes"

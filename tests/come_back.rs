@@ -17,7 +17,7 @@ fn ids(events: &[SseEvent]) -> Vec<u64> {
 }
 
 async fn get_json(server: &TestServer, path: &str) -> (u16, Value) {
-    let response = server.client.get(server.url(path)).send().await.unwrap();
+    let response = server.get(path).await;
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
@@ -183,20 +183,10 @@ async fn a_finished_agent_cannot_be_stopped_but_can_be_deleted() {
     let id = finished_agent(&server, "hi").await;
     let stop = server.stop(&id).await;
     assert_eq!(stop.status(), 404);
-    let delete = server
-        .client
-        .delete(server.url(&format!("/agent/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let delete = server.delete(&format!("/agent/{id}")).await;
     assert_eq!(delete.status(), 204);
     assert_eq!(get_json(&server, &format!("/agent/{id}")).await.0, 404);
-    let again = server
-        .client
-        .delete(server.url(&format!("/agent/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let again = server.delete(&format!("/agent/{id}")).await;
     assert_eq!(again.status(), 404);
 }
 
@@ -213,12 +203,7 @@ async fn deleting_a_running_agent_stops_it_first() {
         started["agent_id"].as_str().unwrap(),
         started["pid"].as_u64().unwrap() as u32,
     );
-    let delete = server
-        .client
-        .delete(server.url(&format!("/agent/{id}")))
-        .send()
-        .await
-        .unwrap();
+    let delete = server.delete(&format!("/agent/{id}")).await;
     assert_eq!(delete.status(), 204);
     assert!(!process_alive(pid));
     assert_eq!(get_json(&server, &format!("/agent/{id}")).await.0, 404);
@@ -242,12 +227,7 @@ async fn finished_agents_are_forgotten_after_their_retention_time() {
         forgotten,
         "the agent was still kept long after its retention time"
     );
-    let events = server
-        .client
-        .get(server.url(&format!("{path}/events")))
-        .send()
-        .await
-        .unwrap();
+    let events = server.get(&format!("{path}/events")).await;
     assert_eq!(events.status(), 404);
 }
 
@@ -304,12 +284,7 @@ async fn a_late_reader_is_told_of_the_events_no_longer_kept() {
 async fn bad_event_cursors_are_refused() {
     let server = TestServer::start().await;
     let id = finished_agent(&server, "hi").await;
-    let response = server
-        .client
-        .get(server.url(&format!("/agent/{id}/events?after=soon")))
-        .send()
-        .await
-        .unwrap();
+    let response = server.get(&format!("/agent/{id}/events?after=soon")).await;
     assert_eq!(response.status(), 422);
     assert!(response.json::<Value>().await.unwrap()["detail"].is_string());
     let response = server
@@ -325,17 +300,7 @@ async fn bad_event_cursors_are_refused() {
         "/agent/not-an-id/events",
         "/agent/00000000-0000-4000-8000-000000000000",
     ] {
-        assert_eq!(
-            server
-                .client
-                .get(server.url(path))
-                .send()
-                .await
-                .unwrap()
-                .status(),
-            404,
-            "{path}"
-        );
+        assert_eq!(server.get(path).await.status(), 404, "{path}");
     }
 }
 

@@ -15,15 +15,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 }
 
 async fn metrics(server: &TestServer) -> String {
-    server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    server.get("/metrics").await.text().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,16 +34,7 @@ async fn metrics_count_agents_events_exits_requests_and_kills() {
     gone.next_of("assistant").await;
     drop(gone);
     let unknown = uuid::Uuid::new_v4();
-    assert_eq!(
-        server
-            .client
-            .get(server.url(&format!("/agent/{unknown}")))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(server.get(&format!("/agent/{unknown}")).await.status(), 404);
 
     let mut text = String::new();
     eventually(
@@ -108,16 +91,7 @@ fn futures_executor_block<F: std::future::Future>(future: F) -> F::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_a_key_like_every_route_but_health() {
     let server = TestServer::with_args(&["--api-key", "metrics-key-0123456789"]).await;
-    assert_eq!(
-        server
-            .client
-            .get(server.url("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        401
-    );
+    assert_eq!(server.get("/metrics").await.status(), 401);
     let response = server
         .client
         .get(server.url("/metrics"))

@@ -140,6 +140,14 @@ impl TestServer {
         self.stream(prompt).await.collect_all().await
     }
 
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.unwrap()
+    }
+
+    pub async fn delete(&self, path: &str) -> reqwest::Response {
+        self.client.delete(self.url(path)).send().await.unwrap()
+    }
+
     /// POST /agent/stop/{id}.
     pub async fn stop(&self, agent_id: &str) -> reqwest::Response {
         self.client
