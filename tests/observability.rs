@@ -38,11 +38,15 @@ async fn metrics_count_agents_events_exits_requests_and_kills() {
 
     let mut text = String::new();
     eventually(
-        "the disconnect is counted",
+        "the disconnected agent has finished",
         std::time::Duration::from_secs(15),
         || {
+            // Its finish is counted last, after its kill and its exit.
             text = futures_executor_block(metrics(&server));
-            sample(&text, r#"claude_proxy_kills_total{reason="client_gone"}"#) == Some(1.0)
+            sample(
+                &text,
+                r#"claude_proxy_agents_finished_total{status="stopped"}"#,
+            ) == Some(2.0)
         },
     )
     .await;
@@ -60,6 +64,7 @@ async fn metrics_count_agents_events_exits_requests_and_kills() {
         (r#"claude_proxy_cli_exits_total{code="0"}"#, 1.0),
         (r#"claude_proxy_cli_exits_total{code="SIGTERM"}"#, 2.0),
         (r#"claude_proxy_kills_total{reason="stopped"}"#, 1.0),
+        (r#"claude_proxy_kills_total{reason="client_gone"}"#, 1.0),
         (r#"claude_proxy_client_disconnects_total"#, 1.0),
         (r#"claude_proxy_spawn_seconds_count"#, 3.0),
         (r#"claude_proxy_agents_running"#, 0.0),
