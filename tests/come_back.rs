@@ -248,7 +248,7 @@ async fn a_late_reader_is_told_of_the_events_no_longer_kept() {
     // A line larger than the whole log: the live stream, waiting at the newest event, gets
     // it; a later reader gets a gap.
     let events = server
-        .stream_all("@lines 100 500\n@sleep 300\n@big 50000\n@sleep 300\n@result")
+        .stream_all("@lines 100 500\n@sleep 1000\n@big 50000\n@sleep 1000\n@result")
         .await;
     let big = events
         .iter()
