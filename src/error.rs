@@ -1,7 +1,7 @@
 //! Every error a client can get: one enum, answered as JSON `{"detail": "..."}`.
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -27,9 +27,6 @@ pub enum ApiError {
 
     #[error("Method Not Allowed")]
     MethodNotAllowed,
-
-    #[error("{}", .0.body_text())]
-    Path(#[from] PathRejection),
 
     #[error("{}", .0.body_text())]
     Query(#[from] QueryRejection),
@@ -68,7 +65,6 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Json(rejection) => rejection.status(),
-            ApiError::Path(rejection) => rejection.status(),
             ApiError::Query(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AgentNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,

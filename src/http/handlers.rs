@@ -3,15 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-use super::request::{AgentRequest, RunRequest, ValidJson};
+use super::request::{AgentId, AgentRequest, RunRequest, ValidJson};
 use super::sse;
 use crate::agent::{self, AgentKind};
 use crate::auth::Client;
@@ -92,13 +91,13 @@ fn check(state: &AppState, client: Client, request: AgentRequest) -> Result<RunR
 pub async fn stop(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
-    UrlPath(agent_id): UrlPath<String>,
+    agent: AgentId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_agent_id(&agent_id)?;
+    let id = agent.id;
     let finished = state
         .registry
         .stop(client, id)
-        .ok_or_else(|| not_found(&agent_id))?;
+        .ok_or_else(|| agent.not_found())?;
     finished.cancelled().await;
     Ok(Json(json!({"status": "stopped", "agent_id": id})))
 }
@@ -113,13 +112,13 @@ pub async fn list(
 pub async fn detail(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
-    UrlPath(agent_id): UrlPath<String>,
+    agent: AgentId,
 ) -> Result<Json<Value>, ApiError> {
-    let id = parse_agent_id(&agent_id)?;
+    let id = agent.id;
     let detail = state
         .registry
         .detail(client, id)
-        .ok_or_else(|| not_found(&agent_id))?;
+        .ok_or_else(|| agent.not_found())?;
     Ok(Json(
         serde_json::to_value(detail).map_err(|e| ApiError::Internal(e.to_string()))?,
     ))
@@ -129,13 +128,13 @@ pub async fn detail(
 pub async fn delete(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
-    UrlPath(agent_id): UrlPath<String>,
+    agent: AgentId,
 ) -> Result<StatusCode, ApiError> {
-    let id = parse_agent_id(&agent_id)?;
+    let id = agent.id;
     if state.registry.forget(client, id).await {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(not_found(&agent_id))
+        Err(agent.not_found())
     }
 }
 
@@ -150,11 +149,11 @@ pub struct EventsQuery {
 pub async fn events(
     State(state): State<AppState>,
     Extension(client): Extension<Client>,
-    UrlPath(agent_id): UrlPath<String>,
+    agent: AgentId,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let id = parse_agent_id(&agent_id)?;
+    let id = agent.id;
     let Query(query) = query?;
     let last_event_id = match headers.get("last-event-id") {
         Some(value) => Some(
@@ -172,7 +171,7 @@ pub async fn events(
     let log = state
         .registry
         .log(client, id)
-        .ok_or_else(|| not_found(&agent_id))?;
+        .ok_or_else(|| agent.not_found())?;
     let cursor = last_event_id.or(query.after).unwrap_or(0);
     Ok(sse::event_stream(
         id,
@@ -182,15 +181,6 @@ pub async fn events(
         None,
         state.metrics.clone(),
     ))
-}
-
-/// An id that is not a UUID names no agent.
-fn parse_agent_id(agent_id: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(agent_id).map_err(|_| not_found(agent_id))
-}
-
-fn not_found(agent_id: &str) -> ApiError {
-    ApiError::AgentNotFound(agent_id.chars().take(100).collect())
 }
 
 /// Where the CLI would be found: the path itself when it names a file, else the first

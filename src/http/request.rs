@@ -1,6 +1,7 @@
 //! What a client may ask for, checked before anything is spawned.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -140,6 +141,51 @@ impl AgentRequest {
             invocation,
             detach_on_disconnect: self.detach_on_disconnect,
         })
+    }
+}
+
+/// The `{agent_id}` of a route. An id that is not a UUID, or not even UTF-8, names no agent:
+/// 404 in JSON, like an unknown one, where axum's own path extractor would answer 400 in text.
+pub struct AgentId {
+    pub id: Uuid,
+    /// As the client wrote it, for the error message.
+    raw: String,
+}
+
+impl AgentId {
+    pub fn not_found(&self) -> ApiError {
+        not_found(&self.raw)
+    }
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::AgentNotFound(raw.chars().take(100).collect())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AgentId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(raw)) => match Uuid::try_parse(&raw) {
+                Ok(id) => Ok(AgentId { id, raw }),
+                Err(_) => Err(not_found(&raw)),
+            },
+            Err(_) => {
+                // Not UTF-8 once decoded: name it as sent, the segment where the route has it.
+                let route = parts
+                    .extensions
+                    .get::<MatchedPath>()
+                    .map(|m| m.as_str().to_owned())
+                    .unwrap_or_default();
+                let position = route.split('/').position(|segment| segment == "{agent_id}");
+                let raw = position
+                    .and_then(|i| parts.uri.path().split('/').nth(i))
+                    .unwrap_or_default()
+                    .to_owned();
+                Err(not_found(&raw))
+            }
+        }
     }
 }
 
