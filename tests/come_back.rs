@@ -34,13 +34,7 @@ async fn events_reader(server: &TestServer, path: &str, last_event_id: Option<u6
 
 /// Runs an agent in the background and returns its id once it has finished.
 async fn finished_agent(server: &TestServer, prompt: &str) -> String {
-    let started: Value = server
-        .post_json("/agent/start", json!({"prompt": prompt}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = started["agent_id"].as_str().unwrap().to_owned();
+    let (id, _) = server.start_agent(prompt).await;
     let events = events_reader(server, &format!("/agent/{id}/events"), None)
         .await
         .collect_all()
@@ -193,16 +187,7 @@ async fn a_finished_agent_cannot_be_stopped_but_can_be_deleted() {
 #[tokio::test]
 async fn deleting_a_running_agent_stops_it_first() {
     let server = TestServer::start().await;
-    let started: Value = server
-        .post_json("/agent/start", json!({"prompt": "@grandchild\n@hang"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (id, pid) = (
-        started["agent_id"].as_str().unwrap(),
-        started["pid"].as_u64().unwrap() as u32,
-    );
+    let (id, pid) = server.start_agent("@grandchild\n@hang").await;
     let delete = server.delete(&format!("/agent/{id}")).await;
     assert_eq!(delete.status(), 204);
     assert!(!process_alive(pid));

@@ -358,13 +358,7 @@ async fn shutdown_ends_every_agent_and_finishes_open_streams() {
         .as_u64()
         .unwrap() as u32;
     streamed.next_of("assistant").await;
-    let started: Value = server
-        .post_json("/agent/start", json!({"prompt": "@hang"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let started_pid = started["pid"].as_u64().unwrap() as u32;
+    let (_, started_pid) = server.start_agent("@hang").await;
 
     let finished = server.trigger_shutdown();
     let rest = streamed.collect_all().await;
@@ -419,16 +413,7 @@ async fn a_started_agent_runs_in_the_background_and_is_reaped() {
 #[tokio::test]
 async fn a_started_agent_can_be_stopped() {
     let server = TestServer::start().await;
-    let body: Value = server
-        .post_json("/agent/start", json!({"prompt": "@grandchild\n@hang"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (id, pid) = (
-        body["agent_id"].as_str().unwrap().to_owned(),
-        body["pid"].as_u64().unwrap() as u32,
-    );
+    let (id, pid) = server.start_agent("@grandchild\n@hang").await;
     assert_eq!(server.health().await["active_agents"], 1);
 
     let response = server.stop(&id).await;

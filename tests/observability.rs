@@ -2,7 +2,7 @@
 
 mod support;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use support::proxy::Proxy;
 use support::sse::complete_of;
 use support::{FakeInstall, TestServer, eventually};
@@ -22,14 +22,8 @@ async fn metrics(server: &TestServer) -> String {
 async fn metrics_count_agents_events_exits_requests_and_kills() {
     let server = TestServer::start().await;
     let events = server.stream_all("@lines 3\n@result").await;
-    let stopped: Value = server
-        .post_json("/agent/start", json!({"prompt": "@hang"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = stopped["agent_id"].as_str().unwrap();
-    assert_eq!(server.stop(id).await.status(), 200);
+    let (id, _) = server.start_agent("@hang").await;
+    assert_eq!(server.stop(&id).await.status(), 200);
     let mut gone = server.stream("@text hi\n@hang").await;
     gone.next_of("assistant").await;
     drop(gone);

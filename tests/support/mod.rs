@@ -148,6 +148,25 @@ impl TestServer {
         self.client.delete(self.url(path)).send().await.unwrap()
     }
 
+    /// Starts an agent in the background with this prompt: its id and its CLI's pid.
+    pub async fn start_agent(&self, prompt: &str) -> (String, u32) {
+        let response = self
+            .post_json("/agent/start", serde_json::json!({"prompt": prompt}))
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "start refused: {:?}",
+            response.text().await
+        );
+        let started: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(started["status"], "started");
+        (
+            started["agent_id"].as_str().unwrap().to_owned(),
+            started["pid"].as_u64().unwrap() as u32,
+        )
+    }
+
     /// POST /agent/stop/{id}.
     pub async fn stop(&self, agent_id: &str) -> reqwest::Response {
         self.client
