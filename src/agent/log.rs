@@ -144,7 +144,6 @@ impl EventLog {
         LogStats {
             events: state.newest,
             dropped: state.dropped_through,
-            bytes: state.bytes,
         }
     }
 }
@@ -162,7 +161,6 @@ pub struct LogStats {
     pub events: u64,
     /// Events no longer kept.
     pub dropped: u64,
-    pub bytes: usize,
 }
 
 fn cost(event: &Event) -> usize {

@@ -182,18 +182,13 @@ impl Registry {
         launch: Launch,
     ) -> Result<Slot, Full> {
         let mut agents = self.lock();
-        if agents.values().filter(|e| e.process_live).count() >= self.max_agents {
+        if live(&agents).count() >= self.max_agents {
             return Err(Full::All {
                 max_agents: self.max_agents,
             });
         }
         if let Some(max) = self.max_agents_per_key {
-            if agents
-                .values()
-                .filter(|e| e.process_live && e.owner == owner)
-                .count()
-                >= max
-            {
+            if live(&agents).filter(|e| e.owner == owner).count() >= max {
                 return Err(Full::Client { max });
             }
         }
@@ -279,7 +274,7 @@ impl Registry {
 
     /// The running agents, which hold a CLI process each.
     pub fn running(&self) -> usize {
-        self.lock().values().filter(|e| e.process_live).count()
+        live(&self.lock()).count()
     }
 
     /// The first client to run a session owns it.
@@ -395,15 +390,15 @@ impl Registry {
 
     /// The last resort of a shutdown that ran out of time: SIGKILL to every group left.
     pub fn kill_all(&self) {
-        for pid in self
-            .lock()
-            .values()
-            .filter(|e| e.process_live)
-            .filter_map(|e| e.pid)
-        {
+        for pid in live(&self.lock()).filter_map(|e| e.pid) {
             ProcessGroup::of_leader(pid).signal(Signal::SIGKILL);
         }
     }
+}
+
+/// The agents whose CLI process is there (not yet reaped): they count toward the limits.
+fn live(agents: &HashMap<Uuid, Entry>) -> impl Iterator<Item = &Entry> {
+    agents.values().filter(|e| e.process_live)
 }
 
 fn info(agent_id: Uuid, e: &Entry) -> AgentInfo {
