@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::json_line;
 use crate::runner::{Ending, Frame, Outcome, StopReason, signal_name};
 
 /// One event as it goes on the wire: its number, its SSE event name (None for the CLI's own
@@ -196,45 +197,53 @@ impl EventMaker {
 
     /// A JSON line passes byte for byte; anything else is wrapped so every payload parses.
     fn pass_line(&mut self, line: Bytes) -> Bytes {
-        match serde_json::from_slice::<LineHead>(&line) {
-            Ok(head) if std::str::from_utf8(&line).is_ok() => {
-                if let Some(resets_at) = head.rate_limit() {
-                    self.rate_limit_seen = Some(resets_at);
-                }
-                if head.kind.as_deref() == Some("result") {
-                    let is_error = head.is_error.unwrap_or(false);
-                    let error_text = is_error
-                        .then(|| {
-                            head.errors
-                                .and_then(|e| e.into_iter().next())
-                                .or(head.result.map(Cow::into_owned))
-                        })
-                        .flatten();
-                    self.result = Some(ResultLine {
-                        is_error,
-                        error_text,
-                    });
-                    self.summary.result = serde_json::from_slice(&line).ok().map(Arc::new);
-                    self.summary_changed = true;
-                } else if head.kind.as_deref() == Some("system")
-                    && head.subtype.as_deref() == Some("init")
-                {
-                    self.summary.session_id = head.session_id.map(Cow::into_owned);
-                    self.summary.model = head.model.map(Cow::into_owned);
-                    self.summary_changed = true;
-                }
-                return sse_safe(line);
-            }
-            Ok(_) => {}
-            Err(_) => {
-                if serde_json::from_slice::<serde::de::IgnoredAny>(&line).is_ok()
-                    && std::str::from_utf8(&line).is_ok()
-                {
-                    return sse_safe(line);
-                }
-            }
+        let Some(shape) = json_line::scan(&line) else {
+            return JsonBytes::from(
+                json!({"type": "proxy_raw", "line": String::from_utf8_lossy(&line)}),
+            )
+            .0;
+        };
+        if shape.needs_reading
+            || matches!(
+                shape.kind,
+                Some(b"result" | b"system" | b"rate_limit_event")
+            )
+        {
+            self.read_head(&line);
         }
-        JsonBytes::from(json!({"type": "proxy_raw", "line": String::from_utf8_lossy(&line)})).0
+        sse_safe(line)
+    }
+
+    /// Takes from a line what the agent's summary and the rate-limit gate need. A line whose
+    /// fields are not of the types expected is passed on all the same, unread.
+    fn read_head(&mut self, line: &[u8]) {
+        let Ok(head) = serde_json::from_slice::<LineHead>(line) else {
+            return;
+        };
+        if let Some(resets_at) = head.rate_limit() {
+            self.rate_limit_seen = Some(resets_at);
+        }
+        if head.kind.as_deref() == Some("result") {
+            let is_error = head.is_error.unwrap_or(false);
+            let error_text = is_error
+                .then(|| {
+                    head.errors
+                        .and_then(|e| e.into_iter().next())
+                        .or(head.result.map(Cow::into_owned))
+                })
+                .flatten();
+            self.result = Some(ResultLine {
+                is_error,
+                error_text,
+            });
+            self.summary.result = serde_json::from_slice(line).ok().map(Arc::new);
+            self.summary_changed = true;
+        } else if head.kind.as_deref() == Some("system") && head.subtype.as_deref() == Some("init")
+        {
+            self.summary.session_id = head.session_id.map(Cow::into_owned);
+            self.summary.model = head.model.map(Cow::into_owned);
+            self.summary_changed = true;
+        }
     }
 
     /// Makes the last events: the errors that explain the end, and `complete`.

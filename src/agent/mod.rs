@@ -1,6 +1,7 @@
 //! Agents: one CLI run each, from its request to its last event, kept for a while after.
 
 pub mod events;
+mod json_line;
 pub mod log;
 pub mod registry;
 

@@ -1,0 +1,489 @@
+//! One fast pass over a CLI line: is it a single JSON value, and which of its top-level fields
+//! must the proxy read?
+//!
+//! Nearly every line the CLI writes is a message the proxy only passes on. Having serde_json
+//! deserialize even a borrowed view of each one cost more than all the rest of the proxy's work
+//! on a line (about 200 ns of 200-byte line, against 30 ns for this scan). So every line is
+//! scanned here, and serde_json reads only the few lines whose top-level `type` or `error`
+//! matters (`init`, `result`, rate limits).
+//!
+//! "Valid" means what serde_json accepts as one value of any kind, white space around it
+//! aside, in UTF-8; the one difference is that nesting deeper than 128 is refused, as
+//! serde_json refuses it when it builds values, which keeps the scan's recursion shallow.
+//! Escaped lone surrogates (`"\ud800"`) pass, as they do serde_json's and JavaScript's
+//! parsers: `JSON.stringify` writes them for a string cut between the halves of a pair.
+
+/// What the scan found out about a line that is one JSON value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Shape<'a> {
+    /// The top-level `"type"` of an object, when it is a string written without escapes.
+    pub kind: Option<&'a [u8]>,
+    /// The top level holds something the scan does not settle: an `"error"` field, a `type`
+    /// given twice or not as a plain string, or a key written with escapes.
+    pub needs_reading: bool,
+}
+
+/// The deepest nesting accepted: serde_json's recursion limit.
+const MAX_DEPTH: u32 = 128;
+
+/// Scans `line`. None: it is not exactly one JSON value (white space aside) in UTF-8.
+pub fn scan(line: &[u8]) -> Option<Shape<'_>> {
+    std::str::from_utf8(line).ok()?;
+    let mut scanner = Scanner {
+        bytes: line,
+        pos: 0,
+    };
+    let mut shape = Shape::default();
+    scanner.skip_whitespace();
+    if scanner.peek() == Some(b'{') {
+        scanner.pos += 1;
+        scanner.object(1, Some(&mut shape))?;
+    } else {
+        scanner.value(0)?;
+    }
+    scanner.skip_whitespace();
+    (scanner.pos == line.len()).then_some(shape)
+}
+
+struct Scanner<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+/// A string's bytes between its quotes, as written.
+struct RawStr<'a> {
+    raw: &'a [u8],
+    escaped: bool,
+}
+
+impl<'a> Scanner<'a> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.pos += 1;
+        Some(byte)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next()? == byte).then_some(())
+    }
+
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn value(&mut self, depth: u32) -> Option<()> {
+        match self.next()? {
+            b'{' => self.object(depth + 1, None),
+            b'[' => self.array(depth + 1),
+            b'"' => self.string().map(drop),
+            b't' => self.literal(b"rue"),
+            b'f' => self.literal(b"alse"),
+            b'n' => self.literal(b"ull"),
+            first @ (b'-' | b'0'..=b'9') => self.number(first),
+            _ => None,
+        }
+    }
+
+    /// The rest of an object whose `{` was read; at the top level it fills in `shape`.
+    fn object(&mut self, depth: u32, mut shape: Option<&mut Shape<'a>>) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_whitespace();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            self.expect(b'"')?;
+            let key = self.string()?;
+            self.skip_whitespace();
+            self.expect(b':')?;
+            self.skip_whitespace();
+            match shape.as_deref_mut() {
+                Some(shape) if key.escaped => {
+                    shape.needs_reading = true;
+                    self.value(depth)?;
+                }
+                Some(shape) if key.raw == b"type" => {
+                    if self.peek() == Some(b'"') {
+                        self.pos += 1;
+                        let kind = self.string()?;
+                        if kind.escaped || shape.kind.is_some() {
+                            shape.needs_reading = true;
+                        }
+                        shape.kind = Some(kind.raw);
+                    } else {
+                        shape.needs_reading = true;
+                        self.value(depth)?;
+                    }
+                }
+                Some(shape) if key.raw == b"error" => {
+                    shape.needs_reading = true;
+                    self.value(depth)?;
+                }
+                _ => self.value(depth)?,
+            }
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => {}
+                b'}' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The rest of an array whose `[` was read.
+    fn array(&mut self, depth: u32) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        self.skip_whitespace();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Some(());
+        }
+        loop {
+            self.skip_whitespace();
+            self.value(depth)?;
+            self.skip_whitespace();
+            match self.next()? {
+                b',' => {}
+                b']' => return Some(()),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The rest of a string whose opening quote was read. The line is known to be UTF-8, so
+    /// only quotes, backslashes and control characters need a look; eight bytes at a time are
+    /// passed over while they hold none.
+    fn string(&mut self) -> Option<RawStr<'a>> {
+        let start = self.pos;
+        let mut escaped = false;
+        loop {
+            while let Some(chunk) = self.bytes.get(self.pos..self.pos + 8) {
+                let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
+                let found = special_bytes(word);
+                if found != 0 {
+                    self.pos += found.trailing_zeros() as usize / 8;
+                    break;
+                }
+                self.pos += 8;
+            }
+            match self.next()? {
+                b'"' => {
+                    return Some(RawStr {
+                        raw: &self.bytes[start..self.pos - 1],
+                        escaped,
+                    });
+                }
+                b'\\' => {
+                    escaped = true;
+                    self.escape()?;
+                }
+                0..=0x1f => return None,
+                _ => {}
+            }
+        }
+    }
+
+    fn escape(&mut self) -> Option<()> {
+        match self.next()? {
+            b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => Some(()),
+            b'u' => {
+                let hex = self.bytes.get(self.pos..self.pos + 4)?;
+                self.pos += 4;
+                hex.iter().all(u8::is_ascii_hexdigit).then_some(())
+            }
+            _ => None,
+        }
+    }
+
+    fn literal(&mut self, rest: &[u8]) -> Option<()> {
+        let found = self.bytes.get(self.pos..self.pos + rest.len())?;
+        self.pos += rest.len();
+        (found == rest).then_some(())
+    }
+
+    /// `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`, its first byte read.
+    fn number(&mut self, first: u8) -> Option<()> {
+        let first_digit = if first == b'-' { self.next()? } else { first };
+        match first_digit {
+            b'0' => {}
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            self.one_or_more_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            self.one_or_more_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while self.peek().is_some_and(|b| b.is_ascii_digit()) {
+            self.pos += 1;
+        }
+    }
+
+    fn one_or_more_digits(&mut self) -> Option<()> {
+        let start = self.pos;
+        self.digits();
+        (self.pos > start).then_some(())
+    }
+}
+
+/// The high bit of each of eight bytes (in memory order, lowest first) that may be a quote, a
+/// backslash or a control character. The lowest bit set is always one of those: a wrong one can
+/// only follow a right one, where a borrow carried into the next byte.
+fn special_bytes(word: u64) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH_BITS: u64 = 0x8080_8080_8080_8080;
+    // A byte below n: (byte - n) borrows into its high bit while the byte's own is clear.
+    let below = |word: u64, n: u8| word.wrapping_sub(ONES * u64::from(n)) & !word & HIGH_BITS;
+    let quote = word ^ (ONES * u64::from(b'"'));
+    let backslash = word ^ (ONES * u64::from(b'\\'));
+    below(quote, 1) | below(backslash, 1) | below(word, 0x20)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid(line: &str) -> bool {
+        scan(line.as_bytes()).is_some()
+    }
+
+    #[test]
+    fn json_values_are_valid() {
+        for line in [
+            r#"{"type":"assistant","message":{"content":[{"type":"text","text":"hi"}]}}"#,
+            " { \"a\" : [ 1 , -2.5e+3 , 0.0 , 1E9 , true , false , null ] }\r",
+            "[]",
+            "{}",
+            "0",
+            "-0",
+            r#""a \"quoted\" \\ \/ \b\f\n\r\t \u00e9 string""#,
+            "\"caf\u{e9} \u{1f600}\"",
+            r#""\ud800""#,
+            "[[[[[[[[[[1]]]]]]]]]]",
+        ] {
+            assert!(valid(line), "{line:?} is JSON");
+        }
+    }
+
+    #[test]
+    fn anything_else_is_not() {
+        for line in [
+            "",
+            "   ",
+            "plain text",
+            "{",
+            "{}}",
+            "{} {}",
+            "[1,]",
+            "[,1]",
+            "{\"a\":1,}",
+            "{\"a\" 1}",
+            "{a:1}",
+            "{'a':1}",
+            "01",
+            "1.",
+            ".5",
+            "1e",
+            "+1",
+            "-",
+            "tru",
+            "nul",
+            "True",
+            "\"unterminated",
+            "\"tab\tinside\"",
+            "\"bad \\x escape\"",
+            "\"short \\u12\"",
+            "\"\\u12g4\"",
+            "NaN",
+            "[1] x",
+        ] {
+            assert!(!valid(line), "{line:?} is not JSON");
+        }
+        assert!(scan(b"\"\xff\"").is_none(), "not UTF-8");
+    }
+
+    #[test]
+    fn nesting_stops_at_serde_jsons_limit() {
+        let nested = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        assert!(valid(&nested(128)));
+        assert!(!valid(&nested(129)));
+        let objects = |depth: usize| format!("{}1{}", "{\"a\":".repeat(depth), "}".repeat(depth));
+        assert!(valid(&objects(128)));
+        assert!(!valid(&objects(129)));
+    }
+
+    #[test]
+    fn the_top_level_type_is_read_without_serde() {
+        let shape = scan(br#"{"message":{"type":"inner"},"type":"assistant","n":1}"#).unwrap();
+        assert_eq!(shape.kind, Some(&b"assistant"[..]));
+        assert!(!shape.needs_reading);
+        assert_eq!(scan(b"[1]").unwrap(), Shape::default());
+        assert_eq!(scan(br#"{"a":{"error":1}}"#).unwrap(), Shape::default());
+    }
+
+    #[test]
+    fn what_the_scan_cannot_settle_goes_to_serde() {
+        for line in [
+            r#"{"type":"assistant","error":"rate_limit"}"#,
+            r#"{"type":"a","type":"b"}"#,
+            r#"{"type":1}"#,
+            r#"{"type":"res\u0075lt"}"#,
+            r#"{"typ\u0065":"result"}"#,
+        ] {
+            assert!(scan(line.as_bytes()).unwrap().needs_reading, "{line}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod agrees_with_serde_json {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Text that is JSON or nearly: JSON's own characters, so that mutations make near misses.
+    /// No `d`, so no escape is a surrogate, which serde_json takes either way.
+    fn jsonish() -> impl Strategy<Value = String> {
+        let token = prop::sample::select(vec![
+            "{",
+            "}",
+            "[",
+            "]",
+            ":",
+            ",",
+            " ",
+            "\t",
+            "\r",
+            "\"",
+            "\\",
+            "\\u00e9",
+            "\\n",
+            "\\x",
+            "\"type\"",
+            "\"error\"",
+            "\"result\"",
+            "0",
+            "1",
+            "-",
+            ".",
+            "e",
+            "E",
+            "+",
+            "true",
+            "false",
+            "null",
+            "nul",
+            "a",
+            "é",
+            "\u{1}",
+            "\u{1f600}",
+            "\"text\"",
+        ]);
+        prop::collection::vec(token, 0..40).prop_map(|tokens| tokens.concat())
+    }
+
+    fn serialized() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(serde_json::Value::from),
+            ".*".prop_map(serde_json::Value::from),
+        ];
+        let value = leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..8).prop_map(serde_json::Value::from),
+                prop::collection::btree_map("type|error|[a-z]{1,8}", inner, 0..8)
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+            ]
+        });
+        (value, any::<bool>()).prop_map(|(value, pretty)| {
+            if pretty {
+                serde_json::to_string_pretty(&value).unwrap()
+            } else {
+                value.to_string()
+            }
+        })
+    }
+
+    /// A serialized value with a few of its bytes changed, dropped or doubled.
+    fn damaged() -> impl Strategy<Value = Vec<u8>> {
+        (
+            serialized(),
+            prop::collection::vec((any::<prop::sample::Index>(), 0u8..3, any::<u8>()), 1..4),
+        )
+            .prop_map(|(text, edits)| {
+                let mut bytes = text.into_bytes();
+                for (at, kind, byte) in edits {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let at = at.index(bytes.len());
+                    match kind {
+                        0 => bytes[at] = byte,
+                        1 => drop(bytes.remove(at)),
+                        _ => bytes.insert(at, bytes[at]),
+                    }
+                }
+                bytes
+            })
+    }
+
+    fn serde_accepts(line: &[u8]) -> bool {
+        std::str::from_utf8(line).is_ok()
+            && serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn on_near_json(text in jsonish()) {
+            prop_assert_eq!(scan(text.as_bytes()).is_some(), serde_accepts(text.as_bytes()));
+        }
+
+        #[test]
+        fn on_damaged_values(bytes in damaged()) {
+            prop_assert_eq!(scan(&bytes).is_some(), serde_accepts(&bytes));
+        }
+
+        #[test]
+        fn on_values_with_the_type_serde_reads(text in serialized()) {
+            let shape = scan(text.as_bytes()).expect("a serialized value");
+            let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+            let kind = value.get("type").and_then(|kind| kind.as_str());
+            // serde_json escapes quotes, backslashes and control characters below a space.
+            let kind_is_plain =
+                kind.is_some_and(|k| !k.contains(['"', '\\']) && !k.chars().any(|c| c < ' '));
+            let unsettled = value.get("error").is_some()
+                || value.get("type").is_some_and(|k| !kind_is_plain || !k.is_string());
+            prop_assert_eq!(shape.needs_reading, unsettled);
+            if !unsettled {
+                prop_assert_eq!(shape.kind.map(|k| std::str::from_utf8(k).unwrap()), kind);
+            }
+        }
+    }
+}
