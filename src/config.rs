@@ -78,7 +78,8 @@ pub struct Config {
     #[arg(long = "max-agents-per-key", env = "PROXY_MAX_AGENTS_PER_KEY", value_parser = parse_positive)]
     pub max_agents_per_key: Option<usize>,
 
-    /// How many client connections may be open at once; more are closed as they come.
+    /// How many client connections may be open at once; more are closed as they come. As many
+    /// may wait to be accepted during a burst (the kernel caps that at net.core.somaxconn).
     #[arg(long = "max-connections", env = "PROXY_MAX_CONNECTIONS", default_value_t = 4096, value_parser = parse_positive)]
     pub max_connections: usize,
 

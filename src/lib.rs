@@ -20,11 +20,36 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket, lookup_host};
 
 pub use config::Config;
 pub use http::app;
 pub use state::AppState;
+
+/// Listens on `host:port` (the first of its addresses that can be bound) with room for a burst
+/// of `backlog` connections waiting to be accepted.
+///
+/// tokio's `TcpListener::bind` asks for a backlog of 128, as std does: a thousand clients
+/// connecting at once overflow it, and the kernel drops the handshakes it has no room for, to
+/// be retried by the clients a whole second later. The kernel caps `backlog` at
+/// `net.core.somaxconn` (4096 on current Linux).
+pub async fn bind(host: &str, port: u16, backlog: u32) -> io::Result<TcpListener> {
+    let mut last_error = None;
+    for address in lookup_host((host, port)).await? {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(backlog),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host name has no address")))
+}
 
 /// Serves the API on `listener` until `shutdown` resolves. Then it stops accepting, ends every
 /// agent (SIGTERM, SIGKILL after the grace period, reaped), lets open streams send their last

@@ -2,8 +2,7 @@ use std::process::ExitCode;
 
 use claude_proxy::config::{Config, one_line_error};
 use claude_proxy::runner::watchdog;
-use claude_proxy::{raise_open_files_limit, run, telemetry};
-use tokio::net::TcpListener;
+use claude_proxy::{bind, raise_open_files_limit, run, telemetry};
 
 fn main() -> ExitCode {
     let config = match Config::from_args(std::env::args_os()) {
@@ -32,8 +31,9 @@ fn main() -> ExitCode {
 
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     runtime.block_on(async move {
-        let address = (config.host.as_str(), config.port);
-        let listener = match TcpListener::bind(address).await {
+        // As many waiting to be accepted as may be open at once.
+        let backlog = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+        let listener = match bind(&config.host, config.port, backlog).await {
             Ok(listener) => listener,
             Err(err) => {
                 eprintln!(

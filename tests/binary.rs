@@ -261,3 +261,60 @@ fn the_readme_shows_the_node_client_as_it_is() {
         "README.md's client block differs from examples/node/claude-proxy-client.mjs"
     );
 }
+
+/// How many connections wait in the accept queue of the server listening on `port` on
+/// 127.0.0.1, as the kernel reports it.
+fn accept_queue(port: u16) -> Option<u32> {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let local = format!("0100007F:{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // A listening socket's rx_queue is its count of established, unaccepted connections.
+        (fields[1] == local && fields[3] == "0A")
+            .then(|| u32::from_str_radix(fields[4].split_once(':').unwrap().1, 16).unwrap())
+    })
+}
+
+#[tokio::test]
+async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
+    use nix::sys::signal::Signal;
+    const BURST: u32 = 1000;
+    claude_proxy::raise_open_files_limit();
+    let fake = FakeInstall::new();
+    let proxy = start_with_fake(&fake, &[]);
+    let address = proxy.base.trim_start_matches("http://").to_owned();
+    let port: u16 = address.rsplit_once(':').unwrap().1.parse().unwrap();
+
+    // Stopped, the server accepts nothing: the burst has only the kernel's queue to wait in.
+    // Past a backlog of 128 (tokio's default), the handshakes would be dropped, and their
+    // clients would retry them a second later.
+    proxy.signal(Signal::SIGSTOP);
+    let connections = futures_util::future::join_all(
+        (0..BURST).map(|_| tokio::net::TcpStream::connect(address.as_str())),
+    )
+    .await;
+    let mut queued = accept_queue(port);
+    for _ in 0..500 {
+        if queued >= Some(BURST) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        queued = accept_queue(port);
+    }
+    proxy.signal(Signal::SIGCONT);
+    assert_eq!(queued, Some(BURST), "connections waiting to be accepted");
+
+    // And once it runs again, each of them is served.
+    let served = futures_util::future::join_all(connections.into_iter().map(|tcp| async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tcp = tcp.unwrap();
+        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        tcp.read_to_end(&mut response).await.unwrap();
+        response.starts_with(b"HTTP/1.1 200")
+    }))
+    .await;
+    assert_eq!(served.iter().filter(|ok| **ok).count(), BURST as usize);
+}
