@@ -102,7 +102,7 @@ impl Drop for Delivery {
 pub fn encode(event: &Event, buf: &mut BytesMut) {
     buf.reserve(event.data.len() + 48);
     buf.put_slice(b"id: ");
-    buf.put_slice(event.id.to_string().as_bytes());
+    buf.put_slice(itoa::Buffer::new().format(event.id).as_bytes());
     if let Some(name) = event.name {
         buf.put_slice(b"\nevent: ");
         buf.put_slice(name.as_bytes());
