@@ -113,7 +113,8 @@ pub struct Cli {
     child: Child,
     pid: u32,
     group: ProcessGroup,
-    prompt: Bytes,
+    /// What is left to write of the prompt, and where; None once it is all written.
+    prompt_left: Option<(ChildStdin, Bytes)>,
     limits: Limits,
     started: Instant,
 }
@@ -136,17 +137,30 @@ pub fn spawn(command: &CliCommand, invocation: &Invocation) -> io::Result<Cli> {
     // No `pre_exec` hook: with one, the standard library forks instead of using posix_spawn,
     // which is several times slower and serializes spawns (see `watchdog`).
     let started = Instant::now();
-    let child = cmd.spawn()?;
+    let mut child = cmd.spawn()?;
     let pid = child.id().expect("a child that was just spawned has a pid");
     watchdog::watch_group(pid);
+    let stdin = child.stdin.take().expect("stdin is piped");
     Ok(Cli {
         child,
         pid,
         group: ProcessGroup::of_leader(pid),
-        prompt: Bytes::from(invocation.prompt.clone().into_bytes()),
+        prompt_left: hand_over_prompt(stdin, &invocation.prompt),
         limits: command.limits,
         started,
     })
+}
+
+/// Writes what the pipe takes of the prompt at once; closes stdin if that was all of it. The
+/// CLI reads its prompt to the end before it starts, so it starts now, rather than when the
+/// task that runs it gets its first turn, which on a busy server can be hundreds of
+/// milliseconds later. The pipe holds 64 KiB, more than most prompts.
+fn hand_over_prompt(stdin: ChildStdin, prompt: &str) -> Option<(ChildStdin, Bytes)> {
+    // The pipe is non-blocking: a full pipe writes less, or nothing (EAGAIN).
+    let written = nix::unistd::write(&stdin, prompt.as_bytes()).unwrap_or(0);
+    let left = &prompt.as_bytes()[written..];
+    // Dropping stdin closes it: the CLI reads the end of its prompt.
+    (!left.is_empty()).then(|| (stdin, Bytes::copy_from_slice(left)))
 }
 
 impl Drop for Cli {
@@ -166,13 +180,12 @@ impl Cli {
     /// come, all that were ready together in one call; it must not block, since stop and the
     /// deadlines wait while it runs.
     pub async fn run(mut self, mut on_lines: impl FnMut(Output), stop: StopSignal) -> Outcome {
-        let stdin = self.child.stdin.take().expect("stdin is piped");
         let stdout = self.child.stdout.take().expect("stdout is piped");
         let stderr = self.child.stderr.take().expect("stderr is piped");
         let limits = self.limits;
         let started = TokioInstant::from_std(self.started);
 
-        let feed = feed_prompt(stdin, self.prompt.clone());
+        let feed = feed_prompt(self.prompt_left.take());
         tokio::pin!(feed);
         let drain = keep_tail(stderr);
         tokio::pin!(drain);
@@ -321,9 +334,12 @@ impl Termination {
     }
 }
 
-/// Writes the prompt and closes stdin: the CLI reads its prompt until EOF, and waits 3 s
-/// for a stdin that stays open.
-async fn feed_prompt(mut stdin: ChildStdin, prompt: Bytes) -> io::Result<()> {
+/// Writes the rest of the prompt and closes stdin: the CLI reads its prompt until EOF, and
+/// waits 3 s for a stdin that stays open.
+async fn feed_prompt(left: Option<(ChildStdin, Bytes)>) -> io::Result<()> {
+    let Some((mut stdin, prompt)) = left else {
+        return Ok(());
+    };
     stdin.write_all(&prompt).await?;
     stdin.shutdown().await
 }
