@@ -133,48 +133,61 @@ async fn run_all() {
     } else {
         &[]
     };
+    // Medians over rounds, each round the direct runs and then a fresh proxy's, so that its
+    // peak RSS is that round's.
+    let rounds = if quick { 1 } else { 3 };
     for &concurrency in levels {
-        let direct = concurrent(concurrency, || direct_run(paced, scratch.path())).await;
-        let proxy = Proxy::start(scratch.path()).await;
-        let through = concurrent(concurrency, || proxy.stream(paced)).await;
-        let peak = proxy.peak_rss();
-        if std::env::var_os("BENCH_ONLY").is_some() {
-            let metrics = proxy
-                .client
-                .get(format!("{}/metrics", proxy.base))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            for line in metrics
-                .lines()
-                .filter(|l| l.contains("_sum") || l.contains("_count"))
-            {
-                println!("  {line}");
+        let (mut proxy_p50s, mut proxy_p99s, mut direct_p50s, mut direct_p99s) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut peak, mut failures) = (0, 0);
+        for _ in 0..rounds {
+            let direct = direct_runs(concurrency, Polling::TaskEach, paced, scratch.path()).await;
+            let proxy = Proxy::start(scratch.path()).await;
+            let through = proxy_runs(&proxy, concurrency, Polling::TaskEach, paced).await;
+            peak = peak.max(proxy.peak_rss());
+            if std::env::var_os("BENCH_ONLY").is_some() {
+                let metrics = proxy
+                    .client
+                    .get(format!("{}/metrics", proxy.base))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                for line in metrics
+                    .lines()
+                    .filter(|l| l.contains("_sum") || l.contains("_count"))
+                {
+                    println!("  {line}");
+                }
             }
+            println!(
+                "{concurrency} streams: the proxy used {} of user CPU, {} of system CPU; headers p50 {} p99 {}; first line p50 {} p99 {} (direct {} {})",
+                ms(proxy.cpu().0),
+                ms(proxy.cpu().1),
+                ms(percentile(&through.headers, 0.5)),
+                ms(percentile(&through.headers, 0.99)),
+                ms(percentile(&through.first_lines, 0.5)),
+                ms(percentile(&through.first_lines, 0.99)),
+                ms(percentile(&direct.first_lines, 0.5)),
+                ms(percentile(&direct.first_lines, 0.99)),
+            );
+            drop(proxy);
+            proxy_p50s.push(percentile(&through.latencies, 0.50));
+            proxy_p99s.push(percentile(&through.latencies, 0.99));
+            direct_p50s.push(percentile(&direct.latencies, 0.50));
+            direct_p99s.push(percentile(&direct.latencies, 0.99));
+            failures += through.failures + direct.failures;
         }
-        println!(
-            "{concurrency} streams: the proxy used {} of user CPU, {} of system CPU; headers p50 {} p99 {}; first line p50 {} p99 {} (direct {} {})",
-            ms(proxy.cpu().0),
-            ms(proxy.cpu().1),
-            ms(percentile(&through.headers, 0.5)),
-            ms(percentile(&through.headers, 0.99)),
-            ms(percentile(&through.first_lines, 0.5)),
-            ms(percentile(&through.first_lines, 0.99)),
-            ms(percentile(&direct.first_lines, 0.5)),
-            ms(percentile(&direct.first_lines, 0.99)),
-        );
-        drop(proxy);
         let point = Point {
             concurrency,
-            proxy_p50: percentile(&through.latencies, 0.50),
-            proxy_p99: percentile(&through.latencies, 0.99),
-            direct_p50: percentile(&direct.latencies, 0.50),
-            direct_p99: percentile(&direct.latencies, 0.99),
+            proxy_p50: median(proxy_p50s.into_iter()),
+            proxy_p99: median(proxy_p99s.into_iter()),
+            direct_p50: median(direct_p50s.into_iter()),
+            direct_p99: median(direct_p99s.into_iter()),
             proxy_peak_rss: peak,
-            failures: through.failures + direct.failures,
+            failures,
         };
         println!("{point:?}");
         chart.push(point);
@@ -208,6 +221,28 @@ async fn run_all() {
             f64::NAN,
             "≤ 64 MiB, 0 failed",
             mib(at_1000.proxy_peak_rss) <= 64.0 && at_1000.failures == 0,
+        );
+        // The direct side's p99 depends on how its runs are driven: polled by one task, its
+        // CLIs start one after another, and its tail is later.
+        let (mut proxy_p99s, mut direct_p99s) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            let direct = direct_runs(1000, Polling::OneTask, paced, scratch.path()).await;
+            let proxy = Proxy::start(scratch.path()).await;
+            let through = proxy_runs(&proxy, 1000, Polling::OneTask, paced).await;
+            proxy_p99s.push(percentile(&through.latencies, 0.99));
+            direct_p99s.push(percentile(&direct.latencies, 0.99));
+        }
+        let (proxy_p99, direct_p99) = (
+            median(proxy_p99s.into_iter()),
+            median(direct_p99s.into_iter()),
+        );
+        report.row(
+            "3. … for reference: p99 with each side's runs polled by one task",
+            ms(proxy_p99),
+            ms(direct_p99),
+            ratio(proxy_p99, direct_p99),
+            "",
+            true,
         );
     }
 
@@ -271,6 +306,53 @@ struct Run {
     first_line: Duration,
     total: Duration,
     ok: bool,
+}
+
+/// One /agent/stream, read to its end; the first CLI line is the second event.
+async fn stream(client: reqwest::Client, base: String, prompt: String) -> Run {
+    let started = Instant::now();
+    let response = match client
+        .post(format!("{base}/agent/stream"))
+        .json(&json!({"prompt": prompt}))
+        .send()
+        .await
+    {
+        Ok(response) if response.status().is_success() => response,
+        _ => {
+            return Run {
+                headers: Duration::ZERO,
+                first_line: Duration::ZERO,
+                total: started.elapsed(),
+                ok: false,
+            };
+        }
+    };
+    let headers = started.elapsed();
+    let mut body = response.bytes_stream();
+    let mut events = 0usize;
+    let mut first_line = None;
+    let mut tail: Vec<u8> = Vec::new();
+    let mut complete = false;
+    while let Some(Ok(chunk)) = body.next().await {
+        if first_line.is_none() {
+            events += chunk.windows(2).filter(|w| w == b"\n\n").count();
+            if events >= 2 {
+                first_line = Some(started.elapsed());
+            }
+        }
+        // Only the end matters after that: keep a little of it to find `complete`.
+        tail.extend_from_slice(&chunk[chunk.len().saturating_sub(512)..]);
+        if tail.len() > 1024 {
+            tail.drain(..tail.len() - 512);
+        }
+        complete |= tail.windows(15).any(|w| w == b"event: complete");
+    }
+    Run {
+        headers,
+        first_line: first_line.unwrap_or_default(),
+        total: started.elapsed(),
+        ok: complete,
+    }
 }
 
 /// The limit: the fake CLI spawned directly, fed its prompt, its pipe read to EOF.
@@ -382,52 +464,8 @@ impl Proxy {
         panic!("the proxy did not start");
     }
 
-    /// One /agent/stream, read to its end; the first CLI line is the second event.
     async fn stream(&self, prompt: &str) -> Run {
-        let started = Instant::now();
-        let response = match self
-            .client
-            .post(format!("{}/agent/stream", self.base))
-            .json(&json!({"prompt": prompt}))
-            .send()
-            .await
-        {
-            Ok(response) if response.status().is_success() => response,
-            _ => {
-                return Run {
-                    headers: Duration::ZERO,
-                    first_line: Duration::ZERO,
-                    total: started.elapsed(),
-                    ok: false,
-                };
-            }
-        };
-        let headers = started.elapsed();
-        let mut body = response.bytes_stream();
-        let mut events = 0usize;
-        let mut first_line = None;
-        let mut tail: Vec<u8> = Vec::new();
-        let mut complete = false;
-        while let Some(Ok(chunk)) = body.next().await {
-            if first_line.is_none() {
-                events += chunk.windows(2).filter(|w| w == b"\n\n").count();
-                if events >= 2 {
-                    first_line = Some(started.elapsed());
-                }
-            }
-            // Only the end matters after that: keep a little of it to find `complete`.
-            tail.extend_from_slice(&chunk[chunk.len().saturating_sub(512)..]);
-            if tail.len() > 1024 {
-                tail.drain(..tail.len() - 512);
-            }
-            complete |= tail.windows(15).any(|w| w == b"event: complete");
-        }
-        Run {
-            headers,
-            first_line: first_line.unwrap_or_default(),
-            total: started.elapsed(),
-            ok: complete,
-        }
+        stream(self.client.clone(), self.base.clone(), prompt.to_owned()).await
     }
 
     /// The most memory the proxy has held, in bytes.
@@ -500,25 +538,63 @@ struct Concurrent {
     failures: usize,
 }
 
+/// How the runs of a concurrent scenario are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Polling {
+    /// A task for each run, as independent clients each have their own.
+    TaskEach,
+    /// All runs polled by one task, as one event loop would (the first round's way): the
+    /// direct side then starts its CLIs one after another.
+    OneTask,
+}
+
 /// `n` runs started together; each one's time from that common start to its end, so a run
 /// that waits behind the others' start-up counts that wait, as a client would.
-async fn concurrent<F, Fut>(n: usize, run: F) -> Concurrent
+async fn concurrent<F, Fut>(n: usize, polling: Polling, run: F) -> Concurrent
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Run>,
+    Fut: std::future::Future<Output = Run> + Send + 'static,
 {
     let start = Instant::now();
-    let runs = futures_util::future::join_all((0..n).map(|_| async {
-        let run = run().await;
+    let timed = |run: Fut| async move {
+        let run = run.await;
         (start.elapsed(), run)
-    }))
-    .await;
+    };
+    let runs: Vec<(Duration, Run)> = match polling {
+        Polling::OneTask => futures_util::future::join_all((0..n).map(|_| timed(run()))).await,
+        Polling::TaskEach => {
+            let tasks = (0..n).map(|_| tokio::spawn(timed(run())));
+            futures_util::future::join_all(tasks)
+                .await
+                .into_iter()
+                .map(|joined| joined.expect("a run does not panic"))
+                .collect()
+        }
+    };
     Concurrent {
         latencies: runs.iter().map(|(end, _)| *end).collect(),
         headers: runs.iter().map(|(_, r)| r.headers).collect(),
         first_lines: runs.iter().map(|(_, r)| r.first_line).collect(),
         failures: runs.iter().filter(|(_, r)| !r.ok).count(),
     }
+}
+
+/// `n` direct runs of `prompt` at once.
+async fn direct_runs(n: usize, polling: Polling, prompt: &'static str, cwd: &Path) -> Concurrent {
+    let cwd = cwd.to_owned();
+    concurrent(n, polling, || {
+        let cwd = cwd.clone();
+        async move { direct_run(prompt, &cwd).await }
+    })
+    .await
+}
+
+/// `n` streams of `prompt` through `proxy` at once.
+async fn proxy_runs(proxy: &Proxy, n: usize, polling: Polling, prompt: &'static str) -> Concurrent {
+    concurrent(n, polling, || {
+        stream(proxy.client.clone(), proxy.base.clone(), prompt.to_owned())
+    })
+    .await
 }
 
 /// The proxy's memory per open stream whose CLI is silent: RSS with `n` such streams open,
