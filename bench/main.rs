@@ -355,15 +355,22 @@ async fn stream(client: reqwest::Client, base: String, prompt: String) -> Run {
     }
 }
 
-/// The limit: the fake CLI spawned directly, fed its prompt, its pipe read to EOF.
-async fn direct_run(prompt: &str, cwd: &Path) -> Run {
-    let started = Instant::now();
-    let mut child = Command::new(FAKE)
+/// The fake CLI as the limits start it, with the arguments the proxy gives it.
+fn fake_cli(cwd: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(FAKE);
+    command
         .args(["-p", "--output-format", "stream-json", "--verbose"])
         .current_dir(cwd)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
+/// The limit: the fake CLI spawned directly, fed its prompt, its pipe read to EOF.
+async fn direct_run(prompt: &str, cwd: &Path) -> Run {
+    let started = Instant::now();
+    let mut child = Command::from(fake_cli(cwd))
         .spawn()
         .expect("the fake CLI starts");
     let mut stdin = child.stdin.take().unwrap();
@@ -398,14 +405,7 @@ async fn direct_run(prompt: &str, cwd: &Path) -> Run {
 fn blocking_direct_run(prompt: &str, cwd: &Path) -> Duration {
     use std::io::{Read, Write};
     let started = Instant::now();
-    let mut child = std::process::Command::new(FAKE)
-        .args(["-p", "--output-format", "stream-json", "--verbose"])
-        .current_dir(cwd)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the fake CLI starts");
+    let mut child = fake_cli(cwd).spawn().expect("the fake CLI starts");
     // A short prompt fits in the pipe; dropping stdin then ends it.
     child
         .stdin
