@@ -262,6 +262,20 @@ fn the_readme_shows_the_node_client_as_it_is() {
     );
 }
 
+/// Whether every thread of process `pid` is stopped by a signal (state `T`).
+fn all_threads_stopped(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap())
+        .all(|stat| {
+            stat.rsplit_once(')')
+                .unwrap()
+                .1
+                .trim_start()
+                .starts_with('T')
+        })
+}
+
 /// How many connections wait in the accept queue of the server listening on `port` on
 /// 127.0.0.1, as the kernel reports it.
 fn accept_queue(port: u16) -> Option<u32> {
@@ -289,6 +303,16 @@ async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
     // Past a backlog of 128 (tokio's default), the handshakes would be dropped, and their
     // clients would retry them a second later.
     proxy.signal(Signal::SIGSTOP);
+    // When kill returns, one thread has been told; the others go on until it starts the
+    // group's stop, and under load that took long enough to accept a quarter of the burst.
+    let pid = proxy.child.id();
+    for _ in 0..500 {
+        if all_threads_stopped(pid) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(all_threads_stopped(pid), "the server stopped");
     let connections = futures_util::future::join_all(
         (0..BURST).map(|_| tokio::net::TcpStream::connect(address.as_str())),
     )
