@@ -64,8 +64,13 @@ async fn run_all() {
         let proxy = Proxy::start(scratch.path()).await;
         let (mut directs, mut throughs) = (Vec::new(), Vec::new());
         for _ in 0..repeats * 3 {
-            directs.push(direct_run(prompt, scratch.path()).await.total);
-            throughs.push(proxy.stream(prompt).await.total);
+            let (direct, through) = (
+                direct_run(prompt, scratch.path()).await,
+                proxy.stream(prompt).await,
+            );
+            assert!(direct.ok && through.ok, "a run of scenario 1 failed");
+            directs.push(direct.total);
+            throughs.push(through.total);
         }
         let (direct, through) = (median(directs.into_iter()), median(throughs.into_iter()));
         report.row(
