@@ -18,6 +18,7 @@ pub mod telemetry;
 
 use std::future::Future;
 use std::io;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpSocket, lookup_host};
@@ -25,6 +26,15 @@ use tokio::net::{TcpListener, TcpSocket, lookup_host};
 pub use config::Config;
 pub use http::app;
 pub use state::AppState;
+
+/// Locks `mutex`, poisoned or not. Every critical section in this crate leaves its data
+/// consistent at each step (a single insert, remove, field update or write), so a panic in
+/// one of them is no reason for every later caller to panic too.
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// Listens on `host:port` (the first of its addresses that can be bound) with room for a burst
 /// of `backlog` connections waiting to be accepted.

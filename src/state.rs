@@ -81,21 +81,14 @@ pub struct RateLimitGate {
 
 impl RateLimitGate {
     pub fn limited_until(&self, until: DateTime<Utc>) {
-        let mut current = self
-            .until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut current = crate::lock(&self.until);
         if current.is_none_or(|c| c < until) {
             *current = Some(until);
         }
     }
 
     pub fn check(&self) -> Result<(), ApiError> {
-        match *self
-            .until
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-        {
+        match *crate::lock(&self.until) {
             Some(until) if until > Utc::now() => Err(ApiError::RateLimited { until }),
             _ => Ok(()),
         }

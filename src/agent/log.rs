@@ -59,9 +59,7 @@ impl EventLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.state)
     }
 
     /// Adds the next event. Older events go while the log is over its bound; the newest one

@@ -166,11 +166,7 @@ impl Registry {
     }
 
     fn lock(&self) -> MutexGuard<'_, HashMap<Uuid, Entry>> {
-        // Every change under the lock is a single insert, remove or field update, so a
-        // poisoned map is still consistent.
-        self.agents
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        crate::lock(&self.agents)
     }
 
     /// Takes a place for a new agent before anything is spawned, so the limits hold however
@@ -279,10 +275,7 @@ impl Registry {
 
     /// The first client to run a session owns it.
     fn record_session(&self, session: &str, owner: Client, cwd: &Path) {
-        let mut book = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut book = crate::lock(&self.sessions);
         if book.sessions.contains_key(session) {
             return;
         }
@@ -299,10 +292,7 @@ impl Registry {
     /// Where a session made through the proxy lives, for `client` to resume it there; another
     /// client's session is refused. A session the proxy does not know is the CLI's to judge.
     pub fn session_home(&self, client: Client, session: &str) -> Result<Option<PathBuf>, ApiError> {
-        let book = self
-            .sessions
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let book = crate::lock(&self.sessions);
         match book.sessions.get(session) {
             Some((owner, _)) if *owner != client => Err(ApiError::Forbidden(format!(
                 "session_id: session {session} belongs to another client"

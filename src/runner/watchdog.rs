@@ -58,7 +58,7 @@ fn send(op: u8, pgid: u32) {
     record[0] = op;
     record[1..].copy_from_slice(&pgid.to_le_bytes());
     // Five bytes to a pipe the watchdog keeps reading: one atomic write that does not block.
-    let mut pipe = pipe.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut pipe = crate::lock(pipe);
     if let Err(err) = pipe.write_all(&record) {
         tracing::warn!(%err, "the watchdog is gone: CLIs would outlive a killed server");
     }
