@@ -38,6 +38,18 @@ fn as_client(
     }
 }
 
+/// What `GET /agents` lists for `key`.
+async fn agents_of(server: &TestServer, key: &str) -> Value {
+    let listed: Value = as_client(server, "GET", "/agents", Some(key))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    listed["agents"].clone()
+}
+
 async fn start_as(server: &TestServer, key: &str, body: Value) -> reqwest::Response {
     as_client(server, "POST", "/agent/start", Some(key))
         .json(&body)
@@ -133,22 +145,8 @@ async fn another_clients_agents_are_invisible() {
             .unwrap();
         assert_eq!(response.status(), 404, "{method} {path} by another key");
     }
-    let theirs: Value = as_client(&server, "GET", "/agents", Some(KEY_B))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(theirs["agents"], json!([]));
-    let mine: Value = as_client(&server, "GET", "/agents", Some(KEY_A))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(mine["agents"][0]["agent_id"], id);
+    assert_eq!(agents_of(&server, KEY_B).await, json!([]));
+    assert_eq!(agents_of(&server, KEY_A).await[0]["agent_id"], id);
     let stop = as_client(&server, "POST", &format!("/agent/stop/{id}"), Some(KEY_A))
         .send()
         .await
