@@ -1,8 +1,7 @@
 use std::process::ExitCode;
 
-use claude_proxy::config::{Config, one_line_error};
-use claude_proxy::runner::watchdog;
-use claude_proxy::{bind, raise_open_files_limit, run, telemetry};
+use claude_proxy::app::{self, App, Config, one_line_error};
+use claude_proxy::telemetry;
 
 fn main() -> ExitCode {
     let config = match Config::from_args(std::env::args_os()) {
@@ -17,28 +16,35 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(err) = config.validate() {
-        eprintln!("claude-proxy: {err}");
-        return ExitCode::from(2);
-    }
+    let (host, port, backlog, log_format) = (
+        config.host.clone(),
+        config.port,
+        // As many waiting to be accepted as may be open at once.
+        u32::try_from(config.max_connections).unwrap_or(u32::MAX),
+        config.log_format,
+    );
+    let app = match App::build(config) {
+        Ok(app) => app,
+        Err(err) => {
+            eprintln!("claude-proxy: {err}");
+            return ExitCode::from(2);
+        }
+    };
     // Before any thread exists: it forks.
-    if let Err(err) = watchdog::start() {
+    if let Err(err) = app::start_watchdog() {
         eprintln!("claude-proxy: cannot start the watchdog process: {err}");
         return ExitCode::FAILURE;
     }
-    telemetry::init(config.log_format);
-    raise_open_files_limit();
+    telemetry::init(log_format);
+    app::raise_open_files_limit();
 
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
     runtime.block_on(async move {
-        // As many waiting to be accepted as may be open at once.
-        let backlog = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-        let listener = match bind(&config.host, config.port, backlog).await {
+        let listener = match app::bind(&host, port, backlog).await {
             Ok(listener) => listener,
             Err(err) => {
                 eprintln!(
-                    "claude-proxy: cannot listen on {}:{}: {err} (set PROXY_HOST and PROXY_PORT)",
-                    config.host, config.port
+                    "claude-proxy: cannot listen on {host}:{port}: {err} (set PROXY_HOST and PROXY_PORT)"
                 );
                 return ExitCode::FAILURE;
             }
@@ -47,7 +53,7 @@ fn main() -> ExitCode {
             Ok(addr) => tracing::info!("listening on http://{addr}"),
             Err(err) => tracing::warn!(%err, "listening, on an address that cannot be read"),
         }
-        match run(listener, config, shutdown_signal()).await {
+        match app.serve(listener, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!(%err, "the server failed");

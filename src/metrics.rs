@@ -1,21 +1,17 @@
-//! Metrics for operators, in the Prometheus text format at `GET /metrics`.
+//! Metrics for operators, in the Prometheus text format at `GET /metrics`. A leaf: every layer
+//! may count here, and it knows none of them.
 //!
 //! An explicit registry per server (prometheus-client) rather than a process-wide recorder:
 //! several servers in one process (the tests) each count their own.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::runner::{Ending, Outcome, StopReason, signal_name};
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -175,51 +171,36 @@ impl Metrics {
         self.spawn_seconds.observe(took.as_secs_f64());
     }
 
-    pub fn ended(&self, outcome: &Outcome) {
-        let code = match (outcome.exit_code, outcome.signal) {
-            (Some(code), _) => code.to_string(),
-            (None, Some(signal)) => signal_name(signal),
-            (None, None) => "unknown".to_owned(),
-        };
+    /// A CLI process ended: `code` is its exit code, or the signal's name.
+    pub fn cli_exited(&self, code: String) {
         self.cli_exits.get_or_create(&ExitLabel { code }).inc();
-        let reason = match outcome.ending {
-            Ending::Exited => return,
-            Ending::Stopped(StopReason::Requested) => "stopped",
-            Ending::Stopped(StopReason::ClientGone) => "client_gone",
-            Ending::Stopped(StopReason::Shutdown) => "shutdown",
-            Ending::TimedOut => "timeout",
-            Ending::IdleTimedOut => "idle_timeout",
-        };
+    }
+
+    /// The proxy ended a CLI, for `reason`.
+    pub fn killed(&self, reason: &'static str) {
         self.kills.get_or_create(&ReasonLabel { reason }).inc();
     }
-}
 
-/// Counts each request by its matched route, method and status, and times it.
-pub async fn track_requests(
-    State(metrics): State<std::sync::Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let labels = RouteLabels { route, method };
-    metrics
-        .request_seconds
-        .get_or_create(&labels)
-        .observe(started.elapsed().as_secs_f64());
-    let RouteLabels { route, method } = labels;
-    metrics
-        .requests
-        .get_or_create(&RequestLabels {
-            route,
-            method,
-            status: response.status().as_u16(),
-        })
-        .inc();
-    response
+    /// An agent ended with this status.
+    pub fn finished(&self, status: &'static str) {
+        self.agents_finished
+            .get_or_create(&StatusLabel { status })
+            .inc();
+    }
+
+    /// One request answered.
+    pub fn answered(&self, route: String, method: String, status: u16, took: Duration) {
+        let labels = RouteLabels { route, method };
+        self.request_seconds
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        let RouteLabels { route, method } = labels;
+        self.requests
+            .get_or_create(&RequestLabels {
+                route,
+                method,
+                status,
+            })
+            .inc();
+    }
 }

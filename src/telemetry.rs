@@ -1,10 +1,14 @@
-//! Logging: RUST_LOG filters, PROXY_LOG_FORMAT picks pretty or JSON lines.
+//! Logging: RUST_LOG filters, PROXY_LOG_FORMAT picks pretty or JSON lines. A leaf.
 
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
 
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env()

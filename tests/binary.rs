@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::{TEST_LIMIT, within};
+
 use std::io::{BufRead, BufReader};
 
 use std::process::Stdio;
@@ -132,122 +134,134 @@ async fn env_seen_by_cli(proxy: &Proxy) -> Value {
 
 #[tokio::test]
 async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key() {
-    let fake = FakeInstall::new();
-    let secrets = [
-        ("PROXY_API_KEY", "client-key-must-not-leak"),
-        ("PROXY_SOMETHING_ELSE", "x"),
-        ("ANTHROPIC_API_KEY", "sk-ant-test"),
-        ("ANTHROPIC_AUTH_TOKEN", "token-test"),
-        ("CLAUDECODE", "1"),
-        ("KEEP_ME", "visible"),
-    ];
-    let proxy = start_with_fake(&fake, &secrets);
-    let env = env_seen_by_cli(&proxy).await;
-    let names: Vec<&str> = env
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert!(names.iter().all(|n| !n.starts_with("PROXY_")), "{names:?}");
-    for hidden in ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDECODE"] {
-        assert!(!names.contains(&hidden), "{hidden} reached the CLI");
-    }
-    assert_eq!(
-        env["KEEP_ME"], "visible",
-        "the rest of the environment passes"
-    );
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let secrets = [
+            ("PROXY_API_KEY", "client-key-must-not-leak"),
+            ("PROXY_SOMETHING_ELSE", "x"),
+            ("ANTHROPIC_API_KEY", "sk-ant-test"),
+            ("ANTHROPIC_AUTH_TOKEN", "token-test"),
+            ("CLAUDECODE", "1"),
+            ("KEEP_ME", "visible"),
+        ];
+        let proxy = start_with_fake(&fake, &secrets);
+        let env = env_seen_by_cli(&proxy).await;
+        let names: Vec<&str> = env
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with("PROXY_")), "{names:?}");
+        for hidden in ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDECODE"] {
+            assert!(!names.contains(&hidden), "{hidden} reached the CLI");
+        }
+        assert_eq!(
+            env["KEEP_ME"], "visible",
+            "the rest of the environment passes"
+        );
 
-    let mut with_key = secrets.to_vec();
-    with_key.push(("CLAUDE_USE_SUBSCRIPTION", "false"));
-    let proxy = start_with_fake(&fake, &with_key);
-    let env = env_seen_by_cli(&proxy).await;
-    assert_eq!(
-        env["ANTHROPIC_API_KEY"], "sk-ant-test",
-        "without a subscription the key passes"
-    );
-    assert!(env.get("PROXY_API_KEY").is_none());
+        let mut with_key = secrets.to_vec();
+        with_key.push(("CLAUDE_USE_SUBSCRIPTION", "false"));
+        let proxy = start_with_fake(&fake, &with_key);
+        let env = env_seen_by_cli(&proxy).await;
+        assert_eq!(
+            env["ANTHROPIC_API_KEY"], "sk-ant-test",
+            "without a subscription the key passes"
+        );
+        assert!(env.get("PROXY_API_KEY").is_none());
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn sigterm_ends_every_agent_finishes_streams_and_exits() {
-    use nix::sys::signal::Signal;
-    let fake = FakeInstall::new();
-    let mut proxy = start_with_fake(&fake, &[]);
-    let mut reader = proxy.stream(FAMILY).await;
-    let (pid, grandchild) = reader.family_pids().await;
+    within(TEST_LIMIT, async {
+        use nix::sys::signal::Signal;
+        let fake = FakeInstall::new();
+        let mut proxy = start_with_fake(&fake, &[]);
+        let mut reader = proxy.stream(FAMILY).await;
+        let (pid, grandchild) = reader.family_pids().await;
 
-    proxy.signal(Signal::SIGTERM);
-    let rest = reader.collect_all().await;
-    assert_eq!(error_codes(&rest), ["shutdown"]);
-    assert_eq!(complete_of(&rest)["status"], "stopped");
-    let status = tokio::task::spawn_blocking(move || proxy.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    process_gone(pid).await;
-    process_gone(grandchild).await;
+        proxy.signal(Signal::SIGTERM);
+        let rest = reader.collect_all().await;
+        assert_eq!(error_codes(&rest), ["shutdown"]);
+        assert_eq!(complete_of(&rest)["status"], "stopped");
+        let status = proxy.exited().await;
+        assert!(status.success(), "{status}");
+        process_gone(pid).await;
+        process_gone(grandchild).await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_killed_server_takes_its_cli_and_what_it_started_along() {
-    use nix::sys::signal::Signal;
-    let fake = FakeInstall::new();
-    let proxy = start_with_fake(&fake, &[]);
-    let mut reader = proxy.stream(FAMILY).await;
-    let (pid, grandchild) = reader.family_pids().await;
-    // SIGKILL leaves the server no chance to clean up: its watchdog process does it.
-    proxy.signal(Signal::SIGKILL);
-    process_gone(pid).await;
-    process_gone(grandchild).await;
+    within(TEST_LIMIT, async {
+        use nix::sys::signal::Signal;
+        let fake = FakeInstall::new();
+        let proxy = start_with_fake(&fake, &[]);
+        let mut reader = proxy.stream(FAMILY).await;
+        let (pid, grandchild) = reader.family_pids().await;
+        // SIGKILL leaves the server no chance to clean up: its watchdog process does it.
+        proxy.signal(Signal::SIGKILL);
+        process_gone(pid).await;
+        process_gone(grandchild).await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_100_mib_line_costs_bounded_memory() {
-    let fake = FakeInstall::new();
-    let proxy = start_with_fake(&fake, &[("PROXY_MAX_LINE_BYTES", "1048576")]);
-    let events = proxy
-        .stream("@big 104857600\n@result")
-        .await
-        .collect_all()
-        .await;
-    assert_eq!(error_codes(&events), ["line_too_long"]);
-    assert_eq!(complete_of(&events)["status"], "completed");
-    let peak = proxy.peak_rss();
-    assert!(
-        peak < 48 << 20,
-        "the server peaked at {} MiB for a 100 MiB line it dropped",
-        peak >> 20
-    );
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let proxy = start_with_fake(&fake, &[("PROXY_MAX_LINE_BYTES", "1048576")]);
+        let events = proxy
+            .stream("@big 104857600\n@result")
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(error_codes(&events), ["line_too_long"]);
+        assert_eq!(complete_of(&events)["status"], "completed");
+        let peak = proxy.peak_rss();
+        assert!(
+            peak < 48 << 20,
+            "the server peaked at {} MiB for a 100 MiB line it dropped",
+            peak >> 20
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn json_logs_when_asked() {
-    let fake = FakeInstall::new();
-    let cli = fake.cli_path().display().to_string();
-    let mut child = command(&[
-        ("PROXY_PORT", "0"),
-        ("CLAUDE_CLI_PATH", &cli),
-        ("PROXY_LOG_FORMAT", "json"),
-    ])
-    .stderr(Stdio::piped())
-    .spawn()
-    .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut first)
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let mut child = command(&[
+            ("PROXY_PORT", "0"),
+            ("CLAUDE_CLI_PATH", &cli),
+            ("PROXY_LOG_FORMAT", "json"),
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    let _ = child.kill();
-    let _ = child.wait();
-    let line: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
-    assert!(
-        line["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("listening on http://127.0.0.1:"),
-        "{line}"
-    );
+        let mut first = String::new();
+        BufReader::new(child.stderr.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let line: Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+        assert!(
+            line["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("listening on http://127.0.0.1:"),
+            "{line}"
+        );
+    })
+    .await;
 }
 
 #[test]
@@ -291,54 +305,57 @@ fn accept_queue(port: u16) -> Option<u32> {
 
 #[tokio::test]
 async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
-    use nix::sys::signal::Signal;
-    const BURST: u32 = 1000;
-    claude_proxy::raise_open_files_limit();
-    let fake = FakeInstall::new();
-    let proxy = start_with_fake(&fake, &[]);
-    let address = proxy.base.trim_start_matches("http://").to_owned();
-    let port: u16 = address.rsplit_once(':').unwrap().1.parse().unwrap();
+    within(TEST_LIMIT, async {
+        use nix::sys::signal::Signal;
+        const BURST: u32 = 1000;
+        claude_proxy::raise_open_files_limit();
+        let fake = FakeInstall::new();
+        let proxy = start_with_fake(&fake, &[]);
+        let address = proxy.base.trim_start_matches("http://").to_owned();
+        let port: u16 = address.rsplit_once(':').unwrap().1.parse().unwrap();
 
-    // Stopped, the server accepts nothing: the burst has only the kernel's queue to wait in.
-    // Past a backlog of 128 (tokio's default), the handshakes would be dropped, and their
-    // clients would retry them a second later.
-    proxy.signal(Signal::SIGSTOP);
-    // When kill returns, one thread has been told; the others go on until it starts the
-    // group's stop, and under load that took long enough to accept a quarter of the burst.
-    let pid = proxy.child.id();
-    for _ in 0..500 {
-        if all_threads_stopped(pid) {
-            break;
+        // Stopped, the server accepts nothing: the burst has only the kernel's queue to wait in.
+        // Past a backlog of 128 (tokio's default), the handshakes would be dropped, and their
+        // clients would retry them a second later.
+        proxy.signal(Signal::SIGSTOP);
+        // When kill returns, one thread has been told; the others go on until it starts the
+        // group's stop, and under load that took long enough to accept a quarter of the burst.
+        let pid = proxy.pid();
+        for _ in 0..500 {
+            if all_threads_stopped(pid) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    assert!(all_threads_stopped(pid), "the server stopped");
-    let connections = futures_util::future::join_all(
-        (0..BURST).map(|_| tokio::net::TcpStream::connect(address.as_str())),
-    )
-    .await;
-    let mut queued = accept_queue(port);
-    for _ in 0..500 {
-        if queued >= Some(BURST) {
-            break;
+        assert!(all_threads_stopped(pid), "the server stopped");
+        let connections = futures_util::future::join_all(
+            (0..BURST).map(|_| tokio::net::TcpStream::connect(address.as_str())),
+        )
+        .await;
+        let mut queued = accept_queue(port);
+        for _ in 0..500 {
+            if queued >= Some(BURST) {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            queued = accept_queue(port);
         }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        queued = accept_queue(port);
-    }
-    proxy.signal(Signal::SIGCONT);
-    assert_eq!(queued, Some(BURST), "connections waiting to be accepted");
+        proxy.signal(Signal::SIGCONT);
+        assert_eq!(queued, Some(BURST), "connections waiting to be accepted");
 
-    // And once it runs again, each of them is served.
-    let served = futures_util::future::join_all(connections.into_iter().map(|tcp| async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut tcp = tcp.unwrap();
-        tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut response = Vec::new();
-        tcp.read_to_end(&mut response).await.unwrap();
-        response.starts_with(b"HTTP/1.1 200")
-    }))
+        // And once it runs again, each of them is served.
+        let served = futures_util::future::join_all(connections.into_iter().map(|tcp| async {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut tcp = tcp.unwrap();
+            tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut response = Vec::new();
+            tcp.read_to_end(&mut response).await.unwrap();
+            response.starts_with(b"HTTP/1.1 200")
+        }))
+        .await;
+        assert_eq!(served.iter().filter(|ok| **ok).count(), BURST as usize);
+    })
     .await;
-    assert_eq!(served.iter().filter(|ok| **ok).count(), BURST as usize);
 }

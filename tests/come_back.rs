@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::{TEST_LIMIT, within};
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -45,316 +47,346 @@ async fn finished_agent(server: &TestServer, prompt: &str) -> String {
 
 #[tokio::test]
 async fn a_dropped_stream_is_picked_up_again_with_exactly_the_missing_events() {
-    let server = TestServer::start().await;
-    let body =
-        json!({"prompt": "@lines 3\n@sleep 300\n@lines 3\n@result", "detach_on_disconnect": true});
-    let response = server.post_json("/agent/stream", body).await;
-    let mut first = SseReader::new(response);
-    let mut seen = Vec::new();
-    while seen.len() < 4 {
-        seen.push(first.next().await.unwrap());
-    }
-    let agent = seen[0].json();
-    let (id, pid) = (
-        agent["agent_id"].as_str().unwrap().to_owned(),
-        agent["pid"].as_u64().unwrap() as u32,
-    );
-    drop(first);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let body =
+            json!({"prompt": "@lines 3\n@sleep 300\n@lines 3\n@result", "detach_on_disconnect": true});
+        let response = server.post_json("/agent/stream", body).await;
+        let mut first = SseReader::new(response);
+        let mut seen = Vec::new();
+        while seen.len() < 4 {
+            seen.push(first.next().await.unwrap());
+        }
+        let agent = seen[0].json();
+        let (id, pid) = (
+            agent["agent_id"].as_str().unwrap().to_owned(),
+            agent["pid"].as_u64().unwrap() as u32,
+        );
+        drop(first);
 
-    // Detached: the agent goes on without its client.
-    let rest = events_reader(&server, &format!("/agent/{id}/events?after=1"), Some(4))
-        .await
-        .collect_all()
-        .await;
-    assert_eq!(rest[0].id_number(), 5, "Last-Event-ID wins over ?after");
-    seen.extend(rest);
-    assert_eq!(
-        ids(&seen),
-        (1..=seen.len() as u64).collect::<Vec<_>>(),
-        "every event once, in order"
-    );
-    assert_eq!(complete_of(&seen)["status"], "completed");
-    assert!(!process_alive(pid));
+        // Detached: the agent goes on without its client.
+        let rest = events_reader(&server, &format!("/agent/{id}/events?after=1"), Some(4))
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(rest[0].id_number(), 5, "Last-Event-ID wins over ?after");
+        seen.extend(rest);
+        assert_eq!(
+            ids(&seen),
+            (1..=seen.len() as u64).collect::<Vec<_>>(),
+            "every event once, in order"
+        );
+        assert_eq!(complete_of(&seen)["status"], "completed");
+        assert!(!process_alive(pid));
 
-    // A reader from the start gets the same events.
-    let all = events_reader(&server, &format!("/agent/{id}/events"), None)
-        .await
-        .collect_all()
-        .await;
-    assert_eq!(all, seen);
+        // A reader from the start gets the same events.
+        let all = events_reader(&server, &format!("/agent/{id}/events"), None)
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(all, seen);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn two_readers_see_the_same_sequence() {
-    let server = TestServer::start().await;
-    let started: Value = server
-        .post_json(
-            "/agent/start",
-            json!({"prompt": "@lines 300 200 1\n@result"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = started["agent_id"].as_str().unwrap();
-    let path = format!("/agent/{id}/events");
-    let (a, b) = tokio::join!(
-        async {
-            events_reader(&server, &path, None)
-                .await
-                .collect_all()
-                .await
-        },
-        async {
-            events_reader(&server, &path, None)
-                .await
-                .collect_all()
-                .await
-        },
-    );
-    assert_eq!(
-        a.len(),
-        1 + 1 + 300 + 1 + 1,
-        "agent, init, 300 lines, result, complete"
-    );
-    assert_eq!(a, b);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let started: Value = server
+            .post_json(
+                "/agent/start",
+                json!({"prompt": "@lines 300 200 1\n@result"}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = started["agent_id"].as_str().unwrap();
+        let path = format!("/agent/{id}/events");
+        let (a, b) = tokio::join!(
+            async {
+                events_reader(&server, &path, None)
+                    .await
+                    .collect_all()
+                    .await
+            },
+            async {
+                events_reader(&server, &path, None)
+                    .await
+                    .collect_all()
+                    .await
+            },
+        );
+        assert_eq!(
+            a.len(),
+            1 + 1 + 300 + 1 + 1,
+            "agent, init, 300 lines, result, complete"
+        );
+        assert_eq!(a, b);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_agent_views_show_the_run_and_its_result() {
-    let server = TestServer::start().await;
-    let mut reader = server.stream("@text hi\n@hang").await;
-    let agent = reader.next_of("agent").await.json();
-    let id = agent["agent_id"].as_str().unwrap().to_owned();
-    let init = reader.next_of("system").await.json();
-    reader.next_of("assistant").await;
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let mut reader = server.stream("@text hi\n@hang").await;
+        let agent = reader.next_of("agent").await.json();
+        let id = agent["agent_id"].as_str().unwrap().to_owned();
+        let init = reader.next_of("system").await.json();
+        reader.next_of("assistant").await;
 
-    let (_, list) = get_json(&server, "/agents").await;
-    let listed = &list["agents"].as_array().unwrap()[0];
-    assert_eq!(listed["agent_id"], id.as_str());
-    assert_eq!(listed["kind"], "stream");
-    assert_eq!(listed["status"], "running");
-    assert_eq!(listed["pid"], agent["pid"]);
-    assert_eq!(listed["session_id"], init["session_id"]);
-    assert_eq!(listed["model"], "fake-model");
-    assert_eq!(listed["ended_at"], Value::Null);
-    let stop = server.stop(&id).await;
-    assert_eq!(stop.status(), 200);
-    assert_eq!(
-        complete_of(&reader.collect_all().await)["status"],
-        "stopped"
-    );
+        let (_, list) = get_json(&server, "/agents").await;
+        let listed = &list["agents"].as_array().unwrap()[0];
+        assert_eq!(listed["agent_id"], id.as_str());
+        assert_eq!(listed["kind"], "stream");
+        assert_eq!(listed["status"], "running");
+        assert_eq!(listed["pid"], agent["pid"]);
+        assert_eq!(listed["session_id"], init["session_id"]);
+        assert_eq!(listed["model"], "fake-model");
+        assert_eq!(listed["ended_at"], Value::Null);
+        let stop = server.stop(&id).await;
+        assert_eq!(stop.status(), 200);
+        assert_eq!(
+            complete_of(&reader.collect_all().await)["status"],
+            "stopped"
+        );
 
-    let id = finished_agent(&server, "@result all done").await;
-    let (status, detail) = get_json(&server, &format!("/agent/{id}")).await;
-    assert_eq!(status, 200);
-    assert_eq!(detail["kind"], "start");
-    assert_eq!(detail["status"], "completed");
-    assert_eq!(detail["exit_code"], 0);
-    assert!(detail["ended_at"].is_string());
-    assert_eq!(detail["result"]["result"], "all done");
-    assert_eq!(detail["is_error"], false);
-    assert_eq!(detail["num_turns"], 1);
-    assert_eq!(detail["total_cost_usd"], 0.0);
-    assert_eq!(detail["events"], 4, "agent, init, result, complete");
-    assert_eq!(detail["dropped_events"], 0);
-    assert_eq!(
-        server.health().await["active_agents"],
-        0,
-        "health counts running agents only"
-    );
-    let (_, list) = get_json(&server, "/agents").await;
-    assert_eq!(
-        list["agents"].as_array().unwrap().len(),
-        2,
-        "finished agents stay listed"
-    );
+        let id = finished_agent(&server, "@result all done").await;
+        let (status, detail) = get_json(&server, &format!("/agent/{id}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(detail["kind"], "start");
+        assert_eq!(detail["status"], "completed");
+        assert_eq!(detail["exit_code"], 0);
+        assert!(detail["ended_at"].is_string());
+        assert_eq!(detail["result"]["result"], "all done");
+        assert_eq!(detail["is_error"], false);
+        assert_eq!(detail["num_turns"], 1);
+        assert_eq!(detail["total_cost_usd"], 0.0);
+        assert_eq!(detail["events"], 4, "agent, init, result, complete");
+        assert_eq!(detail["dropped_events"], 0);
+        assert_eq!(
+            server.health().await["active_agents"],
+            0,
+            "health counts running agents only"
+        );
+        let (_, list) = get_json(&server, "/agents").await;
+        assert_eq!(
+            list["agents"].as_array().unwrap().len(),
+            2,
+            "finished agents stay listed"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_finished_agent_cannot_be_stopped_but_can_be_deleted() {
-    let server = TestServer::start().await;
-    let id = finished_agent(&server, "hi").await;
-    let stop = server.stop(&id).await;
-    assert_eq!(stop.status(), 404);
-    let delete = server.delete(&format!("/agent/{id}")).await;
-    assert_eq!(delete.status(), 204);
-    assert_eq!(get_json(&server, &format!("/agent/{id}")).await.0, 404);
-    let again = server.delete(&format!("/agent/{id}")).await;
-    assert_eq!(again.status(), 404);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let id = finished_agent(&server, "hi").await;
+        let stop = server.stop(&id).await;
+        assert_eq!(stop.status(), 404);
+        let delete = server.delete(&format!("/agent/{id}")).await;
+        assert_eq!(delete.status(), 204);
+        assert_eq!(get_json(&server, &format!("/agent/{id}")).await.0, 404);
+        let again = server.delete(&format!("/agent/{id}")).await;
+        assert_eq!(again.status(), 404);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn deleting_a_running_agent_stops_it_first() {
-    let server = TestServer::start().await;
-    let (id, pid) = server.start_agent("@grandchild\n@hang").await;
-    let delete = server.delete(&format!("/agent/{id}")).await;
-    assert_eq!(delete.status(), 204);
-    assert!(!process_alive(pid));
-    assert_eq!(get_json(&server, &format!("/agent/{id}")).await.0, 404);
-    assert_eq!(server.health().await["active_agents"], 0);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let (id, pid) = server.start_agent("@grandchild\n@hang").await;
+        let delete = server.delete(&format!("/agent/{id}")).await;
+        assert_eq!(delete.status(), 204);
+        assert!(!process_alive(pid));
+        assert_eq!(get_json(&server, &format!("/agent/{id}")).await.0, 404);
+        assert_eq!(server.health().await["active_agents"], 0);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn finished_agents_are_forgotten_after_their_retention_time() {
-    let server = TestServer::with_args(&["--agent-retention-secs", "0.3"]).await;
-    let id = finished_agent(&server, "hi").await;
-    let path = format!("/agent/{id}");
-    let mut forgotten = false;
-    for _ in 0..250 {
-        if get_json(&server, &path).await.0 == 404 {
-            forgotten = true;
-            break;
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--agent-retention-secs", "0.3"]).await;
+        let id = finished_agent(&server, "hi").await;
+        let path = format!("/agent/{id}");
+        let mut forgotten = false;
+        for _ in 0..250 {
+            if get_json(&server, &path).await.0 == 404 {
+                forgotten = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(
-        forgotten,
-        "the agent was still kept long after its retention time"
-    );
-    let events = server.get(&format!("{path}/events")).await;
-    assert_eq!(events.status(), 404);
+        assert!(
+            forgotten,
+            "the agent was still kept long after its retention time"
+        );
+        let events = server.get(&format!("{path}/events")).await;
+        assert_eq!(events.status(), 404);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn past_the_count_kept_the_oldest_finished_agents_go() {
-    let server = TestServer::with_args(&["--max-finished-agents", "2"]).await;
-    let first = finished_agent(&server, "one").await;
-    let second = finished_agent(&server, "two").await;
-    let third = finished_agent(&server, "three").await;
-    assert_eq!(get_json(&server, &format!("/agent/{first}")).await.0, 404);
-    assert_eq!(get_json(&server, &format!("/agent/{second}")).await.0, 200);
-    assert_eq!(get_json(&server, &format!("/agent/{third}")).await.0, 200);
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--max-finished-agents", "2"]).await;
+        let first = finished_agent(&server, "one").await;
+        let second = finished_agent(&server, "two").await;
+        let third = finished_agent(&server, "three").await;
+        assert_eq!(get_json(&server, &format!("/agent/{first}")).await.0, 404);
+        assert_eq!(get_json(&server, &format!("/agent/{second}")).await.0, 200);
+        assert_eq!(get_json(&server, &format!("/agent/{third}")).await.0, 200);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_late_reader_is_told_of_the_events_no_longer_kept() {
-    let server = TestServer::with_args(&["--agent-log-bytes", "20000"]).await;
-    // A line larger than the whole log: the live stream, waiting at the newest event, gets
-    // it; a later reader gets a gap.
-    let events = server
-        .stream_all("@lines 100 500\n@sleep 1000\n@big 50000\n@sleep 1000\n@result")
-        .await;
-    let big = events
-        .iter()
-        .find(|e| e.kind() == "proxy_raw")
-        .expect("the live reader got the big line");
-    assert_eq!(big.json()["line"].as_str().unwrap().len(), 50000);
-    let id = events[0].json()["agent_id"].as_str().unwrap().to_owned();
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--agent-log-bytes", "20000"]).await;
+        // A line larger than the whole log: the live stream, waiting at the newest event, gets
+        // it; a later reader gets a gap.
+        let events = server
+            .stream_all("@lines 100 500\n@sleep 1000\n@big 50000\n@sleep 1000\n@result")
+            .await;
+        let big = events
+            .iter()
+            .find(|e| e.kind() == "proxy_raw")
+            .expect("the live reader got the big line");
+        assert_eq!(big.json()["line"].as_str().unwrap().len(), 50000);
+        let id = events[0].json()["agent_id"].as_str().unwrap().to_owned();
 
-    let late = events_reader(&server, &format!("/agent/{id}/events"), None)
-        .await
-        .collect_all()
-        .await;
-    let gap = &late[0];
-    assert_eq!(gap.event, "gap");
-    let dropped_through = gap.json()["to"].as_u64().unwrap();
-    assert_eq!(gap.json()["from"], 1);
-    assert_eq!(
-        gap.id_number(),
-        dropped_through,
-        "a reconnect after the gap goes on from there"
-    );
-    assert!(
-        late.iter().all(|e| e.kind() != "proxy_raw"),
-        "the big line is not kept"
-    );
-    assert_eq!(late[1].id_number(), dropped_through + 1);
-    assert_eq!(late.last().unwrap(), events.last().unwrap());
-    let (_, detail) = get_json(&server, &format!("/agent/{id}")).await;
-    assert_eq!(detail["dropped_events"], dropped_through);
+        let late = events_reader(&server, &format!("/agent/{id}/events"), None)
+            .await
+            .collect_all()
+            .await;
+        let gap = &late[0];
+        assert_eq!(gap.event, "gap");
+        let dropped_through = gap.json()["to"].as_u64().unwrap();
+        assert_eq!(gap.json()["from"], 1);
+        assert_eq!(
+            gap.id_number(),
+            dropped_through,
+            "a reconnect after the gap goes on from there"
+        );
+        assert!(
+            late.iter().all(|e| e.kind() != "proxy_raw"),
+            "the big line is not kept"
+        );
+        assert_eq!(late[1].id_number(), dropped_through + 1);
+        assert_eq!(late.last().unwrap(), events.last().unwrap());
+        let (_, detail) = get_json(&server, &format!("/agent/{id}")).await;
+        assert_eq!(detail["dropped_events"], dropped_through);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn bad_event_cursors_are_refused() {
-    let server = TestServer::start().await;
-    let id = finished_agent(&server, "hi").await;
-    let response = server.get(&format!("/agent/{id}/events?after=soon")).await;
-    assert_eq!(response.status(), 422);
-    assert!(response.json::<Value>().await.unwrap()["detail"].is_string());
-    let response = server
-        .client
-        .get(server.url(&format!("/agent/{id}/events")))
-        .header("last-event-id", "x")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 422);
-    for path in [
-        "/agent/not-an-id",
-        "/agent/not-an-id/events",
-        "/agent/00000000-0000-4000-8000-000000000000",
-    ] {
-        assert_eq!(server.get(path).await.status(), 404, "{path}");
-    }
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let id = finished_agent(&server, "hi").await;
+        let response = server.get(&format!("/agent/{id}/events?after=soon")).await;
+        assert_eq!(response.status(), 422);
+        assert!(response.json::<Value>().await.unwrap()["detail"].is_string());
+        let response = server
+            .client
+            .get(server.url(&format!("/agent/{id}/events")))
+            .header("last-event-id", "x")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422);
+        for path in [
+            "/agent/not-an-id",
+            "/agent/not-an-id/events",
+            "/agent/00000000-0000-4000-8000-000000000000",
+        ] {
+            assert_eq!(server.get(path).await.status(), 404, "{path}");
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_reader_a_gibibyte_behind_costs_bounded_memory() {
-    let fake = FakeInstall::new();
-    let cli = fake.cli_path().display().to_string();
-    let proxy = Proxy::start(
-        fake.dir.path(),
-        &[
-            ("CLAUDE_CLI_PATH", &cli),
-            ("PROXY_AGENT_LOG_BYTES", "4194304"),
-        ],
-    );
-    let started: Value = proxy
-        .post(
-            "/agent/start",
-            &json!({"prompt": "@lines 1024 1048576\n@result"}),
-        )
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = started["agent_id"].as_str().unwrap().to_owned();
-
-    // A reader that takes the first event, then reads nothing while a GiB goes by.
-    let response = proxy
-        .client
-        .get(proxy.url(&format!("/agent/{id}/events")))
-        .send()
-        .await
-        .unwrap();
-    let mut slow = SseReader::new(response);
-    assert_eq!(slow.next().await.unwrap().event, "agent");
-    eventually("the agent finished", Duration::from_secs(120), || {
-        let detail = std::process::Command::new("curl")
-            .args(["-s", &proxy.url(&format!("/agent/{id}"))])
-            .output()
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = Proxy::start(
+            fake.dir.path(),
+            &[
+                ("CLAUDE_CLI_PATH", &cli),
+                ("PROXY_AGENT_LOG_BYTES", "4194304"),
+            ],
+        );
+        let started: Value = proxy
+            .post(
+                "/agent/start",
+                &json!({"prompt": "@lines 1024 1048576\n@result"}),
+            )
+            .await
+            .json()
+            .await
             .unwrap();
-        String::from_utf8_lossy(&detail.stdout).contains("\"status\":\"completed\"")
+        let id = started["agent_id"].as_str().unwrap().to_owned();
+
+        // A reader that takes the first event, then reads nothing while a GiB goes by.
+        let response = proxy
+            .client
+            .get(proxy.url(&format!("/agent/{id}/events")))
+            .send()
+            .await
+            .unwrap();
+        let mut slow = SseReader::new(response);
+        assert_eq!(slow.next().await.unwrap().event, "agent");
+        eventually("the agent finished", Duration::from_secs(120), || {
+            let detail = std::process::Command::new("curl")
+                .args(["-s", &proxy.url(&format!("/agent/{id}"))])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&detail.stdout).contains("\"status\":\"completed\"")
+        })
+        .await;
+        let peak = proxy.peak_rss();
+        assert!(
+            peak < 96 << 20,
+            "the server peaked at {} MiB with a reader 1 GiB behind",
+            peak >> 20
+        );
+
+        // Every event is accounted for once, in order: delivered, or inside a gap.
+        let rest = slow.collect_all().await;
+        let mut next = 2;
+        let mut missed = 0;
+        for event in &rest {
+            if event.event == "gap" {
+                let gap = event.json();
+                assert_eq!(gap["from"], next, "{gap}");
+                let to = gap["to"].as_u64().unwrap();
+                missed += to + 1 - next;
+                next = to + 1;
+            } else {
+                assert_eq!(event.id_number(), next);
+                next += 1;
+            }
+        }
+        assert!(
+            missed > 900,
+            "most of the 1024 lines went by the reader: {missed} missed"
+        );
+        assert_eq!(complete_of(&rest)["status"], "completed");
+        process_gone(started["pid"].as_u64().unwrap() as u32).await;
     })
     .await;
-    let peak = proxy.peak_rss();
-    assert!(
-        peak < 96 << 20,
-        "the server peaked at {} MiB with a reader 1 GiB behind",
-        peak >> 20
-    );
-
-    // Every event is accounted for once, in order: delivered, or inside a gap.
-    let rest = slow.collect_all().await;
-    let mut next = 2;
-    let mut missed = 0;
-    for event in &rest {
-        if event.event == "gap" {
-            let gap = event.json();
-            assert_eq!(gap["from"], next, "{gap}");
-            let to = gap["to"].as_u64().unwrap();
-            missed += to + 1 - next;
-            next = to + 1;
-        } else {
-            assert_eq!(event.id_number(), next);
-            next += 1;
-        }
-    }
-    assert!(
-        missed > 900,
-        "most of the 1024 lines went by the reader: {missed} missed"
-    );
-    assert_eq!(complete_of(&rest)["status"], "completed");
-    process_gone(started["pid"].as_u64().unwrap() as u32).await;
 }

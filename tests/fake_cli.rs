@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::{TEST_LIMIT, within};
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -20,482 +22,548 @@ fn pid_exists(pid: u32) -> bool {
 
 #[tokio::test]
 async fn a_stream_is_agent_then_every_cli_line_then_complete() {
-    let server = TestServer::start().await;
-    let reader = server.stream("What is 2 + 2?").await;
-    let headers = reader.response_headers.clone();
-    let events = reader.collect_all().await;
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let reader = server.stream("What is 2 + 2?").await;
+        let headers = reader.response_headers.clone();
+        let events = reader.collect_all().await;
 
-    assert_eq!(headers["content-type"], "text/event-stream");
-    assert_eq!(headers["cache-control"], "no-cache");
-    assert_eq!(headers["x-accel-buffering"], "no");
-    let ids: Vec<u64> = events.iter().map(SseEvent::id_number).collect();
-    assert_eq!(
-        ids,
-        (1..=events.len() as u64).collect::<Vec<_>>(),
-        "ids count up from 1"
-    );
+        assert_eq!(headers["content-type"], "text/event-stream");
+        assert_eq!(headers["cache-control"], "no-cache");
+        assert_eq!(headers["x-accel-buffering"], "no");
+        let ids: Vec<u64> = events.iter().map(SseEvent::id_number).collect();
+        assert_eq!(
+            ids,
+            (1..=events.len() as u64).collect::<Vec<_>>(),
+            "ids count up from 1"
+        );
 
-    let agent = events[0].json();
-    assert_eq!(events[0].event, "agent");
-    assert_eq!(agent["type"], "agent");
-    assert_eq!(
-        headers["x-agent-id"].to_str().unwrap(),
-        agent["agent_id"].as_str().unwrap()
-    );
-    let kinds: Vec<String> = lines_of(&events).iter().map(|e| e.kind()).collect();
-    assert_eq!(kinds, ["system", "assistant", "result"]);
-    let init = lines_of(&events)[0].json();
-    assert_eq!(
-        init["pid"], agent["pid"],
-        "the agent event names the CLI's pid"
-    );
+        let agent = events[0].json();
+        assert_eq!(events[0].event, "agent");
+        assert_eq!(agent["type"], "agent");
+        assert_eq!(
+            headers["x-agent-id"].to_str().unwrap(),
+            agent["agent_id"].as_str().unwrap()
+        );
+        let kinds: Vec<String> = lines_of(&events).iter().map(|e| e.kind()).collect();
+        assert_eq!(kinds, ["system", "assistant", "result"]);
+        let init = lines_of(&events)[0].json();
+        assert_eq!(
+            init["pid"], agent["pid"],
+            "the agent event names the CLI's pid"
+        );
 
-    let complete = complete_of(&events);
-    assert_eq!(complete["status"], "completed");
-    assert_eq!(complete["exit_code"], 0);
-    assert_eq!(complete["agent_id"], agent["agent_id"]);
-    assert!(complete["duration_ms"].is_u64());
-    assert!(error_codes(&events).is_empty());
-    assert!(
-        !pid_exists(agent["pid"].as_u64().unwrap() as u32),
-        "the CLI was reaped"
-    );
+        let complete = complete_of(&events);
+        assert_eq!(complete["status"], "completed");
+        assert_eq!(complete["exit_code"], 0);
+        assert_eq!(complete["agent_id"], agent["agent_id"]);
+        assert!(complete["duration_ms"].is_u64());
+        assert!(error_codes(&events).is_empty());
+        assert!(
+            !pid_exists(agent["pid"].as_u64().unwrap() as u32),
+            "the CLI was reaped"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn json_lines_pass_byte_for_byte_and_other_lines_are_wrapped() {
-    let server = TestServer::start().await;
-    let odd_json = r#"{"type":"assistant",  "spacing" : [1 ,2],"text":"caf\u00e9 \"q\""}"#;
-    let prompt = format!(
-        "@line {odd_json}\n@line not json at all\n@result\n@no-newline {{\"type\":\"tail\"}}"
-    );
-    let events = server.stream_all(&prompt).await;
-    let lines = lines_of(&events);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let odd_json = r#"{"type":"assistant",  "spacing" : [1 ,2],"text":"caf\u00e9 \"q\""}"#;
+        let prompt = format!(
+            "@line {odd_json}\n@line not json at all\n@result\n@no-newline {{\"type\":\"tail\"}}"
+        );
+        let events = server.stream_all(&prompt).await;
+        let lines = lines_of(&events);
 
-    assert_eq!(
-        lines[1].data, odd_json,
-        "valid JSON is passed exactly as written"
-    );
-    assert_eq!(
-        lines[2].json(),
-        json!({"type": "proxy_raw", "line": "not json at all"})
-    );
-    assert_eq!(
-        lines.last().unwrap().data,
-        r#"{"type":"tail"}"#,
-        "a last line without newline still arrives"
-    );
-    assert_eq!(complete_of(&events)["status"], "completed");
+        assert_eq!(
+            lines[1].data, odd_json,
+            "valid JSON is passed exactly as written"
+        );
+        assert_eq!(
+            lines[2].json(),
+            json!({"type": "proxy_raw", "line": "not json at all"})
+        );
+        assert_eq!(
+            lines.last().unwrap().data,
+            r#"{"type":"tail"}"#,
+            "a last line without newline still arrives"
+        );
+        assert_eq!(complete_of(&events)["status"], "completed");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn an_overlong_line_is_dropped_and_the_stream_goes_on() {
-    let server = TestServer::with_args(&["--max-line-bytes", "1048576"]).await;
-    let events = server
-        .stream_all("@text before\n@big 104857600\n@text after\n@result")
-        .await;
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--max-line-bytes", "1048576"]).await;
+        let events = server
+            .stream_all("@text before\n@big 104857600\n@text after\n@result")
+            .await;
 
-    let error = events
-        .iter()
-        .find(|e| e.event == "error")
-        .expect("an error event");
-    assert_eq!(error.json()["code"], "line_too_long");
-    assert_eq!(error.json()["bytes"], 104857600);
-    let texts: Vec<Value> = lines_of(&events)
-        .iter()
-        .filter(|e| e.kind() == "assistant")
-        .map(|e| e.json()["message"]["content"][0]["text"].clone())
-        .collect();
-    assert_eq!(texts, ["before", "after"]);
-    assert_eq!(complete_of(&events)["status"], "completed");
+        let error = events
+            .iter()
+            .find(|e| e.event == "error")
+            .expect("an error event");
+        assert_eq!(error.json()["code"], "line_too_long");
+        assert_eq!(error.json()["bytes"], 104857600);
+        let texts: Vec<Value> = lines_of(&events)
+            .iter()
+            .filter(|e| e.kind() == "assistant")
+            .map(|e| e.json()["message"]["content"][0]["text"].clone())
+            .collect();
+        assert_eq!(texts, ["before", "after"]);
+        assert_eq!(complete_of(&events)["status"], "completed");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_stderr_flood_never_blocks_and_its_tail_explains_the_exit() {
-    let server = TestServer::start().await;
-    let events = server
-        .stream_all("@stderr 10000000\n@stderr-line fatal: the disk is on fire\n@exit 3")
-        .await;
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let events = server
+            .stream_all("@stderr 10000000\n@stderr-line fatal: the disk is on fire\n@exit 3")
+            .await;
 
-    let error = events.iter().find(|e| e.event == "error").unwrap().json();
-    assert_eq!(error["code"], "exit_nonzero");
-    assert_eq!(error["exit_code"], 3);
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains("fatal: the disk is on fire"),
-        "{error}"
-    );
-    let stderr = error["stderr"].as_str().unwrap();
-    assert!(
-        stderr.len() <= 4096 && stderr.ends_with("fatal: the disk is on fire\n"),
-        "{stderr:?}"
-    );
-    assert_eq!(error_codes(&events), ["exit_nonzero", "no_result"]);
-    let complete = complete_of(&events);
-    assert_eq!(complete["status"], "failed");
-    assert_eq!(complete["exit_code"], 3);
+        let error = events.iter().find(|e| e.event == "error").unwrap().json();
+        assert_eq!(error["code"], "exit_nonzero");
+        assert_eq!(error["exit_code"], 3);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("fatal: the disk is on fire"),
+            "{error}"
+        );
+        let stderr = error["stderr"].as_str().unwrap();
+        assert!(
+            stderr.len() <= 4096 && stderr.ends_with("fatal: the disk is on fire\n"),
+            "{stderr:?}"
+        );
+        assert_eq!(error_codes(&events), ["exit_nonzero", "no_result"]);
+        let complete = complete_of(&events);
+        assert_eq!(complete["status"], "failed");
+        assert_eq!(complete["exit_code"], 3);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_run_without_result_or_with_an_error_result_fails() {
-    let server = TestServer::start().await;
-    let events = server.stream_all("@text thinking").await;
-    assert_eq!(error_codes(&events), ["no_result"]);
-    assert_eq!(complete_of(&events)["status"], "failed");
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let events = server.stream_all("@text thinking").await;
+        assert_eq!(error_codes(&events), ["no_result"]);
+        assert_eq!(complete_of(&events)["status"], "failed");
 
-    let events = server.stream_all("@result-error it went wrong").await;
-    assert!(
-        error_codes(&events).is_empty(),
-        "the CLI's own error result says it all"
-    );
-    assert_eq!(complete_of(&events)["status"], "failed");
-    assert_eq!(complete_of(&events)["exit_code"], 0);
+        let events = server.stream_all("@result-error it went wrong").await;
+        assert!(
+            error_codes(&events).is_empty(),
+            "the CLI's own error result says it all"
+        );
+        assert_eq!(complete_of(&events)["status"], "failed");
+        assert_eq!(complete_of(&events)["exit_code"], 0);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_cli_killed_by_a_signal_has_no_exit_code_but_its_signal() {
-    let server = TestServer::start().await;
-    let events = server.stream_all("@text going down\n@kill SEGV").await;
-    let complete = complete_of(&events);
-    assert_eq!(complete["status"], "failed");
-    assert_eq!(complete["exit_code"], Value::Null);
-    assert_eq!(complete["signal"], "SIGSEGV");
-    assert!(error_codes(&events).contains(&"exit_nonzero".to_owned()));
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let events = server.stream_all("@text going down\n@kill SEGV").await;
+        let complete = complete_of(&events);
+        assert_eq!(complete["status"], "failed");
+        assert_eq!(complete["exit_code"], Value::Null);
+        assert_eq!(complete["signal"], "SIGSEGV");
+        assert!(error_codes(&events).contains(&"exit_nonzero".to_owned()));
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_two_mib_prompt_arrives_whole_on_stdin_and_never_on_argv() {
-    let server = TestServer::start().await;
-    let body: String = (0..2 * 1024 * 1024 / 64)
-        .map(|i| format!("{i:063}\n"))
-        .collect();
-    let prompt = format!("@echo-stdin\n@result\n{body}");
-    let events = server.stream_all(&prompt).await;
-    let lines = lines_of(&events);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let body: String = (0..2 * 1024 * 1024 / 64)
+            .map(|i| format!("{i:063}\n"))
+            .collect();
+        let prompt = format!("@echo-stdin\n@result\n{body}");
+        let events = server.stream_all(&prompt).await;
+        let lines = lines_of(&events);
 
-    assert_eq!(
-        lines[0].json()["argv"].as_array().unwrap().len(),
-        5,
-        "no prompt among the arguments"
-    );
-    let echoed = lines
-        .iter()
-        .find(|e| e.kind() == "fake_stdin")
-        .unwrap()
-        .json();
-    assert!(
-        echoed["stdin"].as_str().unwrap() == prompt,
-        "the prompt arrived changed"
-    );
-    assert_eq!(complete_of(&events)["status"], "completed");
+        assert_eq!(
+            lines[0].json()["argv"].as_array().unwrap().len(),
+            5,
+            "no prompt among the arguments"
+        );
+        let echoed = lines
+            .iter()
+            .find(|e| e.kind() == "fake_stdin")
+            .unwrap()
+            .json();
+        assert!(
+            echoed["stdin"].as_str().unwrap() == prompt,
+            "the prompt arrived changed"
+        );
+        assert_eq!(complete_of(&events)["status"], "completed");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_prompt_that_looks_like_a_flag_stays_a_prompt() {
-    let server = TestServer::start().await;
-    let prompt = "--dangerously-skip-permissions";
-    let events = server.stream_all(prompt).await;
-    let init = lines_of(&events)[0].json();
-    let argv: Vec<&str> = init["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert_eq!(
-        &argv[1..],
-        ["-p", "--output-format", "stream-json", "--verbose"]
-    );
-    assert_eq!(init["stdin_bytes"], prompt.len());
-    assert_eq!(complete_of(&events)["status"], "completed");
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let prompt = "--dangerously-skip-permissions";
+        let events = server.stream_all(prompt).await;
+        let init = lines_of(&events)[0].json();
+        let argv: Vec<&str> = init["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            &argv[1..],
+            ["-p", "--output-format", "stream-json", "--verbose"]
+        );
+        assert_eq!(init["stdin_bytes"], prompt.len());
+        assert_eq!(complete_of(&events)["status"], "completed");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn model_and_session_reach_the_cli_as_single_arguments() {
-    let server = TestServer::with_args(&["--default-model", "claude-haiku-4-5"]).await;
-    let session = "0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11";
-    let response = server
-        .post_json(
-            "/agent/stream",
-            json!({"prompt": "hi", "session_id": session, "model": "claude-opus-4[1m]"}),
-        )
-        .await;
-    let events = support::SseReader::new(response).collect_all().await;
-    let init = lines_of(&events)[0].json();
-    let argv: Vec<&str> = init["argv"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert!(argv.contains(&"--model=claude-opus-4[1m]"), "{argv:?}");
-    assert!(
-        argv.contains(&format!("--resume={session}").as_str()),
-        "{argv:?}"
-    );
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--default-model", "claude-haiku-4-5"]).await;
+        let session = "0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11";
+        let response = server
+            .post_json(
+                "/agent/stream",
+                json!({"prompt": "hi", "session_id": session, "model": "claude-opus-4[1m]"}),
+            )
+            .await;
+        let events = support::SseReader::new(response).collect_all().await;
+        let init = lines_of(&events)[0].json();
+        let argv: Vec<&str> = init["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(argv.contains(&"--model=claude-opus-4[1m]"), "{argv:?}");
+        assert!(
+            argv.contains(&format!("--resume={session}").as_str()),
+            "{argv:?}"
+        );
 
-    let events = server.stream_all("hi").await;
-    assert_eq!(
-        lines_of(&events)[0].json()["model"],
-        "claude-haiku-4-5",
-        "the default model applies"
-    );
+        let events = server.stream_all("hi").await;
+        assert_eq!(
+            lines_of(&events)[0].json()["model"],
+            "claude-haiku-4-5",
+            "the default model applies"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_silent_cli_gets_keep_alive_comments() {
-    let server = TestServer::with_args(&["--keepalive-secs", "0.1"]).await;
-    let mut reader = server.stream("@text ready\n@hang").await;
-    reader.next_of("assistant").await;
-    reader.wait_for_comments(2).await;
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--keepalive-secs", "0.1"]).await;
+        let mut reader = server.stream("@text ready\n@hang").await;
+        reader.next_of("assistant").await;
+        reader.wait_for_comments(2).await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn stop_ends_the_stream_and_the_whole_process_group() {
-    let server = TestServer::start().await;
-    let mut reader = server.stream(FAMILY).await;
-    let agent = reader.next_of("agent").await.json();
-    let pid = agent["pid"].as_u64().unwrap() as u32;
-    let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    reader.next_of("assistant").await;
-    assert!(process_alive(pid) && process_alive(grandchild));
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let mut reader = server.stream(FAMILY).await;
+        let agent = reader.next_of("agent").await.json();
+        let pid = agent["pid"].as_u64().unwrap() as u32;
+        let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        reader.next_of("assistant").await;
+        assert!(process_alive(pid) && process_alive(grandchild));
 
-    let id = agent["agent_id"].as_str().unwrap();
-    let response = server.stop(id).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.json::<Value>().await.unwrap(),
-        json!({"status": "stopped", "agent_id": id})
-    );
+        let id = agent["agent_id"].as_str().unwrap();
+        let response = server.stop(id).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.json::<Value>().await.unwrap(),
+            json!({"status": "stopped", "agent_id": id})
+        );
 
-    let rest = reader.collect_all().await;
-    assert_eq!(error_codes(&rest), ["stopped"]);
-    let complete = complete_of(&rest);
-    assert_eq!(complete["status"], "stopped");
-    assert_eq!(complete["exit_code"], Value::Null);
-    assert_eq!(complete["signal"], "SIGTERM");
-    process_gone(pid).await;
-    process_gone(grandchild).await; // it ignored SIGTERM: SIGKILL after the grace period
+        let rest = reader.collect_all().await;
+        assert_eq!(error_codes(&rest), ["stopped"]);
+        let complete = complete_of(&rest);
+        assert_eq!(complete["status"], "stopped");
+        assert_eq!(complete["exit_code"], Value::Null);
+        assert_eq!(complete["signal"], "SIGTERM");
+        process_gone(pid).await;
+        process_gone(grandchild).await; // it ignored SIGTERM: SIGKILL after the grace period
 
-    let again = server.stop(id).await;
-    assert_eq!(again.status(), 404, "a finished agent is not found");
+        let again = server.stop(id).await;
+        assert_eq!(again.status(), 404, "a finished agent is not found");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_cli_that_ignores_sigterm_is_killed_after_the_grace_period() {
-    let server = TestServer::with_args(&["--stop-grace-secs", "0.5"]).await;
-    let mut reader = server.stream("@ignore-term\n@text ready\n@hang").await;
-    let agent = reader.next_of("agent").await.json();
-    reader.next_of("assistant").await;
-    let id = agent["agent_id"].as_str().unwrap();
-    let response = server.stop(id).await;
-    assert_eq!(response.status(), 200);
-    let complete = complete_of(&reader.collect_all().await);
-    assert_eq!(complete["status"], "stopped");
-    assert_eq!(complete["signal"], "SIGKILL");
-    process_gone(agent["pid"].as_u64().unwrap() as u32).await;
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--stop-grace-secs", "0.5"]).await;
+        let mut reader = server.stream("@ignore-term\n@text ready\n@hang").await;
+        let agent = reader.next_of("agent").await.json();
+        reader.next_of("assistant").await;
+        let id = agent["agent_id"].as_str().unwrap();
+        let response = server.stop(id).await;
+        assert_eq!(response.status(), 200);
+        let complete = complete_of(&reader.collect_all().await);
+        assert_eq!(complete["status"], "stopped");
+        assert_eq!(complete["signal"], "SIGKILL");
+        process_gone(agent["pid"].as_u64().unwrap() as u32).await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_run_past_its_timeout_is_ended() {
-    let server =
-        TestServer::with_args(&["--agent-timeout-secs", "1", "--keepalive-secs", "0.2"]).await;
-    let mut reader = server.stream("@grandchild\n@lines 1000000 50 100").await;
-    let pid = reader.next_of("agent").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    let rest = reader.collect_all().await;
-    assert_eq!(error_codes(&rest), ["timeout"]);
-    assert_eq!(complete_of(&rest)["status"], "timed_out");
-    process_gone(pid).await;
-    process_gone(grandchild).await;
+    within(TEST_LIMIT, async {
+        let server =
+            TestServer::with_args(&["--agent-timeout-secs", "1", "--keepalive-secs", "0.2"]).await;
+        let mut reader = server.stream("@grandchild\n@lines 1000000 50 100").await;
+        let pid = reader.next_of("agent").await.json()["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        let grandchild = reader.next_of("fake_grandchild").await.json()["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        let rest = reader.collect_all().await;
+        assert_eq!(error_codes(&rest), ["timeout"]);
+        assert_eq!(complete_of(&rest)["status"], "timed_out");
+        process_gone(pid).await;
+        process_gone(grandchild).await;
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_cli_silent_past_the_idle_timeout_is_ended() {
-    let server = TestServer::with_args(&["--idle-timeout-secs", "0.5"]).await;
-    let events = server.stream_all("@text ready\n@hang").await;
-    assert_eq!(error_codes(&events), ["idle_timeout"]);
-    assert_eq!(complete_of(&events)["status"], "timed_out");
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--idle-timeout-secs", "0.5"]).await;
+        let events = server.stream_all("@text ready\n@hang").await;
+        assert_eq!(error_codes(&events), ["idle_timeout"]);
+        assert_eq!(complete_of(&events)["status"], "timed_out");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_client_that_goes_away_takes_its_cli_with_it() {
-    let server = TestServer::start().await;
-    let mut reader = server.stream(FAMILY).await;
-    let (pid, grandchild) = reader.family_pids().await;
-    assert_eq!(server.health().await["active_agents"], 1);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let mut reader = server.stream(FAMILY).await;
+        let (pid, grandchild) = reader.family_pids().await;
+        assert_eq!(server.health().await["active_agents"], 1);
 
-    drop(reader);
-    process_gone(pid).await;
-    process_gone(grandchild).await;
-    let mut active = Value::Null;
-    for _ in 0..500 {
-        active = server.health().await["active_agents"].clone();
-        if active == 0 {
-            break;
+        drop(reader);
+        process_gone(pid).await;
+        process_gone(grandchild).await;
+        let mut active = Value::Null;
+        for _ in 0..500 {
+            active = server.health().await["active_agents"].clone();
+            if active == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(active, 0, "the agent left the registry");
+        assert_eq!(active, 0, "the agent left the registry");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn shutdown_ends_every_agent_and_finishes_open_streams() {
-    let mut server = TestServer::with_args(&["--shutdown-timeout-secs", "5"]).await;
-    let mut streamed = server.stream(FAMILY).await;
-    let pid = streamed.next_of("agent").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    let grandchild = streamed.next_of("fake_grandchild").await.json()["pid"]
-        .as_u64()
-        .unwrap() as u32;
-    streamed.next_of("assistant").await;
-    let (_, started_pid) = server.start_agent("@hang").await;
+    within(TEST_LIMIT, async {
+        let mut server = TestServer::with_args(&["--shutdown-timeout-secs", "5"]).await;
+        let mut streamed = server.stream(FAMILY).await;
+        let pid = streamed.next_of("agent").await.json()["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        let grandchild = streamed.next_of("fake_grandchild").await.json()["pid"]
+            .as_u64()
+            .unwrap() as u32;
+        streamed.next_of("assistant").await;
+        let (_, started_pid) = server.start_agent("@hang").await;
 
-    let finished = server.trigger_shutdown();
-    let rest = streamed.collect_all().await;
-    assert_eq!(error_codes(&rest), ["shutdown"]);
-    assert_eq!(complete_of(&rest)["status"], "stopped");
-    finished
-        .await
-        .unwrap()
-        .expect("the server shut down cleanly");
-    for pid in [pid, grandchild, started_pid] {
-        process_gone(pid).await;
-    }
+        let finished = server.trigger_shutdown();
+        let rest = streamed.collect_all().await;
+        assert_eq!(error_codes(&rest), ["shutdown"]);
+        assert_eq!(complete_of(&rest)["status"], "stopped");
+        finished
+            .await
+            .unwrap()
+            .expect("the server shut down cleanly");
+        for pid in [pid, grandchild, started_pid] {
+            process_gone(pid).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn shutdown_does_not_wait_forever_for_a_client_that_stopped_reading() {
-    let mut server = TestServer::with_args(&["--shutdown-timeout-secs", "1"]).await;
-    // A flood that nobody reads: the socket and the pipe fill and the stream cannot finish.
-    let reader = server.stream("@lines 100000000 1000").await;
-    let health = server.health().await;
-    assert_eq!(health["active_agents"], 1);
-    server
-        .shutdown()
-        .await
-        .expect("run returns despite the stuck client");
-    drop(reader);
+    within(TEST_LIMIT, async {
+        let mut server = TestServer::with_args(&["--shutdown-timeout-secs", "1"]).await;
+        // A flood that nobody reads: the socket and the pipe fill and the stream cannot finish.
+        let reader = server.stream("@lines 100000000 1000").await;
+        let health = server.health().await;
+        assert_eq!(health["active_agents"], 1);
+        server
+            .shutdown()
+            .await
+            .expect("run returns despite the stuck client");
+        drop(reader);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_started_agent_runs_in_the_background_and_is_reaped() {
-    let server = TestServer::start().await;
-    let response = server
-        .post_json(
-            "/agent/start",
-            json!({"prompt": "@lines 20000 2000\n@result"}),
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let response = server
+            .post_json(
+                "/agent/start",
+                json!({"prompt": "@lines 20000 2000\n@result"}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["status"], "started");
+        assert!(uuid::Uuid::parse_str(body["agent_id"].as_str().unwrap()).is_ok());
+        let pid = body["pid"].as_u64().unwrap() as u32;
+        // 40 MB of output that nobody reads must not leave the CLI waiting on a full pipe.
+        eventually(
+            "the started agent was reaped",
+            Duration::from_secs(30),
+            || !pid_exists(pid),
         )
         .await;
-    assert_eq!(response.status(), 200);
-    let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], "started");
-    assert!(uuid::Uuid::parse_str(body["agent_id"].as_str().unwrap()).is_ok());
-    let pid = body["pid"].as_u64().unwrap() as u32;
-    // 40 MB of output that nobody reads must not leave the CLI waiting on a full pipe.
-    eventually(
-        "the started agent was reaped",
-        Duration::from_secs(30),
-        || !pid_exists(pid),
-    )
+    })
     .await;
 }
 
 #[tokio::test]
 async fn a_started_agent_can_be_stopped() {
-    let server = TestServer::start().await;
-    let (id, pid) = server.start_agent("@grandchild\n@hang").await;
-    assert_eq!(server.health().await["active_agents"], 1);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let (id, pid) = server.start_agent("@grandchild\n@hang").await;
+        assert_eq!(server.health().await["active_agents"], 1);
 
-    let response = server.stop(&id).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        server.health().await["active_agents"],
-        0,
-        "stop answers once the agent is gone"
-    );
-    assert!(!pid_exists(pid), "the CLI was reaped before stop answered");
+        let response = server.stop(&id).await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            server.health().await["active_agents"],
+            0,
+            "stop answers once the agent is gone"
+        );
+        assert!(!pid_exists(pid), "the CLI was reaped before stop answered");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_agent_limit_gives_429_and_spawns_nothing() {
-    let server = TestServer::with_args(&["--max-agents", "1"]).await;
-    let mut first = server.stream("@text ready\n@hang").await;
-    first.next_of("assistant").await;
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--max-agents", "1"]).await;
+        let mut first = server.stream("@text ready\n@hang").await;
+        first.next_of("assistant").await;
 
-    for path in ["/agent/stream", "/agent/start"] {
-        let response = server.post_json(path, json!({"prompt": "hi"})).await;
-        assert_eq!(response.status(), 429);
-        assert!(response.headers().contains_key("retry-after"));
-        let detail: Value = response.json().await.unwrap();
-        assert!(
-            detail["detail"]
-                .as_str()
-                .unwrap()
-                .contains("PROXY_MAX_AGENTS"),
-            "{detail}"
-        );
-    }
-    assert_eq!(server.fake.runs(), 1);
+        for path in ["/agent/stream", "/agent/start"] {
+            let response = server.post_json(path, json!({"prompt": "hi"})).await;
+            assert_eq!(response.status(), 429);
+            assert!(response.headers().contains_key("retry-after"));
+            let detail: Value = response.json().await.unwrap();
+            assert!(
+                detail["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("PROXY_MAX_AGENTS"),
+                "{detail}"
+            );
+        }
+        assert_eq!(server.fake.runs(), 1);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_missing_cli_gives_503_saying_how_to_fix_it() {
-    let server = TestServer::with_args(&["--cli-path", "/nonexistent/bin/claude"]).await;
-    let response = server
-        .post_json("/agent/stream", json!({"prompt": "hi"}))
-        .await;
-    assert_eq!(response.status(), 503);
-    let detail = response.json::<Value>().await.unwrap()["detail"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    for needle in [
-        "/nonexistent/bin/claude",
-        "@anthropic-ai/claude-code",
-        "CLAUDE_CLI_PATH",
-    ] {
-        assert!(detail.contains(needle), "{needle} in {detail}");
-    }
-    let health = server.health().await;
-    assert_eq!(health["status"], "degraded");
-    assert_eq!(health["cli"]["found"], false);
-    assert_eq!(health["active_agents"], 0);
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--cli-path", "/nonexistent/bin/claude"]).await;
+        let response = server
+            .post_json("/agent/stream", json!({"prompt": "hi"}))
+            .await;
+        assert_eq!(response.status(), 503);
+        let detail = response.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        for needle in [
+            "/nonexistent/bin/claude",
+            "@anthropic-ai/claude-code",
+            "CLAUDE_CLI_PATH",
+        ] {
+            assert!(detail.contains(needle), "{needle} in {detail}");
+        }
+        let health = server.health().await;
+        assert_eq!(health["status"], "degraded");
+        assert_eq!(health["cli"]["found"], false);
+        assert_eq!(health["active_agents"], 0);
 
-    let server = TestServer::with_args(&["--cli-path", "no-such-claude-here"]).await;
-    let response = server
-        .post_json("/agent/start", json!({"prompt": "hi"}))
-        .await;
-    assert_eq!(response.status(), 503);
-    assert!(response.text().await.unwrap().contains("on PATH"));
+        let server = TestServer::with_args(&["--cli-path", "no-such-claude-here"]).await;
+        let response = server
+            .post_json("/agent/start", json!({"prompt": "hi"}))
+            .await;
+        assert_eq!(response.status(), 503);
+        assert!(response.text().await.unwrap().contains("on PATH"));
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn health_reports_the_cli_and_the_running_agents() {
-    let server = TestServer::start().await;
-    let health = server.health().await;
-    assert_eq!(health["status"], "ok");
-    assert_eq!(health["active_agents"], 0);
-    assert_eq!(health["cli"]["found"], true);
-    assert_eq!(
-        health["cli"]["path"],
-        server.fake.cli_path().display().to_string()
-    );
-    assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
-    let timestamp = health["timestamp"].as_str().unwrap();
-    assert!(
-        chrono::DateTime::parse_from_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
-        "{timestamp}"
-    );
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let health = server.health().await;
+        assert_eq!(health["status"], "ok");
+        assert_eq!(health["active_agents"], 0);
+        assert_eq!(health["cli"]["found"], true);
+        assert_eq!(
+            health["cli"]["path"],
+            server.fake.cli_path().display().to_string()
+        );
+        assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+        let timestamp = health["timestamp"].as_str().unwrap();
+        assert!(
+            chrono::DateTime::parse_from_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),
+            "{timestamp}"
+        );
+    })
+    .await;
 }
 
 struct Case {
@@ -528,179 +596,182 @@ fn case(
 
 #[tokio::test]
 async fn bad_requests_get_a_json_4xx_and_spawn_nothing() {
-    let server = TestServer::with_args(&["--max-body-bytes", "4096"]).await;
-    let uuid = uuid::Uuid::new_v4();
-    let json = Some("application/json");
-    let cases = [
-        case(
-            "POST",
-            "/agent/stream",
-            json,
-            "{\"prompt\": ".to_owned(),
-            400,
-            "",
-        ),
-        case(
-            "POST",
-            "/agent/stream",
-            Some("text/plain"),
-            r#"{"prompt":"hi"}"#.to_owned(),
-            415,
-            "",
-        ),
-        case(
-            "POST",
-            "/agent/start",
-            None,
-            r#"{"prompt":"hi"}"#.to_owned(),
-            415,
-            "",
-        ),
-        case(
-            "POST",
-            "/agent/stream",
-            json,
-            format!(r#"{{"prompt":"{}"}}"#, "x".repeat(5000)),
-            413,
-            "",
-        ),
-        case(
-            "POST",
-            "/agent/stream",
-            json,
-            r#"{"prompt":""}"#.to_owned(),
-            422,
-            "prompt",
-        ),
-        case(
-            "POST",
-            "/agent/start",
-            json,
-            r#"{"prompt":"   "}"#.to_owned(),
-            422,
-            "prompt",
-        ),
-        case(
-            "POST",
-            "/agent/stream",
-            json,
-            r#"{"prompt":"hi","sesion_id":"x"}"#.to_owned(),
-            422,
-            "sesion_id",
-        ),
-        case(
-            "POST",
-            "/agent/stream",
-            json,
-            r#"{"prompt":5}"#.to_owned(),
-            422,
-            "invalid type",
-        ),
-        case("POST", "/agent/start", json, "{}".to_owned(), 422, "prompt"),
-        case(
-            "POST",
-            "/agent/stream",
-            json,
-            r#"{"prompt":"hi","session_id":"abc"}"#.to_owned(),
-            422,
-            "session_id",
-        ),
-        case(
-            "POST",
-            "/agent/stream",
-            json,
-            r#"{"prompt":"hi","model":"--x y"}"#.to_owned(),
-            422,
-            "model",
-        ),
-        case(
-            "POST",
-            "/agent/stop/not-a-uuid",
-            None,
-            String::new(),
-            404,
-            "Agent not-a-uuid not found",
-        ),
-        // Not even UTF-8: still an unknown agent, still JSON.
-        case(
-            "POST",
-            "/agent/stop/%C3%28",
-            None,
-            String::new(),
-            404,
-            "not found",
-        ),
-        case(
-            "GET",
-            "/agent/%FF",
-            None,
-            String::new(),
-            404,
-            "Agent %FF not found",
-        ),
-        case(
-            "GET",
-            "/agent/%FF/events",
-            None,
-            String::new(),
-            404,
-            "not found",
-        ),
-        case(
-            "DELETE",
-            "/agent/%FF",
-            None,
-            String::new(),
-            404,
-            "not found",
-        ),
-        case(
-            "POST",
-            format!("/agent/stop/{uuid}"),
-            None,
-            String::new(),
-            404,
-            "not found",
-        ),
-        case("GET", "/agent/stream", None, String::new(), 405, ""),
-        case("DELETE", "/health", None, String::new(), 405, ""),
-        case("GET", "/nope", None, String::new(), 404, ""),
-    ];
-    for Case {
-        method,
-        path,
-        content_type,
-        body,
-        status,
-        mentions: needle,
-    } in cases
-    {
-        let mut request = server
-            .client
-            .request(method.parse().unwrap(), server.url(&path))
-            .body(body);
-        if let Some(content_type) = content_type {
-            request = request.header("content-type", content_type);
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--max-body-bytes", "4096"]).await;
+        let uuid = uuid::Uuid::new_v4();
+        let json = Some("application/json");
+        let cases = [
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                "{\"prompt\": ".to_owned(),
+                400,
+                "",
+            ),
+            case(
+                "POST",
+                "/agent/stream",
+                Some("text/plain"),
+                r#"{"prompt":"hi"}"#.to_owned(),
+                415,
+                "",
+            ),
+            case(
+                "POST",
+                "/agent/start",
+                None,
+                r#"{"prompt":"hi"}"#.to_owned(),
+                415,
+                "",
+            ),
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                format!(r#"{{"prompt":"{}"}}"#, "x".repeat(5000)),
+                413,
+                "",
+            ),
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                r#"{"prompt":""}"#.to_owned(),
+                422,
+                "prompt",
+            ),
+            case(
+                "POST",
+                "/agent/start",
+                json,
+                r#"{"prompt":"   "}"#.to_owned(),
+                422,
+                "prompt",
+            ),
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                r#"{"prompt":"hi","sesion_id":"x"}"#.to_owned(),
+                422,
+                "sesion_id",
+            ),
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                r#"{"prompt":5}"#.to_owned(),
+                422,
+                "invalid type",
+            ),
+            case("POST", "/agent/start", json, "{}".to_owned(), 422, "prompt"),
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                r#"{"prompt":"hi","session_id":"abc"}"#.to_owned(),
+                422,
+                "session_id",
+            ),
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                r#"{"prompt":"hi","model":"--x y"}"#.to_owned(),
+                422,
+                "model",
+            ),
+            case(
+                "POST",
+                "/agent/stop/not-a-uuid",
+                None,
+                String::new(),
+                404,
+                "Agent not-a-uuid not found",
+            ),
+            // Not even UTF-8: still an unknown agent, still JSON.
+            case(
+                "POST",
+                "/agent/stop/%C3%28",
+                None,
+                String::new(),
+                404,
+                "not found",
+            ),
+            case(
+                "GET",
+                "/agent/%FF",
+                None,
+                String::new(),
+                404,
+                "Agent %FF not found",
+            ),
+            case(
+                "GET",
+                "/agent/%FF/events",
+                None,
+                String::new(),
+                404,
+                "not found",
+            ),
+            case(
+                "DELETE",
+                "/agent/%FF",
+                None,
+                String::new(),
+                404,
+                "not found",
+            ),
+            case(
+                "POST",
+                format!("/agent/stop/{uuid}"),
+                None,
+                String::new(),
+                404,
+                "not found",
+            ),
+            case("GET", "/agent/stream", None, String::new(), 405, ""),
+            case("DELETE", "/health", None, String::new(), 405, ""),
+            case("GET", "/nope", None, String::new(), 404, ""),
+        ];
+        for Case {
+            method,
+            path,
+            content_type,
+            body,
+            status,
+            mentions: needle,
+        } in cases
+        {
+            let mut request = server
+                .client
+                .request(method.parse().unwrap(), server.url(&path))
+                .body(body);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let response = request.send().await.unwrap();
+            let what = format!("{method} {path} ({content_type:?})");
+            assert_eq!(response.status().as_u16(), status, "{what}");
+            assert_eq!(
+                response.headers()["content-type"],
+                "application/json",
+                "{what}"
+            );
+            let detail: Value = response.json().await.unwrap();
+            let detail = detail["detail"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{what}: no detail"));
+            assert!(
+                detail.contains(needle),
+                "{what}: {detail:?} should mention {needle:?}"
+            );
         }
-        let response = request.send().await.unwrap();
-        let what = format!("{method} {path} ({content_type:?})");
-        assert_eq!(response.status().as_u16(), status, "{what}");
-        assert_eq!(
-            response.headers()["content-type"],
-            "application/json",
-            "{what}"
-        );
-        let detail: Value = response.json().await.unwrap();
-        let detail = detail["detail"]
-            .as_str()
-            .unwrap_or_else(|| panic!("{what}: no detail"));
-        assert!(
-            detail.contains(needle),
-            "{what}: {detail:?} should mention {needle:?}"
-        );
-    }
-    // A valid request afterwards runs, and is the only run there was.
-    let events = server.stream_all("hi").await;
-    assert_eq!(complete_of(&events)["status"], "completed");
-    assert_eq!(server.fake.runs(), 1);
+        // A valid request afterwards runs, and is the only run there was.
+        let events = server.stream_all("hi").await;
+        assert_eq!(complete_of(&events)["status"], "completed");
+        assert_eq!(server.fake.runs(), 1);
+    })
+    .await;
 }

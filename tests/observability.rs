@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::{TEST_LIMIT, within};
+
 use serde_json::Value;
 use support::proxy::Proxy;
 use support::sse::complete_of;
@@ -20,66 +22,69 @@ async fn metrics(server: &TestServer) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_agents_events_exits_requests_and_kills() {
-    let server = TestServer::start().await;
-    let events = server.stream_all("@lines 3\n@result").await;
-    let (id, _) = server.start_agent("@hang").await;
-    assert_eq!(server.stop(&id).await.status(), 200);
-    let mut gone = server.stream("@text hi\n@hang").await;
-    gone.next_of("assistant").await;
-    drop(gone);
-    let unknown = uuid::Uuid::new_v4();
-    assert_eq!(server.get(&format!("/agent/{unknown}")).await.status(), 404);
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let events = server.stream_all("@lines 3\n@result").await;
+        let (id, _) = server.start_agent("@hang").await;
+        assert_eq!(server.stop(&id).await.status(), 200);
+        let mut gone = server.stream("@text hi\n@hang").await;
+        gone.next_of("assistant").await;
+        drop(gone);
+        let unknown = uuid::Uuid::new_v4();
+        assert_eq!(server.get(&format!("/agent/{unknown}")).await.status(), 404);
 
-    let mut text = String::new();
-    eventually(
-        "the disconnected agent has finished",
-        std::time::Duration::from_secs(15),
-        || {
-            // Its finish is counted last, after its kill and its exit.
-            text = futures_executor_block(metrics(&server));
-            sample(
-                &text,
+        let mut text = String::new();
+        eventually(
+            "the disconnected agent has finished",
+            std::time::Duration::from_secs(15),
+            || {
+                // Its finish is counted last, after its kill and its exit.
+                text = futures_executor_block(metrics(&server));
+                sample(
+                    &text,
+                    r#"claude_proxy_agents_finished_total{status="stopped"}"#,
+                ) == Some(2.0)
+            },
+        )
+        .await;
+        for (series, value) in [
+            (r#"claude_proxy_agents_started_total{kind="stream"}"#, 2.0),
+            (r#"claude_proxy_agents_started_total{kind="start"}"#, 1.0),
+            (
+                r#"claude_proxy_agents_finished_total{status="completed"}"#,
+                1.0,
+            ),
+            (
                 r#"claude_proxy_agents_finished_total{status="stopped"}"#,
-            ) == Some(2.0)
-        },
-    )
+                2.0,
+            ),
+            (r#"claude_proxy_cli_exits_total{code="0"}"#, 1.0),
+            (r#"claude_proxy_cli_exits_total{code="SIGTERM"}"#, 2.0),
+            (r#"claude_proxy_kills_total{reason="stopped"}"#, 1.0),
+            (r#"claude_proxy_kills_total{reason="client_gone"}"#, 1.0),
+            (r#"claude_proxy_client_disconnects_total"#, 1.0),
+            (r#"claude_proxy_spawn_seconds_count"#, 3.0),
+            (r#"claude_proxy_agents_running"#, 0.0),
+            (
+                r#"claude_proxy_http_requests_total{route="/agent/stream",method="POST",status="200"}"#,
+                2.0,
+            ),
+            (
+                r#"claude_proxy_http_requests_total{route="/agent/{agent_id}",method="GET",status="404"}"#,
+                1.0,
+            ),
+        ] {
+            assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
+        }
+        let events_total = sample(&text, "claude_proxy_stream_events_total").unwrap();
+        assert!(events_total >= events.len() as f64, "{events_total}");
+        assert!(sample(&text, "claude_proxy_stream_bytes_total").unwrap() > 0.0);
+        assert!(
+            !text.contains(&unknown.to_string()),
+            "raw paths never become labels"
+        );
+    })
     .await;
-    for (series, value) in [
-        (r#"claude_proxy_agents_started_total{kind="stream"}"#, 2.0),
-        (r#"claude_proxy_agents_started_total{kind="start"}"#, 1.0),
-        (
-            r#"claude_proxy_agents_finished_total{status="completed"}"#,
-            1.0,
-        ),
-        (
-            r#"claude_proxy_agents_finished_total{status="stopped"}"#,
-            2.0,
-        ),
-        (r#"claude_proxy_cli_exits_total{code="0"}"#, 1.0),
-        (r#"claude_proxy_cli_exits_total{code="SIGTERM"}"#, 2.0),
-        (r#"claude_proxy_kills_total{reason="stopped"}"#, 1.0),
-        (r#"claude_proxy_kills_total{reason="client_gone"}"#, 1.0),
-        (r#"claude_proxy_client_disconnects_total"#, 1.0),
-        (r#"claude_proxy_spawn_seconds_count"#, 3.0),
-        (r#"claude_proxy_agents_running"#, 0.0),
-        (
-            r#"claude_proxy_http_requests_total{route="/agent/stream",method="POST",status="200"}"#,
-            2.0,
-        ),
-        (
-            r#"claude_proxy_http_requests_total{route="/agent/{agent_id}",method="GET",status="404"}"#,
-            1.0,
-        ),
-    ] {
-        assert_eq!(sample(&text, series), Some(value), "{series} in\n{text}");
-    }
-    let events_total = sample(&text, "claude_proxy_stream_events_total").unwrap();
-    assert!(events_total >= events.len() as f64, "{events_total}");
-    assert!(sample(&text, "claude_proxy_stream_bytes_total").unwrap() > 0.0);
-    assert!(
-        !text.contains(&unknown.to_string()),
-        "raw paths never become labels"
-    );
 }
 
 /// Runs a future to completion from inside a synchronous closure of an async test.
@@ -89,54 +94,60 @@ fn futures_executor_block<F: std::future::Future>(future: F) -> F::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_need_a_key_like_every_route_but_health() {
-    let server = TestServer::with_args(&["--api-key", "metrics-key-0123456789"]).await;
-    assert_eq!(server.get("/metrics").await.status(), 401);
-    let response = server
-        .client
-        .get(server.url("/metrics"))
-        .bearer_auth("metrics-key-0123456789")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("application/openmetrics-text")
-    );
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--api-key", "metrics-key-0123456789"]).await;
+        assert_eq!(server.get("/metrics").await.status(), 401);
+        let response = server
+            .client
+            .get(server.url("/metrics"))
+            .bearer_auth("metrics-key-0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("application/openmetrics-text")
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn json_log_lines_carry_their_agents_id_pid_and_session() {
-    let fake = FakeInstall::new();
-    let cli = fake.cli_path().display().to_string();
-    let proxy = Proxy::start(
-        fake.dir.path(),
-        &[("CLAUDE_CLI_PATH", &cli), ("PROXY_LOG_FORMAT", "json")],
-    );
-    let events = proxy.stream("hi").await.collect_all().await;
-    let agent = events[0].json();
-    let session =
-        events.iter().find(|e| e.kind() == "result").unwrap().json()["session_id"].clone();
-    assert_eq!(complete_of(&events)["status"], "completed");
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = Proxy::start(
+            fake.dir.path(),
+            &[("CLAUDE_CLI_PATH", &cli), ("PROXY_LOG_FORMAT", "json")],
+        );
+        let events = proxy.stream("hi").await.collect_all().await;
+        let agent = events[0].json();
+        let session =
+            events.iter().find(|e| e.kind() == "result").unwrap().json()["session_id"].clone();
+        assert_eq!(complete_of(&events)["status"], "completed");
 
-    let mut ended = None;
-    eventually(
-        "the agent's end is logged",
-        std::time::Duration::from_secs(15),
-        || {
-            ended = proxy
-                .log()
-                .iter()
-                .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-                .find(|l| l["message"] == "agent ended");
-            ended.is_some()
-        },
-    )
+        let mut ended = None;
+        eventually(
+            "the agent's end is logged",
+            std::time::Duration::from_secs(15),
+            || {
+                ended = proxy
+                    .log()
+                    .iter()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|l| l["message"] == "agent ended");
+                ended.is_some()
+            },
+        )
+        .await;
+        let span = &ended.unwrap()["span"];
+        assert_eq!(span["agent_id"], agent["agent_id"]);
+        assert_eq!(span["pid"], agent["pid"]);
+        assert_eq!(span["session_id"], session);
+    })
     .await;
-    let span = &ended.unwrap()["span"];
-    assert_eq!(span["agent_id"], agent["agent_id"]);
-    assert_eq!(span["pid"], agent["pid"]);
-    assert_eq!(span["session_id"], session);
 }

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::{TEST_LIMIT, within};
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -90,233 +92,255 @@ fn text_of(assistant: &Value) -> String {
 
 #[tokio::test]
 async fn a_stream_carries_the_real_cli_from_init_to_result() {
-    let setup = RealSetup::start([Reply::Text("The answer is 4.".into())]).await;
-    let started = Instant::now();
-    let mut reader = setup
-        .proxy
-        .stream_with(&json!({"prompt": "What is 2 + 2?", "model": "claude-sonnet-4-5"}))
-        .await;
-    let agent = reader.next().await.unwrap();
-    assert_eq!(agent.event, "agent");
-    let first_cli_line = reader.next().await.unwrap();
-    eprintln!(
-        "time from request to the first CLI line: {:?}",
-        started.elapsed()
-    );
-    let mut events = vec![agent, first_cli_line];
-    events.extend(reader.collect_all().await);
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([Reply::Text("The answer is 4.".into())]).await;
+        let started = Instant::now();
+        let mut reader = setup
+            .proxy
+            .stream_with(&json!({"prompt": "What is 2 + 2?", "model": "claude-sonnet-4-5"}))
+            .await;
+        let agent = reader.next().await.unwrap();
+        assert_eq!(agent.event, "agent");
+        let first_cli_line = reader.next().await.unwrap();
+        eprintln!(
+            "time from request to the first CLI line: {:?}",
+            started.elapsed()
+        );
+        let mut events = vec![agent, first_cli_line];
+        events.extend(reader.collect_all().await);
 
-    let lines = cli_lines(&events);
-    let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
-    assert_eq!(kinds, ["system", "assistant", "result"], "{events:#?}");
-    assert_eq!(lines[0]["subtype"], "init");
-    assert_eq!(text_of(&lines[1]), "The answer is 4.");
-    assert_eq!(lines[2]["is_error"], false);
-    assert_eq!(lines[2]["result"], "The answer is 4.");
-    let complete = complete_of(&events);
-    assert_eq!(complete["status"], "completed");
-    assert_eq!(complete["exit_code"], 0);
+        let lines = cli_lines(&events);
+        let kinds: Vec<&str> = lines.iter().map(|l| l["type"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["system", "assistant", "result"], "{events:#?}");
+        assert_eq!(lines[0]["subtype"], "init");
+        assert_eq!(text_of(&lines[1]), "The answer is 4.");
+        assert_eq!(lines[2]["is_error"], false);
+        assert_eq!(lines[2]["result"], "The answer is 4.");
+        let complete = complete_of(&events);
+        assert_eq!(complete["status"], "completed");
+        assert_eq!(complete["exit_code"], 0);
 
-    let requests = setup.standin.requests();
-    assert_eq!(requests.len(), 1);
-    assert_eq!(
-        requests[0]["model"], "claude-sonnet-4-5",
-        "the requested model reached the API"
-    );
-    assert!(
-        setup
-            .standin
-            .texts_received()
-            .iter()
-            .any(|t| t == "What is 2 + 2?")
-    );
+        let requests = setup.standin.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(
+            requests[0]["model"], "claude-sonnet-4-5",
+            "the requested model reached the API"
+        );
+        assert!(
+            setup
+                .standin
+                .texts_received()
+                .iter()
+                .any(|t| t == "What is 2 + 2?")
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_resumed_session_continues_the_conversation() {
-    let setup = RealSetup::start([
-        Reply::Text("Noted: your number is 7.".into()),
-        Reply::Text("It was 7.".into()),
-    ])
-    .await;
-    let first = setup
-        .proxy
-        .stream("Remember the number 7.")
-        .await
-        .collect_all()
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([
+            Reply::Text("Noted: your number is 7.".into()),
+            Reply::Text("It was 7.".into()),
+        ])
         .await;
-    let result = cli_lines(&first)
-        .into_iter()
-        .find(|l| l["type"] == "result")
-        .unwrap();
-    let session = result["session_id"].as_str().unwrap().to_owned();
+        let first = setup
+            .proxy
+            .stream("Remember the number 7.")
+            .await
+            .collect_all()
+            .await;
+        let result = cli_lines(&first)
+            .into_iter()
+            .find(|l| l["type"] == "result")
+            .unwrap();
+        let session = result["session_id"].as_str().unwrap().to_owned();
 
-    let second = setup
-        .proxy
-        .stream_with(&json!({"prompt": "What was my number?", "session_id": session}))
-        .await
-        .collect_all()
-        .await;
-    assert_eq!(complete_of(&second)["status"], "completed");
-    let init = &cli_lines(&second)[0];
-    assert_eq!(
-        init["session_id"], session,
-        "the CLI resumed the same session"
-    );
-    let requests = setup.standin.requests();
-    assert_eq!(requests.len(), 2);
-    let earlier = requests[1]["messages"].to_string();
-    assert!(
-        earlier.contains("Remember the number 7.") && earlier.contains("Noted: your number is 7."),
-        "the earlier turn was sent again"
-    );
+        let second = setup
+            .proxy
+            .stream_with(&json!({"prompt": "What was my number?", "session_id": session}))
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(complete_of(&second)["status"], "completed");
+        let init = &cli_lines(&second)[0];
+        assert_eq!(
+            init["session_id"], session,
+            "the CLI resumed the same session"
+        );
+        let requests = setup.standin.requests();
+        assert_eq!(requests.len(), 2);
+        let earlier = requests[1]["messages"].to_string();
+        assert!(
+            earlier.contains("Remember the number 7.")
+                && earlier.contains("Noted: your number is 7."),
+            "the earlier turn was sent again"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn resuming_an_unknown_session_fails_with_the_clis_reason() {
-    let setup = RealSetup::start([]).await;
-    let unknown = "00000000-0000-4000-8000-000000000000";
-    let events = setup
-        .proxy
-        .stream_with(&json!({"prompt": "hello again", "session_id": unknown}))
-        .await
-        .collect_all()
-        .await;
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([]).await;
+        let unknown = "00000000-0000-4000-8000-000000000000";
+        let events = setup
+            .proxy
+            .stream_with(&json!({"prompt": "hello again", "session_id": unknown}))
+            .await
+            .collect_all()
+            .await;
 
-    let lines = cli_lines(&events);
-    assert_eq!(lines.last().unwrap()["type"], "result");
-    assert_eq!(lines.last().unwrap()["is_error"], true);
-    let error = events.iter().find(|e| e.event == "error").unwrap().json();
-    assert_eq!(error["code"], "exit_nonzero");
-    assert_eq!(error["exit_code"], 1);
-    assert!(
-        error["message"]
-            .as_str()
-            .unwrap()
-            .contains(&format!("No conversation found with session ID: {unknown}")),
-        "{error}"
-    );
-    assert_eq!(complete_of(&events)["status"], "failed");
-    assert!(setup.standin.requests().is_empty());
+        let lines = cli_lines(&events);
+        assert_eq!(lines.last().unwrap()["type"], "result");
+        assert_eq!(lines.last().unwrap()["is_error"], true);
+        let error = events.iter().find(|e| e.event == "error").unwrap().json();
+        assert_eq!(error["code"], "exit_nonzero");
+        assert_eq!(error["exit_code"], 1);
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("No conversation found with session ID: {unknown}")),
+            "{error}"
+        );
+        assert_eq!(complete_of(&events)["status"], "failed");
+        assert!(setup.standin.requests().is_empty());
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_bash_tool_really_runs_and_its_output_reaches_the_stream() {
-    let nonce = uuid::Uuid::new_v4().to_string();
-    let setup = RealSetup::start([
-        Reply::Bash("cat nonce.txt".into()),
-        Reply::Text("The file holds the nonce.".into()),
-    ])
-    .await;
-    std::fs::write(setup.work.join("nonce.txt"), &nonce).unwrap();
-
-    let events = setup
-        .proxy
-        .stream("What is in nonce.txt?")
-        .await
-        .collect_all()
+    within(TEST_LIMIT, async {
+        let nonce = uuid::Uuid::new_v4().to_string();
+        let setup = RealSetup::start([
+            Reply::Bash("cat nonce.txt".into()),
+            Reply::Text("The file holds the nonce.".into()),
+        ])
         .await;
-    let lines = cli_lines(&events);
-    let tool_use = lines
-        .iter()
-        .find(|l| l["type"] == "assistant" && l.to_string().contains("tool_use"))
-        .expect("a tool_use line");
-    assert!(tool_use.to_string().contains("cat nonce.txt"));
-    let tool_result = lines
-        .iter()
-        .find(|l| l["type"] == "user")
-        .expect("a tool_result line");
-    assert!(
-        tool_result.to_string().contains(&nonce),
-        "the command's output is in the stream: {tool_result}"
-    );
-    assert_eq!(complete_of(&events)["status"], "completed");
-    let requests = setup.standin.requests();
-    assert_eq!(requests.len(), 2);
-    assert!(
-        requests[1]["messages"].to_string().contains(&nonce),
-        "the tool result went back to the API"
-    );
+        std::fs::write(setup.work.join("nonce.txt"), &nonce).unwrap();
+
+        let events = setup
+            .proxy
+            .stream("What is in nonce.txt?")
+            .await
+            .collect_all()
+            .await;
+        let lines = cli_lines(&events);
+        let tool_use = lines
+            .iter()
+            .find(|l| l["type"] == "assistant" && l.to_string().contains("tool_use"))
+            .expect("a tool_use line");
+        assert!(tool_use.to_string().contains("cat nonce.txt"));
+        let tool_result = lines
+            .iter()
+            .find(|l| l["type"] == "user")
+            .expect("a tool_result line");
+        assert!(
+            tool_result.to_string().contains(&nonce),
+            "the command's output is in the stream: {tool_result}"
+        );
+        assert_eq!(complete_of(&events)["status"], "completed");
+        let requests = setup.standin.requests();
+        assert_eq!(requests.len(), 2);
+        assert!(
+            requests[1]["messages"].to_string().contains(&nonce),
+            "the tool result went back to the API"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn stop_during_a_stalled_reply_ends_the_cli_and_all_it_started() {
-    let setup = RealSetup::start([Reply::Stall]).await;
-    let mut reader = setup.proxy.stream("Take your time.").await;
-    let agent = reader.next_of("agent").await.json();
-    reader.next_of("system").await;
-    let pid = agent["pid"].as_u64().unwrap() as u32;
-    support::eventually(
-        "the stand-in got the request",
-        std::time::Duration::from_secs(30),
-        || !setup.standin.requests().is_empty(),
-    )
-    .await;
-    let tree = process_tree(pid);
-    eprintln!("the CLI runs as {} processes: {tree:?}", tree.len());
-    assert!(tree.contains(&pid));
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([Reply::Stall]).await;
+        let mut reader = setup.proxy.stream("Take your time.").await;
+        let agent = reader.next_of("agent").await.json();
+        reader.next_of("system").await;
+        let pid = agent["pid"].as_u64().unwrap() as u32;
+        support::eventually(
+            "the stand-in got the request",
+            std::time::Duration::from_secs(30),
+            || !setup.standin.requests().is_empty(),
+        )
+        .await;
+        let tree = process_tree(pid);
+        eprintln!("the CLI runs as {} processes: {tree:?}", tree.len());
+        assert!(tree.contains(&pid));
 
-    let id = agent["agent_id"].as_str().unwrap();
-    let response = setup
-        .proxy
-        .client
-        .post(setup.proxy.url(&format!("/agent/stop/{id}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let rest = reader.collect_all().await;
-    assert_eq!(error_codes(&rest), ["stopped"]);
-    assert_eq!(complete_of(&rest)["status"], "stopped");
-    for pid in tree {
-        process_gone(pid).await;
-    }
+        let id = agent["agent_id"].as_str().unwrap();
+        let response = setup
+            .proxy
+            .client
+            .post(setup.proxy.url(&format!("/agent/stop/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let rest = reader.collect_all().await;
+        assert_eq!(error_codes(&rest), ["stopped"]);
+        assert_eq!(complete_of(&rest)["status"], "stopped");
+        for pid in tree {
+            process_gone(pid).await;
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_two_mib_prompt_reaches_the_api_intact() {
-    let setup = RealSetup::start([Reply::Text("That was long.".into())]).await;
-    let prompt: String = (0..2 * 1024 * 1024 / 64)
-        .map(|i| format!("line {i:057}\n"))
-        .collect();
-    let events = setup.proxy.stream(&prompt).await.collect_all().await;
-    assert_eq!(
-        complete_of(&events)["status"],
-        "completed",
-        "{:?}",
-        error_codes(&events)
-    );
-    assert!(
-        setup.standin.texts_received().contains(&prompt),
-        "the API received the prompt unchanged"
-    );
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([Reply::Text("That was long.".into())]).await;
+        let prompt: String = (0..2 * 1024 * 1024 / 64)
+            .map(|i| format!("line {i:057}\n"))
+            .collect();
+        let events = setup.proxy.stream(&prompt).await.collect_all().await;
+        assert_eq!(
+            complete_of(&events)["status"],
+            "completed",
+            "{:?}",
+            error_codes(&events)
+        );
+        assert!(
+            setup.standin.texts_received().contains(&prompt),
+            "the API received the prompt unchanged"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_node_client_works_against_the_real_cli() {
-    let setup = RealSetup::start([]).await;
-    let root = env!("CARGO_MANIFEST_DIR");
-    let output = tokio::process::Command::new("node")
-        .args(["--test", "--test-reporter=spec", "tests/node/"])
-        .current_dir(root)
-        .env("CLAUDE_PROXY_URL", &setup.proxy.base)
-        .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
-        .output()
-        .await
-        .expect("node runs (Node.js 18 or later is needed)");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(
-        output.status.success(),
-        "the Node.js client tests failed:\n{report}"
-    );
-    assert!(
-        report.contains("pass 6") && report.contains("fail 0"),
-        "{report}"
-    );
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([]).await;
+        let root = env!("CARGO_MANIFEST_DIR");
+        let output = tokio::process::Command::new("node")
+            .args(["--test", "--test-reporter=spec", "tests/node/"])
+            .current_dir(root)
+            .env("CLAUDE_PROXY_URL", &setup.proxy.base)
+            .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
+            .output()
+            .await
+            .expect("node runs (Node.js 18 or later is needed)");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "the Node.js client tests failed:\n{report}"
+        );
+        assert!(
+            report.contains("pass 6") && report.contains("fail 0"),
+            "{report}"
+        );
+    })
+    .await;
 }
 
 /// The README's curl examples, in order, with what each one's output must show.
@@ -333,54 +357,57 @@ const README_EXAMPLES: &[&str] = &[
 
 #[tokio::test]
 async fn the_readme_curl_examples_work_as_written() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let blocks: Vec<&str> = readme
-        .split("```sh\n")
-        .skip(1)
-        .map(|rest| rest.split("```").next().unwrap())
-        .filter(|block| block.contains("curl "))
-        .collect();
-    assert_eq!(
-        blocks.len(),
-        README_EXAMPLES.len(),
-        "the README's curl examples: {blocks:#?}"
-    );
-
-    // The stop example needs an agent that is still running when it is stopped.
-    let rule: support::anthropic::Rule = std::sync::Arc::new(|texts: &[String]| {
-        texts
-            .iter()
-            .any(|t| t.contains("Explain this repository"))
-            .then_some(Reply::Stall)
-    });
-    let dir = tempfile::tempdir().unwrap();
-    let (home, work) = (dir.path().join("home"), dir.path().join("work"));
-    std::fs::create_dir_all(&home).unwrap();
-    std::fs::create_dir_all(&work).unwrap();
-    let standin = StandIn::start_with(Some(rule), []).await;
-    let proxy = start_proxy(&standin, &home, &work, &[]);
-    let address = proxy.base.trim_start_matches("http://").to_owned();
-
-    for (block, expected) in blocks.iter().zip(README_EXAMPLES) {
-        let script = block.replace("127.0.0.1:8000", &address);
-        let output = tokio::process::Command::new("bash")
-            .args(["-eu", "-c", &script])
-            .current_dir(dir.path())
-            .output()
-            .await
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        assert!(
-            output.status.success(),
-            "{block}\nfailed: {}",
-            String::from_utf8_lossy(&output.stderr)
+    within(TEST_LIMIT, async {
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        let blocks: Vec<&str> = readme
+            .split("```sh\n")
+            .skip(1)
+            .map(|rest| rest.split("```").next().unwrap())
+            .filter(|block| block.contains("curl "))
+            .collect();
+        assert_eq!(
+            blocks.len(),
+            README_EXAMPLES.len(),
+            "the README's curl examples: {blocks:#?}"
         );
-        assert!(
-            stdout.contains(expected),
-            "{block}\nprinted {stdout}\nwhich lacks {expected}"
-        );
-    }
+
+        // The stop example needs an agent that is still running when it is stopped.
+        let rule: support::anthropic::Rule = std::sync::Arc::new(|texts: &[String]| {
+            texts
+                .iter()
+                .any(|t| t.contains("Explain this repository"))
+                .then_some(Reply::Stall)
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let (home, work) = (dir.path().join("home"), dir.path().join("work"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let standin = StandIn::start_with(Some(rule), []).await;
+        let proxy = start_proxy(&standin, &home, &work, &[]);
+        let address = proxy.base.trim_start_matches("http://").to_owned();
+
+        for (block, expected) in blocks.iter().zip(README_EXAMPLES) {
+            let script = block.replace("127.0.0.1:8000", &address);
+            let output = tokio::process::Command::new("bash")
+                .args(["-eu", "-c", &script])
+                .current_dir(dir.path())
+                .output()
+                .await
+                .unwrap();
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{block}\nfailed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(
+                stdout.contains(expected),
+                "{block}\nprinted {stdout}\nwhich lacks {expected}"
+            );
+        }
+    })
+    .await;
 }
 
 /// Runs the nonce request ("cat nonce.txt" through Bash) with extra proxy settings; returns the
@@ -418,28 +445,32 @@ async fn nonce_run(extra: &[(&str, &str)], nonce: &str) -> (String, Vec<Value>, 
 
 #[tokio::test]
 async fn the_operators_disallowed_tools_keep_the_cli_from_running_them() {
-    let nonce = uuid::Uuid::new_v4().to_string();
+    within(TEST_LIMIT, async {
+        let nonce = uuid::Uuid::new_v4().to_string();
 
-    // The control: without the policy the nonce comes through, so this test can fail.
-    let (open, _, _) = nonce_run(&[], &nonce).await;
-    assert!(open.contains(&nonce), "without a policy the tool runs");
+        // The control: without the policy the nonce comes through, so this test can fail.
+        let (open, _, _) = nonce_run(&[], &nonce).await;
+        assert!(open.contains(&nonce), "without a policy the tool runs");
 
-    let (closed, lines, standin) = nonce_run(&[("CLAUDE_DISALLOWED_TOOLS", "Bash")], &nonce).await;
-    assert!(
-        !closed.contains(&nonce),
-        "with Bash disallowed the nonce must not appear"
-    );
-    let tool_result = lines
-        .iter()
-        .find(|l| l["type"] == "user")
-        .expect("a tool_result line")
-        .to_string();
-    assert!(
-        tool_result.contains("No such tool available: Bash"),
-        "{tool_result}"
-    );
-    assert!(
-        !standin.requests()[1].to_string().contains(&nonce),
-        "nor does it reach the API"
-    );
+        let (closed, lines, standin) =
+            nonce_run(&[("CLAUDE_DISALLOWED_TOOLS", "Bash")], &nonce).await;
+        assert!(
+            !closed.contains(&nonce),
+            "with Bash disallowed the nonce must not appear"
+        );
+        let tool_result = lines
+            .iter()
+            .find(|l| l["type"] == "user")
+            .expect("a tool_result line")
+            .to_string();
+        assert!(
+            tool_result.contains("No such tool available: Bash"),
+            "{tool_result}"
+        );
+        assert!(
+            !standin.requests()[1].to_string().contains(&nonce),
+            "nor does it reach the API"
+        );
+    })
+    .await;
 }

@@ -3,6 +3,8 @@
 
 mod support;
 
+use support::{TEST_LIMIT, within};
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
@@ -69,365 +71,392 @@ fn fake_argv(init: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn every_route_but_health_needs_a_valid_key() {
-    let server = keyed_server(&[]).await;
-    let some_id = uuid::Uuid::new_v4();
-    let routes = [
-        ("POST", "/agent/start".to_owned()),
-        ("POST", "/agent/stream".to_owned()),
-        ("POST", format!("/agent/stop/{some_id}")),
-        ("GET", "/agents".to_owned()),
-        ("GET", format!("/agent/{some_id}")),
-        ("DELETE", format!("/agent/{some_id}")),
-        ("GET", format!("/agent/{some_id}/events")),
-    ];
-    for (method, path) in &routes {
-        for key in [None, Some("wrong-key-0123456789abc"), Some("")] {
-            let response = as_client(&server, method, path, key)
+    within(TEST_LIMIT, async {
+        let server = keyed_server(&[]).await;
+        let some_id = uuid::Uuid::new_v4();
+        let routes = [
+            ("POST", "/agent/start".to_owned()),
+            ("POST", "/agent/stream".to_owned()),
+            ("POST", format!("/agent/stop/{some_id}")),
+            ("GET", "/agents".to_owned()),
+            ("GET", format!("/agent/{some_id}")),
+            ("DELETE", format!("/agent/{some_id}")),
+            ("GET", format!("/agent/{some_id}/events")),
+        ];
+        for (method, path) in &routes {
+            for key in [None, Some("wrong-key-0123456789abc"), Some("")] {
+                let response = as_client(&server, method, path, key)
+                    .json(&json!({"prompt": "hi"}))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 401, "{method} {path} with {key:?}");
+                assert_eq!(response.headers()["www-authenticate"], "Bearer");
+                let detail: Value = response.json().await.unwrap();
+                assert!(
+                    detail["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains("Authorization: Bearer"),
+                    "{detail}"
+                );
+            }
+        }
+        assert_eq!(
+            server.fake.runs(),
+            0,
+            "no request without a valid key ran the CLI"
+        );
+        for (method, path) in &routes {
+            let response = as_client(&server, method, path, Some(KEY_A))
                 .json(&json!({"prompt": "hi"}))
                 .send()
                 .await
                 .unwrap();
-            assert_eq!(response.status(), 401, "{method} {path} with {key:?}");
-            assert_eq!(response.headers()["www-authenticate"], "Bearer");
-            let detail: Value = response.json().await.unwrap();
-            assert!(
-                detail["detail"]
-                    .as_str()
-                    .unwrap()
-                    .contains("Authorization: Bearer"),
-                "{detail}"
-            );
+            assert_ne!(response.status(), 401, "{method} {path} with the right key");
         }
-    }
-    assert_eq!(
-        server.fake.runs(),
-        0,
-        "no request without a valid key ran the CLI"
-    );
-    for (method, path) in &routes {
-        let response = as_client(&server, method, path, Some(KEY_A))
-            .json(&json!({"prompt": "hi"}))
+        let with_header = server
+            .client
+            .get(server.url("/agents"))
+            .header("x-api-key", KEY_B)
             .send()
             .await
             .unwrap();
-        assert_ne!(response.status(), 401, "{method} {path} with the right key");
-    }
-    let with_header = server
-        .client
-        .get(server.url("/agents"))
-        .header("x-api-key", KEY_B)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(with_header.status(), 200, "x-api-key is accepted too");
-    assert_eq!(server.get("/health").await.status(), 200);
+        assert_eq!(with_header.status(), 200, "x-api-key is accepted too");
+        assert_eq!(server.get("/health").await.status(), 200);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn another_clients_agents_are_invisible() {
-    let server = keyed_server(&[]).await;
-    let started: Value = start_as(&server, KEY_A, json!({"prompt": "@hang"}))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = started["agent_id"].as_str().unwrap();
+    within(TEST_LIMIT, async {
+        let server = keyed_server(&[]).await;
+        let started: Value = start_as(&server, KEY_A, json!({"prompt": "@hang"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = started["agent_id"].as_str().unwrap();
 
-    for (method, path) in [
-        ("GET", format!("/agent/{id}")),
-        ("GET", format!("/agent/{id}/events")),
-        ("POST", format!("/agent/stop/{id}")),
-        ("DELETE", format!("/agent/{id}")),
-    ] {
-        let response = as_client(&server, method, &path, Some(KEY_B))
+        for (method, path) in [
+            ("GET", format!("/agent/{id}")),
+            ("GET", format!("/agent/{id}/events")),
+            ("POST", format!("/agent/stop/{id}")),
+            ("DELETE", format!("/agent/{id}")),
+        ] {
+            let response = as_client(&server, method, &path, Some(KEY_B))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 404, "{method} {path} by another key");
+        }
+        assert_eq!(agents_of(&server, KEY_B).await, json!([]));
+        assert_eq!(agents_of(&server, KEY_A).await[0]["agent_id"], id);
+        let stop = as_client(&server, "POST", &format!("/agent/stop/{id}"), Some(KEY_A))
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status(), 404, "{method} {path} by another key");
-    }
-    assert_eq!(agents_of(&server, KEY_B).await, json!([]));
-    assert_eq!(agents_of(&server, KEY_A).await[0]["agent_id"], id);
-    let stop = as_client(&server, "POST", &format!("/agent/stop/{id}"), Some(KEY_A))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        stop.status(),
-        200,
-        "still running: the other key's stop did nothing"
-    );
+        assert_eq!(
+            stop.status(),
+            200,
+            "still running: the other key's stop did nothing"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_session_belongs_to_the_client_that_made_it() {
-    let server = keyed_server(&[]).await;
-    let response = as_client(&server, "POST", "/agent/stream", Some(KEY_A))
-        .json(&json!({"prompt": "hi"}))
-        .send()
-        .await
-        .unwrap();
-    let events = SseReader::new(response).collect_all().await;
-    let session = events.iter().find(|e| e.kind() == "result").unwrap().json()["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    let theirs = as_client(&server, "POST", "/agent/stream", Some(KEY_B))
-        .json(&json!({"prompt": "what did they say?", "session_id": session}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(theirs.status(), 403);
-    assert!(
-        theirs.json::<Value>().await.unwrap()["detail"]
+    within(TEST_LIMIT, async {
+        let server = keyed_server(&[]).await;
+        let response = as_client(&server, "POST", "/agent/stream", Some(KEY_A))
+            .json(&json!({"prompt": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        let events = SseReader::new(response).collect_all().await;
+        let session = events.iter().find(|e| e.kind() == "result").unwrap().json()["session_id"]
             .as_str()
             .unwrap()
-            .contains("another client")
-    );
+            .to_owned();
 
-    let mine = as_client(&server, "POST", "/agent/stream", Some(KEY_A))
-        .json(&json!({"prompt": "and then?", "session_id": session}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(mine.status(), 200);
-    let events = SseReader::new(mine).collect_all().await;
-    assert_eq!(complete_of(&events)["status"], "completed");
-    assert_eq!(server.fake.runs(), 2, "the refused resume spawned nothing");
+        let theirs = as_client(&server, "POST", "/agent/stream", Some(KEY_B))
+            .json(&json!({"prompt": "what did they say?", "session_id": session}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(theirs.status(), 403);
+        assert!(
+            theirs.json::<Value>().await.unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .contains("another client")
+        );
+
+        let mine = as_client(&server, "POST", "/agent/stream", Some(KEY_A))
+            .json(&json!({"prompt": "and then?", "session_id": session}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(mine.status(), 200);
+        let events = SseReader::new(mine).collect_all().await;
+        assert_eq!(complete_of(&events)["status"], "completed");
+        assert_eq!(server.fake.runs(), 2, "the refused resume spawned nothing");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn each_key_has_its_own_agent_limit() {
-    let server = keyed_server(&["--max-agents-per-key", "1"]).await;
-    // Started, and seen running: its init line proves the CLI ran.
-    let started_and_running = |key: &'static str| {
-        let server = &server;
-        async move {
-            let response = start_as(server, key, json!({"prompt": "@hang"})).await;
-            assert_eq!(response.status(), 200);
-            let id = response.json::<Value>().await.unwrap()["agent_id"]
+    within(TEST_LIMIT, async {
+        let server = keyed_server(&["--max-agents-per-key", "1"]).await;
+        // Started, and seen running: its init line proves the CLI ran.
+        let started_and_running = |key: &'static str| {
+            let server = &server;
+            async move {
+                let response = start_as(server, key, json!({"prompt": "@hang"})).await;
+                assert_eq!(response.status(), 200);
+                let id = response.json::<Value>().await.unwrap()["agent_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                let events = as_client(server, "GET", &format!("/agent/{id}/events"), Some(key))
+                    .send()
+                    .await
+                    .unwrap();
+                SseReader::new(events).next_of("system").await;
+            }
+        };
+        started_and_running(KEY_A).await;
+        let second = start_as(&server, KEY_A, json!({"prompt": "@hang"})).await;
+        assert_eq!(second.status(), 429);
+        assert!(second.headers().contains_key("retry-after"));
+        assert!(
+            second.json::<Value>().await.unwrap()["detail"]
                 .as_str()
                 .unwrap()
-                .to_owned();
-            let events = as_client(server, "GET", &format!("/agent/{id}/events"), Some(key))
-                .send()
-                .await
-                .unwrap();
-            SseReader::new(events).next_of("system").await;
-        }
-    };
-    started_and_running(KEY_A).await;
-    let second = start_as(&server, KEY_A, json!({"prompt": "@hang"})).await;
-    assert_eq!(second.status(), 429);
-    assert!(second.headers().contains_key("retry-after"));
-    assert!(
-        second.json::<Value>().await.unwrap()["detail"]
-            .as_str()
-            .unwrap()
-            .contains("PROXY_MAX_AGENTS_PER_KEY")
-    );
-    started_and_running(KEY_B).await; // another key still may
-    assert_eq!(server.fake.runs(), 2, "the refused start ran nothing");
+                .contains("PROXY_MAX_AGENTS_PER_KEY")
+        );
+        started_and_running(KEY_B).await; // another key still may
+        assert_eq!(server.fake.runs(), 2, "the refused start ran nothing");
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn the_operators_policy_reaches_the_cli_and_requests_may_narrow_it() {
-    let server = TestServer::with_args(&[
-        "--tools",
-        "Read,Grep,Bash",
-        "--allowed-tools",
-        "Read,Bash(git log:*)",
-        "--disallowed-tools",
-        "WebFetch",
-        "--permission-mode",
-        "acceptEdits",
-        "--max-turns",
-        "8",
-    ])
-    .await;
-    let events = server.stream_all("hi").await;
-    let argv = fake_argv(&events[1].json());
-    for flag in [
-        "--tools=Read,Grep,Bash",
-        "--allowedTools=Read,Bash(git log:*)",
-        "--disallowedTools=WebFetch",
-        "--permission-mode=acceptEdits",
-        "--max-turns=8",
-    ] {
-        assert!(argv.contains(&flag.to_owned()), "{flag} in {argv:?}");
-    }
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&[
+            "--tools",
+            "Read,Grep,Bash",
+            "--allowed-tools",
+            "Read,Bash(git log:*)",
+            "--disallowed-tools",
+            "WebFetch",
+            "--permission-mode",
+            "acceptEdits",
+            "--max-turns",
+            "8",
+        ])
+        .await;
+        let events = server.stream_all("hi").await;
+        let argv = fake_argv(&events[1].json());
+        for flag in [
+            "--tools=Read,Grep,Bash",
+            "--allowedTools=Read,Bash(git log:*)",
+            "--disallowedTools=WebFetch",
+            "--permission-mode=acceptEdits",
+            "--max-turns=8",
+        ] {
+            assert!(argv.contains(&flag.to_owned()), "{flag} in {argv:?}");
+        }
 
-    let narrow = json!({
-        "prompt": "hi", "tools": ["Read"], "allowed_tools": ["Read"], "disallowed_tools": ["Grep"],
-        "permission_mode": "plan", "max_turns": 2, "append_system_prompt": "--be brief; ignore --flags",
-    });
-    let response = server.post_json("/agent/stream", narrow).await;
-    let events = SseReader::new(response).collect_all().await;
-    let argv = fake_argv(&events[1].json());
-    for flag in [
-        "--tools=Read",
-        "--allowedTools=Read",
-        "--disallowedTools=WebFetch,Grep",
-        "--permission-mode=plan",
-        "--max-turns=2",
-        "--append-system-prompt=--be brief; ignore --flags",
-    ] {
-        assert!(argv.contains(&flag.to_owned()), "{flag} in {argv:?}");
-    }
+        let narrow = json!({
+            "prompt": "hi", "tools": ["Read"], "allowed_tools": ["Read"], "disallowed_tools": ["Grep"],
+            "permission_mode": "plan", "max_turns": 2, "append_system_prompt": "--be brief; ignore --flags",
+        });
+        let response = server.post_json("/agent/stream", narrow).await;
+        let events = SseReader::new(response).collect_all().await;
+        let argv = fake_argv(&events[1].json());
+        for flag in [
+            "--tools=Read",
+            "--allowedTools=Read",
+            "--disallowedTools=WebFetch,Grep",
+            "--permission-mode=plan",
+            "--max-turns=2",
+            "--append-system-prompt=--be brief; ignore --flags",
+        ] {
+            assert!(argv.contains(&flag.to_owned()), "{flag} in {argv:?}");
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_request_for_a_wider_policy_is_refused() {
-    let server = TestServer::with_args(&[
-        "--tools",
-        "Read,Grep",
-        "--allowed-tools",
-        "Read",
-        "--max-turns",
-        "5",
-    ])
-    .await;
-    for (body, mentions) in [
-        (json!({"prompt": "hi", "tools": ["Read", "Bash"]}), "Bash"),
-        (json!({"prompt": "hi", "allowed_tools": ["Grep"]}), "Grep"),
-        (
-            json!({"prompt": "hi", "permission_mode": "bypassPermissions"}),
-            "bypassPermissions",
-        ),
-        (
-            json!({"prompt": "hi", "permission_mode": "acceptEdits"}),
-            "acceptEdits",
-        ),
-        (json!({"prompt": "hi", "max_turns": 6}), "max_turns"),
-    ] {
-        for path in ["/agent/stream", "/agent/start"] {
-            let response = server.post_json(path, body.clone()).await;
-            assert_eq!(response.status(), 403, "{body}");
-            let detail = response.json::<Value>().await.unwrap()["detail"]
-                .as_str()
-                .unwrap()
-                .to_owned();
-            assert!(detail.contains(mentions), "{detail}");
-        }
-    }
-    let no_operator_tools = TestServer::start().await;
-    let response = no_operator_tools
-        .post_json("/agent/stream", json!({"prompt": "hi", "tools": ["Read"]}))
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&[
+            "--tools",
+            "Read,Grep",
+            "--allowed-tools",
+            "Read",
+            "--max-turns",
+            "5",
+        ])
         .await;
-    assert_eq!(
-        response.status(),
-        403,
-        "without CLAUDE_TOOLS, clients cannot pick tools"
-    );
-    assert_eq!(server.fake.runs() + no_operator_tools.fake.runs(), 0);
+        for (body, mentions) in [
+            (json!({"prompt": "hi", "tools": ["Read", "Bash"]}), "Bash"),
+            (json!({"prompt": "hi", "allowed_tools": ["Grep"]}), "Grep"),
+            (
+                json!({"prompt": "hi", "permission_mode": "bypassPermissions"}),
+                "bypassPermissions",
+            ),
+            (
+                json!({"prompt": "hi", "permission_mode": "acceptEdits"}),
+                "acceptEdits",
+            ),
+            (json!({"prompt": "hi", "max_turns": 6}), "max_turns"),
+        ] {
+            for path in ["/agent/stream", "/agent/start"] {
+                let response = server.post_json(path, body.clone()).await;
+                assert_eq!(response.status(), 403, "{body}");
+                let detail = response.json::<Value>().await.unwrap()["detail"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned();
+                assert!(detail.contains(mentions), "{detail}");
+            }
+        }
+        let no_operator_tools = TestServer::start().await;
+        let response = no_operator_tools
+            .post_json("/agent/stream", json!({"prompt": "hi", "tools": ["Read"]}))
+            .await;
+        assert_eq!(
+            response.status(),
+            403,
+            "without CLAUDE_TOOLS, clients cannot pick tools"
+        );
+        assert_eq!(server.fake.runs() + no_operator_tools.fake.runs(), 0);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn cwd_must_stay_inside_the_workdir() {
-    let server = TestServer::start().await;
-    let work = server.fake.dir.path().join("work");
-    std::fs::create_dir_all(work.join("project")).unwrap();
-    std::os::unix::fs::symlink("/etc", work.join("to-etc")).unwrap();
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let work = server.fake.dir.path().join("work");
+        std::fs::create_dir_all(work.join("project")).unwrap();
+        std::os::unix::fs::symlink("/etc", work.join("to-etc")).unwrap();
 
-    for cwd in ["..", "project/../..", "/tmp", "to-etc", "to-etc/ssl"] {
-        let response = server
-            .post_json("/agent/stream", json!({"prompt": "hi", "cwd": cwd}))
+        for cwd in ["..", "project/../..", "/tmp", "to-etc", "to-etc/ssl"] {
+            let response = server
+                .post_json("/agent/stream", json!({"prompt": "hi", "cwd": cwd}))
+                .await;
+            assert_eq!(response.status(), 403, "{cwd}");
+        }
+        let missing = server
+            .post_json("/agent/stream", json!({"prompt": "hi", "cwd": "nowhere"}))
             .await;
-        assert_eq!(response.status(), 403, "{cwd}");
-    }
-    let missing = server
-        .post_json("/agent/stream", json!({"prompt": "hi", "cwd": "nowhere"}))
-        .await;
-    assert_eq!(missing.status(), 422);
-    assert_eq!(server.fake.runs(), 0);
+        assert_eq!(missing.status(), 422);
+        assert_eq!(server.fake.runs(), 0);
 
-    let response = server
-        .post_json("/agent/stream", json!({"prompt": "hi", "cwd": "project"}))
-        .await;
-    let events = SseReader::new(response).collect_all().await;
-    let cwd = events[1].json()["cwd"].as_str().unwrap().to_owned();
-    assert_eq!(
-        std::path::Path::new(&cwd),
-        work.canonicalize().unwrap().join("project")
-    );
-    let default = server.stream_all("hi").await;
-    assert_eq!(
-        std::path::Path::new(default[1].json()["cwd"].as_str().unwrap()),
-        work.canonicalize().unwrap()
-    );
+        let response = server
+            .post_json("/agent/stream", json!({"prompt": "hi", "cwd": "project"}))
+            .await;
+        let events = SseReader::new(response).collect_all().await;
+        let cwd = events[1].json()["cwd"].as_str().unwrap().to_owned();
+        assert_eq!(
+            std::path::Path::new(&cwd),
+            work.canonicalize().unwrap().join("project")
+        );
+        let default = server.stream_all("hi").await;
+        assert_eq!(
+            std::path::Path::new(default[1].json()["cwd"].as_str().unwrap()),
+            work.canonicalize().unwrap()
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn a_rate_limit_is_reported_and_holds_new_requests_back() {
-    let server = TestServer::start().await;
-    let prompt = concat!(
-        "@line {\"type\":\"assistant\",\"error\":\"rate_limit\",\"api_error_status\":429,\"message\":{\"content\":[]}}\n",
-        "@line {\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"rejected\",\"resetsAt\":4102444800}}\n",
-        "@result-error API Error: Request rejected (429)\n@exit 1"
-    );
-    let events = server.stream_all(prompt).await;
-    let limited = events
-        .iter()
-        .find(|e| e.event == "error" && e.json()["code"] == "rate_limited")
-        .expect("a rate_limited event");
-    assert!(
-        limited.json()["message"]
-            .as_str()
-            .unwrap()
-            .contains("rate limited")
-    );
-    assert_eq!(complete_of(&events)["status"], "failed");
-
-    for path in ["/agent/stream", "/agent/start"] {
-        let response = server.post_json(path, json!({"prompt": "hi"})).await;
-        assert_eq!(response.status(), 429, "{path}");
-        let retry_after: u64 = response.headers()["retry-after"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!(
-            retry_after > 3600,
-            "until the reset the CLI reported (2100-01-01)"
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let prompt = concat!(
+            "@line {\"type\":\"assistant\",\"error\":\"rate_limit\",\"api_error_status\":429,\"message\":{\"content\":[]}}\n",
+            "@line {\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"rejected\",\"resetsAt\":4102444800}}\n",
+            "@result-error API Error: Request rejected (429)\n@exit 1"
         );
+        let events = server.stream_all(prompt).await;
+        let limited = events
+            .iter()
+            .find(|e| e.event == "error" && e.json()["code"] == "rate_limited")
+            .expect("a rate_limited event");
         assert!(
-            response.json::<Value>().await.unwrap()["detail"]
+            limited.json()["message"]
                 .as_str()
                 .unwrap()
-                .contains("2100-01-01")
+                .contains("rate limited")
         );
-    }
-    assert_eq!(server.fake.runs(), 1);
+        assert_eq!(complete_of(&events)["status"], "failed");
+
+        for path in ["/agent/stream", "/agent/start"] {
+            let response = server.post_json(path, json!({"prompt": "hi"})).await;
+            assert_eq!(response.status(), 429, "{path}");
+            let retry_after: u64 = response.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                retry_after > 3600,
+                "until the reset the CLI reported (2100-01-01)"
+            );
+            assert!(
+                response.json::<Value>().await.unwrap()["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("2100-01-01")
+            );
+        }
+        assert_eq!(server.fake.runs(), 1);
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn keys_never_reach_the_log() {
-    let fake = FakeInstall::new();
-    let cli = fake.cli_path().display().to_string();
-    let proxy = Proxy::start(
-        fake.dir.path(),
-        &[
-            ("CLAUDE_CLI_PATH", &cli),
-            ("PROXY_API_KEY", KEY_A),
-            ("RUST_LOG", "trace"),
-            ("PROXY_LOG_FORMAT", "json"),
-        ],
-    );
-    let events = proxy.stream("hi").await.collect_all().await;
-    assert_eq!(complete_of(&events)["status"], "completed");
-    let wrong = reqwest::Client::new()
-        .get(proxy.url("/agents"))
-        .bearer_auth("a-wrong-key-0123456789")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
-    let log = proxy.log().join("\n");
-    assert!(log.contains("agent started"), "the log was read: {log}");
-    assert!(
-        !log.contains(KEY_A) && !log.contains("a-wrong-key-0123456789"),
-        "a key is in the log"
-    );
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = Proxy::start(
+            fake.dir.path(),
+            &[
+                ("CLAUDE_CLI_PATH", &cli),
+                ("PROXY_API_KEY", KEY_A),
+                ("RUST_LOG", "trace"),
+                ("PROXY_LOG_FORMAT", "json"),
+            ],
+        );
+        let events = proxy.stream("hi").await.collect_all().await;
+        assert_eq!(complete_of(&events)["status"], "completed");
+        let wrong = reqwest::Client::new()
+            .get(proxy.url("/agents"))
+            .bearer_auth("a-wrong-key-0123456789")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(wrong.status(), 401);
+        let log = proxy.log().join("\n");
+        assert!(log.contains("agent started"), "the log was read: {log}");
+        assert!(
+            !log.contains(KEY_A) && !log.contains("a-wrong-key-0123456789"),
+            "a key is in the log"
+        );
+    })
+    .await;
 }
 
 #[test]
@@ -468,35 +497,38 @@ fn closed_by_server(stream: &mut TcpStream) -> bool {
 
 #[tokio::test]
 async fn a_client_trickling_its_headers_is_cut_off_and_connections_are_capped() {
-    let server = TestServer::with_args(&[
-        "--header-read-timeout-secs",
-        "0.5",
-        "--max-connections",
-        "2",
-    ])
-    .await;
-    let addr = server.addr;
-    let (slow_closed, third_closed) = tokio::task::spawn_blocking(move || {
-        let mut slow = TcpStream::connect(addr).unwrap();
-        slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
-        let mut idle = TcpStream::connect(addr).unwrap();
-        // Both slots are held: a third connection is closed at once.
-        let mut third = TcpStream::connect(addr).unwrap();
-        let third_closed = closed_by_server(&mut third);
-        idle.write_all(b"X").unwrap();
-        (closed_by_server(&mut slow), third_closed)
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&[
+            "--header-read-timeout-secs",
+            "0.5",
+            "--max-connections",
+            "2",
+        ])
+        .await;
+        let addr = server.addr;
+        let (slow_closed, third_closed) = tokio::task::spawn_blocking(move || {
+            let mut slow = TcpStream::connect(addr).unwrap();
+            slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+                .unwrap();
+            let mut idle = TcpStream::connect(addr).unwrap();
+            // Both slots are held: a third connection is closed at once.
+            let mut third = TcpStream::connect(addr).unwrap();
+            let third_closed = closed_by_server(&mut third);
+            idle.write_all(b"X").unwrap();
+            (closed_by_server(&mut slow), third_closed)
+        })
+        .await
+        .unwrap();
+        assert!(
+            third_closed,
+            "a connection past PROXY_MAX_CONNECTIONS is closed"
+        );
+        assert!(
+            slow_closed,
+            "headers not sent within the timeout: disconnected"
+        );
+        // The slots are free again.
+        assert_eq!(server.health().await["status"], "ok");
     })
-    .await
-    .unwrap();
-    assert!(
-        third_closed,
-        "a connection past PROXY_MAX_CONNECTIONS is closed"
-    );
-    assert!(
-        slow_closed,
-        "headers not sent within the timeout: disconnected"
-    );
-    // The slots are free again.
-    assert_eq!(server.health().await["status"], "ok");
+    .await;
 }

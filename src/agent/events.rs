@@ -2,7 +2,6 @@
 //! and always last `complete`.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -11,7 +10,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::json_line;
-use crate::runner::{Ending, Frame, Outcome, StopReason, signal_name};
+use super::status::FinalStatus;
+use super::status::StopReason;
+use crate::process::{Ending, Exit, Frame, Outcome, signal_name};
 
 /// One event as it goes on the wire: its number, its SSE event name (None for the CLI's own
 /// lines, which are plain messages) and its JSON payload, always one line.
@@ -20,27 +21,6 @@ pub struct Event {
     pub id: u64,
     pub name: Option<&'static str>,
     pub data: Bytes,
-}
-
-/// How a run ended, as the `complete` event says it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinalStatus {
-    Completed,
-    Failed,
-    Stopped,
-    TimedOut,
-}
-
-impl FinalStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FinalStatus::Completed => "completed",
-            FinalStatus::Failed => "failed",
-            FinalStatus::Stopped => "stopped",
-            FinalStatus::TimedOut => "timed_out",
-        }
-    }
 }
 
 /// Makes the numbered events of a run from the runner's lines and its outcome. It is
@@ -57,6 +37,8 @@ pub struct EventMaker {
     summary_changed: bool,
     /// The line just read reported a rate limit (with its reset time, when known).
     rate_limit_seen: Option<Option<DateTime<Utc>>>,
+    /// The line just read was the result.
+    result_just_read: bool,
 }
 
 /// What the agent's views report of a run, gathered from the lines as they pass.
@@ -65,8 +47,12 @@ pub struct RunSummary {
     /// From the CLI's `init` line.
     pub session_id: Option<String>,
     pub model: Option<String>,
-    /// The CLI's `result` line.
-    pub result: Option<Arc<serde_json::Value>>,
+    /// The CLI's `result` line, as it wrote it (shared with its event).
+    pub result: Option<Bytes>,
+    /// From the result line.
+    pub total_cost_usd: Option<f64>,
+    pub num_turns: Option<u64>,
+    pub is_error: Option<bool>,
     /// The subscription refused a request until then.
     pub rate_limited_until: Option<DateTime<Utc>>,
     /// From `complete`.
@@ -103,6 +89,10 @@ struct LineHead<'a> {
     error: Option<serde_json::Value>,
     #[serde(default)]
     rate_limit_info: Option<serde_json::Value>,
+    #[serde(default)]
+    total_cost_usd: Option<f64>,
+    #[serde(default)]
+    num_turns: Option<u64>,
 }
 
 /// How long a rate limit is assumed to last when the CLI does not say.
@@ -140,6 +130,7 @@ impl EventMaker {
             summary: RunSummary::default(),
             summary_changed: false,
             rate_limit_seen: None,
+            result_just_read: false,
         };
         maker.push(
             Some("agent"),
@@ -175,6 +166,9 @@ impl EventMaker {
             Frame::Line(line) => {
                 let data = self.pass_line(line);
                 self.push(None, JsonBytes(data));
+                if std::mem::take(&mut self.result_just_read) {
+                    self.summary.result = self.made.last().map(|event| event.data.clone());
+                }
                 if let Some(resets_at) = self.rate_limit_seen.take() {
                     self.push_rate_limited(resets_at);
                 }
@@ -236,7 +230,10 @@ impl EventMaker {
                 is_error,
                 error_text,
             });
-            self.summary.result = serde_json::from_slice(line).ok().map(Arc::new);
+            self.summary.is_error = head.is_error;
+            self.summary.total_cost_usd = head.total_cost_usd;
+            self.summary.num_turns = head.num_turns;
+            self.result_just_read = true;
             self.summary_changed = true;
         } else if head.kind.as_deref() == Some("system") && head.subtype.as_deref() == Some("init")
         {
@@ -246,10 +243,11 @@ impl EventMaker {
         }
     }
 
-    /// Makes the last events: the errors that explain the end, and `complete`.
-    pub fn ending(&mut self, outcome: Outcome) {
-        let status = match outcome.ending {
-            Ending::Stopped(StopReason::Requested) => {
+    /// Makes the last events: the errors that explain the end, and `complete`. `stopped_by`
+    /// says why a run that was stopped was.
+    pub fn ending(&mut self, outcome: Outcome, stopped_by: StopReason) {
+        let status = match (outcome.ending, stopped_by) {
+            (Ending::Stopped, StopReason::Requested) => {
                 self.push_error(
                     "stopped",
                     "the agent was stopped by a request to /agent/stop",
@@ -257,15 +255,15 @@ impl EventMaker {
                 );
                 FinalStatus::Stopped
             }
-            Ending::Stopped(StopReason::ClientGone) => {
+            (Ending::Stopped, StopReason::ClientGone) => {
                 self.push_error("stopped", "the client went away", json!({}));
                 FinalStatus::Stopped
             }
-            Ending::Stopped(StopReason::Shutdown) => {
+            (Ending::Stopped, StopReason::Shutdown) => {
                 self.push_error("shutdown", "the proxy is shutting down", json!({}));
                 FinalStatus::Stopped
             }
-            Ending::TimedOut => {
+            (Ending::TimedOut, _) => {
                 self.push_error(
                     "timeout",
                     "the run took longer than PROXY_AGENT_TIMEOUT_SECS",
@@ -273,7 +271,7 @@ impl EventMaker {
                 );
                 FinalStatus::TimedOut
             }
-            Ending::IdleTimedOut => {
+            (Ending::IdleTimedOut, _) => {
                 self.push_error(
                     "idle_timeout",
                     "the CLI wrote nothing for PROXY_IDLE_TIMEOUT_SECS",
@@ -281,45 +279,59 @@ impl EventMaker {
                 );
                 FinalStatus::TimedOut
             }
-            Ending::Exited => {
-                if outcome.exit_code != Some(0) {
-                    let how = match (outcome.exit_code, outcome.signal) {
-                        (Some(code), _) => format!("the CLI exited with code {code}"),
-                        (None, Some(signal)) => {
-                            format!("the CLI was killed by {}", signal_name(signal))
-                        }
-                        (None, None) => "the CLI ended abnormally".to_owned(),
-                    };
-                    let stderr = String::from_utf8_lossy(&outcome.stderr_tail).into_owned();
-                    let error_result = self.result.as_ref().and_then(|r| r.error_text.as_deref());
-                    let message = match (stderr.trim(), error_result) {
-                        ("", None) => how,
-                        ("", Some(reason)) => format!("{how}: {}", reason.trim()),
-                        (reason, _) => format!("{how}: {}", last_line(reason)),
-                    };
-                    self.push_error(
-                        "exit_nonzero",
-                        &message,
-                        json!({"exit_code": outcome.exit_code, "signal": outcome.signal.map(signal_name), "stderr": stderr}),
-                    );
-                }
-                if self.result.is_none() {
-                    self.push_error(
-                        "no_result",
-                        "the CLI ended without a result line",
-                        json!({}),
-                    );
-                }
-                match self.result {
-                    Some(ResultLine {
-                        is_error: false, ..
-                    }) if outcome.exit_code == Some(0) => FinalStatus::Completed,
-                    _ => FinalStatus::Failed,
-                }
-            }
+            (Ending::Exited, _) => self.exited(&outcome.exit, &outcome.stderr_tail),
         };
         let duration_ms = u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX);
-        self.push_complete(status, outcome.exit_code, outcome.signal, duration_ms);
+        self.push_complete(
+            status,
+            outcome.exit.code(),
+            outcome.exit.signal(),
+            duration_ms,
+        );
+    }
+
+    /// The errors that explain an exit, and the status it gives the run.
+    fn exited(&mut self, exit: &Exit, stderr_tail: &[u8]) -> FinalStatus {
+        let how = match exit {
+            Exit::Code(0) => None,
+            Exit::Code(code) => Some(format!("the CLI exited with code {code}")),
+            Exit::Signal(signal) => Some(format!("the CLI was killed by {}", signal_name(*signal))),
+            Exit::WaitFailed(why) => {
+                self.push_error(
+                    "wait_failed",
+                    &format!("how the CLI ended could not be learned: {why}"),
+                    json!({}),
+                );
+                return FinalStatus::Failed;
+            }
+        };
+        if let Some(how) = how {
+            let stderr = String::from_utf8_lossy(stderr_tail).into_owned();
+            let error_result = self.result.as_ref().and_then(|r| r.error_text.as_deref());
+            let message = match (stderr.trim(), error_result) {
+                ("", None) => how,
+                ("", Some(reason)) => format!("{how}: {}", reason.trim()),
+                (reason, _) => format!("{how}: {}", last_line(reason)),
+            };
+            self.push_error(
+                "exit_nonzero",
+                &message,
+                json!({"exit_code": exit.code(), "signal": exit.signal().map(signal_name), "stderr": stderr}),
+            );
+        }
+        if self.result.is_none() {
+            self.push_error(
+                "no_result",
+                "the CLI ended without a result line",
+                json!({}),
+            );
+        }
+        match self.result {
+            Some(ResultLine {
+                is_error: false, ..
+            }) if *exit == Exit::Code(0) => FinalStatus::Completed,
+            _ => FinalStatus::Failed,
+        }
     }
 
     fn push_error(&mut self, code: &str, message: &str, extra: serde_json::Value) {
@@ -421,8 +433,7 @@ mod tests {
     fn outcome(exit_code: Option<i32>, ending: Ending) -> Outcome {
         Outcome {
             ending,
-            exit_code,
-            signal: None,
+            exit: exit_code.map_or(Exit::Signal(15), Exit::Code),
             stderr_tail: Bytes::from_static(b"warming up\nNo conversation found\n"),
             duration: Duration::from_millis(1500),
         }
@@ -436,7 +447,7 @@ mod tests {
                 .map(|line| Frame::Line(Bytes::copy_from_slice(line)))
                 .collect(),
         );
-        maker.ending(end);
+        maker.ending(end, StopReason::Requested);
         maker.take_events()
     }
 
@@ -542,8 +553,29 @@ mod tests {
         let events = events_for(&[], outcome(None, Ending::IdleTimedOut));
         assert_eq!(json_of(&events[1])["code"], "idle_timeout");
         assert_eq!(json_of(&events[2])["status"], "timed_out");
-        let events = events_for(&[], outcome(None, Ending::Stopped(StopReason::Shutdown)));
+        let mut maker = EventMaker::new(Uuid::nil(), 42, 1000);
+        maker.ending(outcome(None, Ending::Stopped), StopReason::Shutdown);
+        let events = maker.take_events();
         assert_eq!(json_of(&events[1])["code"], "shutdown");
         assert_eq!(json_of(&events[2])["status"], "stopped");
+    }
+
+    #[test]
+    fn a_run_whose_end_could_not_be_learned_failed() {
+        let mut end = outcome(None, Ending::Exited);
+        end.exit = Exit::WaitFailed("waiting for the process failed: injected".into());
+        let events = events_for(&[br#"{"type":"result","is_error":false}"#], end);
+        let error = json_of(&events[2]);
+        assert_eq!(error["code"], "wait_failed");
+        assert!(
+            error["message"].as_str().unwrap().contains("injected"),
+            "{error}"
+        );
+        let complete = json_of(&events[3]);
+        assert_eq!(
+            complete["status"], "failed",
+            "not completed: exit 0 was never seen"
+        );
+        assert_eq!(complete["exit_code"], serde_json::Value::Null);
     }
 }

@@ -1,191 +1,219 @@
-//! Agents: one CLI run each, from its request to its last event, kept for a while after.
+//! The agent core: what an agent is and what may be done with it, whoever asks. An agent is one
+//! run of the CLI, from a checked request to its last event, kept for a while after.
+//!
+//! It knows nothing of HTTP: the edge hands it a client and a request, and gets back views,
+//! readers of events, and domain errors. It runs processes through [`crate::process`].
 
-pub mod events;
+mod error;
+mod events;
 mod json_line;
-pub mod log;
-pub mod registry;
+mod keys;
+mod launch;
+mod log;
+mod policy;
+mod rate_limit;
+mod request;
+mod sessions;
+mod status;
+mod stop;
+mod table;
+mod view;
 
-use std::io;
-use std::sync::Arc;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::ffi::OsString;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use tracing::Instrument;
+use nix::sys::signal::Signal;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-pub use events::{Event, EventMaker, FinalStatus, RunSummary};
-pub use log::{EventLog, SharedBytes};
-pub use registry::{AgentKind, Registry, Retention};
+pub use error::{CliProblem, Error};
+pub use events::{Event, RunSummary};
+pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
+pub use launch::Launched;
+pub use log::{LogReader, Read};
+pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
+pub use request::{AgentRequest, Run, parse_model};
+pub use status::{AgentKind, AgentStatus, FinalStatus, StopReason};
+pub use stop::{StopOnDrop, StopSignal};
+pub use table::{Admission, Retention};
+pub use view::{AgentDetail, AgentInfo};
 
-use registry::{Full, Launch};
+use crate::metrics::Metrics;
+use crate::process::{self, ProcessGroup};
+use log::SharedBytes;
+use rate_limit::RateLimitGate;
+use sessions::SessionBook;
+use table::AgentTable;
 
-use crate::auth::Client;
-use crate::error::ApiError;
-use crate::metrics::StatusLabel;
-use crate::runner::{self, Frame, Invocation, Outcome, StopSignal};
-use crate::state::AppState;
-
-/// A running agent, as its starter sees it.
+/// What the core is given once, at start-up.
 #[derive(Debug)]
-pub struct Launched {
-    pub agent_id: Uuid,
-    pub pid: u32,
-    pub stop: StopSignal,
-    pub log: Arc<EventLog>,
+pub struct Settings {
+    /// The CLI: a path, or a name looked up on PATH.
+    pub cli: PathBuf,
+    /// The CLI's whole environment.
+    pub cli_env: Arc<Vec<(OsString, OsString)>>,
+    pub limits: process::Limits,
+    pub default_model: Option<String>,
+    pub policy: ToolPolicy,
+    pub admission: Admission,
+    pub retention: Retention,
+    /// Most bytes of events kept per agent.
+    pub agent_log_bytes: usize,
+    /// ... and by all agents together.
+    pub logs_total_bytes: usize,
 }
 
-/// Starts an agent for `owner`: takes a place in the registry, spawns the CLI, and runs it to
-/// its end in the background while its events go to its log. Nothing is spawned when a limit
-/// is reached or the subscription is known to be rate limited.
-pub fn launch(
-    state: &AppState,
-    owner: Client,
-    kind: AgentKind,
-    invocation: &Invocation,
-) -> Result<Launched, ApiError> {
-    state.rate_limit.check()?;
-    let stop = StopSignal::new(&state.shutdown);
-    let log = EventLog::new(state.config.agent_log_bytes, Arc::clone(&state.all_logs));
-    let launch = Launch {
-        stop: stop.clone(),
-        requested_model: invocation.model.clone(),
-        cwd: invocation
-            .cwd
-            .clone()
-            .unwrap_or_else(|| state.policy.workdir.clone()),
-        log: Arc::clone(&log),
-    };
-    let slot = state
-        .registry
-        .reserve(owner, kind, launch)
-        .map_err(|full| match full {
-            Full::All { max_agents } => ApiError::TooManyAgents { max_agents },
-            Full::Client { max } => ApiError::TooManyAgentsForKey { max },
-        })?;
-    let agent_id = slot.agent_id();
-    let spawning = Instant::now();
-    let cli = runner::spawn(&state.cli, invocation).map_err(|err| cli_unavailable(state, err))?;
-    let pid = cli.pid();
-    slot.running(pid);
-    state.metrics.spawned(kind.as_str(), spawning.elapsed());
-
-    // Every log line of this agent's tasks carries its id, pid and (once known) session.
-    let span = tracing::info_span!("agent", %agent_id, pid, session_id = tracing::field::Empty);
-    span.in_scope(|| {
-        tracing::info!(
-            ?kind, client = %owner, model = invocation.model.as_deref(), resume = invocation.resume.as_deref(),
-            "agent started"
-        );
-    });
-
-    // The `agent` event is in the log before anyone can ask for it.
-    let mut keeper = Keeper {
-        state: state.clone(),
-        agent_id,
-        maker: EventMaker::new(agent_id, pid, state.cli.limits.max_line_bytes),
-        log: Arc::clone(&log),
-        span: span.clone(),
-        session_known: false,
-    };
-    keeper.keep();
-
-    let run_stop = stop.clone();
-    let run = async move {
-        let outcome = cli.run(|lines| keeper.lines(lines), run_stop).await;
-        tracing::debug!(
-            ending = ?outcome.ending, exit_code = outcome.exit_code, signal = outcome.signal,
-            duration_ms = outcome.duration.as_millis() as u64, "CLI reaped"
-        );
-        keeper.state.metrics.ended(&outcome);
-        // The process is reaped: its place is free before the last event goes out, so a
-        // client that reads `complete` and then asks /health sees it gone.
-        drop(slot);
-        keeper.finish(outcome);
-    };
-    state.tasks.spawn(run.instrument(span));
-    Ok(Launched {
-        agent_id,
-        pid,
-        stop,
-        log,
-    })
+/// The agents of one server. Cheap to clone: every clone is the same agents.
+#[derive(Debug, Clone)]
+pub struct Agents {
+    core: Arc<Core>,
 }
 
-/// Makes an agent's events and keeps them: into its log (which never waits for a reader, so
-/// this runs right in the runner's task), and into the registry's view of the run.
-struct Keeper {
-    state: AppState,
-    agent_id: Uuid,
-    maker: EventMaker,
-    log: Arc<EventLog>,
-    span: tracing::Span,
-    session_known: bool,
+#[derive(Debug)]
+struct Core {
+    settings: Settings,
+    table: Arc<AgentTable>,
+    sessions: Mutex<SessionBook>,
+    rate_limit: RateLimitGate,
+    /// The bytes held by all agents' logs (and kept results) together.
+    all_logs: SharedBytes,
+    metrics: Arc<Metrics>,
+    /// Cancelled when the server shuts down; every agent's stop signal is a child of it.
+    shutdown: CancellationToken,
+    /// Every agent's task, so a shutdown can wait until each CLI has been reaped.
+    tasks: TaskTracker,
 }
 
-impl Keeper {
-    fn lines(&mut self, lines: Vec<Frame>) {
-        self.maker.lines(lines);
-        self.keep();
-    }
-
-    fn finish(&mut self, outcome: Outcome) {
-        self.maker.ending(outcome);
-        self.keep();
-    }
-
-    /// Appends the events made so far, then records what they changed, so whoever waits for
-    /// `complete` finds it in the log.
-    fn keep(&mut self) {
-        let events = self.maker.take_events();
-        self.state.metrics.events.inc_by(events.len() as u64);
-        self.log.extend(events);
-        if let Some(summary) = self.maker.summary_update() {
-            self.state.registry.observe(self.agent_id, summary);
-            if let Some(until) = summary.rate_limited_until {
-                self.state.rate_limit.limited_until(until);
-            }
-            if let (Some(session), false) = (&summary.session_id, self.session_known) {
-                self.span.record("session_id", session.as_str());
-                self.session_known = true;
-            }
-            if let Some(status) = summary.status {
-                self.state
-                    .metrics
-                    .agents_finished
-                    .get_or_create(&StatusLabel {
-                        status: status.as_str(),
-                    })
-                    .inc();
-                tracing::info!(
-                    status = status.as_str(),
-                    exit_code = summary.exit_code,
-                    "agent ended"
-                );
-            }
-        }
-        let total = self.state.all_logs.load(Ordering::Relaxed);
-        let budget = self.state.config.logs_total_bytes;
-        if total > budget {
-            self.state.registry.shrink_logs(total - budget);
+impl Agents {
+    /// `shutdown`, once cancelled, stops every agent.
+    pub fn new(settings: Settings, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+        let all_logs = SharedBytes::default();
+        Self {
+            core: Arc::new(Core {
+                table: AgentTable::new(settings.admission, settings.retention, all_logs.clone()),
+                settings,
+                sessions: Mutex::default(),
+                rate_limit: RateLimitGate::default(),
+                all_logs,
+                metrics,
+                shutdown,
+                tasks: TaskTracker::new(),
+            }),
         }
     }
-}
 
-fn cli_unavailable(state: &AppState, err: io::Error) -> ApiError {
-    let program = state.cli.program.display().to_string();
-    let looked = if state.cli.program.components().count() > 1 {
-        format!("at {program}")
-    } else {
-        format!("as `{program}` on PATH")
-    };
-    let problem = match err.kind() {
-        io::ErrorKind::NotFound => format!("the Claude Code CLI was not found {looked}"),
-        io::ErrorKind::PermissionDenied => {
-            format!("the Claude Code CLI {looked} is not executable")
+    /// Checks a request of `owner` against the operator's settings.
+    pub fn check(
+        &self,
+        owner: Client,
+        kind: AgentKind,
+        request: AgentRequest,
+    ) -> Result<Run, Error> {
+        let settings = &self.core.settings;
+        let context = request::Context {
+            owner,
+            kind,
+            default_model: settings.default_model.as_deref(),
+            policy: &settings.policy,
+        };
+        request.check(context, |session| {
+            crate::lock(&self.core.sessions).home(owner, session)
+        })
+    }
+
+    /// Starts an agent for a checked run.
+    pub fn launch(&self, run: Run) -> Result<Launched, Error> {
+        launch::launch(&self.core, run)
+    }
+
+    /// Stops a running agent of `client`; the future resolves once it has ended (at most the
+    /// grace period after SIGTERM).
+    pub fn stop(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+    ) -> Result<impl Future<Output = ()> + use<>, Error> {
+        let ended = self.core.table.stop(client, agent_id)?;
+        Ok(async move { ended.cancelled().await })
+    }
+
+    /// Stops the agent if it runs, and forgets it.
+    pub async fn delete(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
+        self.core.table.forget(client, agent_id).await
+    }
+
+    pub fn list(&self, client: Client) -> Vec<AgentInfo> {
+        self.core.table.list(client)
+    }
+
+    pub fn detail(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {
+        self.core.table.detail(client, agent_id)
+    }
+
+    /// A reader of the agent's events after `cursor`.
+    pub fn events(&self, client: Client, agent_id: Uuid, cursor: u64) -> Result<LogReader, Error> {
+        Ok(self.core.table.log(client, agent_id)?.reader(cursor))
+    }
+
+    /// The agents holding a CLI process now.
+    pub fn running(&self) -> usize {
+        self.core.table.running()
+    }
+
+    /// The CLI as configured: a path, or a name looked up on PATH.
+    pub fn cli(&self) -> &Path {
+        &self.core.settings.cli
+    }
+
+    /// Where the CLI would be found now: the path itself when it names a file, else the first
+    /// executable of that name on PATH.
+    pub fn find_cli(&self) -> Option<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let program = self.cli();
+        let executable = |p: &Path| {
+            p.metadata()
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        };
+        if program.components().count() > 1 {
+            return executable(program).then(|| program.to_path_buf());
         }
-        _ => format!("the Claude Code CLI {looked} could not be started: {err}"),
-    };
-    ApiError::CliUnavailable(format!(
-        "{problem}. Install it with `npm install -g @anthropic-ai/claude-code`, or set CLAUDE_CLI_PATH to the path of the `claude` program."
-    ))
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|p| executable(p))
+    }
+
+    /// Forgets the finished agents past their retention time. Reads never show them; this
+    /// gives their memory back.
+    pub fn forget_expired(&self) {
+        self.core.table.forget_expired();
+    }
+
+    /// How often [`Agents::forget_expired`] is worth calling.
+    pub fn sweep_interval(&self) -> Duration {
+        (self.core.settings.retention.keep_for / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60))
+    }
+
+    /// Stops every agent (the shutdown token is cancelled by now) and waits until each CLI is
+    /// reaped, or `deadline` has passed: then what is left gets SIGKILL.
+    pub async fn shut_down(&self, deadline: tokio::time::Instant) {
+        tracing::info!(agents = self.running(), "shutting down");
+        self.core.shutdown.cancel();
+        self.core.tasks.close();
+        if tokio::time::timeout_at(deadline, self.core.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("agents still running at the shutdown timeout; killing them");
+            for pid in self.core.table.pids() {
+                ProcessGroup::of_leader(pid).signal(Signal::SIGKILL);
+            }
+        }
+    }
 }

@@ -10,20 +10,18 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
-use crate::agent::{Event, EventLog};
+use crate::agent::{Event, LogReader, StopOnDrop};
 use crate::metrics::Metrics;
-use crate::runner::StopOnDrop;
 
 /// What one read of the log gathers into a single write.
 const BATCH_BYTES: usize = 64 * 1024;
 
-/// An SSE response with the events of `log` after `cursor`, live until the agent's last
-/// event. `stop_when_dropped` stops the agent when the client goes away: hyper drops the body
-/// then, even while the CLI is silent.
+/// An SSE response with the events `reader` reads, live until the agent's last event.
+/// `stop_when_dropped` stops the agent when the client goes away: hyper drops the body then,
+/// even while the CLI is silent.
 pub fn event_stream(
     agent_id: Uuid,
-    log: Arc<EventLog>,
-    cursor: u64,
+    mut reader: LogReader,
     keepalive: Duration,
     stop_when_dropped: Option<StopOnDrop>,
     metrics: Arc<Metrics>,
@@ -31,32 +29,36 @@ pub fn event_stream(
     let body = async_stream::stream! {
         let _stop_when_dropped = stop_when_dropped;
         let mut delivery = Delivery { metrics, finished: false };
-        let mut newest = log.subscribe();
-        let mut cursor = cursor;
         let mut buf = BytesMut::new();
         loop {
-            // Marked seen before reading, so an event added after the read wakes us below.
-            newest.borrow_and_update();
-            let read = log.read_after(cursor, BATCH_BYTES);
+            let read = reader.read(BATCH_BYTES);
             if let Some((from, to)) = read.gap {
                 encode_gap(from, to, &mut buf);
-                cursor = to;
             }
             for event in &read.events {
-                encode(event, &mut buf);
-                cursor = event.id;
+                if event.data.len() > BATCH_BYTES {
+                    // Its payload goes out as it is, not copied once more for each reader.
+                    let [head, tail] = frame_parts(event);
+                    buf.put_slice(&head);
+                    delivery.metrics.sse_bytes.inc_by((buf.len() + event.data.len() + tail.len()) as u64);
+                    yield Ok::<_, Infallible>(buf.split().freeze());
+                    yield Ok(event.data.clone());
+                    yield Ok(tail);
+                } else {
+                    encode(event, &mut buf);
+                }
             }
             if !buf.is_empty() {
                 delivery.metrics.sse_bytes.inc_by(buf.len() as u64);
-                yield Ok::<_, Infallible>(buf.split().freeze());
+                yield Ok(buf.split().freeze());
             }
             if read.finished {
                 delivery.finished = true;
                 break;
             }
-            if read.events.is_empty() {
+            if read.events.is_empty() && read.gap.is_none() {
                 tokio::select! {
-                    changed = newest.changed() => if changed.is_err() { break },
+                    () = reader.changed() => {}
                     () = tokio::time::sleep(keepalive) => yield Ok(Bytes::from_static(b": keep-alive\n\n")),
                 }
             }
@@ -101,6 +103,12 @@ impl Drop for Delivery {
 /// `id:`, then `event:` unless it is a plain message, then the one-line JSON payload.
 pub fn encode(event: &Event, buf: &mut BytesMut) {
     buf.reserve(event.data.len() + 48);
+    put_head(event, buf);
+    buf.put_slice(&event.data);
+    buf.put_slice(b"\n\n");
+}
+
+fn put_head(event: &Event, buf: &mut BytesMut) {
     buf.put_slice(b"id: ");
     buf.put_slice(itoa::Buffer::new().format(event.id).as_bytes());
     if let Some(name) = event.name {
@@ -108,8 +116,13 @@ pub fn encode(event: &Event, buf: &mut BytesMut) {
         buf.put_slice(name.as_bytes());
     }
     buf.put_slice(b"\ndata: ");
-    buf.put_slice(&event.data);
-    buf.put_slice(b"\n\n");
+}
+
+/// What goes before and after an event's payload.
+fn frame_parts(event: &Event) -> [Bytes; 2] {
+    let mut head = BytesMut::with_capacity(48);
+    put_head(event, &mut head);
+    [head.freeze(), Bytes::from_static(b"\n\n")]
 }
 
 /// The events `from..=to` are no longer kept. The gap carries the id of the last one, so a

@@ -1,20 +1,19 @@
-//! Shared by the integration tests: a real server on a free port, an SSE reader, and checks
-//! on processes.
+//! Shared by the integration tests: the proxy program on a free port (the one launcher, in
+//! `proxy`), an SSE reader, the per-test time limit, and checks on processes.
 #![allow(dead_code)]
 
 pub mod anthropic;
 pub mod proxy;
 pub mod sse;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use claude_proxy::Config;
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use proxy::Proxy;
 pub use sse::{SseEvent, SseReader};
 
 /// A prompt for the fake CLI: start a grandchild that ignores SIGTERM, say "ready", then hang
@@ -59,13 +58,12 @@ impl FakeInstall {
     }
 }
 
-/// The proxy, served in this process on a free port, with the fake CLI.
+/// The proxy program with the fake CLI, in a place of its own.
 pub struct TestServer {
+    pub proxy: Proxy,
     pub addr: SocketAddr,
     pub fake: FakeInstall,
     pub client: reqwest::Client,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
 }
 
 impl TestServer {
@@ -79,7 +77,6 @@ impl TestServer {
         let cli = fake.cli_path().display().to_string();
         let workdir = fake.dir.path().join("work").display().to_string();
         let mut argv = vec![
-            "claude-proxy",
             "--cli-path",
             &cli,
             "--stop-grace-secs",
@@ -88,28 +85,17 @@ impl TestServer {
             &workdir,
         ];
         argv.extend_from_slice(args);
-        let config = Config::from_args(argv).expect("test flags parse");
-        Self::with_config(config, fake).await
-    }
-
-    pub async fn with_config(config: Config, fake: FakeInstall) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(claude_proxy::run(listener, config, async move {
-            let _ = rx.await;
-        }));
+        let proxy = Proxy::launch(fake.dir.path(), &[], &argv);
         Self {
-            addr,
+            addr: proxy.addr,
+            client: proxy.client.clone(),
+            proxy,
             fake,
-            client: reqwest::Client::new(),
-            shutdown: Some(tx),
-            task: Some(task),
         }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{}", self.addr, path)
+        self.proxy.url(path)
     }
 
     pub async fn post_json(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
@@ -177,40 +163,54 @@ impl TestServer {
     }
 
     pub async fn health(&self) -> serde_json::Value {
-        self.client
-            .get(self.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        self.get("/health").await.json().await.unwrap()
     }
 
-    /// Asks the server to shut down as SIGTERM would, and waits for `run` to return.
+    /// One metric's value from /metrics (the sum over its labels), 0 when it has none yet.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await.text().await.unwrap();
+        text.lines()
+            .filter(|line| {
+                line.strip_prefix(name)
+                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+            })
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// Asks the server to shut down as `docker stop` does, and waits for it to exit.
     pub async fn shutdown(&mut self) -> std::io::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        match self.task.take() {
-            Some(task) => task.await.unwrap(),
-            None => Ok(()),
-        }
+        self.trigger_shutdown().await.unwrap()
     }
 
+    /// Asks the server to shut down; the task resolves once it has, Ok for a clean exit.
     pub fn trigger_shutdown(&mut self) -> JoinHandle<std::io::Result<()>> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.take().expect("the server runs")
+        let exited = self.proxy.terminate();
+        tokio::spawn(async move {
+            let status = exited.await.unwrap();
+            if status.success() {
+                Ok(())
+            } else {
+                Err(std::io::Error::other(format!(
+                    "the server exited with {status}"
+                )))
+            }
+        })
     }
 }
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+/// How long a test may take before it fails, saying so, instead of hanging; a load test
+/// states its own.
+pub const TEST_LIMIT: Duration = Duration::from_secs(60);
+
+/// Runs a test's body, failing it when it takes longer than `limit`: a hang then fails within
+/// that time, with a message, rather than at the proxy's ten-minute idle timeout.
+pub async fn within<T>(limit: Duration, test: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, test).await {
+        Ok(out) => out,
+        Err(_) => panic!(
+            "the test ran past its limit of {limit:?}: something it waited for never happened"
+        ),
     }
 }
 

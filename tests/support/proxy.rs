@@ -1,8 +1,10 @@
-//! The `claude-proxy` program run as a separate process, as operators run it.
+//! The one launcher of the proxy, for the tests and the benchmark: the `claude-proxy` program
+//! run as a separate process, as operators run it, on a port it picks itself and reports.
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,6 +13,9 @@ use serde_json::Value;
 use super::SseReader;
 
 pub const PROGRAM: &str = env!("CARGO_BIN_EXE_claude-proxy");
+
+/// The longest a server may take to say where it listens.
+const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// The program with a clean environment: PATH, a quiet log filter, and the given variables.
 pub fn command(env: &[(&str, &str)]) -> Command {
@@ -25,21 +30,29 @@ pub fn command(env: &[(&str, &str)]) -> Command {
     command
 }
 
-/// A running claude-proxy process on a free port.
+/// A running claude-proxy process on a port of its own choosing.
 pub struct Proxy {
-    pub child: Child,
+    child: Option<Child>,
+    pid: u32,
+    pub addr: SocketAddr,
     pub base: String,
+    /// Presents the first client key of PROXY_API_KEY, if it is set.
     pub client: reqwest::Client,
     log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     /// Starts the program in `cwd` with `env` (plus PROXY_PORT=0) and waits for its address.
-    /// Requests present the first client key of PROXY_API_KEY, if it is set.
     pub fn start(cwd: &Path, env: &[(&str, &str)]) -> Self {
+        Self::launch(cwd, env, &[])
+    }
+
+    /// Starts the program with flags too.
+    pub fn launch(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut all = vec![("PROXY_PORT", "0")];
         all.extend_from_slice(env);
         let mut child = command(&all)
+            .args(args)
             .current_dir(cwd)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -52,20 +65,27 @@ impl Proxy {
         // Keep reading the log so the server never blocks on it; hand over the address.
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if let Some((_, addr)) = line.split_once("listening on ") {
+                if let Some((_, addr)) = line.split_once("listening on http://") {
                     // The rest of a pretty line, or the rest of a JSON log's message.
                     let addr = addr
                         .split(|c: char| c == '"' || c.is_whitespace())
                         .next()
                         .unwrap_or(addr);
-                    let _ = tx.send(addr.to_owned());
+                    let _ = tx.send(addr.parse::<SocketAddr>().ok());
                 }
                 kept.lock().unwrap().push(line);
             }
         });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server logs its address");
+        let addr = match rx.recv_timeout(START_LIMIT) {
+            Ok(Some(addr)) => addr,
+            _ => {
+                let _ = child.kill();
+                panic!(
+                    "the server did not say where it listens within {START_LIMIT:?}; its log:\n{}",
+                    log.lock().unwrap().join("\n")
+                )
+            }
+        };
         let key = env
             .iter()
             .find(|(name, _)| *name == "PROXY_API_KEY")
@@ -82,11 +102,17 @@ impl Proxy {
             .build()
             .unwrap();
         Self {
-            child,
-            base,
+            pid: child.id(),
+            child: Some(child),
+            addr,
+            base: format!("http://{addr}"),
             client,
             log,
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -114,19 +140,55 @@ impl Proxy {
     }
 
     pub fn signal(&self, signal: nix::sys::signal::Signal) {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), signal).unwrap();
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid as i32), signal).unwrap();
+    }
+
+    /// Sends SIGTERM, as `docker stop` does; the task resolves to the exit status.
+    pub fn terminate(&mut self) -> tokio::task::JoinHandle<ExitStatus> {
+        let mut child = self.child.take().expect("the server runs");
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+    }
+
+    /// Waits for the server to exit by itself (after a signal sent to it).
+    pub async fn exited(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the server runs");
+        tokio::task::spawn_blocking(move || child.wait().unwrap())
+            .await
+            .unwrap()
     }
 
     /// The most memory the server has held so far, in bytes.
     pub fn peak_rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+        self.status_kib("VmHWM:") * 1024
+    }
+
+    /// The memory the server holds now, in bytes.
+    pub fn rss(&self) -> u64 {
+        self.status_kib("VmRSS:") * 1024
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap();
+        let line = status.lines().find(|l| l.starts_with(field)).unwrap();
         line.split_whitespace()
             .nth(1)
             .unwrap()
             .parse::<u64>()
             .unwrap()
-            * 1024
+    }
+
+    /// CPU time the server has used: user, and system (the kernel on its behalf).
+    pub fn cpu(&self) -> (Duration, Duration) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .unwrap()
+            .1
+            .split_whitespace()
+            .collect();
+        let ticks = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
+        (ticks(11), ticks(12))
     }
 
     /// What the server has logged so far.
@@ -137,7 +199,9 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }

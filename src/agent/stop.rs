@@ -2,17 +2,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
-    /// Someone asked for it (`POST /agent/stop`).
-    Requested,
-    /// The client reading the stream went away.
-    ClientGone,
-    /// The server is shutting down.
-    Shutdown,
-}
+use super::status::StopReason;
 
 /// Tells a run to stop, and why. It is a child of the server's shutdown token, so a shutdown
 /// reaches every run without a list of them.
@@ -36,8 +28,9 @@ impl StopSignal {
         self.token.cancel();
     }
 
-    pub fn cancelled(&self) -> WaitForCancellationFuture<'_> {
-        self.token.cancelled()
+    /// Cancelled once the run is told to stop, for whoever supervises its process.
+    pub fn token(&self) -> &CancellationToken {
+        &self.token
     }
 
     pub fn is_stopped(&self) -> bool {

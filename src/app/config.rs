@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::ApiKeys;
-use crate::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
+use crate::agent::{PermissionMode, ToolList, parse_list, parse_model};
+use crate::telemetry::LogFormat;
 
 /// Runs the Claude Code CLI behind an HTTP API and streams its output as Server-Sent Events.
 ///
@@ -174,12 +174,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum LogFormat {
-    Pretty,
-    Json,
-}
-
 impl Config {
     /// Reads the settings from `args` and the environment, or returns the one line to print
     /// (or the help/version text, with exit code 0) when they do not parse.
@@ -190,54 +184,6 @@ impl Config {
     {
         Self::try_parse_from(args)
     }
-}
-
-impl Config {
-    /// The checks that need more than one setting, or the file system, done before the server
-    /// starts: each failure is one line that says how to fix it.
-    pub fn validate(&self) -> Result<Validated, String> {
-        let keys = ApiKeys::load(self.api_key.as_deref(), self.api_key_file.as_deref())?;
-        if !keys.is_enabled() && !self.allow_unauthenticated && !is_loopback(&self.host) {
-            return Err(format!(
-                "PROXY_HOST={} is reachable from the network, and no PROXY_API_KEY is set: anyone who can reach it could run the CLI on your subscription. Set PROXY_API_KEY (or PROXY_API_KEY_FILE), or PROXY_ALLOW_UNAUTHENTICATED=true to accept that.",
-                self.host
-            ));
-        }
-        std::fs::create_dir_all(&self.workdir)
-            .and_then(|()| self.workdir.canonicalize())
-            .map(|workdir| Validated {
-                keys,
-                policy: ToolPolicy {
-                    tools: self.tools.clone().map(|t| t.0),
-                    allowed_tools: self.allowed_tools.0.clone(),
-                    disallowed_tools: self.disallowed_tools.0.clone(),
-                    permission_mode: self.permission_mode,
-                    max_turns: self.max_turns,
-                    workdir,
-                },
-            })
-            .map_err(|err| {
-                format!(
-                    "CLAUDE_WORKDIR={} cannot be used: {err}",
-                    self.workdir.display()
-                )
-            })
-    }
-}
-
-/// What [`Config::validate`] prepared from the settings.
-#[derive(Debug, Clone)]
-pub struct Validated {
-    pub keys: ApiKeys,
-    pub policy: ToolPolicy,
-}
-
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Says what was wrong with a setting in a single line: the variable, the value and what it
@@ -319,20 +265,6 @@ fn parse_positive_secs(value: &str) -> Result<Duration, String> {
     }
 }
 
-/// The model names the CLI accepts are short tokens; anything else could be read as a flag
-/// or smuggle other text into the command line.
-pub fn parse_model(value: &str) -> Result<String, String> {
-    let ok = (1..=100).contains(&value.len())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:[]-".contains(&b));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err("expected 1 to 100 of the characters A-Z a-z 0-9 . _ : [ ] -".into())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,35 +286,5 @@ mod tests {
         assert!(!line.contains('\n'), "{line}");
         assert!(line.contains("PROXY_MAX_AGENTS"), "{line}");
         assert!(line.contains("at least 1"), "{line}");
-    }
-
-    #[test]
-    fn a_network_address_needs_a_key_or_a_waiver() {
-        let dir = tempfile::tempdir().unwrap();
-        let workdir = dir.path().join("w").display().to_string();
-        let base = ["claude-proxy", "--workdir", workdir.as_str()];
-        let with = |extra: &[&str]| {
-            Config::from_args(base.iter().chain(extra))
-                .unwrap()
-                .validate()
-        };
-        assert!(with(&[]).is_ok(), "loopback needs no key");
-        assert!(with(&["--host", "::1"]).is_ok());
-        let err = with(&["--host", "0.0.0.0"]).unwrap_err();
-        assert!(
-            err.contains("PROXY_API_KEY") && !err.contains('\n'),
-            "{err}"
-        );
-        assert!(with(&["--host", "0.0.0.0", "--api-key", "a-long-enough-key-0123"]).is_ok());
-        assert!(with(&["--host", "0.0.0.0", "--allow-unauthenticated", "true"]).is_ok());
-    }
-
-    #[test]
-    fn model_names_are_restricted() {
-        assert!(parse_model("claude-sonnet-4-5-20250929").is_ok());
-        assert!(parse_model("claude-opus-4[1m]").is_ok());
-        assert!(parse_model("--dangerously-skip-permissions x").is_err());
-        assert!(parse_model("").is_err());
-        assert!(parse_model(&"a".repeat(101)).is_err());
     }
 }

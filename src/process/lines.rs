@@ -1,10 +1,15 @@
-//! Frames the CLI's stdout into lines with a length cap.
+//! Frames a child's stdout into lines with a length cap.
 //!
 //! tokio-util's `LinesCodec` ends its stream after the first over-long line, and the CLI does
 //! write lines of many megabytes (a tool result holding a whole file): here such a line is
 //! dropped as it arrives, reported once, and framing goes on with the next line.
+//!
+//! Each line is copied out of the read buffer into an allocation of its own. A slice of the
+//! buffer would be cheaper to make, but it keeps the whole 64 KiB buffer alive for as long as
+//! the line is kept, and lines are kept long after they are read (an agent's event log): a
+//! finished agent would hold 68 KiB of heap for a few hundred bytes of events.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio_util::codec::Decoder;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,11 +38,19 @@ impl LineFramer {
         }
     }
 
-    fn line(mut raw: BytesMut) -> Frame {
-        if raw.last() == Some(&b'\r') {
-            raw.truncate(raw.len() - 1);
+    fn line(raw: &[u8]) -> Frame {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        Frame::Line(Bytes::copy_from_slice(raw))
+    }
+}
+
+impl Frame {
+    /// The bytes of the line it holds (none for a dropped line).
+    pub fn line_bytes(&self) -> usize {
+        match self {
+            Frame::Line(line) => line.len(),
+            Frame::TooLong { .. } => 0,
         }
-        Frame::Line(raw.freeze())
     }
 }
 
@@ -57,10 +70,10 @@ impl Decoder for LineFramer {
                 }))
             }
             (Some(end), None) if end <= self.max_line_bytes => {
-                let mut line = buf.split_to(end + 1);
-                line.truncate(end);
+                let frame = Self::line(&buf[..end]);
+                buf.advance(end + 1);
                 self.searched = 0;
-                Ok(Some(Self::line(line)))
+                Ok(Some(frame))
             }
             (Some(end), None) => {
                 let _ = buf.split_to(end + 1);
@@ -99,7 +112,9 @@ impl Decoder for LineFramer {
         if buf.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Self::line(buf.split())))
+        let frame = Self::line(buf);
+        buf.clear();
+        Ok(Some(frame))
     }
 }
 

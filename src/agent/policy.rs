@@ -2,7 +2,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::error::ApiError;
+use super::Error;
 
 /// The CLI's permission modes, from the most restricted to the least.
 #[derive(
@@ -100,8 +100,8 @@ impl ToolPolicy {
     /// Checks that the request stays within the operator's policy (403 with the reason when
     /// it does not) and gives the flags that apply. Values use the `--flag=value` form, so
     /// none can be read as another flag.
-    pub fn apply(&self, request: &Narrowing) -> Result<Applied, ApiError> {
-        let forbidden = |reason: String| ApiError::Forbidden(reason);
+    pub fn apply(&self, request: &Narrowing) -> Result<Applied, Error> {
+        let forbidden = |reason: String| Error::Forbidden(reason);
         let mut args = Vec::new();
 
         let tools = match (&request.tools, &self.tools) {
@@ -172,7 +172,7 @@ impl ToolPolicy {
 
         let max_turns = match (request.max_turns, self.max_turns) {
             (Some(0), _) => {
-                return Err(ApiError::InvalidField {
+                return Err(Error::InvalidField {
                     field: "max_turns",
                     reason: "must be at least 1".into(),
                 });
@@ -190,7 +190,7 @@ impl ToolPolicy {
 
         if let Some(prompt) = &request.append_system_prompt {
             if prompt.len() > MAX_SYSTEM_PROMPT_BYTES || prompt.contains('\0') {
-                return Err(ApiError::InvalidField {
+                return Err(Error::InvalidField {
                     field: "append_system_prompt",
                     reason: format!(
                         "must be at most {MAX_SYSTEM_PROMPT_BYTES} bytes, without NUL characters"
@@ -208,11 +208,11 @@ impl ToolPolicy {
     }
 
     /// A working directory below CLAUDE_WORKDIR, once every symlink is followed.
-    pub fn resolve_cwd(&self, cwd: &str) -> Result<PathBuf, ApiError> {
-        let forbidden = |why: &str| ApiError::Forbidden(format!("cwd: {why}"));
+    pub fn resolve_cwd(&self, cwd: &str) -> Result<PathBuf, Error> {
+        let forbidden = |why: &str| Error::Forbidden(format!("cwd: {why}"));
         let path = Path::new(cwd);
         if cwd.contains('\0') {
-            return Err(ApiError::InvalidField {
+            return Err(Error::InvalidField {
                 field: "cwd",
                 reason: "must not contain NUL characters".into(),
             });
@@ -226,21 +226,21 @@ impl ToolPolicy {
                 "must be relative to the agents' working directory (CLAUDE_WORKDIR)",
             ));
         }
-        let resolved =
-            self.workdir
-                .join(path)
-                .canonicalize()
-                .map_err(|_| ApiError::InvalidField {
-                    field: "cwd",
-                    reason: format!("{cwd} does not exist in the agents' working directory"),
-                })?;
+        let resolved = self
+            .workdir
+            .join(path)
+            .canonicalize()
+            .map_err(|_| Error::InvalidField {
+                field: "cwd",
+                reason: format!("{cwd} does not exist in the agents' working directory"),
+            })?;
         if !resolved.starts_with(&self.workdir) {
             return Err(forbidden(
                 "resolves outside the agents' working directory (CLAUDE_WORKDIR)",
             ));
         }
         if !resolved.is_dir() {
-            return Err(ApiError::InvalidField {
+            return Err(Error::InvalidField {
                 field: "cwd",
                 reason: format!("{cwd} is not a directory"),
             });
@@ -251,18 +251,18 @@ impl ToolPolicy {
 
 /// Tool names and rules (such as `Bash(git log:*)`): short, one line, no separators the CLI
 /// would split on.
-fn check_names(field: &'static str, names: &[String]) -> Result<(), ApiError> {
+fn check_names(field: &'static str, names: &[String]) -> Result<(), Error> {
     let bad = names.iter().find(|n| {
         n.is_empty() || n.len() > 200 || n.contains([',', '\0', '\n', '\r']) || n.starts_with('-')
     });
     match bad {
-        Some(name) => Err(ApiError::InvalidField {
+        Some(name) => Err(Error::InvalidField {
             field,
             reason: format!(
                 "{name:?} is not a tool name (1 to 200 characters, no commas, newlines or leading '-')"
             ),
         }),
-        None if names.len() > 100 => Err(ApiError::InvalidField {
+        None if names.len() > 100 => Err(Error::InvalidField {
             field,
             reason: "at most 100 tools".into(),
         }),
@@ -381,7 +381,7 @@ mod tests {
         ];
         for request in wider {
             let err = policy.apply(&request).unwrap_err();
-            assert!(matches!(err, ApiError::Forbidden(_)), "{request:?}: {err}");
+            assert!(matches!(err, Error::Forbidden(_)), "{request:?}: {err}");
         }
     }
 
@@ -439,13 +439,13 @@ mod tests {
         );
         for escape in ["..", "project/../..", "/tmp", "escape"] {
             assert!(
-                matches!(policy.resolve_cwd(escape), Err(ApiError::Forbidden(_))),
+                matches!(policy.resolve_cwd(escape), Err(Error::Forbidden(_))),
                 "{escape}"
             );
         }
         assert!(matches!(
             policy.resolve_cwd("missing"),
-            Err(ApiError::InvalidField { .. })
+            Err(Error::InvalidField { .. })
         ));
     }
 }

@@ -3,14 +3,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-use crate::error::ApiError;
 
 /// Who made a request. Agents belong to the client that started them; without keys
 /// configured there is a single, anonymous client.
@@ -46,10 +40,24 @@ impl fmt::Debug for ApiKeys {
 /// The shortest key accepted: anything shorter could be guessed.
 pub const MIN_KEY_LEN: usize = 16;
 
+/// Keys that cannot be used. The message never shows a key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error("PROXY_API_KEY_FILE ({}) cannot be read: {source}", path.display())]
+    Unreadable {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "PROXY_API_KEY: key #{number} is shorter than {MIN_KEY_LEN} characters; use a long random key, such as the output of `openssl rand -hex 32`"
+    )]
+    TooShort { number: usize },
+}
+
 impl ApiKeys {
     /// Keys from PROXY_API_KEY (comma-separated) and PROXY_API_KEY_FILE (one per line, `#`
     /// starts a comment).
-    pub fn load(inline: Option<&str>, file: Option<&std::path::Path>) -> Result<Self, String> {
+    pub fn load(inline: Option<&str>, file: Option<&std::path::Path>) -> Result<Self, KeysError> {
         let mut keys: Vec<String> = Vec::new();
         if let Some(inline) = inline {
             keys.extend(
@@ -61,11 +69,9 @@ impl ApiKeys {
             );
         }
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|err| {
-                format!(
-                    "PROXY_API_KEY_FILE ({}) cannot be read: {err}",
-                    path.display()
-                )
+            let text = std::fs::read_to_string(path).map_err(|source| KeysError::Unreadable {
+                path: path.to_owned(),
+                source,
             })?;
             keys.extend(
                 text.lines()
@@ -75,10 +81,7 @@ impl ApiKeys {
             );
         }
         if let Some(short) = keys.iter().position(|k| k.len() < MIN_KEY_LEN) {
-            return Err(format!(
-                "PROXY_API_KEY: key #{} is shorter than {MIN_KEY_LEN} characters; use a long random key, such as the output of `openssl rand -hex 32`",
-                short + 1
-            ));
+            return Err(KeysError::TooShort { number: short + 1 });
         }
         Ok(Self {
             digests: Arc::new(keys.iter().map(|k| digest(k.as_bytes())).collect()),
@@ -105,42 +108,6 @@ impl ApiKeys {
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
-}
-
-/// The key a request presents: `Authorization: Bearer <key>`, or `x-api-key: <key>`.
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
-    if let Some(value) = headers.get(header::AUTHORIZATION) {
-        let value = value.as_bytes();
-        let scheme = value.get(..7)?;
-        return scheme
-            .eq_ignore_ascii_case(b"bearer ")
-            .then(|| value[7..].trim_ascii());
-    }
-    headers.get("x-api-key").map(|v| v.as_bytes().trim_ascii())
-}
-
-/// Lets a request through with its [`Client`] attached, or answers 401.
-pub async fn require_key(
-    State(keys): State<ApiKeys>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let client = if keys.is_enabled() {
-        match presented_key(request.headers()).and_then(|key| keys.identify(key)) {
-            Some(client) => client,
-            None => {
-                let mut response = ApiError::Unauthorized.into_response();
-                response
-                    .headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                return response;
-            }
-        }
-    } else {
-        Client::Anonymous
-    };
-    request.extensions_mut().insert(client);
-    next.run(request).await
 }
 
 #[cfg(test)]
@@ -172,7 +139,9 @@ mod tests {
 
     #[test]
     fn short_keys_are_refused_without_showing_them() {
-        let err = ApiKeys::load(Some("long-enough-key-0123456789,short"), None).unwrap_err();
+        let err = ApiKeys::load(Some("long-enough-key-0123456789,short"), None)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("key #2") && !err.contains("short,") && !err.contains("long-enough"),
             "{err}"
@@ -183,21 +152,5 @@ mod tests {
     fn no_keys_means_auth_is_off() {
         assert!(!ApiKeys::load(None, None).unwrap().is_enabled());
         assert!(!ApiKeys::load(Some(" , "), None).unwrap().is_enabled());
-    }
-
-    #[test]
-    fn bearer_and_x_api_key_are_both_read() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::AUTHORIZATION,
-            HeaderValue::from_static("bearer  abc "),
-        );
-        assert_eq!(presented_key(&headers), Some(&b"abc"[..]));
-        let mut headers = HeaderMap::new();
-        headers.insert("x-api-key", HeaderValue::from_static("xyz"));
-        assert_eq!(presented_key(&headers), Some(&b"xyz"[..]));
-        let mut headers = HeaderMap::new();
-        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(presented_key(&headers), None);
     }
 }

@@ -1,0 +1,85 @@
+//! What the agent core refuses, and why. Each error says what to do about it; the HTTP edge
+//! picks the status code.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A field of a request that cannot be used as it is.
+    #[error("{field}: {reason}")]
+    InvalidField { field: &'static str, reason: String },
+
+    /// A request for more than the operator's policy allows, or for another client's session.
+    #[error("{0}")]
+    Forbidden(String),
+
+    /// No agent of this client has that id (another client's agent is not found either).
+    #[error("Agent {0} not found")]
+    NotFound(Uuid),
+
+    #[error(
+        "{max_agents} agents are already running (PROXY_MAX_AGENTS); retry later, stop one, or raise the limit"
+    )]
+    TooManyAgents { max_agents: usize },
+
+    #[error(
+        "this client key already runs {max} agents (PROXY_MAX_AGENTS_PER_KEY); retry later or stop one"
+    )]
+    TooManyAgentsForKey { max: usize },
+
+    #[error("the Claude subscription is rate limited until {until}; retry after that")]
+    RateLimited { until: DateTime<Utc> },
+
+    #[error(
+        "{problem}. Install it with `npm install -g @anthropic-ai/claude-code`, or set CLAUDE_CLI_PATH to the path of the `claude` program."
+    )]
+    CliUnavailable { problem: CliProblem },
+}
+
+/// Why the CLI could not be started, and where it was looked for.
+#[derive(Debug, thiserror::Error)]
+pub enum CliProblem {
+    #[error("the Claude Code CLI was not found {}", looked_for(.0))]
+    NotFound(PathBuf),
+    #[error("the Claude Code CLI {} is not executable", looked_for(.0))]
+    NotExecutable(PathBuf),
+    #[error("the Claude Code CLI {} could not be started: {source}", looked_for(.program))]
+    Other {
+        program: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl CliProblem {
+    pub fn of(program: PathBuf, err: std::io::Error) -> Self {
+        match err.kind() {
+            std::io::ErrorKind::NotFound => CliProblem::NotFound(program),
+            std::io::ErrorKind::PermissionDenied => CliProblem::NotExecutable(program),
+            _ => CliProblem::Other {
+                program,
+                source: err,
+            },
+        }
+    }
+}
+
+/// "at /path" for a path, "as `name` on PATH" for a bare name.
+fn looked_for(program: &std::path::Path) -> String {
+    if program.components().count() > 1 {
+        format!("at {}", program.display())
+    } else {
+        format!("as `{}` on PATH", program.display())
+    }
+}
+
+impl Error {
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidField {
+            field,
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,290 @@
+//! What a client may ask for, and the one type a checked request becomes: a [`Run`], which
+//! goes unchanged from the check to the spawn.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::Error;
+use super::keys::Client;
+use super::policy::{Narrowing, PermissionMode, ToolPolicy};
+use super::status::AgentKind;
+
+/// The body of /agent/start and /agent/stream: a JSON object (see [`AgentRequest`]'s
+/// `Deserialize`). Unknown fields are refused, so a typo such as `sesion_id` never silently
+/// starts a new session.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, remote = "Self")]
+pub struct AgentRequest {
+    pub prompt: String,
+    #[serde(default)]
+    pub session_id: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// For /agent/stream: keep the agent running when the client goes away, so it can come
+    /// back through /agent/{id}/events.
+    #[serde(default)]
+    pub detach_on_disconnect: bool,
+    /// Narrowing of the operator's tool policy (never widening: that is 403).
+    #[serde(default)]
+    pub tools: Option<Vec<String>>,
+    #[serde(default)]
+    pub allowed_tools: Option<Vec<String>>,
+    #[serde(default)]
+    pub disallowed_tools: Vec<String>,
+    #[serde(default)]
+    pub permission_mode: Option<PermissionMode>,
+    #[serde(default)]
+    pub max_turns: Option<u32>,
+    #[serde(default)]
+    pub append_system_prompt: Option<String>,
+    /// A directory below CLAUDE_WORKDIR to run in.
+    #[serde(default)]
+    pub cwd: Option<String>,
+}
+
+/// A derived struct deserializer also takes a JSON array of the fields in order, so that
+/// `["a prompt"]` would start an agent: only an object is a request.
+impl<'de> Deserialize<'de> for AgentRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = AgentRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"a JSON object such as {"prompt": "..."}"#)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AgentRequest, A::Error> {
+                AgentRequest::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
+    }
+}
+
+/// One run of the CLI, checked against the operator's settings: everything the spawn needs,
+/// and nothing a client wrote that was not checked.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub owner: Client,
+    pub kind: AgentKind,
+    /// Goes to the CLI on stdin, never as an argument.
+    pub prompt: String,
+    pub model: Option<String>,
+    pub resume: Option<Uuid>,
+    /// The tool policy's flags, each a single `--flag=value` argument.
+    pub policy_args: Vec<String>,
+    /// Where the CLI runs: inside CLAUDE_WORKDIR, or where the resumed session lives.
+    pub cwd: Arc<Path>,
+    /// A streamed agent goes on when its client goes away.
+    pub detach_on_disconnect: bool,
+}
+
+impl Run {
+    /// The CLI's arguments. The prompt is never among them: it goes on stdin, so a prompt of
+    /// any size works and a prompt like `--dangerously-skip-permissions` stays a prompt.
+    /// Values use the `--flag=value` form so no value is ever read as a flag.
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
+            .map(String::from)
+            .into();
+        if let Some(model) = &self.model {
+            args.push(format!("--model={model}"));
+        }
+        if let Some(session) = &self.resume {
+            args.push(format!("--resume={}", session.hyphenated()));
+        }
+        args.extend(self.policy_args.iter().cloned());
+        args
+    }
+}
+
+/// What a check needs besides the request.
+pub struct Context<'a> {
+    pub owner: Client,
+    pub kind: AgentKind,
+    pub default_model: Option<&'a str>,
+    pub policy: &'a ToolPolicy,
+}
+
+impl AgentRequest {
+    /// Checks every field against the operator's settings. `session_home` says where a known
+    /// session lives, or refuses it.
+    pub fn check(
+        self,
+        context: Context<'_>,
+        session_home: impl FnOnce(Uuid) -> Result<Option<Arc<Path>>, Error>,
+    ) -> Result<Run, Error> {
+        if self.prompt.trim().is_empty() {
+            return Err(Error::invalid("prompt", "must not be empty"));
+        }
+        if self.prompt.contains('\0') {
+            return Err(Error::invalid("prompt", "must not contain NUL characters"));
+        }
+        let resume = self
+            .session_id
+            .map(|id| {
+                Uuid::try_parse(&id).map_err(|_| Error::invalid(
+                    "session_id",
+                    "must be a UUID such as 0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11 (the session_id of an earlier result)",
+                ))
+            })
+            .transpose()?;
+        let model = match self.model {
+            Some(model) => {
+                Some(parse_model(&model).map_err(|reason| Error::invalid("model", reason))?)
+            }
+            None => context.default_model.map(str::to_owned),
+        };
+        let applied = context.policy.apply(&Narrowing {
+            tools: self.tools,
+            allowed_tools: self.allowed_tools,
+            disallowed_tools: self.disallowed_tools,
+            permission_mode: self.permission_mode,
+            max_turns: self.max_turns,
+            append_system_prompt: self.append_system_prompt,
+            cwd: self.cwd.clone(),
+        })?;
+        // A session lives under the directory it was made in: resume it there.
+        let session_cwd = match resume {
+            Some(session) => session_home(session)?,
+            None => None,
+        };
+        let cwd = match (self.cwd, session_cwd) {
+            (None, Some(home)) => home,
+            _ => Arc::from(applied.cwd),
+        };
+        Ok(Run {
+            owner: context.owner,
+            kind: context.kind,
+            prompt: self.prompt,
+            model,
+            resume,
+            policy_args: applied.args,
+            cwd,
+            detach_on_disconnect: self.detach_on_disconnect,
+        })
+    }
+}
+
+/// Model names are short tokens that start with a letter or a digit; anything else could be
+/// read as a flag (`--dangerously-skip-permissions`) or smuggle other text into the command.
+pub fn parse_model(value: &str) -> Result<String, String> {
+    let ok = (1..=100).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:[]-".contains(&b));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(
+            "expected 1 to 100 of the characters A-Z a-z 0-9 . _ : [ ] -, starting with a letter or a digit"
+                .into(),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(prompt: &str, session_id: Option<&str>, model: Option<&str>) -> AgentRequest {
+        serde_json::from_value(
+            serde_json::json!({"prompt": prompt, "session_id": session_id, "model": model}),
+        )
+        .unwrap()
+    }
+
+    fn check(request: AgentRequest, default_model: Option<&str>) -> Result<Run, Error> {
+        let policy = ToolPolicy {
+            tools: None,
+            allowed_tools: vec![],
+            disallowed_tools: vec![],
+            permission_mode: None,
+            max_turns: None,
+            workdir: std::env::temp_dir(),
+        };
+        let context = Context {
+            owner: Client::Anonymous,
+            kind: AgentKind::Stream,
+            default_model,
+            policy: &policy,
+        };
+        request.check(context, |_| Ok(None))
+    }
+
+    #[test]
+    fn empty_prompts_bad_sessions_and_bad_models_are_refused() {
+        assert!(check(request("  \n", None, None), None).is_err());
+        assert!(check(request("a\0b", None, None), None).is_err());
+        assert!(check(request("hi", Some("not-a-uuid"), None), None).is_err());
+        assert!(check(request("hi", None, Some("--model x")), None).is_err());
+    }
+
+    #[test]
+    fn the_default_model_applies_when_none_is_asked_for() {
+        let got = check(request("hi", None, None), Some("sonnet")).unwrap();
+        assert_eq!(got.model.as_deref(), Some("sonnet"));
+        let got = check(request("hi", None, Some("opus")), Some("sonnet")).unwrap();
+        assert_eq!(got.model.as_deref(), Some("opus"));
+    }
+
+    #[test]
+    fn only_an_object_is_a_request() {
+        assert!(serde_json::from_str::<AgentRequest>(r#"["hi"]"#).is_err());
+        assert!(serde_json::from_str::<AgentRequest>(r#"{"prompt": "hi"}"#).is_ok());
+    }
+
+    #[test]
+    fn session_ids_are_normalized() {
+        let got = check(
+            request("hi", Some("0B6E7A43-5C3E-4A51-9D0F-0B8A3B8F7C11"), None),
+            None,
+        )
+        .unwrap();
+        assert!(
+            got.cli_args()
+                .contains(&"--resume=0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11".to_owned())
+        );
+    }
+
+    #[test]
+    fn the_prompt_is_never_an_argument() {
+        let mut run = check(request("--dangerously-skip-permissions", None, None), None).unwrap();
+        run.model = Some("sonnet".into());
+        run.resume = Some(Uuid::parse_str("0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11").unwrap());
+        assert_eq!(
+            run.cli_args(),
+            [
+                "-p",
+                "--output-format",
+                "stream-json",
+                "--verbose",
+                "--model=sonnet",
+                "--resume=0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11"
+            ]
+        );
+    }
+
+    #[test]
+    fn model_names_are_restricted() {
+        assert!(parse_model("claude-sonnet-4-5-20250929").is_ok());
+        assert!(parse_model("claude-opus-4[1m]").is_ok());
+        assert!(parse_model("--dangerously-skip-permissions x").is_err());
+        assert!(parse_model("").is_err());
+        assert!(parse_model(&"a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn a_model_that_looks_like_a_flag_is_refused() {
+        assert!(parse_model("--dangerously-skip-permissions").is_err());
+        assert!(parse_model("-m").is_err());
+        assert!(parse_model(".hidden").is_err());
+        assert!(parse_model("4o").is_ok());
+    }
+}

@@ -1,0 +1,86 @@
+//! Which client made each session, and where it lives, so that only that client resumes it,
+//! and in the directory the CLI keeps it under. Kept for the most recent sessions only.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::Error;
+use super::keys::Client;
+
+/// How many sessions are remembered: about 80 bytes each, so 8 MiB at most.
+pub const SESSIONS_KEPT: usize = 100_000;
+
+#[derive(Debug)]
+pub struct SessionBook {
+    sessions: HashMap<Uuid, (Client, Arc<Path>)>,
+    /// Oldest first.
+    order: VecDeque<Uuid>,
+    capacity: usize,
+}
+
+impl Default for SessionBook {
+    fn default() -> Self {
+        Self::with_capacity(SESSIONS_KEPT)
+    }
+}
+
+impl SessionBook {
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            sessions: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// The first client to run a session owns it.
+    pub fn record(&mut self, session: Uuid, owner: Client, cwd: &Arc<Path>) {
+        if self.sessions.contains_key(&session) {
+            return;
+        }
+        self.sessions.insert(session, (owner, Arc::clone(cwd)));
+        self.order.push_back(session);
+        if self.order.len() > self.capacity {
+            if let Some(oldest) = self.order.pop_front() {
+                self.sessions.remove(&oldest);
+            }
+        }
+    }
+
+    /// Where a session made through the proxy lives, for `client` to resume it there; another
+    /// client's session is refused. A session the proxy does not know is the CLI's to judge.
+    pub fn home(&self, client: Client, session: Uuid) -> Result<Option<Arc<Path>>, Error> {
+        match self.sessions.get(&session) {
+            Some((owner, _)) if *owner != client => Err(Error::Forbidden(format!(
+                "session_id: session {session} belongs to another client"
+            ))),
+            Some((_, cwd)) => Ok(Some(Arc::clone(cwd))),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_is_its_first_clients_and_the_oldest_are_forgotten() {
+        let mut book = SessionBook::with_capacity(2);
+        let here: Arc<Path> = Arc::from(Path::new("/w"));
+        let [a, b, c] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
+        book.record(a, Client::Key(0), &here);
+        book.record(a, Client::Key(1), &here);
+        assert!(
+            book.home(Client::Key(1), a).is_err(),
+            "the first client owns it"
+        );
+        assert_eq!(book.home(Client::Key(0), a).unwrap(), Some(here.clone()));
+        book.record(b, Client::Key(0), &here);
+        book.record(c, Client::Key(0), &here);
+        assert_eq!(book.home(Client::Key(1), a).unwrap(), None, "forgotten");
+    }
+}

@@ -1,0 +1,133 @@
+//! The words the proxy uses for an agent's kind and state, with their one string form each:
+//! the views, the `complete` event, the metrics' labels and the logs all say them the same way.
+
+use serde::{Serialize, Serializer};
+
+/// How an agent was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentKind {
+    /// By /agent/stream: its client reads the events as they come.
+    Stream,
+    /// By /agent/start: it runs in the background.
+    Start,
+}
+
+/// How a run ended, as `complete` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FinalStatus {
+    /// Exit 0 and a result that is not an error.
+    Completed,
+    /// A non-zero exit, an error result, no result, or an end that could not be learned.
+    Failed,
+    /// Stopped by a request, by its client going away, or by the shutdown.
+    Stopped,
+    TimedOut,
+}
+
+/// Why an agent was stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Someone asked for it (`POST /agent/stop`).
+    Requested,
+    /// The client reading the stream went away.
+    ClientGone,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Where an agent is in its life. An agent holds a process place until it has ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStatus {
+    /// Its place is taken; its CLI is being spawned.
+    Starting,
+    Running,
+    /// Told to stop; its CLI has not been reaped yet.
+    Stopping,
+    Ended(FinalStatus),
+}
+
+impl AgentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Stream => "stream",
+            AgentKind::Start => "start",
+        }
+    }
+}
+
+impl FinalStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinalStatus::Completed => "completed",
+            FinalStatus::Failed => "failed",
+            FinalStatus::Stopped => "stopped",
+            FinalStatus::TimedOut => "timed_out",
+        }
+    }
+}
+
+impl StopReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopReason::Requested => "stopped",
+            StopReason::ClientGone => "client_gone",
+            StopReason::Shutdown => "shutdown",
+        }
+    }
+}
+
+impl AgentStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentStatus::Starting => "starting",
+            AgentStatus::Running => "running",
+            AgentStatus::Stopping => "stopping",
+            AgentStatus::Ended(status) => status.as_str(),
+        }
+    }
+
+    /// Its CLI process is there (or about to be): it counts toward the limits.
+    pub fn holds_process(self) -> bool {
+        !matches!(self, AgentStatus::Ended(_))
+    }
+}
+
+macro_rules! serialize_as_str {
+    ($($ty:ty),*) => {$(
+        impl Serialize for $ty {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+    )*};
+}
+
+serialize_as_str!(AgentKind, FinalStatus, AgentStatus);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_status_serializes_as_its_string() {
+        for status in [
+            AgentStatus::Starting,
+            AgentStatus::Running,
+            AgentStatus::Stopping,
+            AgentStatus::Ended(FinalStatus::Completed),
+            AgentStatus::Ended(FinalStatus::Failed),
+            AgentStatus::Ended(FinalStatus::Stopped),
+            AgentStatus::Ended(FinalStatus::TimedOut),
+        ] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+        assert_eq!(
+            AgentStatus::Ended(FinalStatus::TimedOut).as_str(),
+            "timed_out"
+        );
+        assert_eq!(serde_json::to_value(AgentKind::Start).unwrap(), "start");
+    }
+}

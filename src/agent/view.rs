@@ -1,0 +1,39 @@
+//! Agents as their clients see them: `GET /agents` and `GET /agent/{id}`.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::status::{AgentKind, AgentStatus};
+
+/// One agent, in the list.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentInfo {
+    pub agent_id: Uuid,
+    pub kind: AgentKind,
+    pub status: AgentStatus,
+    pub pid: Option<u32>,
+    /// The model the CLI reported, else the one asked for.
+    pub model: Option<String>,
+    pub session_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+}
+
+/// One agent in full.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentDetail {
+    #[serde(flatten)]
+    pub info: AgentInfo,
+    /// The CLI's result line, once there is one.
+    pub result: Option<Value>,
+    pub total_cost_usd: Option<f64>,
+    pub num_turns: Option<u64>,
+    pub is_error: Option<bool>,
+    /// Events written so far.
+    pub events: u64,
+    /// Events no longer kept.
+    pub dropped_events: u64,
+}

@@ -1,0 +1,261 @@
+//! The application: everything the server is, built once from its settings, and served until
+//! it is told to stop. Settings are checked here, once, and a start-up that cannot go on says
+//! why in one line.
+
+mod config;
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpSocket, lookup_host};
+use tokio_util::sync::CancellationToken;
+
+pub use config::{Config, one_line_error};
+
+use crate::agent::{self, Admission, Agents, ApiKeys, KeysError, Retention, ToolPolicy};
+use crate::http::{self, ApiState, ConnectionLimits};
+use crate::metrics::Metrics;
+use crate::process::{self, child_environment};
+
+/// Why the server cannot start with these settings.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Keys(#[from] KeysError),
+
+    #[error(
+        "PROXY_HOST={host} is reachable from the network, and no PROXY_API_KEY is set: anyone who can reach it could run the CLI on your subscription. Set PROXY_API_KEY (or PROXY_API_KEY_FILE), or PROXY_ALLOW_UNAUTHENTICATED=true to accept that."
+    )]
+    OpenToTheNetwork { host: String },
+
+    #[error("CLAUDE_WORKDIR={} cannot be used: {source}", path.display())]
+    Workdir { path: PathBuf, source: io::Error },
+}
+
+/// Why the server stopped other than by being told to.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("the server failed: {0}")]
+    Server(#[from] tokio::task::JoinError),
+}
+
+/// The server, built and not yet serving.
+#[derive(Debug)]
+pub struct App {
+    state: ApiState,
+    max_body_bytes: usize,
+    connections: ConnectionLimits,
+    shutdown_timeout: Duration,
+    /// Cancelled when the server shuts down: it stops accepting, and every agent stops.
+    stopping: CancellationToken,
+}
+
+impl App {
+    /// Checks the settings and builds everything from them: the client keys, the tool policy,
+    /// the agents' working directory (created when missing), the CLI's environment (the
+    /// server's own, filtered once here).
+    pub fn build(config: Config) -> Result<Self, StartupError> {
+        let keys = ApiKeys::load(config.api_key.as_deref(), config.api_key_file.as_deref())?;
+        if !keys.is_enabled() && !config.allow_unauthenticated && !is_loopback(&config.host) {
+            return Err(StartupError::OpenToTheNetwork { host: config.host });
+        }
+        let workdir = std::fs::create_dir_all(&config.workdir)
+            .and_then(|()| config.workdir.canonicalize())
+            .map_err(|source| StartupError::Workdir {
+                path: config.workdir.clone(),
+                source,
+            })?;
+        let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let settings = agent::Settings {
+            cli: config.cli_path,
+            cli_env: Arc::new(child_environment(
+                std::env::vars_os(),
+                config.use_subscription,
+            )),
+            limits: process::Limits {
+                timeout: nonzero(config.agent_timeout),
+                idle_timeout: nonzero(config.idle_timeout),
+                stop_grace: config.stop_grace,
+                max_line_bytes: config.max_line_bytes,
+            },
+            default_model: config.default_model,
+            policy: ToolPolicy {
+                tools: config.tools.map(|t| t.0),
+                allowed_tools: config.allowed_tools.0,
+                disallowed_tools: config.disallowed_tools.0,
+                permission_mode: config.permission_mode,
+                max_turns: config.max_turns,
+                workdir,
+            },
+            admission: Admission {
+                max_agents: config.max_agents,
+                max_agents_per_key: config.max_agents_per_key,
+            },
+            retention: Retention {
+                keep_for: config.agent_retention,
+                max_finished: config.max_finished_agents,
+            },
+            agent_log_bytes: config.agent_log_bytes,
+            logs_total_bytes: config.logs_total_bytes,
+        };
+        let metrics = Arc::new(Metrics::default());
+        let stopping = CancellationToken::new();
+        Ok(Self {
+            state: ApiState {
+                agents: Agents::new(settings, Arc::clone(&metrics), stopping.clone()),
+                keys,
+                metrics,
+                keepalive: config.keepalive,
+            },
+            max_body_bytes: config.max_body_bytes,
+            connections: ConnectionLimits {
+                max_connections: config.max_connections,
+                header_read_timeout: config.header_read_timeout,
+            },
+            shutdown_timeout: config.shutdown_timeout,
+            stopping,
+        })
+    }
+
+    /// Serves the API on `listener` until `shutdown` resolves. Then it stops accepting, ends
+    /// every agent (SIGTERM, SIGKILL after the grace period, reaped), lets open streams send
+    /// their last events, and returns, at the latest after the shutdown timeout.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let agents = self.state.agents.clone();
+        let router = http::router(self.state.clone(), self.max_body_bytes);
+        let mut server = tokio::spawn(http::serve(
+            listener,
+            router,
+            self.connections,
+            Arc::clone(&self.state.metrics),
+            self.stopping.clone(),
+        ));
+
+        // Reads never show an expired agent; this gives its memory back.
+        let sweeping = self.stopping.clone();
+        let swept = agents.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(swept.sweep_interval());
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => swept.forget_expired(),
+                    () = sweeping.cancelled() => break,
+                }
+            }
+        });
+
+        tokio::select! {
+            () = shutdown => {}
+            served = &mut server => return Ok(served?),
+        }
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        self.stopping.cancel();
+        agents.shut_down(deadline).await;
+        match tokio::time::timeout_at(deadline, &mut server).await {
+            Ok(served) => Ok(served?),
+            Err(_) => {
+                tracing::warn!(
+                    "clients still connected at the shutdown timeout; closing their connections"
+                );
+                server.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Builds the server from `config` and serves it on `listener` until `shutdown` resolves (see
+/// [`App::serve`]).
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), Error> {
+    App::build(config)?.serve(listener, shutdown).await
+}
+
+/// Starts the watchdog that ends every CLI if this process dies without the chance to. Call it
+/// before any other thread exists: it forks.
+pub fn start_watchdog() -> io::Result<()> {
+    process::watchdog::start()
+}
+
+/// Listens on `host:port` (the first of its addresses that can be bound) with room for a burst
+/// of `backlog` connections waiting to be accepted.
+///
+/// tokio's `TcpListener::bind` asks for a backlog of 128, as std does: a thousand clients
+/// connecting at once overflow it, and the kernel drops the handshakes it has no room for, to
+/// be retried by the clients a whole second later. The kernel caps `backlog` at
+/// `net.core.somaxconn` (4096 on current Linux).
+pub async fn bind(host: &str, port: u16, backlog: u32) -> io::Result<TcpListener> {
+    let mut last_error = None;
+    for address in lookup_host((host, port)).await? {
+        let socket = if address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(backlog),
+            Err(err) => last_error = Some(err),
+        }
+    }
+    Err(last_error
+        .unwrap_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host name has no address")))
+}
+
+/// Lets this process hold as many files as it may: every agent takes several descriptors
+/// (three pipes, a socket), and the usual soft limit of 1024 is reached early.
+pub fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(err) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(%err, soft, hard, "could not raise the open-files limit");
+            }
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "could not read the open-files limit"),
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_network_address_needs_a_key_or_a_waiver() {
+        let dir = tempfile::tempdir().unwrap();
+        let workdir = dir.path().join("w").display().to_string();
+        let base = ["claude-proxy", "--workdir", workdir.as_str()];
+        let with =
+            |extra: &[&str]| App::build(Config::from_args(base.iter().chain(extra)).unwrap());
+        assert!(with(&[]).is_ok(), "loopback needs no key");
+        assert!(with(&["--host", "::1"]).is_ok());
+        let err = with(&["--host", "0.0.0.0"]).unwrap_err().to_string();
+        assert!(
+            err.contains("PROXY_API_KEY") && !err.contains('\n'),
+            "{err}"
+        );
+        assert!(with(&["--host", "0.0.0.0", "--api-key", "a-long-enough-key-0123"]).is_ok());
+        assert!(with(&["--host", "0.0.0.0", "--allow-unauthenticated", "true"]).is_ok());
+    }
+}

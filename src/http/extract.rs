@@ -1,0 +1,73 @@
+//! What the routes take from a request, with rejections answered as JSON errors.
+
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
+use uuid::Uuid;
+
+use super::error::ApiError;
+use crate::agent;
+
+/// The `{agent_id}` of a route. An id that is not a UUID, or not even UTF-8, names no agent:
+/// 404 in JSON, like an unknown one, where axum's own path extractor would answer 400 in text.
+pub struct AgentId {
+    pub id: Uuid,
+    /// As the client wrote it, for the error message.
+    raw: String,
+}
+
+impl AgentId {
+    /// The core's error, naming the agent as the client wrote it.
+    pub fn error(&self, error: agent::Error) -> ApiError {
+        match error {
+            agent::Error::NotFound(_) => not_found(&self.raw),
+            other => other.into(),
+        }
+    }
+}
+
+fn not_found(raw: &str) -> ApiError {
+    ApiError::AgentNotFound(raw.chars().take(100).collect())
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for AgentId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(raw)) => match Uuid::try_parse(&raw) {
+                Ok(id) => Ok(AgentId { id, raw }),
+                Err(_) => Err(not_found(&raw)),
+            },
+            Err(_) => {
+                // Not UTF-8 once decoded: name it as sent, the segment where the route has it.
+                let route = parts
+                    .extensions
+                    .get::<MatchedPath>()
+                    .map(|m| m.as_str().to_owned())
+                    .unwrap_or_default();
+                let position = route.split('/').position(|segment| segment == "{agent_id}");
+                let raw = position
+                    .and_then(|i| parts.uri.path().split('/').nth(i))
+                    .unwrap_or_default()
+                    .to_owned();
+                Err(not_found(&raw))
+            }
+        }
+    }
+}
+
+/// axum's `Json`, with its rejections answered as JSON errors.
+pub struct ValidJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ValidJson<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ValidJson(value))
+    }
+}

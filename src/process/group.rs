@@ -1,0 +1,52 @@
+//! A CLI's process group, and the signals sent to it.
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The CLI's process group. The CLI is spawned as the leader of a new group, so the group id
+/// is its pid and every process it starts (tools, shells, their children) belongs to it
+/// unless it leaves on purpose.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessGroup(Pid);
+
+impl ProcessGroup {
+    pub fn of_leader(pid: u32) -> Self {
+        Self(Pid::from_raw(pid as i32))
+    }
+
+    /// Sends `signal` to every process of the group; a group that is already gone is fine.
+    pub fn signal(self, signal: Signal) {
+        match killpg(self.0, signal) {
+            Ok(()) | Err(Errno::ESRCH) => {}
+            Err(err) => {
+                tracing::warn!(pgid = self.0.as_raw(), %signal, %err, "could not signal the CLI's process group")
+            }
+        }
+    }
+
+    /// Whether any process of the group is left (zombies not yet reaped by their new parent
+    /// count as left).
+    pub fn is_alive(self) -> bool {
+        !matches!(killpg(self.0, None), Err(Errno::ESRCH))
+    }
+}
+
+/// Names a signal the way people know it ("SIGTERM"), or its number when it has no name.
+pub fn signal_name(signal: i32) -> String {
+    Signal::try_from(signal)
+        .map(|s| s.as_str().to_owned())
+        .unwrap_or_else(|_| signal.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_have_their_usual_names() {
+        assert_eq!(signal_name(15), "SIGTERM");
+        assert_eq!(signal_name(9), "SIGKILL");
+        assert_eq!(signal_name(1000), "1000");
+    }
+}
