@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use support::proxy::Proxy;
 use support::sse::complete_of;
 use support::{
-    FakeInstall, SseEvent, SseReader, TestServer, eventually, process_alive, process_gone,
+    FakeInstall, SseEvent, SseReader, TestServer, eventually, process_alive, process_gone, until,
 };
 
 fn ids(events: &[SseEvent]) -> Vec<u64> {
@@ -49,8 +49,9 @@ async fn finished_agent(server: &TestServer, prompt: &str) -> String {
 async fn a_dropped_stream_is_picked_up_again_with_exactly_the_missing_events() {
     within(TEST_LIMIT, async {
         let server = TestServer::start().await;
-        let body =
-            json!({"prompt": "@lines 3\n@sleep 300\n@lines 3\n@result", "detach_on_disconnect": true});
+        let go = server.fake.dir.path().join("go");
+        let prompt = format!("@lines 3\n@wait-for {}\n@lines 3\n@result", go.display());
+        let body = json!({"prompt": prompt, "detach_on_disconnect": true});
         let response = server.post_json("/agent/stream", body).await;
         let mut first = SseReader::new(response);
         let mut seen = Vec::new();
@@ -63,6 +64,13 @@ async fn a_dropped_stream_is_picked_up_again_with_exactly_the_missing_events() {
             agent["pid"].as_u64().unwrap() as u32,
         );
         drop(first);
+        // Only once the proxy has seen its client go does the CLI go on: an agent that was
+        // not detached would be stopped by then.
+        until("the proxy saw the client go", TEST_LIMIT, || async {
+            server.metric("claude_proxy_client_disconnects_total").await == 1.0
+        })
+        .await;
+        std::fs::write(&go, "").unwrap();
 
         // Detached: the agent goes on without its client.
         let rest = events_reader(&server, &format!("/agent/{id}/events?after=1"), Some(4))
@@ -218,18 +226,12 @@ async fn finished_agents_are_forgotten_after_their_retention_time() {
         let server = TestServer::with_args(&["--agent-retention-secs", "0.3"]).await;
         let id = finished_agent(&server, "hi").await;
         let path = format!("/agent/{id}");
-        let mut forgotten = false;
-        for _ in 0..250 {
-            if get_json(&server, &path).await.0 == 404 {
-                forgotten = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert!(
-            forgotten,
-            "the agent was still kept long after its retention time"
-        );
+        until(
+            "the agent was forgotten after its retention time",
+            Duration::from_secs(5),
+            || async { get_json(&server, &path).await.0 == 404 },
+        )
+        .await;
         let events = server.get(&format!("{path}/events")).await;
         assert_eq!(events.status(), 404);
     })
@@ -254,11 +256,24 @@ async fn past_the_count_kept_the_oldest_finished_agents_go() {
 async fn a_late_reader_is_told_of_the_events_no_longer_kept() {
     within(TEST_LIMIT, async {
         let server = TestServer::with_args(&["--agent-log-bytes", "20000"]).await;
-        // A line larger than the whole log: the live stream, waiting at the newest event, gets
-        // it; a later reader gets a gap.
-        let events = server
-            .stream_all("@lines 100 500\n@sleep 1000\n@big 50000\n@sleep 1000\n@result")
+        // A line larger than the whole log: the live stream, keeping up, gets it; a later
+        // reader gets a gap.
+        let go = server.fake.dir.path().join("go");
+        let mut live = server
+            .stream(&format!(
+                "@lines 100 500\n@wait-for {}\n@big 50000\n@result",
+                go.display()
+            ))
             .await;
+        let mut events = Vec::new();
+        while events
+            .last()
+            .is_none_or(|e: &SseEvent| !e.data.contains("line 99"))
+        {
+            events.push(live.next().await.unwrap());
+        }
+        std::fs::write(&go, "").unwrap();
+        events.extend(live.collect_all().await);
         let big = events
             .iter()
             .find(|e| e.kind() == "proxy_raw")
@@ -290,6 +305,88 @@ async fn a_late_reader_is_told_of_the_events_no_longer_kept() {
     })
     .await;
 }
+
+/// The texts of the CLI's assistant lines, in order.
+fn assistant_texts(events: &[SseEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event == "message" && e.kind() == "assistant")
+        .map(|e| {
+            e.json()["message"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// What a stream of `@burst 10000000` must deliver after the point its reader had read to:
+/// the large line whole, the two lines written with it, and no gap.
+fn assert_whole_burst(rest: &[SseEvent]) {
+    assert!(
+        rest.iter().all(|e| e.event != "gap"),
+        "a reader keeping up got a gap: {:?}",
+        rest.iter()
+            .map(|e| (&e.event, e.data.len()))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(assistant_texts(rest), ["big", "after-1", "after-2"]);
+    let big = rest.iter().find(|e| e.data.len() > 1_000_000).unwrap();
+    assert!(big.data.len() >= 10_000_000, "{}", big.data.len());
+    assert_eq!(complete_of(rest)["status"], "completed");
+}
+
+#[tokio::test]
+async fn a_reader_keeping_up_gets_a_line_larger_than_the_log_and_the_lines_written_with_it() {
+    within(TEST_LIMIT, async {
+        // The default log keeps 8 MiB per agent: the line is larger than all of it, and the
+        // two lines after it, in the same write, push it out before any reader can run.
+        let server = TestServer::start().await;
+        let go = server.fake.dir.path().join("go");
+        let prompt = format!("@wait-for {}\n@burst 10000000\n@result", go.display());
+        let mut reader = server.stream(&prompt).await;
+        reader.next_of("system").await;
+        std::fs::write(&go, "").unwrap();
+        assert_whole_burst(&reader.collect_all().await);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn many_live_streams_of_ten_megabyte_lines_each_get_every_line_in_bounded_memory() {
+    within(TEST_LIMIT, async {
+        const STREAMS: usize = 8;
+        let server = TestServer::start().await;
+        let go = server.fake.dir.path().join("go");
+        let prompt = format!("@wait-for {}\n@burst 10000000\n@result", go.display());
+        let mut readers = Vec::new();
+        for _ in 0..STREAMS {
+            let mut reader = server.stream(&prompt).await;
+            reader.next_of("system").await;
+            readers.push(reader);
+        }
+        // Every CLI writes its 10 MB line at once.
+        std::fs::write(&go, "").unwrap();
+        let streams =
+            futures_util::future::join_all(readers.into_iter().map(|r| r.collect_all())).await;
+        for rest in &streams {
+            assert_whole_burst(rest);
+        }
+        // Each running agent holds its line at most three times while it passes: the read
+        // buffer it grew into, its own copy, and hyper's write of it (README, "Memory").
+        let peak = server.proxy.peak_rss();
+        let bound = 64 * MIB + STREAMS as u64 * 3 * 10_000_000;
+        assert!(
+            peak < bound,
+            "peak RSS {} MiB, over {} MiB",
+            peak / MIB,
+            bound / MIB
+        );
+    })
+    .await;
+}
+
+const MIB: u64 = 1024 * 1024;
 
 #[tokio::test]
 async fn bad_event_cursors_are_refused() {

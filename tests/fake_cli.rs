@@ -682,6 +682,15 @@ async fn bad_requests_get_a_json_4xx_and_spawn_nothing() {
                 422,
                 "model",
             ),
+            // One argument, `--model=--dangerously-skip-permissions`, but no model is named so.
+            case(
+                "POST",
+                "/agent/stream",
+                json,
+                r#"{"prompt":"hi","model":"--dangerously-skip-permissions"}"#.to_owned(),
+                422,
+                "model",
+            ),
             case(
                 "POST",
                 "/agent/stop/not-a-uuid",

@@ -1,6 +1,7 @@
 //! What the CLI may do: set by the operator, narrowed by a request, never widened.
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use super::Error;
 
@@ -71,7 +72,7 @@ pub struct ToolPolicy {
     pub permission_mode: Option<PermissionMode>,
     pub max_turns: Option<u32>,
     /// Where agents run, resolved (symlinks followed) at start-up.
-    pub workdir: PathBuf,
+    pub workdir: Arc<Path>,
 }
 
 /// What a request asks to narrow.
@@ -90,10 +91,11 @@ pub struct Narrowing {
 pub const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
 
 /// A run's policy: the CLI's flags, and where it runs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     pub args: Vec<String>,
-    pub cwd: PathBuf,
+    /// The workdir itself is shared, not copied, by every run in it.
+    pub cwd: Arc<Path>,
 }
 
 impl ToolPolicy {
@@ -201,8 +203,8 @@ impl ToolPolicy {
         }
 
         let cwd = match &request.cwd {
-            None => self.workdir.clone(),
-            Some(cwd) => self.resolve_cwd(cwd)?,
+            None => Arc::clone(&self.workdir),
+            Some(cwd) => Arc::from(self.resolve_cwd(cwd)?),
         };
         Ok(Applied { args, cwd })
     }
@@ -303,7 +305,7 @@ mod tests {
             disallowed_tools: vec!["WebFetch".into()],
             permission_mode: Some(PermissionMode::AcceptEdits),
             max_turns: Some(10),
-            workdir: workdir.canonicalize().unwrap(),
+            workdir: Arc::from(workdir.canonicalize().unwrap()),
         }
     }
 
@@ -325,7 +327,7 @@ mod tests {
                 "--max-turns=10"
             ]
         );
-        assert_eq!(applied.cwd, dir.path().canonicalize().unwrap());
+        assert_eq!(*applied.cwd, *dir.path().canonicalize().unwrap());
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl AgentRequest {
         };
         let cwd = match (self.cwd, session_cwd) {
             (None, Some(home)) => home,
-            _ => Arc::from(applied.cwd),
+            _ => applied.cwd,
         };
         Ok(Run {
             owner: context.owner,
@@ -207,7 +207,7 @@ mod tests {
             disallowed_tools: vec![],
             permission_mode: None,
             max_turns: None,
-            workdir: std::env::temp_dir(),
+            workdir: Arc::from(std::env::temp_dir()),
         };
         let context = Context {
             owner: Client::Anonymous,

@@ -10,7 +10,8 @@ use uuid::Uuid;
 use super::Error;
 use super::keys::Client;
 
-/// How many sessions are remembered: about 80 bytes each, so 8 MiB at most.
+/// How many sessions are remembered. The book takes its whole room at once, about 7 MiB, so
+/// it never grows however many sessions go by (the paths are shared with the runs).
 pub const SESSIONS_KEPT: usize = 100_000;
 
 #[derive(Debug)]
@@ -30,8 +31,8 @@ impl Default for SessionBook {
 impl SessionBook {
     pub fn with_capacity(capacity: usize) -> Self {
         Self {
-            sessions: HashMap::new(),
-            order: VecDeque::new(),
+            sessions: HashMap::with_capacity(capacity),
+            order: VecDeque::with_capacity(capacity),
             capacity,
         }
     }

@@ -90,7 +90,7 @@ impl App {
                 disallowed_tools: config.disallowed_tools.0,
                 permission_mode: config.permission_mode,
                 max_turns: config.max_turns,
-                workdir,
+                workdir: Arc::from(workdir),
             },
             admission: Admission {
                 max_agents: config.max_agents,

@@ -12,6 +12,9 @@
 //! @result-error T          a result line with "is_error": true
 //! @no-newline T            T without a newline (the last thing it writes)
 //! @big BYTES               one line of BYTES bytes
+//! @burst BYTES             an assistant line of about BYTES bytes and two short lines after
+//!                          it, in a single write
+//! @wait-for PATH           wait until the file PATH exists
 //! @stderr BYTES            BYTES bytes on stderr, then the line "stderr-end"
 //! @stderr-line T           T on stderr
 //! @sleep MS                wait
@@ -131,6 +134,23 @@ impl<W: Write> Fake<W> {
                 }
                 self.raw(b"", true);
             }
+            "@burst" => {
+                let bytes = num(Some(arg), 0) as usize;
+                let mut burst = self.assistant_line("big", bytes);
+                for word in ["after-1", "after-2"] {
+                    burst.push(b'\n');
+                    burst.extend_from_slice(&self.assistant_line(word, 0));
+                }
+                burst.push(b'\n');
+                self.flush();
+                self.raw_part(&burst);
+            }
+            "@wait-for" => {
+                self.flush();
+                while !std::path::Path::new(arg).exists() {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
             "@stderr" => {
                 let mut err = io::stderr().lock();
                 let chunk = vec![b'e'; 64 * 1024];
@@ -192,6 +212,20 @@ impl<W: Write> Fake<W> {
             }
             other => eprintln!("fake-claude: unknown command {other}"),
         }
+    }
+
+    /// An assistant line saying `text`, padded to about `bytes` bytes.
+    fn assistant_line(&self, text: &str, bytes: usize) -> Vec<u8> {
+        let head = format!(
+            r#"{{"type":"assistant","session_id":"{}","message":{{"role":"assistant","content":[{{"type":"text","text":{}}}]}},"p":""#,
+            self.session_id,
+            json!(text)
+        );
+        let mut line = head.into_bytes();
+        let pad = bytes.saturating_sub(line.len() + 2);
+        line.extend(std::iter::repeat_n(b'x', pad));
+        line.extend_from_slice(br#""}"#);
+        line
     }
 
     fn text(&mut self, text: &str) {

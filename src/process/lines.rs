@@ -44,6 +44,18 @@ impl LineFramer {
     }
 }
 
+/// The read buffer grows to hold the longest line so far; once such a line has passed, the
+/// little left in it moves to a buffer of the usual size, so a run that once wrote a line of
+/// many megabytes does not hold that much for the rest of its life.
+fn give_back_long_line_room(buf: &mut BytesMut) {
+    const USUAL: usize = 64 * 1024;
+    if buf.capacity() > 16 * USUAL && buf.len() <= USUAL {
+        let mut smaller = BytesMut::with_capacity(USUAL);
+        smaller.extend_from_slice(buf);
+        *buf = smaller;
+    }
+}
+
 impl Frame {
     /// The bytes of the line it holds (none for a dropped line).
     pub fn line_bytes(&self) -> usize {
@@ -73,6 +85,7 @@ impl Decoder for LineFramer {
                 let frame = Self::line(&buf[..end]);
                 buf.advance(end + 1);
                 self.searched = 0;
+                give_back_long_line_room(buf);
                 Ok(Some(frame))
             }
             (Some(end), None) => {
@@ -183,6 +196,19 @@ mod tests {
     #[test]
     fn a_line_of_exactly_the_cap_passes() {
         assert_eq!(frames(4, &[b"1234\n"]), vec![line("1234")]);
+    }
+
+    #[test]
+    fn the_room_a_long_line_took_is_given_back() {
+        let mut framer = LineFramer::new(1 << 30);
+        let mut buf = BytesMut::new();
+        buf.extend_from_slice(&vec![b'x'; 4 << 20]);
+        buf.extend_from_slice(b"\nnext");
+        assert!(
+            matches!(framer.decode(&mut buf).unwrap(), Some(Frame::Line(l)) if l.len() == 4 << 20)
+        );
+        assert_eq!(&buf[..], b"next");
+        assert!(buf.capacity() <= 64 * 1024, "{}", buf.capacity());
     }
 
     #[test]

@@ -241,6 +241,22 @@ pub async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut()
     }
 }
 
+/// [`eventually`], for a condition that must be asked over the network.
+pub async fn until<F, Fut>(what: &str, limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !condition().await {
+        assert!(
+            start.elapsed() < limit,
+            "{what}: still not so after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn process_gone(pid: u32) {
     eventually(
         &format!("process {pid} is gone"),

@@ -36,6 +36,8 @@ impl SseEvent {
 #[derive(Default)]
 pub struct SseParser {
     buf: BytesMut,
+    /// How far `buf` is known to hold no newline, so a long line is searched once.
+    searched: usize,
     id: Option<String>,
     event: Option<String>,
     data: Vec<String>,
@@ -46,7 +48,13 @@ impl SseParser {
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
         self.buf.extend_from_slice(chunk);
         let mut out = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+        loop {
+            let Some(found) = memchr::memchr(b'\n', &self.buf[self.searched..]) else {
+                self.searched = self.buf.len();
+                break;
+            };
+            let pos = self.searched + found;
+            self.searched = 0;
             let line = self.buf.split_to(pos + 1);
             let line = std::str::from_utf8(&line[..pos]).expect("SSE is UTF-8");
             let line = line.strip_suffix('\r').unwrap_or(line);
