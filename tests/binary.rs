@@ -12,7 +12,7 @@ use std::process::Stdio;
 use serde_json::Value;
 use support::proxy::{Proxy, command};
 use support::sse::{complete_of, error_codes};
-use support::{FAMILY, FakeInstall, process_gone};
+use support::{FAMILY, FakeInstall, eventually, process_gone};
 
 /// Every setting the issue lists, each of which --help and .env.example must show.
 const SETTINGS: &[&str] = &[
@@ -308,6 +308,7 @@ async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
     within(TEST_LIMIT, async {
         use nix::sys::signal::Signal;
         const BURST: u32 = 1000;
+        const LIMIT: std::time::Duration = std::time::Duration::from_secs(5);
         claude_proxy::raise_open_files_limit();
         let fake = FakeInstall::new();
         let proxy = start_with_fake(&fake, &[]);
@@ -321,25 +322,19 @@ async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
         // When kill returns, one thread has been told; the others go on until it starts the
         // group's stop, and under load that took long enough to accept a quarter of the burst.
         let pid = proxy.pid();
-        for _ in 0..500 {
-            if all_threads_stopped(pid) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(all_threads_stopped(pid), "the server stopped");
+        eventually("every thread of the server stopped", LIMIT, || {
+            all_threads_stopped(pid)
+        })
+        .await;
         let connections = futures_util::future::join_all(
             (0..BURST).map(|_| tokio::net::TcpStream::connect(address.as_str())),
         )
         .await;
-        let mut queued = accept_queue(port);
-        for _ in 0..500 {
-            if queued >= Some(BURST) {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            queued = accept_queue(port);
-        }
+        eventually("the whole burst waits to be accepted", LIMIT, || {
+            accept_queue(port) >= Some(BURST)
+        })
+        .await;
+        let queued = accept_queue(port);
         proxy.signal(Signal::SIGCONT);
         assert_eq!(queued, Some(BURST), "connections waiting to be accepted");
 

@@ -9,15 +9,12 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::sse::{complete_of, error_codes};
-use support::{FAMILY, SseEvent, TestServer, eventually, process_alive, process_gone};
+use support::{
+    FAMILY, SseEvent, TestServer, eventually, process_alive, process_gone, reaped, until,
+};
 
 fn lines_of(events: &[SseEvent]) -> Vec<&SseEvent> {
     events.iter().filter(|e| e.event == "message").collect()
-}
-
-/// Whether a pid exists at all, a zombie included: a child the proxy forgot to reap shows here.
-fn pid_exists(pid: u32) -> bool {
-    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 #[tokio::test]
@@ -60,7 +57,7 @@ async fn a_stream_is_agent_then_every_cli_line_then_complete() {
         assert!(complete["duration_ms"].is_u64());
         assert!(error_codes(&events).is_empty());
         assert!(
-            !pid_exists(agent["pid"].as_u64().unwrap() as u32),
+            reaped(agent["pid"].as_u64().unwrap() as u32),
             "the CLI was reaped"
         );
     })
@@ -381,15 +378,12 @@ async fn a_client_that_goes_away_takes_its_cli_with_it() {
         drop(reader);
         process_gone(pid).await;
         process_gone(grandchild).await;
-        let mut active = Value::Null;
-        for _ in 0..500 {
-            active = server.health().await["active_agents"].clone();
-            if active == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        assert_eq!(active, 0, "the agent left the registry");
+        until(
+            "the agent left the table",
+            Duration::from_secs(10),
+            || async { server.health().await["active_agents"] == 0 },
+        )
+        .await;
     })
     .await;
 }
@@ -459,7 +453,7 @@ async fn a_started_agent_runs_in_the_background_and_is_reaped() {
         eventually(
             "the started agent was reaped",
             Duration::from_secs(30),
-            || !pid_exists(pid),
+            || reaped(pid),
         )
         .await;
     })
@@ -480,7 +474,7 @@ async fn a_started_agent_can_be_stopped() {
             0,
             "stop answers once the agent is gone"
         );
-        assert!(!pid_exists(pid), "the CLI was reaped before stop answered");
+        assert!(reaped(pid), "the CLI was reaped before stop answered");
     })
     .await;
 }

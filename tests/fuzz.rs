@@ -23,7 +23,18 @@ fn shared() -> &'static Shared {
             .enable_all()
             .build()
             .unwrap();
-        let server = runtime.block_on(TestServer::with_args(&["--max-body-bytes", "65536"]));
+        // Started from a thread that lives as long as the test process: the server is told to
+        // stop when the thread that started it ends, and a test's own thread ends with it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let handle = runtime.handle().clone();
+        std::thread::spawn(move || {
+            let server = handle.block_on(TestServer::with_args(&["--max-body-bytes", "65536"]));
+            tx.send(server).unwrap();
+            loop {
+                std::thread::park();
+            }
+        });
+        let server = rx.recv().unwrap();
         Shared { runtime, server }
     })
 }

@@ -228,6 +228,13 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Whether the proxy has reaped its child `pid`: no process of that pid at all, not even a
+/// zombie, which is what a child the proxy forgot to wait for becomes. (Its grandchildren are
+/// not its to reap: for them, see [`process_alive`].)
+pub fn reaped(pid: u32) -> bool {
+    !std::path::Path::new(&format!("/proc/{pid}")).exists()
+}
+
 /// Waits for a condition that the system brings about on its own time (a process dying, a
 /// file appearing), checking it often; fails the test if it has not happened within `limit`.
 pub async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {

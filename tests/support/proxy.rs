@@ -51,7 +51,20 @@ impl Proxy {
     pub fn launch(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut all = vec![("PROXY_PORT", "0")];
         all.extend_from_slice(env);
-        let mut child = command(&all)
+        let mut command = command(&all);
+        // A test process that dies, or ends without dropping this (a server shared by tests
+        // lives in a static), takes its server along: the server is told as an operator's
+        // SIGTERM would, and ends its agents. The signal comes when the thread that started it
+        // ends, which for a test's own server is the end of the test.
+        // SAFETY: prctl is async-signal-safe, and nothing else runs between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            command.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)
+                    .map_err(std::io::Error::from)
+            });
+        }
+        let mut child = command
             .args(args)
             .current_dir(cwd)
             .stdout(Stdio::null())
