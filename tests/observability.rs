@@ -4,7 +4,7 @@ mod support;
 
 use support::{TEST_LIMIT, within};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::proxy::Proxy;
 use support::sse::complete_of;
 use support::{FakeInstall, TestServer, eventually};
@@ -148,6 +148,76 @@ async fn json_log_lines_carry_their_agents_id_pid_and_session() {
         assert_eq!(span["agent_id"], agent["agent_id"]);
         assert_eq!(span["pid"], agent["pid"]);
         assert_eq!(span["session_id"], session);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id_and_the_log_lines_of_its_request_too() {
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let key = "request-id-key-0123456789";
+        let proxy = Proxy::start(
+            fake.dir.path(),
+            &[
+                ("CLAUDE_CLI_PATH", &cli),
+                ("PROXY_LOG_FORMAT", "json"),
+                ("PROXY_API_KEY", key),
+            ],
+        );
+        let anonymous = reqwest::Client::new();
+        let answers = [
+            anonymous.get(proxy.url("/health")).send().await.unwrap(),
+            anonymous.get(proxy.url("/agents")).send().await.unwrap(),
+            proxy.client.get(proxy.url("/nope")).send().await.unwrap(),
+            proxy
+                .client
+                .post(proxy.url("/agent/start"))
+                .json(&json!({"prompt": ""}))
+                .send()
+                .await
+                .unwrap(),
+        ];
+        let statuses: Vec<u16> = answers.iter().map(|r| r.status().as_u16()).collect();
+        assert_eq!(statuses, [200, 401, 404, 422]);
+        for answer in &answers {
+            let id = answer.headers()["x-request-id"].to_str().unwrap();
+            assert!(uuid::Uuid::try_parse(id).is_ok(), "{id}");
+        }
+
+        // A client's own id is kept, in the answer (a stream's too) and in the log.
+        let response = proxy
+            .client
+            .post(proxy.url("/agent/stream"))
+            .header("x-request-id", "backend-req-7")
+            .json(&json!({"prompt": "hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-request-id"], "backend-req-7");
+        let events = support::SseReader::new(response).collect_all().await;
+        assert_eq!(complete_of(&events)["status"], "completed");
+        let mut started = None;
+        eventually(
+            "the agent's start is logged",
+            std::time::Duration::from_secs(15),
+            || {
+                started = proxy
+                    .log()
+                    .iter()
+                    .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+                    .find(|l| l["message"] == "agent started");
+                started.is_some()
+            },
+        )
+        .await;
+        let started = started.unwrap();
+        assert_eq!(started["span"]["agent_id"], events[0].json()["agent_id"]);
+        assert!(
+            started.to_string().contains("backend-req-7"),
+            "the request's id is on its log line: {started}"
+        );
     })
     .await;
 }

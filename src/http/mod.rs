@@ -57,7 +57,7 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             state.keys.clone(),
             auth::require_key,
         ));
-    Router::new()
+    let api = Router::new()
         .route("/health", get(handlers::health))
         .merge(agents)
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
@@ -66,18 +66,131 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
             state.metrics.clone(),
             observe::track_requests,
         ))
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(
-            ServiceBuilder::new()
-                .layer(observe::set_request_id())
-                .layer(observe::propagate_request_id())
-                .layer(
-                    TraceLayer::new_for_http()
-                        .make_span_with(observe::request_span)
-                        .on_failure(()),
+        .layer(DefaultBodyLimit::max(max_body_bytes));
+    observed(api).with_state(state)
+}
+
+/// Every response gets an `x-request-id` (the client's, or a new UUID), every log line of a
+/// request carries it, and a 500 (a panic included) says only "internal error" and that id,
+/// with its detail logged once, in the request's span.
+fn observed<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router.layer(
+        ServiceBuilder::new()
+            .layer(observe::set_request_id())
+            .layer(observe::propagate_request_id())
+            .layer(
+                TraceLayer::new_for_http()
+                    .make_span_with(observe::request_span)
+                    .on_failure(()),
+            )
+            .layer(middleware::from_fn(observe::internal_errors))
+            .layer(CatchPanicLayer::custom(observe::panicked)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A log written to memory, for the lines a request leaves.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn body_json(response: axum::response::Response) -> serde_json::Value {
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    fn app() -> Router {
+        observed(
+            Router::new()
+                .route(
+                    "/fails",
+                    get(|| async { ApiError::Internal("the disk is on fire".into()) }),
                 )
-                .layer(middleware::from_fn(observe::internal_errors))
-                .layer(CatchPanicLayer::custom(observe::panicked)),
+                .route(
+                    "/panics",
+                    get(|| async {
+                        if true {
+                            panic!("a bug of ours");
+                        }
+                        "unreachable"
+                    }),
+                )
+                .route("/ok", get(|| async { "fine" })),
         )
-        .with_state(state)
+    }
+
+    #[tokio::test]
+    async fn a_500_says_internal_error_and_its_request_id_and_logs_the_detail_once() {
+        let log = Captured::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        for (path, detail) in [
+            ("/fails", "the disk is on fire"),
+            ("/panics", "a bug of ours"),
+        ] {
+            let request = Request::get(path).body(Body::empty()).unwrap();
+            let response = app().oneshot(request).await.unwrap();
+            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+            let id = response.headers()["x-request-id"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert!(uuid::Uuid::try_parse(&id).is_ok(), "{id}");
+            let body = body_json(response).await;
+            assert_eq!(
+                body,
+                serde_json::json!({"detail": "internal error", "request_id": id}),
+                "the detail stays out of the answer"
+            );
+            let log = String::from_utf8(log.0.lock().unwrap().clone()).unwrap();
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains(detail)).collect();
+            assert_eq!(lines.len(), 1, "logged once: {log}");
+            assert!(
+                lines[0].contains(&id),
+                "with the request's id: {}",
+                lines[0]
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_request_id_is_kept_or_made() {
+        let request = Request::get("/ok")
+            .header("x-request-id", "from-the-client-42")
+            .body(Body::empty())
+            .unwrap();
+        let response = app().oneshot(request).await.unwrap();
+        assert_eq!(response.headers()["x-request-id"], "from-the-client-42");
+        let request = Request::get("/ok").body(Body::empty()).unwrap();
+        let response = app().oneshot(request).await.unwrap();
+        let made = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::try_parse(made).is_ok(), "{made}");
+    }
 }
