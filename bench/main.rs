@@ -15,9 +15,14 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
-const PROXY: &str = env!("CARGO_BIN_EXE_claude-proxy");
+#[allow(dead_code)]
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use support::Proxy;
+
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-claude");
 
 fn main() {
@@ -39,7 +44,7 @@ async fn run_all() {
     let mut report = Report::default();
 
     if only.as_deref() == Some("health") {
-        let proxy = Proxy::start(scratch.path()).await;
+        let proxy = start_proxy(scratch.path()).await;
         let client = &proxy.client;
         let url = format!("{}/health", proxy.base);
         let start = Instant::now();
@@ -61,12 +66,12 @@ async fn run_all() {
         let prompt = "@lines 100000 200\n@result";
         // Interleaved, so both sides meet the same conditions; more repeats than elsewhere,
         // since a run takes milliseconds and where the scheduler puts the processes moves it.
-        let proxy = Proxy::start(scratch.path()).await;
+        let proxy = start_proxy(scratch.path()).await;
         let (mut directs, mut throughs) = (Vec::new(), Vec::new());
         for _ in 0..repeats * 3 {
             let (direct, through) = (
                 direct_run(prompt, scratch.path()).await,
-                proxy.stream(prompt).await,
+                proxy_stream(&proxy, prompt).await,
             );
             assert!(direct.ok && through.ok, "a run of scenario 1 failed");
             directs.push(direct.total);
@@ -112,10 +117,10 @@ async fn run_all() {
             })
             .await,
         );
-        let proxy = Proxy::start(scratch.path()).await;
+        let proxy = start_proxy(scratch.path()).await;
         let proxy_rate = median_f(
             repeat(repeats.min(3), || async {
-                rate(total, 16, || proxy.stream(short)).await
+                rate(total, 16, || proxy_stream(&proxy, short)).await
             })
             .await,
         );
@@ -147,7 +152,7 @@ async fn run_all() {
         let (mut peak, mut failures) = (0, 0);
         for _ in 0..rounds {
             let direct = direct_runs(concurrency, Polling::TaskEach, paced, scratch.path()).await;
-            let proxy = Proxy::start(scratch.path()).await;
+            let proxy = start_proxy(scratch.path()).await;
             let through = proxy_runs(&proxy, concurrency, Polling::TaskEach, paced).await;
             peak = peak.max(proxy.peak_rss());
             if std::env::var_os("BENCH_ONLY").is_some() {
@@ -232,7 +237,7 @@ async fn run_all() {
         let (mut proxy_p99s, mut direct_p99s) = (Vec::new(), Vec::new());
         for _ in 0..rounds {
             let direct = direct_runs(1000, Polling::OneTask, paced, scratch.path()).await;
-            let proxy = Proxy::start(scratch.path()).await;
+            let proxy = start_proxy(scratch.path()).await;
             let through = proxy_runs(&proxy, 1000, Polling::OneTask, paced).await;
             proxy_p99s.push(percentile(&through.latencies, 0.99));
             direct_p99s.push(percentile(&direct.latencies, 0.99));
@@ -258,10 +263,10 @@ async fn run_all() {
         for _ in 0..samples {
             direct_first.push(direct_run("hi", scratch.path()).await.first_line);
         }
-        let proxy = Proxy::start(scratch.path()).await;
+        let proxy = start_proxy(scratch.path()).await;
         let mut proxy_first = Vec::new();
         for _ in 0..samples {
-            proxy_first.push(proxy.stream("hi").await.first_line);
+            proxy_first.push(proxy_stream(&proxy, "hi").await.first_line);
         }
         drop(proxy);
         // Signed: the two are separate samples, and at p99 the CLI's own start can vary more
@@ -425,82 +430,27 @@ fn blocking_direct_run(prompt: &str, cwd: &Path) -> Duration {
     started.elapsed()
 }
 
-/// The proxy's release binary, on a free port, with limits high enough for the scenarios.
-struct Proxy {
-    child: Child,
-    base: String,
-    client: reqwest::Client,
+/// The proxy's release binary, started by the tests' launcher (on a port it picks and
+/// reports), with limits high enough for the scenarios and quiet logs.
+async fn start_proxy(cwd: &Path) -> Proxy {
+    let cwd_text = cwd.display().to_string();
+    Proxy::start(
+        cwd,
+        &[
+            ("CLAUDE_CLI_PATH", FAKE),
+            ("CLAUDE_WORKDIR", &cwd_text),
+            ("PROXY_MAX_AGENTS", "5000"),
+            // Only the line that says where it listens: logging every agent would be measured.
+            (
+                "RUST_LOG",
+                "warn,claude_proxy=info,claude_proxy::agent=warn,claude_proxy::http=warn,claude_proxy::process=warn",
+            ),
+        ],
+    )
 }
 
-impl Proxy {
-    async fn start(cwd: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(PROXY)
-            .current_dir(cwd)
-            .env("PROXY_PORT", port.to_string())
-            .env("CLAUDE_CLI_PATH", FAKE)
-            .env("CLAUDE_WORKDIR", cwd)
-            .env("PROXY_MAX_AGENTS", "5000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the proxy starts");
-        let base = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::builder()
-            .pool_max_idle_per_host(2000)
-            .build()
-            .unwrap();
-        for _ in 0..500 {
-            if client.get(format!("{base}/health")).send().await.is_ok() {
-                return Self {
-                    child,
-                    base,
-                    client,
-                };
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("the proxy did not start");
-    }
-
-    async fn stream(&self, prompt: &str) -> Run {
-        stream(self.client.clone(), self.base.clone(), prompt.to_owned()).await
-    }
-
-    /// The most memory the proxy has held, in bytes.
-    fn peak_rss(&self) -> u64 {
-        status_kib(self.child.id().unwrap(), "VmHWM:") * 1024
-    }
-
-    /// CPU time the proxy has used: user, and system (the kernel on its behalf).
-    fn cpu(&self) -> (Duration, Duration) {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id().unwrap())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
-        (ticks(11), ticks(12))
-    }
-
-    fn rss(&self) -> u64 {
-        status_kib(self.child.id().unwrap(), "VmRSS:") * 1024
-    }
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+async fn proxy_stream(proxy: &Proxy, prompt: &str) -> Run {
+    stream(proxy.client.clone(), proxy.base.clone(), prompt.to_owned()).await
 }
 
 async fn repeat<F, Fut, T>(times: usize, mut f: F) -> Vec<T>
@@ -605,10 +555,10 @@ async fn proxy_runs(proxy: &Proxy, n: usize, polling: Polling, prompt: &'static 
 /// The proxy's memory per open stream whose CLI is silent: RSS with `n` such streams open,
 /// less RSS before, over `n`.
 async fn idle_stream_memory(n: usize, cwd: &Path) -> f64 {
-    let proxy = Arc::new(Proxy::start(cwd).await);
+    let proxy = Arc::new(start_proxy(cwd).await);
     // Warm up: the first streams allocate what every stream then reuses.
     for _ in 0..20 {
-        proxy.stream("hi").await;
+        proxy_stream(&proxy, "hi").await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = proxy.rss();
