@@ -17,7 +17,6 @@ use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 

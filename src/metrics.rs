@@ -70,6 +70,15 @@ pub struct Metrics {
     pub client_disconnects: Counter,
     pub kills: Family<ReasonLabel, Counter>,
     pub connections_refused: Counter,
+    pub messages: Counter,
+    pub interrupts: Counter,
+    pub permission_requests: Counter,
+    pub permissions_settled: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -88,6 +97,10 @@ impl Default for Metrics {
             client_disconnects: Counter::default(),
             kills: Family::default(),
             connections_refused: Counter::default(),
+            messages: Counter::default(),
+            interrupts: Counter::default(),
+            permission_requests: Counter::default(),
+            permissions_settled: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -150,6 +163,26 @@ impl Default for Metrics {
             "Connections closed at once because PROXY_MAX_CONNECTIONS were open",
             metrics.connections_refused.clone(),
         );
+        registry.register(
+            "messages",
+            "Messages sent to interactive agents after their prompt",
+            metrics.messages.clone(),
+        );
+        registry.register(
+            "interrupts",
+            "Interrupts of interactive agents' turns",
+            metrics.interrupts.clone(),
+        );
+        registry.register(
+            "permission_requests",
+            "Tool approvals the CLI asked clients for",
+            metrics.permission_requests.clone(),
+        );
+        registry.register(
+            "permissions_settled",
+            "Tool approvals settled, by outcome (allowed, denied, expired, cancelled)",
+            metrics.permissions_settled.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -185,6 +218,13 @@ impl Metrics {
     pub fn finished(&self, status: &'static str) {
         self.agents_finished
             .get_or_create(&StatusLabel { status })
+            .inc();
+    }
+
+    /// A tool approval was settled: allowed, denied, expired or cancelled.
+    pub fn permission_settled(&self, outcome: &'static str) {
+        self.permissions_settled
+            .get_or_create(&OutcomeLabel { outcome })
             .inc();
     }
 

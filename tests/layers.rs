@@ -81,7 +81,8 @@ fn names_crate(code: &str, name: &str) -> bool {
     code.match_indices(name).any(|(at, _)| {
         let before = code[..at].chars().last();
         let after = &code[at + name.len()..];
-        after.starts_with("::") && !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
+        after.starts_with("::")
+            && !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':')
     })
 }
 
@@ -103,13 +104,19 @@ fn each_layer_uses_only_the_layers_below_it() {
                 wrong.push(format!("{}: {layer} uses crate::{used}", file.display()));
             }
         }
-        if code.contains("super::super") {
-            wrong.push(format!("{}: super::super reaches out of its folder", file.display()));
+        if code.contains("super::super::") {
+            wrong.push(format!(
+                "{}: super::super reaches out of its folder",
+                file.display()
+            ));
         }
         if !matches!(layer.as_str(), "app" | "http") {
             for name in HTTP_CRATES {
                 if names_crate(&code, name) {
-                    wrong.push(format!("{}: {layer} names the HTTP crate {name}", file.display()));
+                    wrong.push(format!(
+                        "{}: {layer} names the HTTP crate {name}",
+                        file.display()
+                    ));
                 }
             }
         }
@@ -125,7 +132,9 @@ fn the_binary_goes_through_the_app() {
         .match_indices("claude_proxy::")
         .map(|(at, _)| {
             let rest = &main[at + "claude_proxy::".len()..];
-            &rest[..rest.find(|c: char| !c.is_alphanumeric() && c != '_').unwrap_or(rest.len())]
+            &rest[..rest
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .unwrap_or(rest.len())]
         })
         .collect();
     assert!(!used.is_empty());

@@ -33,6 +33,20 @@ pub enum Error {
     #[error("the Claude subscription is rate limited until {until}; retry after that")]
     RateLimited { until: DateTime<Utc> },
 
+    /// Not possible in the agent's present state: it is not interactive, it has ended, the CLI
+    /// refused, or a permission request was already settled.
+    #[error("{0}")]
+    Conflict(String),
+
+    #[error("{max} messages already wait for this agent; retry once a turn has ended")]
+    QueueFull { max: usize },
+
+    #[error("this agent has no permission request {0}")]
+    PermissionNotFound(String),
+
+    #[error("the CLI did not answer within {} s", waited.as_secs_f64())]
+    CliDidNotAnswer { waited: std::time::Duration },
+
     #[error(
         "{problem}. Install it with `npm install -g @anthropic-ai/claude-code`, or set CLAUDE_CLI_PATH to the path of the `claude` program."
     )]

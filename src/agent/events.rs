@@ -39,6 +39,8 @@ pub struct EventMaker {
     rate_limit_seen: Option<Option<DateTime<Utc>>>,
     /// The line just read was the result.
     result_just_read: bool,
+    /// Control lines are the proxy's to answer, not events: set aside for the conversation.
+    controls: Option<Vec<Bytes>>,
 }
 
 /// What the agent's views report of a run, gathered from the lines as they pass.
@@ -49,10 +51,14 @@ pub struct RunSummary {
     pub model: Option<String>,
     /// The CLI's `result` line, as it wrote it (shared with its event).
     pub result: Option<Bytes>,
-    /// From the result line.
+    /// The CLI's running total, from its latest result line.
     pub total_cost_usd: Option<f64>,
+    /// Summed over the results so far.
     pub num_turns: Option<u64>,
+    /// Of the latest result.
     pub is_error: Option<bool>,
+    /// How many result lines there have been: an interactive agent has one per turn.
+    pub turns: u64,
     /// The subscription refused a request until then.
     pub rate_limited_until: Option<DateTime<Utc>>,
     /// From `complete`.
@@ -63,9 +69,14 @@ pub struct RunSummary {
 #[derive(Debug, Clone)]
 struct ResultLine {
     is_error: bool,
+    /// The client interrupted the turn: the error is its choice, not a failure.
+    interrupted: bool,
     /// What an error result says went wrong, to explain a failed exit when stderr is silent.
     error_text: Option<String>,
 }
+
+/// How a result line says a turn ended when the client interrupted it.
+const INTERRUPTED: [&str; 2] = ["aborted_streaming", "aborted_tools"];
 
 /// The little the proxy reads of a CLI line: serde skips everything else without building it.
 #[derive(Deserialize)]
@@ -93,6 +104,8 @@ struct LineHead<'a> {
     total_cost_usd: Option<f64>,
     #[serde(default)]
     num_turns: Option<u64>,
+    #[serde(default, borrow)]
+    terminal_reason: Option<Cow<'a, str>>,
 }
 
 /// How long a rate limit is assumed to last when the CLI does not say.
@@ -131,12 +144,32 @@ impl EventMaker {
             summary_changed: false,
             rate_limit_seen: None,
             result_just_read: false,
+            controls: None,
         };
         maker.push(
             Some("agent"),
             json!({"type": "agent", "agent_id": agent_id, "pid": pid}),
         );
         maker
+    }
+
+    /// From now on, the CLI's control lines are set aside (see [`EventMaker::take_controls`])
+    /// rather than passed on: an interactive agent's CLI speaks them.
+    pub fn set_controls_aside(&mut self) {
+        self.controls.get_or_insert_with(Vec::new);
+    }
+
+    /// The control lines set aside since the last call, in order.
+    pub fn take_controls(&mut self) -> Vec<Bytes> {
+        self.controls
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Makes an event of the proxy's own, named `name`.
+    pub fn push_named(&mut self, name: &'static str, data: serde_json::Value) {
+        self.push(Some(name), data);
     }
 
     /// The events made since the last call, in order.
@@ -164,6 +197,21 @@ impl EventMaker {
     fn push_frame(&mut self, frame: Frame) {
         match frame {
             Frame::Line(line) => {
+                if let Some(controls) = &mut self.controls {
+                    if json_line::scan(&line).is_some_and(|shape| {
+                        matches!(
+                            shape.kind,
+                            Some(
+                                b"control_request"
+                                    | b"control_response"
+                                    | b"control_cancel_request"
+                            )
+                        )
+                    }) {
+                        controls.push(line);
+                        return;
+                    }
+                }
                 let data = self.pass_line(line);
                 self.push(None, JsonBytes(data));
                 if std::mem::take(&mut self.result_just_read) {
@@ -228,11 +276,18 @@ impl EventMaker {
                 .flatten();
             self.result = Some(ResultLine {
                 is_error,
+                interrupted: head
+                    .terminal_reason
+                    .as_deref()
+                    .is_some_and(|reason| INTERRUPTED.contains(&reason)),
                 error_text,
             });
             self.summary.is_error = head.is_error;
-            self.summary.total_cost_usd = head.total_cost_usd;
-            self.summary.num_turns = head.num_turns;
+            self.summary.total_cost_usd = head.total_cost_usd.or(self.summary.total_cost_usd);
+            if let Some(turns) = head.num_turns {
+                self.summary.num_turns = Some(self.summary.num_turns.unwrap_or(0) + turns);
+            }
+            self.summary.turns += 1;
             self.result_just_read = true;
             self.summary_changed = true;
         } else if head.kind.as_deref() == Some("system") && head.subtype.as_deref() == Some("init")
@@ -292,8 +347,11 @@ impl EventMaker {
 
     /// The errors that explain an exit, and the status it gives the run.
     fn exited(&mut self, exit: &Exit, stderr_tail: &[u8]) -> FinalStatus {
+        // A CLI whose last turn the client interrupted exits 1 for it, and that is no failure.
+        let interrupted = self.result.as_ref().is_some_and(|r| r.interrupted);
         let how = match exit {
             Exit::Code(0) => None,
+            Exit::Code(1) if interrupted => None,
             Exit::Code(code) => Some(format!("the CLI exited with code {code}")),
             Exit::Signal(signal) => Some(format!("the CLI was killed by {}", signal_name(*signal))),
             Exit::WaitFailed(why) => {
@@ -330,6 +388,9 @@ impl EventMaker {
             Some(ResultLine {
                 is_error: false, ..
             }) if *exit == Exit::Code(0) => FinalStatus::Completed,
+            Some(ResultLine {
+                interrupted: true, ..
+            }) if matches!(exit, Exit::Code(0 | 1)) => FinalStatus::Completed,
             _ => FinalStatus::Failed,
         }
     }

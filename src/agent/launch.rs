@@ -1,22 +1,26 @@
 //! Starting an agent and running it to its end: a place in the table, the spawn, and the task
 //! that supervises the CLI while its lines become events.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
+use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::conversation::{Conversation, ConversationSettings};
 use super::error::CliProblem;
+use super::error::Error;
 use super::events::EventMaker;
+use super::journal::Journal;
 use super::log::{EventLog, LogReader};
 use super::request::Run;
+use super::state::Core;
 use super::status::StopReason;
 use super::stop::StopSignal;
 use super::table::{NewAgent, Place};
-use super::{Core, Error};
 use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
 
 /// A running agent, as its starter sees it.
@@ -46,19 +50,26 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         log: Arc::clone(&log),
     })?;
     let agent_id = place.agent_id();
+    let (idle_paused, paused) = watch::channel(false);
+    let (input, stdin) = if run.interactive {
+        let (stdin, rest, first) = Conversation::stdin(&run.prompt);
+        (process::Input::Stream(first, rest), Some(stdin))
+    } else {
+        (process::Input::Whole(Bytes::from(run.prompt.clone())), None)
+    };
     let spec = process::Spec {
         program: core.settings.cli.clone(),
         args: run.cli_args(),
         env: Arc::clone(&core.settings.cli_env),
         cwd: run.cwd.to_path_buf(),
-        input: Bytes::from(run.prompt.clone()),
+        input,
+        idle_paused: run.interactive.then_some(paused),
     };
     let spawning = Instant::now();
-    let cli = process::spawn(&spec, core.settings.limits).map_err(|err| Error::CliUnavailable {
-        problem: CliProblem::of(spec.program.clone(), err),
+    let cli = process::spawn(spec, core.settings.limits).map_err(|err| Error::CliUnavailable {
+        problem: CliProblem::of(core.settings.cli.clone(), err),
     })?;
     let pid = cli.pid();
-    place.spawned(pid);
     core.metrics.spawned(run.kind.as_str(), spawning.elapsed());
 
     // Every log line of this agent's task carries its id, pid and (once known) session.
@@ -66,21 +77,46 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     span.in_scope(|| {
         tracing::info!(
             kind = run.kind.as_str(), client = %run.owner, model = run.model.as_deref(),
-            resume = run.resume.map(|s| s.to_string()), "agent started"
+            resume = run.resume.map(|s| s.to_string()), interactive = run.interactive,
+            "agent started"
         );
     });
 
     // The `agent` event is in the log before anyone can ask for it.
+    let mut maker = EventMaker::new(agent_id, pid, core.settings.limits.max_line_bytes);
+    if run.interactive {
+        maker.set_controls_aside();
+    }
+    let journal = Arc::new(Mutex::new(Journal::new(
+        maker,
+        Arc::clone(&log),
+        Arc::clone(&core.metrics),
+    )));
+    let conversation = stdin.map(|stdin| {
+        Conversation::start(
+            stdin,
+            idle_paused,
+            ConversationSettings {
+                idle_limit: core.settings.interactive_idle,
+                permission_limit: core.settings.permission_timeout,
+                approvals: run.approvals,
+            },
+            Arc::clone(&core.settings.policy),
+            Arc::clone(&journal),
+            Arc::clone(&core.metrics),
+            &core.tasks,
+        )
+    });
+    place.spawned(pid, conversation.clone());
     let mut recorder = Recorder {
         core: Arc::clone(core),
         agent_id,
-        maker: EventMaker::new(agent_id, pid, core.settings.limits.max_line_bytes),
-        log,
+        journal,
+        conversation,
         span: span.clone(),
         run,
         session_known: false,
     };
-    recorder.keep();
 
     let run_stop = stop.clone();
     let supervised = async move {
@@ -98,13 +134,14 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     })
 }
 
-/// Makes an agent's events and keeps them: into its log (which never waits for a reader, so
-/// this runs right in the supervising task), and into the table's view of the run.
+/// Turns an agent's lines into events (through its journal, which never waits for a reader, so
+/// this runs right in the supervising task), and tells the table and the conversation what they
+/// changed.
 struct Recorder {
     core: Arc<Core>,
     agent_id: Uuid,
-    maker: EventMaker,
-    log: Arc<EventLog>,
+    journal: Arc<Mutex<Journal>>,
+    conversation: Option<Arc<Conversation>>,
     span: tracing::Span,
     run: Run,
     session_known: bool,
@@ -112,16 +149,11 @@ struct Recorder {
 
 impl Recorder {
     fn lines(&mut self, lines: Vec<Frame>) {
-        self.maker.lines(lines);
-        self.keep();
-    }
-
-    /// Appends the events made so far, then records what they changed.
-    fn keep(&mut self) {
-        let events = self.maker.take_events();
-        self.core.metrics.events.inc_by(events.len() as u64);
-        self.log.extend(events);
-        if let Some(summary) = self.maker.summary_update() {
+        let changes = crate::lock(&self.journal).lines(lines);
+        if let Some(conversation) = &self.conversation {
+            conversation.on_control_lines(changes.controls);
+        }
+        if let Some(summary) = &changes.summary {
             self.core.table.observe(self.agent_id, summary);
             if let Some(until) = summary.rate_limited_until {
                 self.core.rate_limit.limited_until(until);
@@ -133,13 +165,16 @@ impl Recorder {
                     crate::lock(&self.core.sessions).record(session, self.run.owner, &self.run.cwd);
                 }
             }
+            if let Some(conversation) = &self.conversation {
+                conversation.results_seen(summary.turns);
+            }
         }
         self.keep_within_budget();
     }
 
     /// The process is reaped: its place is freed and the agent recorded as ended before the
     /// last event goes out, so a client that reads `complete` and then asks finds it ended.
-    fn finish(mut self, place: Place, outcome: Outcome, stopped_by: StopReason) {
+    fn finish(self, place: Place, outcome: Outcome, stopped_by: StopReason) {
         tracing::debug!(
             ending = ?outcome.ending, exit = ?outcome.exit,
             duration_ms = outcome.duration.as_millis() as u64, "CLI reaped"
@@ -156,16 +191,12 @@ impl Recorder {
             Ending::TimedOut => metrics.killed("timeout"),
             Ending::IdleTimedOut => metrics.killed("idle_timeout"),
         }
-        self.maker.ending(outcome, stopped_by);
-        let summary = self
-            .maker
-            .summary_update()
-            .expect("the ending changes the summary")
-            .clone();
+        if let Some(conversation) = &self.conversation {
+            conversation.end();
+        }
+        let summary = crate::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);
-        let events = self.maker.take_events();
-        metrics.events.inc_by(events.len() as u64);
-        self.log.extend(events);
+        crate::lock(&self.journal).publish();
         ended.cancel();
         if let Some(status) = summary.status {
             metrics.finished(status.as_str());

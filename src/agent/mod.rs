@@ -4,22 +4,25 @@
 //! It knows nothing of HTTP: the edge hands it a client and a request, and gets back views,
 //! readers of events, and domain errors. It runs processes through [`crate::process`].
 
+mod conversation;
 mod error;
 mod events;
+mod journal;
 mod json_line;
 mod keys;
 mod launch;
 mod log;
+mod message;
 mod policy;
 mod rate_limit;
 mod request;
 mod sessions;
+mod state;
 mod status;
 mod stop;
 mod table;
 mod view;
 
-use std::ffi::OsString;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -30,62 +33,32 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error};
 pub use events::{Event, RunSummary};
 pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
 pub use launch::Launched;
 pub use log::{LogReader, Read};
+pub use message::{MessageContent, MessageRequest};
 pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
-pub use request::{AgentRequest, Run, parse_model};
+pub use request::{AgentRequest, AgentUpdate, Run, parse_model};
+pub use state::Settings;
 pub use status::{AgentKind, AgentStatus, FinalStatus, StopReason};
 pub use stop::{StopOnDrop, StopSignal};
 pub use table::{Admission, Retention};
-pub use view::{AgentDetail, AgentInfo};
+pub use view::{AgentDetail, AgentInfo, AgentListItem};
 
 use crate::metrics::Metrics;
-use crate::process::{self, ProcessGroup};
+use crate::process::ProcessGroup;
 use log::SharedBytes;
 use rate_limit::RateLimitGate;
-use sessions::SessionBook;
+use state::Core;
 use table::AgentTable;
-
-/// What the core is given once, at start-up.
-#[derive(Debug)]
-pub struct Settings {
-    /// The CLI: a path, or a name looked up on PATH.
-    pub cli: PathBuf,
-    /// The CLI's whole environment.
-    pub cli_env: Arc<Vec<(OsString, OsString)>>,
-    pub limits: process::Limits,
-    pub default_model: Option<String>,
-    pub policy: ToolPolicy,
-    pub admission: Admission,
-    pub retention: Retention,
-    /// Most bytes of events kept per agent.
-    pub agent_log_bytes: usize,
-    /// ... and by all agents together.
-    pub logs_total_bytes: usize,
-}
 
 /// The agents of one server. Cheap to clone: every clone is the same agents.
 #[derive(Debug, Clone)]
 pub struct Agents {
     core: Arc<Core>,
-}
-
-#[derive(Debug)]
-struct Core {
-    settings: Settings,
-    table: Arc<AgentTable>,
-    sessions: Mutex<SessionBook>,
-    rate_limit: RateLimitGate,
-    /// The bytes held by all agents' logs (and kept results) together.
-    all_logs: SharedBytes,
-    metrics: Arc<Metrics>,
-    /// Cancelled when the server shuts down; every agent's stop signal is a child of it.
-    shutdown: CancellationToken,
-    /// Every agent's task, so a shutdown can wait until each CLI has been reaped.
-    tasks: TaskTracker,
 }
 
 impl Agents {
@@ -119,6 +92,7 @@ impl Agents {
             kind,
             default_model: settings.default_model.as_deref(),
             policy: &settings.policy,
+            client_approvals: settings.client_approvals,
         };
         request.check(context, |session| {
             crate::lock(&self.core.sessions).home(owner, session)
@@ -146,8 +120,90 @@ impl Agents {
         self.core.table.forget(client, agent_id).await
     }
 
-    pub fn list(&self, client: Client) -> Vec<AgentInfo> {
+    pub fn list(&self, client: Client) -> Vec<AgentListItem> {
         self.core.table.list(client)
+    }
+
+    /// Sends a message to an interactive agent of `client`: it runs at once, or as a turn of
+    /// its own after those before it. Returns how many turns run before it.
+    pub fn send_message(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+        message: MessageRequest,
+    ) -> Result<u64, Error> {
+        let conversation = self.core.table.conversation(client, agent_id)?;
+        let content = MessageContent::check(message.content, self.core.settings.max_image_bytes)?;
+        conversation.send(&content)
+    }
+
+    /// Interrupts an interactive agent's running turn; returns how many messages still wait.
+    pub async fn interrupt(&self, client: Client, agent_id: Uuid) -> Result<u64, Error> {
+        self.core
+            .table
+            .conversation(client, agent_id)?
+            .interrupt()
+            .await
+    }
+
+    /// Closes an interactive agent's input: it finishes its turns and ends.
+    pub fn close(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
+        self.core.table.conversation(client, agent_id)?.close()
+    }
+
+    /// Changes an interactive agent's model or permission mode; returns what the CLI confirmed,
+    /// by field.
+    pub async fn update(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+        update: AgentUpdate,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        let conversation = self.core.table.conversation(client, agent_id)?;
+        let settings = &self.core.settings;
+        let (model, mode) = update.check(settings.default_model.as_deref(), &settings.policy)?;
+        let mut confirmed = serde_json::Map::new();
+        if let Some(model) = model {
+            confirmed.insert(
+                "model".into(),
+                conversation.set_model(model.as_deref()).await?,
+            );
+        }
+        if let Some(mode) = mode {
+            confirmed.insert(
+                "permission_mode".into(),
+                conversation.set_permission_mode(mode).await?,
+            );
+        }
+        Ok(confirmed)
+    }
+
+    /// The tool approvals an interactive agent of `client` waits for.
+    pub fn permissions(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+    ) -> Result<Vec<PermissionRequest>, Error> {
+        match self.core.table.conversation(client, agent_id) {
+            Ok(conversation) => Ok(conversation.pending_permissions()),
+            // An agent that has ended waits for nothing.
+            Err(Error::Conflict(_)) if self.detail(client, agent_id).is_ok() => Ok(Vec::new()),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// A client's answer to one of its agent's tool approvals.
+    pub fn answer_permission(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+        request_id: &str,
+        answer: PermissionAnswer,
+    ) -> Result<(), Error> {
+        self.core
+            .table
+            .conversation(client, agent_id)?
+            .answer(request_id, answer)
     }
 
     pub fn detail(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {

@@ -156,16 +156,8 @@ impl ToolPolicy {
             args.push(format!("--disallowedTools={}", disallowed.join(",")));
         }
 
-        let operator_mode = self.permission_mode.unwrap_or(PermissionMode::Default);
         let mode = match request.permission_mode {
-            Some(asked) if asked.reach() > operator_mode.reach() => {
-                return Err(forbidden(format!(
-                    "permission_mode: {} lets through more than the operator's {} (CLAUDE_PERMISSION_MODE)",
-                    asked.as_cli(),
-                    operator_mode.as_cli()
-                )));
-            }
-            Some(asked) => Some(asked),
+            Some(asked) => Some(self.check_permission_mode(asked)?),
             None => self.permission_mode,
         };
         if let Some(mode) = mode {
@@ -207,6 +199,29 @@ impl ToolPolicy {
             Some(cwd) => Arc::from(self.resolve_cwd(cwd)?),
         };
         Ok(Applied { args, cwd })
+    }
+
+    /// A permission mode a client asks for: no wider than the operator's.
+    pub fn check_permission_mode(&self, asked: PermissionMode) -> Result<PermissionMode, Error> {
+        let operator_mode = self.permission_mode.unwrap_or(PermissionMode::Default);
+        if asked.reach() > operator_mode.reach() {
+            return Err(Error::Forbidden(format!(
+                "permission_mode: {} lets through more than the operator's {} (CLAUDE_PERMISSION_MODE)",
+                asked.as_cli(),
+                operator_mode.as_cli()
+            )));
+        }
+        Ok(asked)
+    }
+
+    /// Whether the operator lets the CLI have this tool at all (CLAUDE_TOOLS, less
+    /// CLAUDE_DISALLOWED_TOOLS). A rule such as `Bash(rm:*)` removes only part of a tool.
+    pub fn tool_exists(&self, tool: &str) -> bool {
+        let listed = self
+            .tools
+            .as_ref()
+            .is_none_or(|tools| tools.iter().any(|t| t == tool));
+        listed && !self.disallowed_tools.iter().any(|t| t == tool)
     }
 
     /// A working directory below CLAUDE_WORKDIR, once every symlink is followed.

@@ -43,6 +43,12 @@ pub struct AgentRequest {
     /// A directory below CLAUDE_WORKDIR to run in.
     #[serde(default)]
     pub cwd: Option<String>,
+    /// The agent takes messages while it runs, and waits for more after each turn.
+    #[serde(default)]
+    pub interactive: bool,
+    /// Tool approvals go to the client (interactive agents, when the operator allows it).
+    #[serde(default)]
+    pub approvals: bool,
 }
 
 /// A derived struct deserializer also takes a JSON array of the fields in order, so that
@@ -82,6 +88,10 @@ pub struct Run {
     pub cwd: Arc<Path>,
     /// A streamed agent goes on when its client goes away.
     pub detach_on_disconnect: bool,
+    /// Its prompt is the first message of a conversation (see `conversation.rs`).
+    pub interactive: bool,
+    /// The CLI asks the client before a tool that needs permission runs.
+    pub approvals: bool,
 }
 
 impl Run {
@@ -92,6 +102,14 @@ impl Run {
         let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
             .map(String::from)
             .into();
+        if self.interactive {
+            args.extend(
+                ["--input-format", "stream-json", "--replay-user-messages"].map(String::from),
+            );
+        }
+        if self.approvals {
+            args.extend(["--permission-prompt-tool", "stdio"].map(String::from));
+        }
         if let Some(model) = &self.model {
             args.push(format!("--model={model}"));
         }
@@ -109,6 +127,8 @@ pub struct Context<'a> {
     pub kind: AgentKind,
     pub default_model: Option<&'a str>,
     pub policy: &'a ToolPolicy,
+    /// The operator lets clients answer tool approvals (PROXY_CLIENT_APPROVALS).
+    pub client_approvals: bool,
 }
 
 impl AgentRequest {
@@ -124,6 +144,17 @@ impl AgentRequest {
         }
         if self.prompt.contains('\0') {
             return Err(Error::invalid("prompt", "must not contain NUL characters"));
+        }
+        if self.approvals && !self.interactive {
+            return Err(Error::invalid(
+                "approvals",
+                "only an interactive agent can ask for approvals: add \"interactive\": true",
+            ));
+        }
+        if self.approvals && !context.client_approvals {
+            return Err(Error::Forbidden(
+                "approvals: the operator has not let clients answer tool approvals (PROXY_CLIENT_APPROVALS=true)".into(),
+            ));
         }
         let resume = self
             .session_id
@@ -167,7 +198,54 @@ impl AgentRequest {
             policy_args: applied.args,
             cwd,
             detach_on_disconnect: self.detach_on_disconnect,
+            interactive: self.interactive,
+            approvals: self.approvals,
         })
+    }
+}
+
+/// The body of `PATCH /agent/{id}`: what to change in a running interactive agent.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentUpdate {
+    /// A model name, or null for the default.
+    #[serde(default, deserialize_with = "present")]
+    pub model: Option<Option<String>>,
+    #[serde(default)]
+    pub permission_mode: Option<PermissionMode>,
+}
+
+/// A field that is there, null or not: absent is None, null is Some(None).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+impl AgentUpdate {
+    /// Checks the change as a request's fields are checked at start: the model's name, and a
+    /// permission mode no wider than the operator's. The model is then the one to send, the
+    /// operator's default standing in for null.
+    pub fn check(
+        self,
+        default_model: Option<&str>,
+        policy: &ToolPolicy,
+    ) -> Result<(Option<Option<String>>, Option<PermissionMode>), Error> {
+        if self.model.is_none() && self.permission_mode.is_none() {
+            return Err(Error::invalid(
+                "body",
+                "name a model, a permission_mode, or both",
+            ));
+        }
+        let model = match self.model {
+            Some(Some(model)) => Some(Some(
+                parse_model(&model).map_err(|reason| Error::invalid("model", reason))?,
+            )),
+            Some(None) => Some(default_model.map(str::to_owned)),
+            None => None,
+        };
+        if let Some(mode) = self.permission_mode {
+            policy.check_permission_mode(mode)?;
+        }
+        Ok((model, self.permission_mode))
     }
 }
 
@@ -214,6 +292,7 @@ mod tests {
             kind: AgentKind::Stream,
             default_model,
             policy: &policy,
+            client_approvals: false,
         };
         request.check(context, |_| Ok(None))
     }

@@ -41,6 +41,8 @@ pub enum AgentStatus {
     /// Its place is taken; its CLI is being spawned.
     Starting,
     Running,
+    /// An interactive agent with no turn running: alive, and waiting for a message.
+    Waiting,
     /// Told to stop; its CLI has not been reaped yet.
     Stopping,
     Ended(FinalStatus),
@@ -81,6 +83,7 @@ impl AgentStatus {
         match self {
             AgentStatus::Starting => "starting",
             AgentStatus::Running => "running",
+            AgentStatus::Waiting => "waiting",
             AgentStatus::Stopping => "stopping",
             AgentStatus::Ended(status) => status.as_str(),
         }
@@ -113,6 +116,7 @@ mod tests {
         for status in [
             AgentStatus::Starting,
             AgentStatus::Running,
+            AgentStatus::Waiting,
             AgentStatus::Stopping,
             AgentStatus::Ended(FinalStatus::Completed),
             AgentStatus::Ended(FinalStatus::Failed),

@@ -11,12 +11,13 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::Error;
+use super::conversation::Conversation;
 use super::events::RunSummary;
 use super::keys::Client;
 use super::log::{EventLog, SharedBytes};
 use super::status::{AgentKind, AgentStatus, FinalStatus, StopReason};
 use super::stop::StopSignal;
-use super::view::{AgentDetail, AgentInfo};
+use super::view::{AgentDetail, AgentInfo, AgentListItem};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -66,6 +67,8 @@ struct Entry {
     /// Cancelled once the agent has ended and its last event is in its log.
     ended: CancellationToken,
     log: Arc<EventLog>,
+    /// An interactive agent's.
+    conversation: Option<Arc<Conversation>>,
 }
 
 /// Bytes counted in a shared total for as long as this lives.
@@ -153,6 +156,7 @@ impl AgentTable {
                 stop: agent.stop,
                 ended: CancellationToken::new(),
                 log: agent.log,
+                conversation: None,
             },
         );
         Ok(Place {
@@ -221,17 +225,40 @@ impl AgentTable {
             .collect()
     }
 
-    pub fn list(&self, client: Client) -> Vec<AgentInfo> {
+    pub fn list(&self, client: Client) -> Vec<AgentListItem> {
         let now = Utc::now();
         let table = self.lock();
-        let mut list: Vec<AgentInfo> = table
+        let mut list: Vec<AgentListItem> = table
             .entries
             .iter()
             .filter(|(_, e)| e.owner == client && e.is_kept(now, self.retention))
-            .map(|(id, e)| e.info(*id))
+            .map(|(id, e)| AgentListItem {
+                info: e.info(*id),
+                pending_permissions: e
+                    .conversation
+                    .as_ref()
+                    .map_or(0, |c| c.pending_permission_count()),
+            })
             .collect();
-        list.sort_by_key(|a| a.started_at);
+        list.sort_by_key(|a| a.info.started_at);
         list
+    }
+
+    /// An interactive agent's conversation, while it runs.
+    pub fn conversation(&self, client: Client, agent_id: Uuid) -> Result<Arc<Conversation>, Error> {
+        let table = self.lock();
+        let entry = table
+            .visible(client, agent_id, Utc::now(), self.retention)
+            .ok_or(Error::NotFound(agent_id))?;
+        let conversation = entry.conversation.as_ref().ok_or_else(|| {
+            Error::Conflict(format!(
+                "agent {agent_id} is not interactive: start it with \"interactive\": true"
+            ))
+        })?;
+        if !entry.status.holds_process() {
+            return Err(Error::Conflict(format!("agent {agent_id} has ended")));
+        }
+        Ok(Arc::clone(conversation))
     }
 
     pub fn detail(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {
@@ -252,6 +279,11 @@ impl AgentTable {
             is_error: summary.is_error,
             events: stats.events,
             dropped_events: stats.dropped,
+            pending_permissions: entry
+                .conversation
+                .as_ref()
+                .map(|c| c.pending_permissions())
+                .unwrap_or_default(),
         })
     }
 
@@ -339,10 +371,16 @@ impl Entry {
     }
 
     fn info(&self, agent_id: Uuid) -> AgentInfo {
+        let waiting = self.status == AgentStatus::Running
+            && self.conversation.as_ref().is_some_and(|c| c.is_waiting());
         AgentInfo {
             agent_id,
             kind: self.kind,
-            status: self.status,
+            status: if waiting {
+                AgentStatus::Waiting
+            } else {
+                self.status
+            },
             pid: self.pid,
             model: self
                 .summary
@@ -353,6 +391,8 @@ impl Entry {
             started_at: self.started_at,
             ended_at: self.ended_at,
             exit_code: self.summary.exit_code,
+            interactive: self.conversation.is_some(),
+            turns: self.summary.turns,
         }
     }
 }
@@ -372,9 +412,10 @@ impl Place {
         self.agent_id
     }
 
-    pub fn spawned(&self, pid: u32) {
+    pub fn spawned(&self, pid: u32, conversation: Option<Arc<Conversation>>) {
         if let Some(entry) = self.table.lock().entries.get_mut(&self.agent_id) {
             entry.pid = Some(pid);
+            entry.conversation = conversation;
             if entry.status == AgentStatus::Starting {
                 entry.status = AgentStatus::Running;
             }
@@ -469,7 +510,7 @@ mod tests {
 
     fn finish(place: Place) -> Uuid {
         let id = place.agent_id();
-        place.spawned(1);
+        place.spawned(1, None);
         place.end(&RunSummary {
             status: Some(FinalStatus::Completed),
             ..Default::default()
@@ -483,7 +524,7 @@ mod tests {
         let table = table(2);
         let a = admit(&table, &shutdown).unwrap();
         let b = admit(&table, &shutdown).unwrap();
-        b.spawned(2);
+        b.spawned(2, None);
         assert!(admit(&table, &shutdown).is_err());
         drop(a);
         assert_eq!(table.running(), 1);
@@ -530,7 +571,7 @@ mod tests {
         assert_eq!(table.lock().entries.len(), 2, "without a read or a sweep");
         let list = table.list(Client::Anonymous);
         assert_eq!(list.len(), 2);
-        assert!(list.iter().all(|a| a.agent_id != first));
+        assert!(list.iter().all(|a| a.info.agent_id != first));
     }
 
     #[test]
@@ -539,7 +580,7 @@ mod tests {
         let table = table(1);
         let place = admit(&table, &shutdown).unwrap();
         let id = place.agent_id();
-        place.spawned(7);
+        place.spawned(7, None);
         drop(place);
         assert_eq!(table.running(), 0);
         assert_eq!(

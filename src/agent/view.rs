@@ -5,6 +5,7 @@ use serde::Serialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::conversation::PermissionRequest;
 use super::status::{AgentKind, AgentStatus};
 
 /// One agent, in the list.
@@ -20,6 +21,18 @@ pub struct AgentInfo {
     pub started_at: DateTime<Utc>,
     pub ended_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
+    /// It takes messages while it runs (`"interactive": true`).
+    pub interactive: bool,
+    /// Results so far: an interactive agent has one per turn.
+    pub turns: u64,
+}
+
+/// One agent in the list, with how many tool approvals it waits for.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentListItem {
+    #[serde(flatten)]
+    pub info: AgentInfo,
+    pub pending_permissions: usize,
 }
 
 /// One agent in full.
@@ -36,4 +49,6 @@ pub struct AgentDetail {
     pub events: u64,
     /// Events no longer kept.
     pub dropped_events: u64,
+    /// The tool approvals it waits for.
+    pub pending_permissions: Vec<PermissionRequest>,
 }

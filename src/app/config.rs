@@ -122,6 +122,30 @@ pub struct Config {
     #[arg(long = "idle-timeout-secs", env = "PROXY_IDLE_TIMEOUT_SECS", default_value = "600", value_parser = parse_secs)]
     pub idle_timeout: Duration,
 
+    /// Seconds an interactive agent may wait with no turn running and no message queued; then
+    /// it is closed (it ends once its turns are done).
+    #[arg(long = "interactive-idle-secs", env = "PROXY_INTERACTIVE_IDLE_SECS", default_value = "600", value_parser = parse_positive_secs)]
+    pub interactive_idle: Duration,
+
+    /// Let clients answer the CLI's tool approvals (`"approvals": true`). Approvals let a
+    /// client allow what the CLI would otherwise refuse: they widen the tool policy.
+    #[arg(
+        long = "client-approvals",
+        env = "PROXY_CLIENT_APPROVALS",
+        default_value = "false",
+        value_parser = parse_bool,
+        action = clap::ArgAction::Set,
+    )]
+    pub client_approvals: bool,
+
+    /// Seconds a tool approval waits for the client's answer; then it is denied.
+    #[arg(long = "permission-timeout-secs", env = "PROXY_PERMISSION_TIMEOUT_SECS", default_value = "300", value_parser = parse_positive_secs)]
+    pub permission_timeout: Duration,
+
+    /// Largest image a message to an interactive agent may hold, in bytes once decoded.
+    #[arg(long = "max-image-bytes", env = "PROXY_MAX_IMAGE_BYTES", default_value_t = 5 * 1024 * 1024, value_parser = parse_positive)]
+    pub max_image_bytes: usize,
+
     /// Seconds between SIGTERM and SIGKILL when a CLI is stopped.
     #[arg(long = "stop-grace-secs", env = "PROXY_STOP_GRACE_SECS", default_value = "5", value_parser = parse_secs)]
     pub stop_grace: Duration,

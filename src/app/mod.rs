@@ -84,14 +84,14 @@ impl App {
                 max_line_bytes: config.max_line_bytes,
             },
             default_model: config.default_model,
-            policy: ToolPolicy {
+            policy: Arc::new(ToolPolicy {
                 tools: config.tools.map(|t| t.0),
                 allowed_tools: config.allowed_tools.0,
                 disallowed_tools: config.disallowed_tools.0,
                 permission_mode: config.permission_mode,
                 max_turns: config.max_turns,
                 workdir: Arc::from(workdir),
-            },
+            }),
             admission: Admission {
                 max_agents: config.max_agents,
                 max_agents_per_key: config.max_agents_per_key,
@@ -102,6 +102,10 @@ impl App {
             },
             agent_log_bytes: config.agent_log_bytes,
             logs_total_bytes: config.logs_total_bytes,
+            interactive_idle: config.interactive_idle,
+            permission_timeout: config.permission_timeout,
+            client_approvals: config.client_approvals,
+            max_image_bytes: config.max_image_bytes,
         };
         let metrics = Arc::new(Metrics::default());
         let stopping = CancellationToken::new();

@@ -72,6 +72,10 @@ impl ApiError {
                     StatusCode::TOO_MANY_REQUESTS
                 }
                 E::CliUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                E::Conflict(_) => StatusCode::CONFLICT,
+                E::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+                E::PermissionNotFound(_) => StatusCode::NOT_FOUND,
+                E::CliDidNotAnswer { .. } => StatusCode::GATEWAY_TIMEOUT,
             },
         }
     }
@@ -79,7 +83,9 @@ impl ApiError {
     fn retry_after(&self) -> Option<u32> {
         match self {
             ApiError::Agent(
-                agent::Error::TooManyAgents { .. } | agent::Error::TooManyAgentsForKey { .. },
+                agent::Error::TooManyAgents { .. }
+                | agent::Error::TooManyAgentsForKey { .. }
+                | agent::Error::QueueFull { .. },
             ) => Some(RETRY_AFTER_SECS),
             ApiError::Agent(agent::Error::RateLimited { until }) => Some(
                 u32::try_from((*until - chrono::Utc::now()).num_seconds().max(1))

@@ -33,27 +33,45 @@ impl<S: Send + Sync> FromRequestParts<S> for AgentId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Path::<String>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Path(raw)) => match Uuid::try_parse(&raw) {
-                Ok(id) => Ok(AgentId { id, raw }),
-                Err(_) => Err(not_found(&raw)),
-            },
-            Err(_) => {
-                // Not UTF-8 once decoded: name it as sent, the segment where the route has it.
-                let route = parts
-                    .extensions
-                    .get::<MatchedPath>()
-                    .map(|m| m.as_str().to_owned())
-                    .unwrap_or_default();
-                let position = route.split('/').position(|segment| segment == "{agent_id}");
-                let raw = position
-                    .and_then(|i| parts.uri.path().split('/').nth(i))
-                    .unwrap_or_default()
-                    .to_owned();
-                Err(not_found(&raw))
-            }
+        let raw = path_param(parts, state, "agent_id").await;
+        match Uuid::try_parse(&raw) {
+            Ok(id) => Ok(AgentId { id, raw }),
+            Err(_) => Err(not_found(&raw)),
         }
     }
+}
+
+/// The `{request_id}` of a route: the id of one of an agent's permission requests.
+pub struct RequestId(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for RequestId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(RequestId(path_param(parts, state, "request_id").await))
+    }
+}
+
+/// A parameter of the route's path, decoded; one that is not UTF-8 once decoded is given as
+/// the client sent it, so it can still be named in a 404.
+async fn path_param<S: Send + Sync>(parts: &mut Parts, state: &S, name: &str) -> String {
+    type Params = axum::extract::Path<std::collections::HashMap<String, String>>;
+    if let Ok(axum::extract::Path(mut params)) = Params::from_request_parts(parts, state).await {
+        if let Some(value) = params.remove(name) {
+            return value;
+        }
+    }
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let placeholder = format!("{{{name}}}");
+    let position = route.split('/').position(|segment| segment == placeholder);
+    position
+        .and_then(|i| parts.uri.path().split('/').nth(i))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// axum's `Json`, with its rejections answered as JSON errors.

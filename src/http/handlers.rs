@@ -10,9 +10,12 @@ use serde_json::{Value, json};
 
 use super::ApiState;
 use super::error::ApiError;
-use super::extract::{AgentId, ValidJson};
+use super::extract::{AgentId, RequestId, ValidJson};
 use super::sse;
-use crate::agent::{AgentDetail, AgentKind, AgentRequest, Client, StopReason};
+use crate::agent::{
+    AgentDetail, AgentKind, AgentRequest, AgentUpdate, Client, MessageRequest, PermissionAnswer,
+    StopReason,
+};
 
 pub async fn health(State(state): State<ApiState>) -> Json<Value> {
     let cli = state.agents.find_cli();
@@ -161,5 +164,105 @@ pub async fn events(
         state.keepalive,
         None,
         state.metrics.clone(),
+    ))
+}
+
+/// A message to an interactive agent: 202 once it is queued for the CLI.
+pub async fn send_message(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    agent: AgentId,
+    ValidJson(message): ValidJson<MessageRequest>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let queued = state
+        .agents
+        .send_message(client, agent.id, message)
+        .map_err(|e| agent.error(e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"agent_id": agent.id, "queued": queued})),
+    ))
+}
+
+/// Ends the running turn of an interactive agent, once the CLI has said so.
+pub async fn interrupt(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    agent: AgentId,
+) -> Result<Json<Value>, ApiError> {
+    let still_queued = state
+        .agents
+        .interrupt(client, agent.id)
+        .await
+        .map_err(|e| agent.error(e))?;
+    Ok(Json(
+        json!({"agent_id": agent.id, "still_queued": still_queued}),
+    ))
+}
+
+/// Closes an interactive agent's input: it finishes its turns, then `complete` follows.
+pub async fn close(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    agent: AgentId,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    state
+        .agents
+        .close(client, agent.id)
+        .map_err(|e| agent.error(e))?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"agent_id": agent.id, "status": "closing"})),
+    ))
+}
+
+/// Changes an interactive agent's model or permission mode; answers what the CLI confirmed.
+pub async fn update(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    agent: AgentId,
+    ValidJson(update): ValidJson<AgentUpdate>,
+) -> Result<Json<Value>, ApiError> {
+    let mut confirmed = state
+        .agents
+        .update(client, agent.id, update)
+        .await
+        .map_err(|e| agent.error(e))?;
+    confirmed.insert("agent_id".into(), json!(agent.id));
+    Ok(Json(Value::Object(confirmed)))
+}
+
+pub async fn permissions(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    agent: AgentId,
+) -> Result<Json<Value>, ApiError> {
+    let pending = state
+        .agents
+        .permissions(client, agent.id)
+        .map_err(|e| agent.error(e))?;
+    Ok(Json(
+        json!({"agent_id": agent.id, "pending_permissions": pending}),
+    ))
+}
+
+/// The owner's answer to a tool approval.
+pub async fn answer_permission(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    agent: AgentId,
+    RequestId(request_id): RequestId,
+    ValidJson(answer): ValidJson<PermissionAnswer>,
+) -> Result<Json<Value>, ApiError> {
+    let behavior = match &answer {
+        PermissionAnswer::Allow { .. } => "allow",
+        PermissionAnswer::Deny { .. } => "deny",
+    };
+    state
+        .agents
+        .answer_permission(client, agent.id, &request_id, answer)
+        .map_err(|e| agent.error(e))?;
+    Ok(Json(
+        json!({"agent_id": agent.id, "request_id": request_id, "behavior": behavior}),
     ))
 }

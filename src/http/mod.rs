@@ -49,9 +49,19 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         .route("/agents", get(handlers::list))
         .route(
             "/agent/{agent_id}",
-            get(handlers::detail).delete(handlers::delete),
+            get(handlers::detail)
+                .delete(handlers::delete)
+                .patch(handlers::update),
         )
         .route("/agent/{agent_id}/events", get(handlers::events))
+        .route("/agent/{agent_id}/messages", post(handlers::send_message))
+        .route("/agent/{agent_id}/interrupt", post(handlers::interrupt))
+        .route("/agent/{agent_id}/close", post(handlers::close))
+        .route("/agent/{agent_id}/permissions", get(handlers::permissions))
+        .route(
+            "/agent/{agent_id}/permissions/{request_id}",
+            post(handlers::answer_permission),
+        )
         .route("/metrics", get(handlers::metrics))
         .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),

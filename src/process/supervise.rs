@@ -19,12 +19,14 @@ use bytes::Bytes;
 use futures_util::{FutureExt, StreamExt};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStdin, ChildStdout};
+use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::{Frame, LineFramer, ProcessGroup, Spawned};
+use super::group::ProcessGroup;
+use super::lines::{Frame, LineFramer};
 
 /// How much of the child's stderr is kept to explain a failure.
 pub const STDERR_TAIL_BYTES: usize = 4096;
@@ -95,6 +97,47 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
+/// How long a child may run and how its output is cut, the same for every child of a server.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest the whole run may take.
+    pub timeout: Option<Duration>,
+    /// Longest the child may go without writing a line.
+    pub idle_timeout: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
+    pub stop_grace: Duration,
+    /// Longest stdout line passed on; a longer one is dropped and reported.
+    pub max_line_bytes: usize,
+}
+
+/// A child that has been spawned and not yet supervised to its end.
+#[derive(Debug)]
+pub struct Spawned {
+    pub(super) child: Child,
+    pub(super) pid: u32,
+    /// What is left to write to its stdin; None once it is all written and stdin is closed.
+    pub(super) input_left: Option<InputLeft>,
+    pub(super) idle_paused: Option<watch::Receiver<bool>>,
+    pub(super) limits: Limits,
+    pub(super) started: std::time::Instant,
+}
+
+/// The child's stdin, and what is still to be written to it.
+#[derive(Debug)]
+pub(super) struct InputLeft {
+    pub(super) stdin: ChildStdin,
+    pub(super) now: Bytes,
+    pub(super) later: Option<mpsc::Receiver<Bytes>>,
+}
+
+impl Drop for Spawned {
+    /// The group has been ended by now (or, if a run was abandoned, its leader is killed by
+    /// `kill_on_drop`): the watchdog can let it go.
+    fn drop(&mut self) {
+        super::watchdog::forget_group(self.pid);
+    }
+}
+
 /// What the running phase ended with.
 enum Running {
     Exited(io::Result<ExitStatus>),
@@ -102,6 +145,10 @@ enum Running {
 }
 
 impl Spawned {
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
     /// Supervises the child to its end, and reaps it and its group. Its stdout lines go to
     /// `on_lines` as they come, all that were ready together in one call; it must not block,
     /// since `stop` and the deadlines wait while it runs.
@@ -157,8 +204,16 @@ impl Spawned {
     ) -> Running {
         let limits = self.limits;
         let deadline = limits.timeout.map(|t| Instant::from_std(self.started) + t);
-        let idle_deadline = || limits.idle_timeout.map(|t| Instant::now() + t);
-        let mut idle = idle_deadline();
+        let mut paused = self.idle_paused.take();
+        // From now, unless the idle timeout is paused (the child is waiting, and may).
+        let idle_deadline = |paused: &Option<watch::Receiver<bool>>| {
+            let is_paused = paused.as_ref().is_some_and(|p| *p.borrow());
+            limits
+                .idle_timeout
+                .filter(|_| !is_paused)
+                .map(|t| Instant::now() + t)
+        };
+        let mut idle = idle_deadline(&paused);
         loop {
             tokio::select! {
                 biased;
@@ -166,8 +221,9 @@ impl Spawned {
                 () = sleep_until_some(deadline) => return Running::MustEnd(Ending::TimedOut),
                 () = sleep_until_some(idle) => return Running::MustEnd(Ending::IdleTimedOut),
                 waited = self.child.wait() => return Running::Exited(waited),
+                () = changed(&mut paused) => idle = idle_deadline(&paused),
                 batch = output.next(), if !output.finished() => if let Some(batch) = batch {
-                    idle = idle_deadline();
+                    idle = idle_deadline(&paused);
                     on_lines(batch);
                 },
             }
@@ -230,6 +286,17 @@ impl Spawned {
     }
 }
 
+/// Resolves when the value changes; never, without a receiver or once its sender is gone.
+async fn changed(receiver: &mut Option<watch::Receiver<bool>>) {
+    if let Some(rx) = receiver {
+        if rx.changed().await.is_ok() {
+            return;
+        }
+        *receiver = None;
+    }
+    std::future::pending().await
+}
+
 async fn sleep_until_some(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => sleep_until(deadline).await,
@@ -290,7 +357,7 @@ impl Output {
     fn new(
         stdout: ChildStdout,
         stderr: tokio::process::ChildStderr,
-        input_left: Option<(ChildStdin, Bytes)>,
+        input_left: Option<InputLeft>,
         max_line_bytes: usize,
     ) -> Self {
         Self {
@@ -363,10 +430,21 @@ impl Output {
     }
 }
 
-/// Writes the rest of the input and closes stdin: the CLI reads its prompt until EOF, and
-/// waits 3 s for a stdin that stays open.
-async fn write_input((mut stdin, input): (ChildStdin, Bytes)) -> io::Result<()> {
-    stdin.write_all(&input).await?;
+/// Writes the rest of the input, then each buffer that comes, and closes stdin once no more
+/// can come: the CLI reads its prompt until EOF (and waits 3 s for a stdin that stays open),
+/// and a conversation ends with its input.
+async fn write_input(left: InputLeft) -> io::Result<()> {
+    let InputLeft {
+        mut stdin,
+        now,
+        later,
+    } = left;
+    stdin.write_all(&now).await?;
+    if let Some(mut later) = later {
+        while let Some(buffer) = later.recv().await {
+            stdin.write_all(&buffer).await?;
+        }
+    }
     stdin.shutdown().await
 }
 

@@ -1,0 +1,73 @@
+//! Where an agent's events are made and logged, one at a time: by its supervising task for the
+//! CLI's lines, and by whoever settles one of its tool approvals. Held behind one lock, so the
+//! events are numbered in the order they are logged.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::events::{EventMaker, RunSummary};
+use super::log::EventLog;
+use crate::metrics::Metrics;
+use crate::process::{Frame, Outcome};
+
+use super::status::StopReason;
+
+#[derive(Debug)]
+pub struct Journal {
+    maker: EventMaker,
+    log: Arc<EventLog>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a step of the run changed, for the table and the conversation.
+#[derive(Debug, Default)]
+pub struct Changes {
+    pub summary: Option<RunSummary>,
+    /// The CLI's control lines, for the conversation.
+    pub controls: Vec<bytes::Bytes>,
+}
+
+impl Journal {
+    pub fn new(maker: EventMaker, log: Arc<EventLog>, metrics: Arc<Metrics>) -> Self {
+        let mut journal = Self {
+            maker,
+            log,
+            metrics,
+        };
+        journal.publish();
+        journal
+    }
+
+    /// The CLI's lines become events.
+    pub fn lines(&mut self, lines: Vec<Frame>) -> Changes {
+        self.maker.lines(lines);
+        self.publish();
+        Changes {
+            summary: self.maker.summary_update().cloned(),
+            controls: self.maker.take_controls(),
+        }
+    }
+
+    /// An event of the proxy's own.
+    pub fn push(&mut self, name: &'static str, data: Value) {
+        self.maker.push_named(name, data);
+        self.publish();
+    }
+
+    /// The closing events, but `complete`: the run's summary as it ends.
+    pub fn ending(&mut self, outcome: Outcome, stopped_by: StopReason) -> RunSummary {
+        self.maker.ending(outcome, stopped_by);
+        self.maker
+            .summary_update()
+            .expect("the ending changes the summary")
+            .clone()
+    }
+
+    /// Logs what is made and not yet logged (after an ending: the closing events).
+    pub fn publish(&mut self) {
+        let events = self.maker.take_events();
+        self.metrics.events.inc_by(events.len() as u64);
+        self.log.extend(events);
+    }
+}

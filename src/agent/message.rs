@@ -1,0 +1,199 @@
+//! What a client may say to an interactive agent: text, or blocks of text and images, checked
+//! before anything is written to the CLI.
+
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::Error;
+
+/// The body of `POST /agent/{id}/messages`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageRequest {
+    /// A string, or a list of blocks (see [`MessageContent::check`]).
+    pub content: Value,
+}
+
+/// A user message, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageContent {
+    Text(String),
+    Blocks(Vec<Block>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Block {
+    Text(String),
+    /// A base64 image, its data checked to decode within the limit.
+    Image {
+        media_type: &'static str,
+        data: String,
+    },
+}
+
+/// The image types the Messages API takes.
+const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/webp"];
+/// Blocks one message may hold.
+const MAX_BLOCKS: usize = 100;
+
+impl MessageContent {
+    /// Checks `content`: a non-empty string, or 1 to 100 blocks, each
+    /// `{"type":"text","text":...}` or
+    /// `{"type":"image","source":{"type":"base64","media_type":...,"data":...}}` with an image
+    /// of at most `max_image_bytes` once decoded.
+    pub fn check(content: Value, max_image_bytes: usize) -> Result<Self, Error> {
+        let invalid = |reason: String| Error::invalid("content", reason);
+        match content {
+            Value::String(text) if text.trim().is_empty() => {
+                Err(invalid("must not be empty".into()))
+            }
+            Value::String(text) => Ok(MessageContent::Text(text)),
+            Value::Array(blocks) if blocks.is_empty() || blocks.len() > MAX_BLOCKS => {
+                Err(invalid(format!("must hold 1 to {MAX_BLOCKS} blocks")))
+            }
+            Value::Array(blocks) => blocks
+                .into_iter()
+                .enumerate()
+                .map(|(n, block)| {
+                    Block::check(block, max_image_bytes)
+                        .map_err(|reason| invalid(format!("block {n}: {reason}")))
+                })
+                .collect::<Result<_, _>>()
+                .map(MessageContent::Blocks),
+            _ => Err(invalid(
+                "must be a string, or a list of text and image blocks".into(),
+            )),
+        }
+    }
+
+    /// As the CLI's user line holds it.
+    pub fn to_cli(&self) -> Value {
+        match self {
+            MessageContent::Text(text) => Value::String(text.clone()),
+            MessageContent::Blocks(blocks) => blocks
+                .iter()
+                .map(|block| match block {
+                    Block::Text(text) => json!({"type": "text", "text": text}),
+                    Block::Image { media_type, data } => json!({
+                        "type": "image",
+                        "source": {"type": "base64", "media_type": media_type, "data": data},
+                    }),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Block {
+    fn check(block: Value, max_image_bytes: usize) -> Result<Self, String> {
+        let Value::Object(mut block) = block else {
+            return Err("must be an object".into());
+        };
+        let kind = block.remove("type");
+        let only = |block: &serde_json::Map<String, Value>, allowed: &[&str]| match block
+            .keys()
+            .find(|k| !allowed.contains(&k.as_str()))
+        {
+            Some(unknown) => Err(format!("unknown field {unknown}")),
+            None => Ok(()),
+        };
+        match kind.as_ref().and_then(Value::as_str) {
+            Some("text") => {
+                only(&block, &["text"])?;
+                match block.remove("text") {
+                    Some(Value::String(text)) if !text.is_empty() => Ok(Block::Text(text)),
+                    _ => Err("a text block needs a non-empty text".into()),
+                }
+            }
+            Some("image") => {
+                only(&block, &["source"])?;
+                let Some(Value::Object(mut source)) = block.remove("source") else {
+                    return Err("an image block needs a source object".into());
+                };
+                only(&source, &["type", "media_type", "data"])?;
+                if source.get("type").and_then(Value::as_str) != Some("base64") {
+                    return Err("an image's source type must be base64".into());
+                }
+                let media_type = source
+                    .get("media_type")
+                    .and_then(Value::as_str)
+                    .and_then(|t| IMAGE_TYPES.iter().find(|known| **known == t))
+                    .ok_or_else(|| {
+                        format!(
+                            "an image's media_type must be one of {}",
+                            IMAGE_TYPES.join(", ")
+                        )
+                    })?;
+                let Some(Value::String(data)) = source.remove("data") else {
+                    return Err("an image needs its data, in base64".into());
+                };
+                // Checked without decoding the whole image: its size first, then the alphabet.
+                let decoded_len = data.len() / 4 * 3;
+                if decoded_len > max_image_bytes + 2 {
+                    return Err(format!(
+                        "an image may hold at most {max_image_bytes} bytes (PROXY_MAX_IMAGE_BYTES)"
+                    ));
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(&data)
+                    .map_err(|err| format!("an image's data is not base64: {err}"))?;
+                if bytes.len() > max_image_bytes {
+                    return Err(format!(
+                        "an image may hold at most {max_image_bytes} bytes (PROXY_MAX_IMAGE_BYTES)"
+                    ));
+                }
+                Ok(Block::Image { media_type, data })
+            }
+            _ => Err("type must be text or image".into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(content: Value) -> Result<MessageContent, Error> {
+        MessageContent::check(content, 16)
+    }
+
+    #[test]
+    fn text_and_blocks_pass_and_reach_the_cli_as_the_api_takes_them() {
+        assert_eq!(check(json!("hi")).unwrap().to_cli(), json!("hi"));
+        let png = base64::engine::general_purpose::STANDARD.encode(b"\x89PNG....");
+        let blocks = json!([
+            {"type": "text", "text": "what is this?"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
+        ]);
+        assert_eq!(check(blocks.clone()).unwrap().to_cli(), blocks);
+    }
+
+    #[test]
+    fn bad_content_is_refused() {
+        let big = base64::engine::general_purpose::STANDARD.encode([0u8; 17]);
+        for bad in [
+            json!(""),
+            json!(5),
+            json!([]),
+            json!([{"type": "text"}]),
+            json!([{"type": "text", "text": "x", "cache_control": {}}]),
+            json!([{"type": "tool_result", "content": "x"}]),
+            json!([{"type": "image", "source": {"type": "url", "media_type": "image/png", "data": "AA=="}}]),
+            json!([{"type": "image", "source": {"type": "base64", "media_type": "image/bmp", "data": "AA=="}}]),
+            json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "not base64!"}}]),
+            json!([{"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": big}}]),
+        ] {
+            assert!(
+                matches!(
+                    check(bad.clone()),
+                    Err(Error::InvalidField {
+                        field: "content",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+    }
+}
