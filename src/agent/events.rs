@@ -215,7 +215,12 @@ impl EventMaker {
                 let data = self.pass_line(line);
                 self.push(None, JsonBytes(data));
                 if std::mem::take(&mut self.result_just_read) {
-                    self.summary.result = self.made.last().map(|event| event.data.clone());
+                    // A copy of its own: a slice would keep its whole batch for as long as the
+                    // agent is kept.
+                    self.summary.result = self
+                        .made
+                        .last()
+                        .map(|event| Bytes::copy_from_slice(&event.data));
                 }
                 if let Some(resets_at) = self.rate_limit_seen.take() {
                     self.push_rate_limited(resets_at);

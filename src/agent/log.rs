@@ -9,7 +9,7 @@
 //! until those readers have it or go away. It keeps one such event at most; when the next one
 //! comes, a reader that still has not taken the first gets a gap, as any slow reader does.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -43,8 +43,8 @@ struct LogState {
     newest: u64,
     /// The last event (`complete`) is in.
     closed: bool,
-    /// The id of the last event each reader has taken, by reader.
-    readers: HashMap<u64, u64>,
+    /// Each reader, and the id of the last event it has taken. A few at most: a list.
+    readers: Vec<(u64, u64)>,
     next_reader: u64,
     /// An event gone from `events` that these readers had everything before.
     owed: Option<Owed>,
@@ -128,7 +128,7 @@ impl EventLog {
                 Keep::Owed => state
                     .readers
                     .iter()
-                    .filter(|(_, taken)| **taken + 1 == old.id)
+                    .filter(|(_, taken)| *taken + 1 == old.id)
                     .map(|(reader, _)| *reader)
                     .collect(),
                 Keep::Nothing => Vec::new(),
@@ -168,7 +168,7 @@ impl EventLog {
             let mut state = self.lock();
             let id = state.next_reader;
             state.next_reader += 1;
-            state.readers.insert(id, cursor);
+            state.readers.push((id, cursor));
             id
         };
         LogReader {
@@ -230,7 +230,9 @@ impl LogReader {
         } else if let Some((_, to)) = read.gap {
             self.cursor = to;
         }
-        state.readers.insert(self.id, self.cursor);
+        if let Some(taken) = state.readers.iter_mut().find(|(id, _)| *id == self.id) {
+            taken.1 = self.cursor;
+        }
         read
     }
 
@@ -276,7 +278,7 @@ impl LogReader {
 impl Drop for LogReader {
     fn drop(&mut self) {
         let mut state = self.log.lock();
-        state.readers.remove(&self.id);
+        state.readers.retain(|(id, _)| *id != self.id);
         self.log.settle_owed(&mut state, self.id);
     }
 }

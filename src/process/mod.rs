@@ -14,6 +14,6 @@ pub mod watchdog;
 
 pub use env::child_environment;
 pub use group::{ProcessGroup, signal_name};
-pub use lines::{Frame, LineFramer};
+pub use lines::{Frame, LineReader};
 pub use spawn::{Input, Spec, spawn};
 pub use supervise::{Ending, Exit, Limits, Outcome, Spawned};

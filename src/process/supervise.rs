@@ -16,25 +16,20 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::{FutureExt, StreamExt};
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
-use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
 use super::group::ProcessGroup;
-use super::lines::{Frame, LineFramer};
+use super::lines::{Frame, LineReader};
 
 /// How much of the child's stderr is kept to explain a failure.
 pub const STDERR_TAIL_BYTES: usize = 4096;
 /// How often a group whose leader is gone is checked for processes left behind.
 const GROUP_POLL: Duration = Duration::from_millis(20);
-/// The most lines, and about the most bytes, one batch gathers.
-const BATCH_LINES: usize = 1024;
-const BATCH_BYTES: usize = 256 * 1024;
 
 /// Why a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,7 +341,7 @@ type Pending<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 /// The child's pipes: stdout framed into lines, stderr drained to its tail, and the rest of
 /// its input being written.
 struct Output {
-    lines: FramedRead<ChildStdout, LineFramer>,
+    lines: LineReader<ChildStdout>,
     stdout_open: bool,
     stderr: Pending<Bytes>,
     stderr_tail: Option<Bytes>,
@@ -361,7 +356,7 @@ impl Output {
         max_line_bytes: usize,
     ) -> Self {
         Self {
-            lines: FramedRead::with_capacity(stdout, LineFramer::new(max_line_bytes), 64 * 1024),
+            lines: LineReader::new(stdout, max_line_bytes),
             stdout_open: true,
             stderr: Box::pin(async move {
                 let mut stderr = stderr;
@@ -395,8 +390,8 @@ impl Output {
                     }
                 }
                 tail = &mut self.stderr, if self.stderr_tail.is_none() => self.stderr_tail = Some(tail),
-                frame = self.lines.next(), if self.stdout_open => match frame {
-                    Some(Ok(frame)) => return Some(self.batch(frame)),
+                batch = self.lines.next_batch(), if self.stdout_open => match batch {
+                    Some(Ok(batch)) => return Some(batch),
                     Some(Err(err)) => {
                         tracing::warn!(%err, "reading the CLI's stdout failed");
                         self.stdout_open = false;
@@ -406,27 +401,6 @@ impl Output {
             }
         }
         None
-    }
-
-    /// `first`, and whatever else is already framed, without waiting for more: a flood costs
-    /// one call per read rather than one per line.
-    fn batch(&mut self, first: Frame) -> Vec<Frame> {
-        let mut batch = vec![first];
-        let mut bytes = 0;
-        while batch.len() < BATCH_LINES && bytes < BATCH_BYTES {
-            match self.lines.next().now_or_never() {
-                Some(Some(Ok(frame))) => {
-                    bytes += frame.line_bytes();
-                    batch.push(frame);
-                }
-                Some(None) => {
-                    self.stdout_open = false;
-                    break;
-                }
-                _ => break,
-            }
-        }
-        batch
     }
 }
 
