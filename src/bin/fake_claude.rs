@@ -30,7 +30,7 @@
 //! The `init` line carries `argv`, the pid and the prompt's size, so tests can check what the
 //! proxy ran.
 
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -39,6 +39,13 @@ use serde_json::json;
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
+    let streaming = argv
+        .windows(2)
+        .any(|w| w[0] == "--input-format" && w[1] == "stream-json");
+    if streaming {
+        conversation(&argv);
+        return;
+    }
     let mut prompt = String::new();
     if let Err(err) = io::stdin().read_to_string(&mut prompt) {
         eprintln!("fake-claude: cannot read the prompt: {err}");
@@ -72,6 +79,125 @@ fn main() {
         let (name, arg) = command.split_once(' ').unwrap_or((command, ""));
         out.run(name, arg.trim());
         out.flush();
+    }
+    out.flush();
+}
+
+/// `--input-format stream-json`: each user line on stdin is a turn (its text's `@` commands, as
+/// in a one-shot run, then a result); control requests are answered as the real CLI answers
+/// them; a line that is not JSON ends the process with code 1, as it does the real CLI. With
+/// `--replay-user-messages`, each user line comes back first, as the real CLI echoes it.
+/// Commands of this mode:
+///
+/// ```text
+/// @close-stdin             close stdin: the conversation goes on until this turn ends
+/// @control-flood N         N control requests of a kind the proxy does not answer
+/// @stdin-lines             a line holding every stdin line read so far
+/// ```
+fn conversation(argv: &[String]) {
+    let replay = argv.iter().any(|a| a == "--replay-user-messages");
+    let flag = |name: &str| {
+        argv.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(str::to_owned))
+    };
+    let mut out = Fake {
+        out: BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+        session_id: flag("resume").unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        prompt: String::new(),
+    };
+    let mut model = flag("model").unwrap_or_else(|| "fake-model".into());
+    let mut read: Vec<String> = Vec::new();
+    let mut turns = 0;
+    let stdin = io::stdin();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        match stdin.lock().read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = line.trim_end().to_owned();
+        if text.is_empty() {
+            continue;
+        }
+        read.push(text.clone());
+        let Ok(message) = serde_json::from_str::<serde_json::Value>(&text) else {
+            eprintln!("Error parsing streaming input line: {text}");
+            std::process::exit(1);
+        };
+        match message["type"].as_str() {
+            Some("user") => {
+                turns += 1;
+                if replay {
+                    let mut echo = message.clone();
+                    echo["isReplay"] = true.into();
+                    echo["session_id"] = out.session_id.clone().into();
+                    out.json(echo);
+                }
+                out.json(json!({
+                    "type": "system", "subtype": "init", "session_id": out.session_id,
+                    "model": model, "pid": std::process::id(), "argv": argv,
+                }));
+                let content = &message["message"]["content"];
+                let prompt = content
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| content.to_string());
+                out.prompt = prompt.clone();
+                let commands: Vec<&str> = prompt.lines().filter(|l| l.starts_with('@')).collect();
+                for command in &commands {
+                    let (name, arg) = command.split_once(' ').unwrap_or((command, ""));
+                    match name {
+                        "@close-stdin" => {
+                            // SAFETY: fd 0 is ours; nothing reads it while it closes.
+                            unsafe { nix::libc::close(0) };
+                        }
+                        "@control-flood" => {
+                            for i in 0..arg.trim().parse::<u64>().unwrap_or(1) {
+                                out.json(json!({
+                                    "type": "control_request",
+                                    "request_id": format!("flood-{i}"),
+                                    "request": {"subtype": "hook_callback", "callback_id": "none"},
+                                }));
+                            }
+                        }
+                        "@stdin-lines" => {
+                            let lines = read.clone();
+                            out.json(json!({"type": "fake_stdin_lines", "lines": lines}));
+                        }
+                        _ => out.run(name, arg.trim()),
+                    }
+                    out.flush();
+                }
+                if !commands.iter().any(|c| c.starts_with("@result")) {
+                    out.text(&format!("turn {turns}"));
+                    out.result(false, &format!("turn {turns}"));
+                }
+                out.flush();
+            }
+            Some("control_request") => {
+                let request = &message["request"];
+                let answer = match request["subtype"].as_str() {
+                    Some("interrupt") => Ok(json!({"still_queued": []})),
+                    Some("set_model") => {
+                        model = request["model"].as_str().unwrap_or("fake-model").to_owned();
+                        Ok(json!({"model": request["model"]}))
+                    }
+                    Some("set_permission_mode") => Ok(json!({"mode": request["mode"]})),
+                    other => Err(format!(
+                        "Unsupported control request subtype: {}",
+                        other.unwrap_or("none")
+                    )),
+                };
+                let id = message["request_id"].clone();
+                out.json(match answer {
+                    Ok(answer) => json!({"type": "control_response", "response": {"subtype": "success", "request_id": id, "response": answer}}),
+                    Err(error) => json!({"type": "control_response", "response": {"subtype": "error", "request_id": id, "error": error}}),
+                });
+                out.flush();
+            }
+            _ => {}
+        }
     }
     out.flush();
 }

@@ -26,6 +26,8 @@ pub enum Reply {
     Bash(String),
     /// Starts the message, then sends nothing more and keeps the connection open.
     Stall,
+    /// Starts the message, waits until the test releases it, then sends this text.
+    Held(Arc<tokio::sync::Notify>, String),
     /// An HTTP error with this status, error type and `retry-after`.
     Error {
         status: u16,
@@ -131,6 +133,7 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
         .to_owned();
     let texts = collect_all_texts(std::slice::from_ref(&request));
     let stall = texts.iter().any(|t| t.contains(STALL_MARKER));
+    let streaming = request["stream"] == true;
     let (reply, id) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
@@ -161,10 +164,32 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
             )
                 .into_response()
         }
+        Reply::Text(text) if !streaming => axum::Json(json!({
+            "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant",
+            "model": model, "content": [{"type": "text", "text": text}],
+            "stop_reason": "end_turn", "stop_sequence": null,
+            "usage": {"input_tokens": 12, "output_tokens": 5},
+        }))
+        .into_response(),
         Reply::Text(text) => sse(
             message_events(id, &model, text_block(&text), "end_turn"),
             false,
         ),
+        Reply::Held(release, text) => {
+            let events = message_events(id, &model, text_block(&text), "end_turn");
+            let stream = async_stream::stream! {
+                yield Ok::<_, Infallible>(Bytes::from(sse_event(&events[0])));
+                release.notified().await;
+                for event in &events[1..] {
+                    yield Ok(Bytes::from(sse_event(event)));
+                }
+            };
+            (
+                [("content-type", "text/event-stream")],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
         Reply::Bash(command) => {
             let input = json!({"command": command, "description": "Run a command"}).to_string();
             sse(
@@ -179,8 +204,7 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
 fn sse(events: Vec<Value>, then_stall: bool) -> Response {
     let stream = async_stream::stream! {
         for event in events {
-            let name = event["type"].as_str().unwrap_or("message").to_owned();
-            yield Ok::<_, Infallible>(Bytes::from(format!("event: {name}\ndata: {event}\n\n")));
+            yield Ok::<_, Infallible>(Bytes::from(sse_event(&event)));
         }
         if then_stall {
             loop {
@@ -193,6 +217,11 @@ fn sse(events: Vec<Value>, then_stall: bool) -> Response {
         Body::from_stream(stream),
     )
         .into_response()
+}
+
+fn sse_event(event: &Value) -> String {
+    let name = event["type"].as_str().unwrap_or("message");
+    format!("event: {name}\ndata: {event}\n\n")
 }
 
 fn message_start(id: u64, model: &str) -> Value {

@@ -4,6 +4,7 @@
 
 pub mod anthropic;
 pub mod proxy;
+pub mod real;
 pub mod sse;
 
 use std::future::Future;
