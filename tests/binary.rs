@@ -46,6 +46,10 @@ const SETTINGS: &[&str] = &[
     "PROXY_SHUTDOWN_TIMEOUT_SECS",
     "PROXY_KEEPALIVE_SECS",
     "PROXY_LOG_FORMAT",
+    "PROXY_INTERACTIVE_IDLE_SECS",
+    "PROXY_CLIENT_APPROVALS",
+    "PROXY_PERMISSION_TIMEOUT_SECS",
+    "PROXY_MAX_IMAGE_BYTES",
 ];
 
 /// A proxy running the fake CLI, with a short grace period.

@@ -369,8 +369,30 @@ async fn an_approved_tool_runs_and_a_denied_one_does_not() {
         );
         call(&setup, KEY, "POST", &format!("/agent/{id}/close"), None).await;
         assert_eq!(complete_of(&reader.collect_all().await)["status"], "completed");
+        let metrics = metrics(&setup).await;
+        for line in [
+            "claude_proxy_permission_requests_total 2",
+            r#"claude_proxy_permissions_settled_total{outcome="allowed"} 1"#,
+            r#"claude_proxy_permissions_settled_total{outcome="denied"} 1"#,
+        ] {
+            assert!(metrics.contains(line), "{line} in {metrics}");
+        }
     })
     .await;
+}
+
+async fn metrics(setup: &RealSetup) -> String {
+    setup
+        .proxy
+        .client
+        .get(setup.proxy.url("/metrics"))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -649,6 +671,50 @@ async fn another_keys_requests_and_a_one_shot_agents_routes_are_refused() {
         let (status, body) = send(&setup, &id, json!("more?")).await;
         assert_eq!(status, 409, "{body}");
         assert!(body["detail"].as_str().unwrap().contains("not interactive"));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_detached_interactive_agent_is_picked_up_again_with_last_event_id() {
+    within(TEST_LIMIT, async {
+        let setup = setup([]).await;
+        let (mut reader, id) = start(
+            &setup,
+            json!({"prompt": "Hello.", "detach_on_disconnect": true}),
+        )
+        .await;
+        let (_, seen) = until_line(&mut reader, "result").await;
+        // The result came right after these: its id is the last one this reader saw.
+        let last_seen = seen.last().unwrap().id_number() + 1;
+        drop(reader);
+        send(&setup, &id, json!("Still with me?")).await;
+        let response = setup
+            .proxy
+            .client
+            .get(setup.proxy.url(&format!("/agent/{id}/events")))
+            .bearer_auth(KEY)
+            .header("last-event-id", last_seen.to_string())
+            .send()
+            .await
+            .unwrap();
+        let mut again = SseReader::new(response);
+        let (result, before) = until_line(&mut again, "result").await;
+        assert_eq!(
+            before[0].id_number(),
+            last_seen + 1,
+            "from the next event on"
+        );
+        assert!(
+            before.iter().any(|e| e.data.contains("Still with me?")),
+            "the message sent meanwhile is in the stream"
+        );
+        assert_eq!(result["subtype"], "success");
+        call(&setup, KEY, "POST", &format!("/agent/{id}/close"), None).await;
+        assert_eq!(
+            complete_of(&again.collect_all().await)["status"],
+            "completed"
+        );
     })
     .await;
 }

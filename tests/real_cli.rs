@@ -257,7 +257,14 @@ async fn a_two_mib_prompt_reaches_the_api_intact() {
 #[tokio::test]
 async fn the_node_client_works_against_the_real_cli() {
     within(TEST_LIMIT, async {
-        let setup = RealSetup::start([]).await;
+        // The approval test's prompt asks for a file, once: the request that carries the tool's
+        // result gets the usual text.
+        let rule: support::anthropic::Rule = std::sync::Arc::new(|texts: &[String]| {
+            let asked = texts.iter().any(|t| t.contains("[approve-me]"));
+            let answered = texts.iter().any(|t| t.contains("Bash completed"));
+            (asked && !answered).then(|| Reply::Bash("touch node-approved.txt".into()))
+        });
+        let setup = RealSetup::with_rule(rule, &[("PROXY_CLIENT_APPROVALS", "true")]).await;
         let root = env!("CARGO_MANIFEST_DIR");
         let output = tokio::process::Command::new("node")
             .args(["--test", "--test-reporter=spec", "tests/node/"])
@@ -277,7 +284,11 @@ async fn the_node_client_works_against_the_real_cli() {
             "the Node.js client tests failed:\n{report}"
         );
         assert!(
-            report.contains("pass 6") && report.contains("fail 0"),
+            setup.work.join("node-approved.txt").exists(),
+            "the approved tool ran"
+        );
+        assert!(
+            report.contains("pass 7") && report.contains("fail 0"),
             "{report}"
         );
     })
@@ -293,6 +304,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""status":"stopped""#,
     r#""result":{"#,
     r#""type":"complete""#,
+    r#""content":"What was the word?""#,
     "claude_proxy_agents_started_total",
 ];
 

@@ -149,3 +149,39 @@ export async function startAgent(baseUrl, body, options = {}) {
 export async function stopAgent(baseUrl, agentId, options = {}) {
   return (await request(baseUrl, `/agent/stop/${encodeURIComponent(agentId)}`, undefined, options)).json();
 }
+
+// Interactive agents: start one with { interactive: true } (and { approvals: true } to answer
+// its tool approvals), then talk to it while it runs.
+
+async function post(baseUrl, path, body, options) {
+  return (await request(baseUrl, path, body, options)).json();
+}
+
+/** Sends a message (a string, or text and image blocks): resolves to { agent_id, queued }. */
+export async function sendMessage(baseUrl, agentId, content, options = {}) {
+  return post(baseUrl, `/agent/${encodeURIComponent(agentId)}/messages`, { content }, options);
+}
+
+/** Ends the running turn; queued messages still run: resolves to { agent_id, still_queued }. */
+export async function interrupt(baseUrl, agentId, options = {}) {
+  return post(baseUrl, `/agent/${encodeURIComponent(agentId)}/interrupt`, undefined, options);
+}
+
+/** Closes the agent's input: it finishes its turns, then its stream ends with `complete`. */
+export async function closeAgent(baseUrl, agentId, options = {}) {
+  return post(baseUrl, `/agent/${encodeURIComponent(agentId)}/close`, undefined, options);
+}
+
+/** Changes { model, permission_mode } for the next turns: resolves to what the CLI confirmed. */
+export async function updateAgent(baseUrl, agentId, changes, options = {}) {
+  return post(baseUrl, `/agent/${encodeURIComponent(agentId)}`, changes, { ...options, method: 'PATCH' });
+}
+
+/**
+ * Answers a `permission_request` event: { behavior: 'allow', updated_input? } or
+ * { behavior: 'deny', message, interrupt? }.
+ */
+export async function answerPermission(baseUrl, agentId, requestId, answer, options = {}) {
+  const path = `/agent/${encodeURIComponent(agentId)}/permissions/${encodeURIComponent(requestId)}`;
+  return post(baseUrl, path, answer, options);
+}

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  agentEvents, createSseParser, deleteAgent, getAgent, listAgents, ProxyError, startAgent, stopAgent, streamAgent,
+  agentEvents, answerPermission, closeAgent, createSseParser, deleteAgent, getAgent, listAgents, ProxyError,
+  sendMessage, startAgent, stopAgent, streamAgent,
 } from '../../examples/node/claude-proxy-client.mjs';
 
 const base = process.env.CLAUDE_PROXY_URL;
@@ -95,4 +96,30 @@ test('a started agent can be followed, from the start or after an event, and the
   assert.ok((await listAgents(base)).agents.some((a) => a.agent_id === agentId));
   await deleteAgent(base, agentId);
   await assert.rejects(getAgent(base, agentId), (err) => err instanceof ProxyError && err.status === 404);
+});
+
+test('an interactive agent takes a follow-up, asks before a tool runs, and ends when closed', async () => {
+  const events = [];
+  let agentId;
+  const turns = [];
+  const done = streamAgent(base, { prompt: 'Make node-approved.txt [approve-me]', interactive: true, approvals: true }, async (event) => {
+    events.push(event);
+    if (event.event === 'agent') agentId = event.data.agent_id;
+    // The approval loop: allow what the model asks, as a reviewer in a UI would.
+    if (event.event === 'permission_request') {
+      await answerPermission(base, agentId, event.data.request_id, { behavior: 'allow' });
+    }
+    if (event.event === 'message' && event.data.type === 'result') {
+      turns.push(event.data.result);
+      if (turns.length === 1) await sendMessage(base, agentId, 'And now?');
+      else await closeAgent(base, agentId);
+    }
+  });
+  const complete = await done;
+  assert.equal(complete.status, 'completed');
+  assert.equal(turns.length, 2);
+  const decision = events.find((e) => e.event === 'permission_decision');
+  assert.equal(decision.data.decided_by, 'client');
+  assert.equal(decision.data.behavior, 'allow');
+  await assert.rejects(sendMessage(base, agentId, 'too late'), (error) => error instanceof ProxyError && error.status === 409);
 });

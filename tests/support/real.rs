@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::anthropic::{Reply, StandIn};
+use super::anthropic::{Reply, Rule, StandIn};
 use super::proxy::Proxy;
 
 /// The pinned CLI: CLAUDE_CLI_PATH (the test command sets it), or where that command installs it.
@@ -41,11 +41,19 @@ impl RealSetup {
         replies: impl IntoIterator<Item = Reply>,
         settings: &[(&str, &str)],
     ) -> Self {
+        Self::with_standin(StandIn::start(replies).await, settings)
+    }
+
+    /// A stand-in whose rule answers the requests it recognizes.
+    pub async fn with_rule(rule: Rule, settings: &[(&str, &str)]) -> Self {
+        Self::with_standin(StandIn::start_with(Some(rule), []).await, settings)
+    }
+
+    fn with_standin(standin: StandIn, settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (home, work) = (dir.path().join("home"), dir.path().join("work"));
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&work).unwrap();
-        let standin = StandIn::start(replies).await;
         let proxy = start_proxy(&standin, &home, &work, settings);
         Self {
             standin,
