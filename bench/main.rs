@@ -304,7 +304,121 @@ async fn run_all() {
         );
     }
 
+    // 6. A follow-up message's round trip to an interactive agent.
+    if wanted("6") {
+        let samples = if quick { 50 } else { 300 };
+        let direct = direct_follow_ups(samples, scratch.path()).await;
+        let proxy = start_proxy(scratch.path()).await;
+        let through = proxy_follow_ups(&proxy, samples).await;
+        drop(proxy);
+        for (p, label, target) in [(0.5, "p50", ""), (0.99, "p99", "≤ +2 ms")] {
+            let (a, b) = (percentile(&through, p), percentile(&direct, p));
+            let added = a.as_secs_f64() * 1000.0 - b.as_secs_f64() * 1000.0;
+            report.row(
+                &format!("6. follow-up message to its turn's first line: {label}"),
+                format!("{} ({added:+.2} ms)", ms(a)),
+                ms(b),
+                ratio(a, b),
+                target,
+                added <= 2.0,
+            );
+        }
+    }
+
     report.finish(&chart);
+}
+
+const USER_LINE: &[u8] =
+    b"{\"type\":\"user\",\"message\":{\"role\":\"user\",\"content\":\"hi\"}}\n";
+
+/// The limit: a user line written straight into an interactive fake CLI's stdin, to the first
+/// line of the turn it starts on its stdout.
+async fn direct_follow_ups(samples: usize, cwd: &Path) -> Vec<Duration> {
+    use tokio::io::AsyncBufReadExt;
+    let mut command = std::process::Command::new(FAKE);
+    command
+        .args([
+            "-p",
+            "--input-format",
+            "stream-json",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--replay-user-messages",
+        ])
+        .current_dir(cwd)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    let mut child = Command::from(command).spawn().expect("the fake CLI starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut times = Vec::with_capacity(samples);
+    for n in 0..=samples {
+        let started = Instant::now();
+        stdin.write_all(USER_LINE).await.unwrap();
+        lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the turn's first line");
+        if n > 0 {
+            // The first turn is the prompt's, as for the proxy.
+            times.push(started.elapsed());
+        }
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("\"type\":\"result\"") {
+                break;
+            }
+        }
+    }
+    drop(stdin);
+    let _ = child.wait().await;
+    times
+}
+
+async fn until_result(events: &mut support::SseReader) {
+    while let Some(event) = events.next().await {
+        if event.data.contains("\"type\":\"result\"") {
+            return;
+        }
+    }
+    panic!("the stream ended before a result");
+}
+
+/// Through the proxy: `POST /agent/{id}/messages` to the first event of the turn it starts, on
+/// the interactive agent's stream.
+async fn proxy_follow_ups(proxy: &Proxy, samples: usize) -> Vec<Duration> {
+    let response = proxy
+        .client
+        .post(proxy.url("/agent/stream"))
+        .json(&json!({"prompt": "hi", "interactive": true}))
+        .send()
+        .await
+        .unwrap();
+    let mut events = support::SseReader::new(response);
+    let agent = events.next().await.unwrap().json();
+    let path = proxy.url(&format!(
+        "/agent/{}/messages",
+        agent["agent_id"].as_str().unwrap()
+    ));
+    until_result(&mut events).await;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let sent = tokio::spawn(
+            proxy
+                .client
+                .post(&path)
+                .json(&json!({"content": "hi"}))
+                .send(),
+        );
+        events.next().await.expect("the turn's first event");
+        times.push(started.elapsed());
+        assert_eq!(sent.await.unwrap().unwrap().status(), 202);
+        until_result(&mut events).await;
+    }
+    times
 }
 
 /// One run as a client sees it.

@@ -19,6 +19,8 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What is read at a time, and the read buffer's usual size.
 const READ_BYTES: usize = 64 * 1024;
+/// Less room than this left in the read buffer, and it is given room again before a read.
+const MIN_ROOM: usize = 4 * 1024;
 /// The most lines, and about the most bytes, one batch gathers.
 const BATCH_LINES: usize = 1024;
 const BATCH_BYTES: usize = 256 * 1024;
@@ -70,7 +72,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
             if self.at_end {
                 return None;
             }
-            self.framer.buf.reserve(READ_BYTES);
+            self.framer.make_room();
             match self.source.read_buf(&mut self.framer.buf).await {
                 Ok(0) => {
                     self.at_end = true;
@@ -88,11 +90,10 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
         }
     }
 
-    /// Reads on, without waiting, up to a batch's worth: a flood then costs one batch per
-    /// 256 KiB rather than one per read.
+    /// Reads on, without waiting, into the room left in the read buffer: a flood then costs
+    /// one batch per buffer rather than one per read, and the buffer does not grow for it.
     fn read_what_is_there(&mut self) -> io::Result<()> {
-        while self.framer.buf.len() < BATCH_BYTES {
-            self.framer.buf.reserve(READ_BYTES);
+        while self.framer.room() >= MIN_ROOM {
             match self.source.read_buf(&mut self.framer.buf).now_or_never() {
                 Some(Ok(0)) | None => return Ok(()),
                 Some(Ok(_)) => {}
@@ -133,6 +134,20 @@ impl Framer {
             max_line_bytes,
             searched: 0,
             discarding: None,
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.buf.capacity() - self.buf.len()
+    }
+
+    /// Room to read into: back to the usual size (the bytes already read move to the front of
+    /// the same allocation), or more when a line being read fills it.
+    fn make_room(&mut self) {
+        if self.room() < MIN_ROOM {
+            let len = self.buf.len();
+            self.buf
+                .reserve(READ_BYTES.saturating_sub(len).max(MIN_ROOM));
         }
     }
 
@@ -356,6 +371,24 @@ mod tests {
         }
         assert_eq!(framer.take_ready().len(), BATCH_LINES);
         assert_eq!(framer.take_ready().len(), 5);
+    }
+
+    #[test]
+    fn reading_keeps_the_buffer_at_its_usual_size() {
+        let mut framer = Framer::new(1 << 20);
+        for _ in 0..100 {
+            framer.make_room();
+            let room = framer.room();
+            // A read: lines and the start of the next one.
+            framer.buf.extend_from_slice(&vec![b'x'; room - 10]);
+            framer.buf.extend_from_slice(b"\npartial");
+            assert_eq!(framer.take_ready().len(), 1);
+            assert!(
+                framer.buf.capacity() <= READ_BYTES,
+                "{}",
+                framer.buf.capacity()
+            );
+        }
     }
 
     #[test]
