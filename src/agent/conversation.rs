@@ -30,8 +30,12 @@ pub const MAX_WAITING: usize = 16;
 const CONTROL_ANSWER_LIMIT: Duration = Duration::from_secs(10);
 /// How many settled permission requests are remembered, to tell a late answer from a wrong id.
 const SETTLED_KEPT: usize = 256;
-/// Lines that may wait to be written to stdin: the messages, and a few control lines.
-const STDIN_QUEUE: usize = MAX_WAITING + 16;
+/// Lines that may wait to be written to stdin: the messages, control lines, and answers.
+const STDIN_QUEUE: usize = 64;
+/// Places kept free for messages and the client's control requests: the answers to what the
+/// CLI asks that the proxy does not serve go only into the rest, so a CLI flooding the proxy
+/// with such requests never crowds out a client's message.
+const KEPT_FOR_CLIENTS: usize = 2 * MAX_WAITING;
 
 /// What a conversation is set up with.
 #[derive(Debug, Clone)]
@@ -364,14 +368,24 @@ impl Conversation {
         let request = &message["request"];
         if request["subtype"] != "can_use_tool" {
             let subtype = request["subtype"].as_str().unwrap_or("unknown");
-            let _ = self.lock().write(line(&json!({
+            let answer = line(&json!({
                 "type": "control_response",
                 "response": {
                     "subtype": "error",
                     "request_id": request_id,
                     "error": format!("claude-proxy does not answer {subtype} requests"),
                 },
-            })));
+            }));
+            let state = self.lock();
+            let room = state.stdin.as_ref().map_or(0, mpsc::Sender::capacity);
+            if room > KEPT_FOR_CLIENTS {
+                let _ = state.stdin.as_ref().map(|stdin| stdin.try_send(answer));
+            } else {
+                tracing::debug!(
+                    subtype,
+                    "too many requests from the CLI; one left unanswered"
+                );
+            }
             return;
         }
         let tool_name = request["tool_name"].as_str().unwrap_or_default().to_owned();
