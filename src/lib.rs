@@ -3,7 +3,9 @@
 //!
 //! The layers, each a module, point one way (ARCHITECTURE.md has the map):
 //! [`app`] builds everything from the settings → [`http`] is the edge → [`agent`] is the core →
-//! [`process`] runs programs. [`metrics`] and [`telemetry`] are leaves any layer may use.
+//! [`process`] runs programs. [`store`] keeps agents beyond the process, for the core, which
+//! knows it only as a trait; the app picks it. [`metrics`] and [`telemetry`] are leaves any
+//! layer may use.
 //! [`run`] serves on a listener until a shutdown future resolves, then ends every agent.
 
 pub mod agent;
@@ -11,6 +13,7 @@ pub mod app;
 pub mod http;
 pub mod metrics;
 pub mod process;
+pub mod store;
 pub mod telemetry;
 
 use std::sync::{Mutex, MutexGuard};

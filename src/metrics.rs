@@ -74,6 +74,8 @@ pub struct Metrics {
     pub interrupts: Counter,
     pub permission_requests: Counter,
     pub permissions_settled: Family<OutcomeLabel, Counter>,
+    pub store_errors: Counter,
+    pub store_dropped: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -101,6 +103,8 @@ impl Default for Metrics {
             interrupts: Counter::default(),
             permission_requests: Counter::default(),
             permissions_settled: Family::default(),
+            store_errors: Counter::default(),
+            store_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -182,6 +186,16 @@ impl Default for Metrics {
             "permissions_settled",
             "Tool approvals settled, by outcome (allowed, denied, expired, cancelled)",
             metrics.permissions_settled.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Writes to the store that failed (their updates are not kept)",
+            metrics.store_errors.clone(),
+        );
+        registry.register(
+            "store_dropped",
+            "Updates not kept because the store's writer was too far behind",
+            metrics.store_dropped.clone(),
         );
         Metrics {
             registry,

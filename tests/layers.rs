@@ -8,8 +8,13 @@ use std::path::{Path, PathBuf};
 /// The layers, each with the layers it may use besides itself. `crate::lock` (in lib.rs) is a
 /// helper every layer may use.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("app", &["http", "agent", "process", "metrics", "telemetry"]),
+    (
+        "app",
+        &["http", "agent", "store", "process", "metrics", "telemetry"],
+    ),
     ("http", &["agent", "metrics", "telemetry"]),
+    // The store's backends implement the core's trait; only the app picks one.
+    ("store", &["agent", "metrics", "telemetry"]),
     ("agent", &["process", "metrics", "telemetry"]),
     ("process", &[]),
     ("metrics", &[]),

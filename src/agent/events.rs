@@ -23,6 +23,21 @@ pub struct Event {
     pub data: Bytes,
 }
 
+/// The names of the proxy's own events (the CLI's lines are plain messages, with no name).
+pub const EVENT_NAMES: [&str; 6] = [
+    "agent",
+    "error",
+    "complete",
+    "permission_request",
+    "permission_decision",
+    "permission_cancelled",
+];
+
+/// An event's name as [`EVENT_NAMES`] holds it.
+pub fn event_name(name: &str) -> Option<&'static str> {
+    EVENT_NAMES.iter().copied().find(|known| *known == name)
+}
+
 /// Makes the numbered events of a run from the runner's lines and its outcome. It is
 /// synchronous: the runner's task calls it as lines arrive, and the events made go straight to
 /// the agent's log (`take_events`), which never waits for a reader.
@@ -185,6 +200,7 @@ impl EventMaker {
     }
 
     fn push(&mut self, name: Option<&'static str>, data: impl Into<JsonBytes>) {
+        debug_assert!(name.is_none_or(|n| EVENT_NAMES.contains(&n)), "{name:?}");
         let id = self.next_id;
         self.next_id += 1;
         self.made.push(Event {

@@ -12,12 +12,16 @@ use crate::metrics::Metrics;
 use crate::process::{Frame, Outcome};
 
 use super::status::StopReason;
+use super::store::Store;
+use uuid::Uuid;
 
 #[derive(Debug)]
 pub struct Journal {
     maker: EventMaker,
     log: Arc<EventLog>,
     metrics: Arc<Metrics>,
+    /// Where the events are kept beyond this process, and under which agent.
+    store: Option<(Arc<dyn Store>, Uuid)>,
 }
 
 /// What a step of the run changed, for the table and the conversation.
@@ -29,11 +33,17 @@ pub struct Changes {
 }
 
 impl Journal {
-    pub fn new(maker: EventMaker, log: Arc<EventLog>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        maker: EventMaker,
+        log: Arc<EventLog>,
+        metrics: Arc<Metrics>,
+        store: Option<(Arc<dyn Store>, Uuid)>,
+    ) -> Self {
         let mut journal = Self {
             maker,
             log,
             metrics,
+            store,
         };
         journal.publish();
         journal
@@ -67,7 +77,13 @@ impl Journal {
     /// Logs what is made and not yet logged (after an ending: the closing events).
     pub fn publish(&mut self) {
         let events = self.maker.take_events();
+        if events.is_empty() {
+            return;
+        }
         self.metrics.events.inc_by(events.len() as u64);
+        if let Some((store, agent_id)) = &self.store {
+            store.events(*agent_id, &events);
+        }
         self.log.extend(events);
     }
 }

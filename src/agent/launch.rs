@@ -91,6 +91,7 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         maker,
         Arc::clone(&log),
         Arc::clone(&core.metrics),
+        core.store.clone().map(|store| (store, agent_id)),
     )));
     let conversation = stdin.map(|stdin| {
         Conversation::start(
@@ -117,6 +118,7 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         run,
         session_known: false,
     };
+    recorder.store_record();
 
     let run_stop = stop.clone();
     let supervised = async move {
@@ -155,6 +157,7 @@ impl Recorder {
         }
         if let Some(summary) = &changes.summary {
             self.core.table.observe(self.agent_id, summary);
+            self.store_record();
             if let Some(until) = summary.rate_limited_until {
                 self.core.rate_limit.limited_until(until);
             }
@@ -163,6 +166,9 @@ impl Recorder {
                 self.span.record("session_id", session.as_str());
                 if let Ok(session) = Uuid::try_parse(session) {
                     crate::lock(&self.core.sessions).record(session, self.run.owner, &self.run.cwd);
+                    if let Some(store) = &self.core.store {
+                        store.session(session, self.run.owner, self.run.cwd.to_path_buf());
+                    }
                 }
             }
             if let Some(conversation) = &self.conversation {
@@ -197,6 +203,7 @@ impl Recorder {
         let summary = crate::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);
         crate::lock(&self.journal).publish();
+        self.store_record();
         ended.cancel();
         if let Some(status) = summary.status {
             metrics.finished(status.as_str());
@@ -207,6 +214,15 @@ impl Recorder {
             );
         }
         self.keep_within_budget();
+    }
+
+    /// Hands the store the agent's record as it stands.
+    fn store_record(&self) {
+        if let (Some(store), Some(record)) =
+            (&self.core.store, self.core.table.record(self.agent_id))
+        {
+            store.record(record);
+        }
     }
 
     fn keep_within_budget(&self) {

@@ -15,11 +15,13 @@ mod log;
 mod message;
 mod policy;
 mod rate_limit;
+mod reader;
 mod request;
 mod sessions;
 mod state;
 mod status;
 mod stop;
+mod store;
 mod table;
 mod view;
 
@@ -35,16 +37,20 @@ use uuid::Uuid;
 
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error};
-pub use events::{Event, RunSummary};
+pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
 pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
 pub use launch::Launched;
 pub use log::{LogReader, Read};
 pub use message::{MessageContent, MessageRequest};
 pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
+pub use reader::EventReader;
 pub use request::{AgentRequest, AgentUpdate, Run, parse_model};
 pub use state::Settings;
 pub use status::{AgentKind, AgentStatus, FinalStatus, StopReason};
 pub use stop::{StopOnDrop, StopSignal};
+pub use store::{
+    AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
+};
 pub use table::{Admission, Retention};
 pub use view::{AgentDetail, AgentInfo, AgentListItem};
 
@@ -68,6 +74,7 @@ impl Agents {
         Self {
             core: Arc::new(Core {
                 table: AgentTable::new(settings.admission, settings.retention, all_logs.clone()),
+                store: settings.store.clone(),
                 settings,
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
@@ -80,12 +87,16 @@ impl Agents {
     }
 
     /// Checks a request of `owner` against the operator's settings.
-    pub fn check(
+    pub async fn check(
         &self,
         owner: Client,
         kind: AgentKind,
         request: AgentRequest,
     ) -> Result<Run, Error> {
+        let home = match request.session()? {
+            Some(session) => self.session_home(owner, session).await?,
+            None => None,
+        };
         let settings = &self.core.settings;
         let context = request::Context {
             owner,
@@ -94,9 +105,38 @@ impl Agents {
             policy: &settings.policy,
             client_approvals: settings.client_approvals,
         };
-        request.check(context, |session| {
-            crate::lock(&self.core.sessions).home(owner, session)
-        })
+        request.check(context, |_| Ok(home))
+    }
+
+    /// Where a session lives, for `owner` to resume it there; another client's session is
+    /// refused. With client keys, so is one the proxy does not know (never made here, or
+    /// forgotten past its bound): it would be anybody's.
+    async fn session_home(
+        &self,
+        owner: Client,
+        session: Uuid,
+    ) -> Result<Option<Arc<std::path::Path>>, Error> {
+        if let Some(home) = crate::lock(&self.core.sessions).home(owner, session)? {
+            return Ok(Some(home));
+        }
+        if let Some(store) = &self.core.store {
+            match store.session_owner(session).await {
+                Ok(Some((made_by, _))) if made_by != owner => {
+                    return Err(Error::Forbidden(format!(
+                        "session_id: session {session} belongs to another client"
+                    )));
+                }
+                Ok(Some((_, cwd))) => return Ok(Some(Arc::from(cwd))),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%err, "could not look a session up in the store"),
+            }
+        }
+        if self.core.settings.known_sessions_only {
+            return Err(Error::Forbidden(format!(
+                "session_id: the proxy does not know session {session}; a key can resume only the sessions it made here"
+            )));
+        }
+        Ok(None)
     }
 
     /// Starts an agent for a checked run.
@@ -117,11 +157,62 @@ impl Agents {
 
     /// Stops the agent if it runs, and forgets it.
     pub async fn delete(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
-        self.core.table.forget(client, agent_id).await
+        let in_memory = self.core.table.forget(client, agent_id).await;
+        let Some(store) = &self.core.store else {
+            return in_memory;
+        };
+        if in_memory.is_err() && self.stored(client, agent_id).await.is_none() {
+            return in_memory;
+        }
+        store.forget(agent_id);
+        // Written before the answer: a read right after it finds the agent gone.
+        store.flush().await;
+        Ok(())
     }
 
-    pub fn list(&self, client: Client) -> Vec<AgentListItem> {
-        self.core.table.list(client)
+    /// The agents of `client`, running and kept, oldest first.
+    pub async fn list(&self, client: Client) -> Vec<AgentListItem> {
+        let mut list = self.core.table.list(client);
+        if let Some(store) = &self.core.store {
+            match store.agents(client).await {
+                Ok(records) => {
+                    let in_memory: std::collections::HashSet<Uuid> =
+                        list.iter().map(|a| a.info.agent_id).collect();
+                    list.extend(
+                        records
+                            .iter()
+                            .filter(|r| !in_memory.contains(&r.agent_id) && self.is_kept(r))
+                            .map(|r| AgentListItem {
+                                info: AgentInfo::of_record(r),
+                                pending_permissions: 0,
+                            }),
+                    );
+                    list.sort_by_key(|a| a.info.started_at);
+                }
+                Err(err) => tracing::warn!(%err, "could not list the agents the store keeps"),
+            }
+        }
+        list
+    }
+
+    /// An agent the store keeps and memory does not, within its retention.
+    async fn stored(&self, client: Client, agent_id: Uuid) -> Option<AgentRecord> {
+        let store = self.core.store.as_ref()?;
+        match store.agent(client, agent_id).await {
+            Ok(record) => record.filter(|r| self.is_kept(r)),
+            Err(err) => {
+                tracing::warn!(%err, "could not read an agent from the store");
+                None
+            }
+        }
+    }
+
+    fn is_kept(&self, record: &AgentRecord) -> bool {
+        let keep_for = chrono::Duration::from_std(self.core.settings.retention.keep_for)
+            .unwrap_or(chrono::Duration::MAX);
+        record
+            .ended_at
+            .is_none_or(|ended| chrono::Utc::now() - ended < keep_for)
     }
 
     /// Sends a message to an interactive agent of `client`: it runs at once, or as a turn of
@@ -179,15 +270,18 @@ impl Agents {
     }
 
     /// The tool approvals an interactive agent of `client` waits for.
-    pub fn permissions(
+    pub async fn permissions(
         &self,
         client: Client,
         agent_id: Uuid,
     ) -> Result<Vec<PermissionRequest>, Error> {
         match self.core.table.conversation(client, agent_id) {
             Ok(conversation) => Ok(conversation.pending_permissions()),
-            // An agent that has ended waits for nothing.
-            Err(Error::Conflict(_)) if self.detail(client, agent_id).is_ok() => Ok(Vec::new()),
+            // An agent that has ended, or is one-shot, waits for nothing.
+            Err(Error::Conflict(_)) => Ok(Vec::new()),
+            Err(Error::NotFound(_)) if self.stored(client, agent_id).await.is_some() => {
+                Ok(Vec::new())
+            }
             Err(err) => Err(err),
         }
     }
@@ -206,13 +300,43 @@ impl Agents {
             .answer(request_id, answer)
     }
 
-    pub fn detail(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {
-        self.core.table.detail(client, agent_id)
+    pub async fn detail(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {
+        match self.core.table.detail(client, agent_id) {
+            Err(Error::NotFound(_)) => match self.stored(client, agent_id).await {
+                Some(record) => Ok(AgentDetail::of_record(&record)),
+                None => Err(Error::NotFound(agent_id)),
+            },
+            found => found,
+        }
     }
 
-    /// A reader of the agent's events after `cursor`.
-    pub fn events(&self, client: Client, agent_id: Uuid, cursor: u64) -> Result<LogReader, Error> {
-        Ok(self.core.table.log(client, agent_id)?.reader(cursor))
+    /// A reader of the agent's events after `cursor`: live from memory while it is there,
+    /// else from the store.
+    pub async fn events(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+        cursor: u64,
+    ) -> Result<EventReader, Error> {
+        match self.core.table.log(client, agent_id) {
+            Ok(log) => Ok(EventReader::Live(log.reader(cursor))),
+            Err(Error::NotFound(_)) => {
+                match (&self.core.store, self.stored(client, agent_id).await) {
+                    (Some(store), Some(_)) => Ok(EventReader::Stored {
+                        store: Arc::clone(store),
+                        agent_id,
+                        cursor,
+                    }),
+                    _ => Err(Error::NotFound(agent_id)),
+                }
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Whether the store writes what it is given; None without a store.
+    pub fn storage(&self) -> Option<StoreHealth> {
+        self.core.store.as_ref().map(|store| store.health())
     }
 
     /// The agents holding a CLI process now.
@@ -269,6 +393,14 @@ impl Agents {
             tracing::warn!("agents still running at the shutdown timeout; killing them");
             for pid in self.core.table.pids() {
                 ProcessGroup::of_leader(pid).signal(Signal::SIGKILL);
+            }
+        }
+        if let Some(store) = &self.core.store {
+            if tokio::time::timeout_at(deadline, store.flush())
+                .await
+                .is_err()
+            {
+                tracing::warn!("the store had not written everything at the shutdown timeout");
             }
         }
     }

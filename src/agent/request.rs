@@ -132,6 +132,19 @@ pub struct Context<'a> {
 }
 
 impl AgentRequest {
+    /// The session to resume, if any.
+    pub fn session(&self) -> Result<Option<Uuid>, Error> {
+        self.session_id
+            .as_deref()
+            .map(|id| {
+                Uuid::try_parse(id).map_err(|_| Error::invalid(
+                    "session_id",
+                    "must be a UUID such as 0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11 (the session_id of an earlier result)",
+                ))
+            })
+            .transpose()
+    }
+
     /// Checks every field against the operator's settings. `session_home` says where a known
     /// session lives, or refuses it.
     pub fn check(
@@ -156,15 +169,7 @@ impl AgentRequest {
                 "approvals: the operator has not let clients answer tool approvals (PROXY_CLIENT_APPROVALS=true)".into(),
             ));
         }
-        let resume = self
-            .session_id
-            .map(|id| {
-                Uuid::try_parse(&id).map_err(|_| Error::invalid(
-                    "session_id",
-                    "must be a UUID such as 0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11 (the session_id of an earlier result)",
-                ))
-            })
-            .transpose()?;
+        let resume = self.session()?;
         let model = match self.model {
             Some(model) => {
                 Some(parse_model(&model).map_err(|reason| Error::invalid("model", reason))?)

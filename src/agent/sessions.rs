@@ -67,21 +67,22 @@ impl SessionBook {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::keys::ApiKeys;
 
     #[test]
     fn a_session_is_its_first_clients_and_the_oldest_are_forgotten() {
         let mut book = SessionBook::with_capacity(2);
         let here: Arc<Path> = Arc::from(Path::new("/w"));
+        let keys = ApiKeys::load(Some("first-key-0123456789,second-key-0123456789"), None).unwrap();
+        let one = keys.identify(b"first-key-0123456789").unwrap();
+        let two = keys.identify(b"second-key-0123456789").unwrap();
         let [a, b, c] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
-        book.record(a, Client::Key(0), &here);
-        book.record(a, Client::Key(1), &here);
-        assert!(
-            book.home(Client::Key(1), a).is_err(),
-            "the first client owns it"
-        );
-        assert_eq!(book.home(Client::Key(0), a).unwrap(), Some(here.clone()));
-        book.record(b, Client::Key(0), &here);
-        book.record(c, Client::Key(0), &here);
-        assert_eq!(book.home(Client::Key(1), a).unwrap(), None, "forgotten");
+        book.record(a, one, &here);
+        book.record(a, two, &here);
+        assert!(book.home(two, a).is_err(), "the first client owns it");
+        assert_eq!(book.home(one, a).unwrap(), Some(here.clone()));
+        book.record(b, one, &here);
+        book.record(c, one, &here);
+        assert_eq!(book.home(two, a).unwrap(), None, "forgotten");
     }
 }

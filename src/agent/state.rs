@@ -13,6 +13,7 @@ use super::log::SharedBytes;
 use super::policy::ToolPolicy;
 use super::rate_limit::RateLimitGate;
 use super::sessions::SessionBook;
+use super::store::Store;
 use super::table::{Admission, AgentTable, Retention};
 use crate::metrics::Metrics;
 use crate::process;
@@ -41,11 +42,17 @@ pub struct Settings {
     pub client_approvals: bool,
     /// Largest image a message may hold, decoded.
     pub max_image_bytes: usize,
+    /// Where agents are kept beyond this process; None: in memory only.
+    pub store: Option<Arc<dyn Store>>,
+    /// Client keys are set: a session the proxy does not know is nobody's to resume.
+    pub known_sessions_only: bool,
 }
 
 #[derive(Debug)]
 pub struct Core {
     pub settings: Settings,
+    /// The settings' store, at hand.
+    pub store: Option<Arc<dyn Store>>,
     pub table: Arc<AgentTable>,
     pub sessions: Mutex<SessionBook>,
     pub rate_limit: RateLimitGate,

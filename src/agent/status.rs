@@ -95,6 +95,33 @@ impl AgentStatus {
     }
 }
 
+impl AgentKind {
+    /// Back from [`AgentKind::as_str`].
+    pub fn from_str_opt(s: &str) -> Option<Self> {
+        [AgentKind::Stream, AgentKind::Start]
+            .into_iter()
+            .find(|k| k.as_str() == s)
+    }
+}
+
+impl AgentStatus {
+    /// Back from [`AgentStatus::as_str`].
+    pub fn from_str_opt(s: &str) -> Option<Self> {
+        [
+            AgentStatus::Starting,
+            AgentStatus::Running,
+            AgentStatus::Waiting,
+            AgentStatus::Stopping,
+            AgentStatus::Ended(FinalStatus::Completed),
+            AgentStatus::Ended(FinalStatus::Failed),
+            AgentStatus::Ended(FinalStatus::Stopped),
+            AgentStatus::Ended(FinalStatus::TimedOut),
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+}
+
 macro_rules! serialize_as_str {
     ($($ty:ty),*) => {$(
         impl Serialize for $ty {

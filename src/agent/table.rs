@@ -17,6 +17,7 @@ use super::keys::Client;
 use super::log::{EventLog, SharedBytes};
 use super::status::{AgentKind, AgentStatus, FinalStatus, StopReason};
 use super::stop::StopSignal;
+use super::store::AgentRecord;
 use super::view::{AgentDetail, AgentInfo, AgentListItem};
 
 #[derive(Debug, Clone, Copy)]
@@ -210,6 +211,36 @@ impl AgentTable {
         if let Some(entry) = table.entries.get_mut(&agent_id) {
             entry.observe(summary);
         }
+    }
+
+    /// An agent as the store keeps it.
+    pub fn record(&self, agent_id: Uuid) -> Option<AgentRecord> {
+        let table = self.lock();
+        let entry = table.entries.get(&agent_id)?;
+        let info = entry.info(agent_id);
+        let stats = entry.log.stats();
+        let summary = &entry.summary;
+        Some(AgentRecord {
+            agent_id,
+            owner: entry.owner,
+            kind: entry.kind,
+            // A waiting agent is running, as the store sees it.
+            status: entry.status,
+            pid: info.pid,
+            model: info.model,
+            session_id: info.session_id,
+            started_at: info.started_at,
+            ended_at: info.ended_at,
+            exit_code: info.exit_code,
+            interactive: info.interactive,
+            turns: info.turns,
+            result: summary.result.clone(),
+            total_cost_usd: summary.total_cost_usd,
+            num_turns: summary.num_turns,
+            is_error: summary.is_error,
+            newest_event: stats.events,
+            oldest_event: stats.dropped + 1,
+        })
     }
 
     /// The agents holding a process each.

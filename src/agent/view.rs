@@ -52,3 +52,40 @@ pub struct AgentDetail {
     /// The tool approvals it waits for.
     pub pending_permissions: Vec<PermissionRequest>,
 }
+
+impl AgentInfo {
+    pub fn of_record(record: &super::store::AgentRecord) -> Self {
+        AgentInfo {
+            agent_id: record.agent_id,
+            kind: record.kind,
+            status: record.status,
+            pid: record.pid,
+            model: record.model.clone(),
+            session_id: record.session_id.clone(),
+            started_at: record.started_at,
+            ended_at: record.ended_at,
+            exit_code: record.exit_code,
+            interactive: record.interactive,
+            turns: record.turns,
+        }
+    }
+}
+
+impl AgentDetail {
+    /// An agent the store keeps: it waits for nothing.
+    pub fn of_record(record: &super::store::AgentRecord) -> Self {
+        AgentDetail {
+            info: AgentInfo::of_record(record),
+            result: record
+                .result
+                .as_ref()
+                .and_then(|line| serde_json::from_slice(line).ok()),
+            total_cost_usd: record.total_cost_usd,
+            num_turns: record.num_turns,
+            is_error: record.is_error,
+            events: record.newest_event,
+            dropped_events: record.oldest_event.saturating_sub(1),
+            pending_permissions: Vec::new(),
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::agent::{PermissionMode, ToolList, parse_list, parse_model};
+use crate::store::Database;
 use crate::telemetry::LogFormat;
 
 /// Runs the Claude Code CLI behind an HTTP API and streams its output as Server-Sent Events.
@@ -167,6 +168,21 @@ pub struct Config {
     /// finished first are emptied first.
     #[arg(long = "logs-total-bytes", env = "PROXY_LOGS_TOTAL_BYTES", default_value_t = 256 * 1024 * 1024, value_parser = parse_positive)]
     pub logs_total_bytes: usize,
+
+    /// Where the proxy keeps its database (created on start). Nothing an agent's tools may read
+    /// belongs here: keep it outside CLAUDE_WORKDIR.
+    #[arg(long = "data-dir", env = "PROXY_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// Where agents, their events and session owners are kept: sqlite://PATH, or memory to
+    /// keep them in the process only (unset: claude-proxy.db in PROXY_DATA_DIR).
+    #[arg(long = "database-url", env = "PROXY_DATABASE_URL", value_parser = Database::parse)]
+    pub database: Option<Database>,
+
+    /// Longest, in milliseconds, an update waits to be written to the database with the ones
+    /// after it: the most a crash of the proxy can lose.
+    #[arg(long = "store-flush-ms", env = "PROXY_STORE_FLUSH_MS", default_value_t = 100, value_parser = parse_positive)]
+    pub store_flush_ms: usize,
 
     /// Seconds a finished agent stays visible (GET /agents, /agent/{id}, its events).
     #[arg(long = "agent-retention-secs", env = "PROXY_AGENT_RETENTION_SECS", default_value = "3600", value_parser = parse_secs)]

@@ -19,6 +19,11 @@ use crate::agent::{self, Admission, Agents, ApiKeys, KeysError, Retention, ToolP
 use crate::http::{self, ApiState, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::process::{self, child_environment};
+use crate::store::{self, Database, SqliteStore};
+
+/// Most bytes of events waiting for the store's writer: past it, a slow disk costs events
+/// kept, never memory or a stream's pace.
+const STORE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Why the server cannot start with these settings.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +38,12 @@ pub enum StartupError {
 
     #[error("CLAUDE_WORKDIR={} cannot be used: {source}", path.display())]
     Workdir { path: PathBuf, source: io::Error },
+
+    #[error("PROXY_DATA_DIR={} cannot be used: {source}", path.display())]
+    DataDir { path: PathBuf, source: io::Error },
+
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
 }
 
 /// Why the server stopped other than by being told to.
@@ -70,6 +81,40 @@ impl App {
                 path: config.workdir.clone(),
                 source,
             })?;
+        let metrics = Arc::new(Metrics::default());
+        let retention = Retention {
+            keep_for: config.agent_retention,
+            max_finished: config.max_finished_agents,
+        };
+        let database = config
+            .database
+            .clone()
+            .unwrap_or_else(|| Database::Sqlite(config.data_dir.join("claude-proxy.db")));
+        let store: Option<Arc<dyn agent::Store>> = match database {
+            Database::Memory => None,
+            Database::Sqlite(path) => {
+                let dir = match path.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+                    _ => PathBuf::from("."),
+                };
+                std::fs::create_dir_all(&dir).map_err(|source| StartupError::DataDir {
+                    path: dir.clone(),
+                    source,
+                })?;
+                let limits = store::Limits {
+                    flush: Duration::from_millis(config.store_flush_ms as u64),
+                    agent_log_bytes: config.agent_log_bytes,
+                    logs_total_bytes: config.logs_total_bytes,
+                    retention,
+                    queue_bytes: STORE_QUEUE_BYTES,
+                };
+                Some(Arc::new(SqliteStore::open(
+                    &path,
+                    limits,
+                    Arc::clone(&metrics),
+                )?))
+            }
+        };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let settings = agent::Settings {
             cli: config.cli_path,
@@ -96,18 +141,16 @@ impl App {
                 max_agents: config.max_agents,
                 max_agents_per_key: config.max_agents_per_key,
             },
-            retention: Retention {
-                keep_for: config.agent_retention,
-                max_finished: config.max_finished_agents,
-            },
+            retention,
             agent_log_bytes: config.agent_log_bytes,
             logs_total_bytes: config.logs_total_bytes,
             interactive_idle: config.interactive_idle,
             permission_timeout: config.permission_timeout,
             client_approvals: config.client_approvals,
             max_image_bytes: config.max_image_bytes,
+            store,
+            known_sessions_only: keys.is_enabled(),
         };
-        let metrics = Arc::new(Metrics::default());
         let stopping = CancellationToken::new();
         Ok(Self {
             state: ApiState {

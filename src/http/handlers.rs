@@ -13,14 +13,26 @@ use super::error::ApiError;
 use super::extract::{AgentId, RequestId, ValidJson};
 use super::sse;
 use crate::agent::{
-    AgentDetail, AgentKind, AgentRequest, AgentUpdate, Client, MessageRequest, PermissionAnswer,
-    StopReason,
+    AgentDetail, AgentKind, AgentRequest, AgentUpdate, Client, EventReader, MessageRequest,
+    PermissionAnswer, StopReason,
 };
 
 pub async fn health(State(state): State<ApiState>) -> Json<Value> {
     let cli = state.agents.find_cli();
+    let storage = state.agents.storage();
+    let storage_ok = storage.as_ref().is_none_or(|s| s.error.is_none());
+    let storage = match storage {
+        Some(health) => {
+            let mut storage = json!({"kind": health.kind, "ok": health.error.is_none()});
+            if let Some(error) = health.error {
+                storage["error"] = error.into();
+            }
+            storage
+        }
+        None => json!({"kind": "memory", "ok": true}),
+    };
     Json(json!({
-        "status": if cli.is_some() { "ok" } else { "degraded" },
+        "status": if cli.is_some() && storage_ok { "ok" } else { "degraded" },
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "active_agents": state.agents.running(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -28,6 +40,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Value> {
             "path": cli.as_deref().unwrap_or(state.agents.cli()),
             "found": cli.is_some(),
         },
+        "storage": storage,
     }))
 }
 
@@ -51,7 +64,10 @@ pub async fn start(
     Extension(client): Extension<Client>,
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Json<Value>, ApiError> {
-    let run = state.agents.check(client, AgentKind::Start, request)?;
+    let run = state
+        .agents
+        .check(client, AgentKind::Start, request)
+        .await?;
     let launched = state.agents.launch(run)?;
     Ok(Json(
         json!({"agent_id": launched.agent_id, "pid": launched.pid, "status": "started"}),
@@ -63,13 +79,16 @@ pub async fn stream(
     Extension(client): Extension<Client>,
     ValidJson(request): ValidJson<AgentRequest>,
 ) -> Result<Response, ApiError> {
-    let run = state.agents.check(client, AgentKind::Stream, request)?;
+    let run = state
+        .agents
+        .check(client, AgentKind::Stream, request)
+        .await?;
     let detach = run.detach_on_disconnect;
     let launched = state.agents.launch(run)?;
     let stop_when_dropped = (!detach).then(|| launched.stop.stop_on_drop(StopReason::ClientGone));
     Ok(sse::event_stream(
         launched.agent_id,
-        launched.reader,
+        EventReader::Live(launched.reader),
         state.keepalive,
         stop_when_dropped,
         state.metrics.clone(),
@@ -95,7 +114,7 @@ pub async fn list(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
 ) -> Json<Value> {
-    Json(json!({ "agents": state.agents.list(client) }))
+    Json(json!({ "agents": state.agents.list(client).await }))
 }
 
 pub async fn detail(
@@ -106,6 +125,7 @@ pub async fn detail(
     state
         .agents
         .detail(client, agent.id)
+        .await
         .map(Json)
         .map_err(|e| agent.error(e))
 }
@@ -157,6 +177,7 @@ pub async fn events(
     let reader = state
         .agents
         .events(client, agent.id, cursor)
+        .await
         .map_err(|e| agent.error(e))?;
     Ok(sse::event_stream(
         agent.id,
@@ -240,6 +261,7 @@ pub async fn permissions(
     let pending = state
         .agents
         .permissions(client, agent.id)
+        .await
         .map_err(|e| agent.error(e))?;
     Ok(Json(
         json!({"agent_id": agent.id, "pending_permissions": pending}),

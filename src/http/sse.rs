@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
-use crate::agent::{Event, LogReader, StopOnDrop};
+use crate::agent::{Event, EventReader, StopOnDrop};
 use crate::metrics::Metrics;
 
 /// What one read of the log gathers into a single write.
@@ -21,7 +21,7 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// even while the CLI is silent.
 pub fn event_stream(
     agent_id: Uuid,
-    mut reader: LogReader,
+    mut reader: EventReader,
     keepalive: Duration,
     stop_when_dropped: Option<StopOnDrop>,
     metrics: Arc<Metrics>,
@@ -31,7 +31,7 @@ pub fn event_stream(
         let mut delivery = Delivery { metrics, finished: false };
         let mut buf = BytesMut::new();
         loop {
-            let read = reader.read(BATCH_BYTES);
+            let read = reader.read(BATCH_BYTES).await;
             if let Some((from, to)) = read.gap {
                 encode_gap(from, to, &mut buf);
             }

@@ -1,0 +1,139 @@
+//! What the agent core asks of a store that keeps agents beyond this process: their records,
+//! their events and who owns each session. The core keeps the running and recent agents in
+//! memory and hands the store a copy of all of it as it happens; after a restart, it asks the
+//! store for what memory no longer has.
+//!
+//! Writing never waits: a store queues what it is given and writes it on its own time, and
+//! whatever it cannot keep is a gap its readers are told of. Each backend (SQLite in
+//! `crate::store`) implements this; the core knows none of them.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::events::Event;
+use super::keys::Client;
+use super::status::{AgentKind, AgentStatus, FinalStatus};
+
+/// What a read of the store gives, some time later.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A store that cannot answer.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the store failed: {0}")]
+pub struct StoreError(pub String);
+
+/// One agent as kept: what `GET /agent/{id}` shows, and whose it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    pub agent_id: Uuid,
+    pub owner: Client,
+    pub kind: AgentKind,
+    pub status: AgentStatus,
+    pub pid: Option<u32>,
+    pub model: Option<String>,
+    pub session_id: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub exit_code: Option<i32>,
+    pub interactive: bool,
+    pub turns: u64,
+    /// The latest result line, as the CLI wrote it.
+    pub result: Option<Bytes>,
+    pub total_cost_usd: Option<f64>,
+    pub num_turns: Option<u64>,
+    pub is_error: Option<bool>,
+    /// The id of its newest event kept, and of its oldest (0: none), as the store knows them.
+    pub newest_event: u64,
+    pub oldest_event: u64,
+}
+
+/// A page of a kept agent's events.
+#[derive(Debug, Default)]
+pub struct StoredEvents {
+    /// Ids the reader asked for that are not kept (inclusive).
+    pub gap: Option<(u64, u64)>,
+    pub events: Vec<Event>,
+    /// No event is kept after these.
+    pub at_end: bool,
+}
+
+/// Whether the store writes what it is given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreHealth {
+    pub kind: &'static str,
+    /// The last write failed, with this error; None while writes succeed.
+    pub error: Option<String>,
+}
+
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    fn health(&self) -> StoreHealth;
+
+    /// An agent started, or its record changed (its session, its results, its end).
+    fn record(&self, record: AgentRecord);
+
+    /// The next events of an agent, in order.
+    fn events(&self, agent_id: Uuid, events: &[Event]);
+
+    /// The client that made a session, and where it lives.
+    fn session(&self, session: Uuid, owner: Client, cwd: PathBuf);
+
+    /// Forgets an agent (`DELETE /agent/{id}`).
+    fn forget(&self, agent_id: Uuid);
+
+    /// Resolves once everything given so far is written, or could not be.
+    fn flush(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// An agent of `owner`, if it is kept.
+    fn agent(&self, owner: Client, agent_id: Uuid) -> StoreFuture<'_, Option<AgentRecord>>;
+
+    /// The agents of `owner` that are kept, oldest first.
+    fn agents(&self, owner: Client) -> StoreFuture<'_, Vec<AgentRecord>>;
+
+    /// Events of an agent after `after`, about `max_bytes` of them.
+    fn events_after(
+        &self,
+        agent_id: Uuid,
+        after: u64,
+        max_bytes: usize,
+    ) -> StoreFuture<'_, StoredEvents>;
+
+    /// Who made a session, and where it lives.
+    fn session_owner(&self, session: Uuid) -> StoreFuture<'_, Option<(Client, PathBuf)>>;
+}
+
+/// The events that close the record of an agent that was running when the proxy died without
+/// ending it (its process group was ended by the watchdog): numbered from `first_id`, past any
+/// id it may have sent before.
+pub fn interrupted_events(record: &AgentRecord, first_id: u64, now: DateTime<Utc>) -> Vec<Event> {
+    let duration_ms = (now - record.started_at).num_milliseconds().max(0);
+    let json = |value: serde_json::Value| Bytes::from(value.to_string());
+    vec![
+        Event {
+            id: first_id,
+            name: Some("error"),
+            data: json(json!({
+                "type": "error",
+                "code": "interrupted",
+                "message": "the proxy stopped without ending this agent (a crash, SIGKILL or a power cut); its CLI was ended with it",
+            })),
+        },
+        Event {
+            id: first_id + 1,
+            name: Some("complete"),
+            data: json(json!({
+                "type": "complete",
+                "agent_id": record.agent_id,
+                "status": FinalStatus::Stopped,
+                "exit_code": null,
+                "duration_ms": duration_ms,
+            })),
+        },
+    ]
+}
