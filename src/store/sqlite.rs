@@ -77,10 +77,14 @@ pub struct SqliteStore {
     /// Bytes of events queued for the writer.
     queued_bytes: Arc<AtomicUsize>,
     limits: Limits,
-    health: Arc<Mutex<Option<String>>>,
+    health: Arc<Mutex<Option<(String, Instant)>>>,
     reader: Arc<Mutex<Connection>>,
     metrics: Arc<Metrics>,
 }
+
+/// How long a failed write keeps the store reported as failing: on a full disk, small writes
+/// go on succeeding between the large ones that fail.
+const FAILURE_SHOWN_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug)]
 enum Op {
@@ -170,7 +174,10 @@ impl Store for SqliteStore {
     fn health(&self) -> StoreHealth {
         StoreHealth {
             kind: "sqlite",
-            error: crate::lock(&self.health).clone(),
+            error: crate::lock(&self.health)
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < FAILURE_SHOWN_FOR)
+                .map(|(error, _)| error.clone()),
         }
     }
 
@@ -257,7 +264,10 @@ impl Store for SqliteStore {
                     ));
                 };
                 for event in events.into_iter().filter(|e| e.id > after) {
-                    if bytes > 0 && bytes + event.data.len() > max_bytes {
+                    let too_big = bytes > 0 && bytes + event.data.len() > max_bytes;
+                    // Ids missing after this event are a gap, told at the start of a page.
+                    let past_a_hole = page.events.last().is_some_and(|e: &Event| e.id + 1 < event.id);
+                    if too_big || past_a_hole {
                         break 'chunks;
                     }
                     bytes += event.data.len();
@@ -372,7 +382,7 @@ fn agent_of_row(row: &Row<'_>) -> rusqlite::Result<Option<AgentRecord>> {
 }
 
 fn stored_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
 fn total_log_bytes(conn: &Connection) -> rusqlite::Result<usize> {
@@ -423,7 +433,7 @@ struct Writer {
     conn: Connection,
     limits: Limits,
     queued_bytes: Arc<AtomicUsize>,
-    health: Arc<Mutex<Option<String>>>,
+    health: Arc<Mutex<Option<(String, Instant)>>>,
     metrics: Arc<Metrics>,
     /// The bytes of all agents' chunks.
     total_log_bytes: usize,
@@ -461,11 +471,11 @@ impl Writer {
         let result = result.and_then(|()| self.sweep_when_due());
         let mut health = crate::lock(&self.health);
         match result {
-            Ok(()) => *health = None,
+            Ok(()) => {}
             Err(err) => {
                 self.metrics.store_errors.inc();
                 tracing::error!(%err, "writing to the store failed; these updates are not kept");
-                *health = Some(err.to_string());
+                *health = Some((err.to_string(), Instant::now()));
                 // What the database holds is the truth again.
                 if let Ok(total) = total_log_bytes(&self.conn) {
                     self.total_log_bytes = total;

@@ -49,9 +49,24 @@ impl Proxy {
 
     /// Starts the program with flags too.
     pub fn launch(cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::launch_in(&[], cwd, env, args)
+    }
+
+    /// Starts the program through `wrapper`, a command that ends by running its arguments
+    /// (such as `unshare --mount ... sh -c '...; exec "$0" "$@"'`), in the same process.
+    pub fn launch_in(wrapper: &[&str], cwd: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut all = vec![("PROXY_PORT", "0")];
         all.extend_from_slice(env);
         let mut command = command(&all);
+        if let Some((program, before)) = wrapper.split_first() {
+            let proxy = command;
+            command = Command::new(program);
+            command
+                .env_clear()
+                .envs(proxy.get_envs().filter_map(|(k, v)| Some((k, v?))))
+                .args(before)
+                .arg(PROGRAM);
+        }
         // A test process that dies, or ends without dropping this (a server shared by tests
         // lives in a static), takes its server along: the server is told as an operator's
         // SIGTERM would, and ends its agents. The signal comes when the thread that started it
