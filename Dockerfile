@@ -29,8 +29,8 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini ca-certificates curl git ripgrep procps \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 claude \
- && mkdir -p /home/claude/workspace \
- && chown claude:claude /home/claude/workspace
+ && mkdir -p /home/claude/workspace /home/claude/data \
+ && chown claude:claude /home/claude/workspace /home/claude/data
 COPY --from=cli /usr/local/bin/claude /usr/local/bin/claude
 COPY --from=build /src/target/release/claude-proxy /usr/local/bin/claude-proxy
 USER claude
@@ -38,7 +38,10 @@ WORKDIR /home/claude/workspace
 ENV PROXY_HOST=0.0.0.0 \
     PROXY_PORT=8000 \
     CLAUDE_CLI_PATH=/usr/local/bin/claude \
-    CLAUDE_WORKDIR=/home/claude/workspace
+    CLAUDE_WORKDIR=/home/claude/workspace \
+    PROXY_DATA_DIR=/home/claude/data
+# Agents, their events and session owners: keep them across redeploys.
+VOLUME ["/home/claude/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=5s --retries=3 \
     CMD curl -fsS http://127.0.0.1:8000/health || exit 1

@@ -50,6 +50,9 @@ const SETTINGS: &[&str] = &[
     "PROXY_CLIENT_APPROVALS",
     "PROXY_PERMISSION_TIMEOUT_SECS",
     "PROXY_MAX_IMAGE_BYTES",
+    "PROXY_DATA_DIR",
+    "PROXY_DATABASE_URL",
+    "PROXY_STORE_FLUSH_MS",
 ];
 
 /// A proxy running the fake CLI, with a short grace period.
