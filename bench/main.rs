@@ -66,17 +66,27 @@ async fn run_all() {
         // Interleaved, so both sides meet the same conditions; more repeats than elsewhere,
         // since a run takes milliseconds and where the scheduler puts the processes moves it.
         let proxy = start_proxy(scratch.path()).await;
-        let (mut directs, mut throughs) = (Vec::new(), Vec::new());
+        let in_memory = start_memory_proxy(scratch.path()).await;
+        let (mut directs, mut throughs, mut memories) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..repeats * 3 {
-            let (direct, through) = (
+            let (direct, through, memory) = (
                 direct_run(prompt, scratch.path()).await,
                 proxy_stream(&proxy, prompt).await,
+                proxy_stream(&in_memory, prompt).await,
             );
-            assert!(direct.ok && through.ok, "a run of scenario 1 failed");
+            assert!(
+                direct.ok && through.ok && memory.ok,
+                "a run of scenario 1 failed"
+            );
             directs.push(direct.total);
             throughs.push(through.total);
+            memories.push(memory.total);
         }
-        let (direct, through) = (median(directs.into_iter()), median(throughs.into_iter()));
+        let (direct, through, memory) = (
+            median(directs.into_iter()),
+            median(throughs.into_iter()),
+            median(memories.into_iter()),
+        );
         report.row(
             "1. one stream, 100,000 lines of 200 B: time",
             ms(through),
@@ -85,6 +95,24 @@ async fn run_all() {
             "≤ 1.3×",
             ratio(through, direct) <= 1.3,
         );
+        report.row(
+            "1. … the store (SQLite) against PROXY_DATABASE_URL=memory: time",
+            ms(through),
+            format!("{} (memory)", ms(memory)),
+            ratio(through, memory),
+            "≤ 1.1×",
+            ratio(through, memory) <= 1.1,
+        );
+        let (store_rss, memory_rss) = (proxy.peak_rss(), in_memory.peak_rss());
+        report.row(
+            "1. … peak RSS, the store against memory",
+            format!("{:.1} MiB", mib(store_rss)),
+            format!("{:.1} MiB (memory)", mib(memory_rss)),
+            store_rss as f64 / memory_rss as f64,
+            "≤ 1.1×",
+            store_rss as f64 / memory_rss as f64 <= 1.1,
+        );
+        drop(in_memory);
         let mut blocking = Vec::new();
         for _ in 0..repeats * 3 {
             let cwd = scratch.path().to_owned();
@@ -230,6 +258,32 @@ async fn run_all() {
             f64::NAN,
             "≤ 64 MiB, 0 failed",
             mib(at_1000.proxy_peak_rss) <= 64.0 && at_1000.failures == 0,
+        );
+        // The same 1,000 streams through a proxy that keeps agents in memory only.
+        let (mut memory_p99s, mut memory_peak) = (Vec::new(), 0);
+        for _ in 0..rounds {
+            let in_memory = start_memory_proxy(scratch.path()).await;
+            let through = proxy_runs(&in_memory, 1000, Polling::TaskEach, paced).await;
+            memory_peak = u64::max(memory_peak, in_memory.peak_rss());
+            memory_p99s.push(percentile(&through.latencies, 0.99));
+        }
+        let memory_p99 = median(memory_p99s.into_iter());
+        report.row(
+            "3. … the store (SQLite) against PROXY_DATABASE_URL=memory: p99",
+            ms(at_1000.proxy_p99),
+            format!("{} (memory)", ms(memory_p99)),
+            ratio(at_1000.proxy_p99, memory_p99),
+            "≤ 1.1×",
+            ratio(at_1000.proxy_p99, memory_p99) <= 1.1,
+        );
+        let rss_ratio = at_1000.proxy_peak_rss as f64 / memory_peak as f64;
+        report.row(
+            "3. … peak RSS, the store against memory",
+            format!("{:.1} MiB", mib(at_1000.proxy_peak_rss)),
+            format!("{:.1} MiB (memory)", mib(memory_peak)),
+            rss_ratio,
+            "≤ 1.1×",
+            rss_ratio <= 1.1,
         );
         // The direct side's p99 depends on how its runs are driven: polled by one task, its
         // CLIs start one after another, and its tail is later.
@@ -546,20 +600,35 @@ fn blocking_direct_run(prompt: &str, cwd: &Path) -> Duration {
 /// The proxy's release binary, started by the tests' launcher (on a port it picks and
 /// reports), with limits high enough for the scenarios and quiet logs.
 async fn start_proxy(cwd: &Path) -> Proxy {
+    start_proxy_with(cwd, &[]).await
+}
+
+/// The proxy that keeps agents in memory only.
+async fn start_memory_proxy(cwd: &Path) -> Proxy {
+    start_proxy_with(cwd, &[("PROXY_DATABASE_URL", "memory")]).await
+}
+
+async fn start_proxy_with(cwd: &Path, extra: &[(&str, &str)]) -> Proxy {
+    static STARTED: AtomicUsize = AtomicUsize::new(0);
     let cwd_text = cwd.display().to_string();
-    Proxy::start(
-        cwd,
-        &[
-            ("CLAUDE_CLI_PATH", FAKE),
-            ("CLAUDE_WORKDIR", &cwd_text),
-            ("PROXY_MAX_AGENTS", "5000"),
-            // Only the line that says where it listens: logging every agent would be measured.
-            (
-                "RUST_LOG",
-                "warn,claude_proxy=info,claude_proxy::agent=warn,claude_proxy::http=warn,claude_proxy::process=warn",
-            ),
-        ],
-    )
+    // A database of its own for each proxy: what one scenario left does not weigh on the next.
+    let data = cwd
+        .join(format!("data-{}", STARTED.fetch_add(1, Ordering::Relaxed)))
+        .display()
+        .to_string();
+    let mut env = vec![
+        ("PROXY_DATA_DIR", data.as_str()),
+        ("CLAUDE_CLI_PATH", FAKE),
+        ("CLAUDE_WORKDIR", &cwd_text),
+        ("PROXY_MAX_AGENTS", "5000"),
+        // Only the line that says where it listens: logging every agent would be measured.
+        (
+            "RUST_LOG",
+            "warn,claude_proxy=info,claude_proxy::agent=warn,claude_proxy::http=warn,claude_proxy::process=warn",
+        ),
+    ];
+    env.extend_from_slice(extra);
+    Proxy::start(cwd, &env)
 }
 
 async fn proxy_stream(proxy: &Proxy, prompt: &str) -> Run {

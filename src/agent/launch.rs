@@ -202,9 +202,19 @@ impl Recorder {
         }
         let summary = crate::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);
-        crate::lock(&self.journal).publish();
+        // Handed to the store before `complete` goes out: a client that reads it and then asks
+        // the store finds the agent ended.
         self.store_record();
+        crate::lock(&self.journal).publish();
         ended.cancel();
+        if let Some(store) = self.core.store.clone() {
+            // Once the store has all of it, it answers for the agent, and memory lets it go.
+            let (core, agent_id) = (Arc::clone(&self.core), self.agent_id);
+            self.core.tasks.spawn(async move {
+                store.flush().await;
+                core.table.hand_over(agent_id);
+            });
+        }
         if let Some(status) = summary.status {
             metrics.finished(status.as_str());
             tracing::info!(

@@ -120,6 +120,7 @@ impl Agents {
             return Ok(Some(home));
         }
         if let Some(store) = &self.core.store {
+            store.flush().await;
             match store.session_owner(session).await {
                 Ok(Some((made_by, _))) if made_by != owner => {
                     return Err(Error::Forbidden(format!(
@@ -174,6 +175,7 @@ impl Agents {
     pub async fn list(&self, client: Client) -> Vec<AgentListItem> {
         let mut list = self.core.table.list(client);
         if let Some(store) = &self.core.store {
+            store.flush().await;
             match store.agents(client).await {
                 Ok(records) => {
                     let in_memory: std::collections::HashSet<Uuid> =
@@ -198,6 +200,9 @@ impl Agents {
     /// An agent the store keeps and memory does not, within its retention.
     async fn stored(&self, client: Client, agent_id: Uuid) -> Option<AgentRecord> {
         let store = self.core.store.as_ref()?;
+        // What was handed to the store is written first: the store then agrees with memory
+        // (an agent that just ended counts toward the finished agents kept, for one).
+        store.flush().await;
         match store.agent(client, agent_id).await {
             Ok(record) => record.filter(|r| self.is_kept(r)),
             Err(err) => {
@@ -217,29 +222,43 @@ impl Agents {
 
     /// Sends a message to an interactive agent of `client`: it runs at once, or as a turn of
     /// its own after those before it. Returns how many turns run before it.
-    pub fn send_message(
+    pub async fn send_message(
         &self,
         client: Client,
         agent_id: Uuid,
         message: MessageRequest,
     ) -> Result<u64, Error> {
-        let conversation = self.core.table.conversation(client, agent_id)?;
+        let conversation = self.conversation(client, agent_id).await?;
         let content = MessageContent::check(message.content, self.core.settings.max_image_bytes)?;
         conversation.send(&content)
     }
 
     /// Interrupts an interactive agent's running turn; returns how many messages still wait.
     pub async fn interrupt(&self, client: Client, agent_id: Uuid) -> Result<u64, Error> {
-        self.core
-            .table
-            .conversation(client, agent_id)?
-            .interrupt()
-            .await
+        self.conversation(client, agent_id).await?.interrupt().await
     }
 
     /// Closes an interactive agent's input: it finishes its turns and ends.
-    pub fn close(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
-        self.core.table.conversation(client, agent_id)?.close()
+    pub async fn close(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
+        self.conversation(client, agent_id).await?.close()
+    }
+
+    /// A running interactive agent's conversation. An agent only the store keeps has ended.
+    async fn conversation(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+    ) -> Result<Arc<conversation::Conversation>, Error> {
+        match self.core.table.conversation(client, agent_id) {
+            Err(Error::NotFound(_)) => match self.stored(client, agent_id).await {
+                Some(record) if !record.interactive => Err(Error::Conflict(format!(
+                    "agent {agent_id} is not interactive: start it with \"interactive\": true"
+                ))),
+                Some(_) => Err(Error::Conflict(format!("agent {agent_id} has ended"))),
+                None => Err(Error::NotFound(agent_id)),
+            },
+            found => found,
+        }
     }
 
     /// Changes an interactive agent's model or permission mode; returns what the CLI confirmed,
@@ -250,7 +269,7 @@ impl Agents {
         agent_id: Uuid,
         update: AgentUpdate,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
-        let conversation = self.core.table.conversation(client, agent_id)?;
+        let conversation = self.conversation(client, agent_id).await?;
         let settings = &self.core.settings;
         let (model, mode) = update.check(settings.default_model.as_deref(), &settings.policy)?;
         let mut confirmed = serde_json::Map::new();
@@ -287,16 +306,15 @@ impl Agents {
     }
 
     /// A client's answer to one of its agent's tool approvals.
-    pub fn answer_permission(
+    pub async fn answer_permission(
         &self,
         client: Client,
         agent_id: Uuid,
         request_id: &str,
         answer: PermissionAnswer,
     ) -> Result<(), Error> {
-        self.core
-            .table
-            .conversation(client, agent_id)?
+        self.conversation(client, agent_id)
+            .await?
             .answer(request_id, answer)
     }
 

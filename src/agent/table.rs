@@ -325,6 +325,19 @@ impl AgentTable {
             .ok_or(Error::NotFound(agent_id))
     }
 
+    /// Forgets an agent that has ended and is kept by the store, which answers for it from now.
+    pub fn hand_over(&self, agent_id: Uuid) {
+        let mut table = self.lock();
+        if table
+            .entries
+            .get(&agent_id)
+            .is_some_and(|e| !e.status.holds_process())
+        {
+            table.entries.remove(&agent_id);
+            table.finished.retain(|id| *id != agent_id);
+        }
+    }
+
     /// Forgets the finished agents past their retention time.
     pub fn forget_expired(&self) {
         let now = Utc::now();

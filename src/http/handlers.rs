@@ -198,6 +198,7 @@ pub async fn send_message(
     let queued = state
         .agents
         .send_message(client, agent.id, message)
+        .await
         .map_err(|e| agent.error(e))?;
     Ok((
         StatusCode::ACCEPTED,
@@ -230,6 +231,7 @@ pub async fn close(
     state
         .agents
         .close(client, agent.id)
+        .await
         .map_err(|e| agent.error(e))?;
     Ok((
         StatusCode::ACCEPTED,
@@ -283,6 +285,7 @@ pub async fn answer_permission(
     state
         .agents
         .answer_permission(client, agent.id, &request_id, answer)
+        .await
         .map_err(|e| agent.error(e))?;
     Ok(Json(
         json!({"agent_id": agent.id, "request_id": request_id, "behavior": behavior}),

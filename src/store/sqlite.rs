@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -440,66 +440,106 @@ struct Writer {
     last_sweep: Option<Instant>,
 }
 
+/// What has come for the writer since its last transaction.
+#[derive(Default)]
+struct Pending {
+    /// In the order they came: records, sessions and forgettings.
+    ops: Vec<Op>,
+    /// Each agent's events to write, already within its bound.
+    events: HashMap<Uuid, PendingEvents>,
+    flushed: Vec<oneshot::Sender<()>>,
+}
+
+#[derive(Default)]
+struct PendingEvents {
+    events: std::collections::VecDeque<Event>,
+    bytes: usize,
+    /// Events older than these were let go for the bound: what is written of the agent is
+    /// older still, and goes too.
+    dropped: bool,
+}
+
 impl Writer {
     /// Writes until every sender is gone: what has come within `flush` of the first waiting
     /// operation goes in one transaction.
     fn run(&mut self, ops: Receiver<Op>) {
         while let Ok(first) = ops.recv() {
             let deadline = Instant::now() + self.limits.flush;
-            let mut batch = vec![first];
-            while !matches!(batch.last(), Some(Op::Flush(_))) {
-                match ops.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(op) => batch.push(op),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+            let mut pending = Pending::default();
+            let mut next = Some(first);
+            while let Some(op) = next.take() {
+                let flush = matches!(op, Op::Flush(_));
+                self.take(&mut pending, op);
+                if flush {
+                    break;
                 }
+                next = ops
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok();
             }
-            self.write(batch);
+            self.write(pending);
         }
     }
 
-    fn write(&mut self, batch: Vec<Op>) {
-        let mut flushed = Vec::new();
-        let queued: usize = batch
-            .iter()
-            .map(|op| match op {
-                Op::Events(_, _, bytes) => *bytes,
-                _ => 0,
-            })
-            .sum();
-        let result = self.apply(batch, &mut flushed);
+    /// Takes an operation into what is pending. An agent's events are kept within its bound
+    /// as they come, so what waits is at most each agent's newest PROXY_AGENT_LOG_BYTES, the
+    /// same events its log in memory holds.
+    fn take(&self, pending: &mut Pending, op: Op) {
+        match op {
+            Op::Events(agent_id, events, bytes) => {
+                let agent = pending.events.entry(agent_id).or_default();
+                agent.events.extend(events);
+                agent.bytes += bytes;
+                let mut freed = 0;
+                while agent.bytes > self.limits.agent_log_bytes && agent.events.len() > 1 {
+                    let old = agent.events.pop_front().expect("more than one");
+                    agent.bytes -= old.data.len();
+                    freed += old.data.len();
+                    agent.dropped = true;
+                }
+                self.queued_bytes.fetch_sub(freed, Ordering::Relaxed);
+            }
+            Op::Forget(agent_id) => {
+                if let Some(agent) = pending.events.remove(&agent_id) {
+                    self.queued_bytes.fetch_sub(agent.bytes, Ordering::Relaxed);
+                }
+                pending.ops.push(op);
+            }
+            Op::Flush(done) => pending.flushed.push(done),
+            op => pending.ops.push(op),
+        }
+    }
+
+    fn write(&mut self, mut pending: Pending) {
+        let queued: usize = pending.events.values().map(|a| a.bytes).sum();
+        let flushed = std::mem::take(&mut pending.flushed);
+        let result = self.apply(pending);
         self.queued_bytes.fetch_sub(queued, Ordering::Relaxed);
         let result = result.and_then(|()| self.sweep_when_due());
-        let mut health = crate::lock(&self.health);
-        match result {
-            Ok(()) => {}
-            Err(err) => {
-                self.metrics.store_errors.inc();
-                tracing::error!(%err, "writing to the store failed; these updates are not kept");
-                *health = Some((err.to_string(), Instant::now()));
-                // What the database holds is the truth again.
-                if let Ok(total) = total_log_bytes(&self.conn) {
-                    self.total_log_bytes = total;
-                }
+        if let Err(err) = result {
+            self.metrics.store_errors.inc();
+            tracing::error!(%err, "writing to the store failed; these updates are not kept");
+            *crate::lock(&self.health) = Some((err.to_string(), Instant::now()));
+            // What the database holds is the truth again.
+            if let Ok(total) = total_log_bytes(&self.conn) {
+                self.total_log_bytes = total;
             }
         }
-        drop(health);
         for done in flushed {
             let _ = done.send(());
         }
     }
 
-    fn apply(
-        &mut self,
-        batch: Vec<Op>,
-        flushed: &mut Vec<oneshot::Sender<()>>,
-    ) -> rusqlite::Result<()> {
+    fn apply(&mut self, pending: Pending) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        // An agent's events of this batch, in order, written together after its record.
-        let mut events: HashMap<Uuid, Vec<Event>> = HashMap::new();
-        for op in batch {
+        let mut forgotten = Vec::new();
+        let mut ended = false;
+        for op in pending.ops {
             match op {
-                Op::Record(record) => upsert(&tx, &record)?,
-                Op::Events(agent_id, more, _) => events.entry(agent_id).or_default().extend(more),
+                Op::Record(record) => {
+                    ended |= record.ended_at.is_some();
+                    upsert(&tx, &record)?;
+                }
                 Op::Session(session, owner, cwd) => {
                     tx.execute(
                         "INSERT OR IGNORE INTO sessions (session_id, owner, cwd, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -511,32 +551,38 @@ impl Writer {
                         ],
                     )?;
                 }
-                Op::Forget(agent_id) => {
-                    events.remove(&agent_id);
-                    let id = agent_id.to_string();
-                    let freed: i64 = tx
-                        .query_row(
-                            "SELECT log_bytes FROM agents WHERE agent_id = ?1",
-                            params![id],
-                            |row| row.get(0),
-                        )
-                        .optional()?
-                        .unwrap_or(0);
-                    tx.execute("DELETE FROM event_chunks WHERE agent_id = ?1", params![id])?;
-                    tx.execute("DELETE FROM agents WHERE agent_id = ?1", params![id])?;
-                    self.total_log_bytes = self.total_log_bytes.saturating_sub(freed as usize);
-                }
-                Op::Flush(done) => flushed.push(done),
+                Op::Forget(agent_id) => forgotten.push(agent_id),
+                Op::Events(..) | Op::Flush(_) => {}
             }
         }
-        for (agent_id, events) in events {
+        for (agent_id, agent) in pending.events {
             append(
                 &tx,
                 &self.limits,
                 &mut self.total_log_bytes,
                 agent_id,
-                events,
+                agent,
             )?;
+        }
+        if ended {
+            // The count kept holds the moment an agent ends, not at the next sweep.
+            keep_newest_finished(&tx, self.limits.retention.max_finished)?;
+            self.total_log_bytes = total_log_bytes(&tx)?;
+        }
+        // After the records and events: a record that came before the forgetting goes too.
+        for agent_id in forgotten {
+            let id = agent_id.to_string();
+            let freed: i64 = tx
+                .query_row(
+                    "SELECT log_bytes FROM agents WHERE agent_id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()?
+                .unwrap_or(0);
+            tx.execute("DELETE FROM event_chunks WHERE agent_id = ?1", params![id])?;
+            tx.execute("DELETE FROM agents WHERE agent_id = ?1", params![id])?;
+            self.total_log_bytes = self.total_log_bytes.saturating_sub(freed as usize);
         }
         tx.commit()
     }
@@ -558,15 +604,10 @@ impl Writer {
             - chrono::Duration::from_std(retention.keep_for).unwrap_or(chrono::Duration::MAX);
         let tx = self.conn.transaction()?;
         tx.execute(
-            "DELETE FROM agents WHERE ended_at IS NOT NULL AND (ended_at < ?1 OR agent_id IN (
-                 SELECT agent_id FROM agents WHERE ended_at IS NOT NULL
-                 ORDER BY ended_at DESC LIMIT -1 OFFSET ?2))",
-            params![stored_time(cutoff), retention.max_finished as i64],
+            "DELETE FROM agents WHERE ended_at IS NOT NULL AND ended_at < ?1",
+            params![stored_time(cutoff)],
         )?;
-        tx.execute(
-            "DELETE FROM event_chunks WHERE agent_id NOT IN (SELECT agent_id FROM agents)",
-            [],
-        )?;
+        keep_newest_finished(&tx, retention.max_finished)?;
         // Over the total: the finished agents' events go, oldest first, but their last chunk
         // (which holds `complete`).
         let mut total = total_log_bytes(&tx)?;
@@ -609,67 +650,66 @@ impl Writer {
     }
 }
 
-/// Writes an agent's next events as one chunk, keeping within its bound: what this batch brings
-/// past the bound is not written at all, and older chunks go to make room.
+/// Most bytes of one chunk: what the writer holds to encode it.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Writes an agent's next events, in chunks of about a megabyte at most, and keeps the agent
+/// within its bound: older chunks go to make room, all of them when some of its events were
+/// let go before they were written.
 fn append(
     tx: &rusqlite::Transaction<'_>,
     limits: &Limits,
     total_log_bytes: &mut usize,
     agent_id: Uuid,
-    mut events: Vec<Event>,
+    agent: PendingEvents,
 ) -> rusqlite::Result<()> {
     let id = agent_id.to_string();
-    let exists: bool = tx
-        .query_row(
-            "SELECT 1 FROM agents WHERE agent_id = ?1",
-            params![id],
-            |_| Ok(true),
-        )
-        .optional()?
-        .unwrap_or(false);
-    let Some(last_id) = events.last().map(|e| e.id) else {
+    let Some(first_new) = agent.events.front().map(|e| e.id) else {
         return Ok(());
     };
-    if !exists {
+    let last_id = agent.events.back().map_or(first_new, |e| e.id);
+    let Some(mut log_bytes) = tx
+        .query_row(
+            "SELECT log_bytes FROM agents WHERE agent_id = ?1",
+            params![id],
+            |row| row.get::<_, i64>(0),
+        )
+        .optional()?
+    else {
         // Its record was not kept (the writer fell behind): neither are its events.
         return Ok(());
-    }
-    // The newest events that fit, the newest always.
-    let budget = limits.agent_log_bytes;
-    let mut kept_bytes = 0;
-    let keep_from = events
-        .iter()
-        .rposition(|e| {
-            kept_bytes += e.data.len();
-            kept_bytes > budget
-        })
-        .map_or(0, |over| (over + 1).min(events.len() - 1));
-    let dropped_some = keep_from > 0;
-    events.drain(..keep_from);
-    let blob = chunk::encode(&events);
-    let mut log_bytes: i64 = tx.query_row(
-        "SELECT log_bytes FROM agents WHERE agent_id = ?1",
-        params![id],
-        |row| row.get(0),
-    )?;
-    if dropped_some {
-        // The chunks already written are older than what this batch could not keep.
+    };
+    if agent.dropped {
         tx.execute("DELETE FROM event_chunks WHERE agent_id = ?1", params![id])?;
         *total_log_bytes = (*total_log_bytes).saturating_sub(log_bytes as usize);
         log_bytes = 0;
     }
-    tx.execute(
-        "INSERT OR REPLACE INTO event_chunks (agent_id, first_id, last_id, events) VALUES (?1, ?2, ?3, ?4)",
-        params![id, events[0].id as i64, last_id as i64, blob],
-    )?;
-    log_bytes += blob.len() as i64;
-    *total_log_bytes += blob.len();
-    // Older chunks go while the agent is over its bound, the newest always stays.
+    let events = Vec::from(agent.events);
+    let mut start = 0;
+    while start < events.len() {
+        let mut end = start + 1;
+        let mut bytes = events[start].data.len();
+        while end < events.len() && bytes + events[end].data.len() <= CHUNK_BYTES {
+            bytes += events[end].data.len();
+            end += 1;
+        }
+        let run = &events[start..end];
+        let blob = chunk::encode(run);
+        tx.execute(
+            "INSERT OR REPLACE INTO event_chunks (agent_id, first_id, last_id, events) VALUES (?1, ?2, ?3, ?4)",
+            params![id, run[0].id as i64, run[run.len() - 1].id as i64, blob],
+        )?;
+        log_bytes += blob.len() as i64;
+        *total_log_bytes += blob.len();
+        start = end;
+    }
+    // Older chunks go while the agent is over its bound; the newest always stays.
+    let budget = limits.agent_log_bytes;
     while log_bytes as usize > budget {
         let oldest: Option<(i64, usize)> = tx
             .query_row(
-                "SELECT first_id, length(events) FROM event_chunks WHERE agent_id = ?1 AND first_id < ?2 ORDER BY first_id LIMIT 1",
-                params![id, events[0].id as i64],
+                "SELECT first_id, length(events) FROM event_chunks WHERE agent_id = ?1 AND last_id < ?2 ORDER BY first_id LIMIT 1",
+                params![id, last_id as i64],
                 |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as usize)),
             )
             .optional()?;
@@ -687,6 +727,26 @@ fn append(
         "UPDATE agents SET log_bytes = ?2, ids_leased_through = MAX(ids_leased_through, ?3) WHERE agent_id = ?1",
         params![id, log_bytes, (last_id + ID_LEASE) as i64],
     )?;
+    Ok(())
+}
+
+/// Forgets the finished agents past the newest `max_finished`, and their events.
+fn keep_newest_finished(
+    tx: &rusqlite::Transaction<'_>,
+    max_finished: usize,
+) -> rusqlite::Result<()> {
+    let removed = tx.execute(
+        "DELETE FROM agents WHERE agent_id IN (
+             SELECT agent_id FROM agents WHERE ended_at IS NOT NULL
+             ORDER BY ended_at DESC LIMIT -1 OFFSET ?1)",
+        params![max_finished as i64],
+    )?;
+    if removed > 0 {
+        tx.execute(
+            "DELETE FROM event_chunks WHERE agent_id NOT IN (SELECT agent_id FROM agents)",
+            [],
+        )?;
+    }
     Ok(())
 }
 
