@@ -211,7 +211,7 @@ impl Recorder {
             // Once the store has all of it, it answers for the agent, and memory lets it go.
             let (core, agent_id) = (Arc::clone(&self.core), self.agent_id);
             self.core.tasks.spawn(async move {
-                store.flush().await;
+                store.written().await;
                 core.table.hand_over(agent_id);
             });
         }

@@ -87,8 +87,12 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Forgets an agent (`DELETE /agent/{id}`).
     fn forget(&self, agent_id: Uuid);
 
-    /// Resolves once everything given so far is written, or could not be.
+    /// Writes everything given so far now; resolves once it is written, or could not be.
     fn flush(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Resolves once everything given so far is written (or could not be), in the store's
+    /// own time: unlike [`Store::flush`], it hastens nothing.
+    fn written(&self) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
     /// An agent of `owner`, if it is kept.
     fn agent(&self, owner: Client, agent_id: Uuid) -> StoreFuture<'_, Option<AgentRecord>>;

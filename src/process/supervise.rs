@@ -423,17 +423,17 @@ async fn write_input(left: InputLeft) -> io::Result<()> {
 }
 
 async fn read_tail(reader: &mut (impl AsyncRead + Unpin), keep: usize) -> Bytes {
+    // Read into the tail's own spare room, which is touched only as bytes arrive: a zeroed
+    // read buffer would cost every agent its pages, though most write nothing on stderr.
     let mut tail: Vec<u8> = Vec::with_capacity(keep * 2);
-    let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        match reader.read(&mut chunk).await {
+        if tail.len() == keep * 2 {
+            tail.drain(..keep);
+        }
+        let room = (keep * 2 - tail.len()) as u64;
+        match (&mut *reader).take(room).read_buf(&mut tail).await {
             Ok(0) | Err(_) => break,
-            Ok(n) => {
-                tail.extend_from_slice(&chunk[..n]);
-                if tail.len() > keep * 2 {
-                    tail.drain(..tail.len() - keep);
-                }
-            }
+            Ok(_) => {}
         }
     }
     if tail.len() > keep {

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,7 +73,9 @@ pub enum OpenError {
 
 #[derive(Debug)]
 pub struct SqliteStore {
-    queue: SyncSender<Op>,
+    /// A channel that takes room only for what waits in it, bounded by `queued_ops`.
+    queue: Sender<Op>,
+    queued_ops: Arc<AtomicUsize>,
     /// Bytes of events queued for the writer.
     queued_bytes: Arc<AtomicUsize>,
     limits: Limits,
@@ -92,7 +94,10 @@ enum Op {
     Events(Uuid, Vec<Event>, usize),
     Session(Uuid, Client, PathBuf),
     Forget(Uuid),
+    /// Write now, and say so.
     Flush(oneshot::Sender<()>),
+    /// Say when what came before is written.
+    Written(oneshot::Sender<()>),
 }
 
 impl SqliteStore {
@@ -116,11 +121,13 @@ impl SqliteStore {
         let reader = Connection::open(path).map_err(opened)?;
         configure(&reader).map_err(opened)?;
 
-        let (queue, ops) = sync_channel(QUEUE_OPS);
+        let (queue, ops) = channel();
+        let queued_ops = Arc::new(AtomicUsize::new(0));
         let queued_bytes = Arc::new(AtomicUsize::new(0));
         let health = Arc::new(Mutex::new(None));
         let mut writer = Writer {
             total_log_bytes: total_log_bytes(&conn).map_err(opened)?,
+            queued_ops: Arc::clone(&queued_ops),
             conn,
             limits,
             queued_bytes: Arc::clone(&queued_bytes),
@@ -134,6 +141,7 @@ impl SqliteStore {
             .expect("a thread starts");
         Ok(Self {
             queue,
+            queued_ops,
             queued_bytes,
             limits,
             health,
@@ -143,13 +151,17 @@ impl SqliteStore {
     }
 
     fn send(&self, op: Op) {
-        if let Err(err) = self.queue.try_send(op) {
-            let bytes = match &err {
-                TrySendError::Full(Op::Events(_, _, bytes))
-                | TrySendError::Disconnected(Op::Events(_, _, bytes)) => *bytes,
-                _ => 0,
-            };
-            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let full = self.queued_ops.fetch_add(1, Ordering::Relaxed) >= QUEUE_OPS;
+        let refused = if full {
+            Some(op)
+        } else {
+            self.queue.send(op).err().map(|err| err.0)
+        };
+        if let Some(op) = refused {
+            self.queued_ops.fetch_sub(1, Ordering::Relaxed);
+            if let Op::Events(_, _, bytes) = op {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            }
             self.metrics.store_dropped.inc();
             tracing::warn!("the store's writer is behind: an update is not kept");
         }
@@ -208,6 +220,14 @@ impl Store for SqliteStore {
     fn flush(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
         let (done, written) = oneshot::channel();
         self.send(Op::Flush(done));
+        Box::pin(async move {
+            let _ = written.await;
+        })
+    }
+
+    fn written(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        let (done, written) = oneshot::channel();
+        self.send(Op::Written(done));
         Box::pin(async move {
             let _ = written.await;
         })
@@ -432,6 +452,7 @@ fn end_interrupted(conn: &mut Connection) -> rusqlite::Result<usize> {
 struct Writer {
     conn: Connection,
     limits: Limits,
+    queued_ops: Arc<AtomicUsize>,
     queued_bytes: Arc<AtomicUsize>,
     health: Arc<Mutex<Option<(String, Instant)>>>,
     metrics: Arc<Metrics>,
@@ -443,7 +464,9 @@ struct Writer {
 /// What has come for the writer since its last transaction.
 #[derive(Default)]
 struct Pending {
-    /// In the order they came: records, sessions and forgettings.
+    /// Each agent's latest record: a record replaces the one before it.
+    records: HashMap<Uuid, Box<AgentRecord>>,
+    /// In the order they came: sessions and forgettings.
     ops: Vec<Op>,
     /// Each agent's events to write, already within its bound.
     events: HashMap<Uuid, PendingEvents>,
@@ -463,7 +486,12 @@ impl Writer {
     /// Writes until every sender is gone: what has come within `flush` of the first waiting
     /// operation goes in one transaction.
     fn run(&mut self, ops: Receiver<Op>) {
-        while let Ok(first) = ops.recv() {
+        let queued_ops = Arc::clone(&self.queued_ops);
+        let received = move |op: Op| {
+            queued_ops.fetch_sub(1, Ordering::Relaxed);
+            op
+        };
+        while let Ok(first) = ops.recv().map(&received) {
             let deadline = Instant::now() + self.limits.flush;
             let mut pending = Pending::default();
             let mut next = Some(first);
@@ -475,7 +503,8 @@ impl Writer {
                 }
                 next = ops
                     .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                    .ok();
+                    .ok()
+                    .map(&received);
             }
             self.write(pending);
         }
@@ -505,7 +534,10 @@ impl Writer {
                 }
                 pending.ops.push(op);
             }
-            Op::Flush(done) => pending.flushed.push(done),
+            Op::Flush(done) | Op::Written(done) => pending.flushed.push(done),
+            Op::Record(record) => {
+                pending.records.insert(record.agent_id, record);
+            }
             op => pending.ops.push(op),
         }
     }
@@ -534,12 +566,12 @@ impl Writer {
         let tx = self.conn.transaction()?;
         let mut forgotten = Vec::new();
         let mut ended = false;
+        for record in pending.records.values() {
+            ended |= record.ended_at.is_some();
+            upsert(&tx, record)?;
+        }
         for op in pending.ops {
             match op {
-                Op::Record(record) => {
-                    ended |= record.ended_at.is_some();
-                    upsert(&tx, &record)?;
-                }
                 Op::Session(session, owner, cwd) => {
                     tx.execute(
                         "INSERT OR IGNORE INTO sessions (session_id, owner, cwd, created_at) VALUES (?1, ?2, ?3, ?4)",
@@ -552,7 +584,7 @@ impl Writer {
                     )?;
                 }
                 Op::Forget(agent_id) => forgotten.push(agent_id),
-                Op::Events(..) | Op::Flush(_) => {}
+                Op::Record(_) | Op::Events(..) | Op::Flush(_) | Op::Written(_) => {}
             }
         }
         for (agent_id, agent) in pending.events {
