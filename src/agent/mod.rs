@@ -183,9 +183,9 @@ impl Agents {
                     list.extend(
                         records
                             .iter()
-                            .filter(|r| !in_memory.contains(&r.agent_id) && self.is_kept(r))
+                            .filter(|r| !in_memory.contains(&r.info.agent_id) && self.is_kept(r))
                             .map(|r| AgentListItem {
-                                info: AgentInfo::of_record(r),
+                                info: r.info.clone(),
                                 pending_permissions: 0,
                             }),
                     );
@@ -216,6 +216,7 @@ impl Agents {
         let keep_for = chrono::Duration::from_std(self.core.settings.retention.keep_for)
             .unwrap_or(chrono::Duration::MAX);
         record
+            .info
             .ended_at
             .is_none_or(|ended| chrono::Utc::now() - ended < keep_for)
     }
@@ -251,7 +252,7 @@ impl Agents {
     ) -> Result<Arc<conversation::Conversation>, Error> {
         match self.core.table.conversation(client, agent_id) {
             Err(Error::NotFound(_)) => match self.stored(client, agent_id).await {
-                Some(record) if !record.interactive => Err(Error::Conflict(format!(
+                Some(record) if !record.info.interactive => Err(Error::Conflict(format!(
                     "agent {agent_id} is not interactive: start it with \"interactive\": true"
                 ))),
                 Some(_) => Err(Error::Conflict(format!("agent {agent_id} has ended"))),

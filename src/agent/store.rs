@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use super::events::Event;
 use super::keys::Client;
-use super::status::{AgentKind, AgentStatus, FinalStatus};
+use super::status::FinalStatus;
+use super::view::AgentInfo;
 
 /// What a read of the store gives, some time later.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -32,18 +33,9 @@ pub struct StoreError(pub String);
 /// One agent as kept: what `GET /agent/{id}` shows, and whose it is.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AgentRecord {
-    pub agent_id: Uuid,
     pub owner: Client,
-    pub kind: AgentKind,
-    pub status: AgentStatus,
-    pub pid: Option<u32>,
-    pub model: Option<String>,
-    pub session_id: Option<String>,
-    pub started_at: DateTime<Utc>,
-    pub ended_at: Option<DateTime<Utc>>,
-    pub exit_code: Option<i32>,
-    pub interactive: bool,
-    pub turns: u64,
+    /// What `GET /agents` shows of it.
+    pub info: AgentInfo,
     /// The latest result line, as the CLI wrote it.
     pub result: Option<Bytes>,
     pub total_cost_usd: Option<f64>,
@@ -116,7 +108,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// ending it (its process group was ended by the watchdog): numbered from `first_id`, past any
 /// id it may have sent before.
 pub fn interrupted_events(record: &AgentRecord, first_id: u64, now: DateTime<Utc>) -> Vec<Event> {
-    let duration_ms = (now - record.started_at).num_milliseconds().max(0);
+    let duration_ms = (now - record.info.started_at).num_milliseconds().max(0);
     let json = |value: serde_json::Value| Bytes::from(value.to_string());
     vec![
         Event {
@@ -133,7 +125,7 @@ pub fn interrupted_events(record: &AgentRecord, first_id: u64, now: DateTime<Utc
             name: Some("complete"),
             data: json(json!({
                 "type": "complete",
-                "agent_id": record.agent_id,
+                "agent_id": record.info.agent_id,
                 "status": FinalStatus::Stopped,
                 "exit_code": null,
                 "duration_ms": duration_ms,

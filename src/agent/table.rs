@@ -217,23 +217,14 @@ impl AgentTable {
     pub fn record(&self, agent_id: Uuid) -> Option<AgentRecord> {
         let table = self.lock();
         let entry = table.entries.get(&agent_id)?;
-        let info = entry.info(agent_id);
+        let mut info = entry.info(agent_id);
+        // A waiting agent is running, as the store sees it.
+        info.status = entry.status;
         let stats = entry.log.stats();
         let summary = &entry.summary;
         Some(AgentRecord {
-            agent_id,
             owner: entry.owner,
-            kind: entry.kind,
-            // A waiting agent is running, as the store sees it.
-            status: entry.status,
-            pid: info.pid,
-            model: info.model,
-            session_id: info.session_id,
-            started_at: info.started_at,
-            ended_at: info.ended_at,
-            exit_code: info.exit_code,
-            interactive: info.interactive,
-            turns: info.turns,
+            info,
             result: summary.result.clone(),
             total_cost_usd: summary.total_cost_usd,
             num_turns: summary.num_turns,

@@ -9,7 +9,7 @@ use super::conversation::PermissionRequest;
 use super::status::{AgentKind, AgentStatus};
 
 /// One agent, in the list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AgentInfo {
     pub agent_id: Uuid,
     pub kind: AgentKind,
@@ -53,29 +53,11 @@ pub struct AgentDetail {
     pub pending_permissions: Vec<PermissionRequest>,
 }
 
-impl AgentInfo {
-    pub fn of_record(record: &super::store::AgentRecord) -> Self {
-        AgentInfo {
-            agent_id: record.agent_id,
-            kind: record.kind,
-            status: record.status,
-            pid: record.pid,
-            model: record.model.clone(),
-            session_id: record.session_id.clone(),
-            started_at: record.started_at,
-            ended_at: record.ended_at,
-            exit_code: record.exit_code,
-            interactive: record.interactive,
-            turns: record.turns,
-        }
-    }
-}
-
 impl AgentDetail {
     /// An agent the store keeps: it waits for nothing.
     pub fn of_record(record: &super::store::AgentRecord) -> Self {
         AgentDetail {
-            info: AgentInfo::of_record(record),
+            info: record.info.clone(),
             result: record
                 .result
                 .as_ref()

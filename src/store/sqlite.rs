@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use super::chunk;
 use crate::agent::{
-    AgentKind, AgentRecord, AgentStatus, Client, Event, Retention, Store, StoreError, StoreFuture,
-    StoreHealth, StoredEvents, interrupted_events,
+    AgentInfo, AgentKind, AgentRecord, AgentStatus, Client, Event, Retention, Store, StoreError,
+    StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };
 use crate::metrics::Metrics;
 
@@ -380,18 +380,20 @@ fn agent_of_row(row: &Row<'_>) -> rusqlite::Result<Option<AgentRecord>> {
         return Ok(None);
     };
     Ok(Some(AgentRecord {
-        agent_id,
         owner,
-        kind,
-        status,
-        pid: row.get(4)?,
-        model: row.get(5)?,
-        session_id: row.get(6)?,
-        started_at,
-        ended_at: time(8)?,
-        exit_code: row.get(9)?,
-        interactive: row.get(10)?,
-        turns: row.get::<_, i64>(11)? as u64,
+        info: AgentInfo {
+            agent_id,
+            kind,
+            status,
+            pid: row.get(4)?,
+            model: row.get(5)?,
+            session_id: row.get(6)?,
+            started_at,
+            ended_at: time(8)?,
+            exit_code: row.get(9)?,
+            interactive: row.get(10)?,
+            turns: row.get::<_, i64>(11)? as u64,
+        },
         result: row.get::<_, Option<Vec<u8>>>(12)?.map(Bytes::from),
         total_cost_usd: row.get(13)?,
         num_turns: row.get::<_, Option<i64>>(14)?.map(|n| n as u64),
@@ -437,11 +439,11 @@ fn end_interrupted(conn: &mut Connection) -> rusqlite::Result<usize> {
         let blob = chunk::encode(&events);
         tx.execute(
             "INSERT INTO event_chunks (agent_id, first_id, last_id, events) VALUES (?1, ?2, ?3, ?4)",
-            params![record.agent_id.to_string(), first_id as i64, (first_id + 1) as i64, blob],
+            params![record.info.agent_id.to_string(), first_id as i64, (first_id + 1) as i64, blob],
         )?;
         tx.execute(
             "UPDATE agents SET status = 'stopped', ended_at = ?2, exit_code = NULL, log_bytes = log_bytes + ?3 WHERE agent_id = ?1",
-            params![record.agent_id.to_string(), stored_time(now), blob.len() as i64],
+            params![record.info.agent_id.to_string(), stored_time(now), blob.len() as i64],
         )?;
     }
     tx.commit()?;
@@ -536,7 +538,7 @@ impl Writer {
             }
             Op::Flush(done) | Op::Written(done) => pending.flushed.push(done),
             Op::Record(record) => {
-                pending.records.insert(record.agent_id, record);
+                pending.records.insert(record.info.agent_id, record);
             }
             op => pending.ops.push(op),
         }
@@ -567,7 +569,7 @@ impl Writer {
         let mut forgotten = Vec::new();
         let mut ended = false;
         for record in pending.records.values() {
-            ended |= record.ended_at.is_some();
+            ended |= record.info.ended_at.is_some();
             upsert(&tx, record)?;
         }
         for op in pending.ops {
@@ -783,7 +785,8 @@ fn keep_newest_finished(
 }
 
 /// Writes an agent's record, the first time with its first id lease.
-fn upsert(tx: &rusqlite::Transaction<'_>, r: &AgentRecord) -> rusqlite::Result<()> {
+fn upsert(tx: &rusqlite::Transaction<'_>, record: &AgentRecord) -> rusqlite::Result<()> {
+    let r = &record.info;
     tx.execute(
         "INSERT INTO agents (agent_id, owner, kind, status, pid, model, session_id, started_at,
              ended_at, exit_code, interactive, turns, result, total_cost_usd, num_turns, is_error,
@@ -798,7 +801,7 @@ fn upsert(tx: &rusqlite::Transaction<'_>, r: &AgentRecord) -> rusqlite::Result<(
              ids_leased_through = MAX(ids_leased_through, excluded.ids_leased_through)",
         params![
             r.agent_id.to_string(),
-            r.owner.to_stored(),
+            record.owner.to_stored(),
             r.kind.as_str(),
             r.status.as_str(),
             r.pid,
@@ -809,11 +812,11 @@ fn upsert(tx: &rusqlite::Transaction<'_>, r: &AgentRecord) -> rusqlite::Result<(
             r.exit_code,
             r.interactive,
             r.turns as i64,
-            r.result.as_deref(),
-            r.total_cost_usd,
-            r.num_turns.map(|n| n as i64),
-            r.is_error,
-            (r.newest_event + ID_LEASE) as i64,
+            record.result.as_deref(),
+            record.total_cost_usd,
+            record.num_turns.map(|n| n as i64),
+            record.is_error,
+            (record.newest_event + ID_LEASE) as i64,
         ],
     )?;
     Ok(())
