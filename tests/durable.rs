@@ -361,22 +361,28 @@ async fn streams_go_on_when_the_disk_is_full_and_health_says_so() {
     .await;
 }
 
-#[test]
-fn a_data_dir_that_cannot_be_written_stops_start_up_with_one_line() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("a-file");
-    std::fs::write(&file, "not a directory").unwrap();
-    let data = file.join("data");
+/// Runs the program with this data dir, to its refusal to start: its one line of stderr.
+fn refusal_with_data_dir(data: &std::path::Path, work: &std::path::Path) -> String {
     let output = command(&[
         ("PROXY_PORT", "0"),
         ("PROXY_DATA_DIR", data.to_str().unwrap()),
-        ("CLAUDE_WORKDIR", dir.path().join("work").to_str().unwrap()),
+        ("CLAUDE_WORKDIR", work.to_str().unwrap()),
     ])
     .output()
     .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    stderr
+}
+
+#[test]
+fn a_data_dir_that_cannot_be_written_stops_start_up_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let data = file.join("data");
+    let stderr = refusal_with_data_dir(&data, &dir.path().join("work"));
     assert!(
         stderr.contains("PROXY_DATA_DIR") && stderr.contains(data.to_str().unwrap()),
         "{stderr}"
@@ -391,16 +397,7 @@ fn a_database_of_a_newer_version_is_refused_with_one_line() {
     let db = rusqlite::Connection::open(data.join("claude-proxy.db")).unwrap();
     db.pragma_update(None, "user_version", 99).unwrap();
     drop(db);
-    let output = command(&[
-        ("PROXY_PORT", "0"),
-        ("PROXY_DATA_DIR", data.to_str().unwrap()),
-        ("CLAUDE_WORKDIR", dir.path().join("work").to_str().unwrap()),
-    ])
-    .output()
-    .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8(output.stderr).unwrap();
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let stderr = refusal_with_data_dir(&data, &dir.path().join("work"));
     assert!(
         stderr.contains("newer") && stderr.contains("99"),
         "{stderr}"

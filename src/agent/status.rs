@@ -105,20 +105,21 @@ impl AgentKind {
 }
 
 impl AgentStatus {
+    /// Every status there is.
+    pub const ALL: [AgentStatus; 8] = [
+        AgentStatus::Starting,
+        AgentStatus::Running,
+        AgentStatus::Waiting,
+        AgentStatus::Stopping,
+        AgentStatus::Ended(FinalStatus::Completed),
+        AgentStatus::Ended(FinalStatus::Failed),
+        AgentStatus::Ended(FinalStatus::Stopped),
+        AgentStatus::Ended(FinalStatus::TimedOut),
+    ];
+
     /// Back from [`AgentStatus::as_str`].
     pub fn from_str_opt(s: &str) -> Option<Self> {
-        [
-            AgentStatus::Starting,
-            AgentStatus::Running,
-            AgentStatus::Waiting,
-            AgentStatus::Stopping,
-            AgentStatus::Ended(FinalStatus::Completed),
-            AgentStatus::Ended(FinalStatus::Failed),
-            AgentStatus::Ended(FinalStatus::Stopped),
-            AgentStatus::Ended(FinalStatus::TimedOut),
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
     }
 }
 
@@ -140,16 +141,7 @@ mod tests {
 
     #[test]
     fn each_status_serializes_as_its_string() {
-        for status in [
-            AgentStatus::Starting,
-            AgentStatus::Running,
-            AgentStatus::Waiting,
-            AgentStatus::Stopping,
-            AgentStatus::Ended(FinalStatus::Completed),
-            AgentStatus::Ended(FinalStatus::Failed),
-            AgentStatus::Ended(FinalStatus::Stopped),
-            AgentStatus::Ended(FinalStatus::TimedOut),
-        ] {
+        for status in AgentStatus::ALL {
             assert_eq!(
                 serde_json::to_value(status).unwrap(),
                 serde_json::Value::from(status.as_str())
