@@ -100,6 +100,18 @@ async fn until_event(reader: &mut SseReader, name: &str) -> Value {
     }
 }
 
+/// A key's answer to a permission request of agent `id`.
+async fn answer(
+    setup: &RealSetup,
+    key: &str,
+    id: &str,
+    request_id: &str,
+    body: Value,
+) -> (u16, Value) {
+    let path = format!("/agent/{id}/permissions/{request_id}");
+    call(setup, key, "POST", &path, Some(body)).await
+}
+
 async fn detail(setup: &RealSetup, id: &str) -> Value {
     call(setup, KEY, "GET", &format!("/agent/{id}"), None)
         .await
@@ -305,52 +317,31 @@ async fn an_approved_tool_runs_and_a_denied_one_does_not() {
         assert_eq!(listed["agents"][0]["pending_permissions"], 1);
 
         // Another key's answer finds no such agent.
-        let path = format!("/agent/{id}/permissions/{request_id}");
-        let (status, _) =
-            call(&setup, OTHER_KEY, "POST", &path, Some(json!({"behavior": "allow"}))).await;
+        let allow = json!({"behavior": "allow"});
+        let (status, _) = answer(&setup, OTHER_KEY, &id, &request_id, allow.clone()).await;
         assert_eq!(status, 404);
         // Permission updates would outlive the agent: not accepted.
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "POST",
-            &path,
-            Some(json!({"behavior": "allow", "updatedPermissions": [{"type": "setMode", "mode": "acceptEdits"}]})),
-        )
-        .await;
+        let widening = json!({"behavior": "allow", "updatedPermissions": [{"type": "setMode", "mode": "acceptEdits"}]});
+        let (status, _) = answer(&setup, KEY, &id, &request_id, widening).await;
         assert_eq!(status, 422);
-        let (status, answer) = call(&setup, KEY, "POST", &path, Some(json!({"behavior": "allow"}))).await;
-        assert_eq!(status, 200, "{answer}");
+        let (status, body) = answer(&setup, KEY, &id, &request_id, allow.clone()).await;
+        assert_eq!(status, 200, "{body}");
         let decision = until_event(&mut reader, "permission_decision").await;
         assert_eq!(
             (decision["behavior"].clone(), decision["decided_by"].clone()),
             (json!("allow"), json!("client"))
         );
-        let (status, _) = call(&setup, KEY, "POST", &path, Some(json!({"behavior": "allow"}))).await;
+        let (status, _) = answer(&setup, KEY, &id, &request_id, allow.clone()).await;
         assert_eq!(status, 409, "already answered");
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "POST",
-            &format!("/agent/{id}/permissions/no-such-request"),
-            Some(json!({"behavior": "allow"})),
-        )
-        .await;
+        let (status, _) = answer(&setup, KEY, &id, "no-such-request", allow).await;
         assert_eq!(status, 404);
         until_line(&mut reader, "result").await;
         assert!(setup.work.join("approved.txt").exists(), "the approved command ran");
 
         send(&setup, &id, json!("Now make denied.txt.")).await;
         let asked = until_event(&mut reader, "permission_request").await;
-        let path = format!("/agent/{id}/permissions/{}", asked["request_id"].as_str().unwrap());
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "POST",
-            &path,
-            Some(json!({"behavior": "deny", "message": "Not today, says the reviewer."})),
-        )
-        .await;
+        let request_id = asked["request_id"].as_str().unwrap();
+        let (status, _) = answer(&setup, KEY, &id, request_id, json!({"behavior": "deny", "message": "Not today, says the reviewer."})).await;
         assert_eq!(status, 200);
         let (tool_result, _) = until_line(&mut reader, "user").await;
         assert!(
@@ -402,15 +393,8 @@ async fn an_approval_with_updated_input_runs_the_changed_command() {
         let (mut reader, id) =
             start(&setup, json!({"prompt": "Make a file.", "approvals": true})).await;
         let asked = until_event(&mut reader, "permission_request").await;
-        let path = format!("/agent/{id}/permissions/{}", asked["request_id"].as_str().unwrap());
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "POST",
-            &path,
-            Some(json!({"behavior": "allow", "updated_input": {"command": "touch changed.txt", "description": "changed"}})),
-        )
-        .await;
+        let request_id = asked["request_id"].as_str().unwrap();
+        let (status, _) = answer(&setup, KEY, &id, request_id, json!({"behavior": "allow", "updated_input": {"command": "touch changed.txt", "description": "changed"}})).await;
         assert_eq!(status, 200);
         let decision = until_event(&mut reader, "permission_decision").await;
         assert_eq!(decision["updated_input"]["command"], "touch changed.txt");
@@ -441,18 +425,8 @@ async fn an_unanswered_approval_is_denied_at_the_timeout() {
             (json!("deny"), json!("timeout"))
         );
         assert!(decision["message"].as_str().unwrap().contains("expired"));
-        let path = format!(
-            "/agent/{id}/permissions/{}",
-            asked["request_id"].as_str().unwrap()
-        );
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "POST",
-            &path,
-            Some(json!({"behavior": "allow"})),
-        )
-        .await;
+        let request_id = asked["request_id"].as_str().unwrap();
+        let (status, _) = answer(&setup, KEY, &id, request_id, json!({"behavior": "allow"})).await;
         assert_eq!(status, 409, "expired");
         until_line(&mut reader, "result").await;
         assert!(!setup.work.join("never.txt").exists());
@@ -473,18 +447,9 @@ async fn an_answer_after_an_interrupt_cancelled_the_request_is_409() {
         assert_eq!(status, 200);
         let cancelled = until_event(&mut reader, "permission_cancelled").await;
         assert_eq!(cancelled["request_id"], asked["request_id"]);
-        let path = format!(
-            "/agent/{id}/permissions/{}",
-            asked["request_id"].as_str().unwrap()
-        );
-        let (status, body) = call(
-            &setup,
-            KEY,
-            "POST",
-            &path,
-            Some(json!({"behavior": "allow"})),
-        )
-        .await;
+        let request_id = asked["request_id"].as_str().unwrap();
+        let (status, body) =
+            answer(&setup, KEY, &id, request_id, json!({"behavior": "allow"})).await;
         assert_eq!(status, 409, "{body}");
         until_line(&mut reader, "result").await;
         assert!(!setup.work.join("late.txt").exists());
