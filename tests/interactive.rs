@@ -759,6 +759,57 @@ mod faults {
     }
 
     #[tokio::test]
+    async fn a_tool_the_operator_removed_is_denied_without_asking_the_client() {
+        within(TEST_LIMIT, async {
+            let server = TestServer::with_args(&[
+                "--client-approvals",
+                "true",
+                "--disallowed-tools",
+                "Bash",
+            ])
+            .await;
+            let response = server
+                .post_json(
+                    "/agent/stream",
+                    json!({"prompt": "@ask Bash", "interactive": true, "approvals": true}),
+                )
+                .await;
+            let mut reader = SseReader::new(response);
+            let id = reader.next_of("agent").await.json()["agent_id"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let (answer, before) = until_line(&mut reader, "fake_answer").await;
+            assert_eq!(answer["response"]["behavior"], "deny");
+            assert!(
+                before.iter().all(|e| e.event != "permission_request"),
+                "the client was not asked"
+            );
+            // A tool the operator left is the client's to decide.
+            assert_eq!(send_fake(&server, &id, json!("@ask Read")).await, 202);
+            let asked = reader.next_of("permission_request").await.json();
+            assert_eq!(asked["tool_name"], "Read");
+            let path = format!(
+                "/agent/{id}/permissions/{}",
+                asked["request_id"].as_str().unwrap()
+            );
+            let answered = server.post_json(&path, json!({"behavior": "allow"})).await;
+            assert_eq!(answered.status(), 200);
+            let (answer, _) = until_line(&mut reader, "fake_answer").await;
+            assert_eq!(answer["response"]["behavior"], "allow");
+            assert_eq!(answer["response"]["updatedInput"], json!({"path": "x"}));
+            server
+                .post_json(&format!("/agent/{id}/close"), json!({}))
+                .await;
+            assert_eq!(
+                complete_of(&reader.collect_all().await)["status"],
+                "completed"
+            );
+        })
+        .await;
+    }
+
+    #[tokio::test]
     async fn a_cli_that_dies_mid_turn_ends_its_agent() {
         within(TEST_LIMIT, async {
             let server = TestServer::start().await;

@@ -92,6 +92,8 @@ fn main() {
 /// ```text
 /// @close-stdin             close stdin: the conversation goes on until this turn ends
 /// @control-flood N         N control requests of a kind the proxy does not answer
+/// @ask TOOL                ask for permission to use TOOL (a can_use_tool request), wait for
+///                          the answer, and write it as a line of type fake_answer
 /// @stdin-lines             a line holding every stdin line read so far
 /// ```
 fn conversation(argv: &[String]) {
@@ -159,6 +161,30 @@ fn conversation(argv: &[String]) {
                                     "request_id": format!("flood-{i}"),
                                     "request": {"subtype": "hook_callback", "callback_id": "none"},
                                 }));
+                            }
+                        }
+                        "@ask" => {
+                            let id = format!("ask-{turns}");
+                            out.json(json!({
+                                "type": "control_request", "request_id": id,
+                                "request": {"subtype": "can_use_tool", "tool_name": arg.trim(),
+                                    "input": {"path": "x"}, "tool_use_id": format!("toolu_{turns}")},
+                            }));
+                            out.flush();
+                            let mut answer = String::new();
+                            loop {
+                                answer.clear();
+                                if stdin.lock().read_line(&mut answer).unwrap_or(0) == 0 {
+                                    break;
+                                }
+                                let Ok(answer) = serde_json::from_str::<serde_json::Value>(&answer)
+                                else {
+                                    continue;
+                                };
+                                if answer["response"]["request_id"] == id.as_str() {
+                                    out.json(json!({"type": "fake_answer", "response": answer["response"]["response"]}));
+                                    break;
+                                }
                             }
                         }
                         "@stdin-lines" => {
