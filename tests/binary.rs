@@ -53,6 +53,10 @@ const SETTINGS: &[&str] = &[
     "PROXY_DATA_DIR",
     "PROXY_DATABASE_URL",
     "PROXY_STORE_FLUSH_MS",
+    "PROXY_INSTANCE_ID",
+    "PROXY_INSTANCE_TIMEOUT_SECS",
+    "PROXY_FORWARD_TIMEOUT_SECS",
+    "PROXY_MAX_SESSION_BYTES",
 ];
 
 /// A proxy running the fake CLI, with a short grace period.

@@ -1,5 +1,6 @@
-//! Nothing lost on restart: agents, results, events and session owners kept in the SQLite
-//! database, through the real binary, stopped gracefully, killed, and on a full disk.
+//! Nothing lost on restart: agents, results, events and session owners kept in the database,
+//! through the real binary, stopped gracefully, killed, and on a full disk. Each test of what
+//! is kept runs on both engines: SQLite in the data dir, and PostgreSQL.
 
 mod support;
 
@@ -8,27 +9,75 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
+use support::postgres::TestDatabase;
 use support::proxy::{Proxy, command};
 use support::sse::{complete_of, error_codes};
 use support::{FakeInstall, SseEvent, SseReader, TEST_LIMIT, until, within};
 
-/// A proxy's home: its fake CLI, its workspace and its data dir, kept across restarts.
+/// Where a site keeps its agents.
+enum Engine {
+    /// The default: a file in the data dir.
+    Sqlite,
+    /// A database of the test's own; the proxy has the same instance id at every start, so it
+    /// ends what it left running as SQLite's only instance does.
+    Postgres(TestDatabase),
+}
+
+/// Runs each test named on both engines, as `NAME::sqlite` and `NAME::postgres`.
+macro_rules! on_both_engines {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(super::Engine::Sqlite).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(super::Engine::Postgres(super::TestDatabase::new())).await
+            }
+        }
+    )*};
+}
+
+on_both_engines!(
+    agents_results_and_events_are_read_back_whole_after_a_restart,
+    an_agent_running_at_a_graceful_shutdown_is_kept_stopped,
+    an_agent_running_when_the_proxy_is_killed_is_interrupted_and_nothing_older_is_lost,
+    session_owners_survive_a_restart_and_unknown_sessions_are_nobodys,
+    retention_by_count_and_time_holds_for_what_was_kept,
+);
+
+/// A proxy's home: its fake CLI, its workspace, its data dir and its database, kept across
+/// restarts.
 struct Site {
     fake: FakeInstall,
     work: PathBuf,
     data: PathBuf,
+    engine: Engine,
 }
 
 impl Site {
-    fn new() -> Self {
+    fn new(engine: Engine) -> Self {
         let fake = FakeInstall::new();
         let work = fake.dir.path().join("work");
         let data = fake.dir.path().join("data");
-        Self { fake, work, data }
+        Self {
+            fake,
+            work,
+            data,
+            engine,
+        }
     }
 
     fn env(&self) -> Vec<(String, String)> {
-        vec![
+        let mut env = match &self.engine {
+            Engine::Sqlite => vec![],
+            Engine::Postgres(database) => vec![
+                ("PROXY_DATABASE_URL".into(), database.url()),
+                ("PROXY_INSTANCE_ID".into(), "the-only-one".into()),
+            ],
+        };
+        env.extend([
             (
                 "CLAUDE_CLI_PATH".into(),
                 self.fake.cli_path().display().to_string(),
@@ -36,7 +85,8 @@ impl Site {
             ("CLAUDE_WORKDIR".into(), self.work.display().to_string()),
             ("PROXY_DATA_DIR".into(), self.data.display().to_string()),
             ("PROXY_STOP_GRACE_SECS".into(), "1".into()),
-        ]
+        ]);
+        env
     }
 
     fn start(&self, extra: &[(&str, &str)]) -> Proxy {
@@ -86,10 +136,9 @@ fn kept_fields(agent: &Value) -> Value {
     kept
 }
 
-#[tokio::test]
-async fn agents_results_and_events_are_read_back_whole_after_a_restart() {
+async fn agents_results_and_events_are_read_back_whole_after_a_restart(engine: Engine) {
     within(TEST_LIMIT, async {
-        let site = Site::new();
+        let site = Site::new(engine);
         let mut proxy = site.start(&[]);
         let streamed = proxy
             .stream("@lines 50 300\n@result the first answer")
@@ -138,10 +187,9 @@ async fn agents_results_and_events_are_read_back_whole_after_a_restart() {
     .await;
 }
 
-#[tokio::test]
-async fn an_agent_running_at_a_graceful_shutdown_is_kept_stopped() {
+async fn an_agent_running_at_a_graceful_shutdown_is_kept_stopped(engine: Engine) {
     within(TEST_LIMIT, async {
-        let site = Site::new();
+        let site = Site::new(engine);
         let mut proxy = site.start(&[]);
         let response = proxy
             .post("/agent/start", &json!({"prompt": "@text working\n@hang"}))
@@ -168,10 +216,11 @@ async fn an_agent_running_at_a_graceful_shutdown_is_kept_stopped() {
     .await;
 }
 
-#[tokio::test]
-async fn an_agent_running_when_the_proxy_is_killed_is_interrupted_and_nothing_older_is_lost() {
+async fn an_agent_running_when_the_proxy_is_killed_is_interrupted_and_nothing_older_is_lost(
+    engine: Engine,
+) {
     within(TEST_LIMIT, async {
-        let site = Site::new();
+        let site = Site::new(engine);
         let mut proxy = site.start(&[]);
         let mut reader = proxy
             .stream_with(&json!({"prompt": "@lines 100000 200 10", "detach_on_disconnect": true}))
@@ -230,20 +279,21 @@ async fn an_agent_running_when_the_proxy_is_killed_is_interrupted_and_nothing_ol
         assert!(rest[1].id_number() > last_seen);
         assert_eq!(rest[2].event, "complete");
 
-        let db = rusqlite::Connection::open(site.database()).unwrap();
-        let check: String = db
-            .query_row("PRAGMA integrity_check", [], |row| row.get(0))
-            .unwrap();
-        assert_eq!(check, "ok");
+        if let Engine::Sqlite = site.engine {
+            let db = rusqlite::Connection::open(site.database()).unwrap();
+            let check: String = db
+                .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+                .unwrap();
+            assert_eq!(check, "ok");
+        }
     })
     .await;
 }
 
-#[tokio::test]
-async fn session_owners_survive_a_restart_and_unknown_sessions_are_nobodys() {
+async fn session_owners_survive_a_restart_and_unknown_sessions_are_nobodys(engine: Engine) {
     within(TEST_LIMIT, async {
         let keys = "owner-key-0123456789,other-key-0123456789";
-        let site = Site::new();
+        let site = Site::new(engine);
         let mut proxy = site.start(&[("PROXY_API_KEY", keys)]);
         let events = proxy.stream("hi").await.collect_all().await;
         let session = events.iter().find(|e| e.kind() == "result").unwrap().json()["session_id"]
@@ -276,10 +326,9 @@ async fn session_owners_survive_a_restart_and_unknown_sessions_are_nobodys() {
     .await;
 }
 
-#[tokio::test]
-async fn retention_by_count_and_time_holds_for_what_was_kept() {
+async fn retention_by_count_and_time_holds_for_what_was_kept(engine: Engine) {
     within(TEST_LIMIT, async {
-        let site = Site::new();
+        let site = Site::new(engine);
         let by_count = [("PROXY_MAX_FINISHED_AGENTS", "2")];
         let mut proxy = site.start(&by_count);
         let mut ids = Vec::new();
@@ -318,7 +367,7 @@ async fn retention_by_count_and_time_holds_for_what_was_kept() {
 #[tokio::test]
 async fn streams_go_on_when_the_disk_is_full_and_health_says_so() {
     within(TEST_LIMIT, async {
-        let site = Site::new();
+        let site = Site::new(Engine::Sqlite);
         // The data dir on a tmpfs of 512 KiB, in a mount namespace of the proxy's own (the
         // mapping to root lets a user who is not root mount it too).
         let script = r#"mkdir -p "$PROXY_DATA_DIR" && mount -t tmpfs -o size=512k tmpfs "$PROXY_DATA_DIR" && exec "$0" "$@""#;
@@ -363,13 +412,17 @@ async fn streams_go_on_when_the_disk_is_full_and_health_says_so() {
 
 /// Runs the program with this data dir, to its refusal to start: its one line of stderr.
 fn refusal_with_data_dir(data: &std::path::Path, work: &std::path::Path) -> String {
-    let output = command(&[
-        ("PROXY_PORT", "0"),
+    refusal(&[
         ("PROXY_DATA_DIR", data.to_str().unwrap()),
         ("CLAUDE_WORKDIR", work.to_str().unwrap()),
     ])
-    .output()
-    .unwrap();
+}
+
+/// The one line a proxy that cannot start with these settings prints.
+fn refusal(env: &[(&str, &str)]) -> String {
+    let mut all = vec![("PROXY_PORT", "0")];
+    all.extend_from_slice(env);
+    let output = command(&all).output().unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
@@ -402,4 +455,31 @@ fn a_database_of_a_newer_version_is_refused_with_one_line() {
         stderr.contains("newer") && stderr.contains("99"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_postgresql_database_of_a_newer_version_is_refused_without_its_password() {
+    let database = TestDatabase::new();
+    let mut db = database.connect();
+    support::postgres::off_the_runtime(move || {
+        db.batch_execute(
+            "CREATE TABLE claude_proxy_schema (version BIGINT NOT NULL);
+             INSERT INTO claude_proxy_schema VALUES (99)",
+        )
+    })
+    .unwrap();
+    // The test server trusts every connection, so any password is let in.
+    let url = database
+        .url()
+        .replace("postgres@", "postgres:hunter2-secret@");
+    let work = tempfile::tempdir().unwrap();
+    let stderr = refusal(&[
+        ("PROXY_DATABASE_URL", &url),
+        ("CLAUDE_WORKDIR", work.path().to_str().unwrap()),
+    ]);
+    assert!(
+        stderr.contains("newer") && stderr.contains("99"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "{stderr}");
 }

@@ -228,9 +228,10 @@ impl Recorder {
 
     /// Hands the store the agent's record as it stands.
     fn store_record(&self) {
-        if let (Some(store), Some(record)) =
+        if let (Some(store), Some(mut record)) =
             (&self.core.store, self.core.table.record(self.agent_id))
         {
+            record.instance = Some(Arc::clone(&self.core.settings.instance_id));
             store.record(record);
         }
     }

@@ -42,6 +42,8 @@ pub struct Settings {
     pub client_approvals: bool,
     /// Largest image a message may hold, decoded.
     pub max_image_bytes: usize,
+    /// This instance, among those that share a store.
+    pub instance_id: Arc<str>,
     /// Where agents are kept beyond this process; None: in memory only.
     pub store: Option<Arc<dyn Store>>,
     /// Client keys are set: a session the proxy does not know is nobody's to resume.

@@ -11,6 +11,7 @@ use std::fmt;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -44,6 +45,8 @@ pub struct AgentRecord {
     /// The id of its newest event kept, and of its oldest (0: none), as the store knows them.
     pub newest_event: u64,
     pub oldest_event: u64,
+    /// The instance that runs it (or ran it), by its id.
+    pub instance: Option<Arc<str>>,
 }
 
 /// A page of a kept agent's events.

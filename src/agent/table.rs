@@ -231,6 +231,7 @@ impl AgentTable {
             is_error: summary.is_error,
             newest_event: stats.events,
             oldest_event: stats.dropped + 1,
+            instance: None,
         })
     }
 

@@ -174,15 +174,37 @@ pub struct Config {
     #[arg(long = "data-dir", env = "PROXY_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
-    /// Where agents, their events and session owners are kept: sqlite://PATH, or memory to
-    /// keep them in the process only (unset: claude-proxy.db in PROXY_DATA_DIR).
+    /// Where agents, their events and session owners are kept: sqlite://PATH,
+    /// postgres://USER:PASSWORD@HOST/DATABASE (shared by several instances), or memory to keep
+    /// them in the process only (unset: claude-proxy.db in PROXY_DATA_DIR).
     #[arg(long = "database-url", env = "PROXY_DATABASE_URL", value_parser = Database::parse)]
     pub database: Option<Database>,
 
     /// Longest, in milliseconds, an update waits to be written to the database with the ones
-    /// after it: the most a crash of the proxy can lose.
-    #[arg(long = "store-flush-ms", env = "PROXY_STORE_FLUSH_MS", default_value_t = 100, value_parser = parse_positive)]
-    pub store_flush_ms: usize,
+    /// after it: the most a crash of the proxy can lose, and (on PostgreSQL) most of the delay
+    /// of live events read through another instance. Unset: 100 on SQLite, 20 on PostgreSQL.
+    #[arg(long = "store-flush-ms", env = "PROXY_STORE_FLUSH_MS", value_parser = parse_positive)]
+    pub store_flush_ms: Option<usize>,
+
+    /// This instance's id among those sharing a PostgreSQL database (unset: the host name and
+    /// a random suffix). Letters, digits, `.`, `_` and `-`, at most 64.
+    #[arg(long = "instance-id", env = "PROXY_INSTANCE_ID", value_parser = parse_instance_id)]
+    pub instance_id: Option<String>,
+
+    /// Seconds without a heartbeat after which another instance ends an instance's running
+    /// agents as after a crash (PostgreSQL only).
+    #[arg(long = "instance-timeout-secs", env = "PROXY_INSTANCE_TIMEOUT_SECS", default_value = "30", value_parser = parse_positive_secs)]
+    pub instance_timeout: Duration,
+
+    /// Seconds an action on an agent that runs on another instance waits for that instance's
+    /// answer before it is answered 504 (PostgreSQL only).
+    #[arg(long = "forward-timeout-secs", env = "PROXY_FORWARD_TIMEOUT_SECS", default_value = "10", value_parser = parse_positive_secs)]
+    pub forward_timeout: Duration,
+
+    /// Largest session file the database keeps so that any instance can resume it; a larger
+    /// session can be resumed only on its own instance (PostgreSQL only).
+    #[arg(long = "max-session-bytes", env = "PROXY_MAX_SESSION_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = parse_positive)]
+    pub max_session_bytes: usize,
 
     /// Seconds a finished agent stays visible (GET /agents, /agent/{id}, its events).
     #[arg(long = "agent-retention-secs", env = "PROXY_AGENT_RETENTION_SECS", default_value = "3600", value_parser = parse_secs)]
@@ -303,6 +325,15 @@ fn parse_positive_secs(value: &str) -> Result<Duration, String> {
         Ok(d) if !d.is_zero() => Ok(d),
         _ => Err("expected a number of seconds above 0 (such as 15 or 0.5)".into()),
     }
+}
+
+fn parse_instance_id(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if value.is_empty() || value.len() > 64 || !value.chars().all(allowed) {
+        return Err("expected 1 to 64 letters, digits, '.', '_' or '-'".into());
+    }
+    Ok(value.to_owned())
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::agent::{self, Admission, Agents, ApiKeys, KeysError, Retention, ToolP
 use crate::http::{self, ApiState, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::process::{self, child_environment};
-use crate::store::{self, Database, SqliteStore};
+use crate::store::{self, Database};
 
 /// Most bytes of events waiting for the store's writer: past it, a slow disk costs events
 /// kept, never memory or a stream's pace.
@@ -44,6 +44,23 @@ pub enum StartupError {
 
     #[error(transparent)]
     Store(#[from] store::OpenError),
+}
+
+/// The host name and a random suffix: instances on one host (or containers that share a name)
+/// differ.
+fn default_instance_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|name| name.into_string().ok())
+        .map(|name| {
+            name.chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .take(48)
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "claude-proxy".to_owned());
+    format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
 /// Why the server stopped other than by being told to.
@@ -90,6 +107,19 @@ impl App {
             .database
             .clone()
             .unwrap_or_else(|| Database::Sqlite(config.data_dir.join("claude-proxy.db")));
+        let instance_id: Arc<str> = Arc::from(
+            config
+                .instance_id
+                .clone()
+                .unwrap_or_else(default_instance_id),
+        );
+        let limits = |default_flush_ms: usize| store::Limits {
+            flush: Duration::from_millis(config.store_flush_ms.unwrap_or(default_flush_ms) as u64),
+            agent_log_bytes: config.agent_log_bytes,
+            logs_total_bytes: config.logs_total_bytes,
+            retention,
+            queue_bytes: STORE_QUEUE_BYTES,
+        };
         let store: Option<Arc<dyn agent::Store>> = match database {
             Database::Memory => None,
             Database::Sqlite(path) => {
@@ -101,19 +131,18 @@ impl App {
                     path: dir.clone(),
                     source,
                 })?;
-                let limits = store::Limits {
-                    flush: Duration::from_millis(config.store_flush_ms as u64),
-                    agent_log_bytes: config.agent_log_bytes,
-                    logs_total_bytes: config.logs_total_bytes,
-                    retention,
-                    queue_bytes: STORE_QUEUE_BYTES,
-                };
-                Some(Arc::new(SqliteStore::open(
+                Some(Arc::new(store::open_sqlite(
                     &path,
-                    limits,
+                    limits(100),
                     Arc::clone(&metrics),
                 )?))
             }
+            Database::Postgres(url) => Some(Arc::new(store::open_postgres(
+                &url,
+                &instance_id,
+                limits(20),
+                Arc::clone(&metrics),
+            )?)),
         };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let settings = agent::Settings {
@@ -148,6 +177,7 @@ impl App {
             permission_timeout: config.permission_timeout,
             client_approvals: config.client_approvals,
             max_image_bytes: config.max_image_bytes,
+            instance_id,
             store,
             known_sessions_only: keys.is_enabled(),
         };

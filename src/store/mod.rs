@@ -1,34 +1,119 @@
 //! Where agents are kept beyond the process: the backends of the agent core's [`Store`]
-//! (`crate::agent::Store`). SQLite by default; `memory` keeps them in the process only.
+//! (`crate::agent::Store`). SQLite by default, PostgreSQL for instances that share one
+//! database; `memory` keeps them in the process only.
 //!
-//! A backend depends on the agent core (it stores its records and events); the core knows none
-//! of them, and only the app chooses one.
+//! Both engines run the same store ([`SqlStore`], over the [`Db`] each implements). A backend
+//! depends on the agent core (it stores its records and events); the core knows none of them,
+//! and only the app chooses one.
 
 mod chunk;
-pub mod sqlite;
+mod db;
+mod postgres;
+mod sql_store;
+mod sqlite;
+mod writer;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-pub use sqlite::{Limits, OpenError, SqliteStore};
+pub use db::{Db, DbError};
+pub use sql_store::{Interrupted, Limits, OpenError, SqlStore};
+
+use crate::metrics::Metrics;
+use postgres::Postgres;
+use sqlite::Sqlite;
 
 /// Which database, from `PROXY_DATABASE_URL`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// In the process only: nothing outlives it.
     Memory,
     Sqlite(PathBuf),
+    /// A `postgres://` URL (or `postgresql://`), which may hold a password.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Memory => f.write_str("Memory"),
+            Database::Sqlite(path) => f.debug_tuple("Sqlite").field(path).finish(),
+            Database::Postgres(url) => f.debug_tuple("Postgres").field(&redacted(url)).finish(),
+        }
+    }
 }
 
 impl Database {
     pub fn parse(url: &str) -> Result<Self, String> {
-        match url.trim() {
-            "memory" => Ok(Database::Memory),
-            url => match url.strip_prefix("sqlite://") {
-                Some(path) if !path.is_empty() => Ok(Database::Sqlite(PathBuf::from(path))),
-                _ => Err("expected memory, or sqlite://PATH (such as sqlite:///var/lib/claude-proxy/claude-proxy.db)".into()),
-            },
+        let url = url.trim();
+        if url == "memory" {
+            return Ok(Database::Memory);
         }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            if !path.is_empty() {
+                return Ok(Database::Sqlite(PathBuf::from(path)));
+            }
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return url
+                .parse::<::postgres::Config>()
+                .map(|_| Database::Postgres(url.to_owned()))
+                .map_err(|err| format!("not a PostgreSQL URL: {err}"));
+        }
+        Err("expected memory, sqlite://PATH (such as sqlite:///var/lib/claude-proxy/claude-proxy.db), or postgres://USER:PASSWORD@HOST/DATABASE".into())
     }
+}
+
+/// A database URL with its password, if any, left out: for errors and logs.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The store in the SQLite file at `path`, this process its only user.
+pub fn open_sqlite(
+    path: &Path,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+) -> Result<SqlStore<impl Db + 'static>, OpenError> {
+    let file = path.to_owned();
+    SqlStore::open(
+        "sqlite",
+        &path.display().to_string(),
+        Arc::new(move || Sqlite::open(&file)),
+        sqlite::MIGRATIONS,
+        Interrupted::All,
+        limits,
+        metrics,
+    )
+}
+
+/// The store in PostgreSQL, shared with other instances: at start, this one ends only the
+/// agents it ran itself under `instance`.
+pub fn open_postgres(
+    url: &str,
+    instance: &str,
+    limits: Limits,
+    metrics: Arc<Metrics>,
+) -> Result<SqlStore<impl Db + 'static>, OpenError> {
+    let target = url.to_owned();
+    SqlStore::open(
+        "postgres",
+        &redacted(url),
+        Arc::new(move || Postgres::connect(&target)),
+        postgres::MIGRATIONS,
+        Interrupted::OfInstance(instance),
+        limits,
+        metrics,
+    )
 }
 
 #[cfg(test)]
@@ -46,7 +131,22 @@ mod tests {
             Database::parse("sqlite://data/x.db"),
             Ok(Database::Sqlite("data/x.db".into()))
         );
-        assert!(Database::parse("postgres://localhost/x").is_err());
+        assert_eq!(
+            Database::parse("postgres://proxy:secret@db:5432/claude"),
+            Ok(Database::Postgres(
+                "postgres://proxy:secret@db:5432/claude".into()
+            ))
+        );
+        assert!(Database::parse("postgres://x:y@h:notaport/d").is_err());
+        assert!(Database::parse("mysql://localhost/x").is_err());
         assert!(Database::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn passwords_stay_out_of_what_is_shown() {
+        let url = "postgres://proxy:s3cret@db:5432/claude";
+        assert_eq!(redacted(url), "postgres://proxy:***@db:5432/claude");
+        assert!(!format!("{:?}", Database::parse(url).unwrap()).contains("s3cret"));
+        assert_eq!(redacted("postgres://db/claude"), "postgres://db/claude");
     }
 }

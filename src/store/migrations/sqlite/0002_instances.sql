@@ -1,0 +1,42 @@
+-- Version 2: the instances that share a database, and what they share. A single instance on
+-- SQLite uses only `agents.instance_id`; the tables are here so that both engines have one
+-- schema per version.
+
+-- The instance that runs (or ran) the agent.
+ALTER TABLE agents ADD COLUMN instance_id TEXT;
+CREATE INDEX agents_running ON agents (owner) WHERE ended_at IS NULL;
+
+-- Each instance's heartbeat, in the database's clock (milliseconds since 1970).
+CREATE TABLE instances (
+    instance_id TEXT PRIMARY KEY,
+    started_at TEXT NOT NULL,
+    heartbeat_ms INTEGER NOT NULL
+);
+
+-- An action on an agent, for the instance that runs it, and its answer once given (JSON).
+CREATE TABLE forwarded_actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    action TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    answer TEXT
+);
+
+-- The CLI's file of each session, so that any instance can resume it. Contents are NULL for a
+-- session larger than PROXY_MAX_SESSION_BYTES: it can be resumed on its instance only.
+CREATE TABLE session_files (
+    session_id TEXT PRIMARY KEY,
+    contents BLOB,
+    sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    instance_id TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+
+-- Gates all instances share: the subscription's rate limit, until when.
+CREATE TABLE shared_gates (
+    name TEXT PRIMARY KEY,
+    until TEXT NOT NULL
+);

@@ -1,0 +1,510 @@
+//! The store in a SQL database, written once for both engines ([`Db`]): SQLite by default,
+//! PostgreSQL when instances share it.
+//!
+//! Writes go to a thread of their own, which owns the writing connection: what the agents hand
+//! over is queued (bounded in bytes; past the bound it is not kept, and its readers see a gap)
+//! and written in one transaction per `flush` interval, with the bounds on events applied as
+//! it goes. Reads use a few connections of their own, on tokio's blocking pool.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::{Semaphore, oneshot};
+use uuid::Uuid;
+
+use super::chunk;
+use super::db::{Db, DbError, DbResult, Row, Value};
+use super::writer::{Op, Writer};
+use crate::agent::{
+    AgentInfo, AgentKind, AgentRecord, AgentStatus, Client, Event, Retention, Store, StoreError,
+    StoreFuture, StoreHealth, StoredEvents, interrupted_events,
+};
+use crate::metrics::Metrics;
+
+/// Ids of events an agent may make past what is written, before its record says so: after a
+/// crash, its closing events are numbered past the lease, so past anything a client saw.
+pub(super) const ID_LEASE: u64 = 1_000_000;
+/// Operations that may wait for the writer, besides the bound on their bytes.
+const QUEUE_OPS: usize = 65_536;
+/// Connections that read at once.
+const READERS: usize = 4;
+
+/// How the store keeps agents, from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a write waits to be committed with the ones after it.
+    pub flush: Duration,
+    /// Most bytes of events kept per agent, and in all.
+    pub agent_log_bytes: usize,
+    pub logs_total_bytes: usize,
+    pub retention: Retention,
+    /// Most bytes of events waiting for the writer.
+    pub queue_bytes: usize,
+}
+
+/// Opens connections to one database.
+pub type Connect<D> = Arc<dyn Fn() -> DbResult<D> + Send + Sync>;
+
+/// Why the database cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("the database {database} cannot be opened: {source}")]
+    Open { database: String, source: DbError },
+    #[error(
+        "the database {database} is of a newer claude-proxy (schema version {found}; this one knows {known}): use that version, or another PROXY_DATABASE_URL"
+    )]
+    Newer {
+        database: String,
+        found: usize,
+        known: usize,
+    },
+}
+
+/// Which agents left running are this instance's to end at start: all of them when it is the
+/// database's only instance, else those it ran under the same id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interrupted<'a> {
+    All,
+    OfInstance(&'a str),
+}
+
+/// How long a failed write keeps the store reported as failing: on a full disk, small writes
+/// go on succeeding between the large ones that fail.
+const FAILURE_SHOWN_FOR: Duration = Duration::from_secs(60);
+
+pub struct SqlStore<D: Db + 'static> {
+    kind: &'static str,
+    /// A channel that takes room only for what waits in it, bounded by `queued_ops`.
+    queue: Sender<Op>,
+    queued_ops: Arc<AtomicUsize>,
+    /// Bytes of events queued for the writer.
+    queued_bytes: Arc<AtomicUsize>,
+    limits: Limits,
+    health: Arc<Mutex<Option<(String, Instant)>>>,
+    readers: Arc<Readers<D>>,
+    metrics: Arc<Metrics>,
+}
+
+impl<D: Db + 'static> std::fmt::Debug for SqlStore<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The reading connections, opened as they are needed.
+struct Readers<D: Db + 'static> {
+    connect: Connect<D>,
+    idle: Mutex<Vec<D>>,
+    reading: Arc<Semaphore>,
+}
+
+impl<D: Db + 'static> Drop for Readers<D> {
+    /// A blocking client may hold a runtime of its own, which must not be dropped within the
+    /// server's: the connections are closed on a thread of their own.
+    fn drop(&mut self) {
+        let idle = std::mem::take(&mut *crate::lock(&self.idle));
+        if !idle.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("store-close".into())
+                .spawn(move || drop(idle));
+        }
+    }
+}
+
+impl<D: Db + 'static> SqlStore<D> {
+    /// Opens the database `name` (as it is shown in errors), upgrades its schema, ends the
+    /// records of the agents that were running when their proxy last died, and starts the
+    /// writer.
+    pub fn open(
+        kind: &'static str,
+        name: &str,
+        connect: Connect<D>,
+        migrations: &[&str],
+        interrupted: Interrupted<'_>,
+        limits: Limits,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, OpenError> {
+        let opened = |source| OpenError::Open {
+            database: name.to_owned(),
+            source,
+        };
+        let mut db = connect().map_err(opened)?;
+        migrate(&mut db, name, migrations)?;
+        let ended = end_interrupted(&mut db, interrupted).map_err(opened)?;
+        if !ended.is_empty() {
+            tracing::warn!(
+                agents = ended.len(),
+                "agents were running when the proxy last stopped without ending them; recorded as interrupted"
+            );
+        }
+        let readers = Arc::new(Readers {
+            idle: Mutex::new(vec![connect().map_err(opened)?]),
+            connect,
+            reading: Arc::new(Semaphore::new(READERS)),
+        });
+
+        let (queue, ops) = channel();
+        let queued_ops = Arc::new(AtomicUsize::new(0));
+        let queued_bytes = Arc::new(AtomicUsize::new(0));
+        let health = Arc::new(Mutex::new(None));
+        let mut writer = Writer {
+            total_log_bytes: total_log_bytes(&mut db).map_err(opened)?,
+            queued_ops: Arc::clone(&queued_ops),
+            db,
+            limits,
+            queued_bytes: Arc::clone(&queued_bytes),
+            health: Arc::clone(&health),
+            metrics: Arc::clone(&metrics),
+            last_sweep: None,
+        };
+        std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer.run(ops))
+            .expect("a thread starts");
+        Ok(Self {
+            kind,
+            queue,
+            queued_ops,
+            queued_bytes,
+            limits,
+            health,
+            readers,
+            metrics,
+        })
+    }
+
+    fn send(&self, op: Op) {
+        let full = self.queued_ops.fetch_add(1, Ordering::Relaxed) >= QUEUE_OPS;
+        let refused = if full {
+            Some(op)
+        } else {
+            self.queue.send(op).err().map(|err| err.0)
+        };
+        if let Some(op) = refused {
+            self.queued_ops.fetch_sub(1, Ordering::Relaxed);
+            if let Op::Events(_, _, bytes) = op {
+                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            }
+            self.metrics.store_dropped.inc();
+            tracing::warn!("the store's writer is behind: an update is not kept");
+        }
+    }
+
+    /// Runs `read` on a reading connection, on tokio's blocking pool.
+    pub(super) fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&mut D) -> DbResult<T> + Send + 'static,
+    ) -> StoreFuture<'_, T> {
+        let readers = Arc::clone(&self.readers);
+        Box::pin(async move {
+            let permit = Arc::clone(&readers.reading)
+                .acquire_owned()
+                .await
+                .map_err(|err| StoreError(err.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let idle = crate::lock(&readers.idle).pop();
+                let mut db = match idle {
+                    Some(db) => db,
+                    None => (readers.connect)()?,
+                };
+                let result = read(&mut db);
+                // A connection that failed may be broken: the next read opens another.
+                if result.is_ok() {
+                    crate::lock(&readers.idle).push(db);
+                }
+                result
+            })
+            .await
+            .map_err(|err| StoreError(err.to_string()))?
+            .map_err(|err| StoreError(err.0))
+        })
+    }
+}
+
+impl<D: Db + 'static> Store for SqlStore<D> {
+    fn health(&self) -> StoreHealth {
+        StoreHealth {
+            kind: self.kind,
+            error: crate::lock(&self.health)
+                .as_ref()
+                .filter(|(_, at)| at.elapsed() < FAILURE_SHOWN_FOR)
+                .map(|(error, _)| error.clone()),
+        }
+    }
+
+    fn record(&self, record: AgentRecord) {
+        self.send(Op::Record(Box::new(record)));
+    }
+
+    fn events(&self, agent_id: Uuid, events: &[Event]) {
+        let bytes: usize = events.iter().map(|e| e.data.len()).sum();
+        if self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes > self.limits.queue_bytes {
+            // The disk is behind by the whole budget: these are not kept, and readers of the
+            // store see a gap where they were.
+            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            self.metrics.store_dropped.inc();
+            return;
+        }
+        self.send(Op::Events(agent_id, events.to_vec(), bytes));
+    }
+
+    fn session(&self, session: Uuid, owner: Client, cwd: PathBuf) {
+        self.send(Op::Session(session, owner, cwd));
+    }
+
+    fn forget(&self, agent_id: Uuid) {
+        self.send(Op::Forget(agent_id));
+    }
+
+    fn flush(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        let (done, written) = oneshot::channel();
+        self.send(Op::Flush(done));
+        Box::pin(async move {
+            let _ = written.await;
+        })
+    }
+
+    fn written(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        let (done, written) = oneshot::channel();
+        self.send(Op::Written(done));
+        Box::pin(async move {
+            let _ = written.await;
+        })
+    }
+
+    fn agent(&self, owner: Client, agent_id: Uuid) -> StoreFuture<'_, Option<AgentRecord>> {
+        self.read(move |db| {
+            Ok(db
+                .query_row(
+                    concat!(
+                        "SELECT ",
+                        agent_columns!(),
+                        " FROM agents a WHERE agent_id = ?1 AND owner = ?2"
+                    ),
+                    &[agent_id.to_string().into(), owner.to_stored().into()],
+                )?
+                .and_then(|row| agent_of_row(&row)))
+        })
+    }
+
+    fn agents(&self, owner: Client) -> StoreFuture<'_, Vec<AgentRecord>> {
+        self.read(move |db| {
+            Ok(db
+                .query(
+                    concat!(
+                        "SELECT ",
+                        agent_columns!(),
+                        " FROM agents a WHERE owner = ?1 ORDER BY started_at"
+                    ),
+                    &[owner.to_stored().into()],
+                )?
+                .iter()
+                .filter_map(agent_of_row)
+                .collect())
+        })
+    }
+
+    fn events_after(
+        &self,
+        agent_id: Uuid,
+        after: u64,
+        max_bytes: usize,
+    ) -> StoreFuture<'_, StoredEvents> {
+        self.read(move |db| {
+            let chunks = db.query(
+                "SELECT events FROM event_chunks WHERE agent_id = ?1 AND last_id > ?2 ORDER BY first_id LIMIT 8",
+                &[agent_id.to_string().into(), after.into()],
+            )?;
+            let mut page = StoredEvents {
+                at_end: chunks.is_empty(),
+                ..StoredEvents::default()
+            };
+            let mut bytes = 0;
+            'chunks: for row in chunks {
+                let Some(events) = row.blob(0).and_then(chunk::decode) else {
+                    return Err(DbError("a damaged chunk of events".into()));
+                };
+                for event in events.into_iter().filter(|e| e.id > after) {
+                    let too_big = bytes > 0 && bytes + event.data.len() > max_bytes;
+                    // Ids missing after this event are a gap, told at the start of a page.
+                    let past_a_hole = page.events.last().is_some_and(|e: &Event| e.id + 1 < event.id);
+                    if too_big || past_a_hole {
+                        break 'chunks;
+                    }
+                    bytes += event.data.len();
+                    page.events.push(event);
+                }
+            }
+            if let Some(first) = page.events.first() {
+                if first.id > after + 1 {
+                    page.gap = Some((after + 1, first.id - 1));
+                }
+            }
+            page.at_end |= page.events.last().is_some_and(|e| e.name == Some("complete"));
+            Ok(page)
+        })
+    }
+
+    fn session_owner(&self, session: Uuid) -> StoreFuture<'_, Option<(Client, PathBuf)>> {
+        self.read(move |db| {
+            let row = db.query_row(
+                "SELECT owner, cwd FROM sessions WHERE session_id = ?1",
+                &[session.to_string().into()],
+            )?;
+            Ok(row.and_then(|row| {
+                Some((
+                    Client::from_stored(row.text(0)?)?,
+                    PathBuf::from(row.text(1)?),
+                ))
+            }))
+        })
+    }
+}
+
+/// Runs the migrations this database has not had; refuses a database of a newer version.
+fn migrate<D: Db>(db: &mut D, name: &str, migrations: &[&str]) -> Result<(), OpenError> {
+    let newer = std::cell::Cell::new(None);
+    db.exclusive(|db| {
+        let version = db.schema_version()?;
+        if version > migrations.len() {
+            newer.set(Some(version));
+            return Ok(());
+        }
+        for (done, migration) in migrations.iter().enumerate().skip(version) {
+            db.batch(migration)?;
+            db.set_schema_version(done + 1)?;
+        }
+        Ok(())
+    })
+    .map_err(|source| OpenError::Open {
+        database: name.to_owned(),
+        source,
+    })?;
+    match newer.get() {
+        Some(found) => Err(OpenError::Newer {
+            database: name.to_owned(),
+            found,
+            known: migrations.len(),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The columns of an agent's record, and its newest and oldest events (from its chunks).
+macro_rules! agent_columns {
+    () => {
+        "agent_id, owner, kind, status, pid, model, session_id, started_at, ended_at, \
+         exit_code, interactive, turns, result, total_cost_usd, num_turns, is_error, \
+         (SELECT MAX(last_id) FROM event_chunks c WHERE c.agent_id = a.agent_id), \
+         (SELECT MIN(first_id) FROM event_chunks c WHERE c.agent_id = a.agent_id), \
+         ids_leased_through, instance_id"
+    };
+}
+pub(super) use agent_columns;
+
+/// The column of [`agent_columns`] after the record's: its id lease.
+pub(super) const LEASED_THROUGH: usize = 18;
+
+/// A row read back; None for one this version cannot read (its owner or status unknown).
+pub(super) fn agent_of_row(row: &Row) -> Option<AgentRecord> {
+    let time = |i: usize| {
+        row.text(i)
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let count = |i: usize| row.int(i).map(|n| n.max(0) as u64);
+    Some(AgentRecord {
+        owner: Client::from_stored(row.text(1)?)?,
+        info: AgentInfo {
+            agent_id: Uuid::try_parse(row.text(0)?).ok()?,
+            kind: AgentKind::from_str_opt(row.text(2)?)?,
+            status: AgentStatus::from_str_opt(row.text(3)?)?,
+            pid: row.int(4).and_then(|n| u32::try_from(n).ok()),
+            model: row.text(5).map(str::to_owned),
+            session_id: row.text(6).map(str::to_owned),
+            started_at: time(7)?,
+            ended_at: time(8),
+            exit_code: row.int(9).and_then(|n| i32::try_from(n).ok()),
+            interactive: row.bool(10).unwrap_or(false),
+            turns: count(11).unwrap_or(0),
+        },
+        result: row.blob(12).map(Bytes::copy_from_slice),
+        total_cost_usd: row.real(13),
+        num_turns: count(14),
+        is_error: row.bool(15),
+        newest_event: count(16).unwrap_or(0),
+        oldest_event: count(17).unwrap_or(0),
+        instance: row.text(19).map(Arc::from),
+    })
+}
+
+pub(super) fn stored_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
+    Ok(db
+        .query_row(
+            "SELECT CAST(COALESCE(SUM(log_bytes), 0) AS BIGINT) FROM agents",
+            &[],
+        )?
+        .and_then(|row| row.int(0))
+        .unwrap_or(0) as usize)
+}
+
+/// Ends, in their records, the agents that were running when their proxy died without ending
+/// them: an `interrupted` error and `complete` `stopped`, numbered past their id lease.
+/// Returns the ids of those it ended.
+pub(super) fn end_interrupted<D: Db>(db: &mut D, which: Interrupted<'_>) -> DbResult<Vec<Uuid>> {
+    db.exclusive(|db| {
+        let rows = match which {
+            Interrupted::All => db.query(
+                concat!("SELECT ", agent_columns!(), " FROM agents a WHERE ended_at IS NULL"),
+                &[],
+            )?,
+            Interrupted::OfInstance(instance) => db.query(
+                concat!(
+                    "SELECT ",
+                    agent_columns!(),
+                    " FROM agents a WHERE ended_at IS NULL AND instance_id = ?1"
+                ),
+                &[instance.into()],
+            )?,
+        };
+        let now = Utc::now();
+        let mut ended = Vec::new();
+        for row in &rows {
+            let Some(record) = agent_of_row(row) else {
+                continue;
+            };
+            let leased_through = row.int(LEASED_THROUGH).unwrap_or(0).max(0) as u64;
+            let first_id = leased_through.max(record.newest_event) + 1;
+            let events = interrupted_events(&record, first_id, now);
+            let blob = chunk::encode(&events);
+            let id = record.info.agent_id.to_string();
+            db.execute(
+                "INSERT INTO event_chunks (agent_id, first_id, last_id, events) VALUES (?1, ?2, ?3, ?4)",
+                &[
+                    id.clone().into(),
+                    first_id.into(),
+                    (first_id + 1).into(),
+                    Value::Blob(blob.clone()),
+                ],
+            )?;
+            db.execute(
+                "UPDATE agents SET status = 'stopped', ended_at = ?2, exit_code = NULL, log_bytes = log_bytes + ?3 WHERE agent_id = ?1",
+                &[id.into(), stored_time(now).into(), blob.len().into()],
+            )?;
+            ended.push(record.info.agent_id);
+        }
+        Ok(ended)
+    })
+}
