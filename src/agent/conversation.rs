@@ -77,7 +77,7 @@ struct State {
 }
 
 /// A tool approval the CLI waits for, as clients see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PermissionRequest {
     pub request_id: String,
     pub tool_name: String,
@@ -110,7 +110,7 @@ impl Settled {
 
 /// A client's answer to a tool approval. It never carries permission updates (rules,
 /// directories, modes): they would widen the operator's policy or outlive the agent.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "behavior", rename_all = "lowercase", deny_unknown_fields)]
 pub enum PermissionAnswer {
     Allow {

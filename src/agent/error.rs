@@ -51,6 +51,59 @@ pub enum Error {
         "{problem}. Install it with `npm install -g @anthropic-ai/claude-code`, or set CLAUDE_CLI_PATH to the path of the `claude` program."
     )]
     CliUnavailable { problem: CliProblem },
+
+    /// The refusal of the instance that runs the agent, as it gave it.
+    #[error("{message}")]
+    Elsewhere { kind: ErrorKind, message: String },
+
+    #[error(
+        "the instance {instance} that runs this agent did not answer within {} s (PROXY_FORWARD_TIMEOUT_SECS); retry",
+        waited.as_secs_f64()
+    )]
+    InstanceDidNotAnswer {
+        instance: String,
+        waited: std::time::Duration,
+    },
+
+    /// The database that instances share cannot be reached.
+    #[error("the shared database cannot be reached: {0}; retry")]
+    SharedStore(String),
+}
+
+/// What kind of refusal an error is, whichever instance gave it: the edge picks the status
+/// code from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    Invalid,
+    Forbidden,
+    NotFound,
+    TooMany,
+    Conflict,
+    CliDidNotAnswer,
+    CliUnavailable,
+    InstanceDidNotAnswer,
+    SharedStore,
+}
+
+impl Error {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::InvalidField { .. } => ErrorKind::Invalid,
+            Error::Forbidden(_) => ErrorKind::Forbidden,
+            Error::NotFound(_) | Error::PermissionNotFound(_) => ErrorKind::NotFound,
+            Error::TooManyAgents { .. }
+            | Error::TooManyAgentsForKey { .. }
+            | Error::RateLimited { .. }
+            | Error::QueueFull { .. } => ErrorKind::TooMany,
+            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::CliDidNotAnswer { .. } => ErrorKind::CliDidNotAnswer,
+            Error::CliUnavailable { .. } => ErrorKind::CliUnavailable,
+            Error::Elsewhere { kind, .. } => *kind,
+            Error::InstanceDidNotAnswer { .. } => ErrorKind::InstanceDidNotAnswer,
+            Error::SharedStore(_) => ErrorKind::SharedStore,
+        }
+    }
 }
 
 /// Why the CLI could not be started, and where it was looked for.

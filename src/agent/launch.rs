@@ -1,6 +1,7 @@
 //! Starting an agent and running it to its end: a place in the table, the spawn, and the task
 //! that supervises the CLI while its lines become events.
 
+use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -10,6 +11,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::cluster::{Cluster, NotHere, session_path};
 use super::conversation::{Conversation, ConversationSettings};
 use super::error::CliProblem;
 use super::error::Error;
@@ -34,10 +36,16 @@ pub struct Launched {
 }
 
 /// Starts an agent: takes a place in the table, spawns the CLI, and runs it to its end in the
-/// background while its events go to its log. Nothing is spawned when a limit is reached or
-/// the subscription is known to be rate limited.
-pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
-    core.rate_limit.check()?;
+/// background while its events go to its log. Nothing is spawned when a limit is reached (on
+/// this instance, or for its key across the instances of a shared database), the subscription
+/// is known to be rate limited, or a session to resume cannot be had here.
+pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
+    let cluster = core.cluster.as_ref();
+    core.rate_limit
+        .check(cluster.and_then(|c| c.rate_limited_until()))?;
+    if let (Some(cluster), Some(session)) = (cluster, run.resume) {
+        restore_session(core, cluster.as_ref(), &run, session).await?;
+    }
     let stop = StopSignal::new(&core.shutdown);
     let log = EventLog::new(core.settings.agent_log_bytes, Arc::clone(&core.all_logs));
     // Registered before the first event, so it is a reader keeping up from the start.
@@ -50,6 +58,19 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         log: Arc::clone(&log),
     })?;
     let agent_id = place.agent_id();
+    let counted_across_instances = match (cluster, core.settings.admission.max_agents_per_key) {
+        (Some(cluster), Some(max)) => {
+            let mut record = core.table.record(agent_id).expect("just admitted");
+            record.instance = Some(Arc::clone(&core.settings.instance_id));
+            // Refused, the place is dropped unspawned: it leaves no trace.
+            match cluster.admit(record, max).await {
+                Ok(true) => true,
+                Ok(false) => return Err(Error::TooManyAgentsForKey { max }),
+                Err(err) => return Err(Error::SharedStore(err.0)),
+            }
+        }
+        _ => false,
+    };
     let (idle_paused, paused) = watch::channel(false);
     let (input, stdin) = if run.interactive {
         let (stdin, rest, first) = Conversation::stdin(&run.prompt);
@@ -66,8 +87,14 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         idle_paused: run.interactive.then_some(paused),
     };
     let spawning = Instant::now();
-    let cli = process::spawn(spec, core.settings.limits).map_err(|err| Error::CliUnavailable {
-        problem: CliProblem::of(core.settings.cli.clone(), err),
+    let cli = process::spawn(spec, core.settings.limits).map_err(|err| {
+        if let (true, Some(store)) = (counted_across_instances, &core.store) {
+            // Recorded to be counted, and never run.
+            store.forget(agent_id);
+        }
+        Error::CliUnavailable {
+            problem: CliProblem::of(core.settings.cli.clone(), err),
+        }
     })?;
     let pid = cli.pid();
     core.metrics.spawned(run.kind.as_str(), spawning.elapsed());
@@ -116,7 +143,8 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         conversation,
         span: span.clone(),
         run,
-        session_known: false,
+        session: None,
+        turns_saved: 0,
     };
     recorder.store_record();
 
@@ -125,15 +153,40 @@ pub(super) fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         let outcome = cli
             .supervise(run_stop.token(), |lines| recorder.lines(lines))
             .await;
-        recorder.finish(place, outcome, run_stop.reason());
+        recorder.finish(place, outcome, run_stop.reason()).await;
     };
     core.tasks.spawn(supervised.instrument(span));
+    if let (Some(store), Some(_)) = (&core.store, cluster) {
+        // In the shared database before its id is given out: any instance can answer for it.
+        store.flush().await;
+    }
     Ok(Launched {
         agent_id,
         pid,
         stop,
         reader,
     })
+}
+
+/// Puts a session's file where the CLI will read it, as the shared database keeps it, unless
+/// it is already there; a session too large to be kept is resumed only on its instance.
+async fn restore_session(
+    core: &Core,
+    cluster: &dyn Cluster,
+    run: &Run,
+    session: Uuid,
+) -> Result<(), Error> {
+    let Some(config_dir) = core.settings.claude_config_dir.as_deref() else {
+        return Ok(());
+    };
+    let file = session_path(config_dir, &run.cwd, session);
+    match cluster.restore_session(session, file).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(NotHere::TooLarge { instance })) => Err(Error::Conflict(format!(
+            "session_id: session {session} is larger than PROXY_MAX_SESSION_BYTES, so only the instance {instance} that ran it has it; resume it there"
+        ))),
+        Err(err) => Err(Error::SharedStore(err.0)),
+    }
 }
 
 /// Turns an agent's lines into events (through its journal, which never waits for a reader, so
@@ -146,7 +199,10 @@ struct Recorder {
     conversation: Option<Arc<Conversation>>,
     span: tracing::Span,
     run: Run,
-    session_known: bool,
+    /// The session, once the CLI has named it.
+    session: Option<String>,
+    /// Turns whose session file was kept for other instances.
+    turns_saved: u64,
 }
 
 impl Recorder {
@@ -160,9 +216,12 @@ impl Recorder {
             self.store_record();
             if let Some(until) = summary.rate_limited_until {
                 self.core.rate_limit.limited_until(until);
+                if let Some(cluster) = &self.core.cluster {
+                    cluster.share_rate_limit(until);
+                }
             }
-            if let (Some(session), false) = (&summary.session_id, self.session_known) {
-                self.session_known = true;
+            if let (Some(session), None) = (&summary.session_id, &self.session) {
+                self.session = Some(session.clone());
                 self.span.record("session_id", session.as_str());
                 if let Ok(session) = Uuid::try_parse(session) {
                     crate::lock(&self.core.sessions).record(session, self.run.owner, &self.run.cwd);
@@ -174,13 +233,40 @@ impl Recorder {
             if let Some(conversation) = &self.conversation {
                 conversation.results_seen(summary.turns);
             }
+            if summary.turns > self.turns_saved {
+                self.turns_saved = summary.turns;
+                if let Some(saving) = self.save_session() {
+                    tokio::spawn(saving);
+                }
+            }
         }
         self.keep_within_budget();
     }
 
-    /// The process is reaped: its place is freed and the agent recorded as ended before the
-    /// last event goes out, so a client that reads `complete` and then asks finds it ended.
-    fn finish(self, place: Place, outcome: Outcome, stopped_by: StopReason) {
+    /// Keeps the session's file in the shared database, for another instance to resume it.
+    fn save_session(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let cluster = Arc::clone(self.core.cluster.as_ref()?);
+        let session = Uuid::try_parse(self.session.as_deref()?).ok()?;
+        let file = session_path(
+            self.core.settings.claude_config_dir.as_deref()?,
+            &self.run.cwd,
+            session,
+        );
+        Some(async move {
+            if let Err(err) = cluster.save_session(session, file).await {
+                tracing::warn!(%err, %session, "could not keep the session's file in the shared database");
+            }
+        })
+    }
+
+    /// The process is reaped: its session's file is kept for other instances, and its place
+    /// is freed and the agent recorded as ended before the last event goes out, so a client
+    /// that reads `complete` and then asks (any instance) finds it ended and its session
+    /// ready to resume.
+    async fn finish(self, place: Place, outcome: Outcome, stopped_by: StopReason) {
+        if let Some(saving) = self.save_session() {
+            saving.await;
+        }
         tracing::debug!(
             ending = ?outcome.ending, exit = ?outcome.exit,
             duration_ms = outcome.duration.as_millis() as u64, "CLI reaped"

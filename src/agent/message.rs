@@ -2,13 +2,13 @@
 //! before anything is written to the CLI.
 
 use base64::Engine;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Error;
 
 /// The body of `POST /agent/{id}/messages`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
     /// A string, or a list of blocks (see [`MessageContent::check`]).

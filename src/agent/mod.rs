@@ -4,6 +4,7 @@
 //! It knows nothing of HTTP: the edge hands it a client and a request, and gets back views,
 //! readers of events, and domain errors. It runs processes through [`crate::process`].
 
+mod cluster;
 mod conversation;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ mod message;
 mod policy;
 mod rate_limit;
 mod reader;
+mod remote;
 mod request;
 mod sessions;
 mod state;
@@ -25,7 +27,6 @@ mod store;
 mod table;
 mod view;
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -35,15 +36,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+pub use cluster::{Action, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path};
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
-pub use error::{CliProblem, Error};
+pub use error::{CliProblem, Error, ErrorKind};
 pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
 pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
 pub use launch::Launched;
 pub use log::{LogReader, Read};
 pub use message::{MessageContent, MessageRequest};
 pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
-pub use reader::EventReader;
+pub use reader::{EventReader, RemoteReader};
 pub use request::{AgentRequest, AgentUpdate, Run, parse_model};
 pub use state::Settings;
 pub use status::{AgentKind, AgentStatus, FinalStatus, StopReason};
@@ -75,6 +77,7 @@ impl Agents {
             core: Arc::new(Core {
                 table: AgentTable::new(settings.admission, settings.retention, all_logs.clone()),
                 store: settings.store.clone(),
+                cluster: settings.cluster.clone(),
                 settings,
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
@@ -141,23 +144,33 @@ impl Agents {
     }
 
     /// Starts an agent for a checked run.
-    pub fn launch(&self, run: Run) -> Result<Launched, Error> {
-        launch::launch(&self.core, run)
+    pub async fn launch(&self, run: Run) -> Result<Launched, Error> {
+        launch::launch(&self.core, run).await
     }
 
-    /// Stops a running agent of `client`; the future resolves once it has ended (at most the
-    /// grace period after SIGTERM).
-    pub fn stop(
-        &self,
-        client: Client,
-        agent_id: Uuid,
-    ) -> Result<impl Future<Output = ()> + use<>, Error> {
+    /// Stops a running agent of `client`, wherever it runs; resolves once it has ended (at
+    /// most the grace period after SIGTERM).
+    pub async fn stop(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            return self.forward(instance, client, agent_id, Action::Stop).await;
+        }
         let ended = self.core.table.stop(client, agent_id)?;
-        Ok(async move { ended.cancelled().await })
+        ended.cancelled().await;
+        if let (Some(store), Some(_)) = (&self.core.store, &self.core.cluster) {
+            // Its end is in the shared database before the answer: the client's next agent,
+            // on any instance, is counted without it.
+            store.flush().await;
+        }
+        Ok(())
     }
 
     /// Stops the agent if it runs, and forgets it.
     pub async fn delete(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            return self
+                .forward(instance, client, agent_id, Action::Delete)
+                .await;
+        }
         let in_memory = self.core.table.forget(client, agent_id).await;
         let Some(store) = &self.core.store else {
             return in_memory;
@@ -229,6 +242,12 @@ impl Agents {
         agent_id: Uuid,
         message: MessageRequest,
     ) -> Result<u64, Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            let body = serde_json::json!(message);
+            return self
+                .forward(instance, client, agent_id, Action::Message { body })
+                .await;
+        }
         let conversation = self.conversation(client, agent_id).await?;
         let content = MessageContent::check(message.content, self.core.settings.max_image_bytes)?;
         conversation.send(&content)
@@ -236,11 +255,21 @@ impl Agents {
 
     /// Interrupts an interactive agent's running turn; returns how many messages still wait.
     pub async fn interrupt(&self, client: Client, agent_id: Uuid) -> Result<u64, Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            return self
+                .forward(instance, client, agent_id, Action::Interrupt)
+                .await;
+        }
         self.conversation(client, agent_id).await?.interrupt().await
     }
 
     /// Closes an interactive agent's input: it finishes its turns and ends.
     pub async fn close(&self, client: Client, agent_id: Uuid) -> Result<(), Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            return self
+                .forward(instance, client, agent_id, Action::Close)
+                .await;
+        }
         self.conversation(client, agent_id).await?.close()
     }
 
@@ -270,6 +299,12 @@ impl Agents {
         agent_id: Uuid,
         update: AgentUpdate,
     ) -> Result<serde_json::Map<String, serde_json::Value>, Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            let body = serde_json::json!(update);
+            return self
+                .forward(instance, client, agent_id, Action::Update { body })
+                .await;
+        }
         let conversation = self.conversation(client, agent_id).await?;
         let settings = &self.core.settings;
         let (model, mode) = update.check(settings.default_model.as_deref(), &settings.policy)?;
@@ -295,6 +330,11 @@ impl Agents {
         client: Client,
         agent_id: Uuid,
     ) -> Result<Vec<PermissionRequest>, Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            return self
+                .forward(instance, client, agent_id, Action::Permissions)
+                .await;
+        }
         match self.core.table.conversation(client, agent_id) {
             Ok(conversation) => Ok(conversation.pending_permissions()),
             // An agent that has ended, or is one-shot, waits for nothing.
@@ -314,6 +354,13 @@ impl Agents {
         request_id: &str,
         answer: PermissionAnswer,
     ) -> Result<(), Error> {
+        if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+            let action = Action::Answer {
+                request_id: request_id.to_owned(),
+                body: serde_json::json!(answer),
+            };
+            return self.forward(instance, client, agent_id, action).await;
+        }
         self.conversation(client, agent_id)
             .await?
             .answer(request_id, answer)
@@ -321,16 +368,32 @@ impl Agents {
 
     pub async fn detail(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {
         match self.core.table.detail(client, agent_id) {
-            Err(Error::NotFound(_)) => match self.stored(client, agent_id).await {
-                Some(record) => Ok(AgentDetail::of_record(&record)),
-                None => Err(Error::NotFound(agent_id)),
-            },
-            found => found,
+            Ok(mut detail) => {
+                detail.instance_id = Some(Arc::clone(&self.core.settings.instance_id));
+                Ok(detail)
+            }
+            Err(Error::NotFound(_)) => {
+                let Some(record) = self.stored(client, agent_id).await else {
+                    return Err(Error::NotFound(agent_id));
+                };
+                let mut detail = AgentDetail::of_record(&record);
+                if record.info.interactive {
+                    if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
+                        // What it waits for is known only where it runs.
+                        detail.pending_permissions = self
+                            .forward(instance, client, agent_id, Action::Permissions)
+                            .await
+                            .unwrap_or_default();
+                    }
+                }
+                Ok(detail)
+            }
+            Err(err) => Err(err),
         }
     }
 
     /// A reader of the agent's events after `cursor`: live from memory while it is there,
-    /// else from the store.
+    /// else from the store, live while it runs on another instance.
     pub async fn events(
         &self,
         client: Client,
@@ -341,11 +404,24 @@ impl Agents {
             Ok(log) => Ok(EventReader::Live(log.reader(cursor))),
             Err(Error::NotFound(_)) => {
                 match (&self.core.store, self.stored(client, agent_id).await) {
-                    (Some(store), Some(_)) => Ok(EventReader::Stored {
-                        store: Arc::clone(store),
-                        agent_id,
-                        cursor,
-                    }),
+                    (Some(store), Some(record)) => {
+                        let elsewhere = record.info.ended_at.is_none()
+                            && record.instance.as_deref() != Some(&*self.core.settings.instance_id);
+                        Ok(match &self.core.cluster {
+                            Some(cluster) if elsewhere => EventReader::Remote(RemoteReader::new(
+                                Arc::clone(store),
+                                client,
+                                agent_id,
+                                cursor,
+                                cluster.watch(agent_id),
+                            )),
+                            _ => EventReader::Stored {
+                                store: Arc::clone(store),
+                                agent_id,
+                                cursor,
+                            },
+                        })
+                    }
                     _ => Err(Error::NotFound(agent_id)),
                 }
             }
@@ -356,6 +432,11 @@ impl Agents {
     /// Whether the store writes what it is given; None without a store.
     pub fn storage(&self) -> Option<StoreHealth> {
         self.core.store.as_ref().map(|store| store.health())
+    }
+
+    /// This instance, among those that share a database.
+    pub fn instance_id(&self) -> &str {
+        &self.core.settings.instance_id
     }
 
     /// The agents holding a CLI process now.

@@ -7,7 +7,16 @@ use super::Error;
 
 /// The CLI's permission modes, from the most restricted to the least.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    clap::ValueEnum,
+    serde::Deserialize,
+    serde::Serialize,
 )]
 pub enum PermissionMode {
     /// Plans only: no edits, no commands.

@@ -21,8 +21,10 @@ impl RateLimitGate {
         }
     }
 
-    pub fn check(&self) -> Result<(), Error> {
-        match *crate::lock(&self.until) {
+    /// Refuses while the subscription is limited, as found here or (`shared`) by another
+    /// instance.
+    pub fn check(&self, shared: Option<DateTime<Utc>>) -> Result<(), Error> {
+        match (*crate::lock(&self.until)).max(shared) {
             Some(until) if until > Utc::now() => Err(Error::RateLimited { until }),
             _ => Ok(()),
         }

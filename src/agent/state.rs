@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::cluster::Cluster;
 use super::log::SharedBytes;
 use super::policy::ToolPolicy;
 use super::rate_limit::RateLimitGate;
@@ -46,6 +47,12 @@ pub struct Settings {
     pub instance_id: Arc<str>,
     /// Where agents are kept beyond this process; None: in memory only.
     pub store: Option<Arc<dyn Store>>,
+    /// The other instances of the store's database; None: this instance is its only one.
+    pub cluster: Option<Arc<dyn Cluster>>,
+    /// Longest an action waits for the instance that runs its agent.
+    pub forward_timeout: Duration,
+    /// Where the CLI keeps its sessions' files (`$HOME/.claude`, or `CLAUDE_CONFIG_DIR`).
+    pub claude_config_dir: Option<PathBuf>,
     /// Client keys are set: a session the proxy does not know is nobody's to resume.
     pub known_sessions_only: bool,
 }
@@ -55,6 +62,8 @@ pub struct Core {
     pub settings: Settings,
     /// The settings' store, at hand.
     pub store: Option<Arc<dyn Store>>,
+    /// ... and cluster.
+    pub cluster: Option<Arc<dyn Cluster>>,
     pub table: Arc<AgentTable>,
     pub sessions: Mutex<SessionBook>,
     pub rate_limit: RateLimitGate,

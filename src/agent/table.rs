@@ -307,7 +307,15 @@ impl AgentTable {
                 .as_ref()
                 .map(|c| c.pending_permissions())
                 .unwrap_or_default(),
+            instance_id: None,
         })
+    }
+
+    /// Whether memory has the agent (running, or finished and not yet handed over).
+    pub fn knows(&self, client: Client, agent_id: Uuid) -> bool {
+        self.lock()
+            .visible(client, agent_id, Utc::now(), self.retention)
+            .is_some()
     }
 
     pub fn log(&self, client: Client, agent_id: Uuid) -> Result<Arc<EventLog>, Error> {

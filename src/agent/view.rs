@@ -1,5 +1,7 @@
 //! Agents as their clients see them: `GET /agents` and `GET /agent/{id}`.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
@@ -51,6 +53,9 @@ pub struct AgentDetail {
     pub dropped_events: u64,
     /// The tool approvals it waits for.
     pub pending_permissions: Vec<PermissionRequest>,
+    /// The instance that runs it (or ran it), among those sharing a database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Arc<str>>,
 }
 
 impl AgentDetail {
@@ -68,6 +73,7 @@ impl AgentDetail {
             events: record.newest_event,
             dropped_events: record.oldest_event.saturating_sub(1),
             pending_permissions: Vec::new(),
+            instance_id: record.instance.clone(),
         }
     }
 }

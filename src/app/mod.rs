@@ -63,6 +63,17 @@ fn default_instance_id() -> String {
     format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// Where the CLI, run with `env`, keeps its sessions: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
+fn claude_config_dir(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Option<PathBuf> {
+    let var = |name: &str| {
+        env.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| PathBuf::from(value))
+            .filter(|path| path.is_absolute())
+    };
+    var("CLAUDE_CONFIG_DIR").or_else(|| var("HOME").map(|home| home.join(".claude")))
+}
+
 /// Why the server stopped other than by being told to.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -120,6 +131,7 @@ impl App {
             retention,
             queue_bytes: STORE_QUEUE_BYTES,
         };
+        let mut cluster = None;
         let store: Option<Arc<dyn agent::Store>> = match database {
             Database::Memory => None,
             Database::Sqlite(path) => {
@@ -137,20 +149,27 @@ impl App {
                     Arc::clone(&metrics),
                 )?))
             }
-            Database::Postgres(url) => Some(Arc::new(store::open_postgres(
-                &url,
-                &instance_id,
-                limits(20),
-                Arc::clone(&metrics),
-            )?)),
+            Database::Postgres(url) => {
+                let settings = store::ClusterSettings {
+                    instance: Arc::clone(&instance_id),
+                    instance_timeout: config.instance_timeout,
+                    forward_timeout: config.forward_timeout,
+                    max_session_bytes: config.max_session_bytes,
+                };
+                let shared =
+                    store::open_postgres(&url, settings, limits(20), Arc::clone(&metrics))?;
+                cluster = Some(shared.cluster);
+                Some(shared.store)
+            }
         };
+        let cli_env = Arc::new(child_environment(
+            std::env::vars_os(),
+            config.use_subscription,
+        ));
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let settings = agent::Settings {
             cli: config.cli_path,
-            cli_env: Arc::new(child_environment(
-                std::env::vars_os(),
-                config.use_subscription,
-            )),
+            cli_env: Arc::clone(&cli_env),
             limits: process::Limits {
                 timeout: nonzero(config.agent_timeout),
                 idle_timeout: nonzero(config.idle_timeout),
@@ -179,6 +198,9 @@ impl App {
             max_image_bytes: config.max_image_bytes,
             instance_id,
             store,
+            cluster,
+            forward_timeout: config.forward_timeout,
+            claude_config_dir: claude_config_dir(&cli_env),
             known_sessions_only: keys.is_enabled(),
         };
         let stopping = CancellationToken::new();
@@ -216,6 +238,12 @@ impl App {
             Arc::clone(&self.state.metrics),
             self.stopping.clone(),
         ));
+
+        // Actions other instances forward for the agents that run here.
+        tokio::spawn({
+            let (agents, stopping) = (agents.clone(), self.stopping.clone());
+            async move { agents.answer_forwarded(stopping).await }
+        });
 
         // Reads never show an expired agent; this gives its memory back.
         let sweeping = self.stopping.clone();

@@ -56,7 +56,7 @@ pub struct InternalDetail(pub String);
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
-        use agent::Error as E;
+        use agent::ErrorKind as K;
         match self {
             ApiError::Json(rejection) => rejection.status(),
             ApiError::Query(_) | ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -64,18 +64,14 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            ApiError::Agent(error) => match error {
-                E::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                E::Forbidden(_) => StatusCode::FORBIDDEN,
-                E::NotFound(_) => StatusCode::NOT_FOUND,
-                E::TooManyAgents { .. } | E::TooManyAgentsForKey { .. } | E::RateLimited { .. } => {
-                    StatusCode::TOO_MANY_REQUESTS
-                }
-                E::CliUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                E::Conflict(_) => StatusCode::CONFLICT,
-                E::QueueFull { .. } => StatusCode::TOO_MANY_REQUESTS,
-                E::PermissionNotFound(_) => StatusCode::NOT_FOUND,
-                E::CliDidNotAnswer { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Agent(error) => match error.kind() {
+                K::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                K::Forbidden => StatusCode::FORBIDDEN,
+                K::NotFound => StatusCode::NOT_FOUND,
+                K::TooMany => StatusCode::TOO_MANY_REQUESTS,
+                K::Conflict => StatusCode::CONFLICT,
+                K::CliDidNotAnswer | K::InstanceDidNotAnswer => StatusCode::GATEWAY_TIMEOUT,
+                K::CliUnavailable | K::SharedStore => StatusCode::SERVICE_UNAVAILABLE,
             },
         }
     }
@@ -85,7 +81,11 @@ impl ApiError {
             ApiError::Agent(
                 agent::Error::TooManyAgents { .. }
                 | agent::Error::TooManyAgentsForKey { .. }
-                | agent::Error::QueueFull { .. },
+                | agent::Error::QueueFull { .. }
+                | agent::Error::Elsewhere {
+                    kind: agent::ErrorKind::TooMany,
+                    ..
+                },
             ) => Some(RETRY_AFTER_SECS),
             ApiError::Agent(agent::Error::RateLimited { until }) => Some(
                 u32::try_from((*until - chrono::Utc::now()).num_seconds().max(1))

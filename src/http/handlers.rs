@@ -36,6 +36,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Value> {
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "active_agents": state.agents.running(),
         "version": env!("CARGO_PKG_VERSION"),
+        "instance_id": state.agents.instance_id(),
         "cli": {
             "path": cli.as_deref().unwrap_or(state.agents.cli()),
             "found": cli.is_some(),
@@ -68,7 +69,7 @@ pub async fn start(
         .agents
         .check(client, AgentKind::Start, request)
         .await?;
-    let launched = state.agents.launch(run)?;
+    let launched = state.agents.launch(run).await?;
     Ok(Json(
         json!({"agent_id": launched.agent_id, "pid": launched.pid, "status": "started"}),
     ))
@@ -84,7 +85,7 @@ pub async fn stream(
         .check(client, AgentKind::Stream, request)
         .await?;
     let detach = run.detach_on_disconnect;
-    let launched = state.agents.launch(run)?;
+    let launched = state.agents.launch(run).await?;
     let stop_when_dropped = (!detach).then(|| launched.stop.stop_on_drop(StopReason::ClientGone));
     Ok(sse::event_stream(
         launched.agent_id,
@@ -102,11 +103,11 @@ pub async fn stop(
     Extension(client): Extension<Client>,
     agent: AgentId,
 ) -> Result<Json<Value>, ApiError> {
-    let ended = state
+    state
         .agents
         .stop(client, agent.id)
+        .await
         .map_err(|e| agent.error(e))?;
-    ended.await;
     Ok(Json(json!({"status": "stopped", "agent_id": agent.id})))
 }
 

@@ -7,6 +7,7 @@
 //! and only the app chooses one.
 
 mod chunk;
+mod cluster;
 mod db;
 mod postgres;
 mod sql_store;
@@ -16,10 +17,13 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use cluster::ClusterSettings;
 pub use db::{Db, DbError};
 pub use sql_store::{Interrupted, Limits, OpenError, SqlStore};
 
+use crate::agent::{Cluster, Store};
 use crate::metrics::Metrics;
+use cluster::PgCluster;
 use postgres::Postgres;
 use sqlite::Sqlite;
 
@@ -96,24 +100,39 @@ pub fn open_sqlite(
     )
 }
 
-/// The store in PostgreSQL, shared with other instances: at start, this one ends only the
-/// agents it ran itself under `instance`.
+/// A store shared with other instances, and this instance's place among them.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub cluster: Arc<dyn Cluster>,
+}
+
+/// The store in PostgreSQL, shared with other instances, and this instance's place among
+/// them: at start, it ends only the agents it ran itself under its id.
 pub fn open_postgres(
     url: &str,
-    instance: &str,
+    settings: ClusterSettings,
     limits: Limits,
     metrics: Arc<Metrics>,
-) -> Result<SqlStore<impl Db + 'static>, OpenError> {
+) -> Result<Shared, OpenError> {
     let target = url.to_owned();
-    SqlStore::open(
+    let store = SqlStore::open(
         "postgres",
         &redacted(url),
         Arc::new(move || Postgres::connect(&target)),
         postgres::MIGRATIONS,
-        Interrupted::OfInstance(instance),
+        Interrupted::OfInstance(&settings.instance),
         limits,
         metrics,
-    )
+    )?;
+    let cluster =
+        PgCluster::join(url, settings, store.pool()).map_err(|source| OpenError::Open {
+            database: redacted(url),
+            source,
+        })?;
+    Ok(Shared {
+        store: Arc::new(store),
+        cluster: Arc::new(cluster),
+    })
 }
 
 #[cfg(test)]

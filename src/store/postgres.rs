@@ -42,6 +42,11 @@ impl Postgres {
         })
     }
 
+    /// The client itself, for what only PostgreSQL does (notifications).
+    pub fn client(&mut self) -> &mut Client {
+        &mut self.client
+    }
+
     fn statement(&mut self, sql: &'static str) -> DbResult<Statement> {
         if let Some(statement) = self.prepared.get(sql) {
             return Ok(statement.clone());

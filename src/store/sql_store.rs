@@ -86,7 +86,7 @@ pub struct SqlStore<D: Db + 'static> {
     queued_bytes: Arc<AtomicUsize>,
     limits: Limits,
     health: Arc<Mutex<Option<(String, Instant)>>>,
-    readers: Arc<Readers<D>>,
+    readers: Arc<Pool<D>>,
     metrics: Arc<Metrics>,
 }
 
@@ -98,14 +98,56 @@ impl<D: Db + 'static> std::fmt::Debug for SqlStore<D> {
     }
 }
 
-/// The reading connections, opened as they are needed.
-struct Readers<D: Db + 'static> {
+/// Connections for work on tokio's blocking pool (reads), opened as they are needed, a few
+/// at most.
+pub(super) struct Pool<D: Db + 'static> {
     connect: Connect<D>,
     idle: Mutex<Vec<D>>,
-    reading: Arc<Semaphore>,
+    working: Arc<Semaphore>,
 }
 
-impl<D: Db + 'static> Drop for Readers<D> {
+impl<D: Db + 'static> Pool<D> {
+    pub(super) fn new(connect: Connect<D>, first: D) -> Arc<Self> {
+        Arc::new(Self {
+            connect,
+            idle: Mutex::new(vec![first]),
+            working: Arc::new(Semaphore::new(READERS)),
+        })
+    }
+
+    /// Runs `work` on a connection of the pool, on tokio's blocking pool.
+    pub(super) fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&mut D) -> DbResult<T> + Send + 'static,
+    ) -> StoreFuture<'static, T> {
+        let pool = Arc::clone(self);
+        Box::pin(async move {
+            let permit = Arc::clone(&pool.working)
+                .acquire_owned()
+                .await
+                .map_err(|err| StoreError(err.to_string()))?;
+            tokio::task::spawn_blocking(move || {
+                let _permit = permit;
+                let idle = crate::lock(&pool.idle).pop();
+                let mut db = match idle {
+                    Some(db) => db,
+                    None => (pool.connect)()?,
+                };
+                let result = work(&mut db);
+                // A connection that failed may be broken: the next work opens another.
+                if result.is_ok() {
+                    crate::lock(&pool.idle).push(db);
+                }
+                result
+            })
+            .await
+            .map_err(|err| StoreError(err.to_string()))?
+            .map_err(|err| StoreError(err.0))
+        })
+    }
+}
+
+impl<D: Db + 'static> Drop for Pool<D> {
     /// A blocking client may hold a runtime of its own, which must not be dropped within the
     /// server's: the connections are closed on a thread of their own.
     fn drop(&mut self) {
@@ -144,11 +186,7 @@ impl<D: Db + 'static> SqlStore<D> {
                 "agents were running when the proxy last stopped without ending them; recorded as interrupted"
             );
         }
-        let readers = Arc::new(Readers {
-            idle: Mutex::new(vec![connect().map_err(opened)?]),
-            connect,
-            reading: Arc::new(Semaphore::new(READERS)),
-        });
+        let readers = Pool::new(Arc::clone(&connect), connect().map_err(opened)?);
 
         let (queue, ops) = channel();
         let queued_ops = Arc::new(AtomicUsize::new(0));
@@ -197,35 +235,17 @@ impl<D: Db + 'static> SqlStore<D> {
         }
     }
 
+    /// The store's connections, for other work on the same database.
+    pub(super) fn pool(&self) -> Arc<Pool<D>> {
+        Arc::clone(&self.readers)
+    }
+
     /// Runs `read` on a reading connection, on tokio's blocking pool.
-    pub(super) fn read<T: Send + 'static>(
+    fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&mut D) -> DbResult<T> + Send + 'static,
     ) -> StoreFuture<'_, T> {
-        let readers = Arc::clone(&self.readers);
-        Box::pin(async move {
-            let permit = Arc::clone(&readers.reading)
-                .acquire_owned()
-                .await
-                .map_err(|err| StoreError(err.to_string()))?;
-            tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                let idle = crate::lock(&readers.idle).pop();
-                let mut db = match idle {
-                    Some(db) => db,
-                    None => (readers.connect)()?,
-                };
-                let result = read(&mut db);
-                // A connection that failed may be broken: the next read opens another.
-                if result.is_ok() {
-                    crate::lock(&readers.idle).push(db);
-                }
-                result
-            })
-            .await
-            .map_err(|err| StoreError(err.to_string()))?
-            .map_err(|err| StoreError(err.0))
-        })
+        self.readers.run(read)
     }
 }
 
@@ -463,11 +483,23 @@ pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
 /// Ends, in their records, the agents that were running when their proxy died without ending
 /// them: an `interrupted` error and `complete` `stopped`, numbered past their id lease.
 /// Returns the ids of those it ended.
-pub(super) fn end_interrupted<D: Db>(db: &mut D, which: Interrupted<'_>) -> DbResult<Vec<Uuid>> {
-    db.exclusive(|db| {
+fn end_interrupted<D: Db>(db: &mut D, which: Interrupted<'_>) -> DbResult<Vec<Uuid>> {
+    db.exclusive(|db| end_interrupted_within(db, which))
+}
+
+/// [`end_interrupted`], within a transaction begun with [`Db::begin_exclusive`].
+pub(super) fn end_interrupted_within<D: Db>(
+    db: &mut D,
+    which: Interrupted<'_>,
+) -> DbResult<Vec<Uuid>> {
+    {
         let rows = match which {
             Interrupted::All => db.query(
-                concat!("SELECT ", agent_columns!(), " FROM agents a WHERE ended_at IS NULL"),
+                concat!(
+                    "SELECT ",
+                    agent_columns!(),
+                    " FROM agents a WHERE ended_at IS NULL"
+                ),
                 &[],
             )?,
             Interrupted::OfInstance(instance) => db.query(
@@ -506,5 +538,5 @@ pub(super) fn end_interrupted<D: Db>(db: &mut D, which: Interrupted<'_>) -> DbRe
             ended.push(record.info.agent_id);
         }
         Ok(ended)
-    })
+    }
 }

@@ -410,7 +410,7 @@ fn keep_newest_finished<D: Db>(db: &mut D, max_finished: usize) -> DbResult<()> 
 }
 
 /// Writes an agent's record, the first time with its first id lease.
-fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
+pub(super) fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
     let r = &record.info;
     db.execute(
         "INSERT INTO agents (agent_id, owner, kind, status, pid, model, session_id, started_at,

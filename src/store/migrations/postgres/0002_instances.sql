@@ -11,14 +11,17 @@ CREATE TABLE instances (
     heartbeat_ms BIGINT NOT NULL
 );
 
--- An action on an agent, for the instance that runs it, and its answer once given (JSON).
+-- An action on an agent, from the instance a client asked to the one that runs the agent, and
+-- its answer once given (JSON). Past its expiry nobody waits for it, and it is not taken.
 CREATE TABLE forwarded_actions (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    instance_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    target TEXT NOT NULL,
     agent_id TEXT NOT NULL,
     owner TEXT NOT NULL,
     action TEXT NOT NULL,
-    created_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    taken BOOLEAN NOT NULL DEFAULT FALSE,
     answer TEXT
 );
 

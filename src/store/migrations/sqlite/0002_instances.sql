@@ -13,14 +13,17 @@ CREATE TABLE instances (
     heartbeat_ms INTEGER NOT NULL
 );
 
--- An action on an agent, for the instance that runs it, and its answer once given (JSON).
+-- An action on an agent, from the instance a client asked to the one that runs the agent, and
+-- its answer once given (JSON). Past its expiry nobody waits for it, and it is not taken.
 CREATE TABLE forwarded_actions (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    instance_id TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    target TEXT NOT NULL,
     agent_id TEXT NOT NULL,
     owner TEXT NOT NULL,
     action TEXT NOT NULL,
-    created_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    taken INTEGER NOT NULL DEFAULT 0,
     answer TEXT
 );
 

@@ -1,0 +1,115 @@
+//! What an instance shares with the other instances of one database, whichever runs an agent:
+//! actions go to the instance that runs it, live events are announced to all, and the limits
+//! that guard the subscription hold across them. The PostgreSQL backend implements it
+//! (`crate::store`); a single instance has none.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::error::ErrorKind;
+use super::store::{AgentRecord, StoreFuture};
+
+/// An action on an agent, for the instance that runs it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Forwarded {
+    /// The client that asked, as the store keeps it.
+    pub owner: String,
+    pub agent_id: Uuid,
+    pub action: Action,
+}
+
+/// The actions on a running agent that only the instance running it can take. Bodies travel
+/// as the client sent them and are checked there.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Action {
+    Stop,
+    Delete,
+    Message { body: Value },
+    Interrupt,
+    Close,
+    Update { body: Value },
+    Permissions,
+    Answer { request_id: String, body: Value },
+}
+
+/// What the instance that runs the agent answered: the result as JSON, or its refusal.
+pub type Answer = Result<Value, Refusal>;
+
+/// A refusal of the instance that runs the agent, as its client would have had it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// An action another instance forwarded here, and where its answer goes.
+pub struct Incoming {
+    pub forwarded: Forwarded,
+    pub reply: Box<dyn FnOnce(Answer) + Send>,
+}
+
+impl fmt::Debug for Incoming {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Incoming")
+            .field("forwarded", &self.forwarded)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a session cannot be resumed on this instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotHere {
+    /// It was larger than the bound, so only the instance that ran it has its file.
+    TooLarge { instance: String },
+}
+
+pub trait Cluster: Send + Sync + fmt::Debug + 'static {
+    /// Sends an action to `instance` and waits for its answer (the caller bounds the wait).
+    fn forward(&self, instance: &str, forwarded: Forwarded) -> StoreFuture<'_, Answer>;
+
+    /// The actions other instances send here; the first call takes them, later ones get None.
+    fn incoming(&self) -> Option<mpsc::Receiver<Incoming>>;
+
+    /// Changes each time new events of the agent are written, by whichever instance runs it.
+    fn watch(&self, agent_id: Uuid) -> watch::Receiver<()>;
+
+    /// Records a new agent of `owner` unless `owner` already runs `max` agents across all
+    /// instances; says whether it did.
+    fn admit(&self, record: AgentRecord, max: usize) -> StoreFuture<'_, bool>;
+
+    /// Tells every instance the subscription is rate limited until `until`.
+    fn share_rate_limit(&self, until: DateTime<Utc>);
+
+    /// Until when another instance found the subscription rate limited.
+    fn rate_limited_until(&self) -> Option<DateTime<Utc>>;
+
+    /// Keeps the session's file (after a turn), as it is at `file` now, for any instance to
+    /// resume it.
+    fn save_session(&self, session: Uuid, file: PathBuf) -> StoreFuture<'_, ()>;
+
+    /// Puts the session's kept file at `file` before the CLI resumes it, unless the one there
+    /// is the version kept.
+    fn restore_session(&self, session: Uuid, file: PathBuf)
+    -> StoreFuture<'_, Result<(), NotHere>>;
+}
+
+/// Where the CLI keeps a session's file: `$HOME/.claude/projects/<cwd, / and . as ->/<id>.jsonl`
+/// (`CLAUDE_CONFIG_DIR` in place of `$HOME/.claude` when it is set).
+pub fn session_path(config_dir: &std::path::Path, cwd: &std::path::Path, session: Uuid) -> PathBuf {
+    let project: String = cwd
+        .to_string_lossy()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    config_dir
+        .join("projects")
+        .join(project)
+        .join(format!("{session}.jsonl"))
+}

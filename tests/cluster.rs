@@ -1,0 +1,475 @@
+//! Two instances on one PostgreSQL behind a real nginx, round robin: a client that knows only
+//! one address, or asks the instance that does not run its agent, gets the same answers as
+//! from the one that does. The survivor of an instance's death ends its agents.
+
+mod support;
+
+use std::net::SocketAddr;
+
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+use support::nginx::Nginx;
+use support::postgres::TestDatabase;
+use support::proxy::Proxy;
+use support::sse::{complete_of, error_codes};
+use support::{FakeInstall, SseEvent, SseReader, TEST_LIMIT, until, within};
+
+const KEY: &str = "cluster-key-0123456789";
+const KEYS: &str = "cluster-key-0123456789,other-key-0123456789";
+
+/// Two instances, `a` and `b`, sharing a database, a fake CLI and a workspace, each with a home
+/// of its own; nginx in front.
+struct Cluster {
+    _database: TestDatabase,
+    fake: FakeInstall,
+    instances: Vec<Proxy>,
+    nginx: Nginx,
+    client: reqwest::Client,
+}
+
+impl Cluster {
+    fn start(extra: &[(&str, &str)]) -> Self {
+        let database = TestDatabase::new();
+        let fake = FakeInstall::new();
+        let url = database.url();
+        let cli = fake.cli_path().display().to_string();
+        let work = fake.dir.path().join("work").display().to_string();
+        let instances: Vec<Proxy> = ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                let home = fake.dir.path().join(format!("home-{name}"));
+                std::fs::create_dir_all(&home).unwrap();
+                let home = home.display().to_string();
+                let mut env = vec![
+                    ("PROXY_DATABASE_URL", url.as_str()),
+                    ("PROXY_INSTANCE_ID", name),
+                    ("PROXY_API_KEY", KEYS),
+                    ("CLAUDE_CLI_PATH", cli.as_str()),
+                    ("CLAUDE_WORKDIR", work.as_str()),
+                    ("HOME", home.as_str()),
+                    ("PROXY_STOP_GRACE_SECS", "1"),
+                ];
+                env.extend_from_slice(extra);
+                Proxy::start(fake.dir.path(), &env)
+            })
+            .collect();
+        let upstreams: Vec<SocketAddr> = instances.iter().map(|p| p.addr).collect();
+        let nginx = Nginx::round_robin(&upstreams);
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert("authorization", format!("Bearer {KEY}").parse().unwrap());
+        let client = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap();
+        Self {
+            _database: database,
+            fake,
+            instances,
+            nginx,
+            client,
+        }
+    }
+
+    /// A path through nginx.
+    fn balanced(&self, path: &str) -> String {
+        self.nginx.url(path)
+    }
+
+    /// A path at one instance.
+    fn at(&self, instance: usize, path: &str) -> String {
+        self.instances[instance].url(path)
+    }
+
+    async fn post(&self, url: String, body: Value) -> (u16, Value) {
+        let response = self.client.post(url).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, url: String) -> (u16, Value) {
+        let response = self.client.get(url).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn stream(&self, url: String, body: Value) -> (SseReader, String) {
+        let response = self.client.post(url).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        let mut reader = SseReader::new(response);
+        let agent = reader.next_of("agent").await.json();
+        (reader, agent["agent_id"].as_str().unwrap().to_owned())
+    }
+
+    async fn events(&self, url: String, last_event_id: Option<u64>) -> SseReader {
+        let mut request = self.client.get(url);
+        if let Some(last) = last_event_id {
+            request = request.header("last-event-id", last.to_string());
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        SseReader::new(response)
+    }
+
+    /// The instance that runs an agent, and the other one, by index.
+    async fn runner_and_other(&self, id: &str) -> (usize, usize) {
+        let (status, detail) = self.get(self.balanced(&format!("/agent/{id}"))).await;
+        assert_eq!(status, 200, "{detail}");
+        let runner = match detail["instance_id"].as_str() {
+            Some("a") => 0,
+            Some("b") => 1,
+            other => panic!("instance_id {other:?}"),
+        };
+        (runner, 1 - runner)
+    }
+}
+
+/// Reads until an event whose JSON `type` is `kind`.
+async fn until_line(reader: &mut SseReader, kind: &str) -> Value {
+    reader.next_of(kind).await.json()
+}
+
+#[tokio::test]
+async fn a_stream_is_followed_dropped_picked_up_and_stopped_through_the_other_instance() {
+    within(TEST_LIMIT, async {
+        let cluster = Cluster::start(&[]);
+        let (mut reader, id) = cluster
+            .stream(
+                cluster.balanced("/agent/stream"),
+                json!({"prompt": "@lines 100000 80 20", "detach_on_disconnect": true}),
+            )
+            .await;
+        let mut seen = Vec::new();
+        while seen.len() < 5 {
+            seen.push(reader.next_of("assistant").await);
+        }
+        let last_seen = seen.last().unwrap().id_number();
+        drop(reader);
+
+        let (runner, other) = cluster.runner_and_other(&id).await;
+        let mut reader = cluster
+            .events(
+                cluster.at(other, &format!("/agent/{id}/events")),
+                Some(last_seen),
+            )
+            .await;
+        let mut picked_up: Vec<SseEvent> = Vec::new();
+        while picked_up.len() < 20 {
+            picked_up.push(
+                reader
+                    .next()
+                    .await
+                    .expect("live events from the other instance"),
+            );
+        }
+        let ids: Vec<u64> = picked_up.iter().map(SseEvent::id_number).collect();
+        let expected: Vec<u64> = (last_seen + 1..=last_seen + 20).collect();
+        assert_eq!(ids, expected, "each event once, in order, none missing");
+        assert!(picked_up.iter().all(|e| e.kind() == "assistant"));
+
+        // Through nginx too, whichever instance answers.
+        let mut balanced = cluster
+            .events(
+                cluster.balanced(&format!("/agent/{id}/events")),
+                Some(last_seen),
+            )
+            .await;
+        assert_eq!(balanced.next().await.unwrap().id_number(), last_seen + 1);
+
+        let (status, stopped) = cluster
+            .post(cluster.at(other, &format!("/agent/stop/{id}")), json!({}))
+            .await;
+        assert_eq!((status, &stopped["status"]), (200, &json!("stopped")));
+        let rest = reader.collect_all().await;
+        assert_eq!(complete_of(&rest)["status"], "stopped");
+        assert_eq!(
+            complete_of(&balanced.collect_all().await)["status"],
+            "stopped"
+        );
+        for instance in [runner, other] {
+            let (_, detail) = cluster
+                .get(cluster.at(instance, &format!("/agent/{id}")))
+                .await;
+            assert_eq!(
+                detail["status"], "stopped",
+                "as instance {instance} sees it"
+            );
+        }
+        let (_, listed) = cluster.get(cluster.at(other, "/agents")).await;
+        assert_eq!(listed["agents"][0]["agent_id"], id.as_str());
+        assert_eq!(cluster.fake.runs(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn follow_ups_approvals_and_changes_reach_an_agent_on_the_other_instance() {
+    within(TEST_LIMIT, async {
+        let cluster = Cluster::start(&[("PROXY_CLIENT_APPROVALS", "true")]);
+        let (mut reader, id) = cluster
+            .stream(
+                cluster.balanced("/agent/stream"),
+                json!({"prompt": "hello", "interactive": true, "approvals": true}),
+            )
+            .await;
+        until_line(&mut reader, "result").await;
+        let (_, other) = cluster.runner_and_other(&id).await;
+        let path = |rest: &str| cluster.at(other, &format!("/agent/{id}{rest}"));
+
+        let (status, queued) = cluster
+            .post(path("/messages"), json!({"content": "@ask Read"}))
+            .await;
+        assert_eq!(status, 202, "{queued}");
+        let asked = reader.next_of("permission_request").await.json();
+        let request_id = asked["request_id"].as_str().unwrap().to_owned();
+        let (_, pending) = cluster.get(path("/permissions")).await;
+        assert_eq!(
+            pending["pending_permissions"][0]["request_id"],
+            request_id.as_str()
+        );
+        let (_, detail) = cluster.get(path("")).await;
+        assert_eq!(
+            detail["pending_permissions"][0]["request_id"],
+            request_id.as_str()
+        );
+        let (status, answered) = cluster
+            .post(
+                path(&format!("/permissions/{request_id}")),
+                json!({"behavior": "allow"}),
+            )
+            .await;
+        assert_eq!((status, &answered["behavior"]), (200, &json!("allow")));
+        assert_eq!(
+            until_line(&mut reader, "fake_answer").await["response"]["behavior"],
+            "allow"
+        );
+        until_line(&mut reader, "result").await;
+
+        // A refusal there is the same refusal here.
+        let (status, refused) = cluster
+            .post(
+                path("/permissions/no-such-request"),
+                json!({"behavior": "allow"}),
+            )
+            .await;
+        assert_eq!(status, 404, "{refused}");
+        let (status, refused) = cluster
+            .post(path("/messages"), json!({"content": []}))
+            .await;
+        assert_eq!(status, 422, "{refused}");
+
+        let response = cluster
+            .client
+            .patch(path(""))
+            .json(&json!({"model": "claude-other"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let changed: Value = response.json().await.unwrap();
+        assert_eq!(changed["model"], "claude-other", "{changed}");
+        let (status, interrupted) = cluster.post(path("/interrupt"), json!({})).await;
+        assert_eq!(status, 200, "{interrupted}");
+
+        // Follow-ups through nginx, whichever instance answers each.
+        for n in 0..2 {
+            let (status, _) = cluster
+                .post(
+                    cluster.balanced(&format!("/agent/{id}/messages")),
+                    json!({"content": format!("@result follow-up {n}")}),
+                )
+                .await;
+            assert_eq!(status, 202);
+            assert_eq!(
+                until_line(&mut reader, "result").await["result"],
+                format!("follow-up {n}")
+            );
+        }
+        let (status, _) = cluster.post(path("/close"), json!({})).await;
+        assert_eq!(status, 202);
+        assert_eq!(
+            complete_of(&reader.collect_all().await)["status"],
+            "completed"
+        );
+        let (status, _) = cluster
+            .post(path("/messages"), json!({"content": "late"}))
+            .await;
+        assert_eq!(
+            status, 409,
+            "an ended agent takes no message, on any instance"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_per_key_limit_holds_across_instances() {
+    within(TEST_LIMIT, async {
+        let cluster = Cluster::start(&[("PROXY_MAX_AGENTS_PER_KEY", "2")]);
+        let mut ids = Vec::new();
+        for instance in [0, 1] {
+            let (status, started) = cluster
+                .post(
+                    cluster.at(instance, "/agent/start"),
+                    json!({"prompt": "@hang"}),
+                )
+                .await;
+            assert_eq!(status, 200, "{started}");
+            ids.push(started["agent_id"].as_str().unwrap().to_owned());
+        }
+        for instance in [0, 1] {
+            let (status, refused) = cluster
+                .post(
+                    cluster.at(instance, "/agent/start"),
+                    json!({"prompt": "@hang"}),
+                )
+                .await;
+            assert_eq!(status, 429, "{refused}");
+            assert!(
+                refused["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("PROXY_MAX_AGENTS_PER_KEY")
+            );
+        }
+        assert_eq!(cluster.fake.runs(), 2, "the refused ones spawned nothing");
+        // Another key has its own.
+        let other = cluster
+            .client
+            .post(cluster.balanced("/agent/start"))
+            .bearer_auth("other-key-0123456789")
+            .json(&json!({"prompt": "@result hi"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(other.status(), 200);
+
+        // Stopped on one instance (through the other), its place is free on both.
+        let (status, _) = cluster
+            .post(cluster.at(1, &format!("/agent/stop/{}", ids[0])), json!({}))
+            .await;
+        assert_eq!(status, 200);
+        let (status, started) = cluster
+            .post(cluster.at(1, "/agent/start"), json!({"prompt": "@hang"}))
+            .await;
+        assert_eq!(status, 200, "{started}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_killed_instances_agents_are_interrupted_by_the_survivor_whose_clients_go_on() {
+    within(TEST_LIMIT, async {
+        let mut cluster = Cluster::start(&[("PROXY_INSTANCE_TIMEOUT_SECS", "2")]);
+        let (status, started) = cluster
+            .post(
+                cluster.at(0, "/agent/start"),
+                json!({"prompt": "@text working\n@hang"}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        let doomed = started["agent_id"].as_str().unwrap().to_owned();
+        let mut watching = cluster
+            .events(cluster.at(1, &format!("/agent/{doomed}/events")), None)
+            .await;
+        watching.next_of("assistant").await;
+        let (mut survivor, _) = cluster
+            .stream(
+                cluster.at(1, "/agent/stream"),
+                json!({"prompt": "@lines 100000 80 20"}),
+            )
+            .await;
+        survivor.next_of("assistant").await;
+
+        cluster.instances[0].signal(Signal::SIGKILL);
+        cluster.instances[0].exited().await;
+
+        // The survivor's reader of the dead instance's agent gets its end.
+        let rest = watching.collect_all().await;
+        assert_eq!(error_codes(&rest), ["interrupted"]);
+        assert_eq!(complete_of(&rest)["status"], "stopped");
+        let (_, detail) = cluster
+            .get(cluster.at(1, &format!("/agent/{doomed}")))
+            .await;
+        assert_eq!(detail["status"], "stopped");
+
+        // The survivor's own stream never noticed.
+        let mut last = survivor.next_of("assistant").await.id_number();
+        for _ in 0..20 {
+            let next = survivor.next().await.unwrap();
+            assert_eq!(next.id_number(), last + 1, "{next:?}");
+            last = next.id_number();
+        }
+        // New agents go to the survivor through nginx.
+        for _ in 0..2 {
+            let (status, _) = cluster
+                .post(
+                    cluster.balanced("/agent/start"),
+                    json!({"prompt": "@result hi"}),
+                )
+                .await;
+            assert_eq!(status, 200);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_one_instance_meets_holds_back_the_other() {
+    within(TEST_LIMIT, async {
+        let cluster = Cluster::start(&[]);
+        let limited = concat!(
+            "@line {\"type\":\"assistant\",\"error\":\"rate_limit\",\"api_error_status\":429,\"message\":{\"content\":[]}}\n",
+            "@line {\"type\":\"rate_limit_event\",\"rate_limit_info\":{\"status\":\"rejected\",\"resetsAt\":4102444800}}\n",
+            "@result-error limited"
+        );
+        let (reader, _) = cluster
+            .stream(cluster.at(0, "/agent/stream"), json!({"prompt": limited}))
+            .await;
+        reader.collect_all().await;
+        until("the other instance knows of the limit", TEST_LIMIT, || async {
+            let (status, _) = cluster
+                .post(cluster.at(1, "/agent/start"), json!({"prompt": "@result hi"}))
+                .await;
+            status == 429
+        })
+        .await;
+        let (status, refused) = cluster
+            .post(cluster.at(1, "/agent/start"), json!({"prompt": "@result hi"}))
+            .await;
+        assert_eq!(status, 429);
+        assert!(refused["detail"].as_str().unwrap().contains("rate limited"), "{refused}");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_action_for_an_instance_that_does_not_answer_is_a_504() {
+    within(TEST_LIMIT, async {
+        let cluster = Cluster::start(&[("PROXY_FORWARD_TIMEOUT_SECS", "1")]);
+        let (status, started) = cluster
+            .post(cluster.at(0, "/agent/start"), json!({"prompt": "@hang"}))
+            .await;
+        assert_eq!(status, 200);
+        let id = started["agent_id"].as_str().unwrap().to_owned();
+        cluster.instances[0].signal(Signal::SIGSTOP);
+        let (status, refused) = cluster
+            .post(cluster.at(1, &format!("/agent/stop/{id}")), json!({}))
+            .await;
+        cluster.instances[0].signal(Signal::SIGCONT);
+        assert_eq!(status, 504, "{refused}");
+        assert!(
+            refused["detail"]
+                .as_str()
+                .unwrap()
+                .contains("PROXY_FORWARD_TIMEOUT_SECS")
+        );
+        // Once it answers again, so does the action.
+        let (status, _) = cluster
+            .post(cluster.at(1, &format!("/agent/stop/{id}")), json!({}))
+            .await;
+        assert_eq!(status, 200);
+        let (_, detail) = cluster.get(cluster.at(1, &format!("/agent/{id}"))).await;
+        assert_eq!(detail["status"], "stopped");
+    })
+    .await;
+}
