@@ -473,3 +473,176 @@ async fn an_action_for_an_instance_that_does_not_answer_is_a_504() {
     })
     .await;
 }
+
+/// The real CLI on two instances with homes of their own: a session is a file in one of them,
+/// until the database carries it.
+#[tokio::test]
+async fn a_session_made_on_one_instance_is_resumed_on_the_other_with_its_earlier_turn() {
+    use support::anthropic::{Reply, StandIn};
+    within(TEST_LIMIT, async {
+        let standin = StandIn::start([
+            Reply::Text("Noted: your number is 7.".into()),
+            Reply::Text("It was 7.".into()),
+            Reply::Text("Still 7.".into()),
+        ])
+        .await;
+        let (dir, _database, instances) = real_pair(&standin, &[]);
+        let result_of = |events: &[SseEvent]| {
+            events
+                .iter()
+                .find(|e| e.kind() == "result")
+                .expect("a result")
+                .json()
+        };
+        let first = instances[0]
+            .stream("Remember the number 7.")
+            .await
+            .collect_all()
+            .await;
+        let session = result_of(&first)["session_id"].as_str().unwrap().to_owned();
+        let in_home = |name: &str| {
+            walk(&dir.path().join(format!("home-{name}/.claude/projects")))
+                .into_iter()
+                .any(|file| file.ends_with(format!("{session}.jsonl")))
+        };
+        assert!(
+            in_home("a") && !in_home("b"),
+            "the session is a file of a's alone"
+        );
+
+        let second = instances[1]
+            .stream_with(&json!({"prompt": "What was my number?", "session_id": session}))
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(complete_of(&second)["status"], "completed");
+        assert_eq!(
+            result_of(&second)["session_id"],
+            session.as_str(),
+            "resumed, not begun anew"
+        );
+        let requests = standin.requests();
+        let earlier = requests[1]["messages"].to_string();
+        assert!(
+            earlier.contains("Remember the number 7.")
+                && earlier.contains("Noted: your number is 7."),
+            "the earlier turn was sent again: {earlier}"
+        );
+
+        // And back: a's copy is older than b's second turn, so it is replaced.
+        let third = instances[0]
+            .stream_with(&json!({"prompt": "And now?", "session_id": session}))
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(complete_of(&third)["status"], "completed");
+        let latest = standin.requests()[2]["messages"].to_string();
+        assert!(
+            latest.contains("What was my number?") && latest.contains("It was 7."),
+            "{latest}"
+        );
+
+        // Another key cannot resume it, on either instance.
+        for instance in &instances {
+            let refused = instance
+                .client
+                .post(instance.url("/agent/stream"))
+                .bearer_auth("other-key-0123456789")
+                .json(&json!({"prompt": "mine now", "session_id": session}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(refused.status(), 403);
+        }
+    })
+    .await;
+}
+
+/// Two instances running the real CLI against `standin`, on a database of their own, with
+/// homes of their own and one workspace.
+fn real_pair(
+    standin: &support::anthropic::StandIn,
+    extra: &[(&str, &str)],
+) -> (tempfile::TempDir, TestDatabase, Vec<Proxy>) {
+    let database = TestDatabase::new();
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let url = database.url();
+    let instances = ["a", "b"]
+        .into_iter()
+        .map(|name| {
+            let home = dir.path().join(format!("home-{name}"));
+            std::fs::create_dir_all(&home).unwrap();
+            let mut env = vec![
+                ("PROXY_DATABASE_URL", url.as_str()),
+                ("PROXY_INSTANCE_ID", name),
+                ("PROXY_API_KEY", KEYS),
+            ];
+            env.extend_from_slice(extra);
+            support::real::start_proxy(standin, &home, &work, &env)
+        })
+        .collect();
+    (dir, database, instances)
+}
+
+#[tokio::test]
+async fn a_session_too_large_to_keep_is_resumed_only_where_it_was_made() {
+    use support::anthropic::{Reply, StandIn};
+    within(TEST_LIMIT, async {
+        let standin = StandIn::start([
+            Reply::Text("Noted.".into()),
+            Reply::Text("Here, yes.".into()),
+        ])
+        .await;
+        let (_dir, _database, instances) =
+            real_pair(&standin, &[("PROXY_MAX_SESSION_BYTES", "100")]);
+        let first = instances[0].stream("Remember 7.").await.collect_all().await;
+        let session = first.iter().find(|e| e.kind() == "result").unwrap().json()["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let refused = instances[1]
+            .post(
+                "/agent/stream",
+                &json!({"prompt": "there?", "session_id": session}),
+            )
+            .await;
+        assert_eq!(refused.status(), 409);
+        let detail = refused.json::<Value>().await.unwrap()["detail"].to_string();
+        assert!(
+            detail.contains("PROXY_MAX_SESSION_BYTES") && detail.contains("instance a"),
+            "{detail}"
+        );
+        let resumed = instances[0]
+            .stream_with(&json!({"prompt": "here?", "session_id": session}))
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(complete_of(&resumed)["status"], "completed");
+        assert_eq!(
+            standin.requests().len(),
+            2,
+            "the refused one reached no CLI"
+        );
+    })
+    .await;
+}
+
+/// Every file under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .flat_map(|entry| {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
