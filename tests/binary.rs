@@ -122,7 +122,12 @@ fn a_bad_setting_stops_start_up_with_one_line_naming_it() {
 fn a_port_in_use_is_said_plainly() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let output = command(&[("PROXY_PORT", &port)]).output().unwrap();
+    // Its data dir and workspace are made before it binds: in a place of the test's own.
+    let dir = tempfile::tempdir().unwrap();
+    let output = command(&[("PROXY_PORT", &port)])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(
@@ -254,6 +259,7 @@ async fn json_logs_when_asked() {
             ("CLAUDE_CLI_PATH", &cli),
             ("PROXY_LOG_FORMAT", "json"),
         ])
+        .current_dir(fake.dir.path())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
