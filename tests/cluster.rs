@@ -646,3 +646,43 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+#[tokio::test]
+async fn a_line_larger_than_the_log_reaches_only_readers_on_the_instance_that_runs_the_agent() {
+    within(TEST_LIMIT, async {
+        let cluster = Cluster::start(&[("PROXY_AGENT_LOG_BYTES", "20000")]);
+        let go = cluster.fake.dir.path().join("go");
+        let (mut here, id) = cluster
+            .stream(
+                cluster.at(0, "/agent/stream"),
+                json!({"prompt": format!(
+                    "@text before\n@wait-for {}\n@big 50000\n@text after\n@result done",
+                    go.display()
+                )}),
+            )
+            .await;
+        here.next_of("assistant").await;
+        let mut elsewhere = cluster
+            .events(cluster.at(1, &format!("/agent/{id}/events")), None)
+            .await;
+        elsewhere.next_of("assistant").await;
+        std::fs::write(&go, "").unwrap();
+
+        let here = here.collect_all().await;
+        let big = here
+            .iter()
+            .find(|e| e.kind() == "proxy_raw")
+            .expect("the big line, here");
+        assert_eq!(big.json()["line"].as_str().unwrap().len(), 50000);
+        let elsewhere = elsewhere.collect_all().await;
+        assert!(elsewhere.iter().all(|e| e.kind() != "proxy_raw"));
+        let gap = elsewhere
+            .iter()
+            .find(|e| e.event == "gap")
+            .expect("a gap, elsewhere");
+        assert_eq!(gap.json()["from"], big.id_number());
+        assert!(elsewhere.iter().any(|e| e.data.contains("after")));
+        assert_eq!(complete_of(&elsewhere)["status"], "completed");
+    })
+    .await;
+}

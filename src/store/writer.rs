@@ -111,8 +111,15 @@ impl<D: Db> Writer<D> {
         match op {
             Op::Events(agent_id, events, bytes) => {
                 let agent = pending.events.entry(agent_id).or_default();
-                agent.events.extend(events);
-                agent.bytes += bytes;
+                // A line larger than the whole log is not kept: in memory only its live readers
+                // get it, and a reader of the store is told of a gap where it was.
+                let limit = self.limits.agent_log_bytes;
+                let (kept, too_big): (Vec<Event>, Vec<Event>) =
+                    events.into_iter().partition(|e| e.data.len() <= limit);
+                let too_big: usize = too_big.iter().map(|e| e.data.len()).sum();
+                self.queued_bytes.fetch_sub(too_big, Ordering::Relaxed);
+                agent.events.extend(kept);
+                agent.bytes += bytes - too_big;
                 let mut freed = 0;
                 while agent.bytes > self.limits.agent_log_bytes && agent.events.len() > 1 {
                     let old = agent.events.pop_front().expect("more than one");
