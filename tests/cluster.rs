@@ -686,3 +686,43 @@ async fn a_line_larger_than_the_log_reaches_only_readers_on_the_instance_that_ru
     })
     .await;
 }
+
+#[test]
+fn the_cluster_deployment_is_a_compose_file_that_names_what_it_needs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = |env: &[(&str, &str)]| {
+        std::process::Command::new("docker-compose")
+            .args(["-f", "deploy/compose-cluster.yml", "config"])
+            .current_dir(root)
+            .env_remove("POSTGRES_PASSWORD")
+            .env_remove("PROXY_API_KEY")
+            .env_remove("CLAUDE_CODE_OAUTH_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .expect("docker-compose runs: run the tests with scripts/test, which installs it")
+    };
+    let output = config(&[
+        ("POSTGRES_PASSWORD", "pg-secret"),
+        ("PROXY_API_KEY", "client-key-0123456789"),
+        ("CLAUDE_CODE_OAUTH_TOKEN", "oauth-token"),
+    ]);
+    let resolved = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for expected in [
+        "postgres:16",
+        "nginx:1.27",
+        "PROXY_INSTANCE_ID: proxy-a",
+        "PROXY_INSTANCE_ID: proxy-b",
+        "PROXY_DATABASE_URL: postgres://claude:pg-secret@postgres:5432/claude",
+        "nginx-cluster.conf:/etc/nginx/conf.d/default.conf",
+    ] {
+        assert!(resolved.contains(expected), "{expected} in:\n{resolved}");
+    }
+    let unset = config(&[]);
+    assert!(!unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("set POSTGRES_PASSWORD"));
+}

@@ -1,6 +1,7 @@
-//! A real nginx in front of several proxies, round robin, as the cluster deployment runs it
-//! (`deploy/compose-cluster.yml`): Debian's package, which `scripts/test` installs, run in the
-//! foreground as one process with a configuration and a prefix of the test's own.
+//! A real nginx in front of several proxies, round robin, as the cluster deployment runs it:
+//! Debian's package, which `scripts/test` installs, run in the foreground as one process with
+//! a prefix of the test's own, and the deployment's own server block
+//! (`deploy/nginx-cluster.conf`) with the test's addresses in it.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -23,8 +24,22 @@ impl Nginx {
             .unwrap();
         let servers: String = upstreams
             .iter()
-            .map(|upstream| format!("        server {upstream};\n"))
+            .map(|upstream| format!("    server {upstream};\n"))
             .collect();
+        let deployed = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/nginx-cluster.conf"),
+        )
+        .unwrap();
+        let balancer = deployed
+            .replace(
+                "    server proxy-a:8000;\n    server proxy-b:8000;\n",
+                &servers,
+            )
+            .replace("listen 8000;", &format!("listen {addr};"));
+        assert_ne!(
+            balancer, deployed,
+            "the deployment's upstreams are where they were"
+        );
         let prefix = dir.path().display();
         let config = format!(
             "daemon off;
@@ -40,18 +55,7 @@ http {{
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    upstream proxies {{
-{servers}    }}
-    server {{
-        listen {addr};
-        client_max_body_size 16m;
-        location / {{
-            proxy_pass http://proxies;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_read_timeout 1h;
-        }}
-    }}
+{balancer}
 }}
 "
         );
