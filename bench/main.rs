@@ -379,7 +379,160 @@ async fn run_all() {
         }
     }
 
+    // 7. Past one machine: scenario 3 through nginx to two instances on PostgreSQL, beside one
+    // instance on SQLite; and the delay live events take through the other instance.
+    if wanted("7") {
+        several_instances(&mut report, scratch.path(), rounds_of(quick)).await;
+    }
+
     report.finish(&chart);
+}
+
+fn rounds_of(quick: bool) -> usize {
+    if quick { 1 } else { 3 }
+}
+
+/// Scenario 7. Needs PostgreSQL: `scripts/with-services cargo bench --bench proxy`.
+async fn several_instances(report: &mut Report, cwd: &Path, rounds: usize) {
+    let paced = "@lines 20 100 50\n@result";
+    let database = support::postgres::TestDatabase::new();
+    let url = database.url();
+    let mut instances = Vec::new();
+    for name in ["a", "b"] {
+        instances.push(
+            start_proxy_with(cwd, &[("PROXY_DATABASE_URL", &url), ("PROXY_INSTANCE_ID", name)])
+                .await,
+        );
+    }
+    let upstreams: Vec<_> = instances.iter().map(|p| p.addr).collect();
+    let nginx = support::nginx::Nginx::round_robin(&upstreams);
+    let balanced = nginx.url("");
+    let single = start_proxy(cwd).await;
+    let client = reqwest::Client::new();
+    let (mut cluster_p99s, mut single_p99s, mut cluster_rates, mut single_rates) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut failures = 0;
+    for _ in 0..rounds {
+        for (base, p99s, rates) in [
+            (&balanced, &mut cluster_p99s, &mut cluster_rates),
+            (&single.base, &mut single_p99s, &mut single_rates),
+        ] {
+            let started = Instant::now();
+            let runs = concurrent(1000, Polling::TaskEach, || {
+                stream(client.clone(), base.clone(), paced.to_owned())
+            })
+            .await;
+            rates.push(1000.0 / started.elapsed().as_secs_f64());
+            p99s.push(percentile(&runs.latencies, 0.99));
+            failures += runs.failures;
+        }
+    }
+    let (cluster_p99, single_p99) = (
+        median(cluster_p99s.into_iter()),
+        median(single_p99s.into_iter()),
+    );
+    report.row(
+        "7. 1,000 concurrent 20-line streams through nginx to two instances on PostgreSQL: p99",
+        ms(cluster_p99),
+        format!("{} (one on SQLite)", ms(single_p99)),
+        ratio(cluster_p99, single_p99),
+        "",
+        failures == 0,
+    );
+    let (cluster_rate, single_rate) = (median_f(cluster_rates), median_f(single_rates));
+    report.row(
+        "7. … throughput: streams finished per second; failed runs",
+        format!("{cluster_rate:.0}/s; {failures} failed"),
+        format!("{single_rate:.0}/s (one on SQLite)"),
+        cluster_rate / single_rate,
+        "0 failed",
+        failures == 0,
+    );
+    report.row(
+        "7. … peak RSS of each instance",
+        format!(
+            "a {:.1} MiB, b {:.1} MiB",
+            mib(instances[0].peak_rss()),
+            mib(instances[1].peak_rss())
+        ),
+        format!("{:.1} MiB (one on SQLite)", mib(single.peak_rss())),
+        f64::NAN,
+        "",
+        true,
+    );
+    drop(single);
+
+    let delays = cross_instance_delays(&instances[0], &instances[1], cwd, rounds * 4).await;
+    for (p, label, target) in [(0.5, "p50", ""), (0.99, "p99", "< 100 ms")] {
+        let delay = percentile(&delays, p);
+        report.row(
+            &format!(
+                "7. a live event read through the other instance, after its own instance's reader: {label}"
+            ),
+            ms(delay),
+            format!("({} events)", delays.len()),
+            f64::NAN,
+            target,
+            delay < Duration::from_millis(100),
+        );
+    }
+}
+
+/// For each event of `agents` agents that run on `runner`, how much later a reader on `other`
+/// got it than a reader on `runner`.
+async fn cross_instance_delays(
+    runner: &Proxy,
+    other: &Proxy,
+    cwd: &Path,
+    agents: usize,
+) -> Vec<Duration> {
+    use std::collections::HashMap;
+    let one = |n: usize| async move {
+        let go = cwd.join(format!("go-{n}-{}", uuid::Uuid::new_v4()));
+        let prompt = format!("@wait-for {}\n@lines 100 100 20\n@result", go.display());
+        let here = runner
+            .client
+            .post(runner.url("/agent/stream"))
+            .json(&json!({"prompt": prompt}))
+            .send()
+            .await
+            .unwrap();
+        let mut here = support::SseReader::new(here);
+        let id = here.next_of("agent").await.json()["agent_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let there = other
+            .client
+            .get(other.url(&format!("/agent/{id}/events")))
+            .send()
+            .await
+            .unwrap();
+        let mut there = support::SseReader::new(there);
+        there.next_of("agent").await;
+        std::fs::write(&go, "").unwrap();
+        let arrivals = |mut reader: support::SseReader| async move {
+            let mut seen = HashMap::new();
+            while let Some(event) = reader.next().await {
+                if event.kind() == "assistant" {
+                    seen.insert(event.id_number(), Instant::now());
+                }
+            }
+            seen
+        };
+        let (here, there) = tokio::join!(arrivals(here), arrivals(there));
+        assert_eq!(here.len(), 100, "the runner's reader got every line");
+        assert_eq!(there.len(), 100, "the other instance's reader got every line");
+        here.iter()
+            .map(|(id, at)| there[id].saturating_duration_since(*at))
+            .collect::<Vec<_>>()
+    };
+    // A few at a time, as a busy instance would have them.
+    futures_util::future::join_all((0..agents).map(one))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 const USER_LINE: &[u8] =
