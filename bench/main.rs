@@ -400,8 +400,11 @@ async fn several_instances(report: &mut Report, cwd: &Path, rounds: usize) {
     let mut instances = Vec::new();
     for name in ["a", "b"] {
         instances.push(
-            start_proxy_with(cwd, &[("PROXY_DATABASE_URL", &url), ("PROXY_INSTANCE_ID", name)])
-                .await,
+            start_proxy_with(
+                cwd,
+                &[("PROXY_DATABASE_URL", &url), ("PROXY_INSTANCE_ID", name)],
+            )
+            .await,
         );
     }
     let upstreams: Vec<_> = instances.iter().map(|p| p.addr).collect();
@@ -522,7 +525,11 @@ async fn cross_instance_delays(
         };
         let (here, there) = tokio::join!(arrivals(here), arrivals(there));
         assert_eq!(here.len(), 100, "the runner's reader got every line");
-        assert_eq!(there.len(), 100, "the other instance's reader got every line");
+        assert_eq!(
+            there.len(),
+            100,
+            "the other instance's reader got every line"
+        );
         here.iter()
             .map(|(id, at)| there[id].saturating_duration_since(*at))
             .collect::<Vec<_>>()

@@ -487,19 +487,12 @@ async fn a_session_made_on_one_instance_is_resumed_on_the_other_with_its_earlier
         ])
         .await;
         let (dir, _database, instances) = real_pair(&standin, &[]);
-        let result_of = |events: &[SseEvent]| {
-            events
-                .iter()
-                .find(|e| e.kind() == "result")
-                .expect("a result")
-                .json()
-        };
         let first = instances[0]
             .stream("Remember the number 7.")
             .await
             .collect_all()
             .await;
-        let session = result_of(&first)["session_id"].as_str().unwrap().to_owned();
+        let session = session_of(&first);
         let in_home = |name: &str| {
             walk(&dir.path().join(format!("home-{name}/.claude/projects")))
                 .into_iter()
@@ -510,17 +503,9 @@ async fn a_session_made_on_one_instance_is_resumed_on_the_other_with_its_earlier
             "the session is a file of a's alone"
         );
 
-        let second = instances[1]
-            .stream_with(&json!({"prompt": "What was my number?", "session_id": session}))
-            .await
-            .collect_all()
-            .await;
+        let second = resume(&instances[1], "What was my number?", &session).await;
         assert_eq!(complete_of(&second)["status"], "completed");
-        assert_eq!(
-            result_of(&second)["session_id"],
-            session.as_str(),
-            "resumed, not begun anew"
-        );
+        assert_eq!(session_of(&second), session, "resumed, not begun anew");
         let requests = standin.requests();
         let earlier = requests[1]["messages"].to_string();
         assert!(
@@ -530,11 +515,7 @@ async fn a_session_made_on_one_instance_is_resumed_on_the_other_with_its_earlier
         );
 
         // And back: a's copy is older than b's second turn, so it is replaced.
-        let third = instances[0]
-            .stream_with(&json!({"prompt": "And now?", "session_id": session}))
-            .await
-            .collect_all()
-            .await;
+        let third = resume(&instances[0], "And now?", &session).await;
         assert_eq!(complete_of(&third)["status"], "completed");
         let latest = standin.requests()[2]["messages"].to_string();
         assert!(
@@ -598,10 +579,7 @@ async fn a_session_too_large_to_keep_is_resumed_only_where_it_was_made() {
         let (_dir, _database, instances) =
             real_pair(&standin, &[("PROXY_MAX_SESSION_BYTES", "100")]);
         let first = instances[0].stream("Remember 7.").await.collect_all().await;
-        let session = first.iter().find(|e| e.kind() == "result").unwrap().json()["session_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let session = session_of(&first);
         let refused = instances[1]
             .post(
                 "/agent/stream",
@@ -614,11 +592,7 @@ async fn a_session_too_large_to_keep_is_resumed_only_where_it_was_made() {
             detail.contains("PROXY_MAX_SESSION_BYTES") && detail.contains("instance a"),
             "{detail}"
         );
-        let resumed = instances[0]
-            .stream_with(&json!({"prompt": "here?", "session_id": session}))
-            .await
-            .collect_all()
-            .await;
+        let resumed = resume(&instances[0], "here?", &session).await;
         assert_eq!(complete_of(&resumed)["status"], "completed");
         assert_eq!(
             standin.requests().len(),
@@ -627,6 +601,27 @@ async fn a_session_too_large_to_keep_is_resumed_only_where_it_was_made() {
         );
     })
     .await;
+}
+
+/// The session a run's result names.
+fn session_of(events: &[SseEvent]) -> String {
+    events
+        .iter()
+        .find(|e| e.kind() == "result")
+        .expect("a result")
+        .json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// A stream that resumes `session` on `instance`, read to its end.
+async fn resume(instance: &Proxy, prompt: &str, session: &str) -> Vec<SseEvent> {
+    instance
+        .stream_with(&json!({"prompt": prompt, "session_id": session}))
+        .await
+        .collect_all()
+        .await
 }
 
 /// Every file under `dir`.

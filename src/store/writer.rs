@@ -114,11 +114,15 @@ impl<D: Db> Writer<D> {
                 // A line larger than the whole log is not kept: in memory only its live readers
                 // get it, and a reader of the store is told of a gap where it was.
                 let limit = self.limits.agent_log_bytes;
-                let (kept, too_big): (Vec<Event>, Vec<Event>) =
-                    events.into_iter().partition(|e| e.data.len() <= limit);
-                let too_big: usize = too_big.iter().map(|e| e.data.len()).sum();
+                let mut too_big = 0;
+                agent.events.extend(events.into_iter().filter(|e| {
+                    let keep = e.data.len() <= limit;
+                    if !keep {
+                        too_big += e.data.len();
+                    }
+                    keep
+                }));
                 self.queued_bytes.fetch_sub(too_big, Ordering::Relaxed);
-                agent.events.extend(kept);
                 agent.bytes += bytes - too_big;
                 let mut freed = 0;
                 while agent.bytes > self.limits.agent_log_bytes && agent.events.len() > 1 {
