@@ -770,7 +770,9 @@ async fn start_memory_proxy(cwd: &Path) -> Proxy {
 
 async fn start_proxy_with(cwd: &Path, extra: &[(&str, &str)]) -> Proxy {
     static STARTED: AtomicUsize = AtomicUsize::new(0);
-    let cwd_text = cwd.display().to_string();
+    let work = cwd.join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let cwd_text = work.display().to_string();
     // A database of its own for each proxy: what one scenario left does not weigh on the next.
     let data = cwd
         .join(format!("data-{}", STARTED.fetch_add(1, Ordering::Relaxed)))

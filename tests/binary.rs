@@ -57,6 +57,7 @@ const SETTINGS: &[&str] = &[
     "PROXY_INSTANCE_TIMEOUT_SECS",
     "PROXY_FORWARD_TIMEOUT_SECS",
     "PROXY_MAX_SESSION_BYTES",
+    "PROXY_SANDBOX",
 ];
 
 /// A proxy running the fake CLI, with a short grace period.

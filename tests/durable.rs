@@ -483,3 +483,19 @@ fn a_postgresql_database_of_a_newer_version_is_refused_without_its_password() {
     );
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
+
+#[test]
+fn a_data_dir_inside_the_workdir_is_refused_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    let inside = work.join("data");
+    let stderr = refusal(&[
+        ("PROXY_DATA_DIR", inside.to_str().unwrap()),
+        ("CLAUDE_WORKDIR", work.to_str().unwrap()),
+    ]);
+    assert!(
+        stderr.contains("PROXY_DATA_DIR") && stderr.contains("inside CLAUDE_WORKDIR"),
+        "{stderr}"
+    );
+    assert!(!inside.exists(), "nothing was made there");
+}

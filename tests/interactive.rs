@@ -289,6 +289,18 @@ async fn an_interrupted_then_closed_agent_has_completed() {
 }
 
 /// A Bash command that creates a file, which the CLI asks before it runs.
+/// The workspace of the one key whose agents ran: with keys, each has its own under the
+/// workdir.
+fn key_workspace(setup: &RealSetup) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(&setup.work)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "one key, one workspace: {dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
 fn touch(file: &str) -> Reply {
     Reply::Bash(format!("touch {file}"))
 }
@@ -336,7 +348,7 @@ async fn an_approved_tool_runs_and_a_denied_one_does_not() {
         let (status, _) = answer(&setup, KEY, &id, "no-such-request", allow).await;
         assert_eq!(status, 404);
         until_line(&mut reader, "result").await;
-        assert!(setup.work.join("approved.txt").exists(), "the approved command ran");
+        assert!(key_workspace(&setup).join("approved.txt").exists(), "the approved command ran");
 
         send(&setup, &id, json!("Now make denied.txt.")).await;
         let asked = until_event(&mut reader, "permission_request").await;
@@ -349,7 +361,7 @@ async fn an_approved_tool_runs_and_a_denied_one_does_not() {
             "the tool_result carries the message: {tool_result}"
         );
         until_line(&mut reader, "result").await;
-        assert!(!setup.work.join("denied.txt").exists(), "the denied command did not run");
+        assert!(!key_workspace(&setup).join("denied.txt").exists(), "the denied command did not run");
         assert!(
             setup
                 .standin
@@ -399,8 +411,8 @@ async fn an_approval_with_updated_input_runs_the_changed_command() {
         let decision = until_event(&mut reader, "permission_decision").await;
         assert_eq!(decision["updated_input"]["command"], "touch changed.txt");
         until_line(&mut reader, "result").await;
-        assert!(setup.work.join("changed.txt").exists());
-        assert!(!setup.work.join("asked-for.txt").exists());
+        assert!(key_workspace(&setup).join("changed.txt").exists());
+        assert!(!key_workspace(&setup).join("asked-for.txt").exists());
         call(&setup, KEY, "POST", &format!("/agent/{id}/close"), None).await;
         reader.collect_all().await;
     })
@@ -429,7 +441,7 @@ async fn an_unanswered_approval_is_denied_at_the_timeout() {
         let (status, _) = answer(&setup, KEY, &id, request_id, json!({"behavior": "allow"})).await;
         assert_eq!(status, 409, "expired");
         until_line(&mut reader, "result").await;
-        assert!(!setup.work.join("never.txt").exists());
+        assert!(!key_workspace(&setup).join("never.txt").exists());
         call(&setup, KEY, "POST", &format!("/agent/{id}/close"), None).await;
         reader.collect_all().await;
     })
@@ -452,7 +464,7 @@ async fn an_answer_after_an_interrupt_cancelled_the_request_is_409() {
             answer(&setup, KEY, &id, request_id, json!({"behavior": "allow"})).await;
         assert_eq!(status, 409, "{body}");
         until_line(&mut reader, "result").await;
-        assert!(!setup.work.join("late.txt").exists());
+        assert!(!key_workspace(&setup).join("late.txt").exists());
         call(&setup, KEY, "POST", &format!("/agent/{id}/close"), None).await;
         reader.collect_all().await;
     })

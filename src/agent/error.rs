@@ -65,6 +65,13 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// A client's workspace or home cannot be made.
+    #[error("{} cannot be made: {source}", path.display())]
+    Workspace {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
     /// The database that instances share cannot be reached.
     #[error("the shared database cannot be reached: {0}; retry")]
     SharedStore(String),
@@ -98,7 +105,7 @@ impl Error {
             | Error::QueueFull { .. } => ErrorKind::TooMany,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::CliDidNotAnswer { .. } => ErrorKind::CliDidNotAnswer,
-            Error::CliUnavailable { .. } => ErrorKind::CliUnavailable,
+            Error::CliUnavailable { .. } | Error::Workspace { .. } => ErrorKind::CliUnavailable,
             Error::Elsewhere { kind, .. } => *kind,
             Error::InstanceDidNotAnswer { .. } => ErrorKind::InstanceDidNotAnswer,
             Error::SharedStore(_) => ErrorKind::SharedStore,

@@ -2,6 +2,7 @@
 //! that supervises the CLI while its lines become events.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -19,7 +20,7 @@ use super::events::EventMaker;
 use super::journal::Journal;
 use super::log::{EventLog, LogReader};
 use super::request::Run;
-use super::state::Core;
+use super::state::{Core, HOME_INSIDE};
 use super::status::StopReason;
 use super::stop::StopSignal;
 use super::table::{NewAgent, Place};
@@ -85,6 +86,10 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
         cwd: run.cwd.to_path_buf(),
         input,
         idle_paused: run.interactive.then_some(paused),
+        sandbox: match &core.settings.sandbox {
+            Some(sandbox) => Some((Arc::clone(sandbox), confinement(core, &run)?)),
+            None => None,
+        },
     };
     let spawning = Instant::now();
     let cli = process::spawn(spec, core.settings.limits).map_err(|err| {
@@ -168,6 +173,17 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
     })
 }
 
+/// What a sandboxed CLI is given of the host: its working directory, and its client's home.
+fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
+    Ok(process::Confinement {
+        cwd: run.cwd.to_path_buf(),
+        home: core.home_of(run.owner)?,
+        home_inside: PathBuf::from(HOME_INSIDE),
+        // Its sessions are in its home, whatever the operator's CLI uses.
+        unset: vec!["CLAUDE_CONFIG_DIR".to_owned()],
+    })
+}
+
 /// Puts a session's file where the CLI will read it, as the shared database keeps it, unless
 /// it is already there; a session too large to be kept is resumed only on its instance.
 async fn restore_session(
@@ -176,10 +192,10 @@ async fn restore_session(
     run: &Run,
     session: Uuid,
 ) -> Result<(), Error> {
-    let Some(config_dir) = core.settings.claude_config_dir.as_deref() else {
+    let Some(config_dir) = core.claude_config_dir(run.owner) else {
         return Ok(());
     };
-    let file = session_path(config_dir, &run.cwd, session);
+    let file = session_path(&config_dir, &run.cwd, session);
     match cluster.restore_session(session, file).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(NotHere::TooLarge { instance })) => Err(Error::Conflict(format!(

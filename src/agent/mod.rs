@@ -107,6 +107,7 @@ impl Agents {
             default_model: settings.default_model.as_deref(),
             policy: &settings.policy,
             client_approvals: settings.client_approvals,
+            workspace: self.core.workspace_of(owner)?,
         };
         request.check(context, |_| Ok(home))
     }
@@ -437,6 +438,11 @@ impl Agents {
     /// This instance, among those that share a database.
     pub fn instance_id(&self) -> &str {
         &self.core.settings.instance_id
+    }
+
+    /// Whether each CLI runs in a sandbox.
+    pub fn sandboxed(&self) -> bool {
+        self.core.settings.sandbox.is_some()
     }
 
     /// The agents holding a CLI process now.

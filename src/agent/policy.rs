@@ -94,6 +94,8 @@ pub struct Narrowing {
     pub max_turns: Option<u32>,
     pub append_system_prompt: Option<String>,
     pub cwd: Option<String>,
+    /// The client's own workspace, within CLAUDE_WORKDIR; None: CLAUDE_WORKDIR itself.
+    pub workspace: Option<Arc<Path>>,
 }
 
 /// The most an appended system prompt may hold.
@@ -203,9 +205,10 @@ impl ToolPolicy {
             args.push(format!("--append-system-prompt={prompt}"));
         }
 
+        let workspace = request.workspace.as_ref().unwrap_or(&self.workdir);
         let cwd = match &request.cwd {
-            None => Arc::clone(&self.workdir),
-            Some(cwd) => Arc::from(self.resolve_cwd(cwd)?),
+            None => Arc::clone(workspace),
+            Some(cwd) => Arc::from(resolve_cwd(cwd, workspace)?),
         };
         Ok(Applied { args, cwd })
     }
@@ -235,43 +238,7 @@ impl ToolPolicy {
 
     /// A working directory below CLAUDE_WORKDIR, once every symlink is followed.
     pub fn resolve_cwd(&self, cwd: &str) -> Result<PathBuf, Error> {
-        let forbidden = |why: &str| Error::Forbidden(format!("cwd: {why}"));
-        let path = Path::new(cwd);
-        if cwd.contains('\0') {
-            return Err(Error::InvalidField {
-                field: "cwd",
-                reason: "must not contain NUL characters".into(),
-            });
-        }
-        if path.is_absolute()
-            || path
-                .components()
-                .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
-        {
-            return Err(forbidden(
-                "must be relative to the agents' working directory (CLAUDE_WORKDIR)",
-            ));
-        }
-        let resolved = self
-            .workdir
-            .join(path)
-            .canonicalize()
-            .map_err(|_| Error::InvalidField {
-                field: "cwd",
-                reason: format!("{cwd} does not exist in the agents' working directory"),
-            })?;
-        if !resolved.starts_with(&self.workdir) {
-            return Err(forbidden(
-                "resolves outside the agents' working directory (CLAUDE_WORKDIR)",
-            ));
-        }
-        if !resolved.is_dir() {
-            return Err(Error::InvalidField {
-                field: "cwd",
-                reason: format!("{cwd} is not a directory"),
-            });
-        }
-        Ok(resolved)
+        resolve_cwd(cwd, &self.workdir)
     }
 }
 
@@ -316,6 +283,47 @@ pub fn parse_list(value: &str) -> Result<ToolList, String> {
         Some(bad) => Err(format!("{bad:?} is not a tool name or rule")),
         None => Ok(ToolList(items)),
     }
+}
+
+/// A working directory below `workspace` (CLAUDE_WORKDIR, or a client's own part of it), once
+/// every symlink is followed.
+fn resolve_cwd(cwd: &str, workspace: &Path) -> Result<PathBuf, Error> {
+    let forbidden = |why: &str| Error::Forbidden(format!("cwd: {why}"));
+    let path = Path::new(cwd);
+    if cwd.contains('\0') {
+        return Err(Error::InvalidField {
+            field: "cwd",
+            reason: "must not contain NUL characters".into(),
+        });
+    }
+    if path.is_absolute()
+        || path
+            .components()
+            .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
+    {
+        return Err(forbidden(
+            "must be relative to the agents' working directory (CLAUDE_WORKDIR)",
+        ));
+    }
+    let resolved = workspace
+        .join(path)
+        .canonicalize()
+        .map_err(|_| Error::InvalidField {
+            field: "cwd",
+            reason: format!("{cwd} does not exist in the agents' working directory"),
+        })?;
+    if !resolved.starts_with(workspace) {
+        return Err(forbidden(
+            "resolves outside the agents' working directory (CLAUDE_WORKDIR)",
+        ));
+    }
+    if !resolved.is_dir() {
+        return Err(Error::InvalidField {
+            field: "cwd",
+            reason: format!("{cwd} is not a directory"),
+        });
+    }
+    Ok(resolved)
 }
 
 #[cfg(test)]
@@ -365,6 +373,7 @@ mod tests {
             max_turns: Some(3),
             append_system_prompt: Some("Answer briefly.".into()),
             cwd: None,
+            workspace: None,
         };
         let applied = policy(dir.path()).apply(&request).unwrap();
         assert_eq!(

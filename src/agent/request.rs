@@ -129,6 +129,8 @@ pub struct Context<'a> {
     pub policy: &'a ToolPolicy,
     /// The operator lets clients answer tool approvals (PROXY_CLIENT_APPROVALS).
     pub client_approvals: bool,
+    /// The client's own workspace; None: CLAUDE_WORKDIR, shared.
+    pub workspace: Option<Arc<Path>>,
 }
 
 impl AgentRequest {
@@ -184,6 +186,7 @@ impl AgentRequest {
             max_turns: self.max_turns,
             append_system_prompt: self.append_system_prompt,
             cwd: self.cwd.clone(),
+            workspace: context.workspace,
         })?;
         // A session lives under the directory it was made in: resume it there.
         let session_cwd = match resume {
@@ -302,6 +305,7 @@ mod tests {
             default_model,
             policy: &policy,
             client_approvals: false,
+            workspace: None,
         };
         request.check(context, |_| Ok(None))
     }

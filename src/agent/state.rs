@@ -2,7 +2,7 @@
 //! book, the rate-limit gate, the log budget, the metrics and the tasks.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::cluster::Cluster;
+use super::error::Error;
+use super::keys::Client;
 use super::log::SharedBytes;
 use super::policy::ToolPolicy;
 use super::rate_limit::RateLimitGate;
@@ -51,11 +53,21 @@ pub struct Settings {
     pub cluster: Option<Arc<dyn Cluster>>,
     /// Longest an action waits for the instance that runs its agent.
     pub forward_timeout: Duration,
-    /// Where the CLI keeps its sessions' files (`$HOME/.claude`, or `CLAUDE_CONFIG_DIR`).
+    /// Where the CLI keeps its sessions' files (`$HOME/.claude`, or `CLAUDE_CONFIG_DIR`),
+    /// when it runs unconfined.
     pub claude_config_dir: Option<PathBuf>,
+    /// Each CLI runs in this sandbox; None: unconfined.
+    pub sandbox: Option<Arc<process::Sandbox>>,
+    /// Where each client's home is made for its sandboxed CLIs (`<PROXY_DATA_DIR>/homes`).
+    pub homes: PathBuf,
+    /// Each client key has a workspace of its own under the workdir.
+    pub workspace_per_key: bool,
     /// Client keys are set: a session the proxy does not know is nobody's to resume.
     pub known_sessions_only: bool,
 }
+
+/// Where a sandboxed CLI finds its home.
+pub const HOME_INSIDE: &str = "/home/agent";
 
 #[derive(Debug)]
 pub struct Core {
@@ -74,4 +86,38 @@ pub struct Core {
     pub shutdown: CancellationToken,
     /// Every agent's task, so a shutdown can wait until each CLI has been reaped.
     pub tasks: TaskTracker,
+}
+
+impl Core {
+    /// The client's own workspace, made when missing; None when clients share the workdir.
+    pub fn workspace_of(&self, owner: Client) -> Result<Option<Arc<Path>>, Error> {
+        let Client::Key(id) = owner else {
+            return Ok(None);
+        };
+        if !self.settings.workspace_per_key {
+            return Ok(None);
+        }
+        let dir = self.settings.policy.workdir.join(id.to_string());
+        made(dir).map(|dir| Some(Arc::from(dir)))
+    }
+
+    /// The client's home for its sandboxed CLIs, made when missing.
+    pub fn home_of(&self, owner: Client) -> Result<PathBuf, Error> {
+        made(self.settings.homes.join(owner.to_stored()))
+    }
+
+    /// Where the CLI of `owner` keeps its sessions' files, as the host sees them.
+    pub fn claude_config_dir(&self, owner: Client) -> Option<PathBuf> {
+        if self.settings.sandbox.is_some() {
+            return Some(self.settings.homes.join(owner.to_stored()).join(".claude"));
+        }
+        self.settings.claude_config_dir.clone()
+    }
+}
+
+fn made(dir: PathBuf) -> Result<PathBuf, Error> {
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => Ok(dir),
+        Err(source) => Err(Error::Workspace { path: dir, source }),
+    }
 }

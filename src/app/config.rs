@@ -201,6 +201,11 @@ pub struct Config {
     #[arg(long = "forward-timeout-secs", env = "PROXY_FORWARD_TIMEOUT_SECS", default_value = "10", value_parser = parse_positive_secs)]
     pub forward_timeout: Duration,
 
+    /// Each CLI in a bubblewrap sandbox: auto (when bwrap works here; else without, with a
+    /// warning), bwrap (refuse to start without it), or off.
+    #[arg(long = "sandbox", env = "PROXY_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
+    pub sandbox: SandboxMode,
+
     /// Largest session file the database keeps so that any instance can resume it; a larger
     /// session can be resumed only on its own instance (PostgreSQL only).
     #[arg(long = "max-session-bytes", env = "PROXY_MAX_SESSION_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = parse_positive)]
@@ -325,6 +330,14 @@ fn parse_positive_secs(value: &str) -> Result<Duration, String> {
         Ok(d) if !d.is_zero() => Ok(d),
         _ => Err("expected a number of seconds above 0 (such as 15 or 0.5)".into()),
     }
+}
+
+/// How the CLIs are confined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxMode {
+    Auto,
+    Bwrap,
+    Off,
 }
 
 fn parse_instance_id(value: &str) -> Result<String, String> {

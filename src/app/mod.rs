@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, lookup_host};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, one_line_error};
+pub use config::{Config, SandboxMode, one_line_error};
 
 use crate::agent::{self, Admission, Agents, ApiKeys, KeysError, Retention, ToolPolicy};
 use crate::http::{self, ApiState, ConnectionLimits};
@@ -42,8 +42,17 @@ pub enum StartupError {
     #[error("PROXY_DATA_DIR={} cannot be used: {source}", path.display())]
     DataDir { path: PathBuf, source: io::Error },
 
+    #[error(
+        "PROXY_DATA_DIR={} is inside CLAUDE_WORKDIR={}: the agents' tools could read every client's agents, sessions and events there; put it outside",
+        data_dir.display(), workdir.display()
+    )]
+    DataDirInWorkdir { data_dir: PathBuf, workdir: PathBuf },
+
     #[error(transparent)]
     Store(#[from] store::OpenError),
+
+    #[error("PROXY_SANDBOX=bwrap, but {0}; install it, or set PROXY_SANDBOX=auto or off")]
+    Sandbox(process::SandboxError),
 }
 
 /// The host name and a random suffix: instances on one host (or containers that share a name)
@@ -74,6 +83,39 @@ fn claude_config_dir(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Option
     var("CLAUDE_CONFIG_DIR").or_else(|| var("HOME").map(|home| home.join(".claude")))
 }
 
+/// The data dir, as absolute as it can be made (its links followed, once it exists).
+fn data_dir_of(config: &Config) -> PathBuf {
+    let absolute =
+        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
+    absolute.canonicalize().unwrap_or(absolute)
+}
+
+/// The sandbox the settings ask for, if it works here; with `auto`, why there is none.
+fn sandbox(
+    config: &Config,
+    data_dir: &std::path::Path,
+) -> Result<(Option<Arc<process::Sandbox>>, Option<process::SandboxError>), StartupError> {
+    if config.sandbox == SandboxMode::Off {
+        return Ok((None, None));
+    }
+    // What no sandbox shows, even where a directory holding it is shown.
+    let mut hidden = vec![data_dir.to_path_buf()];
+    hidden.extend(config.api_key_file.iter().cloned());
+    hidden.extend(std::env::current_exe().ok());
+    if let Some(Database::Sqlite(path)) = &config.database {
+        hidden.extend(std::path::absolute(path).ok());
+    }
+    let hidden = hidden
+        .into_iter()
+        .map(|path| path.canonicalize().unwrap_or(path))
+        .collect();
+    match (process::Sandbox::probe(hidden), config.sandbox) {
+        (Ok(sandbox), _) => Ok((Some(Arc::new(sandbox)), None)),
+        (Err(err), SandboxMode::Bwrap) => Err(StartupError::Sandbox(err)),
+        (Err(err), _) => Ok((None, Some(err))),
+    }
+}
+
 /// Why the server stopped other than by being told to.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -92,6 +134,9 @@ pub struct App {
     shutdown_timeout: Duration,
     /// Cancelled when the server shuts down: it stops accepting, and every agent stops.
     stopping: CancellationToken,
+    /// Why the CLIs run unconfined although the settings asked for a sandbox if it works: said
+    /// once the log is up.
+    no_sandbox: Option<process::SandboxError>,
 }
 
 impl App {
@@ -109,6 +154,10 @@ impl App {
                 path: config.workdir.clone(),
                 source,
             })?;
+        let data_dir = data_dir_of(&config);
+        if data_dir.starts_with(&workdir) {
+            return Err(StartupError::DataDirInWorkdir { data_dir, workdir });
+        }
         let metrics = Arc::new(Metrics::default());
         let retention = Retention {
             keep_for: config.agent_retention,
@@ -162,6 +211,7 @@ impl App {
                 Some(shared.store)
             }
         };
+        let (sandbox, no_sandbox) = sandbox(&config, &data_dir)?;
         let cli_env = Arc::new(child_environment(
             std::env::vars_os(),
             config.use_subscription,
@@ -201,6 +251,9 @@ impl App {
             cluster,
             forward_timeout: config.forward_timeout,
             claude_config_dir: claude_config_dir(&cli_env),
+            sandbox,
+            homes: data_dir.join("homes"),
+            workspace_per_key: keys.is_enabled(),
             known_sessions_only: keys.is_enabled(),
         };
         let stopping = CancellationToken::new();
@@ -218,6 +271,7 @@ impl App {
             },
             shutdown_timeout: config.shutdown_timeout,
             stopping,
+            no_sandbox,
         })
     }
 
@@ -229,6 +283,12 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        if let Some(why) = &self.no_sandbox {
+            tracing::warn!(
+                %why,
+                "the CLIs run without a sandbox (PROXY_SANDBOX=auto): a tool they run can see this server and other clients' files"
+            );
+        }
         let agents = self.state.agents.clone();
         let router = http::router(self.state.clone(), self.max_body_bytes);
         let mut server = tokio::spawn(http::serve(

@@ -37,6 +37,7 @@ pub async fn health(State(state): State<ApiState>) -> Json<Value> {
         "active_agents": state.agents.running(),
         "version": env!("CARGO_PKG_VERSION"),
         "instance_id": state.agents.instance_id(),
+        "sandbox": if state.agents.sandboxed() { "bwrap" } else { "off" },
         "cli": {
             "path": cli.as_deref().unwrap_or(state.agents.cli()),
             "found": cli.is_some(),

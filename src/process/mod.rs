@@ -8,6 +8,7 @@
 mod env;
 mod group;
 mod lines;
+mod sandbox;
 mod spawn;
 mod supervise;
 pub mod watchdog;
@@ -15,5 +16,6 @@ pub mod watchdog;
 pub use env::child_environment;
 pub use group::{ProcessGroup, signal_name};
 pub use lines::{Frame, LineReader};
+pub use sandbox::{Confinement, Sandbox, SandboxError};
 pub use spawn::{Input, Spec, spawn};
 pub use supervise::{Ending, Exit, Limits, Outcome, Spawned};

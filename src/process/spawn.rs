@@ -4,12 +4,14 @@ use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::process::{ChildStdin, Command};
 use tokio::sync::{mpsc, watch};
 
+use super::sandbox::{Confinement, Sandbox};
 use super::supervise::{InputLeft, Limits, Spawned};
 
 /// What to run.
@@ -18,11 +20,13 @@ pub struct Spec {
     pub program: PathBuf,
     pub args: Vec<String>,
     /// The child's whole environment: nothing else of the server's reaches it.
-    pub env: std::sync::Arc<Vec<(OsString, OsString)>>,
+    pub env: Arc<Vec<(OsString, OsString)>>,
     pub cwd: PathBuf,
     pub input: Input,
     /// While it holds true, the child may be silent for any time: the idle timeout waits.
     pub idle_paused: Option<watch::Receiver<bool>>,
+    /// Run inside this sandbox, given this of the host; None: as it is.
+    pub sandbox: Option<(Arc<Sandbox>, Confinement)>,
 }
 
 /// What the child reads on stdin.
@@ -38,10 +42,17 @@ pub enum Input {
 /// Starts the program as the leader of a new process group. Fails only when it cannot be
 /// started at all.
 pub fn spawn(spec: Spec, limits: Limits) -> io::Result<Spawned> {
-    let mut command = Command::new(&spec.program);
+    let (program, args): (PathBuf, Vec<OsString>) = match &spec.sandbox {
+        Some((sandbox, confinement)) => sandbox.command(&spec.program, &spec.args, confinement),
+        None => (
+            spec.program.clone(),
+            spec.args.iter().map(OsString::from).collect(),
+        ),
+    };
+    let mut command = Command::new(program);
     command
         .current_dir(&spec.cwd)
-        .args(&spec.args)
+        .args(&args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
@@ -68,6 +79,8 @@ pub fn spawn(spec: Spec, limits: Limits) -> io::Result<Spawned> {
         idle_paused: spec.idle_paused,
         limits,
         started,
+        // bwrap exits with 128 + the signal that ended its child.
+        signal_in_exit_code: spec.sandbox.is_some(),
     })
 }
 

@@ -115,6 +115,9 @@ pub struct Spawned {
     pub(super) idle_paused: Option<watch::Receiver<bool>>,
     pub(super) limits: Limits,
     pub(super) started: std::time::Instant,
+    /// Its exit code says which signal ended the program it ran (`128 + n`, as bwrap and
+    /// shells report it).
+    pub(super) signal_in_exit_code: bool,
 }
 
 /// The child's stdin, and what is still to be written to it.
@@ -174,7 +177,10 @@ impl Spawned {
         self.draining(&mut output, &mut termination, &mut on_lines)
             .await;
 
-        let exit = Exit::of(waited);
+        let mut exit = Exit::of(waited);
+        if let (true, Exit::Code(code @ 129..=192)) = (self.signal_in_exit_code, &exit) {
+            exit = Exit::Signal(code - 128);
+        }
         if let Exit::WaitFailed(why) = &exit {
             tracing::error!(pid = self.pid, %why, "could not learn how the CLI ended");
         }

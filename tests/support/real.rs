@@ -68,7 +68,10 @@ impl RealSetup {
 pub fn start_proxy(standin: &StandIn, home: &Path, work: &Path, extra: &[(&str, &str)]) -> Proxy {
     let cli = real_cli().display().to_string();
     let base = standin.base_url();
+    // Beside the workspace, never in it.
+    let data = work.with_file_name("data").display().to_string();
     let mut env = vec![
+        ("PROXY_DATA_DIR", data.as_str()),
         ("HOME", home.to_str().unwrap()),
         ("ANTHROPIC_BASE_URL", base.as_str()),
         ("ANTHROPIC_API_KEY", "stand-in-key"),
