@@ -24,9 +24,10 @@ RUN npm install --prefix /opt/claude-code --no-audit --no-fund --ignore-scripts 
 
 FROM debian:bookworm-slim
 # tini as PID 1 reaps tool processes orphaned inside the container; git and ripgrep are tools
-# the CLI uses; curl is for the health check.
+# the CLI uses; curl is for the health check; bubblewrap is each agent's sandbox (it needs
+# `--security-opt seccomp=deploy/seccomp-sandbox.json`, see the README).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends tini ca-certificates curl git ripgrep procps \
+ && apt-get install -y --no-install-recommends tini ca-certificates curl git ripgrep procps bubblewrap \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --create-home --uid 10001 claude \
  && mkdir -p /home/claude/workspace /home/claude/data \

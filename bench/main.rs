@@ -385,7 +385,68 @@ async fn run_all() {
         several_instances(&mut report, scratch.path(), rounds_of(quick)).await;
     }
 
+    // 8. The sandbox: what bubblewrap adds to each agent's start.
+    if wanted("8") {
+        sandbox_cost(&mut report, scratch.path(), if quick { 50 } else { 300 }).await;
+    }
+
     report.finish(&chart);
+}
+
+/// Scenario 8: request to first CLI line, one request at a time, through a proxy with the
+/// sandbox and one without, taking turns; and the spawn itself, as the proxy's metrics time it.
+async fn sandbox_cost(report: &mut Report, cwd: &Path, samples: usize) {
+    let confined = start_proxy_with(cwd, &[("PROXY_SANDBOX", "bwrap")]).await;
+    let open = start_proxy_with(cwd, &[("PROXY_SANDBOX", "off")]).await;
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let run = proxy_stream(&confined, "hi").await;
+        assert!(run.ok, "a sandboxed run failed");
+        with.push(run.first_line);
+        without.push(proxy_stream(&open, "hi").await.first_line);
+    }
+    let (spawn_with, spawn_without) = (mean_spawn_ms(&confined).await, mean_spawn_ms(&open).await);
+    report.row(
+        "8. spawning the CLI, mean: in the sandbox against without",
+        format!("{spawn_with:.2} ms"),
+        format!("{spawn_without:.2} ms (off)"),
+        spawn_with / spawn_without,
+        "",
+        true,
+    );
+    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+        let (a, b) = (percentile(&with, p), percentile(&without, p));
+        let added = a.as_secs_f64() * 1000.0 - b.as_secs_f64() * 1000.0;
+        report.row(
+            &format!("8. request to first CLI line, in the sandbox against without: {label}"),
+            format!("{} ({added:+.2} ms)", ms(a)),
+            format!("{} (off)", ms(b)),
+            ratio(a, b),
+            if p > 0.9 { "≤ +20 ms" } else { "" },
+            added <= 20.0,
+        );
+    }
+}
+
+/// The mean time the proxy took to spawn a CLI, from its metrics.
+async fn mean_spawn_ms(proxy: &Proxy) -> f64 {
+    let metrics = proxy
+        .client
+        .get(proxy.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    value("claude_proxy_spawn_seconds_sum") / value("claude_proxy_spawn_seconds_count") * 1000.0
 }
 
 fn rounds_of(quick: bool) -> usize {

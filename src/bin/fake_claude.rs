@@ -21,6 +21,7 @@
 //! @hang                    wait forever, silent
 //! @ignore-term             ignore SIGTERM from now on
 //! @grandchild              start `sleep` in the background, ignoring SIGTERM; prints its pid
+//! @escape SECS             start `sleep SECS` in a session of its own, ignoring SIGTERM
 //! @echo-stdin              a line holding the whole prompt
 //! @env                     a line holding the environment
 //! @exit N                  exit with code N now
@@ -332,6 +333,22 @@ impl<W: Write> Fake<W> {
             }
             // Never waited for on purpose: it must outlive this process, for the proxy to end.
             #[allow(clippy::zombie_processes)]
+            "@escape" => {
+                // A process in a session of its own, which ignores SIGTERM: out of the
+                // process group's reach.
+                let mut command = Command::new("sh");
+                command
+                    .args(["-c", &format!("trap '' TERM; exec sleep {arg}")])
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
+                // SAFETY: setsid is async-signal-safe, and nothing else runs before exec.
+                unsafe {
+                    use std::os::unix::process::CommandExt;
+                    command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
+                }
+                command.spawn().expect("sh starts");
+            }
             "@grandchild" => {
                 let child = Command::new("sh")
                     .args(["-c", "trap '' TERM; exec sleep 3600"])

@@ -83,6 +83,11 @@ impl StandIn {
         format!("http://{}", self.addr)
     }
 
+    /// Adds replies after those still scripted.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.script.lock().unwrap().replies.extend(replies);
+    }
+
     /// The bodies of every /v1/messages request so far.
     pub fn requests(&self) -> Vec<Value> {
         self.script.lock().unwrap().requests.clone()

@@ -1,0 +1,429 @@
+//! Agents in a sandbox, with the real CLI running what the model asks (`CLAUDE_ALLOWED_TOOLS=
+//! Bash`): a tool sees its agent's workspace and its key's home, and nothing of the proxy, its
+//! keys or other clients. The same probe with `PROXY_SANDBOX=off` shows every leak, so it is
+//! the sandbox that does the work.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use support::anthropic::{Reply, StandIn};
+use support::proxy::Proxy;
+use support::sse::complete_of;
+use support::{SseEvent, TEST_LIMIT, within};
+
+const KEY: &str = "sandbox-key-a-0123456789";
+const OTHER_KEY: &str = "sandbox-key-b-0123456789";
+/// A marker in the proxy's own environment, which a tool must not be able to read.
+const MARKER: &str = "PROXY_SECRET_MARKER_7f3a";
+/// A process a tool leaves behind in a session of its own, found by its argument.
+const LEFT_BEHIND: &str = "1717.5";
+
+/// A proxy running the real CLI with Bash allowed, keys from a file, and a data dir and key
+/// file beside its workdir.
+struct Site {
+    standin: StandIn,
+    proxy: Proxy,
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    async fn start(sandbox: &str, replies: Vec<Reply>) -> Self {
+        let standin = StandIn::start(replies).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (home, work) = (dir.path().join("home"), dir.path().join("work"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::write(&keys, format!("{KEY}\n{OTHER_KEY}\n")).unwrap();
+        let keys = keys.display().to_string();
+        let proxy = support::real::start_proxy(
+            &standin,
+            &home,
+            &work,
+            &[
+                ("PROXY_SANDBOX", sandbox),
+                ("PROXY_API_KEY_FILE", &keys),
+                ("CLAUDE_ALLOWED_TOOLS", "Bash"),
+                (MARKER, "1"),
+                ("PROXY_STOP_GRACE_SECS", "1"),
+            ],
+        );
+        Self {
+            standin,
+            proxy,
+            dir,
+        }
+    }
+
+    async fn stream(&self, key: &str, body: Value) -> Vec<SseEvent> {
+        let response = self
+            .proxy
+            .client
+            .post(self.proxy.url("/agent/stream"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{:?}", response.text().await);
+        support::SseReader::new(response).collect_all().await
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+}
+
+/// The workspaces under the workdir, one per key that has run an agent.
+fn workspaces(work: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(work)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn session_of(events: &[SseEvent]) -> String {
+    events
+        .iter()
+        .find(|e| e.kind() == "result")
+        .expect("a result")
+        .json()["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Pids of the host's processes whose command line holds `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// What one probe found: each leak it could make, by name.
+#[derive(Debug, PartialEq, Eq)]
+struct Found {
+    leaks: Vec<&'static str>,
+    left_behind: bool,
+}
+
+/// Runs, as key A's agent, a Bash command that tries each leak, after key B has made a
+/// session and a file of its own; returns what the tool saw, and whether what it left
+/// behind outlived the agent.
+async fn probe(sandbox: &str) -> Found {
+    let site = Site::start(sandbox, vec![Reply::Text("B's turn.".into())]).await;
+    // Key B: a session, and a file in its workspace.
+    let b = site
+        .stream(OTHER_KEY, json!({"prompt": "Remember B."}))
+        .await;
+    let b_session = session_of(&b);
+    let b_workspace = workspaces(&site.work()).pop().expect("B's workspace");
+    std::fs::write(b_workspace.join("b-secret.txt"), "B's secret").unwrap();
+
+    let proxy_pid = site.proxy.pid();
+    let keys = site.dir.path().join("keys");
+    let checks = [
+        (
+            "environ",
+            format!("tr '\\0' '\\n' < /proc/{proxy_pid}/environ | grep -q {MARKER}"),
+        ),
+        ("find-proxy", format!("test -e /proc/{proxy_pid}/cmdline")),
+        ("signal", format!("kill -0 {proxy_pid}")),
+        ("key-file", format!("grep -q {KEY} {}", keys.display())),
+        (
+            "data-dir",
+            format!("ls -A {} | grep -q .", site.data().display()),
+        ),
+        (
+            "other-sessions",
+            format!("ls -R \"$HOME\"/.claude/projects 2>/dev/null | grep -q {b_session}"),
+        ),
+        (
+            "other-workspace",
+            format!("cat {}", b_workspace.join("b-secret.txt").display()),
+        ),
+    ];
+    let mut command = format!("setsid sleep {LEFT_BEHIND} </dev/null >/dev/null 2>&1 &\n");
+    for (name, check) in &checks {
+        command.push_str(&format!(
+            "if {check} >/dev/null 2>&1; then echo LEAK:{name}; fi\n"
+        ));
+    }
+    command.push_str("echo PROBED");
+    site.standin
+        .push([Reply::Bash(command), Reply::Text("Probed.".into())]);
+
+    let a = site.stream(KEY, json!({"prompt": "Look around."})).await;
+    assert_eq!(complete_of(&a)["status"], "completed");
+    let tool_result = site
+        .standin
+        .texts_received()
+        .into_iter()
+        .find(|t| t.contains("PROBED"))
+        .expect("the probe ran and its output reached the API");
+    let leaks = checks
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| tool_result.contains(&format!("LEAK:{name}")))
+        .collect();
+    let left = processes_with(&format!("sleep {LEFT_BEHIND}"));
+    for pid in &left {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(*pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
+    Found {
+        leaks,
+        left_behind: !left.is_empty(),
+    }
+}
+
+#[tokio::test]
+async fn in_the_sandbox_a_tool_sees_nothing_of_the_proxy_its_keys_or_other_clients() {
+    within(TEST_LIMIT, async {
+        assert_eq!(
+            probe("bwrap").await,
+            Found {
+                leaks: vec![],
+                left_behind: false
+            }
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_the_sandbox_the_same_tool_sees_all_of_it() {
+    within(TEST_LIMIT, async {
+        assert_eq!(
+            probe("off").await,
+            Found {
+                leaks: vec![
+                    "environ",
+                    "find-proxy",
+                    "signal",
+                    "key-file",
+                    "data-dir",
+                    "other-sessions",
+                    "other-workspace"
+                ],
+                left_behind: true
+            }
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_resumes_within_its_key_in_the_sandbox_and_health_says_so() {
+    within(TEST_LIMIT, async {
+        let site = Site::start(
+            "bwrap",
+            vec![
+                Reply::Text("Noted: 7.".into()),
+                Reply::Text("It was 7.".into()),
+            ],
+        )
+        .await;
+        let health: Value = site
+            .proxy
+            .client
+            .get(site.proxy.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["sandbox"], "bwrap");
+        let first = site.stream(KEY, json!({"prompt": "Remember 7."})).await;
+        let session = session_of(&first);
+        let second = site
+            .stream(
+                KEY,
+                json!({"prompt": "What was it?", "session_id": session}),
+            )
+            .await;
+        assert_eq!(complete_of(&second)["status"], "completed");
+        assert_eq!(session_of(&second), session);
+        let earlier = site.standin.requests()[1]["messages"].to_string();
+        assert!(
+            earlier.contains("Remember 7.") && earlier.contains("Noted: 7."),
+            "{earlier}"
+        );
+    })
+    .await;
+}
+
+/// A proxy running the fake CLI itself (no wrapper script: the sandbox shows the program's
+/// directory read-only) in the sandbox.
+fn fake_in_sandbox(dir: &Path, extra: &[(&str, &str)]) -> Proxy {
+    let work = dir.join("work");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&work).unwrap();
+    let cli = support::fake_cli().display().to_string();
+    let (work, data) = (work.display().to_string(), data.display().to_string());
+    let mut env = vec![
+        ("PROXY_SANDBOX", "bwrap"),
+        ("CLAUDE_CLI_PATH", cli.as_str()),
+        ("CLAUDE_WORKDIR", work.as_str()),
+        ("PROXY_DATA_DIR", data.as_str()),
+        ("PROXY_STOP_GRACE_SECS", "1"),
+    ];
+    env.extend_from_slice(extra);
+    Proxy::start(dir, &env)
+}
+
+/// Starts an agent that leaves `sleep TAG` behind in a session of its own, and waits until it
+/// has (the process is there, on the host).
+async fn leave_behind(proxy: &Proxy, tag: &str, detach: bool) -> (String, support::SseReader) {
+    let mut reader = proxy
+        .stream_with(&json!({
+            "prompt": format!("@escape {tag}\n@text ready\n@hang"),
+            "detach_on_disconnect": detach,
+        }))
+        .await;
+    let id = reader.next_of("agent").await.json()["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    reader.next_of("assistant").await;
+    assert_eq!(
+        processes_with(&format!("sleep {tag}")).len(),
+        1,
+        "{tag} was left behind"
+    );
+    (id, reader)
+}
+
+async fn gone(tag: &str) {
+    let needle = format!("sleep {tag}");
+    support::until(&format!("{needle} is gone"), TEST_LIMIT, || {
+        let left = processes_with(&needle);
+        async move { left.is_empty() }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn stop_timeout_disconnect_and_shutdown_end_everything_in_the_sandbox() {
+    within(TEST_LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut proxy = fake_in_sandbox(dir.path(), &[("PROXY_AGENT_TIMEOUT_SECS", "3")]);
+
+        let (id, reader) = leave_behind(&proxy, "4001.1", true).await;
+        let stopped = proxy.post(&format!("/agent/stop/{id}"), &json!({})).await;
+        assert_eq!(stopped.status(), 200);
+        assert_eq!(
+            complete_of(&reader.collect_all().await)["status"],
+            "stopped"
+        );
+        assert!(
+            processes_with("sleep 4001.1").is_empty(),
+            "gone by the time stop answers"
+        );
+
+        let (_, reader) = leave_behind(&proxy, "4001.2", false).await;
+        let ended = reader.collect_all().await;
+        assert_eq!(complete_of(&ended)["status"], "timed_out");
+        assert!(
+            processes_with("sleep 4001.2").is_empty(),
+            "gone by `complete`"
+        );
+
+        let (_, reader) = leave_behind(&proxy, "4001.3", false).await;
+        drop(reader);
+        gone("4001.3").await;
+
+        let (_, _reader) = leave_behind(&proxy, "4001.4", true).await;
+        let status = proxy.terminate().await.unwrap();
+        assert!(status.success());
+        assert!(
+            processes_with("sleep 4001.4").is_empty(),
+            "gone when the proxy exits"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_watchdog_ends_the_sandbox_when_the_proxy_is_killed() {
+    within(TEST_LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut proxy = fake_in_sandbox(dir.path(), &[]);
+        let (_, _reader) = leave_behind(&proxy, "4002.1", true).await;
+        proxy.signal(nix::sys::signal::Signal::SIGKILL);
+        proxy.exited().await;
+        gone("4002.1").await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn without_bubblewrap_bwrap_refuses_to_start_and_auto_starts_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty-path");
+    std::fs::create_dir_all(&empty).unwrap();
+    let run = |mode: &str| {
+        support::proxy::command(&[
+            ("PROXY_SANDBOX", mode),
+            ("PATH", empty.to_str().unwrap()),
+            ("PROXY_PORT", "0"),
+            ("CLAUDE_WORKDIR", dir.path().join("work").to_str().unwrap()),
+            ("PROXY_DATA_DIR", dir.path().join("data").to_str().unwrap()),
+        ])
+    };
+    let refused = run("bwrap").output().unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("PROXY_SANDBOX=bwrap") && stderr.contains("bubblewrap"),
+        "{stderr}"
+    );
+
+    let proxy = Proxy::start(
+        dir.path(),
+        &[
+            ("PROXY_SANDBOX", "auto"),
+            ("PATH", empty.to_str().unwrap()),
+            ("CLAUDE_WORKDIR", dir.path().join("work").to_str().unwrap()),
+            ("PROXY_DATA_DIR", dir.path().join("data").to_str().unwrap()),
+        ],
+    );
+    support::eventually("the warning is logged", TEST_LIMIT, || {
+        let log = proxy.log().join("\n");
+        log.contains("without a sandbox") && log.contains("not installed")
+    })
+    .await;
+    let health: Value = proxy
+        .client
+        .get(proxy.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["sandbox"], "off");
+}
