@@ -349,6 +349,8 @@ impl<W: Write> Fake<W> {
                 }
                 command.spawn().expect("sh starts");
             }
+            // Never waited for on purpose: it must outlive this process, for the proxy to end.
+            #[allow(clippy::zombie_processes)]
             "@grandchild" => {
                 let child = Command::new("sh")
                     .args(["-c", "trap '' TERM; exec sleep 3600"])
