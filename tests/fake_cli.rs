@@ -523,8 +523,10 @@ async fn a_missing_cli_gives_503_saying_how_to_fix_it() {
         ] {
             assert!(detail.contains(needle), "{needle} in {detail}");
         }
-        let health = server.health().await;
-        assert_eq!(health["status"], "degraded");
+        let response = server.get("/health").await;
+        assert_eq!(response.status(), 503, "a container's health check says so");
+        let health: Value = response.json().await.unwrap();
+        assert_eq!(health["status"], "unavailable");
         assert_eq!(health["cli"]["found"], false);
         assert_eq!(health["active_agents"], 0);
 
@@ -775,6 +777,62 @@ async fn bad_requests_get_a_json_4xx_and_spawn_nothing() {
         let events = server.stream_all("hi").await;
         assert_eq!(complete_of(&events)["status"], "completed");
         assert_eq!(server.fake.runs(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_says_whether_the_cli_is_logged_in_and_warns_of_a_login_about_to_expire() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let work = fake.dir.path().join("work").display().to_string();
+        let start = |env: &[(&str, &str)]| {
+            let mut all = vec![
+                ("CLAUDE_CLI_PATH", cli.as_str()),
+                ("CLAUDE_WORKDIR", work.as_str()),
+            ];
+            all.extend_from_slice(env);
+            support::Proxy::start(fake.dir.path(), &all)
+        };
+        let health = |proxy: &support::Proxy| {
+            let request = proxy.client.get(proxy.url("/health"));
+            async move {
+                let response = request.send().await.unwrap();
+                (
+                    response.status().as_u16(),
+                    response.json::<Value>().await.unwrap(),
+                )
+            }
+        };
+
+        let (status, body) = health(&start(&[])).await;
+        assert_eq!((status, &body["status"]), (200, &json!("ok")));
+        assert_eq!(body["cli"]["logged_in"], true);
+        assert_eq!(body["cli"]["auth_method"], "api_key");
+
+        let (status, body) = health(&start(&[("FAKE_CLAUDE_LOGGED_OUT", "1")])).await;
+        assert_eq!((status, &body["status"]), (503, &json!("unavailable")));
+        assert_eq!(body["cli"]["found"], true);
+        assert_eq!(body["cli"]["logged_in"], false);
+        assert_eq!(body["cli"]["auth_method"], "none");
+
+        let soon = (chrono::Utc::now() + chrono::Duration::hours(3))
+            .timestamp_millis()
+            .to_string();
+        let proxy = start(&[("FAKE_CLAUDE_LOGIN_EXPIRES_AT", &soon)]);
+        let (status, body) = health(&proxy).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["cli"]["auth_method"], "claude.ai");
+        assert!(body["cli"]["login_expires_at"].is_string(), "{body}");
+        support::eventually("the warning is logged", TEST_LIMIT, || {
+            proxy
+                .log()
+                .iter()
+                .any(|l| l.contains("expires within a day"))
+        })
+        .await;
+        assert_eq!(fake.runs(), 0, "asking is not a run");
     })
     .await;
 }

@@ -30,10 +30,18 @@ struct Site {
 
 impl Site {
     async fn start(sandbox: &str, replies: Vec<Reply>) -> Self {
+        Self::start_with_login(sandbox, replies, None).await
+    }
+
+    /// With `login` as the operator's stored login (`~/.claude/.credentials.json`).
+    async fn start_with_login(sandbox: &str, replies: Vec<Reply>, login: Option<&str>) -> Self {
         let standin = StandIn::start(replies).await;
         let dir = tempfile::tempdir().unwrap();
         let (home, work) = (dir.path().join("home"), dir.path().join("work"));
-        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(home.join(".claude")).unwrap();
+        if let Some(login) = login {
+            std::fs::write(home.join(".claude/.credentials.json"), login).unwrap();
+        }
         std::fs::create_dir_all(&work).unwrap();
         let keys = dir.path().join("keys");
         std::fs::write(&keys, format!("{KEY}\n{OTHER_KEY}\n")).unwrap();
@@ -271,6 +279,28 @@ async fn a_session_resumes_within_its_key_in_the_sandbox_and_health_says_so() {
             earlier.contains("Remember 7.") && earlier.contains("Noted: 7."),
             "{earlier}"
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_operators_stored_login_is_the_sandboxed_clis_login() {
+    within(TEST_LIMIT, async {
+        let login = r#"{"claudeAiOauth":{"accessToken":"operator-login-7c1f"}}"#;
+        let site = Site::start_with_login("bwrap", vec![], Some(login)).await;
+        site.standin.push([
+            Reply::Bash("cat \"$HOME/.claude/.credentials.json\"; echo READ".into()),
+            Reply::Text("Read.".into()),
+        ]);
+        let events = site.stream(KEY, json!({"prompt": "Read it."})).await;
+        assert_eq!(complete_of(&events)["status"], "completed");
+        let tool_result = site
+            .standin
+            .texts_received()
+            .into_iter()
+            .find(|t| t.contains("READ"))
+            .expect("the command ran and its output reached the API");
+        assert!(tool_result.contains("operator-login-7c1f"), "{tool_result}");
     })
     .await;
 }

@@ -179,6 +179,12 @@ fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
         cwd: run.cwd.to_path_buf(),
         home: core.home_of(run.owner)?,
         home_inside: PathBuf::from(HOME_INSIDE),
+        login_file: core
+            .settings
+            .claude_config_dir
+            .as_ref()
+            .map(|dir| dir.join(".credentials.json"))
+            .filter(|file| file.is_file()),
         // Its sessions are in its home, whatever the operator's CLI uses.
         unset: vec!["CLAUDE_CONFIG_DIR".to_owned()],
     })

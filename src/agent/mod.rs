@@ -13,6 +13,7 @@ mod json_line;
 mod keys;
 mod launch;
 mod log;
+mod login;
 mod message;
 mod policy;
 mod rate_limit;
@@ -43,6 +44,7 @@ pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
 pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
 pub use launch::Launched;
 pub use log::{LogReader, Read};
+pub use login::CliLogin;
 pub use message::{MessageContent, MessageRequest};
 pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use reader::{EventReader, RemoteReader};
@@ -81,6 +83,7 @@ impl Agents {
                 settings,
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
+                login: login::LoginCache::default(),
                 all_logs,
                 metrics,
                 shutdown,

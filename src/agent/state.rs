@@ -79,6 +79,8 @@ pub struct Core {
     pub table: Arc<AgentTable>,
     pub sessions: Mutex<SessionBook>,
     pub rate_limit: RateLimitGate,
+    /// What the CLI last said of its login.
+    pub login: super::login::LoginCache,
     /// The bytes held by all agents' logs (and kept results) together.
     pub all_logs: SharedBytes,
     pub metrics: Arc<Metrics>,

@@ -299,6 +299,13 @@ impl App {
             self.stopping.clone(),
         ));
 
+        // Whether the CLI is logged in, asked once now: /health has it at hand, and a login
+        // about to expire is warned of at start.
+        tokio::spawn({
+            let agents = agents.clone();
+            async move { agents.cli_login().await }
+        });
+
         // Actions other instances forward for the agents that run here.
         tokio::spawn({
             let (agents, stopping) = (agents.clone(), self.stopping.clone());

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! The `init` line carries `argv`, the pid and the prompt's size, so tests can check what the
-//! proxy ran.
+//! proxy ran. `fake-claude auth status` answers as the real CLI does (see `auth_status`).
 
 use std::io::{self, BufRead, BufWriter, Read, Write};
 use std::process::{Command, Stdio};
@@ -40,6 +40,10 @@ use serde_json::json;
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1..3) == Some(&["auth".to_owned(), "status".to_owned()][..]) {
+        auth_status();
+        return;
+    }
     let streaming = argv
         .windows(2)
         .any(|w| w[0] == "--input-format" && w[1] == "stream-json");
@@ -82,6 +86,22 @@ fn main() {
         out.flush();
     }
     out.flush();
+}
+
+/// `auth status`, as the real CLI answers it: logged in with an API key, unless
+/// FAKE_CLAUDE_LOGGED_OUT is set, or with a stored login that expires at
+/// FAKE_CLAUDE_LOGIN_EXPIRES_AT (milliseconds since 1970).
+fn auth_status() {
+    let expires = std::env::var("FAKE_CLAUDE_LOGIN_EXPIRES_AT").ok();
+    let status = if std::env::var_os("FAKE_CLAUDE_LOGGED_OUT").is_some() {
+        json!({"loggedIn": false, "authMethod": "none", "apiProvider": "firstParty", "loginExpiresAt": null})
+    } else if let Some(expires) = expires {
+        json!({"loggedIn": true, "authMethod": "claude.ai", "apiProvider": "firstParty",
+            "loginExpiresAt": expires.parse::<u64>().unwrap_or(0)})
+    } else {
+        json!({"loggedIn": true, "authMethod": "api_key", "apiProvider": "firstParty", "loginExpiresAt": null})
+    };
+    println!("{status}");
 }
 
 /// `--input-format stream-json`: each user line on stdin is a turn (its text's `@` commands, as

@@ -17,8 +17,16 @@ use crate::agent::{
     PermissionAnswer, StopReason,
 };
 
-pub async fn health(State(state): State<ApiState>) -> Json<Value> {
+/// 200 while the CLI can be found and is logged in (an API key it is given counts), else 503,
+/// so that a container's health check says so. A store that failed to write in the last
+/// minute makes it `degraded`, still 200: streams go on.
+pub async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
     let cli = state.agents.find_cli();
+    let login = match cli {
+        Some(_) => state.agents.cli_login().await,
+        None => None,
+    };
+    let logged_in = login.as_ref().is_some_and(|l| l.logged_in);
     let storage = state.agents.storage();
     let storage_ok = storage.as_ref().is_none_or(|s| s.error.is_none());
     let storage = match storage {
@@ -31,8 +39,14 @@ pub async fn health(State(state): State<ApiState>) -> Json<Value> {
         }
         None => json!({"kind": "memory", "ok": true}),
     };
-    Json(json!({
-        "status": if cli.is_some() && storage_ok { "ok" } else { "degraded" },
+    let usable = cli.is_some() && logged_in;
+    let status = match (usable, storage_ok) {
+        (false, _) => "unavailable",
+        (true, false) => "degraded",
+        (true, true) => "ok",
+    };
+    let body = json!({
+        "status": status,
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "active_agents": state.agents.running(),
         "version": env!("CARGO_PKG_VERSION"),
@@ -41,9 +55,18 @@ pub async fn health(State(state): State<ApiState>) -> Json<Value> {
         "cli": {
             "path": cli.as_deref().unwrap_or(state.agents.cli()),
             "found": cli.is_some(),
+            "logged_in": logged_in,
+            "auth_method": login.as_ref().map(|l| l.auth_method.as_str()),
+            "login_expires_at": login.as_ref().and_then(|l| l.login_expires_at),
         },
         "storage": storage,
-    }))
+    });
+    let code = if usable {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body))
 }
 
 /// Every metric, in the Prometheus text format.

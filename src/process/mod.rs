@@ -5,6 +5,7 @@
 //! This is a leaf: it knows nothing of HTTP, agents or clients. It runs a program and reports
 //! what happened.
 
+mod brief;
 mod env;
 mod group;
 mod lines;
@@ -13,6 +14,7 @@ mod spawn;
 mod supervise;
 pub mod watchdog;
 
+pub use brief::{Brief, run_briefly};
 pub use env::child_environment;
 pub use group::{ProcessGroup, signal_name};
 pub use lines::{Frame, LineReader};

@@ -36,6 +36,10 @@ pub struct Confinement {
     /// Its home: a directory of the host, shown writable at `inside`, where `HOME` points.
     pub home: PathBuf,
     pub home_inside: PathBuf,
+    /// The operator's stored login (`.credentials.json`), shown writable in the home's
+    /// `.claude`, so that a CLI logged in with `claude login` is logged in here too, and its
+    /// refreshed token is the operator's.
+    pub login_file: Option<PathBuf>,
     /// Variables of its environment that name places of the host it does not have.
     pub unset: Vec<String>,
 }
@@ -59,6 +63,7 @@ impl Sandbox {
             cwd: scratch.clone(),
             home: scratch,
             home_inside: PathBuf::from("/home/agent"),
+            login_file: None,
             unset: Vec::new(),
         };
         let (program, args) = sandbox.command(Path::new("/bin/true"), &[], &confinement);
@@ -137,9 +142,18 @@ impl Sandbox {
             cwd,
             home,
             home_inside,
+            login_file,
             unset,
         } = confinement;
         arg(&["--bind".as_ref(), home.as_os_str(), home_inside.as_os_str()]);
+        if let Some(login_file) = login_file {
+            let inside = home_inside.join(".claude/.credentials.json");
+            arg(&[
+                "--bind-try".as_ref(),
+                login_file.as_os_str(),
+                inside.as_os_str(),
+            ]);
+        }
         arg(&[
             "--setenv".as_ref(),
             "HOME".as_ref(),

@@ -28,8 +28,8 @@ pub fn fake_cli() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_fake-claude"))
 }
 
-/// A place of the test's own, with a `claude` in it that records each of its runs, then
-/// becomes the fake CLI.
+/// A place of the test's own, with a `claude` in it that records each of its runs (not the
+/// proxy's `claude auth status`), then becomes the fake CLI.
 pub struct FakeInstall {
     pub dir: tempfile::TempDir,
 }
@@ -39,7 +39,7 @@ impl FakeInstall {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let script = format!(
-            "#!/bin/sh\necho $$ >> '{}/runs'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\n[ \"$1\" = auth ] || echo $$ >> '{}/runs'\nexec '{}' \"$@\"\n",
             dir.path().display(),
             fake_cli().display()
         );
