@@ -62,6 +62,23 @@ impl StandIn {
 
     /// Like [`StandIn::start`], with a rule that answers the requests it recognizes first.
     pub async fn start_with(rule: Option<Rule>, replies: impl IntoIterator<Item = Reply>) -> Self {
+        Self::serve("127.0.0.1:0", rule, replies).await
+    }
+
+    /// Like [`StandIn::start`], on every address of this machine, so that containers reach it
+    /// (at `host.docker.internal`, with `--add-host host.docker.internal:host-gateway`).
+    pub async fn start_for_containers(
+        rule: Option<Rule>,
+        replies: impl IntoIterator<Item = Reply>,
+    ) -> Self {
+        Self::serve("0.0.0.0:0", rule, replies).await
+    }
+
+    async fn serve(
+        addr: &str,
+        rule: Option<Rule>,
+        replies: impl IntoIterator<Item = Reply>,
+    ) -> Self {
         let script = Arc::new(Mutex::new(Script {
             rule,
             replies: replies.into_iter().collect(),
@@ -73,7 +90,7 @@ impl StandIn {
             // The CLI sends whole conversations: the real API takes up to 32 MB.
             .layer(DefaultBodyLimit::max(64 << 20))
             .with_state(Arc::clone(&script));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { addr, script }
