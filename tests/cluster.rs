@@ -463,11 +463,19 @@ async fn an_action_for_an_instance_that_does_not_answer_is_a_504() {
                 .unwrap()
                 .contains("PROXY_FORWARD_TIMEOUT_SECS")
         );
-        // Once it answers again, so does the action.
+        // The instance reads what it is sent in order: once it has answered a later action, it
+        // has seen the one that got 504, which was withdrawn, never done.
         let (status, _) = cluster
-            .post(cluster.at(1, &format!("/agent/stop/{id}")), json!({}))
+            .get(cluster.at(1, &format!("/agent/{id}/permissions")))
             .await;
         assert_eq!(status, 200);
+        let (_, detail) = cluster.get(cluster.at(1, &format!("/agent/{id}"))).await;
+        assert_eq!(detail["status"], "running", "{detail}");
+        // Once it answers again, so does the action.
+        let (status, again) = cluster
+            .post(cluster.at(1, &format!("/agent/stop/{id}")), json!({}))
+            .await;
+        assert_eq!(status, 200, "{again}");
         let (_, detail) = cluster.get(cluster.at(1, &format!("/agent/{id}"))).await;
         assert_eq!(detail["status"], "stopped");
     })

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -71,8 +72,15 @@ pub enum NotHere {
 }
 
 pub trait Cluster: Send + Sync + fmt::Debug + 'static {
-    /// Sends an action to `instance` and waits for its answer (the caller bounds the wait).
-    fn forward(&self, instance: &str, forwarded: Forwarded) -> StoreFuture<'_, Answer>;
+    /// Sends an action to `instance` and waits up to `wait` for its answer. None: it did not
+    /// take the action in that time, and the action is withdrawn, so it is never done. An
+    /// instance that took it in time is waited for once more as long.
+    fn forward(
+        &self,
+        instance: &str,
+        forwarded: Forwarded,
+        wait: Duration,
+    ) -> StoreFuture<'_, Option<Answer>>;
 
     /// The actions other instances send here; the first call takes them, later ones get None.
     fn incoming(&self) -> Option<mpsc::Receiver<Incoming>>;

@@ -49,13 +49,14 @@ impl Agents {
             action,
         };
         let waited = self.core.settings.forward_timeout;
-        let answer = tokio::time::timeout(waited, cluster.forward(&instance, forwarded))
+        let answer = cluster
+            .forward(&instance, forwarded, waited)
             .await
-            .map_err(|_| Error::InstanceDidNotAnswer {
+            .map_err(|err| Error::SharedStore(err.0))?
+            .ok_or_else(|| Error::InstanceDidNotAnswer {
                 instance: instance.to_string(),
                 waited,
-            })?
-            .map_err(|err| Error::SharedStore(err.0))?;
+            })?;
         match answer {
             Ok(value) => serde_json::from_value(value).map_err(|err| {
                 Error::SharedStore(format!("an answer this instance cannot read: {err}"))

@@ -156,10 +156,16 @@ fn reconnecting(url: &str, mut work: impl FnMut(&mut Postgres) -> DbResult<()>) 
 }
 
 impl Cluster for PgCluster {
-    fn forward(&self, instance: &str, forwarded: Forwarded) -> StoreFuture<'_, Answer> {
+    fn forward(
+        &self,
+        instance: &str,
+        forwarded: Forwarded,
+        wait: Duration,
+    ) -> StoreFuture<'_, Option<Answer>> {
         let target = instance.to_owned();
+        let instance = instance.to_owned();
         let origin = self.settings.instance.to_string();
-        let expires_in = self.settings.forward_timeout.as_millis() as i64;
+        let expires_in = wait.as_millis() as i64;
         let shared = Arc::clone(&self.shared);
         let pool = Arc::clone(&self.pool);
         Box::pin(async move {
@@ -197,11 +203,24 @@ impl Cluster for PgCluster {
             let _waiting = Waiting { shared, id };
             // Answered before it was waited for: the listener had nobody to give it to.
             if let Some(answer) = pool.run(move |db| take_answer(db, id)).await? {
-                return Ok(answer);
+                return Ok(Some(answer));
             }
-            answer
-                .await
-                .map_err(|_| StoreError("the answer was lost".into()))
+            let mut answer = answer;
+            let lost = |_| StoreError("the answer was lost".into());
+            if let Ok(answered) = tokio::time::timeout(wait, &mut answer).await {
+                return answered.map(Some).map_err(lost);
+            }
+            // Withdrawn, unless the instance took it meanwhile: then it is being done, and its
+            // answer is on its way.
+            if pool.run(move |db| withdraw(db, id)).await? {
+                return Ok(None);
+            }
+            match tokio::time::timeout(wait, answer).await {
+                Ok(answered) => answered.map(Some).map_err(lost),
+                Err(_) => Err(StoreError(format!(
+                    "instance {instance} took the action but did not answer in twice {wait:?}; it may have been done"
+                ))),
+            }
         })
     }
 
@@ -310,6 +329,15 @@ fn parse_time(text: &str) -> Option<DateTime<Utc>> {
 }
 
 /// The answer in row `id`, if it has come; the row goes once it is read.
+/// Withdraws action `id` unless its instance has taken it: true when it will never be done.
+fn withdraw(db: &mut Postgres, id: i64) -> DbResult<bool> {
+    let row = db.query_row(
+        "DELETE FROM forwarded_actions WHERE id = ?1 AND NOT taken RETURNING id",
+        &[id.into()],
+    )?;
+    Ok(row.is_some())
+}
+
 fn take_answer(db: &mut Postgres, id: i64) -> DbResult<Option<Answer>> {
     let row = db.query_row(
         "DELETE FROM forwarded_actions WHERE id = ?1 AND answer IS NOT NULL RETURNING answer",
