@@ -283,14 +283,13 @@ async fn json_logs_when_asked() {
 }
 
 #[test]
-fn the_readme_shows_the_node_client_as_it_is() {
+fn the_readme_shows_the_node_example_as_it_is() {
     let root = env!("CARGO_MANIFEST_DIR");
     let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
-    let client =
-        std::fs::read_to_string(format!("{root}/examples/node/claude-proxy-client.mjs")).unwrap();
+    let example = std::fs::read_to_string(format!("{root}/examples/node/ask.ts")).unwrap();
     assert!(
-        readme.contains(&format!("```js\n{client}```")),
-        "README.md's client block differs from examples/node/claude-proxy-client.mjs"
+        readme.contains(&format!("```ts\n{example}```")),
+        "README.md's example block differs from examples/node/ask.ts"
     );
 }
 

@@ -54,7 +54,7 @@ fn send(method: &str, path: &str, content_type: Option<&str>, body: Vec<u8>) -> 
             .send()
             .await
             .map(|r| r.status().as_u16())
-            .unwrap_or(0)
+            .unwrap_or_else(|e| panic!("{e:?}"))
     })
 }
 

@@ -255,7 +255,7 @@ async fn a_two_mib_prompt_reaches_the_api_intact() {
 }
 
 #[tokio::test]
-async fn the_node_client_works_against_the_real_cli() {
+async fn the_typescript_client_package_works_against_the_real_cli() {
     within(TEST_LIMIT, async {
         // The approval test's prompt asks for a file, once: the request that carries the tool's
         // result gets the usual text.
@@ -265,15 +265,7 @@ async fn the_node_client_works_against_the_real_cli() {
             (asked && !answered).then(|| Reply::Bash("touch node-approved.txt".into()))
         });
         let setup = RealSetup::with_rule(rule, &[("PROXY_CLIENT_APPROVALS", "true")]).await;
-        let root = env!("CARGO_MANIFEST_DIR");
-        let output = tokio::process::Command::new("node")
-            .args(["--test", "--test-reporter=spec", "tests/node/"])
-            .current_dir(root)
-            .env("CLAUDE_PROXY_URL", &setup.proxy.base)
-            .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
-            .output()
-            .await
-            .expect("node runs (Node.js 18 or later is needed)");
+        let output = typescript_consumer(&setup).await;
         let report = format!(
             "{}{}",
             String::from_utf8_lossy(&output.stdout),
@@ -281,23 +273,131 @@ async fn the_node_client_works_against_the_real_cli() {
         );
         assert!(
             output.status.success(),
-            "the Node.js client tests failed:\n{report}"
+            "the TypeScript client's tests failed:\n{report}"
         );
         assert!(
             setup.work.join("node-approved.txt").exists(),
             "the approved tool ran"
         );
         assert!(
-            report.contains("pass 7") && report.contains("fail 0"),
+            report.contains("pass 9") && report.contains("fail 0"),
             "{report}"
         );
     })
     .await;
 }
 
+/// Installs the packed client into a project of its own, as a user would from npm, type-checks
+/// tests/typescript/consumer.test.ts against it with `tsc --strict`, and runs it.
+async fn typescript_consumer(setup: &RealSetup) -> std::process::Output {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let packed = root.join(".tools/typescript-client");
+    let tarball = std::fs::read_dir(&packed)
+        .ok()
+        .and_then(|mut dir| dir.find_map(|e| e.ok().map(|e| e.path())))
+        .unwrap_or_else(|| {
+            panic!(
+                "no packed client in {}: scripts/test packs it",
+                packed.display()
+            )
+        });
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(
+        project.path().join("package.json"),
+        r#"{"private": true, "type": "module"}"#,
+    )
+    .unwrap();
+    for (from, to) in [
+        ("tests/typescript/consumer.test.ts", "consumer.test.ts"),
+        ("examples/node/ask.ts", "ask.ts"),
+    ] {
+        std::fs::copy(root.join(from), project.path().join(to)).unwrap();
+    }
+    let run = |program: &str, args: &[&str]| {
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).current_dir(project.path());
+        command
+    };
+    let tarball = tarball.display().to_string();
+    let installed = run(
+        "npm",
+        &[
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--loglevel=error",
+            &tarball,
+        ],
+    )
+    .output()
+    .await
+    .expect("npm runs");
+    assert!(installed.status.success(), "{installed:?}");
+    let tools = root.join("clients/typescript/node_modules");
+    let tsc = tools.join("typescript/bin/tsc").display().to_string();
+    let type_roots = tools.join("@types").display().to_string();
+    let checked = run(
+        "node",
+        &[
+            &tsc,
+            "--strict",
+            "--exactOptionalPropertyTypes",
+            "--noUncheckedIndexedAccess",
+            "--module",
+            "nodenext",
+            "--moduleResolution",
+            "nodenext",
+            "--target",
+            "es2022",
+            "--lib",
+            "es2022,dom",
+            "--typeRoots",
+            &type_roots,
+            "--types",
+            "node",
+            "--outDir",
+            "out",
+            "consumer.test.ts",
+            "ask.ts",
+        ],
+    )
+    .output()
+    .await
+    .unwrap();
+    assert!(
+        checked.status.success(),
+        "tsc --strict refused the consumer:\n{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    // The README's example, as its header says to run it.
+    let asked = run("node", &["out/ask.js", "Say hello"])
+        .env("CLAUDE_PROXY_URL", &setup.proxy.base)
+        .output()
+        .await
+        .unwrap();
+    let printed = String::from_utf8_lossy(&asked.stdout);
+    assert!(
+        asked.status.success()
+            && printed.contains(support::anthropic::DEFAULT_TEXT)
+            && printed.contains("status: completed"),
+        "examples/node/ask.ts: {asked:?}"
+    );
+    run(
+        "node",
+        &["--test", "--test-reporter=spec", "out/consumer.test.js"],
+    )
+    .env("CLAUDE_PROXY_URL", &setup.proxy.base)
+    .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
+    .output()
+    .await
+    .expect("node runs (Node.js 18 or later is needed)")
+}
+
 /// The README's curl examples, in order, with what each one's output must show.
 const README_EXAMPLES: &[&str] = &[
     r#""status":"ok""#,
+    r#""/agent/{agent_id}/permissions/{request_id}""#,
     r#""status":"completed""#,
     "No conversation found with session ID: 00000000-0000-4000-8000-000000000000",
     r#""status":"started""#,
@@ -317,7 +417,8 @@ async fn the_readme_curl_examples_work_as_written() {
             .split("```sh\n")
             .skip(1)
             .map(|rest| rest.split("```").next().unwrap())
-            .filter(|block| block.contains("curl "))
+            // The Docker ones run in tests/docker.rs.
+            .filter(|block| block.contains("curl ") && !block.contains("docker"))
             .collect();
         assert_eq!(
             blocks.len(),

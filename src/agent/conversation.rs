@@ -77,13 +77,17 @@ struct State {
 }
 
 /// A tool approval the CLI waits for, as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PermissionRequest {
     pub request_id: String,
     pub tool_name: String,
+    /// The tool's input, as the model wrote it.
+    #[schema(value_type = Object)]
     pub input: Value,
     pub tool_use_id: Option<String>,
     pub description: Option<String>,
+    /// The CLI's suggested permission updates (shown, never applied by an answer).
+    #[schema(value_type = Object)]
     pub suggestions: Value,
     pub expires_at: DateTime<Utc>,
 }
@@ -110,12 +114,13 @@ impl Settled {
 
 /// A client's answer to a tool approval. It never carries permission updates (rules,
 /// directories, modes): they would widen the operator's policy or outlive the agent.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "behavior", rename_all = "lowercase", deny_unknown_fields)]
 pub enum PermissionAnswer {
     Allow {
         /// The tool runs with this input instead of the model's.
         #[serde(default)]
+        #[schema(value_type = Option<Object>)]
         updated_input: Option<Map<String, Value>>,
     },
     Deny {

@@ -8,11 +8,48 @@ use serde_json::{Value, json};
 use super::Error;
 
 /// The body of `POST /agent/{id}/messages`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MessageRequest {
-    /// A string, or a list of blocks (see [`MessageContent::check`]).
+    /// A string, or 1 to 100 blocks: `{"type":"text","text":...}` or
+    /// `{"type":"image","source":{"type":"base64","media_type":"image/png","data":...}}`
+    /// (png, jpeg, gif or webp, at most PROXY_MAX_IMAGE_BYTES decoded).
+    #[schema(value_type = MessageContentSchema)]
     pub content: Value,
+}
+
+/// A string, or 1 to 100 blocks of text and images.
+// For the API's description only: the check is `MessageContent::check`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = MessageContent)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum MessageContentSchema {
+    Text(String),
+    Blocks(Vec<MessageBlockSchema>),
+}
+
+/// One block of a message: text, or a base64 image.
+#[derive(utoipa::ToSchema)]
+#[schema(as = MessageBlock)]
+#[serde(tag = "type", rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum MessageBlockSchema {
+    Text { text: String },
+    Image { source: ImageSourceSchema },
+}
+
+/// A base64 image.
+#[derive(utoipa::ToSchema)]
+#[schema(as = ImageSource)]
+#[allow(dead_code)]
+pub struct ImageSourceSchema {
+    /// Always "base64": the proxy fetches nothing.
+    #[schema(rename = "type", example = "base64")]
+    kind: String,
+    /// image/png, image/jpeg, image/gif or image/webp.
+    media_type: String,
+    data: String,
 }
 
 /// A user message, checked.

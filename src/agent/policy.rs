@@ -17,6 +17,7 @@ use super::Error;
     clap::ValueEnum,
     serde::Deserialize,
     serde::Serialize,
+    utoipa::ToSchema,
 )]
 pub enum PermissionMode {
     /// Plans only: no edits, no commands.

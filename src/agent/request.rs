@@ -12,10 +12,10 @@ use super::keys::Client;
 use super::policy::{Narrowing, PermissionMode, ToolPolicy};
 use super::status::AgentKind;
 
-/// The body of /agent/start and /agent/stream: a JSON object (see [`AgentRequest`]'s
-/// `Deserialize`). Unknown fields are refused, so a typo such as `sesion_id` never silently
-/// starts a new session.
-#[derive(Debug, Deserialize)]
+/// The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
+/// `sesion_id` never silently starts a new session.
+// Only a JSON object: see the `Deserialize` below.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct AgentRequest {
     pub prompt: String,
@@ -213,7 +213,7 @@ impl AgentRequest {
 }
 
 /// The body of `PATCH /agent/{id}`: what to change in a running interactive agent.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentUpdate {
     /// A model name, or null for the default.
@@ -222,6 +222,7 @@ pub struct AgentUpdate {
         deserialize_with = "present",
         skip_serializing_if = "Option::is_none"
     )]
+    #[schema(value_type = Option<String>)]
     pub model: Option<Option<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub permission_mode: Option<PermissionMode>,

@@ -104,6 +104,54 @@ impl AgentKind {
     }
 }
 
+/// The string forms, as the API documents them.
+fn string_enum(
+    description: &str,
+    values: impl IntoIterator<Item = &'static str>,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .description(Some(description))
+        .enum_values(Some(values))
+        .into()
+}
+
+impl utoipa::PartialSchema for AgentKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_enum(
+            "How the agent was started: stream (POST /agent/stream) or start (POST /agent/start).",
+            [AgentKind::Stream, AgentKind::Start].map(AgentKind::as_str),
+        )
+    }
+}
+impl utoipa::ToSchema for AgentKind {}
+
+impl utoipa::PartialSchema for AgentStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_enum(
+            "Where the agent is in its life; the last four are how it ended.",
+            AgentStatus::ALL.map(AgentStatus::as_str),
+        )
+    }
+}
+impl utoipa::ToSchema for AgentStatus {}
+
+impl utoipa::PartialSchema for FinalStatus {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        string_enum(
+            "How the run ended.",
+            [
+                FinalStatus::Completed,
+                FinalStatus::Failed,
+                FinalStatus::Stopped,
+                FinalStatus::TimedOut,
+            ]
+            .map(FinalStatus::as_str),
+        )
+    }
+}
+impl utoipa::ToSchema for FinalStatus {}
+
 impl AgentStatus {
     /// Every status there is.
     pub const ALL: [AgentStatus; 8] = [

@@ -11,7 +11,7 @@ use super::conversation::PermissionRequest;
 use super::status::{AgentKind, AgentStatus};
 
 /// One agent, in the list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentInfo {
     pub agent_id: Uuid,
     pub kind: AgentKind,
@@ -30,7 +30,7 @@ pub struct AgentInfo {
 }
 
 /// One agent in the list, with how many tool approvals it waits for.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentListItem {
     #[serde(flatten)]
     pub info: AgentInfo,
@@ -38,11 +38,12 @@ pub struct AgentListItem {
 }
 
 /// One agent in full.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentDetail {
     #[serde(flatten)]
     pub info: AgentInfo,
     /// The CLI's result line, once there is one.
+    #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
     pub total_cost_usd: Option<f64>,
     pub num_turns: Option<u64>,
@@ -55,6 +56,7 @@ pub struct AgentDetail {
     pub pending_permissions: Vec<PermissionRequest>,
     /// The instance that runs it (or ran it), among those sharing a database.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub instance_id: Option<Arc<str>>,
 }
 

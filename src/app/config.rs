@@ -32,7 +32,8 @@ pub struct Config {
     pub port: u16,
 
     /// Client keys, comma-separated (at least 16 characters each). When set, every route but
-    /// /health needs `Authorization: Bearer <key>` or `x-api-key: <key>`. Prefer the variable
+    /// /health, /openapi.json and /docs needs `Authorization: Bearer <key>` or
+    /// `x-api-key: <key>`. Prefer the variable
     /// or the file to the flag, which other users can see in `ps`.
     #[arg(long = "api-key", env = "PROXY_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,

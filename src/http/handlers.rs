@@ -1,22 +1,149 @@
-//! The route handlers. Every route but /health gets the [`Client`] that the key check
+//! The route handlers. Every route but the public ones (/health, /openapi.json, /docs) gets the [`Client`] that the key check
 //! attached; a client sees and touches its own agents only (another's are "not found").
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use super::ApiState;
 use super::error::ApiError;
 use super::extract::{AgentId, RequestId, ValidJson};
+use super::openapi::{ErrorBody, StreamEvent};
 use super::sse;
 use crate::agent::{
-    AgentDetail, AgentKind, AgentRequest, AgentUpdate, Client, EventReader, MessageRequest,
-    PermissionAnswer, StopReason,
+    AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, EventReader,
+    MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest, StopReason,
 };
 
+/// The answer to `POST /agent/start`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Started {
+    pub agent_id: Uuid,
+    pub pid: u32,
+    /// Always "started".
+    pub status: &'static str,
+}
+
+/// The answer to `POST /agent/stop/{agent_id}`, once the agent has ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Stopped {
+    /// Always "stopped".
+    pub status: &'static str,
+    pub agent_id: Uuid,
+}
+
+/// The answer to `GET /agents`: the client's own agents.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentList {
+    pub agents: Vec<AgentListItem>,
+}
+
+/// The answer to `POST /agent/{agent_id}/messages`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MessageQueued {
+    pub agent_id: Uuid,
+    /// Messages waiting for the CLI, this one included.
+    pub queued: u64,
+}
+
+/// The answer to `POST /agent/{agent_id}/interrupt`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Interrupted {
+    pub agent_id: Uuid,
+    /// Messages still waiting, which become the next turns.
+    pub still_queued: u64,
+}
+
+/// The answer to `POST /agent/{agent_id}/close`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Closing {
+    pub agent_id: Uuid,
+    /// Always "closing".
+    pub status: &'static str,
+}
+
+/// The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Updated {
+    pub agent_id: Uuid,
+    pub model: Option<String>,
+    pub permission_mode: Option<PermissionMode>,
+}
+
+/// The answer to `GET /agent/{agent_id}/permissions`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PendingPermissions {
+    pub agent_id: Uuid,
+    pub pending_permissions: Vec<PermissionRequest>,
+}
+
+/// The answer to `POST /agent/{agent_id}/permissions/{request_id}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PermissionAnswered {
+    pub agent_id: Uuid,
+    pub request_id: String,
+    /// allow or deny.
+    pub behavior: &'static str,
+}
+
+/// The answer to `GET /health`.
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Health {
+    /// ok; degraded (a database write failed in the last minute: 200); unavailable (the CLI
+    /// is missing or not logged in: 503).
+    pub status: String,
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    pub active_agents: usize,
+    pub version: String,
+    pub instance_id: String,
+    /// bwrap or off.
+    pub sandbox: String,
+    #[schema(inline)]
+    pub cli: HealthCli,
+    #[schema(inline)]
+    pub storage: HealthStorage,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct HealthCli {
+    pub path: String,
+    pub found: bool,
+    pub logged_in: bool,
+    /// As `claude auth status` says: api_key, oauth_token, claude.ai, none, ...
+    pub auth_method: Option<String>,
+    pub login_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct HealthStorage {
+    /// memory, sqlite or postgres.
+    pub kind: String,
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// The agent's id.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+struct AgentPath {
+    agent_id: Uuid,
+}
+
+#[utoipa::path(get, path = "/health", tag = "service", security(()),
+    responses(
+        (status = 200, description = "The CLI is found and logged in.", body = Health),
+        (status = 503, description = "The CLI is missing or not logged in.", body = Health),
+    ))]
 /// 200 while the CLI can be found and is logged in (an API key it is given counts), else 503,
 /// so that a container's health check says so. A store that failed to write in the last
 /// minute makes it `degraded`, still 200: streams go on.
@@ -69,6 +196,11 @@ pub async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
     (code, Json(body))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses(
+        (status = 200, description = "Prometheus (OpenMetrics) text.", content_type = "application/openmetrics-text", body = String),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+    ))]
 /// Every metric, in the Prometheus text format.
 pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     state
@@ -84,21 +216,48 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     )
 }
 
+#[utoipa::path(post, path = "/agent/start", tag = "agents", request_body = AgentRequest,
+    responses(
+        (status = 200, description = "Started in the background.", body = Started),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 403, description = "A field asks for more than the operator's policy allows.", body = ErrorBody),
+        (status = 409, description = "The session is in use, or is another client's.", body = ErrorBody),
+        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = ErrorBody),
+        (status = 422, description = "A field is invalid; nothing was started.", body = ErrorBody),
+        (status = 429, description = "Too many agents run, or the subscription is rate limited (Retry-After).", body = ErrorBody),
+        (status = 503, description = "The CLI cannot be found, or the database cannot be written.", body = ErrorBody),
+    ))]
 pub async fn start(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
     ValidJson(request): ValidJson<AgentRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Started>, ApiError> {
     let run = state
         .agents
         .check(client, AgentKind::Start, request)
         .await?;
     let launched = state.agents.launch(run).await?;
-    Ok(Json(
-        json!({"agent_id": launched.agent_id, "pid": launched.pid, "status": "started"}),
-    ))
+    Ok(Json(Started {
+        agent_id: launched.agent_id,
+        pid: launched.pid,
+        status: "started",
+    }))
 }
 
+/// The agent's events as Server-Sent Events, as they come; the CLI is stopped when the client
+/// goes away (unless `detach_on_disconnect`).
+#[utoipa::path(post, path = "/agent/stream", tag = "agents", request_body = AgentRequest,
+    responses(
+        (status = 200, description = "The agent's events, `complete` last.", content_type = "text/event-stream", body = StreamEvent,
+            headers(("x-agent-id" = Uuid, description = "The agent's id."))),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 403, description = "A field asks for more than the operator's policy allows.", body = ErrorBody),
+        (status = 409, description = "The session is in use, or is another client's.", body = ErrorBody),
+        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = ErrorBody),
+        (status = 422, description = "A field is invalid; nothing was started.", body = ErrorBody),
+        (status = 429, description = "Too many agents run, or the subscription is rate limited (Retry-After).", body = ErrorBody),
+        (status = 503, description = "The CLI cannot be found, or the database cannot be written.", body = ErrorBody),
+    ))]
 pub async fn stream(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
@@ -120,28 +279,50 @@ pub async fn stream(
     ))
 }
 
+#[utoipa::path(post, path = "/agent/stop/{agent_id}", tag = "agents", params(AgentPath),
+    responses(
+        (status = 200, description = "Stopped, and ended.", body = Stopped),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+    ))]
 /// Stops a running agent and answers once it has finished (at most the grace period after
 /// SIGTERM). A finished agent is not running: 404.
 pub async fn stop(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
     agent: AgentId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Stopped>, ApiError> {
     state
         .agents
         .stop(client, agent.id)
         .await
         .map_err(|e| agent.error(e))?;
-    Ok(Json(json!({"status": "stopped", "agent_id": agent.id})))
+    Ok(Json(Stopped {
+        status: "stopped",
+        agent_id: agent.id,
+    }))
 }
 
+#[utoipa::path(get, path = "/agents", tag = "agents",
+    responses(
+        (status = 200, description = "The client's agents, running and recently ended.", body = AgentList),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
-) -> Json<Value> {
-    Json(json!({ "agents": state.agents.list(client).await }))
+) -> Json<AgentList> {
+    Json(AgentList {
+        agents: state.agents.list(client).await,
+    })
 }
 
+#[utoipa::path(get, path = "/agent/{agent_id}", tag = "agents", params(AgentPath),
+    responses(
+        (status = 200, description = "The agent.", body = AgentDetail),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+    ))]
 pub async fn detail(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
@@ -155,6 +336,12 @@ pub async fn detail(
         .map_err(|e| agent.error(e))
 }
 
+#[utoipa::path(delete, path = "/agent/{agent_id}", tag = "agents", params(AgentPath),
+    responses(
+        (status = 204, description = "Stopped if it ran, and forgotten."),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+    ))]
 /// Stops the agent if it runs and forgets it.
 pub async fn delete(
     State(state): State<ApiState>,
@@ -169,12 +356,21 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
+    /// Only events after this id (`Last-Event-ID` wins).
     after: Option<u64>,
 }
 
+#[utoipa::path(get, path = "/agent/{agent_id}/events", tag = "agents", params(AgentPath, EventsQuery,
+        ("last-event-id" = Option<u64>, Header, description = "The id of the last event read: the events after it follow.")),
+    responses(
+        (status = 200, description = "The agent's kept events, then live ones until `complete`; `gap` for those no longer kept.", content_type = "text/event-stream", body = StreamEvent),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+        (status = 422, description = "`after` or `Last-Event-ID` is not an event id.", body = ErrorBody),
+    ))]
 /// The agent's events from the start, or after `Last-Event-ID` (which a browser's EventSource
 /// sends when it reconnects to the same URL, so it wins) or `?after=N`, then live ones.
 pub async fn events(
@@ -213,13 +409,22 @@ pub async fn events(
     ))
 }
 
+#[utoipa::path(post, path = "/agent/{agent_id}/messages", tag = "interactive", params(AgentPath), request_body = MessageRequest,
+    responses(
+        (status = 202, description = "Queued for the CLI: it becomes a turn.", body = MessageQueued),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+        (status = 409, description = "The agent is not interactive, or no longer takes this.", body = ErrorBody),
+        (status = 422, description = "The content is invalid.", body = ErrorBody),
+        (status = 429, description = "Too many messages wait already.", body = ErrorBody),
+    ))]
 /// A message to an interactive agent: 202 once it is queued for the CLI.
 pub async fn send_message(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
     agent: AgentId,
     ValidJson(message): ValidJson<MessageRequest>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<MessageQueued>), ApiError> {
     let queued = state
         .agents
         .send_message(client, agent.id, message)
@@ -227,32 +432,50 @@ pub async fn send_message(
         .map_err(|e| agent.error(e))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"agent_id": agent.id, "queued": queued})),
+        Json(MessageQueued {
+            agent_id: agent.id,
+            queued,
+        }),
     ))
 }
 
+#[utoipa::path(post, path = "/agent/{agent_id}/interrupt", tag = "interactive", params(AgentPath),
+    responses(
+        (status = 200, description = "The CLI ended the turn.", body = Interrupted),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+        (status = 409, description = "The agent is not interactive, or no longer takes this.", body = ErrorBody),
+    ))]
 /// Ends the running turn of an interactive agent, once the CLI has said so.
 pub async fn interrupt(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
     agent: AgentId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Interrupted>, ApiError> {
     let still_queued = state
         .agents
         .interrupt(client, agent.id)
         .await
         .map_err(|e| agent.error(e))?;
-    Ok(Json(
-        json!({"agent_id": agent.id, "still_queued": still_queued}),
-    ))
+    Ok(Json(Interrupted {
+        agent_id: agent.id,
+        still_queued,
+    }))
 }
 
+#[utoipa::path(post, path = "/agent/{agent_id}/close", tag = "interactive", params(AgentPath),
+    responses(
+        (status = 202, description = "Its input is closed: it ends once its turns are done.", body = Closing),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+        (status = 409, description = "The agent is not interactive, or no longer takes this.", body = ErrorBody),
+    ))]
 /// Closes an interactive agent's input: it finishes its turns, then `complete` follows.
 pub async fn close(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
     agent: AgentId,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Closing>), ApiError> {
     state
         .agents
         .close(client, agent.id)
@@ -260,10 +483,22 @@ pub async fn close(
         .map_err(|e| agent.error(e))?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"agent_id": agent.id, "status": "closing"})),
+        Json(Closing {
+            agent_id: agent.id,
+            status: "closing",
+        }),
     ))
 }
 
+#[utoipa::path(patch, path = "/agent/{agent_id}", tag = "interactive", params(AgentPath), request_body = AgentUpdate,
+    responses(
+        (status = 200, description = "What the CLI confirmed.", body = Updated),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+        (status = 409, description = "The agent is not interactive, or no longer takes this.", body = ErrorBody),
+        (status = 403, description = "A permission mode wider than the operator's.", body = ErrorBody),
+        (status = 422, description = "A field is invalid.", body = ErrorBody),
+    ))]
 /// Changes an interactive agent's model or permission mode; answers what the CLI confirmed.
 pub async fn update(
     State(state): State<ApiState>,
@@ -280,21 +515,38 @@ pub async fn update(
     Ok(Json(Value::Object(confirmed)))
 }
 
+#[utoipa::path(get, path = "/agent/{agent_id}/permissions", tag = "interactive", params(AgentPath),
+    responses(
+        (status = 200, description = "The tool approvals the agent waits for.", body = PendingPermissions),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+    ))]
 pub async fn permissions(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
     agent: AgentId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PendingPermissions>, ApiError> {
     let pending = state
         .agents
         .permissions(client, agent.id)
         .await
         .map_err(|e| agent.error(e))?;
-    Ok(Json(
-        json!({"agent_id": agent.id, "pending_permissions": pending}),
-    ))
+    Ok(Json(PendingPermissions {
+        agent_id: agent.id,
+        pending_permissions: pending,
+    }))
 }
 
+#[utoipa::path(post, path = "/agent/{agent_id}/permissions/{request_id}", tag = "interactive",
+    params(AgentPath, ("request_id" = String, Path, description = "The approval's id, from its `permission_request` event.")),
+    request_body = PermissionAnswer,
+    responses(
+        (status = 200, description = "The answer reached the CLI.", body = PermissionAnswered),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+        (status = 409, description = "Already answered, expired or cancelled.", body = ErrorBody),
+        (status = 422, description = "The answer is invalid.", body = ErrorBody),
+    ))]
 /// The owner's answer to a tool approval.
 pub async fn answer_permission(
     State(state): State<ApiState>,
@@ -302,7 +554,7 @@ pub async fn answer_permission(
     agent: AgentId,
     RequestId(request_id): RequestId,
     ValidJson(answer): ValidJson<PermissionAnswer>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PermissionAnswered>, ApiError> {
     let behavior = match &answer {
         PermissionAnswer::Allow { .. } => "allow",
         PermissionAnswer::Deny { .. } => "deny",
@@ -312,7 +564,9 @@ pub async fn answer_permission(
         .answer_permission(client, agent.id, &request_id, answer)
         .await
         .map_err(|e| agent.error(e))?;
-    Ok(Json(
-        json!({"agent_id": agent.id, "request_id": request_id, "behavior": behavior}),
-    ))
+    Ok(Json(PermissionAnswered {
+        agent_id: agent.id,
+        request_id,
+        behavior,
+    }))
 }

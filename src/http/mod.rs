@@ -7,6 +7,7 @@ mod error;
 mod extract;
 mod handlers;
 mod observe;
+mod openapi;
 mod serve;
 mod sse;
 
@@ -17,10 +18,11 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Uri;
 use axum::middleware;
-use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use error::ApiError;
 pub use serve::{ConnectionLimits, serve};
@@ -38,38 +40,20 @@ pub struct ApiState {
     pub keepalive: Duration,
 }
 
-/// The whole API. Every route but /health needs a client key when keys are configured.
-/// Errors, including the ones axum would answer in plain text (unknown route, wrong method,
-/// body limit), come back as JSON `{"detail": ...}`. Every response carries `x-request-id`.
+/// The whole API. Every route but /health, /openapi.json and /docs needs a client key when
+/// keys are configured. Errors, including the ones axum would answer in plain text (unknown
+/// route, wrong method, body limit), come back as JSON `{"detail": ...}`. Every response
+/// carries `x-request-id`.
 pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
-    let agents = Router::new()
-        .route("/agent/start", post(handlers::start))
-        .route("/agent/stream", post(handlers::stream))
-        .route("/agent/stop/{agent_id}", post(handlers::stop))
-        .route("/agents", get(handlers::list))
-        .route(
-            "/agent/{agent_id}",
-            get(handlers::detail)
-                .delete(handlers::delete)
-                .patch(handlers::update),
-        )
-        .route("/agent/{agent_id}/events", get(handlers::events))
-        .route("/agent/{agent_id}/messages", post(handlers::send_message))
-        .route("/agent/{agent_id}/interrupt", post(handlers::interrupt))
-        .route("/agent/{agent_id}/close", post(handlers::close))
-        .route("/agent/{agent_id}/permissions", get(handlers::permissions))
-        .route(
-            "/agent/{agent_id}/permissions/{request_id}",
-            post(handlers::answer_permission),
-        )
-        .route("/metrics", get(handlers::metrics))
+    let (keyed, _) = keyed_routes()
         .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),
             auth::require_key,
-        ));
-    let api = Router::new()
-        .route("/health", get(handlers::health))
-        .merge(agents)
+        ))
+        .split_for_parts();
+    let (public, _) = public_routes().split_for_parts();
+    let api = public
+        .merge(keyed)
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
@@ -78,6 +62,48 @@ pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
         ))
         .layer(DefaultBodyLimit::max(max_body_bytes));
     observed(api).with_state(state)
+}
+
+/// The routes that need a key, each with its part of the OpenAPI document.
+fn keyed_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::start))
+        .routes(routes!(handlers::stream))
+        .routes(routes!(handlers::stop))
+        .routes(routes!(handlers::list))
+        .routes(routes!(
+            handlers::detail,
+            handlers::delete,
+            handlers::update
+        ))
+        .routes(routes!(handlers::events))
+        .routes(routes!(handlers::send_message))
+        .routes(routes!(handlers::interrupt))
+        .routes(routes!(handlers::close))
+        .routes(routes!(handlers::permissions))
+        .routes(routes!(handlers::answer_permission))
+        .routes(routes!(handlers::metrics))
+}
+
+/// The routes anyone may ask.
+fn public_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::health))
+        .routes(routes!(openapi::document))
+        .routes(routes!(openapi::docs_page))
+        .routes(routes!(openapi::docs_asset))
+}
+
+/// The OpenAPI document of every route the router serves: built from the same registrations,
+/// so the two cannot drift.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let (_, keyed) = keyed_routes().split_for_parts();
+    let (_, public) = public_routes().split_for_parts();
+    let mut document = openapi::ApiDoc::openapi();
+    document.merge(keyed);
+    document.merge(public);
+    document
 }
 
 /// Every response gets an `x-request-id` (the client's, or a new UUID), every log line of a
@@ -106,6 +132,8 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
+
+    use axum::routing::get;
 
     use super::*;
 

@@ -130,6 +130,9 @@ impl Proxy {
         }
         let client = reqwest::Client::builder()
             .default_headers(headers)
+            // The server closes a connection idle for PROXY_HEADER_READ_TIMEOUT_SECS (10 s): a
+            // pooled connection reused at that moment fails. A client lets go of them sooner.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .unwrap();
         Self {

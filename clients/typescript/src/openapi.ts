@@ -1,0 +1,425 @@
+// Generated from claude-proxy's OpenAPI document by scripts/generate.mjs: do not edit.
+// claude-proxy 0.1.0
+
+/** One agent in full. */
+export type AgentDetail = AgentInfo & {
+  /** The CLI's result line, once there is one. */
+  result?: { [key: string]: unknown } | null;
+  total_cost_usd?: number | null;
+  num_turns?: number | null;
+  is_error?: boolean | null;
+  /** Events written so far. */
+  events: number;
+  /** Events no longer kept. */
+  dropped_events: number;
+  /** The tool approvals it waits for. */
+  pending_permissions: Array<PermissionRequest>;
+  /** The instance that runs it (or ran it), among those sharing a database. */
+  instance_id?: string | null;
+};
+
+/** `event: agent`, first: the agent's id and the CLI's pid. */
+export type AgentEvent = {
+  type: "agent";
+  agent_id: string;
+  pid: number;
+};
+
+/** One agent, in the list. */
+export type AgentInfo = {
+  agent_id: string;
+  kind: AgentKind;
+  status: AgentStatus;
+  pid?: number | null;
+  /** The model the CLI reported, else the one asked for. */
+  model?: string | null;
+  session_id?: string | null;
+  started_at: string;
+  ended_at?: string | null;
+  exit_code?: number | null;
+  /** It takes messages while it runs (`"interactive": true`). */
+  interactive: boolean;
+  /** Results so far: an interactive agent has one per turn. */
+  turns: number;
+};
+
+/** How the agent was started: stream (POST /agent/stream) or start (POST /agent/start). */
+export type AgentKind = "stream" | "start";
+
+/** The answer to `GET /agents`: the client's own agents. */
+export type AgentList = {
+  agents: Array<AgentListItem>;
+};
+
+/** One agent in the list, with how many tool approvals it waits for. */
+export type AgentListItem = AgentInfo & {
+  pending_permissions: number;
+};
+
+/** The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
+ * `sesion_id` never silently starts a new session. */
+export type AgentRequest = {
+  prompt: string;
+  session_id?: string | null;
+  model?: string | null;
+  /** For /agent/stream: keep the agent running when the client goes away, so it can come
+   * back through /agent/{id}/events. */
+  detach_on_disconnect?: boolean;
+  /** Narrowing of the operator's tool policy (never widening: that is 403). */
+  tools?: Array<string> | null;
+  allowed_tools?: Array<string> | null;
+  disallowed_tools?: Array<string>;
+  permission_mode?: null | PermissionMode;
+  max_turns?: number | null;
+  append_system_prompt?: string | null;
+  /** A directory below CLAUDE_WORKDIR to run in. */
+  cwd?: string | null;
+  /** The agent takes messages while it runs, and waits for more after each turn. */
+  interactive?: boolean;
+  /** Tool approvals go to the client (interactive agents, when the operator allows it). */
+  approvals?: boolean;
+};
+
+/** Where the agent is in its life; the last four are how it ended. */
+export type AgentStatus = "starting" | "running" | "waiting" | "stopping" | "completed" | "failed" | "stopped" | "timed_out";
+
+/** The body of `PATCH /agent/{id}`: what to change in a running interactive agent. */
+export type AgentUpdate = {
+  /** A model name, or null for the default. */
+  model?: string | null;
+  permission_mode?: null | PermissionMode;
+};
+
+/** A message's content: a string, or blocks. */
+export type ApiContent = string | Array<ContentBlock>;
+
+/** A message of the model, whole, as the Messages API gives it (`content` blocks of `text`,
+ * `thinking`, `tool_use`, ...). */
+export type AssistantEvent = {
+  type: "assistant";
+  /** A message in the Messages API's form. */
+  message: {
+    /** assistant or user. */
+    role: string;
+    content: ApiContent;
+    id?: string | null;
+    model?: string | null;
+    stop_reason?: string | null;
+    usage?: { [key: string]: unknown } | null;
+  };
+  session_id: string;
+  /** Set when a subagent's tool use made this message. */
+  parent_tool_use_id?: string | null;
+};
+
+/** The answer to `POST /agent/{agent_id}/close`. */
+export type Closing = {
+  agent_id: string;
+  /** Always "closing". */
+  status: string;
+};
+
+/** `event: complete`, always last. */
+export type CompleteEvent = {
+  type: "complete";
+  agent_id: string;
+  status: FinalStatus;
+  /** Null when a signal ended the CLI, or its end could not be learned. */
+  exit_code?: number | null;
+  duration_ms: number;
+  /** The signal that ended the CLI, such as SIGKILL. */
+  signal?: string | null;
+};
+
+/** A block of a message, as the Messages API has them: `text`, `thinking`, `tool_use`,
+ * `tool_result`, `image`, ..., each with the fields of its type. */
+export type ContentBlock = {
+  type: string;
+  /** Of a `text` block. */
+  text?: string | null;
+  /** Of a `thinking` block. */
+  thinking?: string | null;
+  /** Of a `tool_use` block: its id, the tool and its input. */
+  id?: string | null;
+  name?: string | null;
+  input?: { [key: string]: unknown } | null;
+  /** Of a `tool_result` block: the `tool_use` it answers, and what the tool gave. */
+  tool_use_id?: string | null;
+  /** A string, or blocks. */
+  content?: unknown;
+  is_error?: boolean | null;
+};
+
+/** The body of every 4xx and 5xx answer. */
+export type ErrorBody = {
+  /** What was wrong, naming the field when a field was. */
+  detail: string;
+  /** On a 500: the request's id, as in the logs. */
+  request_id?: string | null;
+};
+
+/** `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
+ * idle_timeout, stopped, shutdown, wait_failed, rate_limited, ...). */
+export type ErrorEvent = {
+  type: "error";
+  code: string;
+  message: string;
+  exit_code?: number | null;
+  signal?: string | null;
+  /** The last 4 KiB the CLI wrote on stderr. */
+  stderr?: string | null;
+};
+
+/** How the run ended. */
+export type FinalStatus = "completed" | "failed" | "stopped" | "timed_out";
+
+/** `event: gap`: the events `from` to `to` are no longer kept. */
+export type GapEvent = {
+  type: "gap";
+  from: number;
+  to: number;
+};
+
+/** The answer to `GET /health`. */
+export type Health = {
+  /** ok; degraded (a database write failed in the last minute: 200); unavailable (the CLI
+   * is missing or not logged in: 503). */
+  status: string;
+  timestamp: string;
+  active_agents: number;
+  version: string;
+  instance_id: string;
+  /** bwrap or off. */
+  sandbox: string;
+  cli: {
+    path: string;
+    found: boolean;
+    logged_in: boolean;
+    /** As `claude auth status` says: api_key, oauth_token, claude.ai, none, ... */
+    auth_method?: string | null;
+    login_expires_at?: string | null;
+  };
+  storage: {
+    /** memory, sqlite or postgres. */
+    kind: string;
+    ok: boolean;
+    error?: string | null;
+  };
+};
+
+/** A base64 image. */
+export type ImageSource = {
+  /** Always "base64": the proxy fetches nothing. */
+  type: string;
+  /** image/png, image/jpeg, image/gif or image/webp. */
+  media_type: string;
+  data: string;
+};
+
+/** The answer to `POST /agent/{agent_id}/interrupt`. */
+export type Interrupted = {
+  agent_id: string;
+  /** Messages still waiting, which become the next turns. */
+  still_queued: number;
+};
+
+/** One block of a message: text, or a base64 image. */
+export type MessageBlock = {
+  text: string;
+  type: "text";
+} | {
+  source: ImageSource;
+  type: "image";
+};
+
+/** A string, or 1 to 100 blocks of text and images. */
+export type MessageContent = string | Array<MessageBlock>;
+
+/** The answer to `POST /agent/{agent_id}/messages`. */
+export type MessageQueued = {
+  agent_id: string;
+  /** Messages waiting for the CLI, this one included. */
+  queued: number;
+};
+
+/** The body of `POST /agent/{id}/messages`. */
+export type MessageRequest = {
+  /** A string, or 1 to 100 blocks: `{"type":"text","text":...}` or
+   * `{"type":"image","source":{"type":"base64","media_type":"image/png","data":...}}`
+   * (png, jpeg, gif or webp, at most PROXY_MAX_IMAGE_BYTES decoded). */
+  content: MessageContent;
+};
+
+/** The answer to `GET /agent/{agent_id}/permissions`. */
+export type PendingPermissions = {
+  agent_id: string;
+  pending_permissions: Array<PermissionRequest>;
+};
+
+/** A client's answer to a tool approval. It never carries permission updates (rules,
+ * directories, modes): they would widen the operator's policy or outlive the agent. */
+export type PermissionAnswer = {
+  /** The tool runs with this input instead of the model's. */
+  updated_input?: { [key: string]: unknown } | null;
+  behavior: "allow";
+} | {
+  /** What the model is told. */
+  message?: string | null;
+  /** Ends the turn as an interrupt does. */
+  interrupt?: boolean;
+  behavior: "deny";
+};
+
+/** The answer to `POST /agent/{agent_id}/permissions/{request_id}`. */
+export type PermissionAnswered = {
+  agent_id: string;
+  request_id: string;
+  /** allow or deny. */
+  behavior: string;
+};
+
+/** `event: permission_cancelled`: the CLI no longer waits for this approval. */
+export type PermissionCancelledEvent = {
+  type: "permission_cancelled";
+  request_id: string;
+};
+
+/** `event: permission_decision`: how a tool approval was answered. */
+export type PermissionDecisionEvent = {
+  type: "permission_decision";
+  request_id: string;
+  tool_name: string;
+  /** allow or deny. */
+  behavior: string;
+  /** client or timeout. */
+  decided_by: string;
+  message?: string | null;
+};
+
+/** The CLI's permission modes, from the most restricted to the least. */
+export type PermissionMode = "plan" | "dontAsk" | "default" | "manual" | "acceptEdits" | "auto" | "bypassPermissions";
+
+/** A tool approval the CLI waits for, as clients see it. */
+export type PermissionRequest = {
+  request_id: string;
+  tool_name: string;
+  /** The tool's input, as the model wrote it. */
+  input: { [key: string]: unknown };
+  tool_use_id?: string | null;
+  description?: string | null;
+  /** The CLI's suggested permission updates (shown, never applied by an answer). */
+  suggestions: { [key: string]: unknown };
+  expires_at: string;
+};
+
+/** `event: permission_request`: a tool approval the CLI waits for (agents with approvals);
+ * answer it with `POST /agent/{agent_id}/permissions/{request_id}`. */
+export type PermissionRequestEvent = {
+  type: "permission_request";
+  request_id: string;
+  tool_name: string;
+  input: { [key: string]: unknown };
+  tool_use_id?: string | null;
+  description?: string | null;
+  suggestions: { [key: string]: unknown };
+  expires_at: string;
+};
+
+/** A line of the CLI that is not JSON (or nests too deep), wrapped. */
+export type ProxyRawEvent = {
+  type: "proxy_raw";
+  line: string;
+};
+
+/** The end of a turn: what the agent answered (`result`), whether it failed, its session and
+ * its cost. `subtype` is `success`, or names the error (`error_max_turns`,
+ * `error_during_execution`, ...). */
+export type ResultEvent = {
+  type: "result";
+  subtype: string;
+  is_error: boolean;
+  /** The answer's text (absent on some errors). */
+  result?: string | null;
+  session_id: string;
+  total_cost_usd?: number | null;
+  num_turns?: number | null;
+  duration_ms?: number | null;
+  duration_api_ms?: number | null;
+  usage?: { [key: string]: unknown } | null;
+  /** The status the API answered when it failed the turn (429: rate limited). */
+  api_error_status?: number | null;
+};
+
+/** The answer to `POST /agent/start`. */
+export type Started = {
+  agent_id: string;
+  pid: number;
+  /** Always "started". */
+  status: string;
+};
+
+/** The answer to `POST /agent/stop/{agent_id}`, once the agent has ended. */
+export type Stopped = {
+  /** Always "stopped". */
+  status: string;
+  agent_id: string;
+};
+
+/** One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
+ * event's number (from 1) and whose `event` field names the proxy's own events (`agent`,
+ * `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
+ * CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
+ * write lines of other types. */
+export type StreamEvent = AgentEvent | SystemInitEvent | SystemEvent | AssistantEvent | UserEvent | ResultEvent | StreamEventLine | ErrorEvent | GapEvent | ProxyRawEvent | PermissionRequestEvent | PermissionDecisionEvent | PermissionCancelledEvent | CompleteEvent;
+
+/** A piece of a message as the API streams it (with `--include-partial-messages`): `event`
+ * is one Messages API streaming event (`message_start`, `content_block_delta`, ...). */
+export type StreamEventLine = {
+  type: "stream_event";
+  event: { [key: string]: unknown };
+  session_id: string;
+  parent_tool_use_id?: string | null;
+};
+
+/** Another `system` line of the CLI (such as `compact_boundary` or `status`). */
+export type SystemEvent = {
+  type: "system";
+  subtype: string;
+  session_id?: string | null;
+};
+
+/** The CLI's first line: its session, model, tools and working directory. */
+export type SystemInitEvent = {
+  type: "system";
+  subtype: "init";
+  session_id: string;
+  model: string;
+  cwd: string;
+  tools: Array<string>;
+  permissionMode: string;
+  claude_code_version?: string | null;
+};
+
+/** The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed. */
+export type Updated = {
+  agent_id: string;
+  model?: string | null;
+  permission_mode?: null | PermissionMode;
+};
+
+/** A user turn the CLI sent: the prompt, or tool results (`tool_result` blocks). */
+export type UserEvent = {
+  type: "user";
+  /** A message in the Messages API's form. */
+  message: {
+    /** assistant or user. */
+    role: string;
+    content: ApiContent;
+    id?: string | null;
+    model?: string | null;
+    stop_reason?: string | null;
+    usage?: { [key: string]: unknown } | null;
+  };
+  session_id: string;
+  parent_tool_use_id?: string | null;
+};
