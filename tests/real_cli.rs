@@ -405,6 +405,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""result":{"#,
     r#""type":"complete""#,
     r#""content":"What was the word?""#,
+    r#""object":"chat.completion""#,
     "claude_proxy_agents_started_total",
 ];
 

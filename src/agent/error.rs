@@ -16,6 +16,13 @@ pub enum Error {
     #[error("{0}")]
     Forbidden(String),
 
+    /// A compatible API's request names a model that is neither an alias, nor `claude-*`,
+    /// nor in PROXY_MODEL_MAP.
+    #[error(
+        "The model `{0}` does not exist here: use sonnet, opus, haiku, a claude-* name, or a name in PROXY_MODEL_MAP"
+    )]
+    UnknownModel(String),
+
     /// No agent of this client has that id (another client's agent is not found either).
     #[error("Agent {0} not found")]
     NotFound(Uuid),
@@ -98,7 +105,9 @@ impl Error {
         match self {
             Error::InvalidField { .. } => ErrorKind::Invalid,
             Error::Forbidden(_) => ErrorKind::Forbidden,
-            Error::NotFound(_) | Error::PermissionNotFound(_) => ErrorKind::NotFound,
+            Error::NotFound(_) | Error::PermissionNotFound(_) | Error::UnknownModel(_) => {
+                ErrorKind::NotFound
+            }
             Error::TooManyAgents { .. }
             | Error::TooManyAgentsForKey { .. }
             | Error::RateLimited { .. }

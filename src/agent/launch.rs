@@ -79,15 +79,29 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
     } else {
         (process::Input::Whole(Bytes::from(run.prompt.clone())), None)
     };
+    let system_prompt = match &run.system_prompt {
+        Some(text) => Some(SystemPromptFile::write(&core.settings.prompts, text)?),
+        None => None,
+    };
+    let mut args = run.cli_args();
+    if let Some(file) = &system_prompt {
+        args.push(format!("--system-prompt-file={}", file.path.display()));
+    }
     let spec = process::Spec {
         program: core.settings.cli.clone(),
-        args: run.cli_args(),
+        args,
         env: Arc::clone(&core.settings.cli_env),
         cwd: run.cwd.to_path_buf(),
         input,
         idle_paused: run.interactive.then_some(paused),
         sandbox: match &core.settings.sandbox {
-            Some(sandbox) => Some((Arc::clone(sandbox), confinement(core, &run)?)),
+            Some(sandbox) => {
+                let mut confinement = confinement(core, &run)?;
+                confinement
+                    .read_only
+                    .extend(system_prompt.as_ref().map(|file| file.path.clone()));
+                Some((Arc::clone(sandbox), confinement))
+            }
             None => None,
         },
     };
@@ -155,6 +169,8 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
 
     let run_stop = stop.clone();
     let supervised = async move {
+        // Removed once the CLI has ended.
+        let _system_prompt = system_prompt;
         let outcome = cli
             .supervise(run_stop.token(), |lines| recorder.lines(lines))
             .await;
@@ -173,12 +189,37 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
     })
 }
 
+/// A system prompt in a file of its own, for `--system-prompt-file`; removed when dropped.
+struct SystemPromptFile {
+    path: PathBuf,
+}
+
+impl SystemPromptFile {
+    fn write(dir: &std::path::Path, text: &str) -> Result<Self, Error> {
+        let workspace = |source| Error::Workspace {
+            path: dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(workspace)?;
+        let path = dir.join(format!("{}.txt", Uuid::new_v4().simple()));
+        std::fs::write(&path, text).map_err(workspace)?;
+        Ok(Self { path })
+    }
+}
+
+impl Drop for SystemPromptFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// What a sandboxed CLI is given of the host: its working directory, and its client's home.
 fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
     Ok(process::Confinement {
         cwd: run.cwd.to_path_buf(),
         home: core.home_of(run.owner)?,
         home_inside: PathBuf::from(HOME_INSIDE),
+        read_only: Vec::new(),
         login_file: core
             .settings
             .claude_config_dir

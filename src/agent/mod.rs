@@ -4,6 +4,7 @@
 //! It knows nothing of HTTP: the edge hands it a client and a request, and gets back views,
 //! readers of events, and domain errors. It runs processes through [`crate::process`].
 
+mod chat;
 mod cluster;
 mod conversation;
 mod error;
@@ -37,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+pub use chat::{ALIASES, ChatTurn, CompatSettings};
 pub use cluster::{Action, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path};
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error, ErrorKind};

@@ -92,6 +92,12 @@ pub struct Run {
     pub interactive: bool,
     /// The CLI asks the client before a tool that needs permission runs.
     pub approvals: bool,
+    /// The CLI's whole system prompt, in place of Claude Code's (the compatible APIs). It goes
+    /// to the CLI in a file (`--system-prompt-file`): one argument is capped at 128 KiB.
+    pub system_prompt: Option<String>,
+    /// The CLI writes a `stream_event` line for each piece the API streams
+    /// (`--include-partial-messages`).
+    pub partial_messages: bool,
 }
 
 impl Run {
@@ -115,6 +121,9 @@ impl Run {
         }
         if let Some(session) = &self.resume {
             args.push(format!("--resume={}", session.hyphenated()));
+        }
+        if self.partial_messages {
+            args.push("--include-partial-messages".to_owned());
         }
         args.extend(self.policy_args.iter().cloned());
         args
@@ -208,6 +217,8 @@ impl AgentRequest {
             detach_on_disconnect: self.detach_on_disconnect,
             interactive: self.interactive,
             approvals: self.approvals,
+            system_prompt: None,
+            partial_messages: false,
         })
     }
 }

@@ -60,10 +60,15 @@ pub struct Settings {
     pub sandbox: Option<Arc<process::Sandbox>>,
     /// Where each client's home is made for its sandboxed CLIs (`<PROXY_DATA_DIR>/homes`).
     pub homes: PathBuf,
+    /// Where the system prompts of the compatible APIs' agents are written for their CLI
+    /// (`<PROXY_DATA_DIR>/prompts`), each removed when its agent ends.
+    pub prompts: PathBuf,
     /// Each client key has a workspace of its own under the workdir.
     pub workspace_per_key: bool,
     /// Client keys are set: a session the proxy does not know is nobody's to resume.
     pub known_sessions_only: bool,
+    /// The compatible APIs' models, tools and system prompt.
+    pub compat: super::CompatSettings,
 }
 
 /// Where a sandboxed CLI finds its home.

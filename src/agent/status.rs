@@ -10,6 +10,10 @@ pub enum AgentKind {
     Stream,
     /// By /agent/start: it runs in the background.
     Start,
+    /// By the OpenAI-compatible `POST /v1/chat/completions`.
+    OpenAi,
+    /// By the Anthropic-compatible `POST /v1/messages`.
+    Anthropic,
 }
 
 /// How a run ended, as `complete` says it.
@@ -53,6 +57,8 @@ impl AgentKind {
         match self {
             AgentKind::Stream => "stream",
             AgentKind::Start => "start",
+            AgentKind::OpenAi => "openai",
+            AgentKind::Anthropic => "anthropic",
         }
     }
 }
@@ -96,11 +102,17 @@ impl AgentStatus {
 }
 
 impl AgentKind {
+    /// Every kind there is.
+    pub const ALL: [AgentKind; 4] = [
+        AgentKind::Stream,
+        AgentKind::Start,
+        AgentKind::OpenAi,
+        AgentKind::Anthropic,
+    ];
+
     /// Back from [`AgentKind::as_str`].
     pub fn from_str_opt(s: &str) -> Option<Self> {
-        [AgentKind::Stream, AgentKind::Start]
-            .into_iter()
-            .find(|k| k.as_str() == s)
+        AgentKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
@@ -119,8 +131,8 @@ fn string_enum(
 impl utoipa::PartialSchema for AgentKind {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         string_enum(
-            "How the agent was started: stream (POST /agent/stream) or start (POST /agent/start).",
-            [AgentKind::Stream, AgentKind::Start].map(AgentKind::as_str),
+            "How the agent was started: stream (POST /agent/stream), start (POST /agent/start), openai (POST /v1/chat/completions) or anthropic (POST /v1/messages).",
+            AgentKind::ALL.map(AgentKind::as_str),
         )
     }
 }

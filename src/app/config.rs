@@ -112,6 +112,25 @@ pub struct Config {
     #[arg(long = "max-turns", env = "CLAUDE_MAX_TURNS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: Option<u32>,
 
+    /// Model names of the compatible APIs mapped to the CLI's, such as
+    /// `gpt-4o=sonnet,gpt-4o-mini=haiku` (aliases and claude-* names pass as they are).
+    #[arg(long = "model-map", env = "PROXY_MODEL_MAP", value_parser = parse_model_map, default_value = "")]
+    pub model_map: ModelMap,
+
+    /// The tools an agent of the compatible APIs (/v1/chat/completions, /v1/messages) has,
+    /// comma-separated ("" for none, the default: they answer as a chat model), within
+    /// CLAUDE_TOOLS and CLAUDE_DISALLOWED_TOOLS.
+    #[arg(long = "compat-tools", env = "PROXY_COMPAT_TOOLS", value_parser = parse_list, default_value = "")]
+    pub compat_tools: ToolList,
+
+    /// The system prompt of a compatible API's request that has none.
+    #[arg(
+        long = "compat-system-prompt",
+        env = "PROXY_COMPAT_SYSTEM_PROMPT",
+        default_value = "You are a helpful assistant."
+    )]
+    pub compat_system_prompt: String,
+
     /// The directory agents run in (created when missing); a request's `cwd` must lie inside.
     #[arg(long = "workdir", env = "CLAUDE_WORKDIR", default_value = "workspace")]
     pub workdir: PathBuf,
@@ -300,6 +319,30 @@ pub fn one_line_error(err: &clap::Error) -> String {
         }
         _ => format!("claude-proxy: {}", first_line.trim_start_matches("error: ")),
     }
+}
+
+/// Client model names and the CLI's model for each.
+#[derive(Debug, Clone, Default)]
+pub struct ModelMap(pub Vec<(String, String)>);
+
+/// `from=to` pairs, comma-separated; `to` is a model the CLI takes.
+fn parse_model_map(value: &str) -> Result<ModelMap, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (from, to) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not NAME=MODEL"))?;
+            let (from, to) = (from.trim(), to.trim());
+            if from.is_empty() || from.len() > 200 || from.contains(['\0', '\n', '\r']) {
+                return Err(format!("{from:?} is not a model name"));
+            }
+            Ok((from.to_owned(), parse_model(to)?))
+        })
+        .collect::<Result<_, _>>()
+        .map(ModelMap)
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {

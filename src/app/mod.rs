@@ -53,6 +53,11 @@ pub enum StartupError {
 
     #[error("PROXY_SANDBOX=bwrap, but {0}; install it, or set PROXY_SANDBOX=auto or off")]
     Sandbox(process::SandboxError),
+
+    #[error(
+        "PROXY_COMPAT_TOOLS names {0}, which CLAUDE_TOOLS or CLAUDE_DISALLOWED_TOOLS does not allow"
+    )]
+    CompatToolNotAllowed(String),
 }
 
 /// The host name and a random suffix: instances on one host (or containers that share a name)
@@ -217,6 +222,20 @@ impl App {
             config.use_subscription,
         ));
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
+        let compat = agent::CompatSettings {
+            model_map: config.model_map.0.clone(),
+            tools: config.compat_tools.0.clone(),
+            system_prompt: config.compat_system_prompt.clone(),
+        };
+        if let Some(tool) = compat.tools.iter().find(|tool| {
+            let listed = config
+                .tools
+                .as_ref()
+                .is_none_or(|tools| tools.0.contains(tool));
+            !listed || config.disallowed_tools.0.contains(tool)
+        }) {
+            return Err(StartupError::CompatToolNotAllowed(tool.clone()));
+        }
         let settings = agent::Settings {
             cli: config.cli_path,
             cli_env: Arc::clone(&cli_env),
@@ -253,8 +272,10 @@ impl App {
             claude_config_dir: claude_config_dir(&cli_env),
             sandbox,
             homes: data_dir.join("homes"),
+            prompts: data_dir.join("prompts"),
             workspace_per_key: keys.is_enabled(),
             known_sessions_only: keys.is_enabled(),
+            compat,
         };
         let stopping = CancellationToken::new();
         Ok(Self {

@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::compat::{Api, CompatError};
 use super::error::ApiError;
 use crate::agent::{ApiKeys, Client};
 
@@ -29,6 +30,10 @@ pub async fn require_key(
     let client = if keys.is_enabled() {
         match presented_key(request.headers()).and_then(|key| keys.identify(key)) {
             Some(client) => client,
+            // The compatible APIs answer in their own format, which their SDKs read.
+            None if request.uri().path().starts_with("/v1/") => {
+                return CompatError::from_api(Api::OpenAi, ApiError::Unauthorized).into_response();
+            }
             None => return ApiError::Unauthorized.into_response(),
         }
     } else {

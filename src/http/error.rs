@@ -76,7 +76,7 @@ impl ApiError {
         }
     }
 
-    fn retry_after(&self) -> Option<u32> {
+    pub(super) fn retry_after(&self) -> Option<u32> {
         match self {
             ApiError::Agent(
                 agent::Error::TooManyAgents { .. }

@@ -3,6 +3,7 @@
 //! Every decision about agents is the agent core's.
 
 mod auth;
+mod compat;
 mod error;
 mod extract;
 mod handlers;
@@ -83,6 +84,8 @@ fn keyed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::permissions))
         .routes(routes!(handlers::answer_permission))
         .routes(routes!(handlers::metrics))
+        .routes(routes!(compat::openai::chat_completions))
+        .routes(routes!(compat::openai::models))
 }
 
 /// The routes anyone may ask.

@@ -40,6 +40,8 @@ pub struct Confinement {
     /// `.claude`, so that a CLI logged in with `claude login` is logged in here too, and its
     /// refreshed token is the operator's.
     pub login_file: Option<PathBuf>,
+    /// Files of the host shown read-only, at the same path (a system prompt's file).
+    pub read_only: Vec<PathBuf>,
     /// Variables of its environment that name places of the host it does not have.
     pub unset: Vec<String>,
 }
@@ -64,6 +66,7 @@ impl Sandbox {
             home: scratch,
             home_inside: PathBuf::from("/home/agent"),
             login_file: None,
+            read_only: Vec::new(),
             unset: Vec::new(),
         };
         let (program, args) = sandbox.command(Path::new("/bin/true"), &[], &confinement);
@@ -143,6 +146,7 @@ impl Sandbox {
             home,
             home_inside,
             login_file,
+            read_only,
             unset,
         } = confinement;
         arg(&["--bind".as_ref(), home.as_os_str(), home_inside.as_os_str()]);
@@ -180,6 +184,9 @@ impl Sandbox {
                     hidden.as_os_str(),
                 ]);
             }
+        }
+        for file in read_only {
+            arg(&["--ro-bind".as_ref(), file.as_os_str(), file.as_os_str()]);
         }
         arg(&[
             "--chdir".as_ref(),

@@ -43,8 +43,8 @@ export type AgentInfo = {
   turns: number;
 };
 
-/** How the agent was started: stream (POST /agent/stream) or start (POST /agent/start). */
-export type AgentKind = "stream" | "start";
+/** How the agent was started: stream (POST /agent/stream), start (POST /agent/start), openai (POST /v1/chat/completions) or anthropic (POST /v1/messages). */
+export type AgentKind = "stream" | "start" | "openai" | "anthropic";
 
 /** The answer to `GET /agents`: the client's own agents. */
 export type AgentList = {

@@ -1,0 +1,294 @@
+//! The doors every tool already knows: an OpenAI-compatible `/v1/chat/completions` and
+//! `/v1/models`. Each request is an agent like any other (kind `openai`), run by the core as a
+//! chat model (`Agents::check_chat`); this module only translates: the request in, the CLI's
+//! lines out in the API's shapes, and errors in the API's own format.
+
+pub mod openai;
+
+use std::collections::VecDeque;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::error::ApiError;
+use crate::agent::{Event, EventReader, StopOnDrop};
+
+/// Which API's formats an answer takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    OpenAi,
+}
+
+/// An error answer in the API's own format, with the status its SDKs map to their error
+/// classes.
+#[derive(Debug)]
+pub struct CompatError {
+    pub api: Api,
+    pub status: StatusCode,
+    pub message: String,
+    /// The request field at fault.
+    pub param: Option<String>,
+    pub retry_after: Option<u32>,
+}
+
+impl CompatError {
+    pub fn invalid(api: Api, param: impl Into<String>, message: impl Into<String>) -> Self {
+        let param = param.into();
+        Self {
+            api,
+            status: StatusCode::BAD_REQUEST,
+            message: format!("{param}: {}", message.into()),
+            param: Some(param),
+            retry_after: None,
+        }
+    }
+
+    /// The proxy's own refusal (a key, a limit, the CLI missing, ...), in the API's format.
+    pub fn from_api(api: Api, error: ApiError) -> Self {
+        let status = match error.status() {
+            // The APIs answer 400 for what this proxy calls 422.
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            status => status,
+        };
+        Self {
+            api,
+            status,
+            message: error.to_string(),
+            param: None,
+            retry_after: error.retry_after(),
+        }
+    }
+
+    /// A CLI that failed before it said anything: 429 when the API refused it so, else 502.
+    pub fn cli_failed(api: Api, turn: &TurnEnd) -> Self {
+        let rate_limited = turn
+            .result
+            .as_ref()
+            .is_some_and(|r| r["api_error_status"] == 429);
+        Self {
+            api,
+            status: if rate_limited {
+                StatusCode::TOO_MANY_REQUESTS
+            } else {
+                StatusCode::BAD_GATEWAY
+            },
+            message: turn.failure_message(),
+            param: None,
+            retry_after: rate_limited.then_some(60),
+        }
+    }
+
+    /// The OpenAI `type` for this status.
+    fn openai_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 | 404 | 413 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            _ => "api_error",
+        }
+    }
+
+    /// The error object, as it also appears inside a stream.
+    pub fn body(&self) -> Value {
+        match self.api {
+            Api::OpenAi => json!({"error": {
+                "message": self.message,
+                "type": self.openai_type(),
+                "param": self.param,
+                "code": match self.status.as_u16() {
+                    401 => Some("invalid_api_key"),
+                    404 => Some("model_not_found"),
+                    _ => None,
+                },
+            }}),
+        }
+    }
+}
+
+impl IntoResponse for CompatError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
+    }
+}
+
+/// What one step of a chat agent's run says, taken from its events.
+#[derive(Debug)]
+pub enum Step {
+    /// A piece of the reply's text.
+    Text(String),
+    /// How the model ended its message (`end_turn`, `max_tokens`, ...).
+    StopReason(String),
+    /// Another line; nothing to pass on.
+    Other,
+    /// The run is over.
+    End(TurnEnd),
+}
+
+/// How a chat agent's run ended.
+#[derive(Debug, Default)]
+pub struct TurnEnd {
+    /// The CLI's result line.
+    pub result: Option<Value>,
+    /// The proxy's `error` events.
+    pub errors: Vec<Value>,
+    /// `complete`'s status.
+    pub status: Option<String>,
+}
+
+impl TurnEnd {
+    pub fn failed(&self) -> bool {
+        self.status.as_deref() != Some("completed")
+            || self.result.as_ref().is_none_or(|r| r["is_error"] != false)
+    }
+
+    pub fn failure_message(&self) -> String {
+        let said = self
+            .errors
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .next_back()
+            .map(str::to_owned)
+            .or_else(|| {
+                self.result
+                    .as_ref()
+                    .and_then(|r| r["result"].as_str())
+                    .map(str::to_owned)
+            });
+        said.unwrap_or_else(|| "the Claude Code CLI failed without saying why".to_owned())
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.result.as_ref().and_then(|r| r["session_id"].as_str())
+    }
+
+    pub fn total_cost_usd(&self) -> Option<f64> {
+        self.result
+            .as_ref()
+            .and_then(|r| r["total_cost_usd"].as_f64())
+    }
+
+    /// The extension field on responses: the run's cost and session.
+    pub fn extension(&self) -> Value {
+        json!({"total_cost_usd": self.total_cost_usd(), "session_id": self.session_id()})
+    }
+}
+
+/// A chat agent's events as steps, as they come. Dropping it stops the agent (a client that
+/// goes away).
+pub struct Turn {
+    reader: EventReader,
+    pending: VecDeque<Event>,
+    finished: bool,
+    end: TurnEnd,
+    _stop: StopOnDrop,
+}
+
+/// What one read of the log takes at most.
+const READ_BYTES: usize = 64 * 1024;
+
+impl Turn {
+    pub fn new(reader: EventReader, stop: StopOnDrop) -> Self {
+        Self {
+            reader,
+            pending: VecDeque::new(),
+            finished: false,
+            end: TurnEnd::default(),
+            _stop: stop,
+        }
+    }
+
+    /// The next step; `End` once, last.
+    pub async fn next(&mut self) -> Step {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                if let Some(step) = self.step(&event) {
+                    return step;
+                }
+                continue;
+            }
+            if self.finished {
+                return Step::End(std::mem::take(&mut self.end));
+            }
+            let read = self.reader.read(READ_BYTES).await;
+            self.finished = read.finished;
+            let empty = read.events.is_empty();
+            self.pending.extend(read.events);
+            if empty && !self.finished {
+                self.reader.changed().await;
+            }
+        }
+    }
+
+    fn step(&mut self, event: &Event) -> Option<Step> {
+        let line: Value = serde_json::from_slice(&event.data).ok()?;
+        match line["type"].as_str()? {
+            "stream_event" => {
+                let api = &line["event"];
+                match api["type"].as_str()? {
+                    "content_block_delta" if api["delta"]["type"] == "text_delta" => {
+                        Some(Step::Text(api["delta"]["text"].as_str()?.to_owned()))
+                    }
+                    "message_delta" => Some(Step::StopReason(
+                        api["delta"]["stop_reason"].as_str()?.to_owned(),
+                    )),
+                    _ => Some(Step::Other),
+                }
+            }
+            "result" => {
+                self.end.result = Some(line);
+                Some(Step::Other)
+            }
+            "error" => {
+                self.end.errors.push(line);
+                Some(Step::Other)
+            }
+            "complete" => {
+                self.end.status = line["status"].as_str().map(str::to_owned);
+                Some(Step::Other)
+            }
+            _ => Some(Step::Other),
+        }
+    }
+}
+
+/// The text of a message's content: a string, or its text parts joined.
+pub fn text_of(content: &Value) -> Option<String> {
+    match content {
+        Value::String(text) => Some(text.clone()),
+        Value::Array(parts) => Some(
+            parts
+                .iter()
+                .filter(|part| part["type"] == "text")
+                .filter_map(|part| part["text"].as_str())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        ),
+        _ => None,
+    }
+}
+
+/// An earlier conversation set out in the prompt, turn by turn with roles, then the new
+/// message.
+pub fn transcript(earlier: &[(&str, String)], last: &str) -> String {
+    if earlier.is_empty() {
+        return last.to_owned();
+    }
+    let mut prompt = String::from(
+        "The conversation so far, turn by turn (the user's turns, and your answers):\n\n",
+    );
+    for (role, text) in earlier {
+        prompt.push_str(&format!("[{role}]\n{text}\n\n"));
+    }
+    prompt.push_str("[user, now: answer this turn]\n");
+    prompt.push_str(last);
+    prompt
+}

@@ -1,0 +1,416 @@
+//! `POST /v1/chat/completions` and `GET /v1/models`, as the OpenAI API answers them.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde_json::{Value, json};
+
+use super::{Api, CompatError, Step, Turn, TurnEnd, text_of, transcript};
+use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
+use crate::http::ApiState;
+use crate::http::error::ApiError;
+use crate::http::openapi::ErrorBody;
+
+const API: Api = Api::OpenAi;
+
+/// The fields the proxy cannot honour: refused, never silently ignored.
+fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
+    let unsupported = |field: &str, why: &str| Err(CompatError::invalid(API, field, why));
+    if request["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+        return unsupported("tools", "client-defined tools are not supported");
+    }
+    if !request["functions"].is_null() {
+        return unsupported("functions", "client-defined functions are not supported");
+    }
+    if !request["tool_choice"].is_null() && request["tool_choice"] != "none" {
+        return unsupported("tool_choice", "only \"none\" is supported");
+    }
+    if request["n"].as_u64().is_some_and(|n| n > 1) {
+        return unsupported("n", "only one choice is supported");
+    }
+    if request["logprobs"] == true || !request["top_logprobs"].is_null() {
+        return unsupported("logprobs", "log probabilities are not supported");
+    }
+    if !request["audio"].is_null()
+        || request["modalities"]
+            .as_array()
+            .is_some_and(|m| m.iter().any(|m| m == "audio"))
+    {
+        return unsupported("audio", "audio is not supported");
+    }
+    Ok(())
+}
+
+/// The checked request: the turn for the core, and how to answer.
+struct Asked {
+    turn: ChatTurn,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|err| CompatError::invalid(API, "body", format!("not JSON: {err}")))?;
+    if !request.is_object() {
+        return Err(CompatError::invalid(API, "body", "must be a JSON object"));
+    }
+    refuse_unsupported(&request)?;
+    let model = request["model"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| CompatError::invalid(API, "model", "a model name is required"))?;
+    let messages = request["messages"]
+        .as_array()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            CompatError::invalid(API, "messages", "a non-empty list of messages is required")
+        })?;
+    let mut system = Vec::new();
+    let mut turns: Vec<(&str, String)> = Vec::new();
+    for (n, message) in messages.iter().enumerate() {
+        let field = format!("messages[{n}]");
+        let role = message["role"].as_str().unwrap_or_default();
+        let content = &message["content"];
+        if let Some(parts) = content.as_array() {
+            if let Some((m, part)) = parts
+                .iter()
+                .enumerate()
+                .find(|(_, part)| part["type"] != "text")
+            {
+                let kind = part["type"].as_str().unwrap_or("untyped");
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.content[{m}]"),
+                    format!("{kind} parts are not supported yet; send text"),
+                ));
+            }
+        }
+        let text = text_of(content)
+            .ok_or_else(|| CompatError::invalid(API, &field, "content must be text or parts"))?;
+        match role {
+            "system" | "developer" => system.push(text),
+            "user" => turns.push(("user", text)),
+            "assistant" => turns.push(("assistant", text)),
+            "tool" | "function" => {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.role"),
+                    "tool messages are not supported (no client-defined tools)",
+                ));
+            }
+            _ => {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.role"),
+                    "must be system, developer, user or assistant",
+                ));
+            }
+        }
+    }
+    let Some(("user", last)) = turns.pop() else {
+        return Err(CompatError::invalid(
+            API,
+            "messages",
+            "the last message must be the user's",
+        ));
+    };
+    if last.trim().is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            "messages",
+            "the last user message is empty",
+        ));
+    }
+    Ok(Asked {
+        turn: ChatTurn {
+            kind: AgentKind::OpenAi,
+            model: model.to_owned(),
+            system: (!system.is_empty()).then(|| system.join("\n\n")),
+            prompt: transcript(&turns, &last),
+        },
+        stream: request["stream"] == true,
+        include_usage: request["stream_options"]["include_usage"] == true,
+    })
+}
+
+/// OpenAI's usage, from the CLI's result line.
+fn usage(end: &TurnEnd) -> Value {
+    let usage = end.result.as_ref().map(|r| &r["usage"]);
+    let tokens = |name: &str| usage.and_then(|u| u[name].as_u64()).unwrap_or(0);
+    let cached = tokens("cache_read_input_tokens");
+    let prompt = tokens("input_tokens") + cached + tokens("cache_creation_input_tokens");
+    let completion = tokens("output_tokens");
+    json!({
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    })
+}
+
+/// OpenAI's finish reason for the model's stop reason.
+fn finish_reason(stop_reason: Option<&str>) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") => "length",
+        _ => "stop",
+    }
+}
+
+/// A chat completion: the CLI runs the conversation's last user turn as a chat model.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "compatible",
+    request_body(content = Object, description = "An OpenAI chat completion request: `model`, `messages` (system, developer, user, assistant; text), `stream`, `stream_options.include_usage`. Refused with 400: `tools`, `functions`, `tool_choice` other than none, `n` > 1, `logprobs`, audio. Ignored: `temperature`, `top_p`, `stop`, `seed`, penalties, `user`, `max_tokens`."),
+    responses(
+        (status = 200, description = "A `chat.completion`, or with `stream` a `text/event-stream` of `chat.completion.chunk`s ending in `data: [DONE]`.", body = Object),
+        (status = 400, description = "An invalid or unsupported field (OpenAI's error format).", body = Object),
+        (status = 401, description = "No key, or a wrong one.", body = Object),
+        (status = 404, description = "An unknown model.", body = Object),
+        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = Object),
+        (status = 429, description = "Too many agents, or the subscription is rate limited (Retry-After).", body = Object),
+        (status = 502, description = "The CLI failed before it answered.", body = Object),
+        (status = 503, description = "The CLI cannot be found.", body = Object),
+    ))]
+pub async fn chat_completions(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, CompatError> {
+    let body = body.map_err(|rejection| CompatError {
+        api: API,
+        status: rejection.status(),
+        message: rejection.body_text(),
+        param: None,
+        retry_after: None,
+    })?;
+    let asked = read_request(&body)?;
+    let model = asked.turn.model.clone();
+    let run = state
+        .agents
+        .check_chat(client, asked.turn)
+        .await
+        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
+    let launched = state
+        .agents
+        .launch(run)
+        .await
+        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
+    let id = format!("chatcmpl-{}", launched.agent_id.simple());
+    let created = chrono::Utc::now().timestamp();
+    let mut turn = Turn::new(
+        EventReader::Live(launched.reader),
+        launched.stop.stop_on_drop(StopReason::ClientGone),
+    );
+    let reply = Reply { id, created, model };
+    if asked.stream {
+        stream(turn, reply, asked.include_usage).await
+    } else {
+        let mut text = String::new();
+        let mut stop_reason = None;
+        let end = loop {
+            match turn.next().await {
+                Step::Text(piece) => text.push_str(&piece),
+                Step::StopReason(reason) => stop_reason = Some(reason),
+                Step::Other => {}
+                Step::End(end) => break end,
+            }
+        };
+        if end.failed() {
+            return Err(CompatError::cli_failed(API, &end));
+        }
+        if text.is_empty() {
+            text = end
+                .result
+                .as_ref()
+                .and_then(|r| r["result"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+        }
+        let mut response = Json(json!({
+            "id": reply.id,
+            "object": "chat.completion",
+            "created": reply.created,
+            "model": reply.model,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": null},
+                "logprobs": null,
+                "finish_reason": finish_reason(stop_reason.as_deref()),
+            }],
+            "usage": usage(&end),
+            "x_claude_proxy": end.extension(),
+        }))
+        .into_response();
+        if let Some(session) = end.session_id().and_then(|s| HeaderValue::from_str(s).ok()) {
+            response
+                .headers_mut()
+                .insert(HeaderName::from_static("x-claude-session-id"), session);
+        }
+        Ok(response)
+    }
+}
+
+/// What every chunk of one reply repeats.
+struct Reply {
+    id: String,
+    created: i64,
+    model: String,
+}
+
+impl Reply {
+    fn chunk(&self, choices: Value) -> Value {
+        json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        })
+    }
+}
+
+fn data(value: &Value) -> Bytes {
+    Bytes::from(format!("data: {value}\n\n"))
+}
+
+/// Streams the reply as chunks. The answer's status is only given once the CLI has said
+/// something: a CLI that fails before that is an error answer, not a stream.
+async fn stream(
+    mut turn: Turn,
+    reply: Reply,
+    include_usage: bool,
+) -> Result<Response, CompatError> {
+    let mut stop_reason = None;
+    let first = loop {
+        match turn.next().await {
+            Step::Text(piece) => break Some(piece),
+            Step::StopReason(reason) => stop_reason = Some(reason),
+            Step::Other => {}
+            Step::End(end) if end.failed() => return Err(CompatError::cli_failed(API, &end)),
+            Step::End(end) => {
+                // Done without a piece of text: the whole answer is the result's.
+                let text = end
+                    .result
+                    .as_ref()
+                    .and_then(|r| r["result"].as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                return Ok(sse(finished_chunks(
+                    &reply,
+                    text,
+                    stop_reason,
+                    &end,
+                    include_usage,
+                )));
+            }
+        }
+    };
+    let body = async_stream::stream! {
+        let role = reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]));
+        yield Ok::<_, std::convert::Infallible>(data(&role));
+        let mut piece = first;
+        loop {
+            if let Some(text) = piece.take() {
+                yield Ok(data(&reply.chunk(json!([{"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null}]))));
+            }
+            match turn.next().await {
+                Step::Text(text) => piece = Some(text),
+                Step::StopReason(reason) => stop_reason = Some(reason),
+                Step::Other => {}
+                Step::End(end) => {
+                    if end.failed() {
+                        let error = CompatError::cli_failed(API, &end);
+                        yield Ok(data(&error.body()));
+                        yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
+                    } else {
+                        for chunk in finished_chunks(&reply, String::new(), stop_reason.take(), &end, include_usage) {
+                            yield Ok(chunk);
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    };
+    Ok(sse_body(Body::from_stream(body)))
+}
+
+/// The last chunks of a reply: any text left, the finish reason, the usage when asked, and
+/// `[DONE]`.
+fn finished_chunks(
+    reply: &Reply,
+    text: String,
+    stop_reason: Option<String>,
+    end: &TurnEnd,
+    include_usage: bool,
+) -> Vec<Bytes> {
+    let mut chunks = Vec::new();
+    if !text.is_empty() {
+        chunks.push(data(&reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": null}]))));
+    }
+    let mut last = reply.chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(stop_reason.as_deref())}]));
+    last["x_claude_proxy"] = end.extension();
+    chunks.push(data(&last));
+    if include_usage {
+        let mut usage_chunk = reply.chunk(json!([]));
+        usage_chunk["usage"] = usage(end);
+        usage_chunk["x_claude_proxy"] = end.extension();
+        chunks.push(data(&usage_chunk));
+    }
+    chunks.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    chunks
+}
+
+fn sse(chunks: Vec<Bytes>) -> Response {
+    let body =
+        futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    sse_body(Body::from_stream(body))
+}
+
+fn sse_body(body: Body) -> Response {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(
+        HeaderName::from_static("x-accel-buffering"),
+        HeaderValue::from_static("no"),
+    );
+    (StatusCode::OK, headers, body).into_response()
+}
+
+/// The models a request may name: the aliases, the default model, PROXY_MODEL_MAP's names.
+/// OpenAI's list shape; Anthropic's when the request carries `anthropic-version`.
+#[utoipa::path(get, path = "/v1/models", tag = "compatible",
+    params(("anthropic-version" = Option<String>, Header, description = "Anthropic's list shape when set.")),
+    responses(
+        (status = 200, description = "The models.", body = Object),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+    ))]
+pub async fn models(State(state): State<ApiState>, headers: HeaderMap) -> Json<Value> {
+    let names = state.agents.compat_models();
+    if headers.contains_key("anthropic-version") {
+        let data: Vec<Value> = names
+            .iter()
+            .map(|name| {
+                json!({"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"})
+            })
+            .collect();
+        return Json(json!({
+            "data": data,
+            "has_more": false,
+            "first_id": names.first(),
+            "last_id": names.last(),
+        }));
+    }
+    let data: Vec<Value> = names
+        .iter()
+        .map(
+            |name| json!({"id": name, "object": "model", "created": 0, "owned_by": "claude-proxy"}),
+        )
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}

@@ -1,0 +1,85 @@
+//! The OpenAI-compatible API with the official `openai` npm package as the client, the real
+//! CLI behind the proxy and the Messages API stand-in behind the CLI (tests/compat/*.test.mjs);
+//! and what only the stand-in can see: the system prompt the API received, and the earlier
+//! turns set out in the prompt.
+
+mod support;
+
+use serde_json::Value;
+use support::real::RealSetup;
+use support::{TEST_LIMIT, within};
+
+const KEY: &str = "compat-test-key-0123456789";
+
+/// The system prompts the API was sent, flattened to text.
+fn systems(requests: &[Value]) -> Vec<String> {
+    requests.iter().map(|r| r["system"].to_string()).collect()
+}
+
+#[tokio::test]
+async fn the_openai_sdk_works_against_the_real_cli() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::with_settings(
+            [],
+            &[("PROXY_API_KEY", KEY), ("PROXY_MODEL_MAP", "gpt-4o=sonnet")],
+        )
+        .await;
+        let output = tokio::process::Command::new("node")
+            .args([
+                "--test",
+                "--test-reporter=spec",
+                "tests/compat/openai.test.mjs",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("CLAUDE_PROXY_URL", &setup.proxy.base)
+            .env("CLAUDE_PROXY_KEY", KEY)
+            .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
+            .output()
+            .await
+            .expect("node runs");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(output.status.success(), "{report}");
+        assert!(
+            report.contains("pass 7") && report.contains("fail 0"),
+            "{report}"
+        );
+
+        let requests = setup.standin.requests();
+        // The client's system message is the whole system prompt: not Claude Code's.
+        let with_marker: Vec<String> = systems(&requests)
+            .into_iter()
+            .filter(|s| s.contains("[system-marker-7]"))
+            .collect();
+        assert!(!with_marker.is_empty(), "{:?}", systems(&requests));
+        assert!(
+            with_marker.iter().all(|s| !s.contains("Claude Code")),
+            "{with_marker:?}"
+        );
+        // Without one, the operator's neutral line.
+        assert!(
+            systems(&requests)
+                .iter()
+                .any(|s| s.contains("You are a helpful assistant.")),
+            "{:?}",
+            systems(&requests)
+        );
+        // Earlier turns reach the API once, set out with their roles.
+        let texts = setup.standin.texts_received();
+        let history: Vec<&String> = texts
+            .iter()
+            .filter(|t| t.contains("[history-marker]"))
+            .collect();
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert!(
+            history[0].contains("[assistant]\nNoted.")
+                && history[0].contains("What was my number?"),
+            "{}",
+            history[0]
+        );
+    })
+    .await;
+}
