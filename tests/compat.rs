@@ -21,7 +21,12 @@ async fn the_openai_sdk_works_against_the_real_cli() {
     within(TEST_LIMIT, async {
         let setup = RealSetup::with_settings(
             [],
-            &[("PROXY_API_KEY", KEY), ("PROXY_MODEL_MAP", "gpt-4o=sonnet")],
+            &[
+                ("PROXY_API_KEY", KEY),
+                ("PROXY_MODEL_MAP", "gpt-4o=sonnet"),
+                // The system prompt's file must reach a sandboxed CLI too.
+                ("PROXY_SANDBOX", "bwrap"),
+            ],
         )
         .await;
         let output = tokio::process::Command::new("node")
@@ -47,6 +52,15 @@ async fn the_openai_sdk_works_against_the_real_cli() {
             report.contains("pass 7") && report.contains("fail 0"),
             "{report}"
         );
+
+        // Each system prompt's file is gone with its agent.
+        let prompts = setup.work.with_file_name("data").join("prompts");
+        support::eventually(
+            "every system prompt file is removed",
+            std::time::Duration::from_secs(10),
+            || std::fs::read_dir(&prompts).is_ok_and(|mut dir| dir.next().is_none()),
+        )
+        .await;
 
         let requests = setup.standin.requests();
         // The client's system message is the whole system prompt: not Claude Code's.
