@@ -1,4 +1,4 @@
-//! The OpenAI-compatible API with the official `openai` npm package as the client, the real
+//! The compatible APIs with the official `openai` and `@anthropic-ai/sdk` npm packages as clients, the real
 //! CLI behind the proxy and the Messages API stand-in behind the CLI (tests/compat/*.test.mjs);
 //! and what only the stand-in can see: the system prompt the API received, and the earlier
 //! turns set out in the prompt.
@@ -17,7 +17,7 @@ fn systems(requests: &[Value]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn the_openai_sdk_works_against_the_real_cli() {
+async fn the_official_sdks_work_against_the_real_cli() {
     within(TEST_LIMIT, async {
         let setup = RealSetup::with_settings(
             [],
@@ -34,6 +34,7 @@ async fn the_openai_sdk_works_against_the_real_cli() {
                 "--test",
                 "--test-reporter=spec",
                 "tests/compat/openai.test.mjs",
+                "tests/compat/anthropic.test.mjs",
             ])
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .env("CLAUDE_PROXY_URL", &setup.proxy.base)
@@ -49,7 +50,7 @@ async fn the_openai_sdk_works_against_the_real_cli() {
         );
         assert!(output.status.success(), "{report}");
         assert!(
-            report.contains("pass 7") && report.contains("fail 0"),
+            report.contains("pass 12") && report.contains("fail 0"),
             "{report}"
         );
 
@@ -66,9 +67,9 @@ async fn the_openai_sdk_works_against_the_real_cli() {
         // The client's system message is the whole system prompt: not Claude Code's.
         let with_marker: Vec<String> = systems(&requests)
             .into_iter()
-            .filter(|s| s.contains("[system-marker-7]"))
+            .filter(|s| s.contains("[system-marker-7]") || s.contains("[anthropic-system-9]"))
             .collect();
-        assert!(!with_marker.is_empty(), "{:?}", systems(&requests));
+        assert_eq!(with_marker.len(), 2, "{:?}", systems(&requests));
         assert!(
             with_marker.iter().all(|s| !s.contains("Claude Code")),
             "{with_marker:?}"

@@ -167,6 +167,7 @@ async fn every_route_the_router_serves_is_in_the_document_and_every_documented_o
             ("POST", "/agent/{agent_id}/permissions/{request_id}"),
             ("POST", "/v1/chat/completions"),
             ("GET", "/v1/models"),
+            ("POST", "/v1/messages"),
         ];
         let mut served: Vec<(String, String)> = served
             .iter()

@@ -32,7 +32,8 @@ pub async fn require_key(
             Some(client) => client,
             // The compatible APIs answer in their own format, which their SDKs read.
             None if request.uri().path().starts_with("/v1/") => {
-                return CompatError::from_api(Api::OpenAi, ApiError::Unauthorized).into_response();
+                let api = Api::of(request.uri().path(), request.headers());
+                return CompatError::from_api(api, ApiError::Unauthorized).into_response();
             }
             None => return ApiError::Unauthorized.into_response(),
         }

@@ -86,6 +86,7 @@ fn keyed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::metrics))
         .routes(routes!(compat::openai::chat_completions))
         .routes(routes!(compat::openai::models))
+        .routes(routes!(compat::anthropic::messages))
 }
 
 /// The routes anyone may ask.

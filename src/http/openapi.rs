@@ -27,7 +27,7 @@ use super::error::ApiError;
         (name = "agents", description = "Start, stream, follow and stop agents."),
         (name = "interactive", description = "Talk to a running interactive agent."),
         (name = "service", description = "Health, metrics and this document."),
-        (name = "compatible", description = "The OpenAI-compatible API: each request is an agent of kind `openai`."),
+        (name = "compatible", description = "The OpenAI- and Anthropic-compatible APIs: each request is an agent of kind `openai` or `anthropic`."),
     )
 )]
 pub struct ApiDoc;

@@ -1,8 +1,10 @@
-//! The doors every tool already knows: an OpenAI-compatible `/v1/chat/completions` and
-//! `/v1/models`. Each request is an agent like any other (kind `openai`), run by the core as a
-//! chat model (`Agents::check_chat`); this module only translates: the request in, the CLI's
-//! lines out in the API's shapes, and errors in the API's own format.
+//! The doors every tool already knows: an OpenAI-compatible `/v1/chat/completions`, an
+//! Anthropic-compatible `/v1/messages`, and `/v1/models`. Each request is an agent like any
+//! other (kind `openai` or `anthropic`), run by the core as a chat model
+//! (`Agents::check_chat`); this module only translates: the request in, the CLI's lines out in
+//! the API's shapes, and errors in the API's own format.
 
+pub mod anthropic;
 pub mod openai;
 
 use std::collections::VecDeque;
@@ -19,6 +21,19 @@ use crate::agent::{Event, EventReader, StopOnDrop};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     OpenAi,
+    Anthropic,
+}
+
+impl Api {
+    /// The API a request to the compatible routes speaks: Anthropic's for `/v1/messages`, or
+    /// when it says `anthropic-version`.
+    pub fn of(path: &str, headers: &axum::http::HeaderMap) -> Self {
+        if path == "/v1/messages" || headers.contains_key("anthropic-version") {
+            Api::Anthropic
+        } else {
+            Api::OpenAi
+        }
+    }
 }
 
 /// An error answer in the API's own format, with the status its SDKs map to their error
@@ -41,6 +56,17 @@ impl CompatError {
             status: StatusCode::BAD_REQUEST,
             message: format!("{param}: {}", message.into()),
             param: Some(param),
+            retry_after: None,
+        }
+    }
+
+    /// A body that could not be read (over PROXY_MAX_BODY_BYTES: 413).
+    pub fn rejected(api: Api, rejection: &axum::extract::rejection::BytesRejection) -> Self {
+        Self {
+            api,
+            status: rejection.status(),
+            message: rejection.body_text(),
+            param: None,
             retry_after: None,
         }
     }
@@ -91,9 +117,27 @@ impl CompatError {
         }
     }
 
+    /// The Anthropic `type` for this status.
+    fn anthropic_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 => "overloaded_error",
+            _ => "api_error",
+        }
+    }
+
     /// The error object, as it also appears inside a stream.
     pub fn body(&self) -> Value {
         match self.api {
+            Api::Anthropic => json!({"type": "error", "error": {
+                "type": self.anthropic_type(),
+                "message": self.message,
+            }}),
             Api::OpenAi => json!({"error": {
                 "message": self.message,
                 "type": self.openai_type(),
@@ -120,17 +164,44 @@ impl IntoResponse for CompatError {
     }
 }
 
+/// A Server-Sent Events answer that nothing between it and the client holds back.
+pub fn sse_response(body: axum::body::Body) -> Response {
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// What one step of a chat agent's run says, taken from its events.
 #[derive(Debug)]
 pub enum Step {
-    /// A piece of the reply's text.
-    Text(String),
-    /// How the model ended its message (`end_turn`, `max_tokens`, ...).
-    StopReason(String),
+    /// A Messages API streaming event, as the CLI passed it on (`message_start`,
+    /// `content_block_delta`, ...).
+    Api(Value),
     /// Another line; nothing to pass on.
     Other,
     /// The run is over.
     End(TurnEnd),
+}
+
+/// The text a streaming event adds to the reply.
+pub fn text_delta(event: &Value) -> Option<&str> {
+    (event["type"] == "content_block_delta" && event["delta"]["type"] == "text_delta")
+        .then(|| event["delta"]["text"].as_str())
+        .flatten()
+}
+
+/// How the model ended its message (`end_turn`, `max_tokens`, ...), from `message_delta`.
+pub fn stop_reason(event: &Value) -> Option<&str> {
+    (event["type"] == "message_delta")
+        .then(|| event["delta"]["stop_reason"].as_str())
+        .flatten()
 }
 
 /// How a chat agent's run ended.
@@ -232,16 +303,8 @@ impl Turn {
         let line: Value = serde_json::from_slice(&event.data).ok()?;
         match line["type"].as_str()? {
             "stream_event" => {
-                let api = &line["event"];
-                match api["type"].as_str()? {
-                    "content_block_delta" if api["delta"]["type"] == "text_delta" => {
-                        Some(Step::Text(api["delta"]["text"].as_str()?.to_owned()))
-                    }
-                    "message_delta" => Some(Step::StopReason(
-                        api["delta"]["stop_reason"].as_str()?.to_owned(),
-                    )),
-                    _ => Some(Step::Other),
-                }
+                let mut line = line;
+                Some(Step::Api(line["event"].take()))
             }
             "result" => {
                 self.end.result = Some(line);

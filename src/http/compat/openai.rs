@@ -3,12 +3,12 @@
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::{Api, CompatError, Step, Turn, TurnEnd, text_of, transcript};
+use super::{Api, CompatError, Step, Turn, TurnEnd, stop_reason, text_delta, text_of, transcript};
 use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
 use crate::http::ApiState;
 use crate::http::error::ApiError;
@@ -152,8 +152,8 @@ fn usage(end: &TurnEnd) -> Value {
 }
 
 /// OpenAI's finish reason for the model's stop reason.
-fn finish_reason(stop_reason: Option<&str>) -> &'static str {
-    match stop_reason {
+fn finish_reason(stop: Option<&str>) -> &'static str {
+    match stop {
         Some("max_tokens") => "length",
         _ => "stop",
     }
@@ -177,13 +177,7 @@ pub async fn chat_completions(
     Extension(client): Extension<Client>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, CompatError> {
-    let body = body.map_err(|rejection| CompatError {
-        api: API,
-        status: rejection.status(),
-        message: rejection.body_text(),
-        param: None,
-        retry_after: None,
-    })?;
+    let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
     let asked = read_request(&body)?;
     let model = asked.turn.model.clone();
     let run = state
@@ -207,11 +201,13 @@ pub async fn chat_completions(
         stream(turn, reply, asked.include_usage).await
     } else {
         let mut text = String::new();
-        let mut stop_reason = None;
+        let mut stop = None;
         let end = loop {
             match turn.next().await {
-                Step::Text(piece) => text.push_str(&piece),
-                Step::StopReason(reason) => stop_reason = Some(reason),
+                Step::Api(event) => {
+                    text.push_str(text_delta(&event).unwrap_or_default());
+                    stop = stop_reason(&event).map(str::to_owned).or(stop);
+                }
                 Step::Other => {}
                 Step::End(end) => break end,
             }
@@ -236,7 +232,7 @@ pub async fn chat_completions(
                 "index": 0,
                 "message": {"role": "assistant", "content": text, "refusal": null},
                 "logprobs": null,
-                "finish_reason": finish_reason(stop_reason.as_deref()),
+                "finish_reason": finish_reason(stop.as_deref()),
             }],
             "usage": usage(&end),
             "x_claude_proxy": end.extension(),
@@ -281,11 +277,15 @@ async fn stream(
     reply: Reply,
     include_usage: bool,
 ) -> Result<Response, CompatError> {
-    let mut stop_reason = None;
+    let mut stop = None;
     let first = loop {
         match turn.next().await {
-            Step::Text(piece) => break Some(piece),
-            Step::StopReason(reason) => stop_reason = Some(reason),
+            Step::Api(event) => {
+                stop = stop_reason(&event).map(str::to_owned).or(stop);
+                if let Some(piece) = text_delta(&event) {
+                    break Some(piece.to_owned());
+                }
+            }
             Step::Other => {}
             Step::End(end) if end.failed() => return Err(CompatError::cli_failed(API, &end)),
             Step::End(end) => {
@@ -299,7 +299,7 @@ async fn stream(
                 return Ok(sse(finished_chunks(
                     &reply,
                     text,
-                    stop_reason,
+                    stop,
                     &end,
                     include_usage,
                 )));
@@ -315,8 +315,10 @@ async fn stream(
                 yield Ok(data(&reply.chunk(json!([{"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null}]))));
             }
             match turn.next().await {
-                Step::Text(text) => piece = Some(text),
-                Step::StopReason(reason) => stop_reason = Some(reason),
+                Step::Api(event) => {
+                    stop = stop_reason(&event).map(str::to_owned).or(stop);
+                    piece = text_delta(&event).map(str::to_owned);
+                }
                 Step::Other => {}
                 Step::End(end) => {
                     if end.failed() {
@@ -324,7 +326,7 @@ async fn stream(
                         yield Ok(data(&error.body()));
                         yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
                     } else {
-                        for chunk in finished_chunks(&reply, String::new(), stop_reason.take(), &end, include_usage) {
+                        for chunk in finished_chunks(&reply, String::new(), stop.take(), &end, include_usage) {
                             yield Ok(chunk);
                         }
                     }
@@ -333,7 +335,7 @@ async fn stream(
             }
         }
     };
-    Ok(sse_body(Body::from_stream(body)))
+    Ok(super::sse_response(Body::from_stream(body)))
 }
 
 /// The last chunks of a reply: any text left, the finish reason, the usage when asked, and
@@ -341,7 +343,7 @@ async fn stream(
 fn finished_chunks(
     reply: &Reply,
     text: String,
-    stop_reason: Option<String>,
+    stop: Option<String>,
     end: &TurnEnd,
     include_usage: bool,
 ) -> Vec<Bytes> {
@@ -349,7 +351,7 @@ fn finished_chunks(
     if !text.is_empty() {
         chunks.push(data(&reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": null}]))));
     }
-    let mut last = reply.chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(stop_reason.as_deref())}]));
+    let mut last = reply.chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(stop.as_deref())}]));
     last["x_claude_proxy"] = end.extension();
     chunks.push(data(&last));
     if include_usage {
@@ -365,21 +367,7 @@ fn finished_chunks(
 fn sse(chunks: Vec<Bytes>) -> Response {
     let body =
         futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
-    sse_body(Body::from_stream(body))
-}
-
-fn sse_body(body: Body) -> Response {
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(
-        HeaderName::from_static("x-accel-buffering"),
-        HeaderValue::from_static("no"),
-    );
-    (StatusCode::OK, headers, body).into_response()
+    super::sse_response(Body::from_stream(body))
 }
 
 /// The models a request may name: the aliases, the default model, PROXY_MODEL_MAP's names.

@@ -1,0 +1,279 @@
+//! `POST /v1/messages`, as the Anthropic Messages API answers it. A stream passes on the
+//! Messages API's own events, as the CLI received them.
+
+use axum::Extension;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::{
+    Api, CompatError, Step, Turn, TurnEnd, sse_response, stop_reason, text_delta, transcript,
+};
+use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
+use crate::http::ApiState;
+use crate::http::error::ApiError;
+
+const API: Api = Api::Anthropic;
+
+/// The text of a content: a string, or text blocks; anything else is refused, naming it.
+fn text_of(content: &Value, field: &str) -> Result<String, CompatError> {
+    match content {
+        Value::String(text) => Ok(text.clone()),
+        Value::Array(blocks) => blocks
+            .iter()
+            .enumerate()
+            .map(|(n, block)| match block["type"].as_str() {
+                Some("text") => Ok(block["text"].as_str().unwrap_or_default().to_owned()),
+                kind => Err(CompatError::invalid(
+                    API,
+                    format!("{field}[{n}]"),
+                    format!(
+                        "{} blocks are not supported yet; send text",
+                        kind.unwrap_or("untyped")
+                    ),
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(|texts| texts.join("\n")),
+        _ => Err(CompatError::invalid(
+            API,
+            field,
+            "must be a string or blocks",
+        )),
+    }
+}
+
+struct Asked {
+    turn: ChatTurn,
+    stream: bool,
+}
+
+fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
+    let request: Value = serde_json::from_slice(body)
+        .map_err(|err| CompatError::invalid(API, "body", format!("not JSON: {err}")))?;
+    if !request.is_object() {
+        return Err(CompatError::invalid(API, "body", "must be a JSON object"));
+    }
+    if request["tools"].as_array().is_some_and(|t| !t.is_empty()) {
+        return Err(CompatError::invalid(
+            API,
+            "tools",
+            "client-defined tools are not supported",
+        ));
+    }
+    if !request["tool_choice"].is_null() && request["tool_choice"]["type"] != "none" {
+        return Err(CompatError::invalid(
+            API,
+            "tool_choice",
+            "only {\"type\": \"none\"} is supported",
+        ));
+    }
+    let model = request["model"]
+        .as_str()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| CompatError::invalid(API, "model", "a model name is required"))?;
+    let messages = request["messages"]
+        .as_array()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            CompatError::invalid(API, "messages", "a non-empty list of messages is required")
+        })?;
+    let system = match &request["system"] {
+        Value::Null => None,
+        system => Some(text_of(system, "system")?),
+    };
+    let mut turns: Vec<(&str, String)> = Vec::new();
+    for (n, message) in messages.iter().enumerate() {
+        let field = format!("messages[{n}]");
+        let text = text_of(&message["content"], &format!("{field}.content"))?;
+        match message["role"].as_str() {
+            Some("user") => turns.push(("user", text)),
+            Some("assistant") => turns.push(("assistant", text)),
+            _ => {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.role"),
+                    "must be user or assistant",
+                ));
+            }
+        }
+    }
+    let Some(("user", last)) = turns.pop() else {
+        return Err(CompatError::invalid(
+            API,
+            "messages",
+            "the last message must be the user's",
+        ));
+    };
+    if last.trim().is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            "messages",
+            "the last user message is empty",
+        ));
+    }
+    Ok(Asked {
+        turn: ChatTurn {
+            kind: AgentKind::Anthropic,
+            model: model.to_owned(),
+            system: system.filter(|s| !s.trim().is_empty()),
+            prompt: transcript(&turns, &last),
+        },
+        stream: request["stream"] == true,
+    })
+}
+
+/// A message: the CLI runs the conversation's last user turn as a chat model.
+#[utoipa::path(post, path = "/v1/messages", tag = "compatible",
+    params(("anthropic-version" = Option<String>, Header, description = "Accepted, as the SDK sends it.")),
+    request_body(content = Object, description = "An Anthropic Messages API request: `model`, `messages` (text), `system`, `stream`. Refused with 400: `tools`, `tool_choice` other than none. Ignored: `max_tokens`, `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`."),
+    responses(
+        (status = 200, description = "A `message`, or with `stream` the Messages API's events (`message_start` ... `message_stop`).", body = Object),
+        (status = 400, description = "An invalid or unsupported field (Anthropic's error format).", body = Object),
+        (status = 401, description = "No key, or a wrong one.", body = Object),
+        (status = 404, description = "An unknown model.", body = Object),
+        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = Object),
+        (status = 429, description = "Too many agents, or the subscription is rate limited (Retry-After).", body = Object),
+        (status = 502, description = "The CLI failed before it answered.", body = Object),
+        (status = 503, description = "The CLI cannot be found.", body = Object),
+    ))]
+pub async fn messages(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, CompatError> {
+    let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
+    let asked = read_request(&body)?;
+    let model = asked.turn.model.clone();
+    let run = state
+        .agents
+        .check_chat(client, asked.turn)
+        .await
+        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
+    let launched = state
+        .agents
+        .launch(run)
+        .await
+        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
+    let id = format!("msg_{}", launched.agent_id.simple());
+    let mut turn = Turn::new(
+        EventReader::Live(launched.reader),
+        launched.stop.stop_on_drop(StopReason::ClientGone),
+    );
+    if asked.stream {
+        return stream(turn).await;
+    }
+    let mut text = String::new();
+    let mut stop = None;
+    let end = loop {
+        match turn.next().await {
+            Step::Api(event) => {
+                text.push_str(text_delta(&event).unwrap_or_default());
+                stop = stop_reason(&event).map(str::to_owned).or(stop);
+            }
+            Step::Other => {}
+            Step::End(end) => break end,
+        }
+    };
+    if end.failed() {
+        return Err(CompatError::cli_failed(API, &end));
+    }
+    if text.is_empty() {
+        text = end
+            .result
+            .as_ref()
+            .and_then(|r| r["result"].as_str())
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let mut response = axum::Json(json!({
+        "id": id,
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": stop.unwrap_or_else(|| "end_turn".to_owned()),
+        "stop_sequence": null,
+        "usage": usage(&end),
+        "x_claude_proxy": end.extension(),
+    }))
+    .into_response();
+    if let Some(session) = end.session_id().and_then(|s| HeaderValue::from_str(s).ok()) {
+        response
+            .headers_mut()
+            .insert(HeaderName::from_static("x-claude-session-id"), session);
+    }
+    Ok(response)
+}
+
+/// The usage fields, as the CLI's result gives them.
+fn usage(end: &TurnEnd) -> Value {
+    let usage = end.result.as_ref().map(|r| &r["usage"]);
+    let tokens = |name: &str| usage.and_then(|u| u[name].as_u64()).unwrap_or(0);
+    json!({
+        "input_tokens": tokens("input_tokens"),
+        "output_tokens": tokens("output_tokens"),
+        "cache_creation_input_tokens": tokens("cache_creation_input_tokens"),
+        "cache_read_input_tokens": tokens("cache_read_input_tokens"),
+    })
+}
+
+fn event(event: &Value) -> Bytes {
+    let name = event["type"].as_str().unwrap_or("message");
+    Bytes::from(format!("event: {name}\ndata: {event}\n\n"))
+}
+
+/// Streams the Messages API's events. The answer's status is only given once the CLI has
+/// passed one on: a CLI that fails before that is an error answer, not a stream.
+/// `message_stop` waits for the result, so that it carries the run's cost and session.
+async fn stream(mut turn: Turn) -> Result<Response, CompatError> {
+    let first = loop {
+        match turn.next().await {
+            Step::Api(event) => break event,
+            Step::Other => {}
+            Step::End(end) => {
+                let end = if end.failed() {
+                    end
+                } else {
+                    // Done without a word from the API: nothing to stream.
+                    TurnEnd {
+                        status: Some("failed".into()),
+                        ..end
+                    }
+                };
+                return Err(CompatError::cli_failed(API, &end));
+            }
+        }
+    };
+    let body = async_stream::stream! {
+        let mut next = Some(first);
+        let mut held_stop = None;
+        loop {
+            if let Some(api_event) = next.take() {
+                if api_event["type"] == "message_stop" {
+                    held_stop = Some(api_event);
+                } else {
+                    yield Ok::<_, std::convert::Infallible>(event(&api_event));
+                }
+            }
+            match turn.next().await {
+                Step::Api(api_event) => next = Some(api_event),
+                Step::Other => {}
+                Step::End(end) => {
+                    if end.failed() {
+                        yield Ok(event(&CompatError::cli_failed(API, &end).body()));
+                    } else {
+                        let mut stop = held_stop.take().unwrap_or_else(|| json!({"type": "message_stop"}));
+                        stop["x_claude_proxy"] = end.extension();
+                        yield Ok(event(&stop));
+                    }
+                    break;
+                }
+            }
+        }
+    };
+    Ok(sse_response(Body::from_stream(body)))
+}
