@@ -50,7 +50,7 @@ async fn the_official_sdks_work_against_the_real_cli() {
         );
         assert!(output.status.success(), "{report}");
         assert!(
-            report.contains("pass 12") && report.contains("fail 0"),
+            report.contains("pass 13") && report.contains("fail 0"),
             "{report}"
         );
 
@@ -81,6 +81,31 @@ async fn the_official_sdks_work_against_the_real_cli() {
                 .any(|s| s.contains("You are a helpful assistant.")),
             "{:?}",
             systems(&requests)
+        );
+        // A conversation carrying the proxy's reply resumed its session: the API got the earlier
+        // turns from it, as turns, once, and no transcript.
+        let resumed = requests
+            .iter()
+            .filter(|r| r["messages"].to_string().contains("[resume-2]"))
+            .last()
+            .expect("the second turn reached the API");
+        let turns = resumed["messages"].as_array().unwrap();
+        let said = turns.iter().map(|m| m.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            said.iter()
+                .filter(|m| m.contains("[resume-marker]"))
+                .count(),
+            1,
+            "{said:?}"
+        );
+        assert!(
+            turns.iter().any(|m| m["role"] == "assistant"
+                && m.to_string().contains(support::anthropic::DEFAULT_TEXT)),
+            "{said:?}"
+        );
+        assert!(
+            !resumed.to_string().contains("The conversation so far"),
+            "{said:?}"
         );
         // Earlier turns reach the API once, set out with their roles.
         let texts = setup.standin.texts_received();

@@ -3,10 +3,27 @@
 //! (`PROXY_MODEL_MAP`); its tools are the operator's for these APIs (`PROXY_COMPAT_TOOLS`, none by
 //! default); its system prompt is the client's, or the operator's neutral one, never Claude
 //! Code's own.
+//!
+//! These APIs send the whole conversation each time. The proxy remembers, per key and bounded,
+//! which CLI session produced each reply it gave, by a hash of the conversation up to and
+//! including that reply: a request that carries such a conversation resumes a fork of that
+//! session with only its new message, so the API gets the earlier turns from the session, not
+//! from a transcript. Any other history is set out in the prompt.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use super::request::AgentRequest;
 use super::status::AgentKind;
-use super::{Agents, Client, Error, Run, parse_model};
+use super::{Agents, Client, Error, Run, parse_model, session_path};
+
+/// How many conversations are remembered per key; past it, the oldest is forgotten and its
+/// session's file removed.
+pub const REMEMBERED_PER_KEY: usize = 256;
 
 /// The model aliases the CLI knows.
 pub const ALIASES: [&str; 3] = ["sonnet", "opus", "haiku"];
@@ -30,8 +47,98 @@ pub struct ChatTurn {
     pub model: String,
     /// The request's system text, joined.
     pub system: Option<String>,
-    /// What goes to the CLI on stdin.
-    pub prompt: String,
+    /// The turns before the last, each `(role, text)` with role `user` or `assistant`.
+    pub earlier: Vec<(String, String)>,
+    /// The last user message.
+    pub last: String,
+}
+
+/// What the compatible API hands back after the reply, so that the conversation, with it, can
+/// be resumed.
+#[derive(Debug)]
+pub struct Continuation {
+    owner: Client,
+    /// The conversation so far, the last user message included, as hashed.
+    hasher: Sha256,
+    cwd: Arc<Path>,
+}
+
+/// A remembered conversation: the session that produced its last reply.
+#[derive(Debug)]
+struct Remembered {
+    key: [u8; 32],
+    session: Uuid,
+    /// Its file, removed when it is forgotten.
+    file: Option<PathBuf>,
+}
+
+/// The conversations remembered, per key, oldest first.
+#[derive(Debug, Default)]
+pub struct ChatMemory {
+    by_owner: Mutex<HashMap<Client, VecDeque<Remembered>>>,
+}
+
+impl ChatMemory {
+    fn session_of(&self, owner: Client, key: &[u8; 32]) -> Option<Uuid> {
+        crate::lock(&self.by_owner)
+            .get(&owner)?
+            .iter()
+            .find(|r| &r.key == key)
+            .map(|r| r.session)
+    }
+
+    fn remember(&self, owner: Client, remembered: Remembered) {
+        let forgotten = {
+            let mut by_owner = crate::lock(&self.by_owner);
+            let entries = by_owner.entry(owner).or_default();
+            entries.push_back(remembered);
+            (entries.len() > REMEMBERED_PER_KEY)
+                .then(|| entries.pop_front())
+                .flatten()
+        };
+        if let Some(file) = forgotten.and_then(|r| r.file) {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+/// A turn, as it enters the hash: its role and text, each length-prefixed, so no two
+/// conversations hash alike by moving text across a boundary.
+fn hash_turn(hasher: &mut Sha256, role: &str, text: &str) {
+    for part in [role, text] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+}
+
+/// The hash of a conversation's system text and turns.
+fn conversation_hasher<'a>(
+    system: Option<&str>,
+    turns: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Sha256 {
+    let mut hasher = Sha256::new();
+    hash_turn(&mut hasher, "system", system.unwrap_or_default());
+    for (role, text) in turns {
+        hash_turn(&mut hasher, role, text);
+    }
+    hasher
+}
+
+/// An earlier conversation set out in the prompt, turn by turn with roles, then the new
+/// message.
+fn transcript(earlier: &[(String, String)], last: &str) -> String {
+    if earlier.is_empty() {
+        return last.to_owned();
+    }
+    let mut prompt = String::from(
+        "The conversation so far, turn by turn (the user's turns, and your answers):\n\n",
+    );
+    for (role, text) in earlier {
+        prompt.push_str(&format!("[{role}]\n{text}\n\n"));
+    }
+    prompt.push_str("[user, now: answer this turn]\n");
+    prompt.push_str(last);
+    prompt
 }
 
 impl CompatSettings {
@@ -57,15 +164,36 @@ impl CompatSettings {
 
 impl Agents {
     /// Checks a chat turn as any request is checked, then makes it a chat model's: the
-    /// compatible tools, a whole system prompt, and partial messages for token streaming.
-    pub async fn check_chat(&self, owner: Client, turn: ChatTurn) -> Result<Run, Error> {
+    /// compatible tools, a whole system prompt, and partial messages for token streaming. A
+    /// conversation this key was answered before resumes a fork of that session.
+    pub async fn check_chat(
+        &self,
+        owner: Client,
+        turn: ChatTurn,
+    ) -> Result<(Run, Continuation), Error> {
         let compat = &self.core.settings.compat;
         let model = compat
             .resolve_model(&turn.model)
             .ok_or_else(|| Error::UnknownModel(turn.model.clone()))?;
+        let mut hasher = conversation_hasher(
+            turn.system.as_deref(),
+            turn.earlier.iter().map(|(r, t)| (r.as_str(), t.as_str())),
+        );
+        let resumed = match turn.earlier.is_empty() {
+            true => None,
+            false => self
+                .core
+                .chat_memory
+                .session_of(owner, &hasher.clone().finalize().into()),
+        };
+        hash_turn(&mut hasher, "user", &turn.last);
+        let prompt = match resumed {
+            Some(_) => turn.last,
+            None => transcript(&turn.earlier, &turn.last),
+        };
         let request = AgentRequest {
-            prompt: turn.prompt,
-            session_id: None,
+            prompt,
+            session_id: resumed.map(|s| s.to_string()),
             model: Some(model),
             detach_on_disconnect: false,
             tools: None,
@@ -85,7 +213,39 @@ impl Agents {
             .push(format!("--tools={}", compat.tools.join(",")));
         run.system_prompt = Some(turn.system.unwrap_or_else(|| compat.system_prompt.clone()));
         run.partial_messages = true;
-        Ok(run)
+        run.fork_session = resumed.is_some();
+        let continuation = Continuation {
+            owner,
+            hasher,
+            cwd: Arc::clone(&run.cwd),
+        };
+        Ok((run, continuation))
+    }
+
+    /// Remembers that `session` gave `reply` to the conversation, so that a request carrying
+    /// both resumes it.
+    pub fn remember_reply(&self, continuation: Continuation, reply: &str, session: &str) {
+        let Ok(session) = Uuid::try_parse(session) else {
+            return;
+        };
+        let Continuation {
+            owner,
+            mut hasher,
+            cwd,
+        } = continuation;
+        hash_turn(&mut hasher, "assistant", reply);
+        let file = self
+            .core
+            .claude_config_dir(owner)
+            .map(|dir| session_path(&dir, &cwd, session));
+        self.core.chat_memory.remember(
+            owner,
+            Remembered {
+                key: hasher.finalize().into(),
+                session,
+                file,
+            },
+        );
     }
 
     /// The model names the compatible APIs list.
@@ -120,6 +280,35 @@ mod tests {
         assert_eq!(compat.resolve_model("gpt-4o").as_deref(), Some("sonnet"));
         assert_eq!(compat.resolve_model("gpt-3.5-turbo"), None);
         assert_eq!(compat.resolve_model("claude-a b"), None);
+    }
+
+    #[test]
+    fn a_forgotten_conversation_takes_its_session_file_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = ChatMemory::default();
+        let owner = Client::Anonymous;
+        let keys: Vec<[u8; 32]> = (0..=REMEMBERED_PER_KEY)
+            .map(|n| Sha256::digest(n.to_le_bytes()).into())
+            .collect();
+        let files: Vec<PathBuf> = (0..keys.len())
+            .map(|n| dir.path().join(format!("{n}.jsonl")))
+            .collect();
+        for (key, file) in keys.iter().zip(&files) {
+            std::fs::write(file, "{}").unwrap();
+            memory.remember(
+                owner,
+                Remembered {
+                    key: *key,
+                    session: Uuid::new_v4(),
+                    file: Some(file.clone()),
+                },
+            );
+        }
+        // One past the bound: the oldest is forgotten, and its file removed.
+        assert_eq!(memory.session_of(owner, &keys[0]), None);
+        assert!(!files[0].exists());
+        assert!(memory.session_of(owner, &keys[1]).is_some());
+        assert!(files[1].exists() && files[REMEMBERED_PER_KEY].exists());
     }
 
     #[test]

@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-pub use chat::{ALIASES, ChatTurn, CompatSettings};
+pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
 pub use cluster::{Action, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path};
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error, ErrorKind};
@@ -86,6 +86,7 @@ impl Agents {
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
                 login: login::LoginCache::default(),
+                chat_memory: chat::ChatMemory::default(),
                 all_logs,
                 metrics,
                 shutdown,

@@ -98,6 +98,8 @@ pub struct Run {
     /// The CLI writes a `stream_event` line for each piece the API streams
     /// (`--include-partial-messages`).
     pub partial_messages: bool,
+    /// The resumed session goes on as a new one (`--fork-session`), the old one unchanged.
+    pub fork_session: bool,
 }
 
 impl Run {
@@ -121,6 +123,9 @@ impl Run {
         }
         if let Some(session) = &self.resume {
             args.push(format!("--resume={}", session.hyphenated()));
+            if self.fork_session {
+                args.push("--fork-session".to_owned());
+            }
         }
         if self.partial_messages {
             args.push("--include-partial-messages".to_owned());
@@ -219,6 +224,7 @@ impl AgentRequest {
             approvals: self.approvals,
             system_prompt: None,
             partial_messages: false,
+            fork_session: false,
         })
     }
 }

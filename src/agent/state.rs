@@ -86,6 +86,8 @@ pub struct Core {
     pub rate_limit: RateLimitGate,
     /// What the CLI last said of its login.
     pub login: super::login::LoginCache,
+    /// The compatible APIs' conversations, and the sessions that answered them.
+    pub chat_memory: super::chat::ChatMemory,
     /// The bytes held by all agents' logs (and kept results) together.
     pub all_logs: SharedBytes,
     pub metrics: Arc<Metrics>,

@@ -75,6 +75,19 @@ test("earlier turns are set out in the prompt, with their roles", async () => {
   assert.equal(completion.choices[0].message.content, expected);
 });
 
+test("a conversation that carries a reply resumes the session that gave it", async () => {
+  const first = [{ role: "user", content: "Remember 7. [resume-marker]" }];
+  const one = await client.chat.completions.create({ model: "sonnet", messages: first });
+  const reply = one.choices[0].message.content;
+  const two = await client.chat.completions.create({
+    model: "sonnet",
+    messages: [...first, { role: "assistant", content: reply }, { role: "user", content: "What was it? [resume-2]" }],
+  });
+  assert.equal(two.choices[0].message.content, expected);
+  // A fork: the first session stays as it was, for another reply to the same conversation.
+  assert.notEqual(two.x_claude_proxy.session_id, one.x_claude_proxy.session_id);
+});
+
 test("the models are listed", async () => {
   const ids = [];
   for await (const model of client.models.list()) ids.push(model.id);

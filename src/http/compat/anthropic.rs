@@ -9,9 +9,7 @@ use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{
-    Api, CompatError, Step, Turn, TurnEnd, sse_response, stop_reason, text_delta, transcript,
-};
+use super::{Api, CompatError, Step, Turn, TurnEnd, sse_response, stop_reason, text_delta};
 use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
 use crate::http::ApiState;
 use crate::http::error::ApiError;
@@ -120,7 +118,11 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             kind: AgentKind::Anthropic,
             model: model.to_owned(),
             system: system.filter(|s| !s.trim().is_empty()),
-            prompt: transcript(&turns, &last),
+            earlier: turns
+                .into_iter()
+                .map(|(role, text)| (role.to_owned(), text))
+                .collect(),
+            last,
         },
         stream: request["stream"] == true,
     })
@@ -148,7 +150,7 @@ pub async fn messages(
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
     let asked = read_request(&body)?;
     let model = asked.turn.model.clone();
-    let run = state
+    let (run, continuation) = state
         .agents
         .check_chat(client, asked.turn)
         .await
@@ -162,6 +164,8 @@ pub async fn messages(
     let mut turn = Turn::new(
         EventReader::Live(launched.reader),
         launched.stop.stop_on_drop(StopReason::ClientGone),
+        state.agents.clone(),
+        continuation,
     );
     if asked.stream {
         return stream(turn).await;
@@ -182,12 +186,7 @@ pub async fn messages(
         return Err(CompatError::cli_failed(API, &end));
     }
     if text.is_empty() {
-        text = end
-            .result
-            .as_ref()
-            .and_then(|r| r["result"].as_str())
-            .unwrap_or_default()
-            .to_owned();
+        text = end.result_text().to_owned();
     }
     let mut response = axum::Json(json!({
         "id": id,

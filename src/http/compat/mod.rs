@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use crate::agent::{Event, EventReader, StopOnDrop};
+use crate::agent::{Agents, Continuation, Event, EventReader, StopOnDrop};
 
 /// Which API's formats an answer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +237,14 @@ impl TurnEnd {
         said.unwrap_or_else(|| "the Claude Code CLI failed without saying why".to_owned())
     }
 
+    /// The result's text: the whole reply, when no piece of it streamed.
+    pub fn result_text(&self) -> &str {
+        self.result
+            .as_ref()
+            .and_then(|r| r["result"].as_str())
+            .unwrap_or_default()
+    }
+
     pub fn session_id(&self) -> Option<&str> {
         self.result.as_ref().and_then(|r| r["session_id"].as_str())
     }
@@ -254,12 +262,16 @@ impl TurnEnd {
 }
 
 /// A chat agent's events as steps, as they come. Dropping it stops the agent (a client that
-/// goes away).
+/// goes away). A reply given whole is remembered with its session, so that the conversation
+/// carrying it resumes that session.
 pub struct Turn {
     reader: EventReader,
     pending: VecDeque<Event>,
     finished: bool,
     end: TurnEnd,
+    /// The reply's text so far.
+    text: String,
+    remember: Option<(Agents, Continuation)>,
     _stop: StopOnDrop,
 }
 
@@ -267,14 +279,36 @@ pub struct Turn {
 const READ_BYTES: usize = 64 * 1024;
 
 impl Turn {
-    pub fn new(reader: EventReader, stop: StopOnDrop) -> Self {
+    pub fn new(
+        reader: EventReader,
+        stop: StopOnDrop,
+        agents: Agents,
+        continuation: Continuation,
+    ) -> Self {
         Self {
             reader,
             pending: VecDeque::new(),
             finished: false,
             end: TurnEnd::default(),
+            text: String::new(),
+            remember: Some((agents, continuation)),
             _stop: stop,
         }
+    }
+
+    /// The run is over: a reply is remembered with its session.
+    fn ended(&mut self) -> TurnEnd {
+        let end = std::mem::take(&mut self.end);
+        if let (false, Some((agents, continuation))) = (end.failed(), self.remember.take()) {
+            let reply = match self.text.is_empty() {
+                true => end.result_text(),
+                false => &self.text,
+            };
+            if let Some(session) = end.session_id() {
+                agents.remember_reply(continuation, reply, session);
+            }
+        }
+        end
     }
 
     /// The next step; `End` once, last.
@@ -287,7 +321,7 @@ impl Turn {
                 continue;
             }
             if self.finished {
-                return Step::End(std::mem::take(&mut self.end));
+                return Step::End(self.ended());
             }
             let read = self.reader.read(READ_BYTES).await;
             self.finished = read.finished;
@@ -304,7 +338,9 @@ impl Turn {
         match line["type"].as_str()? {
             "stream_event" => {
                 let mut line = line;
-                Some(Step::Api(line["event"].take()))
+                let event = line["event"].take();
+                self.text.push_str(text_delta(&event).unwrap_or_default());
+                Some(Step::Api(event))
             }
             "result" => {
                 self.end.result = Some(line);
@@ -337,21 +373,4 @@ pub fn text_of(content: &Value) -> Option<String> {
         ),
         _ => None,
     }
-}
-
-/// An earlier conversation set out in the prompt, turn by turn with roles, then the new
-/// message.
-pub fn transcript(earlier: &[(&str, String)], last: &str) -> String {
-    if earlier.is_empty() {
-        return last.to_owned();
-    }
-    let mut prompt = String::from(
-        "The conversation so far, turn by turn (the user's turns, and your answers):\n\n",
-    );
-    for (role, text) in earlier {
-        prompt.push_str(&format!("[{role}]\n{text}\n\n"));
-    }
-    prompt.push_str("[user, now: answer this turn]\n");
-    prompt.push_str(last);
-    prompt
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{Value, json};
 
-use super::{Api, CompatError, Step, Turn, TurnEnd, stop_reason, text_delta, text_of, transcript};
+use super::{Api, CompatError, Step, Turn, TurnEnd, stop_reason, text_delta, text_of};
 use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
 use crate::http::ApiState;
 use crate::http::error::ApiError;
@@ -129,7 +129,11 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             kind: AgentKind::OpenAi,
             model: model.to_owned(),
             system: (!system.is_empty()).then(|| system.join("\n\n")),
-            prompt: transcript(&turns, &last),
+            earlier: turns
+                .into_iter()
+                .map(|(role, text)| (role.to_owned(), text))
+                .collect(),
+            last,
         },
         stream: request["stream"] == true,
         include_usage: request["stream_options"]["include_usage"] == true,
@@ -180,7 +184,7 @@ pub async fn chat_completions(
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
     let asked = read_request(&body)?;
     let model = asked.turn.model.clone();
-    let run = state
+    let (run, continuation) = state
         .agents
         .check_chat(client, asked.turn)
         .await
@@ -195,6 +199,8 @@ pub async fn chat_completions(
     let mut turn = Turn::new(
         EventReader::Live(launched.reader),
         launched.stop.stop_on_drop(StopReason::ClientGone),
+        state.agents.clone(),
+        continuation,
     );
     let reply = Reply { id, created, model };
     if asked.stream {
@@ -216,12 +222,7 @@ pub async fn chat_completions(
             return Err(CompatError::cli_failed(API, &end));
         }
         if text.is_empty() {
-            text = end
-                .result
-                .as_ref()
-                .and_then(|r| r["result"].as_str())
-                .unwrap_or_default()
-                .to_owned();
+            text = end.result_text().to_owned();
         }
         let mut response = Json(json!({
             "id": reply.id,
