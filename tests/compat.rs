@@ -86,8 +86,7 @@ async fn the_official_sdks_work_against_the_real_cli() {
         // turns from it, as turns, once, and no transcript.
         let resumed = requests
             .iter()
-            .filter(|r| r["messages"].to_string().contains("[resume-2]"))
-            .last()
+            .rfind(|r| r["messages"].to_string().contains("[resume-2]"))
             .expect("the second turn reached the API");
         let turns = resumed["messages"].as_array().unwrap();
         let said = turns.iter().map(|m| m.to_string()).collect::<Vec<_>>();
