@@ -50,7 +50,7 @@ async fn the_official_sdks_work_against_the_real_cli() {
         );
         assert!(output.status.success(), "{report}");
         assert!(
-            report.contains("pass 13") && report.contains("fail 0"),
+            report.contains("pass 14") && report.contains("fail 0"),
             "{report}"
         );
 
@@ -105,6 +105,16 @@ async fn the_official_sdks_work_against_the_real_cli() {
         assert!(
             !resumed.to_string().contains("The conversation so far"),
             "{said:?}"
+        );
+        // The image reached the API as an image block of the user's message.
+        let with_image = requests
+            .iter()
+            .rfind(|r| r["messages"].to_string().contains("[image-marker]"))
+            .expect("the image's turn reached the API");
+        let blocks = with_image["messages"].to_string();
+        assert!(
+            blocks.contains(r#""type":"image""#) && blocks.contains("iVBORw0KGgo"),
+            "{blocks}"
         );
         // Earlier turns reach the API once, set out with their roles.
         let texts = setup.standin.texts_received();

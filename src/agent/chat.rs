@@ -51,6 +51,8 @@ pub struct ChatTurn {
     pub earlier: Vec<(String, String)>,
     /// The last user message.
     pub last: String,
+    /// Its images, as Messages API blocks (`{"type":"image","source":{"type":"base64",...}}`).
+    pub images: Vec<serde_json::Value>,
 }
 
 /// What the compatible API hands back after the reply, so that the conversation, with it, can
@@ -214,6 +216,14 @@ impl Agents {
         run.system_prompt = Some(turn.system.unwrap_or_else(|| compat.system_prompt.clone()));
         run.partial_messages = true;
         run.fork_session = resumed.is_some();
+        if !turn.images.is_empty() {
+            let mut blocks = vec![serde_json::json!({"type": "text", "text": run.prompt})];
+            blocks.extend(turn.images);
+            run.message = Some(super::MessageContent::check(
+                serde_json::Value::Array(blocks),
+                self.core.settings.max_image_bytes,
+            )?);
+        }
         let continuation = Continuation {
             owner,
             hasher,

@@ -609,7 +609,7 @@ fn line(value: &Value) -> Bytes {
     Bytes::from(bytes)
 }
 
-fn user_line(content: &MessageContent) -> Bytes {
+pub(super) fn user_line(content: &MessageContent) -> Bytes {
     line(&json!({
         "type": "user",
         "message": {"role": "user", "content": content.to_cli()},

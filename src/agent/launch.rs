@@ -76,6 +76,11 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
     let (input, stdin) = if run.interactive {
         let (stdin, rest, first) = Conversation::stdin(&run.prompt);
         (process::Input::Stream(first, rest), Some(stdin))
+    } else if let Some(message) = &run.message {
+        (
+            process::Input::Whole(super::conversation::user_line(message)),
+            None,
+        )
     } else {
         (process::Input::Whole(Bytes::from(run.prompt.clone())), None)
     };

@@ -100,6 +100,9 @@ pub struct Run {
     pub partial_messages: bool,
     /// The resumed session goes on as a new one (`--fork-session`), the old one unchanged.
     pub fork_session: bool,
+    /// The prompt as one user message of text and images, written to the CLI's stream-json
+    /// input, which then closes (the compatible APIs' images).
+    pub message: Option<super::MessageContent>,
 }
 
 impl Run {
@@ -114,6 +117,9 @@ impl Run {
             args.extend(
                 ["--input-format", "stream-json", "--replay-user-messages"].map(String::from),
             );
+        }
+        if self.message.is_some() && !self.interactive {
+            args.extend(["--input-format", "stream-json"].map(String::from));
         }
         if self.approvals {
             args.extend(["--permission-prompt-tool", "stdio"].map(String::from));
@@ -225,6 +231,7 @@ impl AgentRequest {
             system_prompt: None,
             partial_messages: false,
             fork_session: false,
+            message: None,
         })
     }
 }

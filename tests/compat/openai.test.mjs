@@ -88,6 +88,35 @@ test("a conversation that carries a reply resumes the session that gave it", asy
   assert.notEqual(two.x_claude_proxy.session_id, one.x_claude_proxy.session_id);
 });
 
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+test("an image in a data URL reaches the API as an image block; a remote one is refused", async () => {
+  const completion = await client.chat.completions.create({
+    model: "sonnet",
+    messages: [{
+      role: "user",
+      content: [
+        { type: "text", text: "What is in it? [image-marker]" },
+        { type: "image_url", image_url: { url: `data:image/png;base64,${PNG}` } },
+      ],
+    }],
+  });
+  assert.equal(completion.choices[0].message.content, expected);
+  await assert.rejects(
+    client.chat.completions.create({
+      model: "sonnet",
+      messages: [{
+        role: "user",
+        content: [
+          { type: "text", text: "And this?" },
+          { type: "image_url", image_url: { url: "https://example.com/cat.png" } },
+        ],
+      }],
+    }),
+    (error) => error instanceof OpenAI.BadRequestError && error.param === "messages[0].content[1]",
+  );
+});
+
 test("the models are listed", async () => {
   const ids = [];
   for await (const model of client.models.list()) ids.push(model.id);

@@ -16,31 +16,50 @@ use crate::http::error::ApiError;
 
 const API: Api = Api::Anthropic;
 
-/// The text of a content: a string, or text blocks; anything else is refused, naming it.
-fn text_of(content: &Value, field: &str) -> Result<String, CompatError> {
-    match content {
-        Value::String(text) => Ok(text.clone()),
-        Value::Array(blocks) => blocks
-            .iter()
-            .enumerate()
-            .map(|(n, block)| match block["type"].as_str() {
-                Some("text") => Ok(block["text"].as_str().unwrap_or_default().to_owned()),
-                kind => Err(CompatError::invalid(
+/// A content's text, and its images (base64 blocks, as the CLI takes them); anything else is
+/// refused, naming it.
+fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), CompatError> {
+    let blocks = match content {
+        Value::String(text) => return Ok((text.clone(), Vec::new())),
+        Value::Array(blocks) => blocks,
+        _ => {
+            return Err(CompatError::invalid(
+                API,
+                field,
+                "must be a string or blocks",
+            ));
+        }
+    };
+    let mut texts = Vec::new();
+    let mut images = Vec::new();
+    for (n, block) in blocks.iter().enumerate() {
+        match block["type"].as_str() {
+            Some("text") => texts.push(block["text"].as_str().unwrap_or_default()),
+            Some("image") if block["source"]["type"] == "base64" => images.push(block.clone()),
+            Some("image") => {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}[{n}].source"),
+                    "only base64 images are taken: the proxy fetches nothing",
+                ));
+            }
+            kind => {
+                return Err(CompatError::invalid(
                     API,
                     format!("{field}[{n}]"),
-                    format!(
-                        "{} blocks are not supported yet; send text",
-                        kind.unwrap_or("untyped")
-                    ),
-                )),
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(|texts| texts.join("\n")),
-        _ => Err(CompatError::invalid(
-            API,
-            field,
-            "must be a string or blocks",
-        )),
+                    format!("{} blocks are not supported", kind.unwrap_or("untyped")),
+                ));
+            }
+        }
+    }
+    Ok((texts.join("\n"), images))
+}
+
+/// The text of a system prompt: a string, or text blocks.
+fn text_of(content: &Value, field: &str) -> Result<String, CompatError> {
+    match content_of(content, field)? {
+        (text, images) if images.is_empty() => Ok(text),
+        _ => Err(CompatError::invalid(API, field, "holds text only")),
     }
 }
 
@@ -83,13 +102,13 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
         Value::Null => None,
         system => Some(text_of(system, "system")?),
     };
-    let mut turns: Vec<(&str, String)> = Vec::new();
+    let mut turns: Vec<(&str, String, Vec<Value>)> = Vec::new();
     for (n, message) in messages.iter().enumerate() {
         let field = format!("messages[{n}]");
-        let text = text_of(&message["content"], &format!("{field}.content"))?;
+        let (text, images) = content_of(&message["content"], &format!("{field}.content"))?;
         match message["role"].as_str() {
-            Some("user") => turns.push(("user", text)),
-            Some("assistant") => turns.push(("assistant", text)),
+            Some("user") => turns.push(("user", text, images)),
+            Some("assistant") => turns.push(("assistant", text, images)),
             _ => {
                 return Err(CompatError::invalid(
                     API,
@@ -99,14 +118,14 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
-    let Some(("user", last)) = turns.pop() else {
+    let Some(("user", last, images)) = turns.pop() else {
         return Err(CompatError::invalid(
             API,
             "messages",
             "the last message must be the user's",
         ));
     };
-    if last.trim().is_empty() {
+    if last.trim().is_empty() && images.is_empty() {
         return Err(CompatError::invalid(
             API,
             "messages",
@@ -118,11 +137,13 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             kind: AgentKind::Anthropic,
             model: model.to_owned(),
             system: system.filter(|s| !s.trim().is_empty()),
+            // An earlier image reaches the CLI only from a resumed session.
             earlier: turns
                 .into_iter()
-                .map(|(role, text)| (role.to_owned(), text))
+                .map(|(role, text, _)| (role.to_owned(), text))
                 .collect(),
             last,
+            images,
         },
         stream: request["stream"] == true,
     })

@@ -69,31 +69,22 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             CompatError::invalid(API, "messages", "a non-empty list of messages is required")
         })?;
     let mut system = Vec::new();
-    let mut turns: Vec<(&str, String)> = Vec::new();
+    let mut turns: Vec<(&str, String, Vec<Value>)> = Vec::new();
     for (n, message) in messages.iter().enumerate() {
         let field = format!("messages[{n}]");
         let role = message["role"].as_str().unwrap_or_default();
-        let content = &message["content"];
-        if let Some(parts) = content.as_array() {
-            if let Some((m, part)) = parts
-                .iter()
-                .enumerate()
-                .find(|(_, part)| part["type"] != "text")
-            {
-                let kind = part["type"].as_str().unwrap_or("untyped");
+        let (text, images) = content_of(&message["content"], &format!("{field}.content"))?;
+        match role {
+            "system" | "developer" if images.is_empty() => system.push(text),
+            "system" | "developer" => {
                 return Err(CompatError::invalid(
                     API,
-                    format!("{field}.content[{m}]"),
-                    format!("{kind} parts are not supported yet; send text"),
+                    format!("{field}.content"),
+                    "a system message holds text only",
                 ));
             }
-        }
-        let text = text_of(content)
-            .ok_or_else(|| CompatError::invalid(API, &field, "content must be text or parts"))?;
-        match role {
-            "system" | "developer" => system.push(text),
-            "user" => turns.push(("user", text)),
-            "assistant" => turns.push(("assistant", text)),
+            "user" => turns.push(("user", text, images)),
+            "assistant" => turns.push(("assistant", text, images)),
             "tool" | "function" => {
                 return Err(CompatError::invalid(
                     API,
@@ -110,14 +101,14 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
-    let Some(("user", last)) = turns.pop() else {
+    let Some(("user", last, images)) = turns.pop() else {
         return Err(CompatError::invalid(
             API,
             "messages",
             "the last message must be the user's",
         ));
     };
-    if last.trim().is_empty() {
+    if last.trim().is_empty() && images.is_empty() {
         return Err(CompatError::invalid(
             API,
             "messages",
@@ -129,15 +120,60 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             kind: AgentKind::OpenAi,
             model: model.to_owned(),
             system: (!system.is_empty()).then(|| system.join("\n\n")),
+            // An earlier image reaches the CLI only from a resumed session.
             earlier: turns
                 .into_iter()
-                .map(|(role, text)| (role.to_owned(), text))
+                .map(|(role, text, _)| (role.to_owned(), text))
                 .collect(),
             last,
+            images,
         },
         stream: request["stream"] == true,
         include_usage: request["stream_options"]["include_usage"] == true,
     })
+}
+
+/// A message's text, and its images as Messages API blocks: `image_url` parts with a data URL
+/// (the proxy fetches nothing).
+fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), CompatError> {
+    let Some(parts) = content.as_array() else {
+        return text_of(content)
+            .map(|text| (text, Vec::new()))
+            .ok_or_else(|| CompatError::invalid(API, field, "must be text or a list of parts"));
+    };
+    let mut texts = Vec::new();
+    let mut images = Vec::new();
+    for (n, part) in parts.iter().enumerate() {
+        let at = || format!("{field}[{n}]");
+        match part["type"].as_str() {
+            Some("text") => texts.push(part["text"].as_str().unwrap_or_default()),
+            Some("image_url") => {
+                let url = part["image_url"]["url"].as_str().unwrap_or_default();
+                let Some((media_type, data)) = url
+                    .strip_prefix("data:")
+                    .and_then(|rest| rest.split_once(";base64,"))
+                else {
+                    return Err(CompatError::invalid(
+                        API,
+                        at(),
+                        "only data URLs (data:image/png;base64,...) are taken: the proxy fetches nothing",
+                    ));
+                };
+                images.push(json!({
+                    "type": "image",
+                    "source": {"type": "base64", "media_type": media_type, "data": data},
+                }));
+            }
+            kind => {
+                return Err(CompatError::invalid(
+                    API,
+                    at(),
+                    format!("{} parts are not supported", kind.unwrap_or("untyped")),
+                ));
+            }
+        }
+    }
+    Ok((texts.join("\n"), images))
 }
 
 /// OpenAI's usage, from the CLI's result line.
