@@ -6,10 +6,65 @@
 mod support;
 
 use serde_json::Value;
+use support::anthropic::Reply;
 use support::real::RealSetup;
 use support::{TEST_LIMIT, within};
 
 const KEY: &str = "compat-test-key-0123456789";
+
+/// Runs the Node.js test files against the setup's proxy; the report, once they all passed.
+async fn node_tests(setup: &RealSetup, files: &[&str]) -> String {
+    let output = tokio::process::Command::new("node")
+        .args(["--test", "--test-reporter=spec"])
+        .args(files)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CLAUDE_PROXY_URL", &setup.proxy.base)
+        .env("CLAUDE_PROXY_KEY", KEY)
+        .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
+        .output()
+        .await
+        .expect("node runs");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{report}");
+    report
+}
+
+#[tokio::test]
+async fn a_rate_limited_subscription_is_the_sdks_rate_limit_error() {
+    within(TEST_LIMIT, async {
+        // As the API answers a rate limited key: the CLI does not retry it.
+        let rule: support::anthropic::Rule = std::sync::Arc::new(|_: &[String]| {
+            Some(Reply::Error {
+                status: 429,
+                kind: "rate_limit_error".into(),
+                retry_after: Some(3600),
+            })
+        });
+        let setup = RealSetup::with_rule(rule, &[("PROXY_API_KEY", KEY)]).await;
+        let report = node_tests(&setup, &["tests/compat/rate_limit.test.mjs"]).await;
+        assert!(
+            report.contains("pass 1") && report.contains("fail 0"),
+            "{report}"
+        );
+        // The CLI ran once: the proxy refused the next ones itself.
+        let agents: Value = setup
+            .proxy
+            .client
+            .get(setup.proxy.url("/agents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(agents["agents"].as_array().unwrap().len(), 1, "{agents}");
+    })
+    .await;
+}
 
 /// The system prompts the API was sent, flattened to text.
 fn systems(requests: &[Value]) -> Vec<String> {
@@ -29,26 +84,14 @@ async fn the_official_sdks_work_against_the_real_cli() {
             ],
         )
         .await;
-        let output = tokio::process::Command::new("node")
-            .args([
-                "--test",
-                "--test-reporter=spec",
+        let report = node_tests(
+            &setup,
+            &[
                 "tests/compat/openai.test.mjs",
                 "tests/compat/anthropic.test.mjs",
-            ])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .env("CLAUDE_PROXY_URL", &setup.proxy.base)
-            .env("CLAUDE_PROXY_KEY", KEY)
-            .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
-            .output()
-            .await
-            .expect("node runs");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(output.status.success(), "{report}");
+            ],
+        )
+        .await;
         assert!(
             report.contains("pass 14") && report.contains("fail 0"),
             "{report}"
