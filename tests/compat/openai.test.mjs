@@ -35,6 +35,18 @@ test("a completion has the model's text, usage and the proxy's extension", async
     completion.usage.prompt_tokens + completion.usage.completion_tokens,
   );
   assert.match(completion.x_claude_proxy.session_id, /^[0-9a-f-]{36}$/);
+  // The usage is the CLI's result line's.
+  const hex = completion.id.replace("chatcmpl-", "");
+  const agentId = [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
+  const agent = await (await fetch(`${base}/agent/${agentId}`, { headers: { authorization: `Bearer ${key}` } })).json();
+  const result = agent.result.usage;
+  assert.equal(
+    completion.usage.prompt_tokens,
+    result.input_tokens + result.cache_read_input_tokens + result.cache_creation_input_tokens,
+  );
+  assert.equal(completion.usage.completion_tokens, result.output_tokens);
+  assert.equal(completion.usage.prompt_tokens_details.cached_tokens, result.cache_read_input_tokens);
+  assert.equal(completion.x_claude_proxy.total_cost_usd, agent.total_cost_usd);
   const agents = await agentsOfKind("openai");
   assert.ok(agents.some((agent) => agent.status === "completed"), JSON.stringify(agents));
 });
