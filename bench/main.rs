@@ -390,6 +390,10 @@ async fn run_all() {
         sandbox_cost(&mut report, scratch.path(), if quick { 50 } else { 300 }).await;
     }
 
+    if wanted("9") {
+        compat_cost(&mut report, scratch.path(), if quick { 30 } else { 200 }).await;
+    }
+
     report.finish(&chart);
 }
 
@@ -426,6 +430,99 @@ async fn sandbox_cost(report: &mut Report, cwd: &Path, samples: usize) {
             added <= 20.0,
         );
     }
+}
+
+/// Scenario 9: a 2,000-token streamed reply through `/v1/chat/completions` beside the same
+/// reply through `/agent/stream`, taking turns: time to the first token, and to the end.
+async fn compat_cost(report: &mut Report, cwd: &Path, samples: usize) {
+    const REPLY: &str = "@stream-text 2000";
+    let proxy = start_proxy(cwd).await;
+    let (mut compat, mut native) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let body = json!({"model": "sonnet", "stream": true, "messages": [{"role": "user", "content": REPLY}]});
+        compat.push(
+            token_stream(
+                &proxy,
+                "/v1/chat/completions",
+                body,
+                br#""delta":{"content":"tok"#,
+                b"data: [DONE]",
+            )
+            .await,
+        );
+        let body = json!({"prompt": REPLY});
+        native.push(
+            token_stream(
+                &proxy,
+                "/agent/stream",
+                body,
+                b"text_delta",
+                b"event: complete",
+            )
+            .await,
+        );
+    }
+    for (what, pick) in [
+        (
+            "time to first token",
+            (|t: &(Duration, Duration)| t.0) as fn(&(Duration, Duration)) -> Duration,
+        ),
+        ("whole reply", |t: &(Duration, Duration)| t.1),
+    ] {
+        let (with, without): (Vec<Duration>, Vec<Duration>) = (
+            compat.iter().map(pick).collect(),
+            native.iter().map(pick).collect(),
+        );
+        for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+            let (a, b) = (percentile(&with, p), percentile(&without, p));
+            let r = ratio(a, b);
+            report.row(
+                &format!("9. 2,000-token stream, {what}: /v1/chat/completions against /agent/stream, {label}"),
+                ms(a),
+                format!("{} (/agent/stream)", ms(b)),
+                r,
+                if p > 0.9 { "≤ 1.10×" } else { "" },
+                p < 0.9 || r <= 1.10,
+            );
+        }
+    }
+}
+
+/// Posts `body` to `path` and reads the stream to `end`: the time to the first `token`, and
+/// to the end.
+async fn token_stream(
+    proxy: &Proxy,
+    path: &str,
+    body: serde_json::Value,
+    token: &[u8],
+    end: &[u8],
+) -> (Duration, Duration) {
+    let started = Instant::now();
+    let response = proxy
+        .client
+        .post(proxy.url(path))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{path}: {}",
+        response.status()
+    );
+    let mut body = response.bytes_stream();
+    let (mut first, mut ended) = (None, false);
+    let mut tail: Vec<u8> = Vec::new();
+    while let Some(Ok(chunk)) = body.next().await {
+        tail.extend_from_slice(&chunk);
+        if first.is_none() && tail.windows(token.len()).any(|w| w == token) {
+            first = Some(started.elapsed());
+        }
+        ended |= tail.windows(end.len()).any(|w| w == end);
+        tail.drain(..tail.len().saturating_sub(64));
+    }
+    assert!(ended && first.is_some(), "{path} ended without its reply");
+    (first.unwrap(), started.elapsed())
 }
 
 /// The mean time the proxy took to spawn a CLI, from its metrics.

@@ -294,6 +294,24 @@ impl<W: Write> Fake<W> {
                     }
                 }
             }
+            "@stream-text" => {
+                // A reply of N tokens as the CLI streams it with --include-partial-messages:
+                // the Messages API's events, each flushed, then the whole message.
+                let tokens = num(Some(arg), 1);
+                let session_id = self.session_id.clone();
+                let event = |event: serde_json::Value| json!({"type": "stream_event", "event": event, "session_id": session_id, "parent_tool_use_id": null});
+                self.json(event(json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": "fake", "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}})));
+                self.json(event(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
+                let delta = event(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "tok "}})).to_string();
+                for _ in 0..tokens {
+                    self.raw(delta.as_bytes(), true);
+                    self.flush();
+                }
+                self.json(event(json!({"type": "content_block_stop", "index": 0})));
+                self.json(event(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": tokens}})));
+                self.json(event(json!({"type": "message_stop"})));
+                self.text(&"tok ".repeat(tokens as usize));
+            }
             "@result" => self.result(false, if arg.is_empty() { "done" } else { arg }),
             "@result-error" => self.result(true, arg),
             "@no-newline" => self.raw(arg.as_bytes(), false),

@@ -7,9 +7,10 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
+use bytes::BytesMut;
 use serde_json::{Value, json};
 
-use super::{Api, CompatError, Step, Turn, TurnEnd, sse_response, stop_reason, text_delta};
+use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, sse_response};
 use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
 use crate::http::ApiState;
 use crate::http::error::ApiError;
@@ -196,8 +197,8 @@ pub async fn messages(
     let end = loop {
         match turn.next().await {
             Step::Api(event) => {
-                text.push_str(text_delta(&event).unwrap_or_default());
-                stop = stop_reason(&event).map(str::to_owned).or(stop);
+                text.push_str(event.text.as_deref().unwrap_or_default());
+                stop = event.stop_reason.or(stop);
             }
             Step::Other => {}
             Step::End(end) => break end,
@@ -246,6 +247,19 @@ fn event(event: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {event}\n\n"))
 }
 
+/// An event of the API, passed on as the CLI wrote it.
+fn api_event(event: &ApiEvent, out: &mut BytesMut) {
+    for part in [
+        b"event: ",
+        event.kind.as_bytes(),
+        b"\ndata: ",
+        event.json.get().as_bytes(),
+        b"\n\n",
+    ] {
+        out.extend_from_slice(part);
+    }
+}
+
 /// Streams the Messages API's events. The answer's status is only given once the CLI has
 /// passed one on: a CLI that fails before that is an error answer, not a stream.
 /// `message_stop` waits for the result, so that it carries the run's cost and session.
@@ -269,29 +283,38 @@ async fn stream(mut turn: Turn) -> Result<Response, CompatError> {
         }
     };
     let body = async_stream::stream! {
-        let mut next = Some(first);
+        let mut out = BytesMut::new();
+        api_event(&first, &mut out);
+        yield Ok::<_, std::convert::Infallible>(out.split().freeze());
         let mut held_stop = None;
+        // What the log holds at each read goes out in one write.
         loop {
-            if let Some(api_event) = next.take() {
-                if api_event["type"] == "message_stop" {
-                    held_stop = Some(api_event);
-                } else {
-                    yield Ok::<_, std::convert::Infallible>(event(&api_event));
+            let mut over = false;
+            for step in turn.next_batch().await {
+                match step {
+                    Step::Api(held) if held.kind == "message_stop" => held_stop = Some(held),
+                    Step::Api(passed) => api_event(&passed, &mut out),
+                    Step::Other => {}
+                    Step::End(end) => {
+                        if end.failed() {
+                            out.extend_from_slice(&event(&CompatError::cli_failed(API, &end).body()));
+                        } else {
+                            let mut stop = held_stop
+                                .take()
+                                .and_then(|held| serde_json::from_str::<Value>(held.json.get()).ok())
+                                .unwrap_or_else(|| json!({"type": "message_stop"}));
+                            stop["x_claude_proxy"] = end.extension();
+                            out.extend_from_slice(&event(&stop));
+                        }
+                        over = true;
+                    }
                 }
             }
-            match turn.next().await {
-                Step::Api(api_event) => next = Some(api_event),
-                Step::Other => {}
-                Step::End(end) => {
-                    if end.failed() {
-                        yield Ok(event(&CompatError::cli_failed(API, &end).body()));
-                    } else {
-                        let mut stop = held_stop.take().unwrap_or_else(|| json!({"type": "message_stop"}));
-                        stop["x_claude_proxy"] = end.extension();
-                        yield Ok(event(&stop));
-                    }
-                    break;
-                }
+            if !out.is_empty() {
+                yield Ok(out.split().freeze());
+            }
+            if over {
+                break;
             }
         }
     };

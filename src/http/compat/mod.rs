@@ -183,25 +183,71 @@ pub fn sse_response(body: axum::body::Body) -> Response {
 pub enum Step {
     /// A Messages API streaming event, as the CLI passed it on (`message_start`,
     /// `content_block_delta`, ...).
-    Api(Value),
+    Api(ApiEvent),
     /// Another line; nothing to pass on.
     Other,
     /// The run is over.
     End(TurnEnd),
 }
 
-/// The text a streaming event adds to the reply.
-pub fn text_delta(event: &Value) -> Option<&str> {
-    (event["type"] == "content_block_delta" && event["delta"]["type"] == "text_delta")
-        .then(|| event["delta"]["text"].as_str())
-        .flatten()
+/// A Messages API streaming event: its JSON as the CLI wrote it, and the little of it the
+/// translation reads. A reply streams thousands of them: none is parsed into a tree.
+#[derive(Debug)]
+pub struct ApiEvent {
+    /// `message_start`, `content_block_delta`, ...
+    pub kind: String,
+    pub json: Box<serde_json::value::RawValue>,
+    /// The text a `text_delta` adds to the reply.
+    pub text: Option<String>,
+    /// How the model ended its message (`end_turn`, `max_tokens`, ...), from `message_delta`.
+    pub stop_reason: Option<String>,
 }
 
-/// How the model ended its message (`end_turn`, `max_tokens`, ...), from `message_delta`.
-pub fn stop_reason(event: &Value) -> Option<&str> {
-    (event["type"] == "message_delta")
-        .then(|| event["delta"]["stop_reason"].as_str())
-        .flatten()
+/// A CLI line, as far as the translation reads it.
+#[derive(serde::Deserialize)]
+struct LineFields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    event: Option<&'a serde_json::value::RawValue>,
+}
+
+#[derive(serde::Deserialize)]
+struct EventFields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    delta: Option<DeltaFields<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeltaFields<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    stop_reason: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl ApiEvent {
+    fn parse(json: &serde_json::value::RawValue) -> Option<Self> {
+        let fields: EventFields = serde_json::from_str(json.get()).ok()?;
+        let delta = fields.delta;
+        let (text, stop_reason) = match (fields.kind.as_ref(), delta) {
+            ("content_block_delta", Some(delta)) if delta.kind.as_deref() == Some("text_delta") => {
+                (delta.text.map(|t| t.into_owned()), None)
+            }
+            ("message_delta", Some(delta)) => (None, delta.stop_reason.map(|s| s.into_owned())),
+            _ => (None, None),
+        };
+        Some(Self {
+            kind: fields.kind.into_owned(),
+            json: json.to_owned(),
+            text,
+            stop_reason,
+        })
+    }
 }
 
 /// How a chat agent's run ended.
@@ -333,15 +379,39 @@ impl Turn {
         }
     }
 
+    /// Every step the log holds now, waiting only when it holds none; `End` last.
+    pub async fn next_batch(&mut self) -> Vec<Step> {
+        let mut steps = Vec::new();
+        loop {
+            while let Some(event) = self.pending.pop_front() {
+                steps.extend(self.step(&event));
+            }
+            if self.finished {
+                steps.push(Step::End(self.ended()));
+                return steps;
+            }
+            let read = self.reader.read(READ_BYTES).await;
+            self.finished = read.finished;
+            if read.events.is_empty() && !self.finished {
+                if !steps.is_empty() {
+                    return steps;
+                }
+                self.reader.changed().await;
+            }
+            self.pending.extend(read.events);
+        }
+    }
+
     fn step(&mut self, event: &Event) -> Option<Step> {
+        let fields: LineFields = serde_json::from_slice(&event.data).ok()?;
+        if fields.kind == "stream_event" {
+            let event = ApiEvent::parse(fields.event?)?;
+            self.text
+                .push_str(event.text.as_deref().unwrap_or_default());
+            return Some(Step::Api(event));
+        }
         let line: Value = serde_json::from_slice(&event.data).ok()?;
         match line["type"].as_str()? {
-            "stream_event" => {
-                let mut line = line;
-                let event = line["event"].take();
-                self.text.push_str(text_delta(&event).unwrap_or_default());
-                Some(Step::Api(event))
-            }
             "result" => {
                 self.end.result = Some(line);
                 Some(Step::Other)

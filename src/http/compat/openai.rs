@@ -6,9 +6,10 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use bytes::{BufMut, BytesMut};
 use serde_json::{Value, json};
 
-use super::{Api, CompatError, Step, Turn, TurnEnd, stop_reason, text_delta, text_of};
+use super::{Api, CompatError, Step, Turn, TurnEnd, text_of};
 use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
 use crate::http::ApiState;
 use crate::http::error::ApiError;
@@ -247,8 +248,8 @@ pub async fn chat_completions(
         let end = loop {
             match turn.next().await {
                 Step::Api(event) => {
-                    text.push_str(text_delta(&event).unwrap_or_default());
-                    stop = stop_reason(&event).map(str::to_owned).or(stop);
+                    text.push_str(event.text.as_deref().unwrap_or_default());
+                    stop = event.stop_reason.or(stop);
                 }
                 Step::Other => {}
                 Step::End(end) => break end,
@@ -292,6 +293,21 @@ struct Reply {
 }
 
 impl Reply {
+    /// `data: ` and a chunk of `text`, written straight: a reply streams thousands of them.
+    fn text_chunk(&self, text: &str, out: &mut BytesMut) {
+        use std::io::Write;
+        let mut writer = out.writer();
+        let _ = write!(
+            writer,
+            r#"data: {{"id":"{}","object":"chat.completion.chunk","created":{},"model":"#,
+            self.id, self.created
+        );
+        let _ = serde_json::to_writer(&mut writer, &self.model);
+        let _ = writer.write_all(br#","choices":[{"index":0,"delta":{"content":"#);
+        let _ = serde_json::to_writer(&mut writer, text);
+        let _ = writer.write_all(b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    }
+
     fn chunk(&self, choices: Value) -> Value {
         json!({
             "id": self.id,
@@ -318,9 +334,9 @@ async fn stream(
     let first = loop {
         match turn.next().await {
             Step::Api(event) => {
-                stop = stop_reason(&event).map(str::to_owned).or(stop);
-                if let Some(piece) = text_delta(&event) {
-                    break Some(piece.to_owned());
+                stop = event.stop_reason.or(stop);
+                if let Some(piece) = event.text {
+                    break piece;
                 }
             }
             Step::Other => {}
@@ -344,31 +360,41 @@ async fn stream(
         }
     };
     let body = async_stream::stream! {
+        let mut out = BytesMut::new();
         let role = reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]));
-        yield Ok::<_, std::convert::Infallible>(data(&role));
-        let mut piece = first;
+        out.extend_from_slice(&data(&role));
+        reply.text_chunk(&first, &mut out);
+        yield Ok::<_, std::convert::Infallible>(out.split().freeze());
+        // What the log holds at each read goes out in one write.
         loop {
-            if let Some(text) = piece.take() {
-                yield Ok(data(&reply.chunk(json!([{"index": 0, "delta": {"content": text}, "logprobs": null, "finish_reason": null}]))));
-            }
-            match turn.next().await {
-                Step::Api(event) => {
-                    stop = stop_reason(&event).map(str::to_owned).or(stop);
-                    piece = text_delta(&event).map(str::to_owned);
-                }
-                Step::Other => {}
-                Step::End(end) => {
-                    if end.failed() {
-                        let error = CompatError::cli_failed(API, &end);
-                        yield Ok(data(&error.body()));
-                        yield Ok(Bytes::from_static(b"data: [DONE]\n\n"));
-                    } else {
-                        for chunk in finished_chunks(&reply, String::new(), stop.take(), &end, include_usage) {
-                            yield Ok(chunk);
+            let mut over = false;
+            for step in turn.next_batch().await {
+                match step {
+                    Step::Api(event) => {
+                        stop = event.stop_reason.or(stop);
+                        if let Some(text) = event.text {
+                            reply.text_chunk(&text, &mut out);
                         }
                     }
-                    break;
+                    Step::Other => {}
+                    Step::End(end) => {
+                        if end.failed() {
+                            out.extend_from_slice(&data(&CompatError::cli_failed(API, &end).body()));
+                            out.extend_from_slice(b"data: [DONE]\n\n");
+                        } else {
+                            for chunk in finished_chunks(&reply, String::new(), stop.take(), &end, include_usage) {
+                                out.extend_from_slice(&chunk);
+                            }
+                        }
+                        over = true;
+                    }
                 }
+            }
+            if !out.is_empty() {
+                yield Ok(out.split().freeze());
+            }
+            if over {
+                break;
             }
         }
     };
