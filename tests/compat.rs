@@ -175,3 +175,78 @@ async fn the_official_sdks_work_against_the_real_cli() {
     })
     .await;
 }
+
+/// A CLI that fails once its reply has begun: the stream says so in the API's own way.
+#[tokio::test]
+async fn a_cli_that_fails_mid_stream_ends_the_stream_with_the_apis_error() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        let failing = "@stream-text 3\n@result-error the model went away";
+        let openai = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "sonnet", "stream": true,
+                "messages": [{"role": "user", "content": failing}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(openai.status(), 200);
+        let body = openai.text().await.unwrap();
+        let data: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("data: "))
+            .collect();
+        assert!(
+            data.iter().any(|d| d.contains(r#""content":"tok "#)),
+            "{body}"
+        );
+        let error: Value = serde_json::from_str(data[data.len() - 2]).unwrap();
+        assert_eq!(error["error"]["type"], "api_error", "{body}");
+        assert!(
+            error["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("the model went away")
+        );
+        assert_eq!(data[data.len() - 1], "[DONE]");
+
+        let anthropic = proxy
+            .client
+            .post(proxy.url("/v1/messages"))
+            .json(
+                &serde_json::json!({"model": "sonnet", "stream": true, "max_tokens": 10,
+                "messages": [{"role": "user", "content": failing}]}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(anthropic.status(), 200);
+        let body = anthropic.text().await.unwrap();
+        assert!(body.contains("event: content_block_delta"), "{body}");
+        let last = body.trim_end().rsplit("\n\n").next().unwrap();
+        assert!(last.starts_with("event: error\ndata: "), "{body}");
+        assert!(last.contains(r#""type":"api_error""#) && last.contains("the model went away"));
+        assert!(!body.contains("event: message_stop"), "{body}");
+
+        // Before any output, the same failure is an error answer, not a stream.
+        let refused = proxy
+            .client
+            .post(proxy.url("/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "sonnet", "stream": true,
+                "messages": [{"role": "user", "content": "@result-error no words at all"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 502);
+        let refused: Value = refused.json().await.unwrap();
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no words at all")
+        );
+    })
+    .await;
+}
