@@ -10,10 +10,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
-use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, sse_response};
-use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
+use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, WholeReply, sse_response};
+use crate::agent::{AgentKind, ChatTurn, Client};
 use crate::http::ApiState;
-use crate::http::error::ApiError;
 
 const API: Api = Api::Anthropic;
 
@@ -172,43 +171,18 @@ pub async fn messages(
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
     let asked = read_request(&body)?;
     let model = asked.turn.model.clone();
-    let (run, continuation) = state
-        .agents
-        .check_chat(client, asked.turn)
-        .await
-        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
-    let launched = state
-        .agents
-        .launch(run)
-        .await
-        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
-    let id = format!("msg_{}", launched.agent_id.simple());
-    let mut turn = Turn::new(
-        EventReader::Live(launched.reader),
-        launched.stop.stop_on_drop(StopReason::ClientGone),
-        state.agents.clone(),
-        continuation,
-    );
+    let (agent_id, turn) = super::start_turn(&state, client, API, asked.turn).await?;
+    let id = format!("msg_{}", agent_id.simple());
     if asked.stream {
         return stream(turn).await;
     }
-    let mut text = String::new();
-    let mut stop = None;
-    let end = loop {
-        match turn.next().await {
-            Step::Api(event) => {
-                text.push_str(event.text.as_deref().unwrap_or_default());
-                stop = event.stop_reason.or(stop);
-            }
-            Step::Other => {}
-            Step::End(end) => break end,
-        }
-    };
+    let WholeReply {
+        text,
+        stop_reason: stop,
+        end,
+    } = turn.whole().await;
     if end.failed() {
         return Err(CompatError::cli_failed(API, &end));
-    }
-    if text.is_empty() {
-        text = end.result_text().to_owned();
     }
     let mut response = axum::Json(json!({
         "id": id,

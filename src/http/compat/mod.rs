@@ -15,7 +15,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::error::ApiError;
-use crate::agent::{Agents, Continuation, Event, EventReader, StopOnDrop};
+use crate::agent::{
+    Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, StopReason,
+};
+use crate::http::ApiState;
 
 /// Which API's formats an answer takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,6 +324,36 @@ pub struct Turn {
     _stop: StopOnDrop,
 }
 
+/// Checks and launches a chat turn: its agent's id, and its events as steps.
+pub async fn start_turn(
+    state: &ApiState,
+    client: Client,
+    api: Api,
+    turn: ChatTurn,
+) -> Result<(uuid::Uuid, Turn), CompatError> {
+    let refused = |err: crate::agent::Error| CompatError::from_api(api, ApiError::from(err));
+    let (run, continuation) = state
+        .agents
+        .check_chat(client, turn)
+        .await
+        .map_err(refused)?;
+    let launched = state.agents.launch(run).await.map_err(refused)?;
+    let turn = Turn::new(
+        EventReader::Live(launched.reader),
+        launched.stop.stop_on_drop(StopReason::ClientGone),
+        state.agents.clone(),
+        continuation,
+    );
+    Ok((launched.agent_id, turn))
+}
+
+/// A whole reply, read to its end: its text, how the model ended it, and how the run ended.
+pub struct WholeReply {
+    pub text: String,
+    pub stop_reason: Option<String>,
+    pub end: TurnEnd,
+}
+
 /// What one read of the log takes at most.
 const READ_BYTES: usize = 64 * 1024;
 
@@ -376,6 +409,30 @@ impl Turn {
             if empty && !self.finished {
                 self.reader.changed().await;
             }
+        }
+    }
+
+    /// The whole reply, for an answer that is not streamed.
+    pub async fn whole(mut self) -> WholeReply {
+        let mut text = String::new();
+        let mut stop_reason = None;
+        let end = loop {
+            match self.next().await {
+                Step::Api(event) => {
+                    text.push_str(event.text.as_deref().unwrap_or_default());
+                    stop_reason = event.stop_reason.or(stop_reason);
+                }
+                Step::Other => {}
+                Step::End(end) => break end,
+            }
+        };
+        if text.is_empty() {
+            text = end.result_text().to_owned();
+        }
+        WholeReply {
+            text,
+            stop_reason,
+            end,
         }
     }
 

@@ -9,10 +9,9 @@ use axum::{Extension, Json};
 use bytes::{BufMut, BytesMut};
 use serde_json::{Value, json};
 
-use super::{Api, CompatError, Step, Turn, TurnEnd, text_of};
-use crate::agent::{AgentKind, ChatTurn, Client, EventReader, StopReason};
+use super::{Api, CompatError, Step, Turn, TurnEnd, WholeReply, text_of};
+use crate::agent::{AgentKind, ChatTurn, Client};
 use crate::http::ApiState;
-use crate::http::error::ApiError;
 use crate::http::openapi::ErrorBody;
 
 const API: Api = Api::OpenAi;
@@ -221,45 +220,22 @@ pub async fn chat_completions(
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
     let asked = read_request(&body)?;
     let model = asked.turn.model.clone();
-    let (run, continuation) = state
-        .agents
-        .check_chat(client, asked.turn)
-        .await
-        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
-    let launched = state
-        .agents
-        .launch(run)
-        .await
-        .map_err(|err| CompatError::from_api(API, ApiError::from(err)))?;
-    let id = format!("chatcmpl-{}", launched.agent_id.simple());
-    let created = chrono::Utc::now().timestamp();
-    let mut turn = Turn::new(
-        EventReader::Live(launched.reader),
-        launched.stop.stop_on_drop(StopReason::ClientGone),
-        state.agents.clone(),
-        continuation,
-    );
-    let reply = Reply { id, created, model };
+    let (agent_id, turn) = super::start_turn(&state, client, API, asked.turn).await?;
+    let reply = Reply {
+        id: format!("chatcmpl-{}", agent_id.simple()),
+        created: chrono::Utc::now().timestamp(),
+        model,
+    };
     if asked.stream {
         stream(turn, reply, asked.include_usage).await
     } else {
-        let mut text = String::new();
-        let mut stop = None;
-        let end = loop {
-            match turn.next().await {
-                Step::Api(event) => {
-                    text.push_str(event.text.as_deref().unwrap_or_default());
-                    stop = event.stop_reason.or(stop);
-                }
-                Step::Other => {}
-                Step::End(end) => break end,
-            }
-        };
+        let WholeReply {
+            text,
+            stop_reason: stop,
+            end,
+        } = turn.whole().await;
         if end.failed() {
             return Err(CompatError::cli_failed(API, &end));
-        }
-        if text.is_empty() {
-            text = end.result_text().to_owned();
         }
         let mut response = Json(json!({
             "id": reply.id,
