@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, WholeReply, sse_response};
-use crate::agent::{AgentKind, ChatTurn, Client};
+use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
 
 const API: Api = Api::Anthropic;
@@ -118,33 +118,8 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
-    let Some(("user", last, images)) = turns.pop() else {
-        return Err(CompatError::invalid(
-            API,
-            "messages",
-            "the last message must be the user's",
-        ));
-    };
-    if last.trim().is_empty() && images.is_empty() {
-        return Err(CompatError::invalid(
-            API,
-            "messages",
-            "the last user message is empty",
-        ));
-    }
     Ok(Asked {
-        turn: ChatTurn {
-            kind: AgentKind::Anthropic,
-            model: model.to_owned(),
-            system: system.filter(|s| !s.trim().is_empty()),
-            // An earlier image reaches the CLI only from a resumed session.
-            earlier: turns
-                .into_iter()
-                .map(|(role, text, _)| (role.to_owned(), text))
-                .collect(),
-            last,
-            images,
-        },
+        turn: super::chat_turn(API, model, system, turns)?,
         stream: request["stream"] == true,
     })
 }

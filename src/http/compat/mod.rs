@@ -324,6 +324,45 @@ pub struct Turn {
     _stop: StopOnDrop,
 }
 
+/// A conversation's turns, each `(role, text, images)`, as a turn for the core: the last must
+/// be the user's, and say something.
+pub fn chat_turn(
+    api: Api,
+    model: &str,
+    system: Option<String>,
+    mut turns: Vec<(&str, String, Vec<Value>)>,
+) -> Result<ChatTurn, CompatError> {
+    let Some(("user", last, images)) = turns.pop() else {
+        return Err(CompatError::invalid(
+            api,
+            "messages",
+            "the last message must be the user's",
+        ));
+    };
+    if last.trim().is_empty() && images.is_empty() {
+        return Err(CompatError::invalid(
+            api,
+            "messages",
+            "the last user message is empty",
+        ));
+    }
+    Ok(ChatTurn {
+        kind: match api {
+            Api::OpenAi => crate::agent::AgentKind::OpenAi,
+            Api::Anthropic => crate::agent::AgentKind::Anthropic,
+        },
+        model: model.to_owned(),
+        system: system.filter(|s| !s.trim().is_empty()),
+        // An earlier image reaches the CLI only from a resumed session.
+        earlier: turns
+            .into_iter()
+            .map(|(role, text, _)| (role.to_owned(), text))
+            .collect(),
+        last,
+        images,
+    })
+}
+
 /// Checks and launches a chat turn: its agent's id, and its events as steps.
 pub async fn start_turn(
     state: &ApiState,

@@ -10,7 +10,7 @@ use bytes::{BufMut, BytesMut};
 use serde_json::{Value, json};
 
 use super::{Api, CompatError, Step, Turn, TurnEnd, WholeReply, text_of};
-use crate::agent::{AgentKind, ChatTurn, Client};
+use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
 use crate::http::openapi::ErrorBody;
 
@@ -101,33 +101,13 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
-    let Some(("user", last, images)) = turns.pop() else {
-        return Err(CompatError::invalid(
-            API,
-            "messages",
-            "the last message must be the user's",
-        ));
-    };
-    if last.trim().is_empty() && images.is_empty() {
-        return Err(CompatError::invalid(
-            API,
-            "messages",
-            "the last user message is empty",
-        ));
-    }
     Ok(Asked {
-        turn: ChatTurn {
-            kind: AgentKind::OpenAi,
-            model: model.to_owned(),
-            system: (!system.is_empty()).then(|| system.join("\n\n")),
-            // An earlier image reaches the CLI only from a resumed session.
-            earlier: turns
-                .into_iter()
-                .map(|(role, text, _)| (role.to_owned(), text))
-                .collect(),
-            last,
-            images,
-        },
+        turn: super::chat_turn(
+            API,
+            model,
+            (!system.is_empty()).then(|| system.join("\n\n")),
+            turns,
+        )?,
         stream: request["stream"] == true,
         include_usage: request["stream_options"]["include_usage"] == true,
     })
