@@ -77,6 +77,7 @@ macro_rules! literal {
         impl ToSchema for $name {}
     };
 }
+pub(crate) use literal;
 
 literal!(AgentType, "agent");
 literal!(SystemType, "system");

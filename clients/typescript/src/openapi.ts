@@ -90,6 +90,64 @@ export type AgentUpdate = {
   permission_mode?: null | PermissionMode;
 };
 
+/** A string, or `text` and base64 `image` blocks. */
+export type AnthropicContent = string | Array<MessageBlock>;
+
+/** Anthropic's error body; in a stream, the data of `event: error`. */
+export type AnthropicError = {
+  type: "error";
+  error: {
+    /** invalid_request_error, authentication_error, permission_error, not_found_error,
+     * request_too_large, rate_limit_error, api_error. */
+    type: string;
+    message: string;
+  };
+};
+
+/** One message: user or assistant. */
+export type AnthropicMessage = {
+  role: string;
+  content: AnthropicContent;
+};
+
+/** An Anthropic Messages API request. Refused with 400: `tools`, `tool_choice` other than
+ * none, content other than text and base64 images. Accepted and ignored: `max_tokens`,
+ * `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`. */
+export type AnthropicRequest = {
+  model: string;
+  messages: Array<AnthropicMessage>;
+  system?: null | AnthropicContent;
+  max_tokens?: number | null;
+  stream?: boolean | null;
+};
+
+/** A message, not streamed. Streamed, the answer is the Messages API's own events
+ * (`message_start`, `content_block_start`, `content_block_delta`, `content_block_stop`,
+ * `message_delta`, `message_stop`, or `error`), as the CLI received them. */
+export type AnthropicResponse = {
+  /** msg_ and the agent's id. */
+  id: string;
+  type: "message";
+  role: string;
+  model: string;
+  content: Array<AnthropicTextBlock>;
+  /** end_turn, max_tokens, stop_sequence. */
+  stop_reason: string;
+  stop_sequence?: string | null;
+  usage: {
+    input_tokens: number;
+    output_tokens: number;
+    cache_creation_input_tokens: number;
+    cache_read_input_tokens: number;
+  };
+  x_claude_proxy: ProxyExtension;
+};
+
+export type AnthropicTextBlock = {
+  type: string;
+  text: string;
+};
+
 /** A message's content: a string, or blocks. */
 export type ApiContent = string | Array<ContentBlock>;
 
@@ -250,6 +308,123 @@ export type MessageRequest = {
   content: MessageContent;
 };
 
+export type ModelEntry = {
+  id: string;
+};
+
+/** The models, in OpenAI's list shape (Anthropic's: `data` of `{type, id, display_name,
+ * created_at}`, with `has_more`, `first_id`, `last_id`). */
+export type ModelList = {
+  object?: string | null;
+  data: Array<ModelEntry>;
+};
+
+/** A chat completion, not streamed. */
+export type OpenAiChatCompletion = {
+  /** chatcmpl- and the agent's id. */
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: Array<OpenAiChoice>;
+  usage: OpenAiUsage;
+  x_claude_proxy: ProxyExtension;
+};
+
+/** One chunk of a streamed completion: `data: {chunk}`, and `data: [DONE]` last. The first
+ * chunk's delta has the role; the last with choices has the finish reason; with
+ * `include_usage`, a chunk with no choices has the usage. */
+export type OpenAiChatCompletionChunk = {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: Array<OpenAiChunkChoice>;
+  usage?: null | OpenAiUsage;
+  x_claude_proxy?: null | ProxyExtension;
+};
+
+/** An OpenAI chat completion request. Refused with 400: `tools`, `functions`, `tool_choice`
+ * other than `none`, `n` > 1, `logprobs`, audio. Accepted and ignored: `temperature`, `top_p`,
+ * `stop`, `seed`, the penalties, `user`, `max_tokens`, and other optional fields. */
+export type OpenAiChatRequest = {
+  /** sonnet, opus, haiku, a claude-* name, or a name of PROXY_MODEL_MAP. */
+  model: string;
+  /** The conversation; the last message is the user's. */
+  messages: Array<OpenAiMessage>;
+  stream?: boolean | null;
+  stream_options?: null | {
+    /** A last chunk with the usage, and no choices. */
+    include_usage?: boolean | null;
+  };
+  temperature?: number | null;
+  max_tokens?: number | null;
+};
+
+export type OpenAiChoice = {
+  index: number;
+  message: {
+    role: string;
+    content: string;
+  };
+  /** stop, or length when the model ran out of tokens. */
+  finish_reason: string;
+};
+
+export type OpenAiChunkChoice = {
+  index: number;
+  delta: {
+    role?: string | null;
+    content?: string | null;
+  };
+  finish_reason?: string | null;
+};
+
+/** Text, or parts of text and images. */
+export type OpenAiContent = string | Array<OpenAiContentPart>;
+
+/** A `text` part, or an `image_url` part whose URL is a `data:` URL (the proxy fetches
+ * nothing). */
+export type OpenAiContentPart = {
+  type: string;
+  text?: string | null;
+  image_url?: null | {
+    /** data:image/png;base64,... */
+    url: string;
+  };
+};
+
+/** OpenAI's error body. */
+export type OpenAiError = {
+  error: {
+    message: string;
+    /** invalid_request_error, authentication_error, permission_error, rate_limit_error,
+     * api_error. */
+    type: string;
+    /** The request field at fault. */
+    param?: string | null;
+    /** invalid_api_key, model_not_found, or null. */
+    code?: string | null;
+  };
+};
+
+/** One message: system, developer, user or assistant. */
+export type OpenAiMessage = {
+  role: string;
+  content: OpenAiContent;
+};
+
+/** The usage, from the CLI's result: prompt tokens count input, cache-read and
+ * cache-creation tokens. */
+export type OpenAiUsage = {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  prompt_tokens_details: {
+    cached_tokens: number;
+  };
+};
+
 /** The answer to `GET /agent/{agent_id}/permissions`. */
 export type PendingPermissions = {
   agent_id: string;
@@ -323,6 +498,12 @@ export type PermissionRequestEvent = {
   description?: string | null;
   suggestions: { [key: string]: unknown };
   expires_at: string;
+};
+
+/** The run's cost and session, beside the API's own fields. */
+export type ProxyExtension = {
+  total_cost_usd?: number | null;
+  session_id?: string | null;
 };
 
 /** A line of the CLI that is not JSON (or nests too deep), wrapped. */

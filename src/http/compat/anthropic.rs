@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
+use super::schema::{AnthropicError, AnthropicRequest, AnthropicResponse};
 use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, WholeReply, sse_response};
 use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
@@ -127,16 +128,18 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
 /// A message: the CLI runs the conversation's last user turn as a chat model.
 #[utoipa::path(post, path = "/v1/messages", tag = "compatible",
     params(("anthropic-version" = Option<String>, Header, description = "Accepted, as the SDK sends it.")),
-    request_body(content = Object, description = "An Anthropic Messages API request: `model`, `messages` (text), `system`, `stream`. Refused with 400: `tools`, `tool_choice` other than none. Ignored: `max_tokens`, `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`."),
+    request_body = AnthropicRequest,
     responses(
-        (status = 200, description = "A `message`, or with `stream` the Messages API's events (`message_start` ... `message_stop`).", body = Object),
-        (status = 400, description = "An invalid or unsupported field (Anthropic's error format).", body = Object),
-        (status = 401, description = "No key, or a wrong one.", body = Object),
-        (status = 404, description = "An unknown model.", body = Object),
-        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = Object),
-        (status = 429, description = "Too many agents, or the subscription is rate limited (Retry-After).", body = Object),
-        (status = 502, description = "The CLI failed before it answered.", body = Object),
-        (status = 503, description = "The CLI cannot be found.", body = Object),
+        (status = 200, description = "A message; with `stream`, the Messages API's own events as Server-Sent Events (`message_start` ... `message_stop`, whose data also has `x_claude_proxy`).",
+            content((AnthropicResponse = "application/json"), (Object = "text/event-stream")),
+            headers(("x-claude-session-id" = String, description = "The CLI's session (not streamed)."))),
+        (status = 400, description = "An invalid or unsupported field.", body = AnthropicError),
+        (status = 401, description = "No key, or a wrong one.", body = AnthropicError),
+        (status = 404, description = "An unknown model.", body = AnthropicError),
+        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = AnthropicError),
+        (status = 429, description = "Too many agents, or the subscription is rate limited (Retry-After).", body = AnthropicError),
+        (status = 502, description = "The CLI failed before it answered.", body = AnthropicError),
+        (status = 503, description = "The CLI cannot be found.", body = AnthropicError),
     ))]
 pub async fn messages(
     State(state): State<ApiState>,

@@ -6,6 +6,7 @@
 
 pub mod anthropic;
 pub mod openai;
+mod schema;
 
 use std::collections::VecDeque;
 

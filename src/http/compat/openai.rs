@@ -9,10 +9,12 @@ use axum::{Extension, Json};
 use bytes::{BufMut, BytesMut};
 use serde_json::{Value, json};
 
+use super::schema::{
+    ModelList, OpenAiChatCompletion, OpenAiChatCompletionChunk, OpenAiChatRequest, OpenAiError,
+};
 use super::{Api, CompatError, Step, Turn, TurnEnd, WholeReply, text_of};
 use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
-use crate::http::openapi::ErrorBody;
 
 const API: Api = Api::OpenAi;
 
@@ -181,16 +183,18 @@ fn finish_reason(stop: Option<&str>) -> &'static str {
 
 /// A chat completion: the CLI runs the conversation's last user turn as a chat model.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "compatible",
-    request_body(content = Object, description = "An OpenAI chat completion request: `model`, `messages` (system, developer, user, assistant; text), `stream`, `stream_options.include_usage`. Refused with 400: `tools`, `functions`, `tool_choice` other than none, `n` > 1, `logprobs`, audio. Ignored: `temperature`, `top_p`, `stop`, `seed`, penalties, `user`, `max_tokens`."),
+    request_body = OpenAiChatRequest,
     responses(
-        (status = 200, description = "A `chat.completion`, or with `stream` a `text/event-stream` of `chat.completion.chunk`s ending in `data: [DONE]`.", body = Object),
-        (status = 400, description = "An invalid or unsupported field (OpenAI's error format).", body = Object),
-        (status = 401, description = "No key, or a wrong one.", body = Object),
-        (status = 404, description = "An unknown model.", body = Object),
-        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = Object),
-        (status = 429, description = "Too many agents, or the subscription is rate limited (Retry-After).", body = Object),
-        (status = 502, description = "The CLI failed before it answered.", body = Object),
-        (status = 503, description = "The CLI cannot be found.", body = Object),
+        (status = 200, description = "A chat completion; with `stream`, its chunks as Server-Sent Events (`data: {chunk}`), then `data: [DONE]`.",
+            content((OpenAiChatCompletion = "application/json"), (OpenAiChatCompletionChunk = "text/event-stream")),
+            headers(("x-claude-session-id" = String, description = "The CLI's session (not streamed)."))),
+        (status = 400, description = "An invalid or unsupported field.", body = OpenAiError),
+        (status = 401, description = "No key, or a wrong one.", body = OpenAiError),
+        (status = 404, description = "An unknown model.", body = OpenAiError),
+        (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = OpenAiError),
+        (status = 429, description = "Too many agents, or the subscription is rate limited (Retry-After).", body = OpenAiError),
+        (status = 502, description = "The CLI failed before it answered.", body = OpenAiError),
+        (status = 503, description = "The CLI cannot be found.", body = OpenAiError),
     ))]
 pub async fn chat_completions(
     State(state): State<ApiState>,
@@ -394,8 +398,8 @@ fn sse(chunks: Vec<Bytes>) -> Response {
 #[utoipa::path(get, path = "/v1/models", tag = "compatible",
     params(("anthropic-version" = Option<String>, Header, description = "Anthropic's list shape when set.")),
     responses(
-        (status = 200, description = "The models.", body = Object),
-        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 200, description = "The models.", body = ModelList),
+        (status = 401, description = "No key, or a wrong one.", body = OpenAiError),
     ))]
 pub async fn models(State(state): State<ApiState>, headers: HeaderMap) -> Json<Value> {
     let names = state.agents.compat_models();
