@@ -280,7 +280,7 @@ async fn the_typescript_client_package_works_against_the_real_cli() {
             "the approved tool ran"
         );
         assert!(
-            report.contains("pass 9") && report.contains("fail 0"),
+            report.contains("pass 10") && report.contains("fail 0"),
             "{report}"
         );
     })

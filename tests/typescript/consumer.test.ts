@@ -191,6 +191,21 @@ test("aborting a stream stops its agent", async () => {
   }
 });
 
+test("the compatible APIs answer through the same client", async () => {
+  const completion = await proxy.chatCompletion({ model: "sonnet", messages: [{ role: "user", content: "Hello" }] });
+  assert.equal(completion.choices[0]?.message.content, expectedText);
+  const message = await proxy.message({ model: "haiku", messages: [{ role: "user", content: "Hello" }] });
+  assert.equal(message.content[0]?.text, expectedText);
+  assert.deepEqual(
+    (await proxy.models()).data.map((m) => m.id).slice(0, 3),
+    ["sonnet", "opus", "haiku"],
+  );
+  await assert.rejects(
+    proxy.chatCompletion({ model: "gpt-9", messages: [{ role: "user", content: "Hello" }] }),
+    (error: unknown) => error instanceof ProxyError && error.status === 404 && /gpt-9/.test(error.detail),
+  );
+});
+
 test("health is typed and says the CLI is logged in", async () => {
   const health = await proxy.health();
   assert.equal(health.status, "ok");

@@ -3,6 +3,11 @@
 // proxy's OpenAPI document (src/openapi.ts).
 
 import type {
+  AnthropicRequest,
+  AnthropicResponse,
+  ModelList,
+  OpenAiChatCompletion,
+  OpenAiChatRequest,
   AgentDetail,
   AgentEvent,
   AgentList,
@@ -293,6 +298,22 @@ export class ClaudeProxy {
     return this.json("POST", path, answer, options);
   }
 
+  /** `POST /v1/chat/completions`, not streamed (for streams, point the official `openai`
+   * package at `${baseUrl}/v1`). */
+  async chatCompletion(request: OpenAiChatRequest, options: CallOptions = {}): Promise<OpenAiChatCompletion> {
+    return this.json("POST", "/v1/chat/completions", { ...request, stream: false }, options);
+  }
+
+  /** `POST /v1/messages`, not streamed (for streams, point `@anthropic-ai/sdk` at `baseUrl`). */
+  async message(request: AnthropicRequest, options: CallOptions = {}): Promise<AnthropicResponse> {
+    return this.json("POST", "/v1/messages", { ...request, stream: false }, options);
+  }
+
+  /** `GET /v1/models`: the model names the compatible APIs take. */
+  async models(options: CallOptions = {}): Promise<ModelList> {
+    return this.json("GET", "/v1/models", undefined, options);
+  }
+
   private async json<T>(method: string, path: string, body: unknown, options: CallOptions): Promise<T> {
     const response = await this.send(method, path, body, options);
     return (await response.json()) as T;
@@ -314,10 +335,16 @@ export class ClaudeProxy {
     if (options.signal) init.signal = options.signal;
     const response = await this.fetch(`${this.baseUrl}${path}`, init);
     if (!response.ok && !alsoOk.includes(response.status)) {
-      const error = (await response.json().catch(() => ({}))) as { detail?: unknown; request_id?: unknown };
+      const error = (await response.json().catch(() => ({}))) as {
+        detail?: unknown;
+        request_id?: unknown;
+        error?: { message?: unknown };
+      };
+      // The compatible APIs answer in their own formats, with `error.message`.
+      const detail = error.detail ?? error.error?.message;
       throw new ProxyError(
         response.status,
-        typeof error.detail === "string" ? error.detail : response.statusText,
+        typeof detail === "string" ? detail : response.statusText,
         typeof error.request_id === "string" ? error.request_id : undefined,
       );
     }
