@@ -200,7 +200,8 @@ pub enum Step {
 pub struct ApiEvent {
     /// `message_start`, `content_block_delta`, ...
     pub kind: String,
-    pub json: Box<serde_json::value::RawValue>,
+    /// As the CLI wrote it, when the answer passes events on (Anthropic's).
+    pub json: Option<Box<serde_json::value::RawValue>>,
     /// The text a `text_delta` adds to the reply.
     pub text: Option<String>,
     /// How the model ended its message (`end_turn`, `max_tokens`, ...), from `message_delta`.
@@ -214,6 +215,15 @@ struct LineFields<'a> {
     kind: std::borrow::Cow<'a, str>,
     #[serde(borrow)]
     event: Option<&'a serde_json::value::RawValue>,
+}
+
+/// A CLI line with its event read at once, for an answer that writes its own chunks.
+#[derive(serde::Deserialize)]
+struct TypedLine<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    event: Option<EventFields<'a>>,
 }
 
 #[derive(serde::Deserialize)]
@@ -237,6 +247,10 @@ struct DeltaFields<'a> {
 impl ApiEvent {
     fn parse(json: &serde_json::value::RawValue) -> Option<Self> {
         let fields: EventFields = serde_json::from_str(json.get()).ok()?;
+        Some(Self::of(fields, Some(json.to_owned())))
+    }
+
+    fn of(fields: EventFields, json: Option<Box<serde_json::value::RawValue>>) -> Self {
         let delta = fields.delta;
         let (text, stop_reason) = match (fields.kind.as_ref(), delta) {
             ("content_block_delta", Some(delta)) if delta.kind.as_deref() == Some("text_delta") => {
@@ -245,12 +259,12 @@ impl ApiEvent {
             ("message_delta", Some(delta)) => (None, delta.stop_reason.map(|s| s.into_owned())),
             _ => (None, None),
         };
-        Some(Self {
+        Self {
             kind: fields.kind.into_owned(),
-            json: json.to_owned(),
+            json,
             text,
             stop_reason,
-        })
+        }
     }
 }
 
@@ -321,6 +335,8 @@ pub struct Turn {
     end: TurnEnd,
     /// The reply's text so far.
     text: String,
+    /// Its events are passed on as they were written (Anthropic's), not only read.
+    keep_json: bool,
     remember: Option<(Agents, Continuation)>,
     _stop: StopOnDrop,
 }
@@ -383,6 +399,7 @@ pub async fn start_turn(
         launched.stop.stop_on_drop(StopReason::ClientGone),
         state.agents.clone(),
         continuation,
+        api == Api::Anthropic,
     );
     Ok((launched.agent_id, turn))
 }
@@ -403,6 +420,7 @@ impl Turn {
         stop: StopOnDrop,
         agents: Agents,
         continuation: Continuation,
+        keep_json: bool,
     ) -> Self {
         Self {
             reader,
@@ -410,6 +428,7 @@ impl Turn {
             finished: false,
             end: TurnEnd::default(),
             text: String::new(),
+            keep_json,
             remember: Some((agents, continuation)),
             _stop: stop,
         }
@@ -500,9 +519,16 @@ impl Turn {
     }
 
     fn step(&mut self, event: &Event) -> Option<Step> {
-        let fields: LineFields = serde_json::from_slice(&event.data).ok()?;
-        if fields.kind == "stream_event" {
-            let event = ApiEvent::parse(fields.event?)?;
+        let api_event = if self.keep_json {
+            let fields: LineFields = serde_json::from_slice(&event.data).ok()?;
+            (fields.kind == "stream_event").then(|| fields.event.and_then(ApiEvent::parse))
+        } else {
+            let fields: TypedLine = serde_json::from_slice(&event.data).ok()?;
+            (fields.kind == "stream_event")
+                .then(|| fields.event.map(|event| ApiEvent::of(event, None)))
+        };
+        if let Some(api_event) = api_event {
+            let event = api_event?;
             self.text
                 .push_str(event.text.as_deref().unwrap_or_default());
             return Some(Step::Api(event));
