@@ -49,11 +49,13 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // Handled from here on: a SIGTERM as soon as the address is known is a graceful stop.
+        let shutdown = shutdown_signal();
         match listener.local_addr() {
             Ok(addr) => tracing::info!("listening on http://{addr}"),
             Err(err) => tracing::warn!(%err, "listening, on an address that cannot be read"),
         }
-        match app.serve(listener, shutdown_signal()).await {
+        match app.serve(listener, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(err) => {
                 tracing::error!(%err, "the server failed");
@@ -63,12 +65,17 @@ fn main() -> ExitCode {
     })
 }
 
-/// SIGTERM (docker stop, systemd) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// SIGTERM (docker stop, systemd) or SIGINT (Ctrl-C). The handlers are installed when this is
+/// called, not when the future is first polled: a signal in between would otherwise kill the
+/// process as if it had no handler.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM can be handled");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    let mut interrupt = signal(SignalKind::interrupt()).expect("SIGINT can be handled");
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
     }
 }

@@ -374,3 +374,19 @@ async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
     })
     .await;
 }
+
+/// A SIGTERM as soon as the proxy says where it listens (an orchestrator that stops what it
+/// just started) is a graceful stop, never a death by the signal.
+#[tokio::test]
+async fn a_sigterm_right_after_start_is_a_graceful_stop() {
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        for _ in 0..10 {
+            let mut proxy = Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+            let status = proxy.terminate().await.unwrap();
+            assert!(status.success(), "{status}");
+        }
+    })
+    .await;
+}
