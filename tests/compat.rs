@@ -93,7 +93,7 @@ async fn the_official_sdks_work_against_the_real_cli() {
         )
         .await;
         assert!(
-            report.contains("pass 14") && report.contains("fail 0"),
+            report.contains("pass 15") && report.contains("fail 0"),
             "{report}"
         );
 
@@ -149,16 +149,31 @@ async fn the_official_sdks_work_against_the_real_cli() {
             !resumed.to_string().contains("The conversation so far"),
             "{said:?}"
         );
-        // The image reached the API as an image block of the user's message.
-        let with_image = requests
+        // A chat model: the API was offered no tools.
+        let marked: Vec<&Value> = requests
             .iter()
-            .rfind(|r| r["messages"].to_string().contains("[image-marker]"))
-            .expect("the image's turn reached the API");
-        let blocks = with_image["messages"].to_string();
-        assert!(
-            blocks.contains(r#""type":"image""#) && blocks.contains("iVBORw0KGgo"),
-            "{blocks}"
-        );
+            .filter(|r| r["system"].to_string().contains("[system-marker-7]"))
+            .collect();
+        assert!(!marked.is_empty());
+        for request in marked {
+            assert!(
+                request["tools"].as_array().is_none_or(|t| t.is_empty()),
+                "{}",
+                request["tools"]
+            );
+        }
+        // The image reached the API as an image block of the user's message, from both APIs.
+        for marker in ["[image-marker]", "[anthropic-image-marker]"] {
+            let with_image = requests
+                .iter()
+                .rfind(|r| r["messages"].to_string().contains(marker))
+                .expect("the image's turn reached the API");
+            let blocks = with_image["messages"].to_string();
+            assert!(
+                blocks.contains(r#""type":"image""#) && blocks.contains("iVBORw0KGgo"),
+                "{blocks}"
+            );
+        }
         // Earlier turns reach the API once, set out with their roles.
         let texts = setup.standin.texts_received();
         let history: Vec<&String> = texts

@@ -54,6 +54,31 @@ test("a stream is the Messages API's own events, in order", async () => {
   }
 });
 
+const PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+test("a base64 image block reaches the API; a URL image is refused", async () => {
+  const message = await client.messages.create({
+    model: "sonnet",
+    max_tokens: 100,
+    messages: [{
+      role: "user",
+      content: [
+        { type: "image", source: { type: "base64", media_type: "image/png", data: PNG } },
+        { type: "text", text: "What is in it? [anthropic-image-marker]" },
+      ],
+    }],
+  });
+  assert.equal(message.content[0].text, expected);
+  await assert.rejects(
+    client.messages.create({
+      model: "sonnet",
+      max_tokens: 100,
+      messages: [{ role: "user", content: [{ type: "image", source: { type: "url", url: "https://example.com/cat.png" } }] }],
+    }),
+    (error) => error instanceof Anthropic.BadRequestError && /fetches nothing/.test(error.message),
+  );
+});
+
 test("the models are listed in Anthropic's shape", async () => {
   const ids = [];
   for await (const model of client.models.list()) ids.push(model.id);

@@ -35,6 +35,10 @@ test("a completion has the model's text, usage and the proxy's extension", async
     completion.usage.prompt_tokens + completion.usage.completion_tokens,
   );
   assert.match(completion.x_claude_proxy.session_id, /^[0-9a-f-]{36}$/);
+  const { response } = await client.chat.completions
+    .create({ model: "sonnet", messages: [{ role: "user", content: "Say hello once more" }] })
+    .withResponse();
+  assert.match(response.headers.get("x-claude-session-id"), /^[0-9a-f-]{36}$/);
   // The usage is the CLI's result line's.
   const hex = completion.id.replace("chatcmpl-", "");
   const agentId = [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
