@@ -252,22 +252,32 @@ struct Reply {
     model: String,
 }
 
-impl Reply {
-    /// `data: ` and a chunk of `text`, written straight: a reply streams thousands of them.
-    fn text_chunk(&self, text: &str, out: &mut BytesMut) {
-        use std::io::Write;
-        let mut writer = out.writer();
-        let _ = write!(
-            writer,
+/// What a text chunk of one reply starts with, made once: a reply streams thousands of them.
+struct TextChunks {
+    prefix: Vec<u8>,
+}
+
+impl TextChunks {
+    fn of(reply: &Reply) -> Self {
+        let mut prefix = format!(
             r#"data: {{"id":"{}","object":"chat.completion.chunk","created":{},"model":"#,
-            self.id, self.created
-        );
-        let _ = serde_json::to_writer(&mut writer, &self.model);
-        let _ = writer.write_all(br#","choices":[{"index":0,"delta":{"content":"#);
-        let _ = serde_json::to_writer(&mut writer, text);
-        let _ = writer.write_all(b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+            reply.id, reply.created
+        )
+        .into_bytes();
+        let _ = serde_json::to_writer(&mut prefix, &reply.model);
+        prefix.extend_from_slice(br#","choices":[{"index":0,"delta":{"content":"#);
+        Self { prefix }
     }
 
+    /// `data: ` and the chunk of `text`.
+    fn write(&self, text: &str, out: &mut BytesMut) {
+        out.extend_from_slice(&self.prefix);
+        let _ = serde_json::to_writer(out.writer(), text);
+        out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+    }
+}
+
+impl Reply {
     fn chunk(&self, choices: Value) -> Value {
         json!({
             "id": self.id,
@@ -323,7 +333,8 @@ async fn stream(
         let mut out = BytesMut::new();
         let role = reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]));
         out.extend_from_slice(&data(&role));
-        reply.text_chunk(&first, &mut out);
+        let chunks = TextChunks::of(&reply);
+        chunks.write(&first, &mut out);
         yield Ok::<_, std::convert::Infallible>(out.split().freeze());
         // What the log holds at each read goes out in one write.
         loop {
@@ -333,7 +344,7 @@ async fn stream(
                     Step::Api(event) => {
                         stop = event.stop_reason.or(stop);
                         if let Some(text) = event.text {
-                            reply.text_chunk(&text, &mut out);
+                            chunks.write(&text, &mut out);
                         }
                     }
                     Step::Other => {}
