@@ -435,7 +435,7 @@ async fn sandbox_cost(report: &mut Report, cwd: &Path, samples: usize) {
 /// Scenario 9: a 2,000-token streamed reply through `/v1/chat/completions` beside the same
 /// reply through `/agent/stream`, taking turns: time to the first token, and to the end.
 async fn compat_cost(report: &mut Report, cwd: &Path, samples: usize) {
-    const REPLY: &str = "@stream-text 2000";
+    const REPLY: &str = "@stream-text 2000\n@result";
     let proxy = start_proxy(cwd).await;
     let (mut compat, mut native) = (Vec::new(), Vec::new());
     for _ in 0..samples {
@@ -446,7 +446,7 @@ async fn compat_cost(report: &mut Report, cwd: &Path, samples: usize) {
                 "/v1/chat/completions",
                 body,
                 br#""delta":{"content":"tok"#,
-                b"data: [DONE]",
+                br#""finish_reason":"stop""#,
             )
             .await,
         );
@@ -457,7 +457,7 @@ async fn compat_cost(report: &mut Report, cwd: &Path, samples: usize) {
                 "/agent/stream",
                 body,
                 b"text_delta",
-                b"event: complete",
+                br#""status":"completed""#,
             )
             .await,
         );
@@ -488,8 +488,8 @@ async fn compat_cost(report: &mut Report, cwd: &Path, samples: usize) {
     }
 }
 
-/// Posts `body` to `path` and reads the stream to `end`: the time to the first `token`, and
-/// to the end.
+/// Posts `body` to `path` and reads the stream to its end, which must hold `end` (its sign of
+/// success): the time to the first `token`, and to the end.
 async fn token_stream(
     proxy: &Proxy,
     path: &str,

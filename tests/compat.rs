@@ -265,3 +265,85 @@ async fn a_cli_that_fails_mid_stream_ends_the_stream_with_the_apis_error() {
     })
     .await;
 }
+
+/// The rest of what the APIs' SDKs read: a reply cut at the token limit, a body over the limit,
+/// and a CLI that is not there, each in the API's own shape.
+#[tokio::test]
+async fn limits_and_a_missing_cli_answer_in_the_apis_shapes() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(
+            fake.dir.path(),
+            &[("CLAUDE_CLI_PATH", &cli), ("PROXY_MAX_BODY_BYTES", "2000")],
+        );
+        let post = |path: &'static str, body: Value| {
+            proxy.client.post(proxy.url(path)).json(&body).send()
+        };
+        let cut = "@stream-text 3 max_tokens\n@result tok tok tok ";
+        let openai: Value = post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": cut}]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(openai["choices"][0]["finish_reason"], "length", "{openai}");
+        assert_eq!(openai["choices"][0]["message"]["content"], "tok tok tok ");
+        let anthropic: Value = post(
+            "/v1/messages",
+            serde_json::json!({"model": "sonnet", "max_tokens": 3, "messages": [{"role": "user", "content": cut}]}),
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(anthropic["stop_reason"], "max_tokens", "{anthropic}");
+
+        let big = "x".repeat(4000);
+        let too_big = post(
+            "/v1/chat/completions",
+            serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": big}]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(too_big.status(), 413);
+        let too_big: Value = too_big.json().await.unwrap();
+        assert_eq!(too_big["error"]["type"], "invalid_request_error", "{too_big}");
+        let too_big = post(
+            "/v1/messages",
+            serde_json::json!({"model": "sonnet", "max_tokens": 3, "messages": [{"role": "user", "content": big}]}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(too_big.status(), 413);
+        let too_big: Value = too_big.json().await.unwrap();
+        assert_eq!(too_big["error"]["type"], "request_too_large", "{too_big}");
+
+        let missing = support::proxy::Proxy::start(
+            fake.dir.path(),
+            &[("CLAUDE_CLI_PATH", "/nonexistent/claude")],
+        );
+        let refused = missing
+            .client
+            .post(missing.url("/v1/chat/completions"))
+            .json(&serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 503);
+        let refused: Value = refused.json().await.unwrap();
+        assert_eq!(refused["error"]["type"], "api_error", "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("CLAUDE_CLI_PATH"),
+            "{refused}"
+        );
+    })
+    .await;
+}

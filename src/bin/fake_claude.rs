@@ -297,7 +297,9 @@ impl<W: Write> Fake<W> {
             "@stream-text" => {
                 // A reply of N tokens as the CLI streams it with --include-partial-messages:
                 // the Messages API's events, each flushed, then the whole message.
-                let tokens = num(Some(arg), 1);
+                let mut parts = arg.split_whitespace();
+                let tokens = num(parts.next(), 1);
+                let stop_reason = parts.next().unwrap_or("end_turn").to_owned();
                 let session_id = self.session_id.clone();
                 let event = |event: serde_json::Value| json!({"type": "stream_event", "event": event, "session_id": session_id, "parent_tool_use_id": null});
                 self.json(event(json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": "fake", "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}})));
@@ -308,7 +310,7 @@ impl<W: Write> Fake<W> {
                     self.flush();
                 }
                 self.json(event(json!({"type": "content_block_stop", "index": 0})));
-                self.json(event(json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": tokens}})));
+                self.json(event(json!({"type": "message_delta", "delta": {"stop_reason": stop_reason, "stop_sequence": null}, "usage": {"output_tokens": tokens}})));
                 self.json(event(json!({"type": "message_stop"})));
                 self.text(&"tok ".repeat(tokens as usize));
             }
