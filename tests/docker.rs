@@ -38,9 +38,14 @@ fn image() -> String {
 /// Runs a command, failing the test with its output when it fails.
 async fn run(program: &str, args: &[&str]) -> String {
     let output = Command::new(program).args(args).output().await.unwrap();
+    stdout_of_success(&format!("{program} {args:?}"), output)
+}
+
+/// What a command printed, once it succeeded; else the test fails with all it said.
+fn stdout_of_success(what: &str, output: std::process::Output) -> String {
     assert!(
         output.status.success(),
-        "{program} {args:?}: {}\n{}",
+        "{what}: {}\n{}",
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
@@ -509,13 +514,7 @@ impl Compose {
     async fn run(&self, args: &[&str]) -> String {
         let command = self.command(args);
         let output = Command::from(command).output().await.unwrap();
-        assert!(
-            output.status.success(),
-            "compose {args:?}: {}\n{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        stdout_of_success(&format!("compose {args:?}"), output)
     }
 }
 

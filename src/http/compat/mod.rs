@@ -404,6 +404,14 @@ pub async fn start_turn(
     Ok((launched.agent_id, turn))
 }
 
+/// The reply a client was given: its streamed text, or the result's when none streamed.
+fn reply_text<'a>(streamed: &'a str, end: &'a TurnEnd) -> &'a str {
+    match streamed.is_empty() {
+        true => end.result_text(),
+        false => streamed,
+    }
+}
+
 /// A whole reply, read to its end: its text, how the model ended it, and how the run ended.
 pub struct WholeReply {
     pub text: String,
@@ -438,12 +446,8 @@ impl Turn {
     fn ended(&mut self) -> TurnEnd {
         let end = std::mem::take(&mut self.end);
         if let (false, Some((agents, continuation))) = (end.failed(), self.remember.take()) {
-            let reply = match self.text.is_empty() {
-                true => end.result_text(),
-                false => &self.text,
-            };
             if let Some(session) = end.session_id() {
-                agents.remember_reply(continuation, reply, session);
+                agents.remember_reply(continuation, reply_text(&self.text, &end), session);
             }
         }
         end
@@ -473,23 +477,17 @@ impl Turn {
 
     /// The whole reply, for an answer that is not streamed.
     pub async fn whole(mut self) -> WholeReply {
-        let mut text = String::new();
         let mut stop_reason = None;
         let end = loop {
             match self.next().await {
-                Step::Api(event) => {
-                    text.push_str(event.text.as_deref().unwrap_or_default());
-                    stop_reason = event.stop_reason.or(stop_reason);
-                }
+                Step::Api(event) => stop_reason = event.stop_reason.or(stop_reason),
                 Step::Other => {}
                 Step::End(end) => break end,
             }
         };
-        if text.is_empty() {
-            text = end.result_text().to_owned();
-        }
+        // The text the steps gave, which the turn kept as they passed.
         WholeReply {
-            text,
+            text: reply_text(&self.text, &end).to_owned(),
             stop_reason,
             end,
         }
