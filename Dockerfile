@@ -24,6 +24,8 @@ RUN mkdir -p src/bin bench \
  && rm -rf src bench
 COPY src ./src
 COPY bench ./bench
+# The dashboard's built files, which the binary holds (built from ui/ and committed: no Node here).
+COPY ui/dist ./ui/dist
 # COPY keeps the sources' times, which may be older than the stand-ins' build.
 RUN find src bench -name '*.rs' -exec touch {} + \
  && cargo build --release --locked --bin claude-proxy

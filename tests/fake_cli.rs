@@ -553,6 +553,8 @@ async fn health_reports_the_cli_and_the_running_agents() {
             server.fake.cli_path().display().to_string()
         );
         assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(health["max_agents"], 8, "PROXY_MAX_AGENTS' default");
+        assert_eq!(health["rate_limited_until"], Value::Null);
         let timestamp = health["timestamp"].as_str().unwrap();
         assert!(
             chrono::DateTime::parse_from_rfc3339(timestamp).is_ok() && timestamp.ends_with('Z'),

@@ -108,9 +108,14 @@ async fn the_typescript_clients_types_are_the_documents() {
 
 /// A documented path with its parameters filled in.
 fn concrete(path: &str) -> String {
+    let file = if path.starts_with("/ui/") {
+        "style.css"
+    } else {
+        "swagger-ui.css"
+    };
     path.replace("{agent_id}", "00000000-0000-4000-8000-000000000000")
         .replace("{request_id}", "no-such-request")
-        .replace("{file}", "swagger-ui.css")
+        .replace("{file}", file)
 }
 
 #[tokio::test]
@@ -152,6 +157,8 @@ async fn every_route_the_router_serves_is_in_the_document_and_every_documented_o
             ("GET", "/openapi.json"),
             ("GET", "/docs"),
             ("GET", "/docs/{file}"),
+            ("GET", "/ui"),
+            ("GET", "/ui/{file}"),
             ("POST", "/agent/start"),
             ("POST", "/agent/stream"),
             ("POST", "/agent/stop/{agent_id}"),

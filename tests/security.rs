@@ -422,6 +422,14 @@ async fn a_rate_limit_is_reported_and_holds_new_requests_back() {
             );
         }
         assert_eq!(server.fake.runs(), 1);
+        // An operator sees the gate in /health (the dashboard shows it).
+        let health = server.health().await;
+        assert!(
+            health["rate_limited_until"]
+                .as_str()
+                .is_some_and(|until| until.starts_with("2100-01-01")),
+            "{health}"
+        );
     })
     .await;
 }

@@ -206,6 +206,7 @@ impl Agents {
                             .filter(|r| !in_memory.contains(&r.info.agent_id) && self.is_kept(r))
                             .map(|r| AgentListItem {
                                 info: r.info.clone(),
+                                total_cost_usd: r.total_cost_usd,
                                 pending_permissions: 0,
                             }),
                     );
@@ -449,6 +450,22 @@ impl Agents {
     /// Whether each CLI runs in a sandbox.
     pub fn sandboxed(&self) -> bool {
         self.core.settings.sandbox.is_some()
+    }
+
+    /// How many agents may hold a CLI process at once (PROXY_MAX_AGENTS).
+    pub fn max_agents(&self) -> usize {
+        self.core.settings.admission.max_agents
+    }
+
+    /// Until when new agents are refused because the subscription is rate limited, as this
+    /// instance or another one sharing the database found.
+    pub fn rate_limited_until(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        let shared = self
+            .core
+            .cluster
+            .as_ref()
+            .and_then(|c| c.rate_limited_until());
+        self.core.rate_limit.until(shared)
     }
 
     /// The agents holding a CLI process now.

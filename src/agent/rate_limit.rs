@@ -21,12 +21,20 @@ impl RateLimitGate {
         }
     }
 
+    /// Until when new agents are refused, if they are now: as found here or (`shared`) by
+    /// another instance.
+    pub fn until(&self, shared: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        (*crate::lock(&self.until))
+            .max(shared)
+            .filter(|until| *until > Utc::now())
+    }
+
     /// Refuses while the subscription is limited, as found here or (`shared`) by another
     /// instance.
     pub fn check(&self, shared: Option<DateTime<Utc>>) -> Result<(), Error> {
-        match (*crate::lock(&self.until)).max(shared) {
-            Some(until) if until > Utc::now() => Err(Error::RateLimited { until }),
-            _ => Ok(()),
+        match self.until(shared) {
+            Some(until) => Err(Error::RateLimited { until }),
+            None => Ok(()),
         }
     }
 }

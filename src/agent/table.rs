@@ -257,6 +257,7 @@ impl AgentTable {
             .filter(|(_, e)| e.owner == client && e.is_kept(now, self.retention))
             .map(|(id, e)| AgentListItem {
                 info: e.info(*id),
+                total_cost_usd: e.summary.total_cost_usd,
                 pending_permissions: e
                     .conversation
                     .as_ref()

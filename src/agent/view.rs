@@ -29,11 +29,13 @@ pub struct AgentInfo {
     pub turns: u64,
 }
 
-/// One agent in the list, with how many tool approvals it waits for.
+/// One agent in the list, with what it cost so far and how many tool approvals it waits for.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentListItem {
     #[serde(flatten)]
     pub info: AgentInfo,
+    /// As its last result line said.
+    pub total_cost_usd: Option<f64>,
     pub pending_permissions: usize,
 }
 

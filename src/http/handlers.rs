@@ -101,6 +101,10 @@ pub struct Health {
     pub status: String,
     pub timestamp: chrono::DateTime<chrono::Utc>,
     pub active_agents: usize,
+    /// How many agents may run at once (PROXY_MAX_AGENTS).
+    pub max_agents: usize,
+    /// While the subscription is rate limited: until when new agents are refused.
+    pub rate_limited_until: Option<chrono::DateTime<chrono::Utc>>,
     pub version: String,
     pub instance_id: String,
     /// bwrap or off.
@@ -176,6 +180,8 @@ pub async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) 
         "status": status,
         "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         "active_agents": state.agents.running(),
+        "max_agents": state.agents.max_agents(),
+        "rate_limited_until": state.agents.rate_limited_until(),
         "version": env!("CARGO_PKG_VERSION"),
         "instance_id": state.agents.instance_id(),
         "sandbox": if state.agents.sandboxed() { "bwrap" } else { "off" },

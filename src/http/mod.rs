@@ -11,6 +11,7 @@ mod observe;
 mod openapi;
 mod serve;
 mod sse;
+mod ui;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,7 +42,7 @@ pub struct ApiState {
     pub keepalive: Duration,
 }
 
-/// The whole API. Every route but /health, /openapi.json and /docs needs a client key when
+/// The whole API. Every route but /health, /openapi.json, /docs and /ui needs a client key when
 /// keys are configured. Errors, including the ones axum would answer in plain text (unknown
 /// route, wrong method, body limit), come back as JSON `{"detail": ...}`. Every response
 /// carries `x-request-id`.
@@ -96,6 +97,8 @@ fn public_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::docs_page))
         .routes(routes!(openapi::docs_asset))
+        .routes(routes!(ui::page))
+        .routes(routes!(ui::asset))
 }
 
 /// The OpenAPI document of every route the router serves: built from the same registrations,

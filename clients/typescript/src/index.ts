@@ -203,6 +203,12 @@ export class ClaudeProxy {
     return (await response.json()) as Health;
   }
 
+  /** `GET /metrics`: every metric, in the Prometheus text format. */
+  async metrics(options: CallOptions = {}): Promise<string> {
+    const response = await this.send("GET", "/metrics", undefined, options);
+    return response.text();
+  }
+
   /** Starts an agent in the background. */
   async start(request: AgentRequest, options: CallOptions = {}): Promise<Started> {
     return this.json("POST", "/agent/start", request, options);

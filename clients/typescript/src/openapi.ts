@@ -51,8 +51,10 @@ export type AgentList = {
   agents: Array<AgentListItem>;
 };
 
-/** One agent in the list, with how many tool approvals it waits for. */
+/** One agent in the list, with what it cost so far and how many tool approvals it waits for. */
 export type AgentListItem = AgentInfo & {
+  /** As its last result line said. */
+  total_cost_usd?: number | null;
   pending_permissions: number;
 };
 
@@ -245,6 +247,10 @@ export type Health = {
   status: string;
   timestamp: string;
   active_agents: number;
+  /** How many agents may run at once (PROXY_MAX_AGENTS). */
+  max_agents: number;
+  /** While the subscription is rate limited: until when new agents are refused. */
+  rate_limited_until?: string | null;
   version: string;
   instance_id: string;
   /** bwrap or off. */

@@ -1,0 +1,188 @@
+//! The dashboard at /ui: in headless Chromium against the real CLI (tests/ui/dashboard.test.mjs,
+//! driven by puppeteer-core), and what it is served with.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::anthropic::{Reply, Rule};
+use support::real::RealSetup;
+use support::{TEST_LIMIT, TestServer, within};
+
+const KEY: &str = "dashboard-key-0123456789";
+const OTHER_KEY: &str = "other-dashboard-key-0123456789";
+const DENY_MESSAGE: &str = "Not on my watch, says the dashboard.";
+/// A Bash command whose output is markup.
+const MARKUP_COMMAND: &str = "printf '%s\\n' '<script>window.pwned=1</script>' '<img src=x onerror=window.pwned=2>' ui-tool-done";
+
+/// The stand-in asks for a tool once per marked prompt; the request carrying the tool's result
+/// (or its denial) gets the usual text.
+fn tool_rule() -> Rule {
+    Arc::new(|texts: &[String]| {
+        let has = |needle: &str| texts.iter().any(|t| t.contains(needle));
+        if has("ui-tool-done") || has(DENY_MESSAGE) {
+            return None;
+        }
+        let command = if has("[approve-me]") {
+            "touch ui-approved.txt && echo ui-tool-done"
+        } else if has("[deny-me]") {
+            "touch ui-denied.txt && echo ui-tool-done"
+        } else if has("[script-me]") {
+            MARKUP_COMMAND
+        } else {
+            return None;
+        };
+        Some(Reply::Bash(command.into()))
+    })
+}
+
+fn chromium() -> PathBuf {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|dir| dir.join("chromium"))
+        .find(|path| path.is_file())
+        .expect("chromium (Debian's package; scripts/test installs it)")
+}
+
+fn found_under(dir: &Path, name: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| {
+            let path = entry.path();
+            path.file_name().is_some_and(|n| n == name)
+                || (path.is_dir() && found_under(&path, name))
+        })
+}
+
+#[tokio::test]
+async fn the_dashboard_works_in_headless_chromium_against_the_real_cli() {
+    within(Duration::from_secs(300), async {
+        let keys = format!("{KEY},{OTHER_KEY}");
+        let setup = RealSetup::with_rule(
+            tool_rule(),
+            &[
+                ("PROXY_API_KEY", keys.as_str()),
+                ("PROXY_CLIENT_APPROVALS", "true"),
+                ("PROXY_MAX_AGENTS", "5"),
+            ],
+        )
+        .await;
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let screenshots = root.join("target/ui-screenshots");
+        let _ = std::fs::remove_dir_all(&screenshots);
+        let output = tokio::process::Command::new("node")
+            .args([
+                "--test",
+                "--test-reporter=spec",
+                "--test-concurrency=1",
+                "tests/ui/dashboard.test.mjs",
+            ])
+            .current_dir(root)
+            .env("CLAUDE_PROXY_URL", &setup.proxy.base)
+            .env("KEY", KEY)
+            .env("OTHER_KEY", OTHER_KEY)
+            .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
+            .env("DENY_MESSAGE", DENY_MESSAGE)
+            .env("CHROMIUM", chromium())
+            .env("SCREENSHOTS", &screenshots)
+            .output()
+            .await
+            .expect("node runs");
+        let report = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success() && report.contains("pass 7") && report.contains("fail 0"),
+            "the dashboard's tests failed:\n{report}"
+        );
+        assert!(
+            found_under(&setup.work, "ui-approved.txt"),
+            "the approved tool ran"
+        );
+        assert!(
+            !found_under(&setup.work, "ui-denied.txt"),
+            "the denied tool did not run"
+        );
+        for page in [
+            "key",
+            "agent",
+            "agents",
+            "agent-after-reload",
+            "approval",
+            "denied",
+            "markup-as-text",
+            "other-key",
+        ] {
+            let file = screenshots.join(format!("{page}.png"));
+            let bytes = std::fs::read(&file).unwrap_or_default();
+            assert!(
+                bytes.starts_with(b"\x89PNG"),
+                "no screenshot at {}",
+                file.display()
+            );
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_dashboard_needs_no_key_and_forbids_inline_scripts_and_other_origins() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--api-key", KEY]).await;
+        let client = reqwest::Client::new();
+        for (path, content_type) in [
+            ("/ui", "text/html; charset=utf-8"),
+            ("/ui/app.js", "text/javascript; charset=utf-8"),
+            ("/ui/style.css", "text/css; charset=utf-8"),
+        ] {
+            let response = client.get(server.url(path)).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{path} needs no key");
+            let headers = response.headers();
+            assert_eq!(headers["content-type"], content_type, "{path}");
+            assert_eq!(headers["x-content-type-options"], "nosniff");
+            let policy = headers["content-security-policy"].to_str().unwrap();
+            for directive in [
+                "default-src 'none'",
+                "script-src 'self'",
+                "connect-src 'self'",
+                "frame-ancestors 'none'",
+            ] {
+                assert!(policy.contains(directive), "{path}: {policy}");
+            }
+            assert!(!policy.contains("unsafe"), "{path}: {policy}");
+        }
+        let page = client
+            .get(server.url("/ui"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        // Every script is a file of the page's own origin: none inline, none from elsewhere.
+        assert!(page.contains(r#"<script type="module" src="ui/app.js"></script>"#));
+        assert_eq!(page.matches("<script").count(), 1, "{page}");
+        assert!(
+            !page.contains("http://") && !page.contains("https://"),
+            "{page}"
+        );
+
+        let missing = client
+            .get(server.url("/ui/secrets.txt"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        let body: serde_json::Value = missing.json().await.unwrap();
+        assert!(body["detail"].is_string(), "{body}");
+        // The API calls the page makes need the key.
+        let listed = client.get(server.url("/agents")).send().await.unwrap();
+        assert_eq!(listed.status(), 401);
+    })
+    .await;
+}

@@ -1,0 +1,31 @@
+// What every page gets from the frame around it.
+
+export interface Frame {
+  /** The key is missing or was refused: ask for one, then show the page again. */
+  askForKey(): void;
+  /** A line for the person: what an action did or why it failed. */
+  notify(text: string, kind?: "info" | "error"): void;
+}
+
+/** A shown page: `stop` ends its polling and streams when another one replaces it. */
+export interface Page {
+  stop(): void;
+}
+
+/** Calls `tick` now and then every `ms`, never two at once, until stopped. */
+export function every(ms: number, tick: () => Promise<void>): () => void {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let stopped = false;
+  const run = async () => {
+    try {
+      await tick();
+    } finally {
+      if (!stopped) timer = setTimeout(run, ms);
+    }
+  };
+  void run();
+  return () => {
+    stopped = true;
+    clearTimeout(timer);
+  };
+}

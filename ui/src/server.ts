@@ -1,0 +1,70 @@
+// The server at a glance: its health, agents running against the limit, the CLI's login, the
+// rate-limit gate, the approvals waiting across the key's agents, and the counters from
+// /metrics an operator watches.
+
+import type { Health } from "claude-proxy-client";
+import { fill, h, time } from "./dom.js";
+import { every, type Frame } from "./page.js";
+import { api, needsKey } from "./session.js";
+
+const REFRESH_MS = 2000;
+
+export function serverPanel(panel: HTMLElement, pending: HTMLElement, frame: Frame): () => void {
+  return every(REFRESH_MS, async () => {
+    const client = api();
+    const [health, agents, metrics] = await Promise.allSettled([client.health(), client.agents(), client.metrics()]);
+    if (agents.status === "rejected" && needsKey(agents.reason)) frame.askForKey();
+    const waiting =
+      agents.status === "fulfilled" ? agents.value.agents.reduce((sum, agent) => sum + agent.pending_permissions, 0) : undefined;
+    pending.textContent = waiting === undefined ? "" : `${waiting} waiting for approval`;
+    pending.classList.toggle("alert", (waiting ?? 0) > 0);
+    fill(
+      panel,
+      ...(health.status === "fulfilled" ? healthFigures(health.value) : [figure("Server", "unreachable", "server-status", true)]),
+      ...(metrics.status === "fulfilled" ? metricFigures(metrics.value) : []),
+    );
+  });
+}
+
+function healthFigures(health: Health): HTMLElement[] {
+  const cli = health.cli;
+  const login = !cli.found ? "CLI not found" : cli.logged_in ? `logged in (${cli.auth_method ?? "?"})` : "not logged in";
+  const limited = health.rate_limited_until;
+  return [
+    figure("Server", health.status, "server-status", health.status !== "ok"),
+    figure("Agents", `${health.active_agents} / ${health.max_agents} running`, "server-agents", health.active_agents >= health.max_agents),
+    figure("CLI", login, "server-login", !cli.logged_in),
+    figure("Rate limit", limited ? `limited until ${time(limited)}` : "none", "server-rate-limit", Boolean(limited)),
+    figure("Sandbox", health.sandbox, "server-sandbox", false),
+    figure("Storage", health.storage.ok ? health.storage.kind : `${health.storage.kind}: ${health.storage.error ?? "failing"}`, "server-storage", !health.storage.ok),
+  ];
+}
+
+/** Sums of the counters by name (and by label, for the finished agents' statuses). */
+function metricFigures(text: string): HTMLElement[] {
+  const sums = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#") || !line.trim()) continue;
+    const match = /^([a-z_]+)(\{[^}]*\})?\s+(\S+)/.exec(line);
+    if (!match) continue;
+    const [, name = "", labels = "", value = ""] = match;
+    const number = Number(value);
+    if (!Number.isFinite(number)) continue;
+    sums.set(name, (sums.get(name) ?? 0) + number);
+    const status = /status="([a-z_]+)"/.exec(labels)?.[1];
+    if (status) sums.set(`${name}:${status}`, (sums.get(`${name}:${status}`) ?? 0) + number);
+  }
+  const get = (name: string) => String(sums.get(name) ?? 0);
+  return [
+    figure("Started", get("claude_proxy_agents_started_total"), "metric-started", false),
+    figure("Completed", get("claude_proxy_agents_finished_total:completed"), "metric-completed", false),
+    figure("Failed", get("claude_proxy_agents_finished_total:failed"), "metric-failed", false),
+    figure("Killed", get("claude_proxy_kills_total"), "metric-kills", false),
+    figure("Refused connections", get("claude_proxy_connections_refused_total"), "metric-refused", false),
+    figure("Store errors", get("claude_proxy_store_errors_total"), "metric-store-errors", (sums.get("claude_proxy_store_errors_total") ?? 0) > 0),
+  ];
+}
+
+function figure(label: string, value: string, id: string, alert: boolean): HTMLElement {
+  return h("div", { class: alert ? "figure alert" : "figure" }, h("span", { class: "label" }, label), h("span", { id, class: "value" }, value));
+}
