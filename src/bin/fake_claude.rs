@@ -304,7 +304,11 @@ impl<W: Write> Fake<W> {
                 let event = |event: serde_json::Value| json!({"type": "stream_event", "event": event, "session_id": session_id, "parent_tool_use_id": null});
                 self.json(event(json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "model": "fake", "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}})));
                 self.json(event(json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})));
-                let delta = event(json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "tok "}})).to_string();
+                // Its fields in the real CLI's order: the proxy finds such a line's text
+                // without parsing it (and parses any other).
+                let delta = format!(
+                    r#"{{"type":"stream_event","event":{{"type":"content_block_delta","index":0,"delta":{{"type":"text_delta","text":"tok "}}}},"session_id":"{session_id}","parent_tool_use_id":null,"uuid":"00000000-0000-4000-8000-000000000000"}}"#
+                );
                 for _ in 0..tokens {
                     self.raw(delta.as_bytes(), true);
                     self.flush();

@@ -205,11 +205,7 @@ fn api_event(event: &ApiEvent, out: &mut BytesMut) {
         b"event: ",
         event.kind.as_bytes(),
         b"\ndata: ",
-        event
-            .json
-            .as_deref()
-            .map_or("{}", |json| json.get())
-            .as_bytes(),
+        event.json(),
         b"\n\n",
     ] {
         out.extend_from_slice(part);
@@ -257,7 +253,7 @@ async fn stream(mut turn: Turn) -> Result<Response, CompatError> {
                         } else {
                             let mut stop = held_stop
                                 .take()
-                                .and_then(|held| serde_json::from_str::<Value>(held.json?.get()).ok())
+                                .and_then(|held| serde_json::from_slice::<Value>(held.json()).ok())
                                 .unwrap_or_else(|| json!({"type": "message_stop"}));
                             stop["x_claude_proxy"] = end.extension();
                             out.extend_from_slice(&event(&stop));

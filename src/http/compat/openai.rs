@@ -6,7 +6,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::schema::{
@@ -269,11 +269,12 @@ impl TextChunks {
         Self { prefix }
     }
 
-    /// `data: ` and the chunk of `text`.
-    fn write(&self, text: &str, out: &mut BytesMut) {
+    /// `data: ` and the chunk of a text, JSON-escaped as the CLI wrote it.
+    fn write(&self, escaped_text: &[u8], out: &mut BytesMut) {
         out.extend_from_slice(&self.prefix);
-        let _ = serde_json::to_writer(out.writer(), text);
-        out.extend_from_slice(b"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
+        out.extend_from_slice(b"\"");
+        out.extend_from_slice(escaped_text);
+        out.extend_from_slice(b"\"},\"logprobs\":null,\"finish_reason\":null}]}\n\n");
     }
 }
 
@@ -303,12 +304,8 @@ async fn stream(
     let mut stop = None;
     let first = loop {
         match turn.next().await {
-            Step::Api(event) => {
-                stop = event.stop_reason.or(stop);
-                if let Some(piece) = event.text {
-                    break piece;
-                }
-            }
+            Step::Api(event) if event.escaped_text().is_some() => break event,
+            Step::Api(event) => stop = event.stop_reason.or(stop),
             Step::Other => {}
             Step::End(end) if end.failed() => return Err(CompatError::cli_failed(API, &end)),
             Step::End(end) => {
@@ -334,7 +331,7 @@ async fn stream(
         let role = reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]));
         out.extend_from_slice(&data(&role));
         let chunks = TextChunks::of(&reply);
-        chunks.write(&first, &mut out);
+        chunks.write(first.escaped_text().unwrap_or_default(), &mut out);
         yield Ok::<_, std::convert::Infallible>(out.split().freeze());
         // What the log holds at each read goes out in one write.
         loop {
@@ -342,10 +339,10 @@ async fn stream(
             for step in turn.next_batch().await {
                 match step {
                     Step::Api(event) => {
-                        stop = event.stop_reason.or(stop);
-                        if let Some(text) = event.text {
-                            chunks.write(&text, &mut out);
+                        if let Some(text) = event.escaped_text() {
+                            chunks.write(text, &mut out);
                         }
+                        stop = event.stop_reason.or(stop);
                     }
                     Step::Other => {}
                     Step::End(end) => {
