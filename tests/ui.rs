@@ -27,6 +27,8 @@ fn tool_rule() -> Rule {
         }
         let command = if has("[approve-me]") {
             "touch ui-approved.txt && echo ui-tool-done"
+        } else if has("[edit-me]") {
+            "touch ui-unedited.txt && echo ui-tool-done"
         } else if has("[deny-me]") {
             "touch ui-denied.txt && echo ui-tool-done"
         } else if has("[script-me]") {
@@ -97,7 +99,7 @@ async fn the_dashboard_works_in_headless_chromium_against_the_real_cli() {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(
-            output.status.success() && report.contains("pass 7") && report.contains("fail 0"),
+            output.status.success() && report.contains("pass 8") && report.contains("fail 0"),
             "the dashboard's tests failed:\n{report}"
         );
         assert!(
@@ -107,6 +109,11 @@ async fn the_dashboard_works_in_headless_chromium_against_the_real_cli() {
         assert!(
             !found_under(&setup.work, "ui-denied.txt"),
             "the denied tool did not run"
+        );
+        assert!(
+            found_under(&setup.work, "ui-edited.txt")
+                && !found_under(&setup.work, "ui-unedited.txt"),
+            "the tool ran with the input as edited"
         );
         for page in [
             "key",

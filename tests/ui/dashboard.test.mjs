@@ -192,6 +192,22 @@ test("an approved tool runs; the approval is counted in the header until answere
   await page.close();
 });
 
+test("a tool allowed with its input edited runs as edited", async () => {
+  const page = await open(key);
+  await startAgent(page, "[edit-me] Make a file.", { approvals: true });
+  await waitForText(page, ".approval h3", "waits for your approval");
+  await page.$eval(".approval textarea", (textarea) => {
+    textarea.value = textarea.value.replace("ui-unedited.txt", "ui-edited.txt");
+  });
+  await page.click(".approval .allow");
+  await waitForText(page, "#notice", "Allowed Bash with the edited input.");
+  await waitForText(page, ".tool-result", "ui-tool-done");
+  await waitForText(page, ".event-result", expected);
+  await page.click("#close");
+  await waitForText(page, ".event-complete", "Ended: completed");
+  await page.close();
+});
+
 test("a denied tool's result carries the message; stop and delete", async () => {
   const page = await open(key);
   const id = await startAgent(page, "[deny-me] Make a file.", { approvals: true });

@@ -603,12 +603,14 @@ function agentPage(main2, agentId, frame2) {
   };
   const cards = /* @__PURE__ */ new Map();
   let detail;
+  let gone = false;
   const refresh = async () => {
     try {
       detail = await api().agent(agentId, { signal });
     } catch (error) {
       if (signal.aborted) return;
-      if (!(error instanceof ProxyError && error.status === 404)) fail("Could not read the agent")(error);
+      if (error instanceof ProxyError && error.status === 404) gone = true;
+      else fail("Could not read the agent")(error);
       return;
     }
     showDetail(detail);
@@ -649,7 +651,7 @@ function agentPage(main2, agentId, frame2) {
   };
   void follow();
   const stopDetail = every(DETAIL_MS, async () => {
-    if (ended && detail && ENDED.has(detail.status)) return;
+    if (gone || ended && detail && ENDED.has(detail.status)) return;
     await refresh();
   });
   return {

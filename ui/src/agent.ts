@@ -142,12 +142,15 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
   // What it is, and the approvals it waits for.
   const cards = new Map<string, HTMLElement>();
   let detail: AgentDetail | undefined;
+  let gone = false;
   const refresh = async () => {
     try {
       detail = await api().agent(agentId, { signal });
     } catch (error) {
       if (signal.aborted) return;
-      if (!(error instanceof ProxyError && error.status === 404)) fail("Could not read the agent")(error);
+      // Gone (deleted, forgotten, or never this key's): the event stream says so.
+      if (error instanceof ProxyError && error.status === 404) gone = true;
+      else fail("Could not read the agent")(error);
       return;
     }
     showDetail(detail);
@@ -190,7 +193,7 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
 
   void follow();
   const stopDetail = every(DETAIL_MS, async () => {
-    if (ended && detail && ENDED.has(detail.status)) return;
+    if (gone || (ended && detail && ENDED.has(detail.status))) return;
     await refresh();
   });
   return {
