@@ -24,11 +24,7 @@ async fn node_tests(setup: &RealSetup, files: &[&str]) -> String {
         .output()
         .await
         .expect("node runs");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let report = support::printed(&output);
     assert!(output.status.success(), "{report}");
     report
 }

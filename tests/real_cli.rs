@@ -266,11 +266,7 @@ async fn the_typescript_client_package_works_against_the_real_cli() {
         });
         let setup = RealSetup::with_rule(rule, &[("PROXY_CLIENT_APPROVALS", "true")]).await;
         let output = typescript_consumer(&setup).await;
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let report = support::printed(&output);
         assert!(
             output.status.success(),
             "the TypeScript client's tests failed:\n{report}"

@@ -93,11 +93,7 @@ async fn the_dashboard_works_in_headless_chromium_against_the_real_cli() {
             .output()
             .await
             .expect("node runs");
-        let report = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let report = support::printed(&output);
         assert!(
             output.status.success() && report.contains("pass 8") && report.contains("fail 0"),
             "the dashboard's tests failed:\n{report}"
@@ -163,14 +159,7 @@ async fn the_dashboard_needs_no_key_and_forbids_inline_scripts_and_other_origins
             }
             assert!(!policy.contains("unsafe"), "{path}: {policy}");
         }
-        let page = client
-            .get(server.url("/ui"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let page = server.get("/ui").await.text().await.unwrap();
         // Every script is a file of the page's own origin: none inline, none from elsewhere.
         assert!(page.contains(r#"<script type="module" src="ui/app.js"></script>"#));
         assert_eq!(page.matches("<script").count(), 1, "{page}");

@@ -217,6 +217,15 @@ pub async fn within<T>(limit: Duration, test: impl Future<Output = T>) -> T {
     }
 }
 
+/// What a program printed, stdout then stderr, for a test's report.
+pub fn printed(output: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// Whether a process still exists; a zombie, dead but not yet reaped by its new parent,
 /// does not count.
 pub fn process_alive(pid: u32) -> bool {
