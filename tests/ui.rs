@@ -182,3 +182,39 @@ async fn the_dashboard_needs_no_key_and_forbids_inline_scripts_and_other_origins
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_no_keys_configured_the_dashboard_asks_for_none() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let (agent_id, _) = server.start_agent("@text hello").await;
+        let profile = tempfile::tempdir().unwrap();
+        let output = tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                // Root (as in CI) cannot use Chromium's own sandbox.
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                &format!("--user-data-dir={}", profile.path().display()),
+                // Time enough for the page's script to ask for the agents and show them.
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                &server.url("/ui"),
+            ])
+            .output()
+            .await
+            .expect("chromium runs");
+        let dom = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            dom.contains(&format!(r#"data-agent-id="{agent_id}""#)),
+            "the agent is listed without a key:\n{}",
+            support::printed(&output)
+        );
+        assert!(
+            dom.contains(r#"<form id="key-form" class="card" hidden="">"#),
+            "no key asked for:\n{dom}"
+        );
+    })
+    .await;
+}
