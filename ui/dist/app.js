@@ -490,6 +490,7 @@ var DETAIL_MS = 2e3;
 var RECONNECT_MS = 2e3;
 var CACHE_PREFIX = "claude-proxy.events.";
 var CACHE_MAX_CHARS = 4e6;
+var MAX_SHOWN = 5e3;
 var ENDED = /* @__PURE__ */ new Set(["completed", "failed", "stopped", "timed_out"]);
 function agentPage(main2, agentId, frame2) {
   const controller = new AbortController();
@@ -557,8 +558,17 @@ function agentPage(main2, agentId, frame2) {
   );
   const shown = loadCache(agentId);
   let cacheable = true;
+  const trimmed = h("p", { id: "events-trimmed", class: "muted", hidden: true });
+  eventList.before(trimmed);
   const show = (event) => {
     eventList.append(renderEvent(event));
+    while (shown.length > MAX_SHOWN) {
+      shown.shift();
+      eventList.firstElementChild?.remove();
+    }
+    const first = shown[0]?.id ?? event.id;
+    trimmed.hidden = first <= 1 || shown[0]?.data.type === "gap";
+    trimmed.textContent = `Events before #${first} are not shown here.`;
     eventCount.textContent = `(${shown.length}, last #${event.id})`;
   };
   shown.forEach(show);

@@ -14,6 +14,8 @@ const RECONNECT_MS = 2000;
 const CACHE_PREFIX = "claude-proxy.events.";
 /** Beyond this, the events are not kept for a reload (which then reads them from the start). */
 const CACHE_MAX_CHARS = 4_000_000;
+/** The most events a page shows and keeps. */
+const MAX_SHOWN = 5000;
 const ENDED = new Set(["completed", "failed", "stopped", "timed_out"]);
 
 export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Page {
@@ -92,8 +94,19 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
   // The events: the kept ones first, then the live ones after the last of them.
   const shown: ProxyEvent[] = loadCache(agentId);
   let cacheable = true;
+  const trimmed = h("p", { id: "events-trimmed", class: "muted", hidden: true });
+  eventList.before(trimmed);
   const show = (event: ProxyEvent) => {
     eventList.append(renderEvent(event));
+    // A long-lived agent's page keeps its newest events only, so the tab's memory stays bounded.
+    while (shown.length > MAX_SHOWN) {
+      shown.shift();
+      eventList.firstElementChild?.remove();
+    }
+    const first = shown[0]?.id ?? event.id;
+    // (A gap says itself which events the proxy no longer keeps.)
+    trimmed.hidden = first <= 1 || shown[0]?.data.type === "gap";
+    trimmed.textContent = `Events before #${first} are not shown here.`;
     eventCount.textContent = `(${shown.length}, last #${event.id})`;
   };
   shown.forEach(show);
