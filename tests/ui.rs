@@ -183,37 +183,79 @@ async fn the_dashboard_needs_no_key_and_forbids_inline_scripts_and_other_origins
     .await;
 }
 
+/// The page as headless Chromium leaves it once its script has run a while.
+async fn rendered(url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new(chromium())
+        .args([
+            "--headless",
+            // Root (as in CI) cannot use Chromium's own sandbox.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.path().display()),
+            // Time enough for the page's script to ask the proxy and show what it said.
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .await
+        .expect("chromium runs");
+    assert!(output.status.success(), "{}", support::printed(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 #[tokio::test]
 async fn with_no_keys_configured_the_dashboard_asks_for_none() {
     within(TEST_LIMIT, async {
         let server = TestServer::start().await;
         let (agent_id, _) = server.start_agent("@text hello").await;
-        let profile = tempfile::tempdir().unwrap();
-        let output = tokio::process::Command::new(chromium())
-            .args([
-                "--headless",
-                // Root (as in CI) cannot use Chromium's own sandbox.
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                &format!("--user-data-dir={}", profile.path().display()),
-                // Time enough for the page's script to ask for the agents and show them.
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-                &server.url("/ui"),
-            ])
-            .output()
-            .await
-            .expect("chromium runs");
-        let dom = String::from_utf8_lossy(&output.stdout);
+        let dom = rendered(&server.url("/ui")).await;
         assert!(
             dom.contains(&format!(r#"data-agent-id="{agent_id}""#)),
-            "the agent is listed without a key:\n{}",
-            support::printed(&output)
+            "the agent is listed without a key:\n{dom}"
         );
         assert!(
             dom.contains(r#"<form id="key-form" class="card" hidden="">"#),
             "no key asked for:\n{dom}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_long_agents_page_keeps_its_newest_events_and_says_so() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        // The agent event, init, 5,100 lines, the result and complete.
+        let events = server.stream_all("@lines 5100 20\n@result").await;
+        let agent_id = events[0].json()["agent_id"].as_str().unwrap().to_owned();
+        let last = events.last().unwrap().id.clone().expect("numbered");
+        let dom = rendered(&server.url(&format!("/ui#/agent/{agent_id}"))).await;
+        let shown: Vec<u64> = dom
+            .split(r#"data-event-id=""#)
+            .skip(1)
+            .map(|rest| rest[..rest.find('"').unwrap()].parse().unwrap())
+            .collect();
+        let last: u64 = last.parse().unwrap();
+        assert_eq!(
+            (shown.len(), shown.first(), shown.last()),
+            (5000, Some(&(last - 4999)), Some(&last)),
+            "{}",
+            &dom[..dom.len().min(3000)]
+        );
+        assert!(
+            shown.windows(2).all(|w| w[1] == w[0] + 1),
+            "in order, none twice"
+        );
+        assert!(
+            dom.contains(&format!(
+                "Events before #{} are not shown here.",
+                last - 4999
+            )),
+            "{}",
+            &dom[..dom.len().min(3000)]
         );
     })
     .await;

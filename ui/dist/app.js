@@ -297,7 +297,13 @@ var FOLD_CHARS = 600;
 var FOLD_LINES = 12;
 function renderEvent(event) {
   const element = h("div", { class: `event event-${event.data.type}`, "data-event-id": event.id });
-  element.append(h("span", { class: "event-id", title: "event number" }, `#${event.id}`), body(event.data));
+  let shown;
+  try {
+    shown = body(event.data);
+  } catch {
+    shown = h("pre", {}, JSON.stringify(event.data, null, 2));
+  }
+  element.append(h("span", { class: "event-id", title: "event number" }, `#${event.id}`), shown);
   return element;
 }
 function body(data) {
@@ -306,7 +312,8 @@ function body(data) {
       return line("Agent started", `process ${data.pid}`);
     case "system":
       if (data.subtype === "init" && "model" in data) {
-        return line("Session", `${data.session_id} · ${data.model} · ${data.tools.length} tools · ${data.cwd}`);
+        const tools = Array.isArray(data.tools) ? `${data.tools.length} tools` : "";
+        return line("Session", [data.session_id, data.model, tools, data.cwd].filter(Boolean).join(" · "));
       }
       return line(`System: ${data.subtype}`, "");
     case "assistant":

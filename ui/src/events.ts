@@ -10,7 +10,14 @@ const FOLD_LINES = 12;
 
 export function renderEvent(event: ProxyEvent): HTMLElement {
   const element = h("div", { class: `event event-${event.data.type}`, "data-event-id": event.id });
-  element.append(h("span", { class: "event-id", title: "event number" }, `#${event.id}`), body(event.data));
+  let shown: HTMLElement;
+  try {
+    shown = body(event.data);
+  } catch {
+    // A line without the fields its type has (another CLI version): shown as it came.
+    shown = h("pre", {}, JSON.stringify(event.data, null, 2));
+  }
+  element.append(h("span", { class: "event-id", title: "event number" }, `#${event.id}`), shown);
   return element;
 }
 
@@ -20,7 +27,8 @@ function body(data: EventData): HTMLElement {
       return line("Agent started", `process ${data.pid}`);
     case "system":
       if (data.subtype === "init" && "model" in data) {
-        return line("Session", `${data.session_id} · ${data.model} · ${data.tools.length} tools · ${data.cwd}`);
+        const tools = Array.isArray(data.tools) ? `${data.tools.length} tools` : "";
+        return line("Session", [data.session_id, data.model, tools, data.cwd].filter(Boolean).join(" · "));
       }
       return line(`System: ${data.subtype}`, "");
     case "assistant":
