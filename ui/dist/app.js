@@ -451,17 +451,26 @@ function folded(title, text, fold) {
 function every(ms, tick) {
   let timer;
   let stopped = false;
+  let busy = false;
   const run = async () => {
+    clearTimeout(timer);
+    busy = true;
     try {
       await tick();
     } finally {
+      busy = false;
       if (!stopped) timer = setTimeout(run, ms);
     }
   };
   void run();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
+  return {
+    now() {
+      if (!busy && !stopped) void run();
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    }
   };
 }
 
@@ -667,7 +676,7 @@ function agentPage(main2, agentId, frame2) {
     }
   };
   void follow();
-  const stopDetail = every(DETAIL_MS, async () => {
+  const detailPoll = every(DETAIL_MS, async () => {
     if (gone || ended && detail && ENDED.has(detail.status)) return;
     await refresh();
   });
@@ -675,7 +684,7 @@ function agentPage(main2, agentId, frame2) {
     stop() {
       save();
       controller.abort();
-      stopDetail();
+      detailPoll.stop();
     }
   };
 }
@@ -817,7 +826,7 @@ function agentsPage(main2, frame2) {
   );
   const empty = h("p", { id: "no-agents", class: "muted", hidden: true }, "No agents yet for this key.");
   fill(main2, form, h("section", { class: "card" }, h("h2", {}, "Agents"), table, empty));
-  const stop = every(REFRESH_MS, async () => {
+  const poll = every(REFRESH_MS, async () => {
     try {
       const { agents } = await api().agents();
       fill(rows, ...agents.slice().reverse().map(row));
@@ -827,7 +836,7 @@ function agentsPage(main2, frame2) {
       else frame2.notify(`Could not list the agents: ${describe(error)}`, "error");
     }
   });
-  return { stop };
+  return { stop: poll.stop };
 }
 function row(agent) {
   const link = h("a", { href: `#/agent/${agent.agent_id}` }, agent.agent_id.slice(0, 8));
@@ -849,7 +858,7 @@ function row(agent) {
 
 // src/server.ts
 var REFRESH_MS2 = 2e3;
-function serverPanel(panel, pending, frame2) {
+function serverPanel(panel2, pending, frame2) {
   return every(REFRESH_MS2, async () => {
     const client = api();
     const [health, agents, metrics] = await Promise.allSettled([client.health(), client.agents(), client.metrics()]);
@@ -858,7 +867,7 @@ function serverPanel(panel, pending, frame2) {
     pending.textContent = waiting === void 0 ? "" : `${waiting} waiting for approval`;
     pending.classList.toggle("alert", (waiting ?? 0) > 0);
     fill(
-      panel,
+      panel2,
       ...health.status === "fulfilled" ? healthFigures(health.value) : [figure("Server", "unreachable", "server-status", true)],
       ...metrics.status === "fulfilled" ? metricFigures(metrics.value) : []
     );
@@ -911,7 +920,7 @@ var keyInput = byId("key-input");
 var keyReason = byId("key-reason");
 var notice = byId("notice");
 var page;
-var stopPanel;
+var panel;
 var frame = {
   askForKey() {
     if (!keyForm.hidden) return;
@@ -932,10 +941,11 @@ function showPage() {
   notice.textContent = "";
   const agent = /^#\/agent\/([0-9a-fA-F-]{36})$/.exec(window.location.hash)?.[1];
   page = agent ? agentPage(main, agent, frame) : agentsPage(main, frame);
+  panel?.now();
 }
 function restart() {
-  stopPanel?.();
-  stopPanel = serverPanel(byId("server"), byId("pending-count"), frame);
+  panel?.stop();
+  panel = serverPanel(byId("server"), byId("pending-count"), frame);
   showPage();
 }
 keyForm.addEventListener("submit", (event) => {

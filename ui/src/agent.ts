@@ -205,7 +205,7 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
   };
 
   void follow();
-  const stopDetail = every(DETAIL_MS, async () => {
+  const detailPoll = every(DETAIL_MS, async () => {
     if (gone || (ended && detail && ENDED.has(detail.status))) return;
     await refresh();
   });
@@ -213,7 +213,7 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
     stop() {
       save();
       controller.abort();
-      stopDetail();
+      detailPoll.stop();
     },
   };
 }

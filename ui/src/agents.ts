@@ -65,7 +65,7 @@ export function agentsPage(main: HTMLElement, frame: Frame): Page {
   const empty = h("p", { id: "no-agents", class: "muted", hidden: true }, "No agents yet for this key.");
   fill(main, form, h("section", { class: "card" }, h("h2", {}, "Agents"), table, empty));
 
-  const stop = every(REFRESH_MS, async () => {
+  const poll = every(REFRESH_MS, async () => {
     try {
       const { agents } = await api().agents();
       fill(rows, ...agents.slice().reverse().map(row));
@@ -75,7 +75,7 @@ export function agentsPage(main: HTMLElement, frame: Frame): Page {
       else frame.notify(`Could not list the agents: ${describe(error)}`, "error");
     }
   });
-  return { stop };
+  return { stop: poll.stop };
 }
 
 function row(agent: AgentListItem): HTMLTableRowElement {

@@ -4,7 +4,7 @@
 import { agentPage } from "./agent.js";
 import { agentsPage } from "./agents.js";
 import { byId } from "./dom.js";
-import type { Frame, Page } from "./page.js";
+import type { Frame, Page, Poller } from "./page.js";
 import { saveKey, savedKey } from "./session.js";
 import { serverPanel } from "./server.js";
 
@@ -14,7 +14,7 @@ const keyInput = byId<HTMLInputElement>("key-input");
 const keyReason = byId("key-reason");
 const notice = byId("notice");
 let page: Page | undefined;
-let stopPanel: (() => void) | undefined;
+let panel: Poller | undefined;
 
 const frame: Frame = {
   askForKey() {
@@ -37,11 +37,13 @@ function showPage(): void {
   notice.textContent = "";
   const agent = /^#\/agent\/([0-9a-fA-F-]{36})$/.exec(window.location.hash)?.[1];
   page = agent ? agentPage(main, agent, frame) : agentsPage(main, frame);
+  // A new page usually follows an action (an agent started, deleted): the figures follow it.
+  panel?.now();
 }
 
 function restart(): void {
-  stopPanel?.();
-  stopPanel = serverPanel(byId("server"), byId("pending-count"), frame);
+  panel?.stop();
+  panel = serverPanel(byId("server"), byId("pending-count"), frame);
   showPage();
 }
 

@@ -12,20 +12,36 @@ export interface Page {
   stop(): void;
 }
 
+/** Something asked again and again: `now` asks at once (unless it is asking already), `stop`
+ * for good. */
+export interface Poller {
+  now(): void;
+  stop(): void;
+}
+
 /** Calls `tick` now and then every `ms`, never two at once, until stopped. */
-export function every(ms: number, tick: () => Promise<void>): () => void {
+export function every(ms: number, tick: () => Promise<void>): Poller {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let stopped = false;
+  let busy = false;
   const run = async () => {
+    clearTimeout(timer);
+    busy = true;
     try {
       await tick();
     } finally {
+      busy = false;
       if (!stopped) timer = setTimeout(run, ms);
     }
   };
   void run();
-  return () => {
-    stopped = true;
-    clearTimeout(timer);
+  return {
+    now() {
+      if (!busy && !stopped) void run();
+    },
+    stop() {
+      stopped = true;
+      clearTimeout(timer);
+    },
   };
 }

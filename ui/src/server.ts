@@ -4,12 +4,12 @@
 
 import type { Health } from "claude-proxy-client";
 import { fill, h, time } from "./dom.js";
-import { every, type Frame } from "./page.js";
+import { every, type Frame, type Poller } from "./page.js";
 import { api, needsKey } from "./session.js";
 
 const REFRESH_MS = 2000;
 
-export function serverPanel(panel: HTMLElement, pending: HTMLElement, frame: Frame): () => void {
+export function serverPanel(panel: HTMLElement, pending: HTMLElement, frame: Frame): Poller {
   return every(REFRESH_MS, async () => {
     const client = api();
     const [health, agents, metrics] = await Promise.allSettled([client.health(), client.agents(), client.metrics()]);
