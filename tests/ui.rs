@@ -27,6 +27,10 @@ fn tool_rule() -> Rule {
         }
         let command = if has("[approve-me]") {
             "touch ui-approved.txt && echo ui-tool-done"
+        } else if has("[reload-me]") {
+            "touch ui-reloaded.txt && echo ui-tool-done"
+        } else if has("[interrupt-me]") {
+            "touch ui-interrupted.txt && echo ui-tool-done"
         } else if has("[edit-me]") {
             "touch ui-unedited.txt && echo ui-tool-done"
         } else if has("[deny-me]") {
@@ -95,7 +99,7 @@ async fn the_dashboard_works_in_headless_chromium_against_the_real_cli() {
             .expect("node runs");
         let report = support::printed(&output);
         assert!(
-            output.status.success() && report.contains("pass 8") && report.contains("fail 0"),
+            output.status.success() && report.contains("pass 9") && report.contains("fail 0"),
             "the dashboard's tests failed:\n{report}"
         );
         assert!(

@@ -149,18 +149,25 @@ test("a key is asked for, a wrong one refused, and an agent's reply shows as it 
   await page.close();
 });
 
-test("a reload in the middle of an agent's stream picks it up after the last event shown", async () => {
+test("a reload in the middle of a turn picks the stream up after the last event shown", async () => {
   const page = await open(key);
-  const id = await startAgent(page, "Let us talk.", { interactive: true });
-  await waitForText(page, ".event-result", expected);
+  // The turn stops midway, at a tool approval, until the page answers it.
+  const id = await startAgent(page, "[reload-me] Make a file.", { approvals: true });
+  await waitForText(page, ".approval h3", "waits for your approval");
+  await waitForText(page, ".event-permission_request", "Asks to use Bash");
   const before = await eventIds(page);
   const asked = [];
   page.on("request", (request) => {
     if (request.url().endsWith(`/agent/${id}/events`)) asked.push(request.headers()["last-event-id"]);
   });
   await page.reload();
-  // The events shown before, at once, and the stream followed from after the last of them.
+  // The events shown before, at once, the approval again, and the stream followed from after
+  // the last event shown.
   await page.waitForFunction((n) => document.querySelectorAll("#events [data-event-id]").length >= n, {}, before.length);
+  await waitForText(page, ".approval h3", "waits for your approval");
+  await page.click(".approval .allow");
+  await waitForText(page, ".tool-result", "ui-tool-done");
+  await waitForText(page, ".event-result", expected);
   await page.waitForFunction(() => !document.getElementById("follow-up-form").hidden);
   await page.type("#follow-up", "Tell me more.");
   await page.click("#send");
@@ -172,6 +179,20 @@ test("a reload in the middle of an agent's stream picks it up after the last eve
   assert.deepEqual(ids, oneToN(ids.length), "no event repeated or missing");
   assert.equal(ids.length, (await agentDetail(id)).events);
   await shot(page, "agent-after-reload");
+  await page.close();
+});
+
+test("an interrupt withdraws the approval it waited for and ends the turn", async () => {
+  const page = await open(key);
+  await startAgent(page, "[interrupt-me] Make a file.", { approvals: true });
+  await waitForText(page, ".approval h3", "waits for your approval");
+  await page.click("#interrupt");
+  await waitForText(page, ".event-permission_cancelled", "Approval withdrawn");
+  await page.waitForSelector(".event-result");
+  await page.waitForFunction(() => document.querySelectorAll(".approval").length === 0);
+  await waitForText(page, "#agent-status", "waiting");
+  await page.click("#close");
+  await waitForText(page, ".event-complete", "Ended: completed");
   await page.close();
 });
 
