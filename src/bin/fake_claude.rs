@@ -377,6 +377,8 @@ impl<W: Write> Fake<W> {
             }
             // Never waited for on purpose: it must outlive this process, for the proxy to end.
             #[allow(clippy::zombie_processes)]
+            // Never waited for on purpose: it must outlive this process.
+            #[allow(clippy::zombie_processes)]
             "@escape" => {
                 // A process in a session of its own, which ignores SIGTERM: out of the
                 // process group's reach.
@@ -391,7 +393,13 @@ impl<W: Write> Fake<W> {
                     use std::os::unix::process::CommandExt;
                     command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
                 }
-                command.spawn().expect("sh starts");
+                let child = command.spawn().expect("sh starts");
+                // Escaped once sh has become `sleep`, which is what tests look for: until then
+                // its command line may read empty, while the exec replaces it.
+                let comm = format!("/proc/{}/comm", child.id());
+                while std::fs::read_to_string(&comm).is_ok_and(|name| name.trim() != "sleep") {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
             // Never waited for on purpose: it must outlive this process, for the proxy to end.
             #[allow(clippy::zombie_processes)]
