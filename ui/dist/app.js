@@ -540,11 +540,12 @@ function agentPage(main2, agentId, frame2) {
     button("interrupt", "Interrupt", () => api().interrupt(agentId), "Interrupted the turn."),
     button("close", "Close", () => api().close(agentId), "Closed: the agent ends after its turn.")
   );
+  const stopButton = button("stop", "Stop", () => api().stop(agentId), "Stopped.");
   const actions = h(
     "div",
     { class: "row actions" },
     interactiveActions,
-    button("stop", "Stop", () => api().stop(agentId), "Stopped."),
+    stopButton,
     button(
       "delete",
       "Delete",
@@ -657,7 +658,7 @@ function agentPage(main2, agentId, frame2) {
     );
     interactiveActions.hidden = !(agent.interactive && running);
     followForm.hidden = !(agent.interactive && running);
-    for (const id of ["stop"]) document.getElementById(id)?.toggleAttribute("disabled", !running);
+    stopButton.disabled = !running;
     const text = typeof agent.result?.result === "string" ? agent.result.result : void 0;
     fill(result, text === void 0 ? null : h("div", { class: "result" }, h("strong", {}, "Last result: "), h("span", { class: "text" }, text)));
     const pending = new Set(agent.pending_permissions.map((p) => p.request_id));

@@ -54,11 +54,12 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
     button("interrupt", "Interrupt", () => api().interrupt(agentId), "Interrupted the turn."),
     button("close", "Close", () => api().close(agentId), "Closed: the agent ends after its turn."),
   );
+  const stopButton = button("stop", "Stop", () => api().stop(agentId), "Stopped.");
   const actions = h(
     "div",
     { class: "row actions" },
     interactiveActions,
-    button("stop", "Stop", () => api().stop(agentId), "Stopped."),
+    stopButton,
     button(
       "delete",
       "Delete",
@@ -184,7 +185,7 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
     );
     interactiveActions.hidden = !(agent.interactive && running);
     followForm.hidden = !(agent.interactive && running);
-    for (const id of ["stop"]) (document.getElementById(id) as HTMLButtonElement | null)?.toggleAttribute("disabled", !running);
+    stopButton.disabled = !running;
     const text = typeof agent.result?.result === "string" ? agent.result.result : undefined;
     fill(result, text === undefined ? null : h("div", { class: "result" }, h("strong", {}, "Last result: "), h("span", { class: "text" }, text)));
     // Approval cards stay as they are while pending, so an edit in progress is not lost.
