@@ -233,6 +233,19 @@ async fn the_image_serves_streams_stops_agents_and_shuts_down_as_the_readme_says
         assert_eq!(health["sandbox"], "bwrap", "{health}");
         assert_eq!(health["cli"]["logged_in"], true, "{health}");
         assert_eq!(health["storage"]["kind"], "sqlite", "{health}");
+        // The dashboard is inside the image's binary.
+        let dashboard = client
+            .get(container.url(PORT, "/ui/app.js").await)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(dashboard.status(), 200);
+        assert!(
+            dashboard.headers()["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("script-src 'self'")
+        );
 
         assert_eq!(container.exec(&["id", "-u"]).await, "10001");
         let processes = container.processes().await;
