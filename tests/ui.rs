@@ -99,7 +99,7 @@ async fn the_dashboard_works_in_headless_chromium_against_the_real_cli() {
             .expect("node runs");
         let report = support::printed(&output);
         assert!(
-            output.status.success() && report.contains("pass 9") && report.contains("fail 0"),
+            output.status.success() && report.contains("pass 10") && report.contains("fail 0"),
             "the dashboard's tests failed:\n{report}"
         );
         assert!(

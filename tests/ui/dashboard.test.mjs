@@ -5,6 +5,7 @@
 // goes.
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import net from "node:net";
 import { createRequire } from "node:module";
 import { after, before, test } from "node:test";
 
@@ -24,6 +25,8 @@ let browser;
 const firstKeyAgents = [];
 /** What went wrong in a page: script errors and refused loads (a CSP violation is one). */
 const pageErrors = [];
+/** Where a test cuts connections on purpose: a load cut short there is expected. */
+const cutOrigins = new Set();
 
 before(async () => {
   browser = await puppeteer.launch({
@@ -38,18 +41,19 @@ after(async () => {
 });
 
 /** A tab of its own (its own sessionStorage) at /ui, with `clientKey` entered when given. */
-async function open(clientKey) {
+async function open(clientKey, at = base) {
   const context = await browser.createBrowserContext();
   const page = await context.newPage();
   page.setDefaultTimeout(60_000);
   await page.setViewport({ width: 1280, height: 900 });
   page.on("pageerror", (error) => pageErrors.push(`${page.url()}: ${error.message}`));
   page.on("console", (message) => {
-    if (message.type() === "error" && !/status of 40[14]/.test(message.text())) {
+    const cut = cutOrigins.has(new URL(page.url()).origin) && /net::ERR_/.test(message.text());
+    if (message.type() === "error" && !/status of 40[14]/.test(message.text()) && !cut) {
       pageErrors.push(`${page.url()}: ${message.text()}`);
     }
   });
-  const response = await page.goto(`${base}/ui`);
+  const response = await page.goto(`${at}/ui`);
   assert.equal(response.status(), 200);
   if (clientKey !== undefined) await enterKey(page, clientKey);
   return page;
@@ -59,6 +63,32 @@ async function enterKey(page, clientKey) {
   await page.waitForSelector("#key-form:not([hidden])");
   await page.type("#key-input", clientKey);
   await page.click("#key-submit");
+}
+
+/** A TCP relay to `target` whose connections a test can cut, as a network would. */
+async function tcpRelay(target) {
+  const sockets = new Set();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {});
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    cutAll() {
+      for (const socket of sockets) socket.destroy();
+    },
+    close() {
+      this.cutAll();
+      server.close();
+    },
+  };
 }
 
 async function shot(page, name) {
@@ -180,6 +210,36 @@ test("a reload in the middle of a turn picks the stream up after the last event 
   assert.equal(ids.length, (await agentDetail(id)).events);
   await shot(page, "agent-after-reload");
   await page.close();
+});
+
+test("a dropped connection is picked up after the last event shown", async () => {
+  const relay = await tcpRelay(new URL(base));
+  cutOrigins.add(relay.url);
+  try {
+    const page = await open(key, relay.url);
+    const id = await startAgent(page, "Let us talk.", { interactive: true });
+    await waitForText(page, ".event-result", expected);
+    const asked = [];
+    page.on("request", (request) => {
+      if (request.url().endsWith(`/agent/${id}/events`)) asked.push(request.headers()["last-event-id"]);
+    });
+    const before = await eventIds(page);
+    // Every connection between the browser and the proxy, the event stream's too, cut.
+    relay.cutAll();
+    await page.waitForFunction(() => !document.getElementById("follow-up-form").hidden);
+    await page.type("#follow-up", "Still there?");
+    await page.click("#send");
+    await page.waitForFunction(() => document.querySelectorAll(".event-result").length === 2);
+    await page.click("#close");
+    await waitForText(page, ".event-complete", "Ended: completed");
+    assert.deepEqual(asked, [String(before.at(-1))], "followed again once, after the last event shown");
+    const ids = await eventIds(page);
+    assert.deepEqual(ids, oneToN(ids.length), "no event repeated or missing");
+    assert.equal(ids.length, (await agentDetail(id)).events);
+    await page.close();
+  } finally {
+    relay.close();
+  }
 });
 
 test("an interrupt withdraws the approval it waited for and ends the turn", async () => {
