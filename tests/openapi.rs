@@ -158,6 +158,7 @@ async fn every_route_the_router_serves_is_in_the_document_and_every_documented_o
             ("GET", "/docs"),
             ("GET", "/docs/{file}"),
             ("GET", "/ui"),
+            ("GET", "/ui/"),
             ("GET", "/ui/{file}"),
             ("POST", "/agent/start"),
             ("POST", "/agent/stream"),

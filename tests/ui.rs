@@ -172,6 +172,21 @@ async fn the_dashboard_needs_no_key_and_forbids_inline_scripts_and_other_origins
             "{page}"
         );
 
+        // `/ui/`, as people type it, is sent to the page.
+        let slash = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .get(server.url("/ui/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(slash.status(), 308);
+        assert_eq!(slash.headers()["location"], "../ui");
+        let followed = client.get(server.url("/ui/")).send().await.unwrap();
+        assert_eq!(followed.url().path(), "/ui");
+        assert_eq!(followed.text().await.unwrap(), page);
+
         let missing = client
             .get(server.url("/ui/secrets.txt"))
             .send()

@@ -98,6 +98,7 @@ fn public_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(openapi::docs_page))
         .routes(routes!(openapi::docs_asset))
         .routes(routes!(ui::page))
+        .routes(routes!(ui::page_with_slash))
         .routes(routes!(ui::asset))
 }
 

@@ -4,7 +4,7 @@
 
 use axum::extract::Path;
 use axum::http::{HeaderValue, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 
 use super::error::ApiError;
 
@@ -22,6 +22,14 @@ pub async fn page() -> Response {
         include_bytes!("../../ui/dist/index.html"),
         "text/html; charset=utf-8",
     )
+}
+
+/// `/ui/` is the dashboard too: sent to `/ui`, whose page names its files relative to itself.
+#[utoipa::path(get, path = "/ui/", tag = "service", security(()),
+    responses((status = 308, description = "To /ui.")))]
+pub async fn page_with_slash() -> Redirect {
+    // Relative, so that a proxy mounted under a path prefix keeps it.
+    Redirect::permanent("../ui")
 }
 
 /// The dashboard's script and style.
