@@ -192,24 +192,8 @@ async fn docs_renders_every_route_in_a_headless_browser() {
     within(TEST_LIMIT, async {
         let fake = FakeInstall::new();
         let proxy = proxy(&fake);
-        let profile = tempfile::tempdir().unwrap();
-        let output = tokio::process::Command::new("chromium")
-            .args([
-                "--headless",
-                // Root (as in CI) cannot use Chromium's own sandbox.
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                &format!("--user-data-dir={}", profile.path().display()),
-                // Time enough for the page's script to fetch the document and render it.
-                "--virtual-time-budget=20000",
-                "--dump-dom",
-                &proxy.url("/docs"),
-            ])
-            .output()
-            .await
-            .expect("chromium (Debian's package; scripts/test installs it)");
-        let dom = String::from_utf8_lossy(&output.stdout);
+        // Time enough for the page's script to fetch the document and render it.
+        let dom = support::rendered_dom(&proxy.url("/docs"), 20_000).await;
         for path in [
             "/agent/stream",
             "/agent/start",

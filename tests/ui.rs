@@ -202,27 +202,9 @@ async fn the_dashboard_needs_no_key_and_forbids_inline_scripts_and_other_origins
     .await;
 }
 
-/// The page as headless Chromium leaves it once its script has run a while.
+/// The page once its script has had time to ask the proxy and show what it said.
 async fn rendered(url: &str) -> String {
-    let profile = tempfile::tempdir().unwrap();
-    let output = tokio::process::Command::new(chromium())
-        .args([
-            "--headless",
-            // Root (as in CI) cannot use Chromium's own sandbox.
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            &format!("--user-data-dir={}", profile.path().display()),
-            // Time enough for the page's script to ask the proxy and show what it said.
-            "--virtual-time-budget=10000",
-            "--dump-dom",
-            url,
-        ])
-        .output()
-        .await
-        .expect("chromium runs");
-    assert!(output.status.success(), "{}", support::printed(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    support::rendered_dom(url, 10_000).await
 }
 
 #[tokio::test]

@@ -217,6 +217,29 @@ pub async fn within<T>(limit: Duration, test: impl Future<Output = T>) -> T {
     }
 }
 
+/// The page at `url` as headless Chromium (Debian's; scripts/test installs it) leaves it once
+/// its scripts have had `budget_ms` of (virtual) time.
+pub async fn rendered_dom(url: &str, budget_ms: u32) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let output = tokio::process::Command::new("chromium")
+        .args([
+            "--headless",
+            // Root (as in CI) cannot use Chromium's own sandbox.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            &format!("--user-data-dir={}", profile.path().display()),
+            &format!("--virtual-time-budget={budget_ms}"),
+            "--dump-dom",
+            url,
+        ])
+        .output()
+        .await
+        .expect("chromium (Debian's package; scripts/test installs it)");
+    assert!(output.status.success(), "{}", printed(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// What a program printed, stdout then stderr, for a test's report.
 pub fn printed(output: &std::process::Output) -> String {
     format!(
