@@ -511,10 +511,7 @@ var ENDED = /* @__PURE__ */ new Set(["completed", "failed", "stopped", "timed_ou
 function agentPage(main2, agentId, frame2) {
   const controller = new AbortController();
   const { signal } = controller;
-  const fail = (what) => (error) => {
-    if (needsKey(error)) frame2.askForKey();
-    else frame2.notify(`${what}: ${describe(error)}`, "error");
-  };
+  const fail = (what) => (error) => frame2.failed(what, error);
   const info = h("dl", { id: "agent-info", class: "info" });
   const result = h("div", { id: "agent-result" });
   const approvals = h("section", { id: "approvals" });
@@ -637,7 +634,7 @@ function agentPage(main2, agentId, frame2) {
     } catch (error) {
       if (signal.aborted) return;
       if (error instanceof ProxyError && error.status === 404) gone = true;
-      else fail("Could not read the agent")(error);
+      else frame2.failed("Could not read the agent", error);
       return;
     }
     showDetail(detail);
@@ -701,10 +698,7 @@ function approvalCard(agentId, request, frame2, answered) {
     api().answerPermission(agentId, request.request_id, body2).then(() => {
       frame2.notify(done);
       answered();
-    }).catch((error) => {
-      if (needsKey(error)) frame2.askForKey();
-      else frame2.notify(`Could not answer: ${describe(error)}`, "error");
-    });
+    }).catch((error) => frame2.failed("Could not answer", error));
   };
   const allow = () => {
     if (input.value === original) return answer({ behavior: "allow" }, `Allowed ${request.tool_name}.`);
@@ -803,10 +797,7 @@ function agentsPage(main2, frame2) {
     if (model.value.trim()) request.model = model.value.trim();
     api().start(request).then((started) => {
       window.location.hash = `#/agent/${started.agent_id}`;
-    }).catch((error) => {
-      if (needsKey(error)) frame2.askForKey();
-      else frame2.notify(`Could not start: ${describe(error)}`, "error");
-    });
+    }).catch((error) => frame2.failed("Could not start", error));
   });
   const rows = h("tbody", { id: "agent-rows" });
   const table = h(
@@ -833,8 +824,7 @@ function agentsPage(main2, frame2) {
       fill(rows, ...agents.slice().reverse().map(row));
       empty.hidden = agents.length > 0;
     } catch (error) {
-      if (needsKey(error)) frame2.askForKey();
-      else frame2.notify(`Could not list the agents: ${describe(error)}`, "error");
+      frame2.failed("Could not list the agents", error);
     }
   });
   return { stop: poll.stop };
@@ -935,6 +925,10 @@ var frame = {
   notify(text, kind = "info") {
     notice.textContent = text;
     notice.className = kind;
+  },
+  failed(what, error) {
+    if (needsKey(error)) frame.askForKey();
+    else frame.notify(`${what}: ${describe(error)}`, "error");
   }
 };
 function showPage() {

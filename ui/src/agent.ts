@@ -21,10 +21,7 @@ const ENDED = new Set(["completed", "failed", "stopped", "timed_out"]);
 export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Page {
   const controller = new AbortController();
   const { signal } = controller;
-  const fail = (what: string) => (error: unknown) => {
-    if (needsKey(error)) frame.askForKey();
-    else frame.notify(`${what}: ${describe(error)}`, "error");
-  };
+  const fail = (what: string) => (error: unknown) => frame.failed(what, error);
 
   const info = h("dl", { id: "agent-info", class: "info" });
   const result = h("div", { id: "agent-result" });
@@ -164,7 +161,7 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
       if (signal.aborted) return;
       // Gone (deleted, forgotten, or never this key's): the event stream says so.
       if (error instanceof ProxyError && error.status === 404) gone = true;
-      else fail("Could not read the agent")(error);
+      else frame.failed("Could not read the agent", error);
       return;
     }
     showDetail(detail);
@@ -237,10 +234,7 @@ function approvalCard(agentId: string, request: PermissionRequest, frame: Frame,
         frame.notify(done);
         answered();
       })
-      .catch((error: unknown) => {
-        if (needsKey(error)) frame.askForKey();
-        else frame.notify(`Could not answer: ${describe(error)}`, "error");
-      });
+      .catch((error: unknown) => frame.failed("Could not answer", error));
   };
   const allow = () => {
     if (input.value === original) return answer({ behavior: "allow" }, `Allowed ${request.tool_name}.`);

@@ -3,7 +3,7 @@
 import type { AgentListItem, AgentRequest } from "claude-proxy-client";
 import { dollars, duration, fill, h, time } from "./dom.js";
 import { every, type Frame, type Page } from "./page.js";
-import { api, describe, needsKey } from "./session.js";
+import { api } from "./session.js";
 
 const REFRESH_MS = 1500;
 
@@ -39,10 +39,7 @@ export function agentsPage(main: HTMLElement, frame: Frame): Page {
       .then((started) => {
         window.location.hash = `#/agent/${started.agent_id}`;
       })
-      .catch((error: unknown) => {
-        if (needsKey(error)) frame.askForKey();
-        else frame.notify(`Could not start: ${describe(error)}`, "error");
-      });
+      .catch((error: unknown) => frame.failed("Could not start", error));
   });
 
   const rows = h("tbody", { id: "agent-rows" });
@@ -71,8 +68,7 @@ export function agentsPage(main: HTMLElement, frame: Frame): Page {
       fill(rows, ...agents.slice().reverse().map(row));
       empty.hidden = agents.length > 0;
     } catch (error) {
-      if (needsKey(error)) frame.askForKey();
-      else frame.notify(`Could not list the agents: ${describe(error)}`, "error");
+      frame.failed("Could not list the agents", error);
     }
   });
   return { stop: poll.stop };

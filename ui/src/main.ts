@@ -5,7 +5,7 @@ import { agentPage } from "./agent.js";
 import { agentsPage } from "./agents.js";
 import { byId } from "./dom.js";
 import type { Frame, Page, Poller } from "./page.js";
-import { saveKey, savedKey } from "./session.js";
+import { describe, needsKey, saveKey, savedKey } from "./session.js";
 import { serverPanel } from "./server.js";
 
 const main = byId("main");
@@ -29,6 +29,10 @@ const frame: Frame = {
   notify(text, kind = "info") {
     notice.textContent = text;
     notice.className = kind;
+  },
+  failed(what, error) {
+    if (needsKey(error)) frame.askForKey();
+    else frame.notify(`${what}: ${describe(error)}`, "error");
   },
 };
 

@@ -5,6 +5,9 @@ export interface Frame {
   askForKey(): void;
   /** A line for the person: what an action did or why it failed. */
   notify(text: string, kind?: "info" | "error"): void;
+  /** A call failed: a key is asked for when it was the key, else the person is told `what`
+   * failed and why. */
+  failed(what: string, error: unknown): void;
 }
 
 /** A shown page: `stop` ends its polling and streams when another one replaces it. */
