@@ -64,24 +64,23 @@ pub fn event_stream(
             }
         }
     };
+    let mut response = response(Body::from_stream(body));
+    response.headers_mut().insert(
+        HeaderName::from_static("x-agent-id"),
+        HeaderValue::from_str(&agent_id.to_string()).expect("a UUID is a valid header value"),
+    );
+    response
+}
+
+/// A Server-Sent Events answer that nothing between it and the client holds back.
+pub fn response(body: Body) -> Response {
     (
         [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("text/event-stream"),
-            ),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-            (
-                HeaderName::from_static("x-accel-buffering"),
-                HeaderValue::from_static("no"),
-            ),
-            (
-                HeaderName::from_static("x-agent-id"),
-                HeaderValue::from_str(&agent_id.to_string())
-                    .expect("a UUID is a valid header value"),
-            ),
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (HeaderName::from_static("x-accel-buffering"), "no"),
         ],
-        Body::from_stream(body),
+        body,
     )
         .into_response()
 }

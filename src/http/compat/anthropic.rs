@@ -5,13 +5,12 @@ use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::schema::{AnthropicError, AnthropicRequest, AnthropicResponse};
-use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, WholeReply, sse_response};
+use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
 
@@ -162,7 +161,8 @@ pub async fn messages(
     if end.failed() {
         return Err(CompatError::cli_failed(API, &end));
     }
-    let mut response = axum::Json(json!({
+    Ok(super::whole_response(
+        json!({
         "id": id,
         "type": "message",
         "role": "assistant",
@@ -172,14 +172,9 @@ pub async fn messages(
         "stop_sequence": null,
         "usage": usage(&end),
         "x_claude_proxy": end.extension(),
-    }))
-    .into_response();
-    if let Some(session) = end.session_id().and_then(|s| HeaderValue::from_str(s).ok()) {
-        response
-            .headers_mut()
-            .insert(HeaderName::from_static("x-claude-session-id"), session);
-    }
-    Ok(response)
+        }),
+        &end,
+    ))
 }
 
 /// The usage fields, as the CLI's result gives them.
@@ -270,5 +265,5 @@ async fn stream(mut turn: Turn) -> Result<Response, CompatError> {
             }
         }
     };
-    Ok(sse_response(Body::from_stream(body)))
+    Ok(crate::http::sse::response(Body::from_stream(body)))
 }

@@ -172,18 +172,16 @@ impl IntoResponse for CompatError {
     }
 }
 
-/// A Server-Sent Events answer that nothing between it and the client holds back.
-pub fn sse_response(body: axum::body::Body) -> Response {
-    (
-        StatusCode::OK,
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        body,
-    )
-        .into_response()
+/// A whole (not streamed) answer: its JSON, with the run's session in `x-claude-session-id`.
+pub fn whole_response(body: Value, end: &TurnEnd) -> Response {
+    let mut response = Json(body).into_response();
+    if let Some(session) = end.session_id().and_then(|s| HeaderValue::from_str(s).ok()) {
+        response.headers_mut().insert(
+            header::HeaderName::from_static("x-claude-session-id"),
+            session,
+        );
+    }
+    response
 }
 
 /// What one step of a chat agent's run says, taken from its events.
@@ -413,8 +411,9 @@ pub struct Turn {
     pending: VecDeque<Event>,
     finished: bool,
     end: TurnEnd,
-    /// The reply's text so far, JSON-escaped: it is unescaped once, at the end.
+    /// The reply's text so far, JSON-escaped: it is unescaped once, at the end, into `text`.
     escaped_text: Vec<u8>,
+    text: String,
     remember: Option<(Agents, Continuation)>,
     _stop: StopOnDrop,
 }
@@ -512,6 +511,7 @@ impl Turn {
             finished: false,
             end: TurnEnd::default(),
             escaped_text: Vec::new(),
+            text: String::new(),
             remember: Some((agents, continuation)),
             _stop: stop,
         }
@@ -520,10 +520,10 @@ impl Turn {
     /// The run is over: a reply is remembered with its session.
     fn ended(&mut self) -> TurnEnd {
         let end = std::mem::take(&mut self.end);
+        self.text = unescape(&self.escaped_text);
         if let (false, Some((agents, continuation))) = (end.failed(), self.remember.take()) {
             if let Some(session) = end.session_id() {
-                let text = unescape(&self.escaped_text);
-                agents.remember_reply(continuation, reply_text(&text, &end), session);
+                agents.remember_reply(continuation, reply_text(&self.text, &end), session);
             }
         }
         end
@@ -562,9 +562,8 @@ impl Turn {
             }
         };
         // The text the steps gave, which the turn kept as they passed.
-        let text = unescape(&self.escaped_text);
         WholeReply {
-            text: reply_text(&text, &end).to_owned(),
+            text: reply_text(&self.text, &end).to_owned(),
             stop_reason,
             end,
         }

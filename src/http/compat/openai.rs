@@ -3,8 +3,8 @@
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::{HeaderMap, HeaderName, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::{Extension, Json};
 use bytes::BytesMut;
 use serde_json::{Value, json};
@@ -221,7 +221,8 @@ pub async fn chat_completions(
         if end.failed() {
             return Err(CompatError::cli_failed(API, &end));
         }
-        let mut response = Json(json!({
+        Ok(super::whole_response(
+            json!({
             "id": reply.id,
             "object": "chat.completion",
             "created": reply.created,
@@ -234,14 +235,9 @@ pub async fn chat_completions(
             }],
             "usage": usage(&end),
             "x_claude_proxy": end.extension(),
-        }))
-        .into_response();
-        if let Some(session) = end.session_id().and_then(|s| HeaderValue::from_str(s).ok()) {
-            response
-                .headers_mut()
-                .insert(HeaderName::from_static("x-claude-session-id"), session);
-        }
-        Ok(response)
+            }),
+            &end,
+        ))
     }
 }
 
@@ -366,7 +362,7 @@ async fn stream(
             }
         }
     };
-    Ok(super::sse_response(Body::from_stream(body)))
+    Ok(crate::http::sse::response(Body::from_stream(body)))
 }
 
 /// The last chunks of a reply: any text left, the finish reason, the usage when asked, and
@@ -398,7 +394,7 @@ fn finished_chunks(
 fn sse(chunks: Vec<Bytes>) -> Response {
     let body =
         futures_util::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
-    super::sse_response(Body::from_stream(body))
+    crate::http::sse::response(Body::from_stream(body))
 }
 
 /// The models a request may name: the aliases, the default model, PROXY_MODEL_MAP's names.
