@@ -304,14 +304,12 @@ impl ApiEvent {
         let read: EventFields = serde_json::from_str(event.get()).ok()?;
         let (text, stop_reason) = match (read.kind.as_ref(), read.delta) {
             ("content_block_delta", Some(delta)) if delta.kind.as_deref() == Some("text_delta") => {
-                // The string as written, without its quotes.
-                let quoted = delta.text.map(|text| range_in(line, text.get()));
-                (
-                    quoted
-                        .filter(|q| q.len() >= 2)
-                        .map(|q| q.start + 1..q.end - 1),
-                    None,
-                )
+                // The string as written, without its quotes (anything but a string is no text).
+                let quoted = delta
+                    .text
+                    .filter(|text| text.get().starts_with('"'))
+                    .map(|text| range_in(line, text.get()));
+                (quoted.map(|q| q.start + 1..q.end - 1), None)
             }
             ("message_delta", Some(delta)) => (None, delta.stop_reason.map(Cow::into_owned)),
             _ => (None, None),
@@ -699,6 +697,10 @@ mod tests {
         );
         assert_eq!(stop.stop_reason.as_deref(), Some("max_tokens"));
         assert!(stop.escaped_text().is_none());
+        let not_text = event(
+            r#"{"type":"stream_event","event":{"type":"content_block_delta","delta":{"type":"text_delta","text":null}}}"#,
+        );
+        assert!(not_text.escaped_text().is_none());
         let result = r#"{"type":"result","result":"w0 "}"#;
         assert!(ApiEvent::of_line(&Bytes::from_static(result.as_bytes())).is_none());
     }
