@@ -4,6 +4,7 @@ use claude_proxy::app::{self, App, Config, one_line_error};
 use claude_proxy::telemetry;
 
 fn main() -> ExitCode {
+    app::serve_watchdog_if_asked();
     let config = match Config::from_args(std::env::args_os()) {
         Ok(config) => config,
         Err(err) if !err.use_stderr() => {
@@ -30,7 +31,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Before any thread exists: it forks.
     if let Err(err) = app::start_watchdog() {
         eprintln!("claude-proxy: cannot start the watchdog process: {err}");
         return ExitCode::FAILURE;

@@ -24,6 +24,9 @@ const SETTINGS: &[&str] = &[
     "PROXY_MAX_AGENTS_PER_KEY",
     "PROXY_MAX_CONNECTIONS",
     "PROXY_HEADER_READ_TIMEOUT_SECS",
+    "PROXY_BODY_READ_TIMEOUT_SECS",
+    "PROXY_ALLOWED_HOSTS",
+    "PROXY_METRICS_KEY",
     "CLAUDE_TOOLS",
     "PROXY_MODEL_MAP",
     "PROXY_COMPAT_TOOLS",
@@ -82,6 +85,10 @@ fn help_lists_every_setting() {
     for setting in SETTINGS {
         assert!(help.contains(setting), "--help does not mention {setting}");
     }
+    assert!(
+        help.contains("/health, /openapi.json, /docs and /ui needs"),
+        "--help names every public route: {help}"
+    );
 }
 
 #[test]
@@ -231,6 +238,62 @@ async fn a_killed_server_takes_its_cli_and_what_it_started_along() {
     .await;
 }
 
+async fn health_of(proxy: &Proxy) -> Value {
+    let health = proxy.client.get(proxy.url("/health")).send().await.unwrap();
+    health.json().await.unwrap()
+}
+
+/// The watchdog /health names: its pid and how many times it was started again.
+async fn watchdog_of(proxy: &Proxy) -> (u32, u64) {
+    let health = health_of(proxy).await;
+    let watchdog = &health["watchdog"];
+    assert_eq!(watchdog["status"], "running", "{health}");
+    (
+        watchdog["pid"].as_u64().unwrap() as u32,
+        watchdog["restarts"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_killed_watchdog_is_replaced_at_once_and_the_new_one_ends_every_cli() {
+    within(TEST_LIMIT, async {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let fake = FakeInstall::new();
+        let proxy = start_with_fake(&fake, &[]);
+        // An agent that runs while its watchdog is replaced: the new one must know its group.
+        let mut before = proxy.stream(FAMILY).await;
+        let (pid_before, grandchild_before) = before.family_pids().await;
+
+        let (first, restarts) = watchdog_of(&proxy).await;
+        assert_eq!(restarts, 0);
+        kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
+        process_gone(first).await;
+        support::until("a new watchdog", TEST_LIMIT, || async {
+            let health = health_of(&proxy).await;
+            health["watchdog"]["restarts"] == 1 && health["watchdog"]["status"] == "running"
+        })
+        .await;
+        let (second, _) = watchdog_of(&proxy).await;
+        assert_ne!(second, first);
+        assert_eq!(health_of(&proxy).await["status"], "ok");
+
+        let mut after = proxy.stream(FAMILY).await;
+        let (pid_after, grandchild_after) = after.family_pids().await;
+        proxy.signal(Signal::SIGKILL);
+        for pid in [
+            pid_before,
+            grandchild_before,
+            pid_after,
+            grandchild_after,
+            second,
+        ] {
+            process_gone(pid).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_100_mib_line_costs_bounded_memory() {
     within(TEST_LIMIT, async {
@@ -362,7 +425,7 @@ async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
         let served = futures_util::future::join_all(connections.into_iter().map(|tcp| async {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let mut tcp = tcp.unwrap();
-            tcp.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            tcp.write_all(b"GET /health HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
                 .await
                 .unwrap();
             let mut response = Vec::new();

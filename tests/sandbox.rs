@@ -257,6 +257,7 @@ async fn a_session_resumes_within_its_key_in_the_sandbox_and_health_says_so() {
             .proxy
             .client
             .get(site.proxy.url("/health"))
+            .bearer_auth(KEY)
             .send()
             .await
             .unwrap()
@@ -456,4 +457,78 @@ async fn without_bubblewrap_bwrap_refuses_to_start_and_auto_starts_without_it() 
         .await
         .unwrap();
     assert_eq!(health["sandbox"], "off");
+}
+
+#[tokio::test]
+async fn a_sandboxed_run_completes_when_its_cli_exits_not_a_grace_period_later() {
+    within(TEST_LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        // bubblewrap's init outlives the bwrap that reports the exit: a proxy that waited for
+        // the group to be empty would wait out this whole grace period, past the test's limit.
+        let proxy = fake_in_sandbox(dir.path(), &[("PROXY_STOP_GRACE_SECS", "600")]);
+        for _ in 0..3 {
+            let events = proxy
+                .stream("@text hi\n@result done")
+                .await
+                .collect_all()
+                .await;
+            let complete = complete_of(&events);
+            assert_eq!(complete["status"], "completed", "{events:?}");
+            assert_eq!(complete["exit_code"], 0);
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sandbox_dies_with_the_proxy_even_when_its_watchdog_cannot_act() {
+    within(TEST_LIMIT, async {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let dir = tempfile::tempdir().unwrap();
+        let mut proxy = fake_in_sandbox(dir.path(), &[]);
+        let health: Value = proxy
+            .client
+            .get(proxy.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let watchdog = Pid::from_raw(health["watchdog"]["pid"].as_u64().unwrap() as i32);
+        let (_, _reader) = leave_behind(&proxy, "4003.1", true).await;
+        // Stopped, the watchdog is neither dead (to be replaced) nor able to kill anything.
+        kill(watchdog, Signal::SIGSTOP).unwrap();
+        proxy.signal(Signal::SIGKILL);
+        proxy.exited().await;
+        gone("4003.1").await;
+        kill(watchdog, Signal::SIGKILL).unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_missing_cli_is_503_with_the_sandbox_as_without() {
+    within(TEST_LIMIT, async {
+        let dir = tempfile::tempdir().unwrap();
+        for sandbox in ["bwrap", "off"] {
+            let proxy = fake_in_sandbox(
+                dir.path(),
+                &[
+                    ("PROXY_SANDBOX", sandbox),
+                    ("CLAUDE_CLI_PATH", "/nonexistent/claude"),
+                ],
+            );
+            let response = proxy.post("/agent/stream", &json!({"prompt": "hi"})).await;
+            assert_eq!(response.status(), 503, "sandbox {sandbox}");
+            let body: Value = response.json().await.unwrap();
+            let detail = body["detail"].as_str().unwrap();
+            assert!(
+                detail.contains("/nonexistent/claude") && detail.contains("CLAUDE_CLI_PATH"),
+                "sandbox {sandbox}: {detail}"
+            );
+        }
+    })
+    .await;
 }

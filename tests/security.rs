@@ -516,7 +516,7 @@ async fn a_client_trickling_its_headers_is_cut_off_and_connections_are_capped() 
         let addr = server.addr;
         let (slow_closed, third_closed) = tokio::task::spawn_blocking(move || {
             let mut slow = TcpStream::connect(addr).unwrap();
-            slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            slow.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
                 .unwrap();
             let mut idle = TcpStream::connect(addr).unwrap();
             // Both slots are held: a third connection is closed at once.
@@ -537,6 +537,267 @@ async fn a_client_trickling_its_headers_is_cut_off_and_connections_are_capped() 
         );
         // The slots are free again.
         assert_eq!(server.health().await["status"], "ok");
+    })
+    .await;
+}
+
+/// A raw HTTP/1.1 request with this `Host`, and the status line's code.
+fn status_for_host(addr: std::net::SocketAddr, host: &str, request_line: &str, body: &str) -> u16 {
+    let mut tcp = TcpStream::connect(addr).unwrap();
+    let request = format!(
+        "{request_line} HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).unwrap();
+    let mut response = String::new();
+    tcp.read_to_string(&mut response).unwrap();
+    response[9..12].parse().unwrap()
+}
+
+#[tokio::test]
+async fn without_keys_only_loopback_names_and_allowed_hosts_are_answered() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::with_args(&["--allowed-hosts", "proxy.internal"]).await;
+        let addr = server.addr;
+        let start = ("POST /agent/start", r#"{"prompt": "@text hi"}"#);
+        let answers = tokio::task::spawn_blocking(move || {
+            [
+                "evil.example.com",
+                "evil.example.com:8000",
+                "localhost.evil.example",
+                "10.0.0.1",
+                "localhost",
+                "localhost:8000",
+                "127.0.0.1:8000",
+                "[::1]:8000",
+                "proxy.internal:8000",
+                "PROXY.INTERNAL",
+            ]
+            .map(|host| (host, status_for_host(addr, host, start.0, start.1)))
+        })
+        .await
+        .unwrap();
+        for (host, status) in answers {
+            let allowed = !host.contains("evil") && !host.starts_with("10.");
+            assert_eq!(status == 200, allowed, "{host}: {status}");
+            if !allowed {
+                assert_eq!(status, 403, "{host}");
+            }
+        }
+        assert_eq!(
+            server.fake.runs(),
+            6,
+            "only the allowed hosts started agents"
+        );
+        // Every route, the public ones too: a rebound page reads nothing.
+        let health = tokio::task::spawn_blocking(move || {
+            status_for_host(addr, "evil.example.com", "GET /health", "")
+        });
+        assert_eq!(health.await.unwrap(), 403);
+
+        // With keys, the key keeps strangers out, whatever name they use.
+        let keyed = keyed_server(&[]).await;
+        let addr = keyed.addr;
+        let status = tokio::task::spawn_blocking(move || {
+            status_for_host(addr, "proxy.example.com", "GET /health", "")
+        });
+        assert_eq!(status.await.unwrap(), 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn silent_connections_are_closed_and_a_trickled_body_is_cut_off() {
+    within(TEST_LIMIT, async {
+        let server = keyed_server(&[
+            "--header-read-timeout-secs",
+            "0.5",
+            "--body-read-timeout-secs",
+            "1",
+            "--max-connections",
+            "5",
+        ])
+        .await;
+        let addr = server.addr;
+        // More silent connections than slots: each is closed without a byte sent, so the
+        // slots come back.
+        let silent_closed = tokio::task::spawn_blocking(move || {
+            let mut silent: Vec<TcpStream> =
+                (0..5).map(|_| TcpStream::connect(addr).unwrap()).collect();
+            silent.iter_mut().all(closed_by_server)
+        })
+        .await
+        .unwrap();
+        assert!(silent_closed, "a connection that sends nothing is closed");
+        assert_eq!(server.get("/health").await.status(), 200);
+
+        // A body that keeps coming, a byte at a time, but never ends.
+        let (answer, closed) = tokio::task::spawn_blocking(move || {
+            let mut tcp = TcpStream::connect(addr).unwrap();
+            let head = format!(
+                "POST /agent/start HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {KEY_A}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+            );
+            tcp.write_all(head.as_bytes()).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                // Each byte well within the header timeout of the one before.
+                if tcp.write_all(b" ").is_err() {
+                    break;
+                }
+                match tcp.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => answer.extend_from_slice(&buf[..n]),
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+            let closed = closed_by_server(&mut tcp);
+            (String::from_utf8_lossy(&answer).into_owned(), closed)
+        })
+        .await
+        .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("PROXY_BODY_READ_TIMEOUT_SECS"), "{answer}");
+        assert!(closed);
+        assert_eq!(server.fake.runs(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn health_without_a_key_says_only_whether_it_is_up() {
+    within(TEST_LIMIT, async {
+        let server = keyed_server(&[]).await;
+        for key in [None, Some("wrong-key-0123456789abc")] {
+            let health: Value = as_client(&server, "GET", "/health", key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let fields: Vec<&String> = health.as_object().unwrap().keys().collect();
+            assert_eq!(fields, ["status", "timestamp"], "{key:?}: {health}");
+            let text = health.to_string();
+            assert!(!text.contains(&server.fake.cli_path().display().to_string()));
+        }
+        let health: Value = as_client(&server, "GET", "/health", Some(KEY_A))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(health["status"], "ok");
+        assert_eq!(
+            health["cli"]["path"],
+            server.fake.cli_path().display().to_string()
+        );
+        assert_eq!(health["storage"]["ok"], true);
+        assert_eq!(health["max_agents"], 8);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn metrics_open_to_the_operators_key_only_when_there_is_one() {
+    within(TEST_LIMIT, async {
+        const METRICS_KEY: &str = "metrics-key-0123456789abc";
+        let server = keyed_server(&["--metrics-key", METRICS_KEY]).await;
+        let status = |key: Option<&'static str>| {
+            let request = as_client(&server, "GET", "/metrics", key);
+            async move { request.send().await.unwrap().status() }
+        };
+        assert_eq!(status(None).await, 401);
+        assert_eq!(status(Some("wrong-key-0123456789abc")).await, 401);
+        assert_eq!(
+            status(Some(KEY_A)).await,
+            403,
+            "a client key does not open it"
+        );
+        assert_eq!(status(Some(METRICS_KEY)).await, 200);
+        // The metrics key is no client key.
+        assert_eq!(
+            as_client(&server, "GET", "/agents", Some(METRICS_KEY))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+
+        // Without one, any client key reads the totals (the README says so).
+        let open = keyed_server(&[]).await;
+        let metrics = as_client(&open, "GET", "/metrics", Some(KEY_B))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(metrics.status(), 200);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn two_keys_in_one_request_are_refused() {
+    within(TEST_LIMIT, async {
+        let server = keyed_server(&[]).await;
+        for header in ["authorization", "x-api-key"] {
+            let value = |key: &str| {
+                if header == "authorization" {
+                    format!("Bearer {key}")
+                } else {
+                    key.to_owned()
+                }
+            };
+            let response = server
+                .client
+                .post(server.url("/agent/start"))
+                .header(header, value(KEY_A))
+                .header(header, value(KEY_B))
+                .json(&json!({"prompt": "@text hi"}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 400, "{header} twice");
+            let detail: Value = response.json().await.unwrap();
+            assert!(
+                detail["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("more than once"),
+                "{detail}"
+            );
+        }
+        assert_eq!(server.fake.runs(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_long_request_id_is_replaced_not_echoed() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let long = "r".repeat(7000);
+        let response = server
+            .client
+            .get(server.url("/agents"))
+            .header("x-request-id", &long)
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::try_parse(id).is_ok(), "a new id: {id}");
+        let kept = server
+            .client
+            .get(server.url("/agents"))
+            .header("x-request-id", "trace-42")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(kept.headers()["x-request-id"], "trace-42");
     })
     .await;
 }

@@ -72,6 +72,12 @@ pub enum Error {
         waited: std::time::Duration,
     },
 
+    /// No watchdog process runs, so a CLI started now would outlive a killed server.
+    #[error(
+        "no agent is started while the proxy has no watchdog process ({0}); it keeps trying to start one: see /health"
+    )]
+    NoWatchdog(String),
+
     /// A client's workspace or home cannot be made.
     #[error("{} cannot be made: {source}", path.display())]
     Workspace {
@@ -114,7 +120,9 @@ impl Error {
             | Error::QueueFull { .. } => ErrorKind::TooMany,
             Error::Conflict(_) => ErrorKind::Conflict,
             Error::CliDidNotAnswer { .. } => ErrorKind::CliDidNotAnswer,
-            Error::CliUnavailable { .. } | Error::Workspace { .. } => ErrorKind::CliUnavailable,
+            Error::CliUnavailable { .. } | Error::Workspace { .. } | Error::NoWatchdog(_) => {
+                ErrorKind::CliUnavailable
+            }
             Error::Elsewhere { kind, .. } => *kind,
             Error::InstanceDidNotAnswer { .. } => ErrorKind::InstanceDidNotAnswer,
             Error::SharedStore(_) => ErrorKind::SharedStore,

@@ -44,6 +44,15 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
     let cluster = core.cluster.as_ref();
     core.rate_limit
         .check(cluster.and_then(|c| c.rate_limited_until()))?;
+    if let process::WatchdogStatus::Down { why, .. } = process::watchdog::status() {
+        return Err(Error::NoWatchdog(why));
+    }
+    if core.settings.sandbox.is_some() {
+        // bwrap would start, and the missing CLI be a failed run rather than this answer.
+        process::find_program(&core.settings.cli).map_err(|err| Error::CliUnavailable {
+            problem: CliProblem::of(core.settings.cli.clone(), err),
+        })?;
+    }
     if let (Some(cluster), Some(session)) = (cluster, run.resume) {
         restore_session(core, cluster.as_ref(), &run, session).await?;
     }

@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
+pub use crate::process::WatchdogStatus;
 pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
 pub use cluster::{Action, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path};
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
@@ -61,7 +62,7 @@ pub use table::{Admission, Retention};
 pub use view::{AgentDetail, AgentInfo, AgentListItem};
 
 use crate::metrics::Metrics;
-use crate::process::ProcessGroup;
+use crate::process::{self, ProcessGroup};
 use log::SharedBytes;
 use rate_limit::RateLimitGate;
 use state::Core;
@@ -481,20 +482,12 @@ impl Agents {
     /// Where the CLI would be found now: the path itself when it names a file, else the first
     /// executable of that name on PATH.
     pub fn find_cli(&self) -> Option<PathBuf> {
-        use std::os::unix::fs::PermissionsExt;
-        let program = self.cli();
-        let executable = |p: &Path| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        };
-        if program.components().count() > 1 {
-            return executable(program).then(|| program.to_path_buf());
-        }
-        let path = std::env::var_os("PATH")?;
-        std::env::split_paths(&path)
-            .map(|dir| dir.join(program))
-            .find(|p| executable(p))
+        process::find_program(self.cli()).ok()
+    }
+
+    /// The watchdog that ends every CLI if this server is killed.
+    pub fn watchdog(&self) -> WatchdogStatus {
+        process::watchdog::status()
     }
 
     /// Forgets the finished agents past their retention time. Reads never show them; this

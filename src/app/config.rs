@@ -32,7 +32,7 @@ pub struct Config {
     pub port: u16,
 
     /// Client keys, comma-separated (at least 16 characters each). When set, every route but
-    /// /health, /openapi.json and /docs needs `Authorization: Bearer <key>` or
+    /// /health, /openapi.json, /docs and /ui needs `Authorization: Bearer <key>` or
     /// `x-api-key: <key>`. Prefer the variable
     /// or the file to the flag, which other users can see in `ps`.
     #[arg(long = "api-key", env = "PROXY_API_KEY", hide_env_values = true)]
@@ -52,6 +52,22 @@ pub struct Config {
         action = clap::ArgAction::Set,
     )]
     pub allow_unauthenticated: bool,
+
+    /// Host names (or addresses) the proxy answers to when no client keys are set, besides
+    /// the loopback ones (localhost, 127.0.0.1, [::1]), comma-separated. Any other `Host` is
+    /// refused, so that a web page cannot reach a keyless proxy by rebinding its own name to
+    /// this machine. With keys set, any Host is answered.
+    #[arg(long = "allowed-hosts", env = "PROXY_ALLOWED_HOSTS", value_parser = parse_host_list, default_value = "")]
+    pub allowed_hosts: HostList,
+
+    /// The key that opens /metrics, which counts every client's agents together. When set,
+    /// only it does (client keys get 403); unset, any client key may read the totals.
+    #[arg(
+        long = "metrics-key",
+        env = "PROXY_METRICS_KEY",
+        hide_env_values = true
+    )]
+    pub metrics_key: Option<String>,
 
     /// The Claude Code CLI: a path, or a name looked up on PATH.
     #[arg(long = "cli-path", env = "CLAUDE_CLI_PATH", default_value = "claude")]
@@ -85,9 +101,16 @@ pub struct Config {
     #[arg(long = "max-connections", env = "PROXY_MAX_CONNECTIONS", default_value_t = 4096, value_parser = parse_positive)]
     pub max_connections: usize,
 
-    /// Seconds a client has to send a request's headers; a slower one is disconnected.
+    /// Seconds a client has to send a request's headers, counted from the connection's start
+    /// or the end of its previous request; a connection that has not sent them by then (a
+    /// silent one included) is closed.
     #[arg(long = "header-read-timeout-secs", env = "PROXY_HEADER_READ_TIMEOUT_SECS", default_value = "10", value_parser = parse_positive_secs)]
     pub header_read_timeout: Duration,
+
+    /// Seconds a client has to send a request's whole body once its headers are in; a slower
+    /// one gets 408 and is disconnected.
+    #[arg(long = "body-read-timeout-secs", env = "PROXY_BODY_READ_TIMEOUT_SECS", default_value = "30", value_parser = parse_positive_secs)]
+    pub body_read_timeout: Duration,
 
     /// The built-in tools that exist at all, comma-separated, passed as --tools ("" for none;
     /// unset: the CLI's default set). Clients may choose among these only.
@@ -343,6 +366,23 @@ fn parse_model_map(value: &str) -> Result<ModelMap, String> {
         })
         .collect::<Result<_, _>>()
         .map(ModelMap)
+}
+
+/// Host names as a `Host` header would carry them, lower-cased, without ports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HostList(pub Vec<String>);
+
+fn parse_host_list(value: &str) -> Result<HostList, String> {
+    let mut hosts = Vec::new();
+    for host in value.split(',').map(str::trim).filter(|h| !h.is_empty()) {
+        if host.contains(['/', ' ', '@']) || host.contains("://") {
+            return Err(format!(
+                "`{host}` is not a host name: give names like `proxy.internal`, without scheme, path or port"
+            ));
+        }
+        hosts.push(host.to_ascii_lowercase());
+    }
+    Ok(HostList(hosts))
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {

@@ -134,7 +134,7 @@ pub enum Error {
 #[derive(Debug)]
 pub struct App {
     state: ApiState,
-    max_body_bytes: usize,
+    request_limits: http::RequestLimits,
     connections: ConnectionLimits,
     shutdown_timeout: Duration,
     /// Cancelled when the server shuts down: it stops accepting, and every agent stops.
@@ -277,6 +277,7 @@ impl App {
             known_sessions_only: keys.is_enabled(),
             compat,
         };
+        let keys_enabled = keys.is_enabled();
         let stopping = CancellationToken::new();
         Ok(Self {
             state: ApiState {
@@ -284,8 +285,16 @@ impl App {
                 keys,
                 metrics,
                 keepalive: config.keepalive,
+                metrics_key: config
+                    .metrics_key
+                    .as_deref()
+                    .map(|key| Arc::new(http::MetricsKey::new(key))),
             },
-            max_body_bytes: config.max_body_bytes,
+            request_limits: http::RequestLimits {
+                max_body_bytes: config.max_body_bytes,
+                body_read_timeout: config.body_read_timeout,
+                allowed_hosts: (!keys_enabled).then(|| Arc::from(config.allowed_hosts.0.clone())),
+            },
             connections: ConnectionLimits {
                 max_connections: config.max_connections,
                 header_read_timeout: config.header_read_timeout,
@@ -311,7 +320,7 @@ impl App {
             );
         }
         let agents = self.state.agents.clone();
-        let router = http::router(self.state.clone(), self.max_body_bytes);
+        let router = http::router(self.state.clone(), self.request_limits.clone());
         let mut server = tokio::spawn(http::serve(
             listener,
             router,
@@ -376,10 +385,19 @@ pub async fn run(
     App::build(config)?.serve(listener, shutdown).await
 }
 
-/// Starts the watchdog that ends every CLI if this process dies without the chance to. Call it
-/// before any other thread exists: it forks.
+/// Makes this process the keeper of its CLIs' whole families: the reaper of what they leave
+/// behind (so a sandboxed run ends as soon as its CLI does, not when an init gets round to its
+/// bubblewrap), and the watchdog process that ends them all if this one dies without the
+/// chance to.
 pub fn start_watchdog() -> io::Result<()> {
+    process::become_subreaper()?;
     process::watchdog::start()
+}
+
+/// When this program was started as the watchdog ([`start_watchdog`] does that), serves as
+/// one and exits. First thing in `main`.
+pub fn serve_watchdog_if_asked() {
+    process::watchdog::serve_if_asked();
 }
 
 /// Listens on `host:port` (the first of its addresses that can be bound) with room for a burst

@@ -1,16 +1,39 @@
 //! The key check: who is asking, from the request's headers.
 
-use axum::extract::{Request, State};
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
+use super::ApiState;
 use super::compat::{Api, CompatError};
 use super::error::ApiError;
 use crate::agent::{ApiKeys, Client};
 
-/// The key a request presents: `Authorization: Bearer <key>`, or `x-api-key: <key>`.
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+/// The key a request presents: `Authorization: Bearer <key>`, or `x-api-key: <key>`. A
+/// header given twice is refused: which of the two counts would be a guess.
+fn presented_key(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {
+    for name in [header::AUTHORIZATION.as_str(), "x-api-key"] {
+        if headers.get_all(name).iter().nth(1).is_some() {
+            return Err(ApiError::InvalidHeader {
+                name: if name == "x-api-key" {
+                    "x-api-key"
+                } else {
+                    "Authorization"
+                },
+                reason: "is given more than once; send one key".into(),
+            });
+        }
+    }
+    Ok(key_of(headers))
+}
+
+fn key_of(headers: &HeaderMap) -> Option<&[u8]> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {
         let value = value.as_bytes();
         let scheme = value.get(..7)?;
@@ -27,8 +50,12 @@ pub async fn require_key(
     mut request: Request,
     next: Next,
 ) -> Response {
+    let presented = match presented_key(request.headers()) {
+        Ok(presented) => presented,
+        Err(error) => return error.into_response(),
+    };
     let client = if keys.is_enabled() {
-        match presented_key(request.headers()).and_then(|key| keys.identify(key)) {
+        match presented.and_then(|key| keys.identify(key)) {
             Some(client) => client,
             // The compatible APIs answer in their own format, which their SDKs read.
             None if request.uri().path().starts_with("/v1/") => {
@@ -44,6 +71,118 @@ pub async fn require_key(
     next.run(request).await
 }
 
+/// Who asks a public route: the client, when its key is good or none are configured; None
+/// when keys are configured and none (or a wrong one) was presented. Public routes show such a
+/// stranger less.
+#[derive(Debug, Clone, Copy)]
+pub struct MaybeClient(pub Option<Client>);
+
+impl FromRequestParts<ApiState> for MaybeClient {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &ApiState,
+    ) -> Result<Self, Self::Rejection> {
+        if !state.keys.is_enabled() {
+            return Ok(MaybeClient(Some(Client::Anonymous)));
+        }
+        let presented = presented_key(&parts.headers)?;
+        Ok(MaybeClient(
+            presented.and_then(|key| state.keys.identify(key)),
+        ))
+    }
+}
+
+/// Lets a request to /metrics through: with an operator's metrics key, only that key; without
+/// one, any client key (the figures are every client's together, which the README says).
+pub async fn require_metrics_key(
+    State(state): State<ApiState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Some(metrics_key) = &state.metrics_key else {
+        return require_key(State(state.keys.clone()), request, next).await;
+    };
+    let presented = match presented_key(request.headers()) {
+        Ok(presented) => presented,
+        Err(error) => return error.into_response(),
+    };
+    match presented {
+        Some(key) if metrics_key.matches(key) => next.run(request).await,
+        Some(key) if state.keys.identify(key).is_some() => {
+            ApiError::MetricsKeyNeeded.into_response()
+        }
+        _ => ApiError::Unauthorized.into_response(),
+    }
+}
+
+/// The operator's key to /metrics, kept as a digest and compared in constant time.
+pub struct MetricsKey([u8; 32]);
+
+impl MetricsKey {
+    pub fn new(key: &str) -> Self {
+        Self(Sha256::digest(key.as_bytes()).into())
+    }
+
+    fn matches(&self, presented: &[u8]) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented).into();
+        self.0.ct_eq(&presented).into()
+    }
+}
+
+impl std::fmt::Debug for MetricsKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsKey")
+    }
+}
+
+/// The names a proxy without client keys answers to: loopback names and addresses, and the
+/// operator's PROXY_ALLOWED_HOSTS. A page on another site that rebinds its own name to this
+/// machine sends that name as its `Host`, and is refused; with keys configured, None: any
+/// host is answered, since the key is what keeps strangers out.
+#[derive(Debug, Clone)]
+pub struct HostCheck(pub Option<Arc<[String]>>);
+
+pub async fn check_host(State(check): State<HostCheck>, request: Request, next: Next) -> Response {
+    if let Some(allowed) = &check.0 {
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .map(|host| String::from_utf8_lossy(host.as_bytes()).into_owned())
+            .or_else(|| request.uri().authority().map(|a| a.to_string()));
+        if let Some(host) = host {
+            let name = host_name(&host);
+            if !is_loopback_name(&name) && !allowed.contains(&name) {
+                return ApiError::HostNotAllowed(host.chars().take(100).collect()).into_response();
+            }
+        }
+    }
+    next.run(request).await
+}
+
+/// The name of a `Host` value, lower-cased, without its port or a final dot.
+fn host_name(host: &str) -> String {
+    let host = host.trim();
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn is_loopback_name(name: &str) -> bool {
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,12 +195,39 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_static("bearer  abc "),
         );
-        assert_eq!(presented_key(&headers), Some(&b"abc"[..]));
+        assert_eq!(presented_key(&headers).unwrap(), Some(&b"abc"[..]));
         let mut headers = HeaderMap::new();
         headers.insert("x-api-key", HeaderValue::from_static("xyz"));
-        assert_eq!(presented_key(&headers), Some(&b"xyz"[..]));
+        assert_eq!(presented_key(&headers).unwrap(), Some(&b"xyz"[..]));
         let mut headers = HeaderMap::new();
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
-        assert_eq!(presented_key(&headers), None);
+        assert_eq!(presented_key(&headers).unwrap(), None);
+        headers.append(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer abc"),
+        );
+        assert!(
+            presented_key(&headers).is_err(),
+            "two Authorization headers"
+        );
+    }
+
+    #[test]
+    fn host_names_are_read_without_their_ports() {
+        for (host, name, loopback) in [
+            ("localhost:8000", "localhost", true),
+            ("LOCALHOST.", "localhost", true),
+            ("app.localhost", "app.localhost", true),
+            ("127.0.0.1:1", "127.0.0.1", true),
+            ("127.9.9.9", "127.9.9.9", true),
+            ("[::1]:8000", "::1", true),
+            ("evil.example.com", "evil.example.com", false),
+            ("evil.example.com:8000", "evil.example.com", false),
+            ("localhost.evil.example", "localhost.evil.example", false),
+            ("10.0.0.1", "10.0.0.1", false),
+        ] {
+            assert_eq!(host_name(host), name, "{host}");
+            assert_eq!(is_loopback_name(&host_name(host)), loopback, "{host}");
+        }
     }
 }

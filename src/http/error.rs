@@ -41,6 +41,19 @@ pub enum ApiError {
     )]
     Unauthorized,
 
+    /// A header that cannot be used as it is sent.
+    #[error("{name}: {reason}")]
+    InvalidHeader { name: &'static str, reason: String },
+
+    /// A keyless proxy asked by a name that is not its own (see `auth::check_host`).
+    #[error(
+        "Host `{0}` is not answered: without client keys the proxy answers only to localhost, loopback addresses and the names in PROXY_ALLOWED_HOSTS"
+    )]
+    HostNotAllowed(String),
+
+    #[error("/metrics needs the operator's PROXY_METRICS_KEY; a client key does not open it")]
+    MetricsKeyNeeded,
+
     #[error(transparent)]
     Agent(#[from] agent::Error),
 
@@ -48,6 +61,18 @@ pub enum ApiError {
     /// id to report; the detail goes to the log (see `observe::internal_errors`).
     #[error("internal error")]
     Internal(String),
+}
+
+/// The body did not arrive within PROXY_BODY_READ_TIMEOUT_SECS.
+fn body_timed_out(rejection: &JsonRejection) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<super::deadline::BodyDeadlinePassed>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// The detail of a 500, carried from the response to the layer that logs it.
@@ -58,11 +83,14 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         use agent::ErrorKind as K;
         match self {
+            ApiError::Json(rejection) if body_timed_out(rejection) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Json(rejection) => rejection.status(),
             ApiError::Query(_) | ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AgentNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
+            ApiError::HostNotAllowed(_) | ApiError::MetricsKeyNeeded => StatusCode::FORBIDDEN,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Agent(error) => match error.kind() {
                 K::Invalid => StatusCode::UNPROCESSABLE_ENTITY,

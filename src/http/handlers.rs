@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::ApiState;
+use super::auth::MaybeClient;
 use super::error::ApiError;
 use super::extract::{AgentId, RequestId, ValidJson};
 use super::openapi::{ErrorBody, StreamEvent};
@@ -18,6 +19,7 @@ use super::sse;
 use crate::agent::{
     AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, EventReader,
     MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest, StopReason,
+    WatchdogStatus,
 };
 
 /// The answer to `POST /agent/start`.
@@ -94,29 +96,38 @@ pub struct PermissionAnswered {
 
 /// The answer to `GET /health`.
 #[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
 pub struct Health {
-    /// ok; degraded (a database write failed in the last minute: 200); unavailable (the CLI
-    /// is missing or not logged in: 503).
-    pub status: String,
+    /// ok; degraded (200: a database write failed in the last minute, the database file is
+    /// gone, or no watchdog process runs); unavailable (503: the CLI is missing or not logged
+    /// in).
+    pub status: &'static str,
     pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// What a client with a key is shown (anyone, when no keys are configured); a request
+    /// without one sees only `status` and `timestamp`.
+    #[serde(flatten)]
+    pub detail: Option<HealthDetail>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthDetail {
     pub active_agents: usize,
     /// How many agents may run at once (PROXY_MAX_AGENTS).
     pub max_agents: usize,
     /// While the subscription is rate limited: until when new agents are refused.
     pub rate_limited_until: Option<chrono::DateTime<chrono::Utc>>,
-    pub version: String,
+    pub version: &'static str,
     pub instance_id: String,
     /// bwrap or off.
-    pub sandbox: String,
+    pub sandbox: &'static str,
     #[schema(inline)]
     pub cli: HealthCli,
     #[schema(inline)]
     pub storage: HealthStorage,
+    #[schema(inline)]
+    pub watchdog: HealthWatchdog,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
 pub struct HealthCli {
     pub path: String,
     pub found: bool,
@@ -127,11 +138,24 @@ pub struct HealthCli {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
 pub struct HealthStorage {
     /// memory, sqlite or postgres.
     pub kind: String,
     pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The process that ends every CLI if the proxy is killed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthWatchdog {
+    /// running; down (no agent is started until one runs again); off (none was asked for).
+    pub status: &'static str,
+    pub pid: Option<u32>,
+    /// How many times it died and another was started.
+    pub restarts: u64,
+    /// Why none runs, while down.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
@@ -151,53 +175,88 @@ struct AgentPath {
 /// 200 while the CLI can be found and is logged in (an API key it is given counts), else 503,
 /// so that a container's health check says so. A store that failed to write in the last
 /// minute makes it `degraded`, still 200: streams go on.
-pub async fn health(State(state): State<ApiState>) -> (StatusCode, Json<Value>) {
+pub async fn health(
+    State(state): State<ApiState>,
+    MaybeClient(client): MaybeClient,
+) -> (StatusCode, Json<Health>) {
     let cli = state.agents.find_cli();
     let login = match cli {
         Some(_) => state.agents.cli_login().await,
         None => None,
     };
     let logged_in = login.as_ref().is_some_and(|l| l.logged_in);
-    let storage = state.agents.storage();
-    let storage_ok = storage.as_ref().is_none_or(|s| s.error.is_none());
-    let storage = match storage {
-        Some(health) => {
-            let mut storage = json!({"kind": health.kind, "ok": health.error.is_none()});
-            if let Some(error) = health.error {
-                storage["error"] = error.into();
-            }
-            storage
-        }
-        None => json!({"kind": "memory", "ok": true}),
+    let storage = match state.agents.storage() {
+        Some(health) => HealthStorage {
+            kind: health.kind.to_string(),
+            ok: health.error.is_none(),
+            error: health.error,
+        },
+        None => HealthStorage {
+            kind: "memory".into(),
+            ok: true,
+            error: None,
+        },
+    };
+    let watchdog = match state.agents.watchdog() {
+        WatchdogStatus::NotStarted => HealthWatchdog {
+            status: "off",
+            pid: None,
+            restarts: 0,
+            error: None,
+        },
+        WatchdogStatus::Running { pid, restarts } => HealthWatchdog {
+            status: "running",
+            pid: Some(pid),
+            restarts,
+            error: None,
+        },
+        WatchdogStatus::Down { why, restarts } => HealthWatchdog {
+            status: "down",
+            pid: None,
+            restarts,
+            error: Some(why),
+        },
     };
     let usable = cli.is_some() && logged_in;
-    let status = match (usable, storage_ok) {
+    let status = match (usable, storage.ok && watchdog.status != "down") {
         (false, _) => "unavailable",
         (true, false) => "degraded",
         (true, true) => "ok",
     };
-    let body = json!({
-        "status": status,
-        "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "active_agents": state.agents.running(),
-        "max_agents": state.agents.max_agents(),
-        "rate_limited_until": state.agents.rate_limited_until(),
-        "version": env!("CARGO_PKG_VERSION"),
-        "instance_id": state.agents.instance_id(),
-        "sandbox": if state.agents.sandboxed() { "bwrap" } else { "off" },
-        "cli": {
-            "path": cli.as_deref().unwrap_or(state.agents.cli()),
-            "found": cli.is_some(),
-            "logged_in": logged_in,
-            "auth_method": login.as_ref().map(|l| l.auth_method.as_str()),
-            "login_expires_at": login.as_ref().and_then(|l| l.login_expires_at),
+    let detail = client.map(|_| HealthDetail {
+        active_agents: state.agents.running(),
+        max_agents: state.agents.max_agents(),
+        rate_limited_until: state.agents.rate_limited_until(),
+        version: env!("CARGO_PKG_VERSION"),
+        instance_id: state.agents.instance_id().to_string(),
+        sandbox: if state.agents.sandboxed() {
+            "bwrap"
+        } else {
+            "off"
         },
-        "storage": storage,
+        cli: HealthCli {
+            path: cli
+                .as_deref()
+                .unwrap_or(state.agents.cli())
+                .display()
+                .to_string(),
+            found: cli.is_some(),
+            logged_in,
+            auth_method: login.as_ref().map(|l| l.auth_method.clone()),
+            login_expires_at: login.as_ref().and_then(|l| l.login_expires_at),
+        },
+        storage,
+        watchdog,
     });
     let code = if usable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Health {
+        status,
+        timestamp: chrono::Utc::now(),
+        detail,
     };
     (code, Json(body))
 }
@@ -363,6 +422,7 @@ pub async fn delete(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Only events after this id (`Last-Event-ID` wins).

@@ -4,6 +4,7 @@
 
 mod auth;
 mod compat;
+mod deadline;
 mod error;
 mod extract;
 mod handlers;
@@ -26,6 +27,7 @@ use tower_http::trace::TraceLayer;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use auth::MetricsKey;
 pub use error::ApiError;
 pub use serve::{ConnectionLimits, serve};
 
@@ -40,29 +42,58 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     /// Silence after which a stream gets a keep-alive comment.
     pub keepalive: Duration,
+    /// The operator's key to /metrics; None: any client key opens it.
+    pub metrics_key: Option<Arc<MetricsKey>>,
+}
+
+/// What every request is held to before a handler sees it.
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    pub max_body_bytes: usize,
+    /// From the end of a request's head to the end of its body.
+    pub body_read_timeout: Duration,
+    /// The host names a proxy without keys answers to besides the loopback ones; None (keys
+    /// are configured): any.
+    pub allowed_hosts: Option<Arc<[String]>>,
 }
 
 /// The whole API. Every route but /health, /openapi.json, /docs and /ui needs a client key when
-/// keys are configured. Errors, including the ones axum would answer in plain text (unknown
-/// route, wrong method, body limit), come back as JSON `{"detail": ...}`. Every response
-/// carries `x-request-id`.
-pub fn router(state: ApiState, max_body_bytes: usize) -> Router {
+/// keys are configured (/metrics: the operator's metrics key, when there is one); without
+/// keys, only requests to a loopback name or an allowed host are answered. Errors, including
+/// the ones axum would answer in plain text (unknown route, wrong method, body limit), come
+/// back as JSON `{"detail": ...}`. Every response carries `x-request-id`.
+pub fn router(state: ApiState, limits: RequestLimits) -> Router {
     let (keyed, _) = keyed_routes()
         .route_layer(middleware::from_fn_with_state(
             state.keys.clone(),
             auth::require_key,
         ))
         .split_for_parts();
+    let (metrics, _) = metrics_routes()
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_metrics_key,
+        ))
+        .split_for_parts();
     let (public, _) = public_routes().split_for_parts();
     let api = public
         .merge(keyed)
+        .merge(metrics)
         .fallback(|uri: Uri| async move { ApiError::RouteNotFound(uri.path().to_owned()) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(
             state.metrics.clone(),
             observe::track_requests,
         ))
-        .layer(DefaultBodyLimit::max(max_body_bytes));
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            limits.body_read_timeout,
+            deadline::limit_body_time,
+        ))
+        .layer(middleware::from_fn_with_state(
+            auth::HostCheck(limits.allowed_hosts),
+            auth::check_host,
+        ));
     observed(api).with_state(state)
 }
 
@@ -84,10 +115,14 @@ fn keyed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::close))
         .routes(routes!(handlers::permissions))
         .routes(routes!(handlers::answer_permission))
-        .routes(routes!(handlers::metrics))
         .routes(routes!(compat::openai::chat_completions))
         .routes(routes!(compat::openai::models))
         .routes(routes!(compat::anthropic::messages))
+}
+
+/// /metrics, behind the operator's metrics key when there is one.
+fn metrics_routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new().routes(routes!(handlers::metrics))
 }
 
 /// The routes anyone may ask.
@@ -107,9 +142,11 @@ fn public_routes() -> OpenApiRouter<ApiState> {
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     use utoipa::OpenApi;
     let (_, keyed) = keyed_routes().split_for_parts();
+    let (_, metrics) = metrics_routes().split_for_parts();
     let (_, public) = public_routes().split_for_parts();
     let mut document = openapi::ApiDoc::openapi();
     document.merge(keyed);
+    document.merge(metrics);
     document.merge(public);
     document
 }
@@ -120,6 +157,7 @@ pub fn openapi_document() -> utoipa::openapi::OpenApi {
 fn observed<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
     router.layer(
         ServiceBuilder::new()
+            .layer(middleware::from_fn(observe::drop_unusable_request_id))
             .layer(observe::set_request_id())
             .layer(observe::propagate_request_id())
             .layer(
@@ -234,9 +272,30 @@ mod tests {
             .unwrap();
         let response = app().oneshot(request).await.unwrap();
         assert_eq!(response.headers()["x-request-id"], "from-the-client-42");
-        let request = Request::get("/ok").body(Body::empty()).unwrap();
+        let long = "x".repeat(129);
+        for sent in [
+            None,
+            Some(long.as_str()),
+            Some("two words"),
+            Some("caf\u{e9}"),
+        ] {
+            let mut request = Request::get("/ok");
+            if let Some(sent) = sent {
+                request = request.header("x-request-id", sent);
+            }
+            let response = app()
+                .oneshot(request.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            let made = response.headers()["x-request-id"].to_str().unwrap();
+            assert!(uuid::Uuid::try_parse(made).is_ok(), "{sent:?}: {made}");
+        }
+        let longest = "y".repeat(128);
+        let request = Request::get("/ok")
+            .header("x-request-id", &longest)
+            .body(Body::empty())
+            .unwrap();
         let response = app().oneshot(request).await.unwrap();
-        let made = response.headers()["x-request-id"].to_str().unwrap();
-        assert!(uuid::Uuid::try_parse(made).is_ok(), "{made}");
+        assert_eq!(response.headers()["x-request-id"], longest.as_str());
     }
 }

@@ -20,6 +20,23 @@ use crate::metrics::Metrics;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The longest `x-request-id` kept from a client; a longer one, or one with other than
+/// printable ASCII, is replaced by a new one (it is on every log line of the request).
+const MAX_REQUEST_ID: usize = 128;
+
+/// Drops a client's `x-request-id` that is too long or not printable, so that one is made.
+pub async fn drop_unusable_request_id(mut request: Request, next: Next) -> Response {
+    let usable = |id: &axum::http::HeaderValue| {
+        let id = id.as_bytes();
+        !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.iter().all(|b| b.is_ascii_graphic())
+    };
+    let ids = request.headers().get_all(REQUEST_ID);
+    if ids.iter().count() > 1 || ids.iter().any(|id| !usable(id)) {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(request).await
+}
+
 pub fn set_request_id() -> SetRequestIdLayer<MakeRequestUuid> {
     SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid)
 }

@@ -1,5 +1,6 @@
 //! The accept loop, in our own hands rather than `axum::serve`'s: that gives hyper a timer
-//! (so a client trickling its headers is cut off), a cap on open connections, and TCP_NODELAY.
+//! (so a client that is silent or trickles its headers is cut off), a cap on open
+//! connections, and TCP_NODELAY.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,7 +32,12 @@ pub async fn serve(
     metrics: Arc<Metrics>,
     stopping: CancellationToken,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // HTTP/1 only: to tell HTTP/2 from HTTP/1, the automatic builder reads a connection's
+    // first bytes with no time limit, so a connection that sends none (or a few) held its slot
+    // for as long as it stayed open. HTTP/1's own header timer starts with the connection
+    // (and again after each response), silent or not. No client of the proxy speaks HTTP/2
+    // without TLS, and TLS ends in front of it.
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
     builder
         .http1()
         .timer(TokioTimer::new())
@@ -63,7 +69,7 @@ pub async fn serve(
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(tcp), service)
+            .serve_connection(TokioIo::new(tcp), service)
             .into_owned();
         let connection = graceful.watch(connection);
         connections.spawn(async move {

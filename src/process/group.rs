@@ -2,6 +2,7 @@
 
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
 
 /// The CLI's process group. The CLI is spawned as the leader of a new group, so the group id
@@ -30,6 +31,29 @@ impl ProcessGroup {
     pub fn is_alive(self) -> bool {
         !matches!(killpg(self.0, None), Err(Errno::ESRCH))
     }
+
+    /// Reaps the processes of the group that have exited and are this process's to reap: with
+    /// the server a child subreaper ([`become_subreaper`]), what the leader left behind becomes
+    /// ours once the leader is gone (bubblewrap's init, which outlives the bwrap that reports
+    /// the sandbox's exit, among them). Call it only once the leader itself has been reaped by
+    /// its own waiter, or this would take the leader's exit status from it.
+    pub fn reap_exited(self) {
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG;
+        // Each call reaps one; it stops at "none has exited" or "none of ours is left".
+        while let Ok(status) = waitid(Id::PGid(self.0), flags) {
+            if status == WaitStatus::StillAlive {
+                break;
+            }
+        }
+    }
+}
+
+/// Makes this process the reaper of its descendants' orphans, in place of PID 1: a process that
+/// a CLI leaves behind is then reaped by the server as soon as it exits (see
+/// [`ProcessGroup::reap_exited`]), instead of lingering as a zombie in the CLI's group until an
+/// init that may never reap it (a container's first process often does not) gets to it.
+pub fn become_subreaper() -> std::io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(std::io::Error::from)
 }
 
 /// Names a signal the way people know it ("SIGTERM"), or its number when it has no name.

@@ -14,10 +14,12 @@ mod spawn;
 mod supervise;
 pub mod watchdog;
 
+pub use watchdog::Status as WatchdogStatus;
+
 pub use brief::{Brief, run_briefly};
 pub use env::child_environment;
-pub use group::{ProcessGroup, signal_name};
+pub use group::{ProcessGroup, become_subreaper, signal_name};
 pub use lines::{Frame, LineReader};
 pub use sandbox::{Confinement, Sandbox, SandboxError};
-pub use spawn::{Input, Spec, spawn};
+pub use spawn::{Input, Spec, find_program, spawn};
 pub use supervise::{Ending, Exit, Limits, Outcome, Spawned};

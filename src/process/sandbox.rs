@@ -58,7 +58,8 @@ pub enum SandboxError {
 impl Sandbox {
     /// Finds bwrap on PATH and checks, by running `true` in a sandbox, that it works here.
     pub fn probe(hidden: Vec<PathBuf>) -> Result<Self, SandboxError> {
-        let bwrap = find_on_path("bwrap").ok_or(SandboxError::NotInstalled)?;
+        let bwrap =
+            super::find_program(Path::new("bwrap")).map_err(|_| SandboxError::NotInstalled)?;
         let sandbox = Self { bwrap, hidden };
         let scratch = std::env::temp_dir();
         let confinement = Confinement {
@@ -107,6 +108,10 @@ impl Sandbox {
             "--unshare-ipc".as_ref(),
             "--unshare-uts".as_ref(),
             "--unshare-cgroup-try".as_ref(),
+            // Besides the watchdog: bwrap and everything in the sandbox get SIGKILL when the
+            // server dies. (bwrap asks it of the thread that spawned it, and the server spawns
+            // from the runtime's worker threads, which live as long as it does.)
+            "--die-with-parent".as_ref(),
             "--hostname".as_ref(),
             "agent".as_ref(),
             "--cap-drop".as_ref(),
@@ -197,17 +202,4 @@ impl Sandbox {
         bwrap.extend(args.iter().map(OsString::from));
         (self.bwrap.clone(), bwrap)
     }
-}
-
-/// The first executable of this name on PATH.
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| {
-            p.metadata()
-                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-                .unwrap_or(false)
-        })
 }

@@ -19,6 +19,7 @@ use bytes::Bytes;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep, sleep_until};
 use tokio_util::sync::CancellationToken;
@@ -258,6 +259,10 @@ impl Spawned {
         on_lines: &mut impl FnMut(Vec<Frame>),
     ) {
         let group = self.group();
+        // Whatever of the group exits from now on is announced by SIGCHLD, when the server
+        // is its subreaper: listened for before the first look, so no exit falls in between.
+        let mut child_exited = signal(SignalKind::child()).ok();
+        group.reap_exited();
         let mut group_alive = group.is_alive();
         if group_alive {
             termination.begin(group, self.limits.stop_grace);
@@ -267,9 +272,14 @@ impl Spawned {
         while group_alive || !output.finished() {
             tokio::select! {
                 () = sleep_until_some(termination.kill_at()), if group_alive => termination.kill(group),
+                Some(()) = recv_some(&mut child_exited), if group_alive => {
+                    group.reap_exited();
+                    group_alive = group.is_alive();
+                }
                 () = sleep(GROUP_POLL), if group_alive => {
-                    // After SIGKILL whatever still shows is a zombie waiting for its new parent
-                    // to reap it, which is not ours to do.
+                    group.reap_exited();
+                    // After SIGKILL whatever still shows is a zombie waiting for a parent other
+                    // than this server to reap it, which is not ours to do.
                     group_alive = !termination.is_killed() && group.is_alive();
                 }
                 () = sleep_until(output_deadline), if !output.finished() => {
@@ -296,6 +306,14 @@ async fn changed(receiver: &mut Option<watch::Receiver<bool>>) {
         *receiver = None;
     }
     std::future::pending().await
+}
+
+/// The next signal; never, without a listener.
+async fn recv_some(listener: &mut Option<SignalStream>) -> Option<()> {
+    match listener {
+        Some(listener) => listener.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn sleep_until_some(deadline: Option<Instant>) {
