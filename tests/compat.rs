@@ -343,3 +343,47 @@ async fn limits_and_a_missing_cli_answer_in_the_apis_shapes() {
     })
     .await;
 }
+
+/// `stream` is a boolean in both APIs: anything else is the API's 400, and no CLI runs.
+#[tokio::test]
+async fn a_stream_that_is_not_a_boolean_is_refused_in_the_apis_formats() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        let openai = proxy
+            .post(
+                "/v1/chat/completions",
+                &serde_json::json!({"model": "sonnet", "stream": "yes",
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        let status = openai.status();
+        let openai: Value = openai.json().await.unwrap();
+        assert_eq!(status, 400, "{openai}");
+        assert_eq!(openai["error"]["type"], "invalid_request_error", "{openai}");
+        assert_eq!(openai["error"]["param"], "stream", "{openai}");
+
+        let anthropic = proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 10, "stream": "yes",
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        let status = anthropic.status();
+        let anthropic: Value = anthropic.json().await.unwrap();
+        assert_eq!(status, 400, "{anthropic}");
+        assert_eq!(anthropic["type"], "error", "{anthropic}");
+        assert_eq!(anthropic["error"]["type"], "invalid_request_error");
+        assert!(
+            anthropic["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("stream:"),
+            "{anthropic}"
+        );
+        assert_eq!(fake.runs(), 0);
+    })
+    .await;
+}

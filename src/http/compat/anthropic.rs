@@ -120,7 +120,7 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
     }
     Ok(Asked {
         turn: super::chat_turn(API, model, system, turns)?,
-        stream: request["stream"] == true,
+        stream: super::stream_of(API, &request)?,
     })
 }
 

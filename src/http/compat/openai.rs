@@ -110,7 +110,7 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             (!system.is_empty()).then(|| system.join("\n\n")),
             turns,
         )?,
-        stream: request["stream"] == true,
+        stream: super::stream_of(API, &request)?,
         include_usage: request["stream_options"]["include_usage"] == true,
     })
 }
