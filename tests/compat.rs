@@ -387,3 +387,59 @@ async fn a_stream_that_is_not_a_boolean_is_refused_in_the_apis_formats() {
     })
     .await;
 }
+
+/// A CLI that writes its successful result without the partial messages (no `stream_event`
+/// line): the streamed Messages API answer is that result, as the API's events.
+#[tokio::test]
+async fn a_streamed_message_whose_cli_gave_only_its_result_streams_the_result() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        let response = proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 10, "stream": true,
+                    "messages": [{"role": "user", "content": "@result the whole reply"}]}),
+            )
+            .await;
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let events: Vec<(&str, Value)> = body
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| {
+                let (name, data) = e
+                    .strip_prefix("event: ")
+                    .and_then(|e| e.split_once("\ndata: "))
+                    .unwrap_or_else(|| panic!("an event with its data: {body}"));
+                (name, serde_json::from_str(data).unwrap())
+            })
+            .collect();
+        let names: Vec<&str> = events.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ],
+            "{body}"
+        );
+        for (name, data) in &events {
+            assert_eq!(data["type"], *name, "{body}");
+        }
+        assert_eq!(events[0].1["message"]["role"], "assistant", "{body}");
+        assert_eq!(events[2].1["delta"]["text"], "the whole reply", "{body}");
+        assert_eq!(events[4].1["delta"]["stop_reason"], "end_turn", "{body}");
+        assert!(
+            events[5].1["x_claude_proxy"]["session_id"].is_string(),
+            "{body}"
+        );
+    })
+    .await;
+}
