@@ -443,3 +443,67 @@ async fn a_streamed_message_whose_cli_gave_only_its_result_streams_the_result() 
     })
     .await;
 }
+
+/// Two 1x1 PNGs: which API sent an image shows in what reached the Messages API.
+const PNG_FROM_OPENAI: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+const PNG_FROM_ANTHROPIC: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+/// A user message of an image and no text is a question both APIs take: it reaches the API as
+/// that image, and the reply comes back.
+#[tokio::test]
+async fn an_image_only_user_message_reaches_the_api_from_both_apis() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([]).await;
+        let openai = setup
+            .proxy
+            .post(
+                "/v1/chat/completions",
+                &serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_FROM_OPENAI}")}},
+                ]}]}),
+            )
+            .await;
+        let status = openai.status();
+        let openai: Value = openai.json().await.unwrap();
+        assert_eq!(status, 200, "{openai}");
+        assert_eq!(
+            openai["choices"][0]["message"]["content"],
+            support::anthropic::DEFAULT_TEXT,
+            "{openai}"
+        );
+        let anthropic = setup
+            .proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_FROM_ANTHROPIC}},
+                ]}]}),
+            )
+            .await;
+        let status = anthropic.status();
+        let anthropic: Value = anthropic.json().await.unwrap();
+        assert_eq!(status, 200, "{anthropic}");
+        assert_eq!(
+            anthropic["content"][0]["text"],
+            support::anthropic::DEFAULT_TEXT,
+            "{anthropic}"
+        );
+
+        let requests = setup.standin.requests();
+        for png in [PNG_FROM_OPENAI, PNG_FROM_ANTHROPIC] {
+            let image_block = serde_json::json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}});
+            assert!(
+                requests
+                    .iter()
+                    .filter_map(|r| r["messages"].as_array())
+                    .flatten()
+                    .any(|message| message["role"] == "user"
+                        && message["content"]
+                            .as_array()
+                            .is_some_and(|blocks| blocks.contains(&image_block))),
+                "the image reached the API as an image block: {requests:?}"
+            );
+        }
+    })
+    .await;
+}
