@@ -507,3 +507,69 @@ async fn an_image_only_user_message_reaches_the_api_from_both_apis() {
     })
     .await;
 }
+
+/// An image is what its media type says, by its first bytes (the magic of each type both APIs
+/// take): other bytes are the API's 400, naming the part, and no CLI runs.
+#[tokio::test]
+async fn an_image_whose_bytes_are_not_its_media_type_is_refused_naming_the_part() {
+    use base64::Engine as _;
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        // Text labelled a PNG, and a PNG labelled a JPEG.
+        let not_a_png = base64::engine::general_purpose::STANDARD.encode(b"just some text, no image");
+        for (media_type, data) in [("image/png", not_a_png.as_str()), ("image/jpeg", PNG_FROM_OPENAI)] {
+            let openai = proxy
+                .post(
+                    "/v1/chat/completions",
+                    &serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "What is in it?"},
+                        {"type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}},
+                    ]}]}),
+                )
+                .await;
+            assert_eq!(openai.status(), 400, "{media_type}");
+            let openai: Value = openai.json().await.unwrap();
+            assert_eq!(openai["error"]["type"], "invalid_request_error", "{openai}");
+            assert_eq!(openai["error"]["param"], "messages[0].content[1]", "{openai}");
+            assert!(
+                openai["error"]["message"].as_str().unwrap().contains(media_type),
+                "{openai}"
+            );
+
+            let anthropic = proxy
+                .post(
+                    "/v1/messages",
+                    &serde_json::json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "What is in it?"},
+                        {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}},
+                    ]}]}),
+                )
+                .await;
+            assert_eq!(anthropic.status(), 400, "{media_type}");
+            let anthropic: Value = anthropic.json().await.unwrap();
+            assert_eq!(anthropic["error"]["type"], "invalid_request_error", "{anthropic}");
+            let message = anthropic["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("messages[0].content[1]") && message.contains(media_type),
+                "{anthropic}"
+            );
+        }
+        assert_eq!(fake.runs(), 0);
+
+        // The image as it says it is passes on.
+        let accepted = proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "What is in it?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_FROM_OPENAI}},
+                ]}]}),
+            )
+            .await;
+        assert_eq!(accepted.status(), 200);
+        assert_eq!(fake.runs(), 1);
+    })
+    .await;
+}

@@ -35,7 +35,15 @@ fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), Comp
     for (n, block) in blocks.iter().enumerate() {
         match block["type"].as_str() {
             Some("text") => texts.push(block["text"].as_str().unwrap_or_default()),
-            Some("image") if block["source"]["type"] == "base64" => images.push(block.clone()),
+            Some("image") if block["source"]["type"] == "base64" => {
+                let source = &block["source"];
+                crate::agent::check_image_magic(
+                    source["media_type"].as_str().unwrap_or_default(),
+                    source["data"].as_str().unwrap_or_default(),
+                )
+                .map_err(|reason| CompatError::invalid(API, format!("{field}[{n}]"), reason))?;
+                images.push(block.clone());
+            }
             Some("image") => {
                 return Err(CompatError::invalid(
                     API,

@@ -141,6 +141,8 @@ fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), Comp
                         "only data URLs (data:image/png;base64,...) are taken: the proxy fetches nothing",
                     ));
                 };
+                crate::agent::check_image_magic(media_type, data)
+                    .map_err(|reason| CompatError::invalid(API, at(), reason))?;
                 images.push(json!({
                     "type": "image",
                     "source": {"type": "base64", "media_type": media_type, "data": data},
