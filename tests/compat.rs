@@ -343,3 +343,233 @@ async fn limits_and_a_missing_cli_answer_in_the_apis_shapes() {
     })
     .await;
 }
+
+/// `stream` is a boolean in both APIs: anything else is the API's 400, and no CLI runs.
+#[tokio::test]
+async fn a_stream_that_is_not_a_boolean_is_refused_in_the_apis_formats() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        let openai = proxy
+            .post(
+                "/v1/chat/completions",
+                &serde_json::json!({"model": "sonnet", "stream": "yes",
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        let status = openai.status();
+        let openai: Value = openai.json().await.unwrap();
+        assert_eq!(status, 400, "{openai}");
+        assert_eq!(openai["error"]["type"], "invalid_request_error", "{openai}");
+        assert_eq!(openai["error"]["param"], "stream", "{openai}");
+
+        let anthropic = proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 10, "stream": "yes",
+                    "messages": [{"role": "user", "content": "hi"}]}),
+            )
+            .await;
+        let status = anthropic.status();
+        let anthropic: Value = anthropic.json().await.unwrap();
+        assert_eq!(status, 400, "{anthropic}");
+        assert_eq!(anthropic["type"], "error", "{anthropic}");
+        assert_eq!(anthropic["error"]["type"], "invalid_request_error");
+        assert!(
+            anthropic["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("stream:"),
+            "{anthropic}"
+        );
+        assert_eq!(fake.runs(), 0);
+    })
+    .await;
+}
+
+/// A CLI that writes its successful result without the partial messages (no `stream_event`
+/// line): the streamed Messages API answer is that result, as the API's events.
+#[tokio::test]
+async fn a_streamed_message_whose_cli_gave_only_its_result_streams_the_result() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        let response = proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 10, "stream": true,
+                    "messages": [{"role": "user", "content": "@result the whole reply"}]}),
+            )
+            .await;
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let events: Vec<(&str, Value)> = body
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| {
+                let (name, data) = e
+                    .strip_prefix("event: ")
+                    .and_then(|e| e.split_once("\ndata: "))
+                    .unwrap_or_else(|| panic!("an event with its data: {body}"));
+                (name, serde_json::from_str(data).unwrap())
+            })
+            .collect();
+        let names: Vec<&str> = events.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names,
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ],
+            "{body}"
+        );
+        for (name, data) in &events {
+            assert_eq!(data["type"], *name, "{body}");
+        }
+        assert_eq!(events[0].1["message"]["role"], "assistant", "{body}");
+        assert_eq!(events[2].1["delta"]["text"], "the whole reply", "{body}");
+        assert_eq!(events[4].1["delta"]["stop_reason"], "end_turn", "{body}");
+        assert!(
+            events[5].1["x_claude_proxy"]["session_id"].is_string(),
+            "{body}"
+        );
+    })
+    .await;
+}
+
+/// Two 1x1 PNGs: which API sent an image shows in what reached the Messages API.
+const PNG_FROM_OPENAI: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==";
+const PNG_FROM_ANTHROPIC: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
+
+/// A user message of an image and no text is a question both APIs take: it reaches the API as
+/// that image, and the reply comes back.
+#[tokio::test]
+async fn an_image_only_user_message_reaches_the_api_from_both_apis() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([]).await;
+        let openai = setup
+            .proxy
+            .post(
+                "/v1/chat/completions",
+                &serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{PNG_FROM_OPENAI}")}},
+                ]}]}),
+            )
+            .await;
+        let status = openai.status();
+        let openai: Value = openai.json().await.unwrap();
+        assert_eq!(status, 200, "{openai}");
+        assert_eq!(
+            openai["choices"][0]["message"]["content"],
+            support::anthropic::DEFAULT_TEXT,
+            "{openai}"
+        );
+        let anthropic = setup
+            .proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 100, "messages": [{"role": "user", "content": [
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_FROM_ANTHROPIC}},
+                ]}]}),
+            )
+            .await;
+        let status = anthropic.status();
+        let anthropic: Value = anthropic.json().await.unwrap();
+        assert_eq!(status, 200, "{anthropic}");
+        assert_eq!(
+            anthropic["content"][0]["text"],
+            support::anthropic::DEFAULT_TEXT,
+            "{anthropic}"
+        );
+
+        let requests = setup.standin.requests();
+        for png in [PNG_FROM_OPENAI, PNG_FROM_ANTHROPIC] {
+            let image_block = serde_json::json!({"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}});
+            assert!(
+                requests
+                    .iter()
+                    .filter_map(|r| r["messages"].as_array())
+                    .flatten()
+                    .any(|message| message["role"] == "user"
+                        && message["content"]
+                            .as_array()
+                            .is_some_and(|blocks| blocks.contains(&image_block))),
+                "the image reached the API as an image block: {requests:?}"
+            );
+        }
+    })
+    .await;
+}
+
+/// An image is what its media type says, by its first bytes (the magic of each type both APIs
+/// take): other bytes are the API's 400, naming the part, and no CLI runs.
+#[tokio::test]
+async fn an_image_whose_bytes_are_not_its_media_type_is_refused_naming_the_part() {
+    use base64::Engine as _;
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        // Text labelled a PNG, and a PNG labelled a JPEG.
+        let not_a_png = base64::engine::general_purpose::STANDARD.encode(b"just some text, no image");
+        for (media_type, data) in [("image/png", not_a_png.as_str()), ("image/jpeg", PNG_FROM_OPENAI)] {
+            let openai = proxy
+                .post(
+                    "/v1/chat/completions",
+                    &serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "What is in it?"},
+                        {"type": "image_url", "image_url": {"url": format!("data:{media_type};base64,{data}")}},
+                    ]}]}),
+                )
+                .await;
+            assert_eq!(openai.status(), 400, "{media_type}");
+            let openai: Value = openai.json().await.unwrap();
+            assert_eq!(openai["error"]["type"], "invalid_request_error", "{openai}");
+            assert_eq!(openai["error"]["param"], "messages[0].content[1]", "{openai}");
+            assert!(
+                openai["error"]["message"].as_str().unwrap().contains(media_type),
+                "{openai}"
+            );
+
+            let anthropic = proxy
+                .post(
+                    "/v1/messages",
+                    &serde_json::json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": [
+                        {"type": "text", "text": "What is in it?"},
+                        {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}},
+                    ]}]}),
+                )
+                .await;
+            assert_eq!(anthropic.status(), 400, "{media_type}");
+            let anthropic: Value = anthropic.json().await.unwrap();
+            assert_eq!(anthropic["error"]["type"], "invalid_request_error", "{anthropic}");
+            let message = anthropic["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with("messages[0].content[1]") && message.contains(media_type),
+                "{anthropic}"
+            );
+        }
+        assert_eq!(fake.runs(), 0);
+
+        // The image as it says it is passes on.
+        let accepted = proxy
+            .post(
+                "/v1/messages",
+                &serde_json::json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": [
+                    {"type": "text", "text": "What is in it?"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG_FROM_OPENAI}},
+                ]}]}),
+            )
+            .await;
+        assert_eq!(accepted.status(), 200);
+        assert_eq!(fake.runs(), 1);
+    })
+    .await;
+}

@@ -193,8 +193,14 @@ impl Agents {
             Some(_) => turn.last,
             None => transcript(&turn.earlier, &turn.last),
         };
+        // Images alone are a question: the CLI gets them without a text block (the API refuses
+        // an empty one), and the check, which wants a prompt, gets a stand-in the CLI never sees.
+        let images_only = prompt.trim().is_empty() && !turn.images.is_empty();
         let request = AgentRequest {
-            prompt,
+            prompt: match images_only {
+                true => "(images)".to_owned(),
+                false => prompt,
+            },
             session_id: resumed.map(|s| s.to_string()),
             model: Some(model),
             detach_on_disconnect: false,
@@ -217,8 +223,9 @@ impl Agents {
         run.partial_messages = true;
         run.fork_session = resumed.is_some();
         if !turn.images.is_empty() {
-            let mut blocks = vec![serde_json::json!({"type": "text", "text": run.prompt})];
-            blocks.extend(turn.images);
+            let text =
+                (!images_only).then(|| serde_json::json!({"type": "text", "text": run.prompt}));
+            let blocks: Vec<serde_json::Value> = text.into_iter().chain(turn.images).collect();
             run.message = Some(super::MessageContent::check(
                 serde_json::Value::Array(blocks),
                 self.core.settings.max_image_bytes,

@@ -74,6 +74,36 @@ const IMAGE_TYPES: [&str; 4] = ["image/png", "image/jpeg", "image/gif", "image/w
 /// Blocks one message may hold.
 const MAX_BLOCKS: usize = 100;
 
+/// Checks that base64 `data` starts as an image of `media_type` does, by the magic bytes of
+/// the types the Messages API takes (PNG, JPEG, GIF, WebP): the API would refuse other bytes,
+/// but only once the CLI runs, as the CLI's failure. Err says why not. Only the first bytes
+/// are decoded.
+pub fn check_image_magic(media_type: &str, data: &str) -> Result<(), String> {
+    // 16 base64 characters are 12 bytes, enough for each type's magic (WebP's is the longest).
+    let head = data.get(..16).unwrap_or(data);
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(head)
+        .map_err(|err| format!("an image's data is not base64: {err}"))?;
+    let is_type = match media_type {
+        "image/png" => bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "image/jpeg" => bytes.starts_with(b"\xff\xd8\xff"),
+        "image/gif" => bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a"),
+        "image/webp" => bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WEBP"),
+        _ => {
+            return Err(format!(
+                "an image's media_type must be one of {}",
+                IMAGE_TYPES.join(", ")
+            ));
+        }
+    };
+    match is_type {
+        true => Ok(()),
+        false => Err(format!(
+            "the data does not start as an {media_type} image does"
+        )),
+    }
+}
+
 impl MessageContent {
     /// Checks `content`: a non-empty string, or 1 to 100 blocks, each
     /// `{"type":"text","text":...}` or
@@ -204,6 +234,42 @@ mod tests {
             {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}},
         ]);
         assert_eq!(check(blocks.clone()).unwrap().to_cli(), blocks);
+    }
+
+    #[test]
+    fn an_image_is_the_type_its_first_bytes_say() {
+        let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let png = encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR");
+        let jpeg = encode(b"\xff\xd8\xff\xe0\0\x10JFIF\0");
+        let gif87 = encode(b"GIF87a\x01\0\x01\0");
+        let gif89 = encode(b"GIF89a\x01\0\x01\0");
+        let webp = encode(b"RIFF\x24\0\0\0WEBPVP8 ");
+        let typed = [
+            ("image/png", &png),
+            ("image/jpeg", &jpeg),
+            ("image/gif", &gif87),
+            ("image/gif", &gif89),
+            ("image/webp", &webp),
+        ];
+        for (media_type, data) in typed {
+            assert_eq!(check_image_magic(media_type, data), Ok(()), "{media_type}");
+            for (other, _) in typed.iter().filter(|(other, _)| *other != media_type) {
+                assert!(
+                    check_image_magic(other, data).is_err(),
+                    "{media_type} as {other}"
+                );
+            }
+        }
+        // Too short for its magic, text, a RIFF that is not WebP, an unknown type, not base64.
+        for (media_type, data) in [
+            ("image/png", encode(b"\x89PNG")),
+            ("image/png", encode(b"just some text")),
+            ("image/webp", encode(b"RIFF\x24\0\0\0WAVEfmt ")),
+            ("image/bmp", encode(b"BM\0\0\0\0")),
+            ("image/png", "not base64!".to_owned()),
+        ] {
+            assert!(check_image_magic(media_type, &data).is_err(), "{data}");
+        }
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
 pub use launch::Launched;
 pub use log::{LogReader, Read};
 pub use login::CliLogin;
-pub use message::{MessageBlockSchema, MessageContent, MessageRequest};
+pub use message::{MessageBlockSchema, MessageContent, MessageRequest, check_image_magic};
 pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use reader::{EventReader, RemoteReader};
 pub use request::{AgentRequest, AgentUpdate, Run, parse_model};

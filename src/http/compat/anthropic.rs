@@ -35,7 +35,15 @@ fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), Comp
     for (n, block) in blocks.iter().enumerate() {
         match block["type"].as_str() {
             Some("text") => texts.push(block["text"].as_str().unwrap_or_default()),
-            Some("image") if block["source"]["type"] == "base64" => images.push(block.clone()),
+            Some("image") if block["source"]["type"] == "base64" => {
+                let source = &block["source"];
+                crate::agent::check_image_magic(
+                    source["media_type"].as_str().unwrap_or_default(),
+                    source["data"].as_str().unwrap_or_default(),
+                )
+                .map_err(|reason| CompatError::invalid(API, format!("{field}[{n}]"), reason))?;
+                images.push(block.clone());
+            }
             Some("image") => {
                 return Err(CompatError::invalid(
                     API,
@@ -120,7 +128,7 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
     }
     Ok(Asked {
         turn: super::chat_turn(API, model, system, turns)?,
-        stream: request["stream"] == true,
+        stream: super::stream_of(API, &request)?,
     })
 }
 
@@ -151,7 +159,7 @@ pub async fn messages(
     let (agent_id, turn) = super::start_turn(&state, client, API, asked.turn).await?;
     let id = format!("msg_{}", agent_id.simple());
     if asked.stream {
-        return stream(turn).await;
+        return stream(turn, &id, &model).await;
     }
     let WholeReply {
         text,
@@ -194,6 +202,31 @@ fn event(event: &Value) -> Bytes {
     Bytes::from(format!("event: {name}\ndata: {event}\n\n"))
 }
 
+/// A reply the CLI gave only in its result, as the Messages API streams a message: one text
+/// block, then the stop; `message_stop` carries the run's cost and session.
+fn result_events(id: &str, model: &str, end: &TurnEnd) -> Bytes {
+    let usage = usage(end);
+    let mut stop = json!({"type": "message_stop"});
+    stop["x_claude_proxy"] = end.extension();
+    [
+        json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": null, "stop_sequence": null, "usage": usage,
+        }}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": end.result_text()}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+            "usage": {"output_tokens": usage["output_tokens"]}}),
+        stop,
+    ]
+    .iter()
+    .map(event)
+    .collect::<Vec<_>>()
+    .concat()
+    .into()
+}
+
 /// An event of the API, passed on as the CLI wrote it.
 fn api_event(event: &ApiEvent, out: &mut BytesMut) {
     for part in [
@@ -210,22 +243,16 @@ fn api_event(event: &ApiEvent, out: &mut BytesMut) {
 /// Streams the Messages API's events. The answer's status is only given once the CLI has
 /// passed one on: a CLI that fails before that is an error answer, not a stream.
 /// `message_stop` waits for the result, so that it carries the run's cost and session.
-async fn stream(mut turn: Turn) -> Result<Response, CompatError> {
+async fn stream(mut turn: Turn, id: &str, model: &str) -> Result<Response, CompatError> {
     let first = loop {
         match turn.next().await {
             Step::Api(event) => break event,
             Step::Other => {}
+            Step::End(end) if end.failed() => return Err(CompatError::cli_failed(API, &end)),
             Step::End(end) => {
-                let end = if end.failed() {
-                    end
-                } else {
-                    // Done without a word from the API: nothing to stream.
-                    TurnEnd {
-                        status: Some("failed".into()),
-                        ..end
-                    }
-                };
-                return Err(CompatError::cli_failed(API, &end));
+                // Done without a partial message: the whole reply is the result's.
+                let events = result_events(id, model, &end);
+                return Ok(crate::http::sse::response(Body::from(events)));
             }
         }
     };

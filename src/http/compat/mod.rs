@@ -616,6 +616,15 @@ impl Turn {
     }
 }
 
+/// `stream`, as both APIs take it: a boolean, or absent (null) for an answer not streamed.
+pub fn stream_of(api: Api, request: &Value) -> Result<bool, CompatError> {
+    match &request["stream"] {
+        Value::Null => Ok(false),
+        Value::Bool(stream) => Ok(*stream),
+        _ => Err(CompatError::invalid(api, "stream", "must be true or false")),
+    }
+}
+
 /// The text of a message's content: a string, or its text parts joined.
 pub fn text_of(content: &Value) -> Option<String> {
     match content {

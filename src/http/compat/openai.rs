@@ -110,7 +110,7 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             (!system.is_empty()).then(|| system.join("\n\n")),
             turns,
         )?,
-        stream: request["stream"] == true,
+        stream: super::stream_of(API, &request)?,
         include_usage: request["stream_options"]["include_usage"] == true,
     })
 }
@@ -141,6 +141,8 @@ fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), Comp
                         "only data URLs (data:image/png;base64,...) are taken: the proxy fetches nothing",
                     ));
                 };
+                crate::agent::check_image_magic(media_type, data)
+                    .map_err(|reason| CompatError::invalid(API, at(), reason))?;
                 images.push(json!({
                     "type": "image",
                     "source": {"type": "base64", "media_type": media_type, "data": data},
