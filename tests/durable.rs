@@ -344,6 +344,24 @@ async fn a_killed_agent_counts_the_events_it_has_and_those_lost_and_its_time_end
             ended <= killed,
             "complete says the agent ran until {ended}, after the kill at {killed}"
         );
+
+        // Past its last event, read back from the store, there is nothing to wait for.
+        let last = all.last().unwrap().id_number();
+        let response = proxy
+            .client
+            .get(proxy.url(&format!("/agent/{id}/events?after={}", last + 1)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 416);
+        let detail = response.json::<Value>().await.unwrap()["detail"].clone();
+        assert!(
+            detail.as_str().unwrap().starts_with(&format!(
+                "after {} is past the last event, {last}",
+                last + 1
+            )),
+            "{detail}"
+        );
     })
     .await;
 }

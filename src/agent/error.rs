@@ -79,6 +79,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A position in an agent's events past its last one, when the agent has ended: no event
+    /// will ever follow it.
+    #[error("{after} is past the last event, {last}: the agent has ended")]
+    PastLastEvent { after: u64, last: u64 },
+
     /// The database that instances share cannot be reached.
     #[error("the shared database cannot be reached: {0}; retry")]
     SharedStore(String),
@@ -98,6 +103,7 @@ pub enum ErrorKind {
     CliUnavailable,
     InstanceDidNotAnswer,
     SharedStore,
+    PastTheEnd,
 }
 
 impl Error {
@@ -118,6 +124,7 @@ impl Error {
             Error::Elsewhere { kind, .. } => *kind,
             Error::InstanceDidNotAnswer { .. } => ErrorKind::InstanceDidNotAnswer,
             Error::SharedStore(_) => ErrorKind::SharedStore,
+            Error::PastLastEvent { .. } => ErrorKind::PastTheEnd,
         }
     }
 }

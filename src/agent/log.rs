@@ -179,6 +179,13 @@ impl EventLog {
         }
     }
 
+    /// The id of the last event, when the log is closed (it has `complete`) and `cursor` is
+    /// past it: no event will ever follow `cursor`.
+    pub fn closed_before(&self, cursor: u64) -> Option<u64> {
+        let state = self.lock();
+        (state.closed && cursor > state.newest).then_some(state.newest)
+    }
+
     pub fn stats(&self) -> LogStats {
         let state = self.lock();
         LogStats {
