@@ -386,6 +386,98 @@ async fn many_live_streams_of_ten_megabyte_lines_each_get_every_line_in_bounded_
     .await;
 }
 
+/// GET /agent/{id}/events after a position with `Last-Event-ID` or `?after`.
+async fn events_after(
+    server: &TestServer,
+    id: &str,
+    position: u64,
+    header: bool,
+) -> reqwest::Response {
+    let path = format!("/agent/{id}/events");
+    let request = if header {
+        server
+            .client
+            .get(server.url(&path))
+            .header("last-event-id", position.to_string())
+    } else {
+        server
+            .client
+            .get(server.url(&format!("{path}?after={position}")))
+    };
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_position_past_the_last_event_is_waited_for_while_the_agent_runs_then_refused_naming_the_last()
+ {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let go = server.fake.dir.path().join("go");
+        let (id, _) = server
+            .start_agent(&format!(
+                "@text first\n@wait-for {}\n@lines 5\n@result",
+                go.display()
+            ))
+            .await;
+        let mut reader = events_reader(&server, &format!("/agent/{id}/events"), None).await;
+        let mut newest = 0;
+        while newest == 0 {
+            let event = reader.next().await.unwrap();
+            if event.kind() == "assistant" {
+                newest = event.id_number();
+            }
+        }
+        drop(reader);
+
+        // While the agent runs, a position past its newest event waits for the events after
+        // it, on both ways of giving it.
+        let by_header = SseReader::new(events_after(&server, &id, newest + 2, true).await);
+        let by_query = SseReader::new(events_after(&server, &id, newest + 2, false).await);
+        // One past all that it will ever write: five lines, the result and `complete`.
+        let beyond = newest + 100;
+        let response = events_after(&server, &id, beyond, true).await;
+        assert_eq!(
+            response.status(),
+            200,
+            "a running agent's position is waited for"
+        );
+        let waiting_beyond = SseReader::new(response);
+        std::fs::write(&go, "").unwrap();
+        for reader in [by_header, by_query] {
+            let rest = reader.collect_all().await;
+            assert_eq!(rest[0].id_number(), newest + 3, "{rest:#?}");
+            complete_of(&rest);
+        }
+        // The agent ended before it got there: the stream ends, and the client that comes
+        // back is told where the agent's events end instead of an empty stream again.
+        assert_eq!(waiting_beyond.collect_all().await, Vec::<SseEvent>::new());
+        let all = events_reader(&server, &format!("/agent/{id}/events"), None)
+            .await
+            .collect_all()
+            .await;
+        let last = complete_of(&all);
+        let last_id = all.last().unwrap().id_number();
+        assert!(last_id < beyond, "{last}");
+        for header in [true, false] {
+            let response = events_after(&server, &id, beyond, header).await;
+            assert_eq!(response.status(), 416, "after {beyond}, header: {header}");
+            let detail = response.json::<Value>().await.unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(
+                detail.contains(&format!("{beyond} is past the last event, {last_id}")),
+                "{detail}"
+            );
+        }
+        // At the last event itself, there is simply nothing more.
+        let response = events_after(&server, &id, last_id, true).await;
+        assert_eq!(response.status(), 200);
+        assert!(SseReader::new(response).collect_all().await.is_empty());
+    })
+    .await;
+}
+
 const MIB: u64 = 1024 * 1024;
 
 #[tokio::test]

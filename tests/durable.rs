@@ -43,6 +43,7 @@ on_both_engines!(
     agents_results_and_events_are_read_back_whole_after_a_restart,
     an_agent_running_at_a_graceful_shutdown_is_kept_stopped,
     an_agent_running_when_the_proxy_is_killed_is_interrupted_and_nothing_older_is_lost,
+    a_killed_agent_counts_the_events_it_has_and_those_lost_and_its_time_ends_at_the_kill,
     session_owners_survive_a_restart_and_unknown_sessions_are_nobodys,
     retention_by_count_and_time_holds_for_what_was_kept,
 );
@@ -286,6 +287,81 @@ async fn an_agent_running_when_the_proxy_is_killed_is_interrupted_and_nothing_ol
                 .unwrap();
             assert_eq!(check, "ok");
         }
+    })
+    .await;
+}
+
+async fn a_killed_agent_counts_the_events_it_has_and_those_lost_and_its_time_ends_at_the_kill(
+    engine: Engine,
+) {
+    within(TEST_LIMIT, async {
+        let site = Site::new(engine);
+        let mut proxy = site.start(&[]);
+        let mut reader = proxy
+            .stream_with(
+                &json!({"prompt": "@lines 40 100 10\n@hang", "detach_on_disconnect": true}),
+            )
+            .await;
+        let id = reader.next().await.unwrap().json()["agent_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut lines = 0;
+        while lines < 40 {
+            if reader.next().await.unwrap().kind() == "assistant" {
+                lines += 1;
+            }
+        }
+        proxy.signal(Signal::SIGKILL);
+        proxy.exited().await;
+        let killed = chrono::Utc::now();
+        drop(reader);
+
+        let proxy = site.start(&[]);
+        let all = events(&proxy, &id, None).await;
+        let (gaps, readable): (Vec<&SseEvent>, Vec<&SseEvent>) =
+            all.iter().partition(|e| e.event == "gap");
+        let lost: u64 = gaps
+            .iter()
+            .map(|gap| {
+                gap.json()["to"].as_u64().unwrap() - gap.json()["from"].as_u64().unwrap() + 1
+            })
+            .sum();
+        assert!(!gaps.is_empty(), "the kill is a gap: {all:#?}");
+        let (_, agent) = get(&proxy, &format!("/agent/{id}")).await;
+        assert_eq!(
+            (&agent["events"], &agent["dropped_events"]),
+            (&json!(readable.len()), &json!(lost)),
+            "events are those a reader gets, dropped_events the ids its gaps skip: {agent:#}"
+        );
+
+        // Its time ends when the killed proxy last wrote of it, not at the restart.
+        let started: chrono::DateTime<chrono::Utc> =
+            agent["started_at"].as_str().unwrap().parse().unwrap();
+        let duration_ms = complete_of(&all)["duration_ms"].as_i64().unwrap();
+        let ended = started + chrono::Duration::milliseconds(duration_ms);
+        assert!(
+            ended <= killed,
+            "complete says the agent ran until {ended}, after the kill at {killed}"
+        );
+
+        // Past its last event, read back from the store, there is nothing to wait for.
+        let last = all.last().unwrap().id_number();
+        let response = proxy
+            .client
+            .get(proxy.url(&format!("/agent/{id}/events?after={}", last + 1)))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 416);
+        let detail = response.json::<Value>().await.unwrap()["detail"].clone();
+        assert!(
+            detail.as_str().unwrap().starts_with(&format!(
+                "after {} is past the last event, {last}",
+                last + 1
+            )),
+            "{detail}"
+        );
     })
     .await;
 }

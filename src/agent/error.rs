@@ -85,6 +85,11 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A position in an agent's events past its last one, when the agent has ended: no event
+    /// will ever follow it.
+    #[error("{after} is past the last event, {last}: the agent has ended")]
+    PastLastEvent { after: u64, last: u64 },
+
     /// The database that instances share cannot be reached.
     #[error("the shared database cannot be reached: {0}; retry")]
     SharedStore(String),
@@ -104,6 +109,7 @@ pub enum ErrorKind {
     CliUnavailable,
     InstanceDidNotAnswer,
     SharedStore,
+    PastTheEnd,
 }
 
 impl Error {
@@ -126,6 +132,7 @@ impl Error {
             Error::Elsewhere { kind, .. } => *kind,
             Error::InstanceDidNotAnswer { .. } => ErrorKind::InstanceDidNotAnswer,
             Error::SharedStore(_) => ErrorKind::SharedStore,
+            Error::PastLastEvent { .. } => ErrorKind::PastTheEnd,
         }
     }
 }

@@ -179,10 +179,17 @@ impl EventLog {
         }
     }
 
+    /// The id of the last event, when the log is closed (it has `complete`) and `cursor` is
+    /// past it: no event will ever follow `cursor`.
+    pub fn closed_before(&self, cursor: u64) -> Option<u64> {
+        let state = self.lock();
+        (state.closed && cursor > state.newest).then_some(state.newest)
+    }
+
     pub fn stats(&self) -> LogStats {
         let state = self.lock();
         LogStats {
-            events: state.newest,
+            newest: state.newest,
             dropped: state.dropped_through,
         }
     }
@@ -285,10 +292,17 @@ impl Drop for LogReader {
 
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct LogStats {
-    /// Events written so far.
-    pub events: u64,
-    /// Events no longer kept.
+    /// The id of the newest event: events are numbered from 1, with no hole.
+    pub newest: u64,
+    /// Events no longer kept: the oldest ones, up to this id.
     pub dropped: u64,
+}
+
+impl LogStats {
+    /// The events a reader gets.
+    pub fn kept(&self) -> u64 {
+        self.newest - self.dropped
+    }
 }
 
 fn cost(event: &Event) -> usize {

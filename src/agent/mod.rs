@@ -402,17 +402,31 @@ impl Agents {
     }
 
     /// A reader of the agent's events after `cursor`: live from memory while it is there,
-    /// else from the store, live while it runs on another instance.
+    /// else from the store, live while it runs on another instance. While the agent runs, a
+    /// cursor past its newest event waits for the events after it; once it has ended, such a
+    /// cursor is refused, naming its last event.
     pub async fn events(
         &self,
         client: Client,
         agent_id: Uuid,
         cursor: u64,
     ) -> Result<EventReader, Error> {
+        let past = |last| Error::PastLastEvent {
+            after: cursor,
+            last,
+        };
         match self.core.table.log(client, agent_id) {
-            Ok(log) => Ok(EventReader::Live(log.reader(cursor))),
+            Ok(log) => match log.closed_before(cursor) {
+                Some(last) => Err(past(last)),
+                None => Ok(EventReader::Live(log.reader(cursor))),
+            },
             Err(Error::NotFound(_)) => {
                 match (&self.core.store, self.stored(client, agent_id).await) {
+                    (Some(_), Some(record))
+                        if record.info.ended_at.is_some() && cursor > record.newest_event =>
+                    {
+                        Err(past(record.newest_event))
+                    }
                     (Some(store), Some(record)) => {
                         let elsewhere = record.info.ended_at.is_none()
                             && record.instance.as_deref() != Some(&*self.core.settings.instance_id);

@@ -45,6 +45,9 @@ pub struct AgentRecord {
     /// The id of its newest event kept, and of its oldest (0: none), as the store knows them.
     pub newest_event: u64,
     pub oldest_event: u64,
+    /// How many of its events a reader gets: the ids up to `newest_event` that are missing
+    /// (no longer kept, never written, or lost to a crash) are not among them.
+    pub kept_events: u64,
     /// The instance that runs it (or ran it), by its id.
     pub instance: Option<Arc<str>>,
 }
@@ -109,9 +112,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
 /// The events that close the record of an agent that was running when the proxy died without
 /// ending it (its process group was ended by the watchdog): numbered from `first_id`, past any
-/// id it may have sent before.
-pub fn interrupted_events(record: &AgentRecord, first_id: u64, now: DateTime<Utc>) -> Vec<Event> {
-    let duration_ms = (now - record.info.started_at).num_milliseconds().max(0);
+/// id it may have sent before. Its `duration_ms` runs to `last_alive`, the last time the dead
+/// proxy was known to run it.
+pub fn interrupted_events(
+    record: &AgentRecord,
+    first_id: u64,
+    last_alive: DateTime<Utc>,
+) -> Vec<Event> {
+    let duration_ms = (last_alive - record.info.started_at)
+        .num_milliseconds()
+        .max(0);
     let json = |value: serde_json::Value| Bytes::from(value.to_string());
     vec![
         Event {

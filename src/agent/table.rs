@@ -229,8 +229,9 @@ impl AgentTable {
             total_cost_usd: summary.total_cost_usd,
             num_turns: summary.num_turns,
             is_error: summary.is_error,
-            newest_event: stats.events,
+            newest_event: stats.newest,
             oldest_event: stats.dropped + 1,
+            kept_events: stats.kept(),
             instance: None,
         })
     }
@@ -301,7 +302,7 @@ impl AgentTable {
             total_cost_usd: summary.total_cost_usd,
             num_turns: summary.num_turns,
             is_error: summary.is_error,
-            events: stats.events,
+            events: stats.kept(),
             dropped_events: stats.dropped,
             pending_permissions: entry
                 .conversation

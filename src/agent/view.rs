@@ -50,9 +50,13 @@ pub struct AgentDetail {
     pub total_cost_usd: Option<f64>,
     pub num_turns: Option<u64>,
     pub is_error: Option<bool>,
-    /// Events written so far.
+    /// The events a reader of `/agent/{id}/events` gets from the start (`gap`s not counted).
     pub events: u64,
-    /// Events no longer kept.
+    /// The ids up to its newest event that a reader gets no event for: the `gap`s it is told
+    /// of, added up. They are the oldest events, past PROXY_AGENT_LOG_BYTES; events the store
+    /// could not write; and after a crash, the ids its closing events skip, past the last
+    /// event written (up to 1,000,000 of them: what the dead proxy had not written yet, at most
+    /// its last PROXY_STORE_FLUSH_MS of events, is among them, how much of it is not known).
     pub dropped_events: u64,
     /// The tool approvals it waits for.
     pub pending_permissions: Vec<PermissionRequest>,
@@ -74,8 +78,8 @@ impl AgentDetail {
             total_cost_usd: record.total_cost_usd,
             num_turns: record.num_turns,
             is_error: record.is_error,
-            events: record.newest_event,
-            dropped_events: record.oldest_event.saturating_sub(1),
+            events: record.kept_events,
+            dropped_events: record.newest_event.saturating_sub(record.kept_events),
             pending_permissions: Vec::new(),
             instance_id: record.instance.clone(),
         }

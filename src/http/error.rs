@@ -26,6 +26,16 @@ pub enum ApiError {
     #[error("{field}: {reason}")]
     InvalidField { field: &'static str, reason: String },
 
+    /// A position in an ended agent's events past its last one, as `field` gave it.
+    #[error(
+        "{field} {after} is past the last event, {last}: the agent has ended, and no event follows it"
+    )]
+    PastLastEvent {
+        field: &'static str,
+        after: u64,
+        last: u64,
+    },
+
     /// An agent id as the client wrote it, which names none of its agents.
     #[error("Agent {0} not found")]
     AgentNotFound(String),
@@ -88,6 +98,7 @@ impl ApiError {
             ApiError::Query(_) | ApiError::InvalidField { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::AgentNotFound(_) | ApiError::RouteNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PastLastEvent { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::InvalidHeader { .. } => StatusCode::BAD_REQUEST,
             ApiError::HostNotAllowed(_) | ApiError::MetricsKeyNeeded => StatusCode::FORBIDDEN,
@@ -100,6 +111,7 @@ impl ApiError {
                 K::Conflict => StatusCode::CONFLICT,
                 K::CliDidNotAnswer | K::InstanceDidNotAnswer => StatusCode::GATEWAY_TIMEOUT,
                 K::CliUnavailable | K::SharedStore => StatusCode::SERVICE_UNAVAILABLE,
+                K::PastTheEnd => StatusCode::RANGE_NOT_SATISFIABLE,
             },
         }
     }

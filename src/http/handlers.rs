@@ -435,10 +435,13 @@ pub struct EventsQuery {
         (status = 200, description = "The agent's kept events, then live ones until `complete`; `gap` for those no longer kept.", content_type = "text/event-stream", body = StreamEvent),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
         (status = 404, description = "No such agent of this client's.", body = ErrorBody),
+        (status = 416, description = "The agent has ended, and `after` or `Last-Event-ID` is past its last event, which `detail` names. (While it runs, the stream waits for the events after it.)", body = ErrorBody),
         (status = 422, description = "`after` or `Last-Event-ID` is not an event id.", body = ErrorBody),
     ))]
 /// The agent's events from the start, or after `Last-Event-ID` (which a browser's EventSource
-/// sends when it reconnects to the same URL, so it wins) or `?after=N`, then live ones.
+/// sends when it reconnects to the same URL, so it wins) or `?after=N`, then live ones. A
+/// position past the last event of an ended agent is a 416, which an EventSource does not
+/// retry.
 pub async fn events(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
@@ -460,12 +463,21 @@ pub async fn events(
         ),
         None => None,
     };
-    let cursor = last_event_id.or(query.after).unwrap_or(0);
+    let (field, cursor) = match (last_event_id, query.after) {
+        (Some(id), _) => ("Last-Event-ID", id),
+        (None, Some(after)) => ("after", after),
+        (None, None) => ("after", 0),
+    };
     let reader = state
         .agents
         .events(client, agent.id, cursor)
         .await
-        .map_err(|e| agent.error(e))?;
+        .map_err(|e| match e {
+            crate::agent::Error::PastLastEvent { after, last } => {
+                ApiError::PastLastEvent { field, after, last }
+            }
+            e => agent.error(e),
+        })?;
     Ok(sse::event_stream(
         agent.id,
         reader,

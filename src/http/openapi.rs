@@ -350,6 +350,8 @@ pub struct CompleteEvent {
     status: crate::agent::FinalStatus,
     /// Null when a signal ended the CLI, or its end could not be learned.
     exit_code: Option<i32>,
+    /// From its start to its end; for an agent a crash ended, to the last time the dead proxy
+    /// wrote of it.
     duration_ms: u64,
     /// The signal that ended the CLI, such as SIGKILL.
     signal: Option<String>,

@@ -15,6 +15,7 @@ use super::db::{Db, DbError, DbResult, Row, Value};
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0001_agents.sql"),
     include_str!("migrations/postgres/0002_instances.sql"),
+    include_str!("migrations/postgres/0003_counts.sql"),
 ];
 
 /// The advisory lock held while the schema changes or a crash's agents are ended.

@@ -418,28 +418,30 @@ fn migrate<D: Db>(db: &mut D, name: &str, migrations: &[&str]) -> Result<(), Ope
     }
 }
 
-/// The columns of an agent's record, and its newest and oldest events (from its chunks).
+/// The columns of an agent's record, its newest and oldest events and how many it keeps (from
+/// its chunks).
 macro_rules! agent_columns {
     () => {
         "agent_id, owner, kind, status, pid, model, session_id, started_at, ended_at, \
          exit_code, interactive, turns, result, total_cost_usd, num_turns, is_error, \
          (SELECT MAX(last_id) FROM event_chunks c WHERE c.agent_id = a.agent_id), \
          (SELECT MIN(first_id) FROM event_chunks c WHERE c.agent_id = a.agent_id), \
-         ids_leased_through, instance_id"
+         ids_leased_through, instance_id, \
+         (SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM event_chunks c \
+          WHERE c.agent_id = a.agent_id), \
+         written_at"
     };
 }
 pub(super) use agent_columns;
 
-/// The column of [`agent_columns`] after the record's: its id lease.
+/// Columns of [`agent_columns`] beside the record's: its id lease, and when its instance last
+/// wrote of it.
 pub(super) const LEASED_THROUGH: usize = 18;
+const WRITTEN_AT: usize = 21;
 
 /// A row read back; None for one this version cannot read (its owner or status unknown).
 pub(super) fn agent_of_row(row: &Row) -> Option<AgentRecord> {
-    let time = |i: usize| {
-        row.text(i)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc))
-    };
+    let time = |i: usize| time_of_row(row, i);
     let count = |i: usize| row.int(i).map(|n| n.max(0) as u64);
     Some(AgentRecord {
         owner: Client::from_stored(row.text(1)?)?,
@@ -462,12 +464,19 @@ pub(super) fn agent_of_row(row: &Row) -> Option<AgentRecord> {
         is_error: row.bool(15),
         newest_event: count(16).unwrap_or(0),
         oldest_event: count(17).unwrap_or(0),
+        kept_events: count(20).unwrap_or(0),
         instance: row.text(19).map(Arc::from),
     })
 }
 
 pub(super) fn stored_time(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn time_of_row(row: &Row, column: usize) -> Option<DateTime<Utc>> {
+    row.text(column)
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.with_timezone(&Utc))
 }
 
 pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
@@ -481,8 +490,9 @@ pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
 }
 
 /// Ends, in their records, the agents that were running when their proxy died without ending
-/// them: an `interrupted` error and `complete` `stopped`, numbered past their id lease.
-/// Returns the ids of those it ended.
+/// them: an `interrupted` error and `complete` `stopped`, numbered past their id lease, the
+/// run's time up to the last time their proxy wrote of them. Returns the ids of those it
+/// ended.
 fn end_interrupted<D: Db>(db: &mut D, which: Interrupted<'_>) -> DbResult<Vec<Uuid>> {
     db.exclusive(|db| end_interrupted_within(db, which))
 }
@@ -519,16 +529,20 @@ pub(super) fn end_interrupted_within<D: Db>(
             };
             let leased_through = row.int(LEASED_THROUGH).unwrap_or(0).max(0) as u64;
             let first_id = leased_through.max(record.newest_event) + 1;
-            let events = interrupted_events(&record, first_id, now);
+            // A record from before version 3 has no time of its last write: the run's time
+            // then runs to now, as it did.
+            let last_alive = time_of_row(row, WRITTEN_AT).unwrap_or(now);
+            let events = interrupted_events(&record, first_id, last_alive);
             let blob = chunk::encode(&events);
             let id = record.info.agent_id.to_string();
             db.execute(
-                "INSERT INTO event_chunks (agent_id, first_id, last_id, events) VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO event_chunks (agent_id, first_id, last_id, events, event_count) VALUES (?1, ?2, ?3, ?4, ?5)",
                 &[
                     id.clone().into(),
                     first_id.into(),
-                    (first_id + 1).into(),
+                    (first_id + events.len() as u64 - 1).into(),
                     Value::Blob(blob.clone()),
+                    events.len().into(),
                 ],
             )?;
             db.execute(

@@ -15,6 +15,7 @@ use super::db::{Db, DbError, DbResult, Row, Value};
 pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_agents.sql"),
     include_str!("migrations/sqlite/0002_instances.sql"),
+    include_str!("migrations/sqlite/0003_counts.sql"),
 ];
 
 #[derive(Debug)]

@@ -370,9 +370,16 @@ fn append<D: Db>(
         let blob = chunk::encode(run);
         let blob_len = blob.len();
         db.execute(
-            "INSERT INTO event_chunks (agent_id, first_id, last_id, events) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (agent_id, first_id) DO UPDATE SET last_id = excluded.last_id, events = excluded.events",
-            &[id.clone(), run[0].id.into(), run[run.len() - 1].id.into(), blob.into()],
+            "INSERT INTO event_chunks (agent_id, first_id, last_id, events, event_count) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (agent_id, first_id) DO UPDATE SET last_id = excluded.last_id,
+                 events = excluded.events, event_count = excluded.event_count",
+            &[
+                id.clone(),
+                run[0].id.into(),
+                run[run.len() - 1].id.into(),
+                blob.into(),
+                run.len().into(),
+            ],
         )?;
         log_bytes += blob_len as i64;
         *total_log_bytes += blob_len;
@@ -397,8 +404,14 @@ fn append<D: Db>(
         *total_log_bytes = (*total_log_bytes).saturating_sub(bytes.max(0) as usize);
     }
     db.execute(
-        "UPDATE agents SET log_bytes = ?2, ids_leased_through = GREATEST(ids_leased_through, ?3) WHERE agent_id = ?1",
-        &[id, log_bytes.into(), (last_id + ID_LEASE).into()],
+        "UPDATE agents SET log_bytes = ?2, ids_leased_through = GREATEST(ids_leased_through, ?3),
+             written_at = ?4 WHERE agent_id = ?1",
+        &[
+            id,
+            log_bytes.into(),
+            (last_id + ID_LEASE).into(),
+            stored_time(Utc::now()).into(),
+        ],
     )?;
     Ok(true)
 }
@@ -420,15 +433,17 @@ fn keep_newest_finished<D: Db>(db: &mut D, max_finished: usize) -> DbResult<()> 
     Ok(())
 }
 
-/// Writes an agent's record, the first time with its first id lease.
+/// Writes an agent's record, the first time with its first id lease, and when it was written
+/// (its instance ran it then).
 pub(super) fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
     let r = &record.info;
     db.execute(
         "INSERT INTO agents (agent_id, owner, kind, status, pid, model, session_id, started_at,
              ended_at, exit_code, interactive, turns, result, total_cost_usd, num_turns, is_error,
-             ids_leased_through, instance_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
+             ids_leased_through, instance_id, written_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
          ON CONFLICT (agent_id) DO UPDATE SET status = excluded.status, pid = excluded.pid,
+             written_at = excluded.written_at,
              model = excluded.model, session_id = excluded.session_id,
              ended_at = excluded.ended_at, exit_code = excluded.exit_code,
              turns = excluded.turns, result = excluded.result,
@@ -454,6 +469,7 @@ pub(super) fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
             record.is_error.into(),
             (record.newest_event + ID_LEASE).into(),
             record.instance.as_deref().into(),
+            stored_time(Utc::now()).into(),
         ],
     )?;
     Ok(())

@@ -114,7 +114,9 @@ var ClaudeProxy = class {
   /** Follows an agent's events (streamed or started, running or recently ended): from the
    * start, or after `lastEventId`, then live until `complete`. A dropped connection is picked up
    * again after the last event seen, so none comes twice; events no longer kept come as one
-   * `gap`. */
+   * `gap`. A `lastEventId` past the last event of an agent that has ended throws a
+   * `ProxyError` with status 416, whose `detail` names its last event (while the agent runs,
+   * the proxy waits for the events after it). */
   async *events(agentId, options = {}) {
     let lastId = options.lastEventId;
     const retries = options.retries ?? 5;
@@ -619,6 +621,10 @@ function agentPage(main2, agentId, frame2) {
         if (error instanceof ProxyError && error.status === 404) {
           forget(agentId);
           return frame2.notify("No such agent for this key (it may have been deleted or forgotten).", "error");
+        }
+        if (error instanceof ProxyError && error.status === 416) {
+          ended = true;
+          return frame2.notify(`No more events: ${error.detail}`, "error");
         }
         frame2.notify(`The event stream dropped (${describe(error)}); following again…`, "error");
         await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS));

@@ -144,6 +144,11 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
           forget(agentId);
           return frame.notify("No such agent for this key (it may have been deleted or forgotten).", "error");
         }
+        if (error instanceof ProxyError && error.status === 416) {
+          // The agent ended before the last event this page shows: none will follow it.
+          ended = true;
+          return frame.notify(`No more events: ${error.detail}`, "error");
+        }
         frame.notify(`The event stream dropped (${describe(error)}); following again…`, "error");
         await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS));
       }

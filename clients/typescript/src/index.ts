@@ -225,7 +225,9 @@ export class ClaudeProxy {
   /** Follows an agent's events (streamed or started, running or recently ended): from the
    * start, or after `lastEventId`, then live until `complete`. A dropped connection is picked up
    * again after the last event seen, so none comes twice; events no longer kept come as one
-   * `gap`. */
+   * `gap`. A `lastEventId` past the last event of an agent that has ended throws a
+   * `ProxyError` with status 416, whose `detail` names its last event (while the agent runs,
+   * the proxy waits for the events after it). */
   async *events(agentId: string, options: EventsOptions = {}): AsyncGenerator<ProxyEvent, void> {
     let lastId = options.lastEventId;
     const retries = options.retries ?? 5;

@@ -8,9 +8,13 @@ export type AgentDetail = AgentInfo & {
   total_cost_usd?: number | null;
   num_turns?: number | null;
   is_error?: boolean | null;
-  /** Events written so far. */
+  /** The events a reader of `/agent/{id}/events` gets from the start (`gap`s not counted). */
   events: number;
-  /** Events no longer kept. */
+  /** The ids up to its newest event that a reader gets no event for: the `gap`s it is told
+   * of, added up. They are the oldest events, past PROXY_AGENT_LOG_BYTES; events the store
+   * could not write; and after a crash, the ids its closing events skip, past the last
+   * event written (up to 1,000,000 of them: what the dead proxy had not written yet, at most
+   * its last PROXY_STORE_FLUSH_MS of events, is among them, how much of it is not known). */
   dropped_events: number;
   /** The tool approvals it waits for. */
   pending_permissions: Array<PermissionRequest>;
@@ -186,6 +190,8 @@ export type CompleteEvent = {
   status: FinalStatus;
   /** Null when a signal ended the CLI, or its end could not be learned. */
   exit_code?: number | null;
+  /** From its start to its end; for an agent a crash ended, to the last time the dead proxy
+   * wrote of it. */
   duration_ms: number;
   /** The signal that ended the CLI, such as SIGKILL. */
   signal?: string | null;
