@@ -94,37 +94,41 @@ pub struct PermissionAnswered {
     pub behavior: &'static str,
 }
 
-/// The answer to `GET /health`.
-#[derive(Debug, Serialize, ToSchema)]
+/// The answer to `GET /health`. A request without a key (when keys are configured) gets only
+/// `status` and `timestamp`; the other fields are for a client with a key.
+#[derive(Debug, Default, Serialize, ToSchema)]
 pub struct Health {
     /// ok; degraded (200: a database write failed in the last minute, the database file is
     /// gone, or no watchdog process runs); unavailable (503: the CLI is missing or not logged
     /// in).
     pub status: &'static str,
     pub timestamp: chrono::DateTime<chrono::Utc>,
-    /// What a client with a key is shown (anyone, when no keys are configured); a request
-    /// without one sees only `status` and `timestamp`.
-    #[serde(flatten)]
-    pub detail: Option<HealthDetail>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HealthDetail {
-    pub active_agents: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_agents: Option<usize>,
     /// How many agents may run at once (PROXY_MAX_AGENTS).
-    pub max_agents: usize,
-    /// While the subscription is rate limited: until when new agents are refused.
-    pub rate_limited_until: Option<chrono::DateTime<chrono::Utc>>,
-    pub version: &'static str,
-    pub instance_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_agents: Option<usize>,
+    /// While the subscription is rate limited: until when new agents are refused (null: it is
+    /// not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
+    pub rate_limited_until: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
     /// bwrap or off.
-    pub sandbox: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(inline)]
-    pub cli: HealthCli,
+    pub cli: Option<HealthCli>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(inline)]
-    pub storage: HealthStorage,
+    pub storage: Option<HealthStorage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(inline)]
-    pub watchdog: HealthWatchdog,
+    pub watchdog: Option<HealthWatchdog>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -223,18 +227,19 @@ pub async fn health(
         (true, false) => "degraded",
         (true, true) => "ok",
     };
-    let detail = client.map(|_| HealthDetail {
-        active_agents: state.agents.running(),
-        max_agents: state.agents.max_agents(),
-        rate_limited_until: state.agents.rate_limited_until(),
-        version: env!("CARGO_PKG_VERSION"),
-        instance_id: state.agents.instance_id().to_string(),
-        sandbox: if state.agents.sandboxed() {
-            "bwrap"
-        } else {
-            "off"
-        },
-        cli: HealthCli {
+    let mut body = Health {
+        status,
+        timestamp: chrono::Utc::now(),
+        ..Health::default()
+    };
+    if client.is_some() {
+        body.active_agents = Some(state.agents.running());
+        body.max_agents = Some(state.agents.max_agents());
+        body.rate_limited_until = Some(state.agents.rate_limited_until());
+        body.version = Some(env!("CARGO_PKG_VERSION"));
+        body.instance_id = Some(state.agents.instance_id().to_string());
+        body.sandbox = Some(if state.agents.sandboxed() { "bwrap" } else { "off" });
+        body.cli = Some(HealthCli {
             path: cli
                 .as_deref()
                 .unwrap_or(state.agents.cli())
@@ -244,19 +249,14 @@ pub async fn health(
             logged_in,
             auth_method: login.as_ref().map(|l| l.auth_method.clone()),
             login_expires_at: login.as_ref().and_then(|l| l.login_expires_at),
-        },
-        storage,
-        watchdog,
-    });
+        });
+        body.storage = Some(storage);
+        body.watchdog = Some(watchdog);
+    }
     let code = if usable {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = Health {
-        status,
-        timestamp: chrono::Utc::now(),
-        detail,
     };
     (code, Json(body))
 }

@@ -209,6 +209,6 @@ test("the compatible APIs answer through the same client", async () => {
 test("health is typed and says the CLI is logged in", async () => {
   const health = await proxy.health();
   assert.equal(health.status, "ok");
-  assert.equal(health.cli.found, true);
-  assert.equal(health.cli.logged_in, true);
+  assert.equal(health.cli?.found, true);
+  assert.equal(health.cli?.logged_in, true);
 });

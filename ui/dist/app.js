@@ -871,16 +871,20 @@ function serverPanel(panel2, pending, frame2) {
   });
 }
 function healthFigures(health) {
-  const cli = health.cli;
+  const status = figure("Server", health.status, "server-status", health.status !== "ok");
+  const { cli, storage, watchdog } = health;
+  if (!cli || !storage) return [status];
   const login = !cli.found ? "CLI not found" : cli.logged_in ? `logged in (${cli.auth_method ?? "?"})` : "not logged in";
   const limited = health.rate_limited_until;
+  const [running, max] = [health.active_agents ?? 0, health.max_agents ?? 0];
   return [
-    figure("Server", health.status, "server-status", health.status !== "ok"),
-    figure("Agents", `${health.active_agents} / ${health.max_agents} running`, "server-agents", health.active_agents >= health.max_agents),
+    status,
+    figure("Agents", `${running} / ${max} running`, "server-agents", running >= max),
     figure("CLI", login, "server-login", !cli.logged_in),
     figure("Rate limit", limited ? `limited until ${time(limited)}` : "none", "server-rate-limit", Boolean(limited)),
-    figure("Sandbox", health.sandbox, "server-sandbox", false),
-    figure("Storage", health.storage.ok ? health.storage.kind : `${health.storage.kind}: ${health.storage.error ?? "failing"}`, "server-storage", !health.storage.ok)
+    figure("Sandbox", health.sandbox ?? "?", "server-sandbox", false),
+    figure("Storage", storage.ok ? storage.kind : `${storage.kind}: ${storage.error ?? "failing"}`, "server-storage", !storage.ok),
+    ...watchdog ? [figure("Watchdog", watchdog.status === "down" ? `down: ${watchdog.error ?? "?"}` : watchdog.status, "server-watchdog", watchdog.status === "down")] : []
   ];
 }
 function metricFigures(text) {

@@ -246,22 +246,25 @@ export type GapEvent = {
   to: number;
 };
 
-/** The answer to `GET /health`. */
+/** The answer to `GET /health`. A request without a key (when keys are configured) gets only
+ * `status` and `timestamp`; the other fields are for a client with a key. */
 export type Health = {
-  /** ok; degraded (a database write failed in the last minute: 200); unavailable (the CLI
-   * is missing or not logged in: 503). */
+  /** ok; degraded (200: a database write failed in the last minute, the database file is
+   * gone, or no watchdog process runs); unavailable (503: the CLI is missing or not logged
+   * in). */
   status: string;
   timestamp: string;
-  active_agents: number;
+  active_agents?: number | null;
   /** How many agents may run at once (PROXY_MAX_AGENTS). */
-  max_agents: number;
-  /** While the subscription is rate limited: until when new agents are refused. */
+  max_agents?: number | null;
+  /** While the subscription is rate limited: until when new agents are refused (null: it is
+   * not). */
   rate_limited_until?: string | null;
-  version: string;
-  instance_id: string;
+  version?: string | null;
+  instance_id?: string | null;
   /** bwrap or off. */
-  sandbox: string;
-  cli: {
+  sandbox?: string | null;
+  cli?: null | {
     path: string;
     found: boolean;
     logged_in: boolean;
@@ -269,10 +272,19 @@ export type Health = {
     auth_method?: string | null;
     login_expires_at?: string | null;
   };
-  storage: {
+  storage?: null | {
     /** memory, sqlite or postgres. */
     kind: string;
     ok: boolean;
+    error?: string | null;
+  };
+  watchdog?: null | {
+    /** running; down (no agent is started until one runs again); off (none was asked for). */
+    status: string;
+    pid?: number | null;
+    /** How many times it died and another was started. */
+    restarts: number;
+    /** Why none runs, while down. */
     error?: string | null;
   };
 };
