@@ -381,6 +381,46 @@ async fn cwd_must_stay_inside_the_workdir() {
 }
 
 #[tokio::test]
+async fn whether_a_path_outside_the_workdir_exists_is_not_told() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let work = server.fake.dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let missing = format!("/no-such-place-{}", uuid::Uuid::new_v4().simple());
+        std::os::unix::fs::symlink(&missing, work.join("to-nowhere")).unwrap();
+        std::os::unix::fs::symlink("/etc", work.join("to-etc")).unwrap();
+        let up = "../".repeat(40);
+        let detail_of = |cwd: String| {
+            let server = &server;
+            async move {
+                let response = server
+                    .post_json("/agent/stream", json!({"prompt": "hi", "cwd": cwd}))
+                    .await;
+                let status = response.status().as_u16();
+                let detail = response.json::<Value>().await.unwrap()["detail"].clone();
+                (status, detail)
+            }
+        };
+        let existing = detail_of(format!("{up}etc")).await;
+        assert_eq!(existing.0, 403, "{existing:?}");
+        for cwd in [
+            format!("{up}etc/no-such-file-here"),
+            format!("{up}{}", &missing[1..]),
+            format!("nowhere/{up}etc"),
+            "to-nowhere".to_owned(),
+            "to-nowhere/below".to_owned(),
+            "to-etc/no-such-file-here".to_owned(),
+        ] {
+            assert_eq!(detail_of(cwd.clone()).await, existing, "{cwd}");
+        }
+        let (status, _) = detail_of("nowhere/below".to_owned()).await;
+        assert_eq!(status, 422, "what is missing inside the workdir is said");
+        assert_eq!(server.fake.runs(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_rate_limit_is_reported_and_holds_new_requests_back() {
     within(TEST_LIMIT, async {
         let server = TestServer::start().await;
