@@ -499,3 +499,47 @@ fn a_data_dir_inside_the_workdir_is_refused_with_one_line() {
     );
     assert!(!inside.exists(), "nothing was made there");
 }
+
+#[test]
+fn a_data_dir_inside_a_linked_workdir_is_refused_before_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let link = dir.path().join("link-to-work");
+    std::os::unix::fs::symlink(&work, &link).unwrap();
+    let inside = link.join("data");
+    // The program started anyway would serve until it is stopped: it is given some time to
+    // refuse, then ended.
+    let mut child = command(&[
+        ("PROXY_PORT", "0"),
+        ("PROXY_DATA_DIR", inside.to_str().unwrap()),
+        ("CLAUDE_WORKDIR", link.to_str().unwrap()),
+    ])
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(2),
+        "it started: {stderr}"
+    );
+    assert!(
+        stderr.contains("PROXY_DATA_DIR") && stderr.contains("inside CLAUDE_WORKDIR"),
+        "{stderr}"
+    );
+    assert!(!work.join("data").exists(), "nothing was made there");
+}
