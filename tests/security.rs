@@ -187,11 +187,24 @@ async fn a_session_belongs_to_the_client_that_made_it() {
             .await
             .unwrap();
         assert_eq!(theirs.status(), 403);
-        assert!(
-            theirs.json::<Value>().await.unwrap()["detail"]
-                .as_str()
-                .unwrap()
-                .contains("another client")
+        let theirs = theirs.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&session, "SESSION");
+        let unknown = uuid::Uuid::new_v4().to_string();
+        let nobodys = as_client(&server, "POST", "/agent/stream", Some(KEY_B))
+            .json(&json!({"prompt": "hi", "session_id": unknown}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(nobodys.status(), 403);
+        let nobodys = nobodys.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&unknown, "SESSION");
+        assert_eq!(
+            theirs, nobodys,
+            "another key's session is told apart from one never made"
         );
 
         let mine = as_client(&server, "POST", "/agent/stream", Some(KEY_A))
