@@ -434,6 +434,61 @@ async fn whether_a_path_outside_the_workdir_exists_is_not_told() {
 }
 
 #[tokio::test]
+async fn a_session_its_agent_still_runs_on_is_not_resumed_again() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let started: Value = server
+            .post_json("/agent/start", json!({"prompt": "@hang"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let running = started["agent_id"].as_str().unwrap().to_owned();
+        let detail = || async {
+            let response = server.get(&format!("/agent/{running}")).await;
+            response.json::<Value>().await.unwrap()
+        };
+        support::until("the agent shows its session", TEST_LIMIT, || async {
+            detail().await["session_id"].is_string()
+        })
+        .await;
+        let session = detail().await["session_id"].as_str().unwrap().to_owned();
+
+        for (path, interactive) in [("/agent/stream", false), ("/agent/start", true)] {
+            let again = server
+                .post_json(
+                    path,
+                    json!({"prompt": "hi", "session_id": session, "interactive": interactive}),
+                )
+                .await;
+            assert_eq!(again.status(), 409, "{path}");
+            let detail = again.json::<Value>().await.unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(detail.contains(&running), "{detail}");
+        }
+        assert_eq!(server.fake.runs(), 1, "the refused resumes ran nothing");
+
+        assert_eq!(server.stop(&running).await.status(), 200);
+        let resumed = server
+            .post_json(
+                "/agent/stream",
+                json!({"prompt": "hi", "session_id": session}),
+            )
+            .await;
+        assert_eq!(
+            resumed.status(),
+            200,
+            "once it has ended, it may be resumed"
+        );
+        let events = SseReader::new(resumed).collect_all().await;
+        assert_eq!(complete_of(&events)["status"], "completed");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_rate_limit_is_reported_and_holds_new_requests_back() {
     within(TEST_LIMIT, async {
         let server = TestServer::start().await;

@@ -39,7 +39,9 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
-pub use cluster::{Action, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path};
+pub use cluster::{
+    Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path,
+};
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error, ErrorKind};
 pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
