@@ -410,6 +410,38 @@ async fn streams_go_on_when_the_disk_is_full_and_health_says_so() {
     .await;
 }
 
+#[tokio::test]
+async fn a_data_dir_deleted_under_the_running_proxy_makes_health_say_so() {
+    within(TEST_LIMIT, async {
+        let site = Site::new(Engine::Sqlite);
+        let proxy = site.start(&[("PROXY_STORE_FLUSH_MS", "20")]);
+        let first = proxy.stream("hi").await.collect_all().await;
+        assert_eq!(complete_of(&first)["status"], "completed");
+        assert_eq!(get(&proxy, "/health").await.1["status"], "ok");
+
+        std::fs::remove_dir_all(&site.data).unwrap();
+        until(
+            "health says the database is gone",
+            Duration::from_secs(20),
+            || async { get(&proxy, "/health").await.1["status"] == "degraded" },
+        )
+        .await;
+        let (status, health) = get(&proxy, "/health").await;
+        assert_eq!(status, 200);
+        assert_eq!(health["storage"]["ok"], false, "{health}");
+        let error = health["storage"]["error"].as_str().unwrap();
+        assert!(
+            error.contains("deleted") && error.contains(site.database().to_str().unwrap()),
+            "{error}"
+        );
+        // Streams go on all the same, and health keeps saying so.
+        let after = proxy.stream("hi").await.collect_all().await;
+        assert_eq!(complete_of(&after)["status"], "completed");
+        assert_eq!(get(&proxy, "/health").await.1["status"], "degraded");
+    })
+    .await;
+}
+
 /// Runs the program with this data dir, to its refusal to start: its one line of stderr.
 fn refusal_with_data_dir(data: &std::path::Path, work: &std::path::Path) -> String {
     refusal(&[
