@@ -357,6 +357,43 @@ async fn the_per_key_limit_holds_across_instances() {
 }
 
 #[tokio::test]
+async fn a_session_an_agent_runs_on_one_instance_is_not_resumed_on_the_other() {
+    within(TEST_LIMIT, async {
+        let cluster = Cluster::start(&[]);
+        let (mut first, _) = cluster
+            .stream(cluster.at(0, "/agent/stream"), json!({"prompt": "hi"}))
+            .await;
+        let session = until_line(&mut first, "result").await["session_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        first.collect_all().await;
+        let (status, started) = cluster
+            .post(
+                cluster.at(0, "/agent/start"),
+                json!({"prompt": "@hang", "session_id": session}),
+            )
+            .await;
+        assert_eq!(status, 200, "{started}");
+        let running = started["agent_id"].as_str().unwrap();
+
+        let (status, refused) = cluster
+            .post(
+                cluster.at(1, "/agent/stream"),
+                json!({"prompt": "again", "session_id": session}),
+            )
+            .await;
+        assert_eq!(status, 409, "{refused}");
+        assert!(
+            refused["detail"].as_str().unwrap().contains(running),
+            "{refused}"
+        );
+        assert_eq!(cluster.fake.runs(), 2, "the refused resume ran nothing");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_killed_instances_agents_are_interrupted_by_the_survivor_whose_clients_go_on() {
     within(TEST_LIMIT, async {
         let mut cluster = Cluster::start(&[("PROXY_INSTANCE_TIMEOUT_SECS", "2")]);

@@ -486,6 +486,38 @@ async fn streams_go_on_when_the_disk_is_full_and_health_says_so() {
     .await;
 }
 
+#[tokio::test]
+async fn a_data_dir_deleted_under_the_running_proxy_makes_health_say_so() {
+    within(TEST_LIMIT, async {
+        let site = Site::new(Engine::Sqlite);
+        let proxy = site.start(&[("PROXY_STORE_FLUSH_MS", "20")]);
+        let first = proxy.stream("hi").await.collect_all().await;
+        assert_eq!(complete_of(&first)["status"], "completed");
+        assert_eq!(get(&proxy, "/health").await.1["status"], "ok");
+
+        std::fs::remove_dir_all(&site.data).unwrap();
+        until(
+            "health says the database is gone",
+            Duration::from_secs(20),
+            || async { get(&proxy, "/health").await.1["status"] == "degraded" },
+        )
+        .await;
+        let (status, health) = get(&proxy, "/health").await;
+        assert_eq!(status, 200);
+        assert_eq!(health["storage"]["ok"], false, "{health}");
+        let error = health["storage"]["error"].as_str().unwrap();
+        assert!(
+            error.contains("deleted") && error.contains(site.database().to_str().unwrap()),
+            "{error}"
+        );
+        // Streams go on all the same, and health keeps saying so.
+        let after = proxy.stream("hi").await.collect_all().await;
+        assert_eq!(complete_of(&after)["status"], "completed");
+        assert_eq!(get(&proxy, "/health").await.1["status"], "degraded");
+    })
+    .await;
+}
+
 /// Runs the program with this data dir, to its refusal to start: its one line of stderr.
 fn refusal_with_data_dir(data: &std::path::Path, work: &std::path::Path) -> String {
     refusal(&[
@@ -574,4 +606,48 @@ fn a_data_dir_inside_the_workdir_is_refused_with_one_line() {
         "{stderr}"
     );
     assert!(!inside.exists(), "nothing was made there");
+}
+
+#[test]
+fn a_data_dir_inside_a_linked_workdir_is_refused_before_it_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let link = dir.path().join("link-to-work");
+    std::os::unix::fs::symlink(&work, &link).unwrap();
+    let inside = link.join("data");
+    // The program started anyway would serve until it is stopped: it is given some time to
+    // refuse, then ended.
+    let mut child = command(&[
+        ("PROXY_PORT", "0"),
+        ("PROXY_DATA_DIR", inside.to_str().unwrap()),
+        ("CLAUDE_WORKDIR", link.to_str().unwrap()),
+    ])
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(2),
+        "it started: {stderr}"
+    );
+    assert!(
+        stderr.contains("PROXY_DATA_DIR") && stderr.contains("inside CLAUDE_WORKDIR"),
+        "{stderr}"
+    );
+    assert!(!work.join("data").exists(), "nothing was made there");
 }

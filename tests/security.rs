@@ -187,11 +187,24 @@ async fn a_session_belongs_to_the_client_that_made_it() {
             .await
             .unwrap();
         assert_eq!(theirs.status(), 403);
-        assert!(
-            theirs.json::<Value>().await.unwrap()["detail"]
-                .as_str()
-                .unwrap()
-                .contains("another client")
+        let theirs = theirs.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&session, "SESSION");
+        let unknown = uuid::Uuid::new_v4().to_string();
+        let nobodys = as_client(&server, "POST", "/agent/stream", Some(KEY_B))
+            .json(&json!({"prompt": "hi", "session_id": unknown}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(nobodys.status(), 403);
+        let nobodys = nobodys.json::<Value>().await.unwrap()["detail"]
+            .as_str()
+            .unwrap()
+            .replace(&unknown, "SESSION");
+        assert_eq!(
+            theirs, nobodys,
+            "another key's session is told apart from one never made"
         );
 
         let mine = as_client(&server, "POST", "/agent/stream", Some(KEY_A))
@@ -376,6 +389,101 @@ async fn cwd_must_stay_inside_the_workdir() {
             std::path::Path::new(default[1].json()["cwd"].as_str().unwrap()),
             work.canonicalize().unwrap()
         );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn whether_a_path_outside_the_workdir_exists_is_not_told() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let work = server.fake.dir.path().join("work");
+        std::fs::create_dir_all(&work).unwrap();
+        let missing = format!("/no-such-place-{}", uuid::Uuid::new_v4().simple());
+        std::os::unix::fs::symlink(&missing, work.join("to-nowhere")).unwrap();
+        std::os::unix::fs::symlink("/etc", work.join("to-etc")).unwrap();
+        let up = "../".repeat(40);
+        let detail_of = |cwd: String| {
+            let server = &server;
+            async move {
+                let response = server
+                    .post_json("/agent/stream", json!({"prompt": "hi", "cwd": cwd}))
+                    .await;
+                let status = response.status().as_u16();
+                let detail = response.json::<Value>().await.unwrap()["detail"].clone();
+                (status, detail)
+            }
+        };
+        let existing = detail_of(format!("{up}etc")).await;
+        assert_eq!(existing.0, 403, "{existing:?}");
+        for cwd in [
+            format!("{up}etc/no-such-file-here"),
+            format!("{up}{}", &missing[1..]),
+            format!("nowhere/{up}etc"),
+            "to-nowhere".to_owned(),
+            "to-nowhere/below".to_owned(),
+            "to-etc/no-such-file-here".to_owned(),
+        ] {
+            assert_eq!(detail_of(cwd.clone()).await, existing, "{cwd}");
+        }
+        let (status, _) = detail_of("nowhere/below".to_owned()).await;
+        assert_eq!(status, 422, "what is missing inside the workdir is said");
+        assert_eq!(server.fake.runs(), 0);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_session_its_agent_still_runs_on_is_not_resumed_again() {
+    within(TEST_LIMIT, async {
+        let server = TestServer::start().await;
+        let started: Value = server
+            .post_json("/agent/start", json!({"prompt": "@hang"}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let running = started["agent_id"].as_str().unwrap().to_owned();
+        let detail = || async {
+            let response = server.get(&format!("/agent/{running}")).await;
+            response.json::<Value>().await.unwrap()
+        };
+        support::until("the agent shows its session", TEST_LIMIT, || async {
+            detail().await["session_id"].is_string()
+        })
+        .await;
+        let session = detail().await["session_id"].as_str().unwrap().to_owned();
+
+        for (path, interactive) in [("/agent/stream", false), ("/agent/start", true)] {
+            let again = server
+                .post_json(
+                    path,
+                    json!({"prompt": "hi", "session_id": session, "interactive": interactive}),
+                )
+                .await;
+            assert_eq!(again.status(), 409, "{path}");
+            let detail = again.json::<Value>().await.unwrap()["detail"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            assert!(detail.contains(&running), "{detail}");
+        }
+        assert_eq!(server.fake.runs(), 1, "the refused resumes ran nothing");
+
+        assert_eq!(server.stop(&running).await.status(), 200);
+        let resumed = server
+            .post_json(
+                "/agent/stream",
+                json!({"prompt": "hi", "session_id": session}),
+            )
+            .await;
+        assert_eq!(
+            resumed.status(),
+            200,
+            "once it has ended, it may be resumed"
+        );
+        let events = SseReader::new(resumed).collect_all().await;
+        assert_eq!(complete_of(&events)["status"], "completed");
     })
     .await;
 }

@@ -64,6 +64,17 @@ impl fmt::Debug for Incoming {
     }
 }
 
+/// What became of an agent's admission across the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// Recorded: it counts from now on.
+    Yes,
+    /// Its owner already runs as many agents as it may.
+    TooMany,
+    /// This agent of its owner still runs on the session.
+    SessionInUse(Uuid),
+}
+
 /// Why a session cannot be resumed on this instance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotHere {
@@ -88,9 +99,9 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     /// Changes each time new events of the agent are written, by whichever instance runs it.
     fn watch(&self, agent_id: Uuid) -> watch::Receiver<()>;
 
-    /// Records a new agent of `owner` unless `owner` already runs `max` agents across all
-    /// instances; says whether it did.
-    fn admit(&self, record: AgentRecord, max: usize) -> StoreFuture<'_, bool>;
+    /// Records a new agent unless its owner already runs `max` agents across all instances,
+    /// or, when the record names a session, another agent of its owner still runs on it.
+    fn admit(&self, record: AgentRecord, max: Option<usize>) -> StoreFuture<'_, Admitted>;
 
     /// Tells every instance the subscription is rate limited until `until`.
     fn share_rate_limit(&self, until: DateTime<Utc>);

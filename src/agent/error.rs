@@ -45,6 +45,12 @@ pub enum Error {
     #[error("{0}")]
     Conflict(String),
 
+    /// Another agent of the client still runs on the session: two CLIs would write its file.
+    #[error(
+        "session_id: session {session} is in use by agent {agent_id}, which still runs; resume it once that agent has ended (or stop it first)"
+    )]
+    SessionInUse { session: Uuid, agent_id: Uuid },
+
     #[error("{max} messages already wait for this agent; retry once a turn has ended")]
     QueueFull { max: usize },
 
@@ -124,7 +130,7 @@ impl Error {
             | Error::TooManyAgentsForKey { .. }
             | Error::RateLimited { .. }
             | Error::QueueFull { .. } => ErrorKind::TooMany,
-            Error::Conflict(_) => ErrorKind::Conflict,
+            Error::Conflict(_) | Error::SessionInUse { .. } => ErrorKind::Conflict,
             Error::CliDidNotAnswer { .. } => ErrorKind::CliDidNotAnswer,
             Error::CliUnavailable { .. } | Error::Workspace { .. } | Error::NoWatchdog(_) => {
                 ErrorKind::CliUnavailable

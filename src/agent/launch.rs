@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::cluster::{Cluster, NotHere, session_path};
+use super::cluster::{Admitted, Cluster, NotHere, session_path};
 use super::conversation::{Conversation, ConversationSettings};
 use super::error::CliProblem;
 use super::error::Error;
@@ -64,18 +64,33 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
         owner: run.owner,
         kind: run.kind,
         requested_model: run.model.clone(),
+        session: run.resume.filter(|_| !run.fork_session),
         stop: stop.clone(),
         log: Arc::clone(&log),
     })?;
     let agent_id = place.agent_id();
-    let counted_across_instances = match (cluster, core.settings.admission.max_agents_per_key) {
-        (Some(cluster), Some(max)) => {
+    // Across the instances too: the key's limit, and the session it resumes (its record names
+    // it from the start).
+    let max = core.settings.admission.max_agents_per_key;
+    let resumes = run.resume.is_some() && !run.fork_session;
+    let counted_across_instances = match cluster {
+        Some(cluster) if max.is_some() || resumes => {
             let mut record = core.table.record(agent_id).expect("just admitted");
             record.instance = Some(Arc::clone(&core.settings.instance_id));
             // Refused, the place is dropped unspawned: it leaves no trace.
             match cluster.admit(record, max).await {
-                Ok(true) => true,
-                Ok(false) => return Err(Error::TooManyAgentsForKey { max }),
+                Ok(Admitted::Yes) => true,
+                Ok(Admitted::TooMany) => {
+                    return Err(Error::TooManyAgentsForKey {
+                        max: max.unwrap_or_default(),
+                    });
+                }
+                Ok(Admitted::SessionInUse(running)) => {
+                    return Err(Error::SessionInUse {
+                        session: run.resume.expect("it resumes"),
+                        agent_id: running,
+                    });
+                }
                 Err(err) => return Err(Error::SharedStore(err.0)),
             }
         }

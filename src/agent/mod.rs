@@ -40,7 +40,9 @@ use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
 pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
-pub use cluster::{Action, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path};
+pub use cluster::{
+    Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path,
+};
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error, ErrorKind};
 pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
@@ -121,7 +123,8 @@ impl Agents {
 
     /// Where a session lives, for `owner` to resume it there; another client's session is
     /// refused. With client keys, so is one the proxy does not know (never made here, or
-    /// forgotten past its bound): it would be anybody's.
+    /// forgotten past its bound): it would be anybody's. Both get the same answer. Without
+    /// keys there is one client, and a session the proxy does not know is the CLI's to judge.
     async fn session_home(
         &self,
         owner: Client,
@@ -134,9 +137,7 @@ impl Agents {
             store.flush().await;
             match store.session_owner(session).await {
                 Ok(Some((made_by, _))) if made_by != owner => {
-                    return Err(Error::Forbidden(format!(
-                        "session_id: session {session} belongs to another client"
-                    )));
+                    return Err(sessions::not_yours(session));
                 }
                 Ok(Some((_, cwd))) => return Ok(Some(Arc::from(cwd))),
                 Ok(None) => {}
@@ -144,9 +145,7 @@ impl Agents {
             }
         }
         if self.core.settings.known_sessions_only {
-            return Err(Error::Forbidden(format!(
-                "session_id: the proxy does not know session {session}; a key can resume only the sessions it made here"
-            )));
+            return Err(sessions::not_yours(session));
         }
         Ok(None)
     }

@@ -306,6 +306,13 @@ fn resolve_cwd(cwd: &str, workspace: &Path) -> Result<PathBuf, Error> {
             "must be relative to the agents' working directory (CLAUDE_WORKDIR)",
         ));
     }
+    // Outside is told before missing, and the same whether it exists or not: the answer says
+    // nothing of the host's files.
+    let outside = || forbidden("resolves outside the agents' working directory (CLAUDE_WORKDIR)");
+    let lands = crate::process::resolve_path(&workspace.join(path)).map_err(|_| outside())?;
+    if !lands.starts_with(workspace) {
+        return Err(outside());
+    }
     let resolved = workspace
         .join(path)
         .canonicalize()
@@ -314,9 +321,7 @@ fn resolve_cwd(cwd: &str, workspace: &Path) -> Result<PathBuf, Error> {
             reason: format!("{cwd} does not exist in the agents' working directory"),
         })?;
     if !resolved.starts_with(workspace) {
-        return Err(forbidden(
-            "resolves outside the agents' working directory (CLAUDE_WORKDIR)",
-        ));
+        return Err(outside());
     }
     if !resolved.is_dir() {
         return Err(Error::InvalidField {

@@ -55,13 +55,19 @@ impl SessionBook {
     /// client's session is refused. A session the proxy does not know is the CLI's to judge.
     pub fn home(&self, client: Client, session: Uuid) -> Result<Option<Arc<Path>>, Error> {
         match self.sessions.get(&session) {
-            Some((owner, _)) if *owner != client => Err(Error::Forbidden(format!(
-                "session_id: session {session} belongs to another client"
-            ))),
+            Some((owner, _)) if *owner != client => Err(not_yours(session)),
             Some((_, cwd)) => Ok(Some(Arc::clone(cwd))),
             None => Ok(None),
         }
     }
+}
+
+/// The refusal of a session that is not the client's: another client's, or one the proxy
+/// does not know, told apart by nothing, so that no key learns which sessions exist.
+pub fn not_yours(session: Uuid) -> Error {
+    Error::Forbidden(format!(
+        "session_id: this key made no session {session} here; a key can resume only the sessions it made here"
+    ))
 }
 
 #[cfg(test)]

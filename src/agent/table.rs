@@ -59,6 +59,8 @@ struct Entry {
     status: AgentStatus,
     pid: Option<u32>,
     requested_model: Option<String>,
+    /// The session its CLI writes: the one it resumes, else the one the CLI names.
+    session: Option<Uuid>,
     summary: RunSummary,
     /// What the kept result line costs, counted in all logs' bytes.
     result_charge: Charge,
@@ -99,6 +101,8 @@ pub struct NewAgent {
     pub owner: Client,
     pub kind: AgentKind,
     pub requested_model: Option<String>,
+    /// The session it resumes and goes on writing (not one it forks).
+    pub session: Option<Uuid>,
     pub stop: StopSignal,
     pub log: Arc<EventLog>,
 }
@@ -118,9 +122,20 @@ impl AgentTable {
     }
 
     /// Takes a place for a new agent before anything is spawned, so the limits hold however
-    /// many requests arrive at once.
+    /// many requests arrive at once. A session that an agent of the same client still runs on
+    /// is not resumed by another: two CLIs would write one session file.
     pub fn admit(self: &Arc<Self>, agent: NewAgent) -> Result<Place, Error> {
         let mut table = self.lock();
+        if let Some(session) = agent.session {
+            if let Some((running, _)) = table.entries.iter().find(|(_, e)| {
+                e.owner == agent.owner && e.session == Some(session) && e.status.holds_process()
+            }) {
+                return Err(Error::SessionInUse {
+                    session,
+                    agent_id: *running,
+                });
+            }
+        }
         let Admission {
             max_agents,
             max_agents_per_key,
@@ -147,6 +162,7 @@ impl AgentTable {
                 status: AgentStatus::Starting,
                 pid: None,
                 requested_model: agent.requested_model,
+                session: agent.session,
                 summary: RunSummary::default(),
                 result_charge: Charge {
                     bytes: 0,
@@ -414,6 +430,9 @@ impl Entry {
         self.result_charge
             .set(summary.result.as_ref().map_or(0, |line| line.len()));
         self.summary = summary.clone();
+        if let Some(named) = summary.session_id.as_deref() {
+            self.session = Uuid::try_parse(named).ok().or(self.session);
+        }
     }
 
     fn info(&self, agent_id: Uuid) -> AgentInfo {
@@ -433,7 +452,12 @@ impl Entry {
                 .model
                 .clone()
                 .or_else(|| self.requested_model.clone()),
-            session_id: self.summary.session_id.clone(),
+            // A resumed session is known from the start: another instance sees it in use.
+            session_id: self
+                .summary
+                .session_id
+                .clone()
+                .or_else(|| self.session.map(|s| s.to_string())),
             started_at: self.started_at,
             ended_at: self.ended_at,
             exit_code: self.summary.exit_code,
@@ -549,6 +573,7 @@ mod tests {
             owner: Client::Anonymous,
             kind: AgentKind::Stream,
             requested_model: None,
+            session: None,
             stop: StopSignal::new(shutdown),
             log: EventLog::new(1000, SharedBytes::default()),
         })

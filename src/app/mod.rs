@@ -88,11 +88,10 @@ fn claude_config_dir(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Option
     var("CLAUDE_CONFIG_DIR").or_else(|| var("HOME").map(|home| home.join(".claude")))
 }
 
-/// The data dir, as absolute as it can be made (its links followed, once it exists).
+/// The data dir, absolute, its links followed as far as it exists: on a first start it does
+/// not, and a link to the workdir above it must count all the same.
 fn data_dir_of(config: &Config) -> PathBuf {
-    let absolute =
-        std::path::absolute(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone());
-    absolute.canonicalize().unwrap_or(absolute)
+    process::resolve_path(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone())
 }
 
 /// The sandbox the settings ask for, if it works here; with `auto`, why there is none.
@@ -108,11 +107,13 @@ fn sandbox(
     hidden.extend(config.api_key_file.iter().cloned());
     hidden.extend(std::env::current_exe().ok());
     if let Some(Database::Sqlite(path)) = &config.database {
-        hidden.extend(std::path::absolute(path).ok());
+        hidden.push(path.clone());
     }
+    // Where each leads, whether it exists yet or not: a place is compared with the directories
+    // shown, which are resolved too.
     let hidden = hidden
         .into_iter()
-        .map(|path| path.canonicalize().unwrap_or(path))
+        .map(|path| process::resolve_path(&path).unwrap_or(path))
         .collect();
     match (process::Sandbox::probe(hidden), config.sandbox) {
         (Ok(sandbox), _) => Ok((Some(Arc::new(sandbox)), None)),

@@ -23,8 +23,8 @@ use super::postgres::Postgres;
 use super::sql_store::{Interrupted, Pool, end_interrupted_within, stored_time};
 use super::writer::{EVENTS_CHANNEL, upsert};
 use crate::agent::{
-    AgentRecord, Answer, Cluster, ErrorKind, Forwarded, Incoming, NotHere, Refusal, StoreError,
-    StoreFuture,
+    Admitted, AgentRecord, Answer, Cluster, ErrorKind, Forwarded, Incoming, NotHere, Refusal,
+    StoreError, StoreFuture,
 };
 
 /// Payload `TARGET ID`: an action for the instance TARGET waits in row ID.
@@ -237,7 +237,7 @@ impl Cluster for PgCluster {
             .subscribe()
     }
 
-    fn admit(&self, record: AgentRecord, max: usize) -> StoreFuture<'_, bool> {
+    fn admit(&self, record: AgentRecord, max: Option<usize>) -> StoreFuture<'_, Admitted> {
         self.pool.run(move |db| {
             db.transaction(|db| {
                 let owner = record.owner.to_stored();
@@ -246,18 +246,39 @@ impl Cluster for PgCluster {
                     "SELECT pg_advisory_xact_lock(hashtext(?1))",
                     &[owner.clone().into()],
                 )?;
-                let running = db
-                    .query_row(
-                        "SELECT COUNT(*) FROM agents WHERE owner = ?1 AND ended_at IS NULL",
-                        &[owner.into()],
-                    )?
-                    .and_then(|row| row.int(0))
-                    .unwrap_or(0);
-                if running.max(0) as usize >= max {
-                    return Ok(false);
+                if let Some(session) = &record.info.session_id {
+                    let running = db.query_row(
+                        "SELECT agent_id FROM agents
+                         WHERE owner = ?1 AND session_id = ?2 AND ended_at IS NULL AND agent_id <> ?3
+                         LIMIT 1",
+                        &[
+                            owner.clone().into(),
+                            session.as_str().into(),
+                            record.info.agent_id.to_string().into(),
+                        ],
+                    )?;
+                    if let Some(running) = running
+                        .as_ref()
+                        .and_then(|row| row.text(0))
+                        .and_then(|id| Uuid::try_parse(id).ok())
+                    {
+                        return Ok(Admitted::SessionInUse(running));
+                    }
+                }
+                if let Some(max) = max {
+                    let running = db
+                        .query_row(
+                            "SELECT COUNT(*) FROM agents WHERE owner = ?1 AND ended_at IS NULL",
+                            &[owner.into()],
+                        )?
+                        .and_then(|row| row.int(0))
+                        .unwrap_or(0);
+                    if running.max(0) as usize >= max {
+                        return Ok(Admitted::TooMany);
+                    }
                 }
                 upsert(db, &record)?;
-                Ok(true)
+                Ok(Admitted::Yes)
             })
         })
     }

@@ -159,6 +159,13 @@ pub trait Db: Send + fmt::Debug {
         Ok(())
     }
 
+    /// Why what this connection writes no longer reaches the database it opened (its file
+    /// deleted or replaced under it: the writes go to a file nobody will open again); None
+    /// while it does. Cheap: asked at every write and every few seconds.
+    fn lost(&self) -> Option<String> {
+        None
+    }
+
     fn query_row(&mut self, sql: &'static str, params: &[Value]) -> DbResult<Option<Row>> {
         Ok(self.query(sql, params)?.into_iter().next())
     }

@@ -201,6 +201,7 @@ impl<D: Db + 'static> SqlStore<D> {
             health: Arc::clone(&health),
             metrics: Arc::clone(&metrics),
             last_sweep: None,
+            lost: false,
         };
         std::thread::Builder::new()
             .name("store-writer".into())

@@ -1,7 +1,7 @@
 //! SQLite (WAL mode), through rusqlite with SQLite built in: one file, no server. Its
 //! migrations are embedded and versioned with `PRAGMA user_version`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::functions::FunctionFlags;
@@ -19,11 +19,24 @@ pub const MIGRATIONS: &[&str] = &[
 ];
 
 #[derive(Debug)]
-pub struct Sqlite(Connection);
+pub struct Sqlite {
+    conn: Connection,
+    path: PathBuf,
+    /// The device and inode of the file opened, to tell when the path names another file, or
+    /// none (see [`Db::lost`]).
+    file: Option<(u64, u64)>,
+}
+
+/// The device and inode `path` names now.
+fn identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).map(|meta| (meta.dev(), meta.ino()))
+}
 
 impl Sqlite {
     pub fn open(path: &Path) -> DbResult<Self> {
         let conn = Connection::open(path).map_err(error)?;
+        let file = identity(path).ok();
         conn.busy_timeout(Duration::from_secs(5)).map_err(error)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |row| {
             row.get::<_, String>(0)
@@ -39,7 +52,11 @@ impl Sqlite {
             |ctx| Ok(ctx.get::<i64>(0)?.max(ctx.get::<i64>(1)?)),
         )
         .map_err(error)?;
-        Ok(Self(conn))
+        Ok(Self {
+            conn,
+            path: path.to_owned(),
+            file,
+        })
     }
 }
 
@@ -62,11 +79,11 @@ impl ToSql for Value {
 
 impl Db for Sqlite {
     fn batch(&mut self, sql: &str) -> DbResult<()> {
-        self.0.execute_batch(sql).map_err(error)
+        self.conn.execute_batch(sql).map_err(error)
     }
 
     fn execute(&mut self, sql: &'static str, params: &[Value]) -> DbResult<u64> {
-        let mut statement = self.0.prepare_cached(sql).map_err(error)?;
+        let mut statement = self.conn.prepare_cached(sql).map_err(error)?;
         statement
             .execute(params_from_iter(params))
             .map(|n| n as u64)
@@ -74,7 +91,7 @@ impl Db for Sqlite {
     }
 
     fn query(&mut self, sql: &'static str, params: &[Value]) -> DbResult<Vec<Row>> {
-        let mut statement = self.0.prepare_cached(sql).map_err(error)?;
+        let mut statement = self.conn.prepare_cached(sql).map_err(error)?;
         let columns = statement.column_count();
         let rows = statement
             .query_map(params_from_iter(params), |row| {
@@ -95,20 +112,57 @@ impl Db for Sqlite {
         rows.collect::<rusqlite::Result<_>>().map_err(error)
     }
 
+    fn lost(&self) -> Option<String> {
+        let opened = self.file?;
+        let what = match identity(&self.path) {
+            Ok(now) if now == opened => return None,
+            Ok(_) => "was replaced by another file",
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => "was deleted",
+            Err(err) => {
+                return Some(format!(
+                    "the database file {} cannot be checked: {err}",
+                    self.path.display()
+                ));
+            }
+        };
+        Some(format!(
+            "the database file {} {what} while the proxy ran (was PROXY_DATA_DIR removed?): nothing written now is kept after a restart; restart the proxy (README, Troubleshooting)",
+            self.path.display()
+        ))
+    }
+
     fn begin_exclusive(&mut self) -> DbResult<()> {
         self.batch("BEGIN IMMEDIATE")
     }
 
     fn schema_version(&mut self) -> DbResult<usize> {
-        self.0
+        self.conn
             .query_row("PRAGMA user_version", [], |row| row.get::<_, i64>(0))
             .map(|v| v.max(0) as usize)
             .map_err(error)
     }
 
     fn set_schema_version(&mut self, version: usize) -> DbResult<()> {
-        self.0
+        self.conn
             .pragma_update(None, "user_version", version as i64)
             .map_err(error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_deleted_or_replaced_under_it_is_told() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.db");
+        let db = Sqlite::open(&path).unwrap();
+        assert_eq!(db.lost(), None);
+        std::fs::rename(&path, dir.path().join("moved.db")).unwrap();
+        std::fs::write(&path, "").unwrap();
+        assert!(db.lost().unwrap().contains("replaced"), "{:?}", db.lost());
+        std::fs::remove_file(&path).unwrap();
+        assert!(db.lost().unwrap().contains("deleted"), "{:?}", db.lost());
     }
 }

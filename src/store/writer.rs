@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ const ANNOUNCEMENT_BYTES: usize = 7_000;
 /// this many.
 const SESSIONS_KEPT: usize = 100_000;
 const SESSION_DAYS: i64 = 30;
+/// How often a writer with nothing to write asks whether its database is still there.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// SQL's "no limit" that both engines take, for `LIMIT ... OFFSET`.
 const NO_LIMIT: i64 = i64::MAX;
 
@@ -53,6 +55,8 @@ pub struct Writer<D> {
     /// The bytes of all agents' chunks.
     pub total_log_bytes: usize,
     pub last_sweep: Option<Instant>,
+    /// The database was found gone (see [`Db::lost`]), and said so.
+    pub lost: bool,
 }
 
 /// What has come for the writer since its last transaction.
@@ -85,7 +89,15 @@ impl<D: Db> Writer<D> {
             queued_ops.fetch_sub(1, Ordering::Relaxed);
             op
         };
-        while let Ok(first) = ops.recv().map(&received) {
+        loop {
+            let first = match ops.recv_timeout(CHECK_EVERY) {
+                Ok(op) => received(op),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.check_database();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            };
             let deadline = Instant::now() + self.limits.flush;
             let mut pending = Pending::default();
             let mut next = Some(first);
@@ -162,9 +174,24 @@ impl<D: Db> Writer<D> {
                 self.total_log_bytes = total;
             }
         }
+        self.check_database();
         for done in flushed {
             let _ = done.send(());
         }
+    }
+
+    /// Whether the database is still the one opened: one deleted or replaced under the proxy
+    /// takes what is written with it, so the store says why it fails for as long as it does.
+    fn check_database(&mut self) {
+        let Some(why) = self.db.lost() else {
+            return;
+        };
+        if !self.lost {
+            self.lost = true;
+            self.metrics.store_errors.inc();
+            tracing::error!(%why, "the store's database is gone");
+        }
+        *crate::lock(&self.health) = Some((why, Instant::now()));
     }
 
     fn apply(&mut self, pending: Pending) -> DbResult<()> {
