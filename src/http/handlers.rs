@@ -238,7 +238,11 @@ pub async fn health(
         body.rate_limited_until = Some(state.agents.rate_limited_until());
         body.version = Some(env!("CARGO_PKG_VERSION"));
         body.instance_id = Some(state.agents.instance_id().to_string());
-        body.sandbox = Some(if state.agents.sandboxed() { "bwrap" } else { "off" });
+        body.sandbox = Some(if state.agents.sandboxed() {
+            "bwrap"
+        } else {
+            "off"
+        });
         body.cli = Some(HealthCli {
             path: cli
                 .as_deref()
