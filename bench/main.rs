@@ -416,7 +416,7 @@ async fn sandbox_cost(report: &mut Report, cwd: &Path, samples: usize) {
         ends_with.push(run_to_complete(&confined).await);
         ends_without.push(run_to_complete(&open).await);
     }
-    let rows: [(&str, fn(&RunEnds) -> Duration, &str); 3] = [
+    let rows: [(&str, RunEndsPick, &str); 3] = [
         (
             "the CLI's last line to `complete`",
             |t| t.complete - t.result,
@@ -487,6 +487,9 @@ async fn sandbox_cost(report: &mut Report, cwd: &Path, samples: usize) {
         );
     }
 }
+
+/// One measure of a short run's end.
+type RunEndsPick = fn(&RunEnds) -> Duration;
 
 /// When a short run's events reached the client, from the request.
 struct RunEnds {
