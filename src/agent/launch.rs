@@ -5,7 +5,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::watch;
@@ -78,7 +78,7 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
             let mut record = core.table.record(agent_id).expect("just admitted");
             record.instance = Some(Arc::clone(&core.settings.instance_id));
             // Refused, the place is dropped unspawned: it leaves no trace.
-            match cluster.admit(record, max).await {
+            match admit_across_instances(cluster.as_ref(), record, max).await {
                 Ok(Admitted::Yes) => true,
                 Ok(Admitted::TooMany) => {
                     return Err(Error::TooManyAgentsForKey {
@@ -419,6 +419,37 @@ impl Recorder {
         let budget = self.core.settings.logs_total_bytes;
         if total > budget {
             self.core.table.shrink_logs(total - budget);
+        }
+    }
+}
+
+/// How long a resume waits for the shared database to show that the agent last on its
+/// session has ended: an agent that ended on another instance is written there within that
+/// instance's flush interval after its client saw `complete`, so a follow-up sent at once
+/// would otherwise find it still running.
+const SESSION_END_WAITS: [Duration; 5] = [
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(200),
+    Duration::from_millis(400),
+];
+
+/// The cluster's admission, asked again while it names a session's agent as running that the
+/// database may not yet show as ended.
+async fn admit_across_instances(
+    cluster: &dyn Cluster,
+    record: super::store::AgentRecord,
+    max: Option<usize>,
+) -> Result<Admitted, super::store::StoreError> {
+    let mut waits = SESSION_END_WAITS.iter();
+    loop {
+        match cluster.admit(record.clone(), max).await? {
+            Admitted::SessionInUse(running) => match waits.next() {
+                Some(wait) => tokio::time::sleep(*wait).await,
+                None => return Ok(Admitted::SessionInUse(running)),
+            },
+            admitted => return Ok(admitted),
         }
     }
 }
