@@ -10,6 +10,7 @@
 
 pub mod agent;
 pub mod app;
+pub mod cli;
 pub mod http;
 pub mod metrics;
 pub mod process;

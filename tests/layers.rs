@@ -10,12 +10,22 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "app",
-        &["http", "agent", "store", "process", "metrics", "telemetry"],
+        &[
+            "http",
+            "agent",
+            "cli",
+            "store",
+            "process",
+            "metrics",
+            "telemetry",
+        ],
     ),
-    ("http", &["agent", "metrics", "telemetry"]),
+    ("http", &["agent", "cli", "metrics", "telemetry"]),
     // The store's backends implement the core's trait; only the app picks one.
     ("store", &["agent", "metrics", "telemetry"]),
-    ("agent", &["process", "metrics", "telemetry"]),
+    ("agent", &["cli", "process", "metrics", "telemetry"]),
+    // The CLI's contract: its arguments, stdin and stdout lines, environment, home, login.
+    ("cli", &["process"]),
     ("process", &[]),
     ("metrics", &[]),
     ("telemetry", &[]),

@@ -19,7 +19,8 @@ use uuid::Uuid;
 
 use super::request::AgentRequest;
 use super::status::AgentKind;
-use super::{Agents, Client, Error, Run, parse_model, session_path};
+use super::{Agents, Client, Error, Run, parse_model};
+use crate::cli::home::session_file;
 
 /// How many conversations are remembered per key; past it, the oldest is forgotten and its
 /// session's file removed.
@@ -254,7 +255,7 @@ impl Agents {
         let file = self
             .core
             .claude_config_dir(owner)
-            .map(|dir| session_path(&dir, &cwd, session));
+            .map(|dir| session_file(&dir, &cwd, session));
         self.core.chat_memory.remember(
             owner,
             Remembered {

@@ -118,17 +118,3 @@ pub trait Cluster: Send + Sync + fmt::Debug + 'static {
     fn restore_session(&self, session: Uuid, file: PathBuf)
     -> StoreFuture<'_, Result<(), NotHere>>;
 }
-
-/// Where the CLI keeps a session's file: `$HOME/.claude/projects/<cwd, / and . as ->/<id>.jsonl`
-/// (`CLAUDE_CONFIG_DIR` in place of `$HOME/.claude` when it is set).
-pub fn session_path(config_dir: &std::path::Path, cwd: &std::path::Path, session: Uuid) -> PathBuf {
-    let project: String = cwd
-        .to_string_lossy()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    config_dir
-        .join("projects")
-        .join(project)
-        .join(format!("{session}.jsonl"))
-}

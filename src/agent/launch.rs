@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::cluster::{Admitted, Cluster, NotHere, session_path};
+use super::cluster::{Admitted, Cluster, NotHere};
 use super::conversation::{Conversation, ConversationSettings};
 use super::error::CliProblem;
 use super::error::Error;
@@ -20,10 +20,11 @@ use super::events::EventMaker;
 use super::journal::Journal;
 use super::log::{EventLog, LogReader};
 use super::request::Run;
-use super::state::{Core, HOME_INSIDE};
+use super::state::Core;
 use super::status::StopReason;
 use super::stop::StopSignal;
 use super::table::{NewAgent, Place};
+use crate::cli::home::{self, session_file};
 use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
 
 /// A running agent, as its starter sees it.
@@ -244,19 +245,30 @@ impl Drop for SystemPromptFile {
 
 /// What a sandboxed CLI is given of the host: its working directory, and its client's home.
 fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
+    let home_inside = PathBuf::from(home::HOME_INSIDE_SANDBOX);
+    // The operator's stored login, so that a CLI logged in with `claude login` is logged in
+    // here too.
+    let login = core
+        .settings
+        .claude_config_dir
+        .as_ref()
+        .map(|dir| home::login_file_in(dir))
+        .filter(|file| file.is_file())
+        .map(|file| {
+            (
+                file,
+                home::login_file_in(&home::config_dir_in(&home_inside)),
+            )
+        });
     Ok(process::Confinement {
         cwd: run.cwd.to_path_buf(),
         home: core.home_of(run.owner)?,
-        home_inside: PathBuf::from(HOME_INSIDE),
+        home_inside,
+        host_name: home::SANDBOX_HOST_NAME.to_owned(),
         read_only: Vec::new(),
-        login_file: core
-            .settings
-            .claude_config_dir
-            .as_ref()
-            .map(|dir| dir.join(".credentials.json"))
-            .filter(|file| file.is_file()),
+        shared_file: login,
         // Its sessions are in its home, whatever the operator's CLI uses.
-        unset: vec!["CLAUDE_CONFIG_DIR".to_owned()],
+        unset: vec![crate::cli::CONFIG_DIR.to_owned()],
     })
 }
 
@@ -271,7 +283,7 @@ async fn restore_session(
     let Some(config_dir) = core.claude_config_dir(run.owner) else {
         return Ok(());
     };
-    let file = session_path(&config_dir, &run.cwd, session);
+    let file = session_file(&config_dir, &run.cwd, session);
     match cluster.restore_session(session, file).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(NotHere::TooLarge { instance })) => Err(Error::Conflict(format!(
@@ -339,7 +351,7 @@ impl Recorder {
     fn save_session(&self) -> Option<impl Future<Output = ()> + Send + 'static> {
         let cluster = Arc::clone(self.core.cluster.as_ref()?);
         let session = Uuid::try_parse(self.session.as_deref()?).ok()?;
-        let file = session_path(
+        let file = session_file(
             self.core.settings.claude_config_dir.as_deref()?,
             &self.run.cwd,
             session,

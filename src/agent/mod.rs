@@ -40,9 +40,7 @@ use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
 pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
-pub use cluster::{
-    Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path,
-};
+pub use cluster::{Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal};
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error, ErrorKind};
 pub use events::{EVENT_NAMES, Event, RunSummary, event_name};

@@ -71,9 +71,6 @@ pub struct Settings {
     pub compat: super::CompatSettings,
 }
 
-/// Where a sandboxed CLI finds its home.
-pub const HOME_INSIDE: &str = "/home/agent";
-
 #[derive(Debug)]
 pub struct Core {
     pub settings: Settings,
@@ -118,7 +115,9 @@ impl Core {
     /// Where the CLI of `owner` keeps its sessions' files, as the host sees them.
     pub fn claude_config_dir(&self, owner: Client) -> Option<PathBuf> {
         if self.settings.sandbox.is_some() {
-            return Some(self.settings.homes.join(owner.to_stored()).join(".claude"));
+            return Some(crate::cli::home::config_dir_in(
+                &self.settings.homes.join(owner.to_stored()),
+            ));
         }
         self.settings.claude_config_dir.clone()
     }

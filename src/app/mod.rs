@@ -16,9 +16,10 @@ use tokio_util::sync::CancellationToken;
 pub use config::{Config, SandboxMode, one_line_error};
 
 use crate::agent::{self, Admission, Agents, ApiKeys, KeysError, Retention, ToolPolicy};
+use crate::cli;
 use crate::http::{self, ApiState, ConnectionLimits};
 use crate::metrics::Metrics;
-use crate::process::{self, child_environment};
+use crate::process;
 use crate::store::{self, Database};
 
 /// Most bytes of events waiting for the store's writer: past it, a slow disk costs events
@@ -75,17 +76,6 @@ fn default_instance_id() -> String {
         .filter(|name| !name.is_empty())
         .unwrap_or_else(|| "claude-proxy".to_owned());
     format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
-
-/// Where the CLI, run with `env`, keeps its sessions: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
-fn claude_config_dir(env: &[(std::ffi::OsString, std::ffi::OsString)]) -> Option<PathBuf> {
-    let var = |name: &str| {
-        env.iter()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| PathBuf::from(value))
-            .filter(|path| path.is_absolute())
-    };
-    var("CLAUDE_CONFIG_DIR").or_else(|| var("HOME").map(|home| home.join(".claude")))
 }
 
 /// The data dir, absolute, its links followed as far as it exists: on a first start it does
@@ -218,7 +208,7 @@ impl App {
             }
         };
         let (sandbox, no_sandbox) = sandbox(&config, &data_dir)?;
-        let cli_env = Arc::new(child_environment(
+        let cli_env = Arc::new(cli::environment(
             std::env::vars_os(),
             config.use_subscription,
         ));
@@ -270,7 +260,7 @@ impl App {
             store,
             cluster,
             forward_timeout: config.forward_timeout,
-            claude_config_dir: claude_config_dir(&cli_env),
+            claude_config_dir: cli::config_dir(&cli_env),
             sandbox,
             homes: data_dir.join("homes"),
             prompts: data_dir.join("prompts"),

@@ -6,7 +6,6 @@
 //! what happened.
 
 mod brief;
-mod env;
 mod group;
 mod lines;
 mod paths;
@@ -18,7 +17,6 @@ pub mod watchdog;
 pub use watchdog::Status as WatchdogStatus;
 
 pub use brief::{Brief, run_briefly};
-pub use env::child_environment;
 pub use group::{ProcessGroup, become_subreaper, signal_name};
 pub use lines::{Frame, LineReader};
 pub use paths::resolve_path;

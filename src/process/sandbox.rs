@@ -36,10 +36,11 @@ pub struct Confinement {
     /// Its home: a directory of the host, shown writable at `inside`, where `HOME` points.
     pub home: PathBuf,
     pub home_inside: PathBuf,
-    /// The operator's stored login (`.credentials.json`), shown writable in the home's
-    /// `.claude`, so that a CLI logged in with `claude login` is logged in here too, and its
-    /// refreshed token is the operator's.
-    pub login_file: Option<PathBuf>,
+    /// Its host name.
+    pub host_name: String,
+    /// A file of the host shown writable at a path inside (the operator's stored login, so
+    /// that its refreshed token is the operator's).
+    pub shared_file: Option<(PathBuf, PathBuf)>,
     /// Files of the host shown read-only, at the same path (a system prompt's file).
     pub read_only: Vec<PathBuf>,
     /// Variables of its environment that name places of the host it does not have.
@@ -65,8 +66,9 @@ impl Sandbox {
         let confinement = Confinement {
             cwd: scratch.clone(),
             home: scratch,
-            home_inside: PathBuf::from("/home/agent"),
-            login_file: None,
+            home_inside: PathBuf::from("/home/sandbox"),
+            host_name: "sandbox".into(),
+            shared_file: None,
             read_only: Vec::new(),
             unset: Vec::new(),
         };
@@ -112,8 +114,6 @@ impl Sandbox {
             // server dies. (bwrap asks it of the thread that spawned it, and the server spawns
             // from the runtime's worker threads, which live as long as it does.)
             "--die-with-parent".as_ref(),
-            "--hostname".as_ref(),
-            "agent".as_ref(),
             "--cap-drop".as_ref(),
             "ALL".as_ref(),
         ]);
@@ -150,18 +150,15 @@ impl Sandbox {
             cwd,
             home,
             home_inside,
-            login_file,
+            host_name,
+            shared_file,
             read_only,
             unset,
         } = confinement;
+        arg(&["--hostname".as_ref(), host_name.as_ref()]);
         arg(&["--bind".as_ref(), home.as_os_str(), home_inside.as_os_str()]);
-        if let Some(login_file) = login_file {
-            let inside = home_inside.join(".claude/.credentials.json");
-            arg(&[
-                "--bind-try".as_ref(),
-                login_file.as_os_str(),
-                inside.as_os_str(),
-            ]);
+        if let Some((file, inside)) = shared_file {
+            arg(&["--bind-try".as_ref(), file.as_os_str(), inside.as_os_str()]);
         }
         arg(&[
             "--setenv".as_ref(),

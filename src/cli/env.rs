@@ -1,12 +1,12 @@
-//! The environment a child process is given.
+//! The environment the CLI is given: the server's own, less what must not reach the CLI or
+//! the tools it runs.
 
 use std::ffi::{OsStr, OsString};
 
-/// The environment a CLI gets: the server's own, less what must not reach the CLI or the
-/// tools it runs. `PROXY_*` holds the proxy's settings (and its client keys); `CLAUDECODE`
+/// The environment a CLI gets. `PROXY_*` holds the proxy's settings (and its client keys); `CLAUDECODE`
 /// makes the CLI believe it runs nested inside another Claude Code; and under a
 /// subscription an API key in the environment would win over the subscription login.
-pub fn child_environment<I>(server_env: I, use_subscription: bool) -> Vec<(OsString, OsString)>
+pub fn environment<I>(server_env: I, use_subscription: bool) -> Vec<(OsString, OsString)>
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
@@ -24,6 +24,21 @@ fn is_passed_to_cli(name: &OsStr, use_subscription: bool) -> bool {
     !(use_subscription && (name == b"ANTHROPIC_API_KEY" || name == b"ANTHROPIC_AUTH_TOKEN"))
 }
 
+/// Where the CLI, run with `env`, keeps its sessions: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
+pub fn config_dir(env: &[(OsString, OsString)]) -> Option<std::path::PathBuf> {
+    let var = |name: &str| {
+        env.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| std::path::PathBuf::from(value))
+            .filter(|path| path.is_absolute())
+    };
+    var(CONFIG_DIR).or_else(|| var("HOME").map(|home| home.join(".claude")))
+}
+
+/// The variable that moves the CLI's own directory (sessions, settings, login) from
+/// `$HOME/.claude`.
+pub const CONFIG_DIR: &str = "CLAUDE_CONFIG_DIR";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,7 +49,7 @@ mod tests {
 
     #[test]
     fn proxy_settings_and_nesting_marker_never_pass() {
-        let got = child_environment(
+        let got = environment(
             env(&[
                 ("PATH", "/bin"),
                 ("PROXY_API_KEY", "s"),
@@ -52,10 +67,7 @@ mod tests {
             ("ANTHROPIC_AUTH_TOKEN", "t"),
             ("HOME", "/h"),
         ]);
-        assert_eq!(
-            child_environment(server.clone(), true),
-            env(&[("HOME", "/h")])
-        );
-        assert_eq!(child_environment(server.clone(), false), server);
+        assert_eq!(environment(server.clone(), true), env(&[("HOME", "/h")]));
+        assert_eq!(environment(server.clone(), false), server);
     }
 }
