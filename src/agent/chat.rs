@@ -217,9 +217,7 @@ impl Agents {
         };
         let mut run = self.check(owner, turn.kind, request).await?;
         // Within the operator's policy: the app checked the compatible tools against it.
-        run.policy_args.retain(|arg| !arg.starts_with("--tools="));
-        run.policy_args
-            .push(format!("--tools={}", compat.tools.join(",")));
+        run.tools.tools = Some(compat.tools.clone());
         run.system_prompt = Some(turn.system.unwrap_or_else(|| compat.system_prompt.clone()));
         run.partial_messages = true;
         run.fork_session = resumed.is_some();

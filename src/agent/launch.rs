@@ -113,10 +113,9 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
         Some(text) => Some(SystemPromptFile::write(&core.settings.prompts, text)?),
         None => None,
     };
-    let mut args = run.cli_args();
-    if let Some(file) = &system_prompt {
-        args.push(format!("--system-prompt-file={}", file.path.display()));
-    }
+    let args = run
+        .invocation(system_prompt.as_ref().map(|file| file.path.clone()))
+        .args();
     let spec = process::Spec {
         program: core.settings.cli.clone(),
         args,

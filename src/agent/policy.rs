@@ -4,6 +4,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use super::Error;
+use crate::cli::ToolFlags;
 
 /// The CLI's permission modes, from the most restricted to the least.
 #[derive(
@@ -105,7 +106,7 @@ pub const MAX_SYSTEM_PROMPT_BYTES: usize = 64 * 1024;
 /// A run's policy: the CLI's flags, and where it runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
-    pub args: Vec<String>,
+    pub flags: ToolFlags,
     /// The workdir itself is shared, not copied, by every run in it.
     pub cwd: Arc<Path>,
 }
@@ -116,7 +117,6 @@ impl ToolPolicy {
     /// none can be read as another flag.
     pub fn apply(&self, request: &Narrowing) -> Result<Applied, Error> {
         let forbidden = |reason: String| Error::Forbidden(reason);
-        let mut args = Vec::new();
 
         let tools = match (&request.tools, &self.tools) {
             (None, operator) => operator.clone(),
@@ -135,9 +135,6 @@ impl ToolPolicy {
                 Some(asked.clone())
             }
         };
-        if let Some(tools) = tools {
-            args.push(format!("--tools={}", tools.join(",")));
-        }
 
         let allowed = match &request.allowed_tools {
             None => self.allowed_tools.clone(),
@@ -151,9 +148,6 @@ impl ToolPolicy {
                 asked.clone()
             }
         };
-        if !allowed.is_empty() {
-            args.push(format!("--allowedTools={}", allowed.join(",")));
-        }
 
         check_names("disallowed_tools", &request.disallowed_tools)?;
         let mut disallowed = self.disallowed_tools.clone();
@@ -164,17 +158,11 @@ impl ToolPolicy {
                 .filter(|t| !self.disallowed_tools.contains(t))
                 .cloned(),
         );
-        if !disallowed.is_empty() {
-            args.push(format!("--disallowedTools={}", disallowed.join(",")));
-        }
 
         let mode = match request.permission_mode {
             Some(asked) => Some(self.check_permission_mode(asked)?),
             None => self.permission_mode,
         };
-        if let Some(mode) = mode {
-            args.push(format!("--permission-mode={}", mode.as_cli()));
-        }
 
         let max_turns = match (request.max_turns, self.max_turns) {
             (Some(0), _) => {
@@ -190,9 +178,6 @@ impl ToolPolicy {
             }
             (asked, operator) => asked.or(operator),
         };
-        if let Some(turns) = max_turns {
-            args.push(format!("--max-turns={turns}"));
-        }
 
         if let Some(prompt) = &request.append_system_prompt {
             if prompt.len() > MAX_SYSTEM_PROMPT_BYTES || prompt.contains('\0') {
@@ -203,7 +188,6 @@ impl ToolPolicy {
                     ),
                 });
             }
-            args.push(format!("--append-system-prompt={prompt}"));
         }
 
         let workspace = request.workspace.as_ref().unwrap_or(&self.workdir);
@@ -211,7 +195,15 @@ impl ToolPolicy {
             None => Arc::clone(workspace),
             Some(cwd) => Arc::from(resolve_cwd(cwd, workspace)?),
         };
-        Ok(Applied { args, cwd })
+        let flags = ToolFlags {
+            tools,
+            allowed_tools: allowed,
+            disallowed_tools: disallowed,
+            permission_mode: mode.map(PermissionMode::as_cli),
+            max_turns,
+            append_system_prompt: request.append_system_prompt.clone(),
+        };
+        Ok(Applied { flags, cwd })
     }
 
     /// A permission mode a client asks for: no wider than the operator's.
@@ -356,7 +348,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let applied = policy(dir.path()).apply(&Narrowing::default()).unwrap();
         assert_eq!(
-            applied.args,
+            applied.flags.args(),
             [
                 "--tools=Read,Grep,Bash",
                 "--allowedTools=Read",
@@ -383,7 +375,7 @@ mod tests {
         };
         let applied = policy(dir.path()).apply(&request).unwrap();
         assert_eq!(
-            applied.args,
+            applied.flags.args(),
             [
                 "--tools=Read",
                 "--disallowedTools=WebFetch,Grep",

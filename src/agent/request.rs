@@ -1,7 +1,7 @@
 //! What a client may ask for, and the one type a checked request becomes: a [`Run`], which
 //! goes unchanged from the check to the spawn.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -11,6 +11,7 @@ use super::Error;
 use super::keys::Client;
 use super::policy::{Narrowing, PermissionMode, ToolPolicy};
 use super::status::AgentKind;
+use crate::cli::{Input, Invocation, ToolFlags};
 
 /// The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
 /// `sesion_id` never silently starts a new session.
@@ -82,8 +83,8 @@ pub struct Run {
     pub prompt: String,
     pub model: Option<String>,
     pub resume: Option<Uuid>,
-    /// The tool policy's flags, each a single `--flag=value` argument.
-    pub policy_args: Vec<String>,
+    /// The tool policy's flags.
+    pub tools: ToolFlags,
     /// Where the CLI runs: inside CLAUDE_WORKDIR, or where the resumed session lives.
     pub cwd: Arc<Path>,
     /// A streamed agent goes on when its client goes away.
@@ -106,38 +107,22 @@ pub struct Run {
 }
 
 impl Run {
-    /// The CLI's arguments. The prompt is never among them: it goes on stdin, so a prompt of
-    /// any size works and a prompt like `--dangerously-skip-permissions` stays a prompt.
-    /// Values use the `--flag=value` form so no value is ever read as a flag.
-    pub fn cli_args(&self) -> Vec<String> {
-        let mut args: Vec<String> = ["-p", "--output-format", "stream-json", "--verbose"]
-            .map(String::from)
-            .into();
-        if self.interactive {
-            args.extend(
-                ["--input-format", "stream-json", "--replay-user-messages"].map(String::from),
-            );
+    /// The run as the CLI's arguments say it; its system prompt, if any, is in `system_prompt_file`.
+    pub fn invocation(&self, system_prompt_file: Option<PathBuf>) -> Invocation {
+        Invocation {
+            input: match (self.interactive, &self.message) {
+                (true, _) => Input::Conversation,
+                (false, Some(_)) => Input::Message,
+                (false, None) => Input::Prompt,
+            },
+            approvals_on_stdio: self.approvals,
+            model: self.model.clone(),
+            resume: self.resume,
+            fork_session: self.fork_session,
+            partial_messages: self.partial_messages,
+            tools: self.tools.clone(),
+            system_prompt_file,
         }
-        if self.message.is_some() && !self.interactive {
-            args.extend(["--input-format", "stream-json"].map(String::from));
-        }
-        if self.approvals {
-            args.extend(["--permission-prompt-tool", "stdio"].map(String::from));
-        }
-        if let Some(model) = &self.model {
-            args.push(format!("--model={model}"));
-        }
-        if let Some(session) = &self.resume {
-            args.push(format!("--resume={}", session.hyphenated()));
-            if self.fork_session {
-                args.push("--fork-session".to_owned());
-            }
-        }
-        if self.partial_messages {
-            args.push("--include-partial-messages".to_owned());
-        }
-        args.extend(self.policy_args.iter().cloned());
-        args
     }
 }
 
@@ -223,7 +208,7 @@ impl AgentRequest {
             prompt: self.prompt,
             model,
             resume,
-            policy_args: applied.args,
+            tools: applied.flags,
             cwd,
             detach_on_disconnect: self.detach_on_disconnect,
             interactive: self.interactive,
@@ -365,7 +350,8 @@ mod tests {
         )
         .unwrap();
         assert!(
-            got.cli_args()
+            got.invocation(None)
+                .args()
                 .contains(&"--resume=0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11".to_owned())
         );
     }
@@ -376,7 +362,7 @@ mod tests {
         run.model = Some("sonnet".into());
         run.resume = Some(Uuid::parse_str("0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11").unwrap());
         assert_eq!(
-            run.cli_args(),
+            run.invocation(None).args(),
             [
                 "-p",
                 "--output-format",

@@ -1,10 +1,12 @@
-//! The Claude Code CLI as a program, and nothing of HTTP or agents: the environment it is
-//! given ([`environment`]), where it keeps its directory, login and sessions ([`home`]), and
+//! The Claude Code CLI as a program, and nothing of HTTP or agents: its arguments from a plain
+//! description of a run ([`Invocation`]), the environment it is given ([`environment`]), where it keeps its directory, login and sessions ([`home`]), and
 //! `claude auth status` ([`auth`]). The agent core and the compatible routes speak to the CLI
 //! through this; `process` runs it as it would any program.
 
+mod args;
 pub mod auth;
 mod env;
 pub mod home;
 
+pub use args::{Input, Invocation, ToolFlags};
 pub use env::{CONFIG_DIR, config_dir, environment};
