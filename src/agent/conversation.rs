@@ -22,6 +22,7 @@ use super::Error;
 use super::journal::Journal;
 use super::message::MessageContent;
 use super::policy::{PermissionMode, ToolPolicy};
+use crate::cli::stdin::{self, Control};
 use crate::metrics::Metrics;
 
 /// How many messages may wait behind the running turn.
@@ -230,22 +231,20 @@ impl Conversation {
             let state = self.lock();
             (state.sent - state.results).saturating_sub(1)
         };
-        self.control(json!({"subtype": "interrupt"})).await?;
+        self.control(Control::Interrupt).await?;
         self.metrics.interrupts.inc();
         Ok(still_queued)
     }
 
     /// Changes the model for the next turns; None goes back to the default.
     pub async fn set_model(&self, model: Option<&str>) -> Result<Value, Error> {
-        let answer = self
-            .control(json!({"subtype": "set_model", "model": model}))
-            .await?;
+        let answer = self.control(Control::SetModel(model)).await?;
         Ok(answer.get("model").cloned().unwrap_or(Value::Null))
     }
 
     pub async fn set_permission_mode(&self, mode: PermissionMode) -> Result<Value, Error> {
         let answer = self
-            .control(json!({"subtype": "set_permission_mode", "mode": mode.as_cli()}))
+            .control(Control::SetPermissionMode(mode.as_cli()))
             .await?;
         Ok(answer
             .get("mode")
@@ -254,16 +253,12 @@ impl Conversation {
     }
 
     /// Sends a control request and waits for the CLI's answer.
-    async fn control(&self, request: Value) -> Result<Value, Error> {
+    async fn control(&self, request: Control<'_>) -> Result<Value, Error> {
         let request_id = format!("proxy-{}", Uuid::new_v4());
         let (tx, rx) = oneshot::channel();
         {
             let mut state = self.lock();
-            state.write(line(&json!({
-                "type": "control_request",
-                "request_id": request_id,
-                "request": request,
-            })))?;
+            state.write(stdin::control_request(&request_id, request))?;
             state.controls.push((request_id.clone(), tx));
         }
         match tokio::time::timeout(CONTROL_ANSWER_LIMIT, rx).await {
@@ -373,14 +368,10 @@ impl Conversation {
         let request = &message["request"];
         if request["subtype"] != "can_use_tool" {
             let subtype = request["subtype"].as_str().unwrap_or("unknown");
-            let answer = line(&json!({
-                "type": "control_response",
-                "response": {
-                    "subtype": "error",
-                    "request_id": request_id,
-                    "error": format!("claude-proxy does not answer {subtype} requests"),
-                },
-            }));
+            let answer = stdin::refuse_request(
+                &request_id,
+                &format!("claude-proxy does not answer {subtype} requests"),
+            );
             let state = self.lock();
             let room = state.stdin.as_ref().map_or(0, mpsc::Sender::capacity);
             if room > KEPT_FOR_CLIENTS {
@@ -397,9 +388,10 @@ impl Conversation {
         let mut state = self.lock();
         if !self.settings.approvals || !self.policy.tool_exists(&tool_name) {
             // Not the client's to decide: tools the operator removed are never asked about.
-            let _ = state.write(permission_response(
+            let _ = state.write(stdin::deny_tool(
                 &request_id,
-                json!({"behavior": "deny", "message": format!("{tool_name} is not allowed here")}),
+                &format!("{tool_name} is not allowed here"),
+                false,
             ));
             return;
         }
@@ -491,7 +483,7 @@ impl Conversation {
                 let changed = updated_input.is_some();
                 let input = updated_input.map_or(request.input.clone(), Value::Object);
                 (
-                    json!({"behavior": "allow", "updatedInput": input}),
+                    stdin::allow_tool(&request.request_id, input.clone()),
                     Settled::Allowed,
                     json!({"behavior": "allow", "updated_input": changed.then_some(input)}),
                 )
@@ -500,13 +492,13 @@ impl Conversation {
                 let message =
                     message.unwrap_or_else(|| "the client denied this tool use".to_owned());
                 (
-                    json!({"behavior": "deny", "message": message, "interrupt": interrupt}),
+                    stdin::deny_tool(&request.request_id, &message, interrupt),
                     Settled::Denied,
                     json!({"behavior": "deny", "message": message, "interrupt": interrupt}),
                 )
             }
         };
-        if let Err(err) = state.write(permission_response(&request.request_id, response)) {
+        if let Err(err) = state.write(response) {
             tracing::debug!(%err, "an approval's answer could not reach the CLI");
         }
         event["type"] = "permission_decision".into();
@@ -603,23 +595,6 @@ async fn close_when_idle(conversation: Weak<Conversation>, mut paused: watch::Re
     }
 }
 
-fn line(value: &Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(value).expect("a JSON value serializes");
-    bytes.push(b'\n');
-    Bytes::from(bytes)
-}
-
 pub(super) fn user_line(content: &MessageContent) -> Bytes {
-    line(&json!({
-        "type": "user",
-        "message": {"role": "user", "content": content.to_cli()},
-        "parent_tool_use_id": null,
-    }))
-}
-
-fn permission_response(request_id: &str, response: Value) -> Bytes {
-    line(&json!({
-        "type": "control_response",
-        "response": {"subtype": "success", "request_id": request_id, "response": response},
-    }))
+    stdin::user_message(content.to_cli())
 }

@@ -3,7 +3,9 @@
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::cli;
 
 use super::Error;
 
@@ -141,11 +143,8 @@ impl MessageContent {
             MessageContent::Blocks(blocks) => blocks
                 .iter()
                 .map(|block| match block {
-                    Block::Text(text) => json!({"type": "text", "text": text}),
-                    Block::Image { media_type, data } => json!({
-                        "type": "image",
-                        "source": {"type": "base64", "media_type": media_type, "data": data},
-                    }),
+                    Block::Text(text) => cli::stdin::text_block(text),
+                    Block::Image { media_type, data } => cli::stdin::image_block(media_type, data),
                 })
                 .collect(),
         }
@@ -220,6 +219,7 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn check(content: Value) -> Result<MessageContent, Error> {
         MessageContent::check(content, 16)
