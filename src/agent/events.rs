@@ -5,13 +5,13 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::json_line;
 use super::status::FinalStatus;
 use super::status::StopReason;
+use crate::cli::json_line;
+use crate::cli::stdout::{self, LineHead};
 use crate::process::{Ending, Exit, Frame, Outcome, signal_name};
 
 /// One event as it goes on the wire: its number, its SSE event name (None for the CLI's own
@@ -90,61 +90,8 @@ struct ResultLine {
     error_text: Option<String>,
 }
 
-/// How a result line says a turn ended when the client interrupted it.
-const INTERRUPTED: [&str; 2] = ["aborted_streaming", "aborted_tools"];
-
-/// The little the proxy reads of a CLI line: serde skips everything else without building it.
-#[derive(Deserialize)]
-struct LineHead<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(default)]
-    is_error: Option<bool>,
-    #[serde(default, borrow)]
-    result: Option<Cow<'a, str>>,
-    #[serde(default)]
-    errors: Option<Vec<String>>,
-    #[serde(default, borrow)]
-    subtype: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    session_id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    model: Option<Cow<'a, str>>,
-    /// An assistant line's API error, such as "rate_limit".
-    #[serde(default)]
-    error: Option<serde_json::Value>,
-    #[serde(default)]
-    rate_limit_info: Option<serde_json::Value>,
-    #[serde(default)]
-    total_cost_usd: Option<f64>,
-    #[serde(default)]
-    num_turns: Option<u64>,
-    #[serde(default, borrow)]
-    terminal_reason: Option<Cow<'a, str>>,
-}
-
 /// How long a rate limit is assumed to last when the CLI does not say.
 const RATE_LIMIT_UNKNOWN_RESET: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
-
-impl LineHead<'_> {
-    /// Whether this line says the subscription is rate limited, and until when if it knows.
-    fn rate_limit(&self) -> Option<Option<DateTime<Utc>>> {
-        match self.kind.as_deref() {
-            Some("rate_limit_event") => {
-                let info = self.rate_limit_info.as_ref()?;
-                (info["status"] == "rejected").then(|| {
-                    info["resetsAt"]
-                        .as_i64()
-                        .and_then(|secs| DateTime::from_timestamp(secs, 0))
-                })
-            }
-            Some("assistant") if self.error.as_ref().is_some_and(|e| e == "rate_limit") => {
-                Some(None)
-            }
-            _ => None,
-        }
-    }
-}
 
 impl EventMaker {
     /// Starts with the `agent` event.
@@ -300,7 +247,7 @@ impl EventMaker {
                 interrupted: head
                     .terminal_reason
                     .as_deref()
-                    .is_some_and(|reason| INTERRUPTED.contains(&reason)),
+                    .is_some_and(|reason| stdout::INTERRUPTED.contains(&reason)),
                 error_text,
             });
             self.summary.is_error = head.is_error;

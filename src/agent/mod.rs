@@ -10,7 +10,6 @@ mod conversation;
 mod error;
 mod events;
 mod journal;
-mod json_line;
 mod keys;
 mod launch;
 mod log;

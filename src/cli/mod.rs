@@ -7,6 +7,7 @@ mod args;
 pub mod auth;
 mod env;
 pub mod home;
+pub mod json_line;
 pub mod stdin;
 pub mod stdout;
 

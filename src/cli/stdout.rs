@@ -5,7 +5,62 @@ use std::borrow::Cow;
 use std::ops::Range;
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::value::RawValue;
+
+/// How a result line says a turn ended when the client interrupted it.
+pub const INTERRUPTED: [&str; 2] = ["aborted_streaming", "aborted_tools"];
+
+/// The little the proxy reads of a CLI line: serde skips everything else without building it.
+#[derive(Deserialize)]
+pub struct LineHead<'a> {
+    #[serde(rename = "type", borrow)]
+    pub kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub is_error: Option<bool>,
+    #[serde(default, borrow)]
+    pub result: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub errors: Option<Vec<String>>,
+    #[serde(default, borrow)]
+    pub subtype: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub session_id: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub model: Option<Cow<'a, str>>,
+    /// An assistant line's API error, such as "rate_limit".
+    #[serde(default)]
+    pub error: Option<serde_json::Value>,
+    #[serde(default)]
+    pub rate_limit_info: Option<serde_json::Value>,
+    #[serde(default)]
+    pub total_cost_usd: Option<f64>,
+    #[serde(default)]
+    pub num_turns: Option<u64>,
+    #[serde(default, borrow)]
+    pub terminal_reason: Option<Cow<'a, str>>,
+}
+
+impl LineHead<'_> {
+    /// Whether this line says the subscription is rate limited, and until when if it knows.
+    pub fn rate_limit(&self) -> Option<Option<DateTime<Utc>>> {
+        match self.kind.as_deref() {
+            Some("rate_limit_event") => {
+                let info = self.rate_limit_info.as_ref()?;
+                (info["status"] == "rejected").then(|| {
+                    info["resetsAt"]
+                        .as_i64()
+                        .and_then(|secs| DateTime::from_timestamp(secs, 0))
+                })
+            }
+            Some("assistant") if self.error.as_ref().is_some_and(|e| e == "rate_limit") => {
+                Some(None)
+            }
+            _ => None,
+        }
+    }
+}
 
 /// A Messages API streaming event, as a `stream_event` line carries it: where it is in the
 /// line, and the little of it a translation reads. A reply streams thousands of them: none is parsed into a tree, and a text
