@@ -9,6 +9,7 @@ mod cluster;
 mod conversation;
 mod error;
 mod events;
+mod health;
 mod journal;
 mod keys;
 mod launch;
@@ -43,6 +44,7 @@ pub use cluster::{Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHer
 pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
 pub use error::{CliProblem, Error, ErrorKind};
 pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
+pub use health::{Condition, Health};
 pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
 pub use launch::Launched;
 pub use log::{LogReader, Read};

@@ -17,8 +17,8 @@ use super::extract::{AgentId, RequestId, ValidJson};
 use super::openapi::{ErrorBody, StreamEvent};
 use super::sse;
 use crate::agent::{
-    AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, EventReader,
-    MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest, StopReason,
+    AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, Condition,
+    EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest, StopReason,
     WatchdogStatus,
 };
 
@@ -183,13 +183,14 @@ pub async fn health(
     State(state): State<ApiState>,
     MaybeClient(client): MaybeClient,
 ) -> (StatusCode, Json<Health>) {
-    let cli = state.agents.find_cli();
-    let login = match cli {
-        Some(_) => state.agents.cli_login().await,
-        None => None,
+    let found = state.agents.health().await;
+    let code = match found.condition {
+        Condition::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Condition::Ok | Condition::Degraded => StatusCode::OK,
     };
-    let logged_in = login.as_ref().is_some_and(|l| l.logged_in);
-    let storage = match state.agents.storage() {
+    let status = found.condition.as_str();
+    let logged_in = found.logged_in();
+    let storage = match found.storage {
         Some(health) => HealthStorage {
             kind: health.kind.to_string(),
             ok: health.error.is_none(),
@@ -201,7 +202,7 @@ pub async fn health(
             error: None,
         },
     };
-    let watchdog = match state.agents.watchdog() {
+    let watchdog = match found.watchdog {
         WatchdogStatus::NotStarted => HealthWatchdog {
             status: "off",
             pid: None,
@@ -221,12 +222,7 @@ pub async fn health(
             error: Some(why),
         },
     };
-    let usable = cli.is_some() && logged_in;
-    let status = match (usable, storage.ok && watchdog.status != "down") {
-        (false, _) => "unavailable",
-        (true, false) => "degraded",
-        (true, true) => "ok",
-    };
+    let (cli, login) = (found.cli, found.login);
     let mut body = Health {
         status,
         timestamp: chrono::Utc::now(),
@@ -257,11 +253,6 @@ pub async fn health(
         body.storage = Some(storage);
         body.watchdog = Some(watchdog);
     }
-    let code = if usable {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
     (code, Json(body))
 }
 
