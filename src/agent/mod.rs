@@ -27,6 +27,7 @@ mod status;
 mod stop;
 mod store;
 mod table;
+mod turn;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -60,6 +61,7 @@ pub use store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };
 pub use table::{Admission, Retention};
+pub use turn::{TurnEnd, TurnFailure};
 pub use view::{AgentDetail, AgentInfo, AgentListItem};
 
 use crate::metrics::Metrics;

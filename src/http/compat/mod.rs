@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use crate::agent::{
-    Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, StopReason,
+    Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, StopReason, TurnEnd,
+    TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
 use crate::cli::stdout::unescape;
@@ -95,20 +96,16 @@ impl CompatError {
 
     /// A CLI that failed before it said anything: 429 when the API refused it so, else 502.
     pub fn cli_failed(api: Api, turn: &TurnEnd) -> Self {
-        let rate_limited = turn
-            .result
-            .as_ref()
-            .is_some_and(|r| r["api_error_status"] == 429);
+        let (status, retry_after) = match turn.failure() {
+            Some(TurnFailure::RateLimited) => (StatusCode::TOO_MANY_REQUESTS, Some(60)),
+            _ => (StatusCode::BAD_GATEWAY, None),
+        };
         Self {
             api,
-            status: if rate_limited {
-                StatusCode::TOO_MANY_REQUESTS
-            } else {
-                StatusCode::BAD_GATEWAY
-            },
+            status,
             message: turn.failure_message(),
             param: None,
-            retry_after: rate_limited.then_some(60),
+            retry_after,
         }
     }
 
@@ -192,63 +189,6 @@ pub enum Step {
     Other,
     /// The run is over.
     End(TurnEnd),
-}
-
-/// How a chat agent's run ended.
-#[derive(Debug, Default)]
-pub struct TurnEnd {
-    /// The CLI's result line.
-    pub result: Option<Value>,
-    /// The proxy's `error` events.
-    pub errors: Vec<Value>,
-    /// `complete`'s status.
-    pub status: Option<String>,
-}
-
-impl TurnEnd {
-    pub fn failed(&self) -> bool {
-        self.status.as_deref() != Some("completed")
-            || self.result.as_ref().is_none_or(|r| r["is_error"] != false)
-    }
-
-    pub fn failure_message(&self) -> String {
-        let said = self
-            .errors
-            .iter()
-            .filter_map(|e| e["message"].as_str())
-            .next_back()
-            .map(str::to_owned)
-            .or_else(|| {
-                self.result
-                    .as_ref()
-                    .and_then(|r| r["result"].as_str())
-                    .map(str::to_owned)
-            });
-        said.unwrap_or_else(|| "the Claude Code CLI failed without saying why".to_owned())
-    }
-
-    /// The result's text: the whole reply, when no piece of it streamed.
-    pub fn result_text(&self) -> &str {
-        self.result
-            .as_ref()
-            .and_then(|r| r["result"].as_str())
-            .unwrap_or_default()
-    }
-
-    pub fn session_id(&self) -> Option<&str> {
-        self.result.as_ref().and_then(|r| r["session_id"].as_str())
-    }
-
-    pub fn total_cost_usd(&self) -> Option<f64> {
-        self.result
-            .as_ref()
-            .and_then(|r| r["total_cost_usd"].as_f64())
-    }
-
-    /// The extension field on responses: the run's cost and session.
-    pub fn extension(&self) -> Value {
-        json!({"total_cost_usd": self.total_cost_usd(), "session_id": self.session_id()})
-    }
 }
 
 /// A chat agent's events as steps, as they come. Dropping it stops the agent (a client that

@@ -1,0 +1,87 @@
+//! How a chat turn (a compatible API's request) ended, as the core judges it from the run's
+//! result line, its errors and its `complete`: answered, or failed and why. The compatible
+//! routes put the judgement in their API's words.
+
+use serde_json::{Value, json};
+
+/// How a chat agent's run ended.
+#[derive(Debug, Default)]
+pub struct TurnEnd {
+    /// The CLI's result line.
+    pub result: Option<Value>,
+    /// The proxy's `error` events.
+    pub errors: Vec<Value>,
+    /// `complete`'s status.
+    pub status: Option<String>,
+}
+
+/// Why a chat turn failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnFailure {
+    /// The API refused the subscription's request for its rate limit (the result's
+    /// `api_error_status` 429): worth retrying later.
+    RateLimited,
+    /// Anything else: the CLI, the API or the proxy failed; `failure_message` says how.
+    Failed,
+}
+
+impl TurnEnd {
+    /// Why the turn failed; None when it answered.
+    pub fn failure(&self) -> Option<TurnFailure> {
+        if !self.failed() {
+            return None;
+        }
+        let rate_limited = self
+            .result
+            .as_ref()
+            .is_some_and(|r| r["api_error_status"] == 429);
+        Some(match rate_limited {
+            true => TurnFailure::RateLimited,
+            false => TurnFailure::Failed,
+        })
+    }
+
+    pub fn failed(&self) -> bool {
+        self.status.as_deref() != Some("completed")
+            || self.result.as_ref().is_none_or(|r| r["is_error"] != false)
+    }
+
+    pub fn failure_message(&self) -> String {
+        let said = self
+            .errors
+            .iter()
+            .filter_map(|e| e["message"].as_str())
+            .next_back()
+            .map(str::to_owned)
+            .or_else(|| {
+                self.result
+                    .as_ref()
+                    .and_then(|r| r["result"].as_str())
+                    .map(str::to_owned)
+            });
+        said.unwrap_or_else(|| "the Claude Code CLI failed without saying why".to_owned())
+    }
+
+    /// The result's text: the whole reply, when no piece of it streamed.
+    pub fn result_text(&self) -> &str {
+        self.result
+            .as_ref()
+            .and_then(|r| r["result"].as_str())
+            .unwrap_or_default()
+    }
+
+    pub fn session_id(&self) -> Option<&str> {
+        self.result.as_ref().and_then(|r| r["session_id"].as_str())
+    }
+
+    pub fn total_cost_usd(&self) -> Option<f64> {
+        self.result
+            .as_ref()
+            .and_then(|r| r["total_cost_usd"].as_f64())
+    }
+
+    /// The extension field on responses: the run's cost and session.
+    pub fn extension(&self) -> Value {
+        json!({"total_cost_usd": self.total_cost_usd(), "session_id": self.session_id()})
+    }
+}
