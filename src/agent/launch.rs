@@ -21,8 +21,8 @@ use super::journal::Journal;
 use super::log::{EventLog, LogReader};
 use super::request::Run;
 use super::state::Core;
-use super::status::StopReason;
-use super::stop::StopSignal;
+use super::status::{AgentKind, StopReason};
+use super::stop::{StopOnDrop, StopSignal};
 use super::table::{NewAgent, Place};
 use crate::cli::home::{self, session_file};
 use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
@@ -35,6 +35,10 @@ pub struct Launched {
     pub stop: StopSignal,
     /// Its events from the first, for a starter that reads them as they come.
     pub reader: LogReader,
+    /// For a starter that follows the agent while its client is there: dropped when the
+    /// client goes away, it stops the agent; None when the run was asked to go on without
+    /// its client (`detach_on_disconnect`).
+    pub client_leaving: Option<StopOnDrop>,
 }
 
 /// Starts an agent: takes a place in the table, spawns the CLI, and runs it to its end in the
@@ -42,6 +46,9 @@ pub struct Launched {
 /// this instance, or for its key across the instances of a shared database), the subscription
 /// is known to be rate limited, or a session to resume cannot be had here.
 pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
+    // A started agent runs in the background; the others are their client's, unless asked not
+    // to be.
+    let follows_its_client = run.kind != AgentKind::Start && !run.detach_on_disconnect;
     let cluster = core.cluster.as_ref();
     core.rate_limit
         .check(cluster.and_then(|c| c.rate_limited_until()))?;
@@ -210,11 +217,13 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
         // In the shared database before its id is given out: any instance can answer for it.
         store.flush().await;
     }
+    let client_leaving = follows_its_client.then(|| stop.stop_on_drop(StopReason::ClientGone));
     Ok(Launched {
         agent_id,
         pid,
         stop,
         reader,
+        client_leaving,
     })
 }
 

@@ -18,7 +18,7 @@ use super::openapi::{ErrorBody, StreamEvent};
 use super::sse;
 use crate::agent::{
     AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, Condition,
-    EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest, StopReason,
+    EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest,
     WatchdogStatus,
 };
 
@@ -327,14 +327,12 @@ pub async fn stream(
         .agents
         .check(client, AgentKind::Stream, request)
         .await?;
-    let detach = run.detach_on_disconnect;
     let launched = state.agents.launch(run).await?;
-    let stop_when_dropped = (!detach).then(|| launched.stop.stop_on_drop(StopReason::ClientGone));
     Ok(sse::event_stream(
         launched.agent_id,
         EventReader::Live(launched.reader),
         state.keepalive,
-        stop_when_dropped,
+        launched.client_leaving,
         state.metrics.clone(),
     ))
 }

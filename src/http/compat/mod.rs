@@ -17,8 +17,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use crate::agent::{
-    Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, StopReason, TurnEnd,
-    TurnFailure,
+    Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, TurnEnd, TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
 use crate::cli::stdout::unescape;
@@ -261,7 +260,9 @@ pub async fn start_turn(
     let launched = state.agents.launch(run).await.map_err(refused)?;
     let turn = Turn::new(
         EventReader::Live(launched.reader),
-        launched.stop.stop_on_drop(StopReason::ClientGone),
+        launched
+            .client_leaving
+            .expect("a chat turn is its client's"),
         state.agents.clone(),
         continuation,
     );
