@@ -299,7 +299,7 @@ struct Recorder {
 
 impl Recorder {
     fn lines(&mut self, lines: Vec<Frame>) {
-        let changes = crate::lock(&self.journal).lines(lines);
+        let changes = crate::sync::lock(&self.journal).lines(lines);
         if let Some(conversation) = &self.conversation {
             conversation.on_control_lines(changes.controls);
         }
@@ -316,7 +316,11 @@ impl Recorder {
                 self.session = Some(session.clone());
                 self.span.record("session_id", session.as_str());
                 if let Ok(session) = Uuid::try_parse(session) {
-                    crate::lock(&self.core.sessions).record(session, self.run.owner, &self.run.cwd);
+                    crate::sync::lock(&self.core.sessions).record(
+                        session,
+                        self.run.owner,
+                        &self.run.cwd,
+                    );
                     if let Some(store) = &self.core.store {
                         store.session(session, self.run.owner, self.run.cwd.to_path_buf());
                     }
@@ -378,12 +382,12 @@ impl Recorder {
         if let Some(conversation) = &self.conversation {
             conversation.end();
         }
-        let summary = crate::lock(&self.journal).ending(outcome, stopped_by);
+        let summary = crate::sync::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);
         // Handed to the store before `complete` goes out: a client that reads it and then asks
         // the store finds the agent ended.
         self.store_record();
-        crate::lock(&self.journal).publish();
+        crate::sync::lock(&self.journal).publish();
         ended.cancel();
         if let Some(store) = self.core.store.clone() {
             // Once the store has all of it, it answers for the agent, and memory lets it go.

@@ -43,7 +43,7 @@ pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
 pub use cluster::{
     Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path,
 };
-pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
+pub use conversation::{MAX_WAITING, PermissionAnswer};
 pub use error::{CliProblem, Error, ErrorKind};
 pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
 pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
@@ -61,7 +61,7 @@ pub use store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };
 pub use table::{Admission, Retention};
-pub use view::{AgentDetail, AgentInfo, AgentListItem};
+pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};
 
 use crate::metrics::Metrics;
 use crate::process::{self, ProcessGroup};
@@ -130,7 +130,7 @@ impl Agents {
         owner: Client,
         session: Uuid,
     ) -> Result<Option<Arc<std::path::Path>>, Error> {
-        if let Some(home) = crate::lock(&self.core.sessions).home(owner, session)? {
+        if let Some(home) = crate::sync::lock(&self.core.sessions).home(owner, session)? {
             return Ok(Some(home));
         }
         if let Some(store) = &self.core.store {
@@ -384,7 +384,7 @@ impl Agents {
                 let Some(record) = self.stored(client, agent_id).await else {
                     return Err(Error::NotFound(agent_id));
                 };
-                let mut detail = AgentDetail::of_record(&record);
+                let mut detail = record.detail();
                 if record.info.interactive {
                     if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
                         // What it waits for is known only where it runs.

@@ -395,6 +395,11 @@ pub fn start_watchdog() -> io::Result<()> {
     process::watchdog::start()
 }
 
+/// Sets up logging in `format` (`Config::log_format`): RUST_LOG filters what is written.
+pub fn init_logging(format: crate::telemetry::LogFormat) {
+    crate::telemetry::init(format);
+}
+
 /// When this program was started as the watchdog ([`start_watchdog`] does that), serves as
 /// one and exits. First thing in `main`.
 pub fn serve_watchdog_if_asked() {

@@ -19,10 +19,10 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::error::ApiError;
 use crate::agent::{
     Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, StopReason,
 };
+use crate::http::ApiError;
 use crate::http::ApiState;
 
 /// Which API's formats an answer takes.
