@@ -1,3 +1,6 @@
+//! The claude-proxy program: reads its settings, starts the app, serves until SIGTERM or
+//! SIGINT. Everything it does goes through `claude_proxy::app` (ARCHITECTURE.md).
+
 use std::process::ExitCode;
 
 use claude_proxy::app::{self, App, Config, one_line_error};

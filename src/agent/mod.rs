@@ -39,24 +39,22 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
-pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
+pub use chat::{ChatTurn, CompatSettings, Continuation};
 pub use cluster::{
     Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal, session_path,
 };
-pub use conversation::{MAX_WAITING, PermissionAnswer};
-pub use error::{CliProblem, Error, ErrorKind};
-pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
-pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
+pub use conversation::PermissionAnswer;
+pub use error::{Error, ErrorKind};
+pub use events::{EVENT_NAMES, Event};
+pub use keys::{ApiKeys, Client, KeysError};
 pub use launch::Launched;
-pub use log::{LogReader, Read};
-pub use login::CliLogin;
 pub use message::{MessageBlockSchema, MessageContent, MessageRequest, check_image_magic};
 pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use reader::{EventReader, RemoteReader};
 pub use request::{AgentRequest, AgentUpdate, Run, parse_model};
 pub use state::Settings;
 pub use status::{AgentKind, AgentStatus, FinalStatus, StopReason};
-pub use stop::{StopOnDrop, StopSignal};
+pub use stop::StopOnDrop;
 pub use store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };

@@ -17,11 +17,11 @@ pub mod watchdog;
 
 pub use watchdog::Status as WatchdogStatus;
 
-pub use brief::{Brief, run_briefly};
+pub use brief::run_briefly;
 pub use env::child_environment;
 pub use group::{ProcessGroup, become_subreaper, signal_name};
-pub use lines::{Frame, LineReader};
+pub use lines::Frame;
 pub use paths::{find_program, resolve_path};
 pub use sandbox::{Confinement, Sandbox, SandboxError};
 pub use spawn::{Input, Spec, spawn};
-pub use supervise::{Ending, Exit, Limits, Outcome, Spawned};
+pub use supervise::{Ending, Exit, Limits, Outcome};

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cluster::ClusterSettings;
-pub use db::{Db, DbError};
+pub use db::Db;
 pub use sql_store::{Interrupted, OpenError, SqlStore};
 pub use writer::Limits;
 
