@@ -1,7 +1,9 @@
+//! The claude-proxy program: reads its settings, starts the app, serves until SIGTERM or
+//! SIGINT. Everything it does goes through `claude_proxy::app` (ARCHITECTURE.md).
+
 use std::process::ExitCode;
 
 use claude_proxy::app::{self, App, Config, one_line_error};
-use claude_proxy::telemetry;
 
 fn main() -> ExitCode {
     app::serve_watchdog_if_asked();
@@ -35,7 +37,7 @@ fn main() -> ExitCode {
         eprintln!("claude-proxy: cannot start the watchdog process: {err}");
         return ExitCode::FAILURE;
     }
-    telemetry::init(log_format);
+    app::init_logging(log_format);
     app::raise_open_files_limit();
 
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");

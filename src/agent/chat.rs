@@ -83,7 +83,7 @@ pub struct ChatMemory {
 
 impl ChatMemory {
     fn session_of(&self, owner: Client, key: &[u8; 32]) -> Option<Uuid> {
-        crate::lock(&self.by_owner)
+        crate::sync::lock(&self.by_owner)
             .get(&owner)?
             .iter()
             .find(|r| &r.key == key)
@@ -92,7 +92,7 @@ impl ChatMemory {
 
     fn remember(&self, owner: Client, remembered: Remembered) {
         let forgotten = {
-            let mut by_owner = crate::lock(&self.by_owner);
+            let mut by_owner = crate::sync::lock(&self.by_owner);
             let entries = by_owner.entry(owner).or_default();
             entries.push_back(remembered);
             (entries.len() > REMEMBERED_PER_KEY)

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -22,6 +22,7 @@ use super::Error;
 use super::journal::Journal;
 use super::message::MessageContent;
 use super::policy::{PermissionMode, ToolPolicy};
+use super::view::PermissionRequest;
 use crate::cli::stdin::{self, Control};
 use crate::metrics::Metrics;
 
@@ -75,22 +76,6 @@ struct State {
     /// Tool approvals the CLI asked for, in the order it asked.
     permissions: Vec<PermissionRequest>,
     settled: VecDeque<(String, Settled)>,
-}
-
-/// A tool approval the CLI waits for, as clients see it.
-#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct PermissionRequest {
-    pub request_id: String,
-    pub tool_name: String,
-    /// The tool's input, as the model wrote it.
-    #[schema(value_type = Object)]
-    pub input: Value,
-    pub tool_use_id: Option<String>,
-    pub description: Option<String>,
-    /// The CLI's suggested permission updates (shown, never applied by an answer).
-    #[schema(value_type = Object)]
-    pub suggestions: Value,
-    pub expires_at: DateTime<Utc>,
 }
 
 /// How a tool approval was settled.
@@ -185,7 +170,7 @@ impl Conversation {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        crate::lock(&self.state)
+        crate::sync::lock(&self.state)
     }
 
     /// No turn runs: the agent waits for a message.
@@ -412,7 +397,7 @@ impl Conversation {
         };
         let mut event = serde_json::to_value(&pending).expect("a permission request serializes");
         event["type"] = "permission_request".into();
-        crate::lock(&self.journal).push("permission_request", event);
+        crate::sync::lock(&self.journal).push("permission_request", event);
         state.permissions.push(pending);
         self.metrics.permission_requests.inc();
         self.update_pause(&state);
@@ -509,7 +494,7 @@ impl Conversation {
             DecidedBy::Timeout => "timeout",
         }
         .into();
-        crate::lock(&self.journal).push("permission_decision", event);
+        crate::sync::lock(&self.journal).push("permission_decision", event);
         let settled = match by {
             DecidedBy::Timeout => Settled::Expired,
             DecidedBy::Client => settled,
@@ -519,7 +504,7 @@ impl Conversation {
 
     /// Records a request that ended without an answer of the client's.
     fn settle(&self, state: &mut State, request_id: &str, how: Settled) {
-        crate::lock(&self.journal).push(
+        crate::sync::lock(&self.journal).push(
             "permission_cancelled",
             json!({"type": "permission_cancelled", "request_id": request_id}),
         );

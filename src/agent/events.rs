@@ -33,11 +33,6 @@ pub const EVENT_NAMES: [&str; 6] = [
     "permission_cancelled",
 ];
 
-/// An event's name as [`EVENT_NAMES`] holds it.
-pub fn event_name(name: &str) -> Option<&'static str> {
-    EVENT_NAMES.iter().copied().find(|known| *known == name)
-}
-
 /// Makes the numbered events of a run from the runner's lines and its outcome. It is
 /// synchronous: the runner's task calls it as lines arrive, and the events made go straight to
 /// the agent's log (`take_events`), which never waits for a reader.

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::{Agents, CliLogin, StoreHealth, WatchdogStatus};
+use super::login::CliLogin;
+use super::{Agents, StoreHealth, WatchdogStatus};
 
 /// How this instance is, as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

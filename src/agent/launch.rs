@@ -32,7 +32,6 @@ use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
 pub struct Launched {
     pub agent_id: Uuid,
     pub pid: u32,
-    pub stop: StopSignal,
     /// Its events from the first, for a starter that reads them as they come.
     pub reader: LogReader,
     /// For a starter that follows the agent while its client is there: dropped when the
@@ -221,7 +220,6 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
     Ok(Launched {
         agent_id,
         pid,
-        stop,
         reader,
         client_leaving,
     })
@@ -319,7 +317,7 @@ struct Recorder {
 
 impl Recorder {
     fn lines(&mut self, lines: Vec<Frame>) {
-        let changes = crate::lock(&self.journal).lines(lines);
+        let changes = crate::sync::lock(&self.journal).lines(lines);
         if let Some(conversation) = &self.conversation {
             conversation.on_control_lines(changes.controls);
         }
@@ -336,7 +334,11 @@ impl Recorder {
                 self.session = Some(session.clone());
                 self.span.record("session_id", session.as_str());
                 if let Ok(session) = Uuid::try_parse(session) {
-                    crate::lock(&self.core.sessions).record(session, self.run.owner, &self.run.cwd);
+                    crate::sync::lock(&self.core.sessions).record(
+                        session,
+                        self.run.owner,
+                        &self.run.cwd,
+                    );
                     if let Some(store) = &self.core.store {
                         store.session(session, self.run.owner, self.run.cwd.to_path_buf());
                     }
@@ -398,12 +400,12 @@ impl Recorder {
         if let Some(conversation) = &self.conversation {
             conversation.end();
         }
-        let summary = crate::lock(&self.journal).ending(outcome, stopped_by);
+        let summary = crate::sync::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);
         // Handed to the store before `complete` goes out: a client that reads it and then asks
         // the store finds the agent ended.
         self.store_record();
-        crate::lock(&self.journal).publish();
+        crate::sync::lock(&self.journal).publish();
         ended.cancel();
         if let Some(store) = self.core.store.clone() {
             // Once the store has all of it, it answers for the agent, and memory lets it go.

@@ -78,7 +78,7 @@ impl EventLog {
     }
 
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        crate::lock(&self.state)
+        crate::sync::lock(&self.state)
     }
 
     /// Adds the next event. Older events go while the log is over its bound; the newest one

@@ -28,7 +28,7 @@ impl Agents {
     pub async fn cli_login(&self) -> Option<CliLogin> {
         let cache = &self.core.login;
         let fresh = |cache: &LoginCache| {
-            crate::lock(&cache.last)
+            crate::sync::lock(&cache.last)
                 .as_ref()
                 .filter(|(at, _)| at.elapsed() < FRESH_FOR)
                 .map(|(_, login)| login.clone())
@@ -50,7 +50,7 @@ impl Agents {
                 );
             }
         }
-        *crate::lock(&cache.last) = Some((Instant::now(), login.clone()));
+        *crate::sync::lock(&cache.last) = Some((Instant::now(), login.clone()));
         login
     }
 

@@ -40,29 +40,27 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
-pub use chat::{ALIASES, ChatTurn, CompatSettings, Continuation};
+pub use chat::{ChatTurn, CompatSettings, Continuation};
 pub use cluster::{Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal};
-pub use conversation::{MAX_WAITING, PermissionAnswer, PermissionRequest};
-pub use error::{CliProblem, Error, ErrorKind};
-pub use events::{EVENT_NAMES, Event, RunSummary, event_name};
-pub use health::{Condition, Health};
-pub use keys::{ApiKeys, Client, KeysError, MIN_KEY_LEN};
+pub use conversation::PermissionAnswer;
+pub use error::{Error, ErrorKind};
+pub use events::{EVENT_NAMES, Event};
+pub use health::Condition;
+pub use keys::{ApiKeys, Client, KeysError};
 pub use launch::Launched;
-pub use log::{LogReader, Read};
-pub use login::CliLogin;
 pub use message::{MessageBlockSchema, MessageContent, MessageRequest, check_image_magic};
 pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use reader::{EventReader, RemoteReader};
 pub use request::{AgentRequest, AgentUpdate, Run, parse_model};
 pub use state::Settings;
-pub use status::{AgentKind, AgentStatus, FinalStatus, StopReason};
-pub use stop::{StopOnDrop, StopSignal};
+pub use status::{AgentKind, AgentStatus, FinalStatus};
+pub use stop::StopOnDrop;
 pub use store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };
 pub use table::{Admission, Retention};
 pub use turn::{TurnEnd, TurnFailure};
-pub use view::{AgentDetail, AgentInfo, AgentListItem};
+pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};
 
 use crate::metrics::Metrics;
 use crate::process::{self, ProcessGroup};
@@ -131,7 +129,7 @@ impl Agents {
         owner: Client,
         session: Uuid,
     ) -> Result<Option<Arc<std::path::Path>>, Error> {
-        if let Some(home) = crate::lock(&self.core.sessions).home(owner, session)? {
+        if let Some(home) = crate::sync::lock(&self.core.sessions).home(owner, session)? {
             return Ok(Some(home));
         }
         if let Some(store) = &self.core.store {
@@ -385,7 +383,7 @@ impl Agents {
                 let Some(record) = self.stored(client, agent_id).await else {
                     return Err(Error::NotFound(agent_id));
                 };
-                let mut detail = AgentDetail::of_record(&record);
+                let mut detail = record.detail();
                 if record.info.interactive {
                     if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
                         // What it waits for is known only where it runs.

@@ -230,6 +230,7 @@ impl ToolPolicy {
     }
 
     /// A working directory below CLAUDE_WORKDIR, once every symlink is followed.
+    #[cfg(test)]
     pub fn resolve_cwd(&self, cwd: &str) -> Result<PathBuf, Error> {
         resolve_cwd(cwd, &self.workdir)
     }

@@ -15,7 +15,7 @@ pub struct RateLimitGate {
 impl RateLimitGate {
     /// The subscription refuses requests until `until` (a later time wins).
     pub fn limited_until(&self, until: DateTime<Utc>) {
-        let mut current = crate::lock(&self.until);
+        let mut current = crate::sync::lock(&self.until);
         if current.is_none_or(|c| c < until) {
             *current = Some(until);
         }
@@ -24,7 +24,7 @@ impl RateLimitGate {
     /// Until when new agents are refused, if they are now: as found here or (`shared`) by
     /// another instance.
     pub fn until(&self, shared: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
-        (*crate::lock(&self.until))
+        (*crate::sync::lock(&self.until))
             .max(shared)
             .filter(|until| *until > Utc::now())
     }

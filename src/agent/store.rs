@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::events::Event;
 use super::keys::Client;
 use super::status::FinalStatus;
-use super::view::AgentInfo;
+use super::view::{AgentDetail, AgentInfo};
 
 /// What a read of the store gives, some time later.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -50,6 +50,26 @@ pub struct AgentRecord {
     pub kept_events: u64,
     /// The instance that runs it (or ran it), by its id.
     pub instance: Option<Arc<str>>,
+}
+
+impl AgentRecord {
+    /// What `GET /agent/{id}` shows of an agent the store keeps: it waits for nothing.
+    pub fn detail(&self) -> AgentDetail {
+        AgentDetail {
+            info: self.info.clone(),
+            result: self
+                .result
+                .as_ref()
+                .and_then(|line| serde_json::from_slice(line).ok()),
+            total_cost_usd: self.total_cost_usd,
+            num_turns: self.num_turns,
+            is_error: self.is_error,
+            events: self.kept_events,
+            dropped_events: self.newest_event.saturating_sub(self.kept_events),
+            pending_permissions: Vec::new(),
+            instance_id: self.instance.clone(),
+        }
+    }
 }
 
 /// A page of a kept agent's events.

@@ -118,7 +118,7 @@ impl AgentTable {
     }
 
     fn lock(&self) -> MutexGuard<'_, Table> {
-        crate::lock(&self.table)
+        crate::sync::lock(&self.table)
     }
 
     /// Takes a place for a new agent before anything is spawned, so the limits hold however

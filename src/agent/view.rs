@@ -3,11 +3,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::conversation::PermissionRequest;
 use super::status::{AgentKind, AgentStatus};
 
 /// One agent, in the list.
@@ -66,22 +65,18 @@ pub struct AgentDetail {
     pub instance_id: Option<Arc<str>>,
 }
 
-impl AgentDetail {
-    /// An agent the store keeps: it waits for nothing.
-    pub fn of_record(record: &super::store::AgentRecord) -> Self {
-        AgentDetail {
-            info: record.info.clone(),
-            result: record
-                .result
-                .as_ref()
-                .and_then(|line| serde_json::from_slice(line).ok()),
-            total_cost_usd: record.total_cost_usd,
-            num_turns: record.num_turns,
-            is_error: record.is_error,
-            events: record.kept_events,
-            dropped_events: record.newest_event.saturating_sub(record.kept_events),
-            pending_permissions: Vec::new(),
-            instance_id: record.instance.clone(),
-        }
-    }
+/// A tool approval the CLI waits for, as clients see it.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PermissionRequest {
+    pub request_id: String,
+    pub tool_name: String,
+    /// The tool's input, as the model wrote it.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub tool_use_id: Option<String>,
+    pub description: Option<String>,
+    /// The CLI's suggested permission updates (shown, never applied by an answer).
+    #[schema(value_type = Object)]
+    pub suggestions: Value,
+    pub expires_at: DateTime<Utc>,
 }

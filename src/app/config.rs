@@ -419,8 +419,11 @@ fn parse_positive_secs(value: &str) -> Result<Duration, String> {
 /// How the CLIs are confined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SandboxMode {
+    /// In a sandbox when bubblewrap works here, else without.
     Auto,
+    /// Always in a sandbox: no start without a working bubblewrap.
     Bwrap,
+    /// Never in a sandbox.
     Off,
 }
 

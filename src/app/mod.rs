@@ -29,35 +29,61 @@ const STORE_QUEUE_BYTES: usize = 64 * 1024 * 1024;
 /// Why the server cannot start with these settings.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
+    /// The client keys cannot be read or are too short.
     #[error(transparent)]
     Keys(#[from] KeysError),
 
     #[error(
         "PROXY_HOST={host} is reachable from the network, and no PROXY_API_KEY is set: anyone who can reach it could run the CLI on your subscription. Set PROXY_API_KEY (or PROXY_API_KEY_FILE), or PROXY_ALLOW_UNAUTHENTICATED=true to accept that."
     )]
-    OpenToTheNetwork { host: String },
+    /// It would listen beyond loopback with no key asked of clients.
+    OpenToTheNetwork {
+        /// PROXY_HOST.
+        host: String,
+    },
 
     #[error("CLAUDE_WORKDIR={} cannot be used: {source}", path.display())]
-    Workdir { path: PathBuf, source: io::Error },
+    /// The agents' working directory cannot be made or read.
+    Workdir {
+        /// CLAUDE_WORKDIR.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 
     #[error("PROXY_DATA_DIR={} cannot be used: {source}", path.display())]
-    DataDir { path: PathBuf, source: io::Error },
+    /// The proxy's own data directory cannot be made or read.
+    DataDir {
+        /// PROXY_DATA_DIR.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
 
     #[error(
         "PROXY_DATA_DIR={} is inside CLAUDE_WORKDIR={}: the agents' tools could read every client's agents, sessions and events there; put it outside",
         data_dir.display(), workdir.display()
     )]
-    DataDirInWorkdir { data_dir: PathBuf, workdir: PathBuf },
+    /// The data directory is where the agents' tools could read it.
+    DataDirInWorkdir {
+        /// PROXY_DATA_DIR.
+        data_dir: PathBuf,
+        /// CLAUDE_WORKDIR.
+        workdir: PathBuf,
+    },
 
+    /// The store's database cannot be opened or migrated.
     #[error(transparent)]
     Store(#[from] store::OpenError),
 
+    /// A sandbox was asked for and bubblewrap cannot give one.
     #[error("PROXY_SANDBOX=bwrap, but {0}; install it, or set PROXY_SANDBOX=auto or off")]
     Sandbox(process::SandboxError),
 
     #[error(
         "PROXY_COMPAT_TOOLS names {0}, which CLAUDE_TOOLS or CLAUDE_DISALLOWED_TOOLS does not allow"
     )]
+    /// A tool of the compatible routes that the operator's policy forbids (its name).
     CompatToolNotAllowed(String),
 }
 
@@ -115,8 +141,10 @@ fn sandbox(
 /// Why the server stopped other than by being told to.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// It could not start.
     #[error(transparent)]
     Startup(#[from] StartupError),
+    /// The task that served panicked or was cancelled.
     #[error("the server failed: {0}")]
     Server(#[from] tokio::task::JoinError),
 }
@@ -383,6 +411,11 @@ pub async fn run(
 pub fn start_watchdog() -> io::Result<()> {
     process::become_subreaper()?;
     process::watchdog::start()
+}
+
+/// Sets up logging in `format` (`Config::log_format`): RUST_LOG filters what is written.
+pub fn init_logging(format: crate::telemetry::LogFormat) {
+    crate::telemetry::init(format);
 }
 
 /// When this program was started as the watchdog ([`start_watchdog`] does that), serves as

@@ -173,7 +173,10 @@ fn conversation(argv: &[String]) {
                     match name {
                         "@close-stdin" => {
                             // SAFETY: fd 0 is ours; nothing reads it while it closes.
-                            unsafe { nix::libc::close(0) };
+                            #[allow(unsafe_code)]
+                            unsafe {
+                                nix::libc::close(0)
+                            };
                         }
                         "@control-flood" => {
                             for i in 0..arg.trim().parse::<u64>().unwrap_or(1) {
@@ -372,6 +375,7 @@ impl<W: Write> Fake<W> {
             }
             "@ignore-term" => {
                 // SAFETY: installing SIG_IGN runs no handler code.
+                #[allow(unsafe_code)]
                 unsafe { signal::signal(Signal::SIGTERM, SigHandler::SigIgn) }
                     .expect("SIGTERM can be ignored");
             }
@@ -389,6 +393,7 @@ impl<W: Write> Fake<W> {
                     .stdout(Stdio::null())
                     .stderr(Stdio::null());
                 // SAFETY: setsid is async-signal-safe, and nothing else runs before exec.
+                #[allow(unsafe_code)]
                 unsafe {
                     use std::os::unix::process::CommandExt;
                     command.pre_exec(|| nix::unistd::setsid().map(drop).map_err(Into::into));
@@ -429,6 +434,7 @@ impl<W: Write> Fake<W> {
                 let name = format!("SIG{}", arg.trim_start_matches("SIG"));
                 let sig: Signal = name.parse().expect("a signal name such as SEGV");
                 // SAFETY: resetting to the default action runs no handler code.
+                #[allow(unsafe_code)]
                 let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
                 let _ = signal::raise(sig);
                 std::thread::sleep(Duration::from_secs(10));

@@ -12,10 +12,10 @@ use tokio::process::Command;
 
 use super::group::ProcessGroup;
 
-/// What a brief command printed, and whether it exited with 0.
+/// What a brief command printed.
 #[derive(Debug)]
 pub struct Brief {
-    pub success: bool,
+    /// What it wrote to stdout.
     pub stdout: Vec<u8>,
 }
 
@@ -43,7 +43,6 @@ pub async fn run_briefly(
         Ok(output) => {
             let output = output?;
             Ok(Brief {
-                success: output.status.success(),
                 stdout: output.stdout,
             })
         }

@@ -33,16 +33,6 @@ pub enum Frame {
     TooLong { bytes: u64 },
 }
 
-impl Frame {
-    /// The bytes of the line it holds (none for a dropped line).
-    pub fn line_bytes(&self) -> usize {
-        match self {
-            Frame::Line(line) => line.len(),
-            Frame::TooLong { .. } => 0,
-        }
-    }
-}
-
 /// The lines of a reader, a batch at a time.
 #[derive(Debug)]
 pub struct LineReader<R> {

@@ -16,10 +16,10 @@ pub mod watchdog;
 
 pub use watchdog::Status as WatchdogStatus;
 
-pub use brief::{Brief, run_briefly};
+pub use brief::run_briefly;
 pub use group::{ProcessGroup, become_subreaper, signal_name};
-pub use lines::{Frame, LineReader};
-pub use paths::resolve_path;
+pub use lines::Frame;
+pub use paths::{find_program, resolve_path};
 pub use sandbox::{Confinement, Sandbox, SandboxError};
-pub use spawn::{Input, Spec, find_program, spawn};
-pub use supervise::{Ending, Exit, Limits, Outcome, Spawned};
+pub use spawn::{Input, Spec, spawn};
+pub use supervise::{Ending, Exit, Limits, Outcome};

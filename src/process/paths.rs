@@ -1,7 +1,9 @@
 //! Where a path of the host leads, whether it exists or not: the places a child is given, or
-//! hidden from it, are compared once every link is followed.
+//! hidden from it, are compared once every link is followed. And where a program named
+//! without a path would be run from (`find_program`).
 
 use std::ffi::OsString;
+use std::io;
 use std::path::{Component, Path, PathBuf};
 
 /// Most links followed in one path, as Linux does (`ELOOP` past it).
@@ -67,6 +69,29 @@ fn push_components(pending: &mut Vec<OsString>, path: &Path) {
         });
     }
     pending[start..].reverse();
+}
+
+/// Where `program` would be run from: itself when it is a path, else the first file of that
+/// name on PATH; an error of kind NotFound or PermissionDenied when it is missing or cannot be
+/// run. Checked before a confined run: bwrap itself would start, and say so only later.
+pub fn find_program(program: &std::path::Path) -> io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let runnable = |p: &std::path::Path| -> io::Result<()> {
+        let meta = p.metadata()?;
+        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+            Ok(())
+        } else {
+            Err(io::Error::from(io::ErrorKind::PermissionDenied))
+        }
+    };
+    if program.components().count() > 1 {
+        return runnable(program).map(|()| program.to_path_buf());
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| runnable(p).is_ok())
+        .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
 }
 
 #[cfg(test)]

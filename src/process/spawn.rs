@@ -102,26 +102,3 @@ fn hand_over_input(
         later,
     })
 }
-
-/// Where `program` would be run from: itself when it is a path, else the first file of that
-/// name on PATH; an error of kind NotFound or PermissionDenied when it is missing or cannot be
-/// run. Checked before a confined run: bwrap itself would start, and say so only later.
-pub fn find_program(program: &std::path::Path) -> io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let runnable = |p: &std::path::Path| -> io::Result<()> {
-        let meta = p.metadata()?;
-        if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
-            Ok(())
-        } else {
-            Err(io::Error::from(io::ErrorKind::PermissionDenied))
-        }
-    };
-    if program.components().count() > 1 {
-        return runnable(program).map(|()| program.to_path_buf());
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| runnable(p).is_ok())
-        .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
-}

@@ -65,13 +65,6 @@ pub enum Status {
     },
 }
 
-impl Status {
-    /// A CLI may be started: it cannot outlive a killed server (or no watchdog was asked for).
-    pub fn is_safe(&self) -> bool {
-        !matches!(self, Status::Down { .. })
-    }
-}
-
 /// Starts the watchdog, and a thread that starts another whenever it dies. Without it (in
 /// tests, or a library user's own process) groups are still ended on every path but the
 /// server's sudden death.
@@ -230,6 +223,7 @@ pub fn serve_if_asked() {
     if std::env::args_os().nth(1).is_some_and(|arg| arg == ARG) {
         // The pipe is its standard input.
         // SAFETY: fd 0 is this process's own, and nothing else takes it.
+        #[allow(unsafe_code)]
         let pipe = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(0) };
         watch(pipe);
     }
@@ -241,6 +235,7 @@ fn watch(read_end: OwnedFd) -> ! {
     // Ctrl-C in a terminal reaches the server's whole process group, this process included:
     // only the pipe's end may end the watchdog.
     // SAFETY: installing SIG_IGN runs no handler code.
+    #[allow(unsafe_code)]
     unsafe {
         let _ = signal(Signal::SIGINT, SigHandler::SigIgn);
         let _ = signal(Signal::SIGTERM, SigHandler::SigIgn);

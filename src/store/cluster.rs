@@ -18,9 +18,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::db::{Db, DbError, DbResult};
+use super::db::{Db, DbError, DbResult, stored_time};
 use super::postgres::Postgres;
-use super::sql_store::{Interrupted, Pool, end_interrupted_within, stored_time};
+use super::sql_store::{Interrupted, Pool, end_interrupted_within};
 use super::writer::{EVENTS_CHANNEL, upsert};
 use crate::agent::{
     Admitted, AgentRecord, Answer, Cluster, ErrorKind, Forwarded, Incoming, NotHere, Refusal,
@@ -55,6 +55,11 @@ pub struct ClusterSettings {
     /// Without a heartbeat this long, an instance's agents are ended by another.
     pub instance_timeout: Duration,
     /// How long a forwarded action may wait to be taken.
+    #[expect(
+        dead_code,
+        reason = "the app sets it, but nothing in the cluster expires a forwarded action by it \
+                  yet: the forwarding instance gives up after its own (agent::Settings)"
+    )]
     pub forward_timeout: Duration,
     /// Largest session file kept for other instances.
     pub max_session_bytes: usize,
@@ -199,7 +204,7 @@ impl Cluster for PgCluster {
                 })
                 .await?;
             let (answered, answer) = oneshot::channel();
-            crate::lock(&shared.waiting).insert(id, answered);
+            crate::sync::lock(&shared.waiting).insert(id, answered);
             let _waiting = Waiting { shared, id };
             // Answered before it was waited for: the listener had nobody to give it to.
             if let Some(answer) = pool.run(move |db| take_answer(db, id)).await? {
@@ -225,11 +230,11 @@ impl Cluster for PgCluster {
     }
 
     fn incoming(&self) -> Option<mpsc::Receiver<Incoming>> {
-        crate::lock(&self.incoming).take()
+        crate::sync::lock(&self.incoming).take()
     }
 
     fn watch(&self, agent_id: Uuid) -> watch::Receiver<()> {
-        let mut watchers = crate::lock(&self.shared.watchers);
+        let mut watchers = crate::sync::lock(&self.shared.watchers);
         watchers.retain(|_, sender| sender.receiver_count() > 0);
         watchers
             .entry(agent_id)
@@ -303,7 +308,7 @@ impl Cluster for PgCluster {
     }
 
     fn rate_limited_until(&self) -> Option<DateTime<Utc>> {
-        *crate::lock(&self.shared.rate_limited_until)
+        *crate::sync::lock(&self.shared.rate_limited_until)
     }
 
     fn save_session(&self, session: Uuid, file: PathBuf) -> StoreFuture<'_, ()> {
@@ -332,12 +337,12 @@ struct Waiting {
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        crate::lock(&self.shared.waiting).remove(&self.id);
+        crate::sync::lock(&self.shared.waiting).remove(&self.id);
     }
 }
 
 fn raise(gate: &Mutex<Option<DateTime<Utc>>>, until: DateTime<Utc>) {
-    let mut current = crate::lock(gate);
+    let mut current = crate::sync::lock(gate);
     if current.is_none_or(|c| c < until) {
         *current = Some(until);
     }
@@ -470,11 +475,11 @@ fn listen(db: &mut Postgres, shared: &Shared) -> DbResult<()> {
             take_action(db, shared, id)?;
         }
     }
-    let asked: Vec<i64> = crate::lock(&shared.waiting).keys().copied().collect();
+    let asked: Vec<i64> = crate::sync::lock(&shared.waiting).keys().copied().collect();
     for id in asked {
         answered(db, shared, id)?;
     }
-    for watcher in crate::lock(&shared.watchers).values() {
+    for watcher in crate::sync::lock(&shared.watchers).values() {
         watcher.send_replace(());
     }
     loop {
@@ -491,7 +496,7 @@ fn listen(db: &mut Postgres, shared: &Shared) -> DbResult<()> {
         let payload = heard.payload();
         match heard.channel() {
             EVENTS_CHANNEL => {
-                let watchers = crate::lock(&shared.watchers);
+                let watchers = crate::sync::lock(&shared.watchers);
                 for id in payload.split(' ').filter_map(|id| Uuid::try_parse(id).ok()) {
                     if let Some(watcher) = watchers.get(&id) {
                         watcher.send_replace(());
@@ -543,7 +548,7 @@ fn take_action(db: &mut Postgres, shared: &Shared, id: i64) -> DbResult<()> {
         return Ok(());
     };
     let origin = row.text(0).unwrap_or_default().to_owned();
-    let replies = crate::lock(&shared.replies).clone();
+    let replies = crate::sync::lock(&shared.replies).clone();
     let reply = move |answer: Answer| {
         let _ = replies.send(Reply { id, origin, answer });
     };
@@ -583,11 +588,11 @@ fn take_action(db: &mut Postgres, shared: &Shared, id: i64) -> DbResult<()> {
 
 /// Gives the answer in row `id` to the call waiting for it, if any.
 fn answered(db: &mut Postgres, shared: &Shared, id: i64) -> DbResult<()> {
-    if !crate::lock(&shared.waiting).contains_key(&id) {
+    if !crate::sync::lock(&shared.waiting).contains_key(&id) {
         return Ok(());
     }
     if let Some(answer) = take_answer(db, id)? {
-        if let Some(waiting) = crate::lock(&shared.waiting).remove(&id) {
+        if let Some(waiting) = crate::sync::lock(&shared.waiting).remove(&id) {
             let _ = waiting.send(answer);
         }
     }

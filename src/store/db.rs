@@ -6,6 +6,14 @@
 
 use std::fmt;
 
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// A time as the store writes it: RFC 3339 in UTC, to the nanosecond, so that text order is
+/// time order.
+pub fn stored_time(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
 /// A value bound to a statement or read from a row.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {

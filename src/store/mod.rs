@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use cluster::ClusterSettings;
-pub use db::{Db, DbError};
-pub use sql_store::{Interrupted, Limits, OpenError, SqlStore};
+pub use db::Db;
+pub use sql_store::{Interrupted, OpenError, SqlStore};
+pub use writer::Limits;
 
 use crate::agent::{Cluster, Store};
 use crate::metrics::Metrics;

@@ -13,39 +13,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
 
 use super::chunk;
-use super::db::{Db, DbError, DbResult, Row, Value};
-use super::writer::{Op, Writer};
+use super::db::{Db, DbError, DbResult, Row, Value, stored_time};
+use super::writer::{Limits, Op, Writer, total_log_bytes};
 use crate::agent::{
-    AgentInfo, AgentKind, AgentRecord, AgentStatus, Client, Event, Retention, Store, StoreError,
-    StoreFuture, StoreHealth, StoredEvents, interrupted_events,
+    AgentInfo, AgentKind, AgentRecord, AgentStatus, Client, Event, Store, StoreError, StoreFuture,
+    StoreHealth, StoredEvents, interrupted_events,
 };
 use crate::metrics::Metrics;
 
-/// Ids of events an agent may make past what is written, before its record says so: after a
-/// crash, its closing events are numbered past the lease, so past anything a client saw.
-pub(super) const ID_LEASE: u64 = 1_000_000;
 /// Operations that may wait for the writer, besides the bound on their bytes.
 const QUEUE_OPS: usize = 65_536;
 /// Connections that read at once.
 const READERS: usize = 4;
-
-/// How the store keeps agents, from the settings.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Longest a write waits to be committed with the ones after it.
-    pub flush: Duration,
-    /// Most bytes of events kept per agent, and in all.
-    pub agent_log_bytes: usize,
-    pub logs_total_bytes: usize,
-    pub retention: Retention,
-    /// Most bytes of events waiting for the writer.
-    pub queue_bytes: usize,
-}
 
 /// Opens connections to one database.
 pub type Connect<D> = Arc<dyn Fn() -> DbResult<D> + Send + Sync>;
@@ -128,7 +112,7 @@ impl<D: Db + 'static> Pool<D> {
                 .map_err(|err| StoreError(err.to_string()))?;
             tokio::task::spawn_blocking(move || {
                 let _permit = permit;
-                let idle = crate::lock(&pool.idle).pop();
+                let idle = crate::sync::lock(&pool.idle).pop();
                 let mut db = match idle {
                     Some(db) => db,
                     None => (pool.connect)()?,
@@ -136,7 +120,7 @@ impl<D: Db + 'static> Pool<D> {
                 let result = work(&mut db);
                 // A connection that failed may be broken: the next work opens another.
                 if result.is_ok() {
-                    crate::lock(&pool.idle).push(db);
+                    crate::sync::lock(&pool.idle).push(db);
                 }
                 result
             })
@@ -151,7 +135,7 @@ impl<D: Db + 'static> Drop for Pool<D> {
     /// A blocking client may hold a runtime of its own, which must not be dropped within the
     /// server's: the connections are closed on a thread of their own.
     fn drop(&mut self) {
-        let idle = std::mem::take(&mut *crate::lock(&self.idle));
+        let idle = std::mem::take(&mut *crate::sync::lock(&self.idle));
         if !idle.is_empty() {
             let _ = std::thread::Builder::new()
                 .name("store-close".into())
@@ -254,7 +238,7 @@ impl<D: Db + 'static> Store for SqlStore<D> {
     fn health(&self) -> StoreHealth {
         StoreHealth {
             kind: self.kind,
-            error: crate::lock(&self.health)
+            error: crate::sync::lock(&self.health)
                 .as_ref()
                 .filter(|(_, at)| at.elapsed() < FAILURE_SHOWN_FOR)
                 .map(|(error, _)| error.clone()),
@@ -470,24 +454,10 @@ pub(super) fn agent_of_row(row: &Row) -> Option<AgentRecord> {
     })
 }
 
-pub(super) fn stored_time(time: DateTime<Utc>) -> String {
-    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
-}
-
 fn time_of_row(row: &Row, column: usize) -> Option<DateTime<Utc>> {
     row.text(column)
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .map(|t| t.with_timezone(&Utc))
-}
-
-pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
-    Ok(db
-        .query_row(
-            "SELECT CAST(COALESCE(SUM(log_bytes), 0) AS BIGINT) FROM agents",
-            &[],
-        )?
-        .and_then(|row| row.int(0))
-        .unwrap_or(0) as usize)
 }
 
 /// Ends, in their records, the agents that were running when their proxy died without ending

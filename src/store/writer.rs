@@ -14,10 +14,25 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::chunk;
-use super::db::{Db, DbResult, Value};
-use super::sql_store::{ID_LEASE, Limits, stored_time, total_log_bytes};
-use crate::agent::{AgentRecord, Client, Event};
+use super::db::{Db, DbResult, Value, stored_time};
+use crate::agent::{AgentRecord, Client, Event, Retention};
 use crate::metrics::Metrics;
+
+/// Ids of events an agent may make past what is written, before its record says so: after a
+/// crash, its closing events are numbered past the lease, so past anything a client saw.
+const ID_LEASE: u64 = 1_000_000;
+/// How the store keeps agents, from the settings.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Longest a write waits to be committed with the ones after it.
+    pub flush: Duration,
+    /// Most bytes of events kept per agent, and in all.
+    pub agent_log_bytes: usize,
+    pub logs_total_bytes: usize,
+    pub retention: Retention,
+    /// Most bytes of events waiting for the writer.
+    pub queue_bytes: usize,
+}
 
 /// Where the writer says which agents have new events, for instances that read them live.
 pub const EVENTS_CHANNEL: &str = "claude_proxy_events";
@@ -168,7 +183,7 @@ impl<D: Db> Writer<D> {
         if let Err(err) = result {
             self.metrics.store_errors.inc();
             tracing::error!(%err, "writing to the store failed; these updates are not kept");
-            *crate::lock(&self.health) = Some((err.to_string(), Instant::now()));
+            *crate::sync::lock(&self.health) = Some((err.to_string(), Instant::now()));
             // What the database holds is the truth again.
             if let Ok(total) = total_log_bytes(&mut self.db) {
                 self.total_log_bytes = total;
@@ -191,7 +206,7 @@ impl<D: Db> Writer<D> {
             self.metrics.store_errors.inc();
             tracing::error!(%why, "the store's database is gone");
         }
-        *crate::lock(&self.health) = Some((why, Instant::now()));
+        *crate::sync::lock(&self.health) = Some((why, Instant::now()));
     }
 
     fn apply(&mut self, pending: Pending) -> DbResult<()> {
@@ -500,4 +515,15 @@ pub(super) fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
         ],
     )?;
     Ok(())
+}
+
+/// The bytes of all agents' chunks, as the database counts them.
+pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
+    Ok(db
+        .query_row(
+            "SELECT CAST(COALESCE(SUM(log_bytes), 0) AS BIGINT) FROM agents",
+            &[],
+        )?
+        .and_then(|row| row.int(0))
+        .unwrap_or(0) as usize)
 }

@@ -73,6 +73,7 @@ http {{
             .stderr(Stdio::null());
         // Gone with the test, however it ends.
         // SAFETY: prctl is async-signal-safe, and nothing else runs between fork and exec.
+        #[allow(unsafe_code)]
         unsafe {
             use std::os::unix::process::CommandExt;
             command.pre_exec(|| {

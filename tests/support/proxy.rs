@@ -75,6 +75,7 @@ impl Proxy {
         // SIGTERM would, and ends its agents. The signal comes when the thread that started it
         // ends, which for a test's own server is the end of the test.
         // SAFETY: prctl is async-signal-safe, and nothing else runs between fork and exec.
+        #[allow(unsafe_code)]
         unsafe {
             use std::os::unix::process::CommandExt;
             command.pre_exec(|| {

@@ -15,12 +15,12 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::error::ApiError;
 use crate::agent::{
     Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, TurnEnd, TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
 use crate::cli::stdout::unescape;
+use crate::http::ApiError;
 use crate::http::ApiState;
 
 /// Which API's formats an answer takes.
