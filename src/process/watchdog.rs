@@ -21,12 +21,14 @@ use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
 use nix::sys::signal::{SigHandler, Signal, killpg, signal};
 use nix::unistd::{Pid, pipe2};
+
+use crate::sync::lock;
 
 /// The first argument that makes the server's program the watchdog (see [`serve_if_asked`]).
 pub const ARG: &str = "__claude-proxy-watchdog";
@@ -138,13 +140,6 @@ fn record(op: u8, pgid: u32) -> [u8; 5] {
     record
 }
 
-fn lock(watch: &Mutex<Watch>) -> MutexGuard<'_, Watch> {
-    // Every change to a Watch is whole before the lock is let go: a panic elsewhere leaves it
-    // consistent.
-    watch
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
 
 /// Runs the server's program as a watchdog, told `groups` before it is handed over.
 fn spawn_watchdog(groups: &HashSet<u32>) -> io::Result<(Child, File)> {
