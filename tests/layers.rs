@@ -1190,3 +1190,56 @@ fn the_cycle_finder_names_one_cycle_per_knot() {
     .collect();
     assert_eq!(cycles(&graph), vec![vec!["a.rs", "b.rs", "c.rs", "a.rs"]]);
 }
+
+/// ARCHITECTURE.md's code map, each `### ` section by the `src/` paths its heading names.
+fn code_map() -> Vec<(Vec<String>, String)> {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    let mut sections = Vec::new();
+    for section in text.split("\n### ").skip(1) {
+        let (heading, body) = section.split_once('\n').unwrap_or((section, ""));
+        let paths = heading
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter_map(|p| p.strip_prefix("src/"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        sections.push((paths, body.to_owned()));
+    }
+    sections
+}
+
+#[test]
+fn the_code_map_names_every_file_in_its_folders_section() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let map = code_map();
+    let mut unnamed = Vec::new();
+    for file in files {
+        let relative = file
+            .strip_prefix(&src)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        // The section whose heading is the file itself, or its top folder.
+        let named = map.iter().any(|(paths, body)| {
+            paths.iter().any(|p| *p == relative)
+                || paths.iter().any(|p| {
+                    p.ends_with('/')
+                        && relative.strip_prefix(p.as_str()).is_some_and(|inside| {
+                            body.contains(&format!("`{inside}`"))
+                                || body.contains(&format!("({inside})"))
+                        })
+                })
+        });
+        if !named {
+            unnamed.push(format!(
+                "src/{relative}: name it, in backquotes and by its path within its folder, in its folder's section of ARCHITECTURE.md's code map"
+            ));
+        }
+    }
+    report("files the code map does not name", &unnamed);
+}

@@ -140,7 +140,6 @@ fn record(op: u8, pgid: u32) -> [u8; 5] {
     record
 }
 
-
 /// Runs the server's program as a watchdog, told `groups` before it is handed over.
 fn spawn_watchdog(groups: &HashSet<u32>) -> io::Result<(Child, File)> {
     // Close-on-exec: a CLI that inherited the write end would keep the pipe open after the
