@@ -1226,7 +1226,7 @@ fn the_code_map_names_every_file_in_its_folders_section() {
             .into_owned();
         // The section whose heading is the file itself, or its top folder.
         let named = map.iter().any(|(paths, body)| {
-            paths.iter().any(|p| *p == relative)
+            paths.contains(&relative)
                 || paths.iter().any(|p| {
                     p.ends_with('/')
                         && relative.strip_prefix(p.as_str()).is_some_and(|inside| {
