@@ -361,14 +361,18 @@ impl App {
             async move { agents.answer_forwarded(stopping).await }
         });
 
-        // Reads never show an expired agent; this gives its memory back.
+        // Reads never show an expired agent; this gives its memory back. And what a tool left
+        // behind in a session of its own is reaped once it exits.
         let sweeping = self.stopping.clone();
         let swept = agents.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(swept.sweep_interval());
             loop {
                 tokio::select! {
-                    _ = tick.tick() => swept.forget_expired(),
+                    _ = tick.tick() => {
+                        swept.forget_expired();
+                        process::reap_adopted_orphans();
+                    }
                     () = sweeping.cancelled() => break,
                 }
             }

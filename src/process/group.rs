@@ -48,6 +48,43 @@ impl ProcessGroup {
     }
 }
 
+/// Reaps the exited processes this server adopted that belong to no CLI's group: a tool's
+/// process that left its CLI's session (`setsid`) and outlived it is the subreaper's when it
+/// exits, and no group's draining will reap it. Only those of another session are taken: the
+/// CLIs and the watchdog are in this server's own session, and theirs are their waiters' to
+/// reap.
+pub fn reap_adopted_orphans() {
+    let Ok(own_session) = nix::unistd::getsid(None) else {
+        return;
+    };
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    let children = tasks.flatten().flat_map(|task| {
+        std::fs::read_to_string(task.path().join("children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|pid| pid.parse::<i32>().ok())
+            .collect::<Vec<_>>()
+    });
+    for pid in children {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command's name, in parentheses: state, ppid, pgrp, session.
+        let Some((_, after_name)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        let (Some(&"Z"), Some(session)) = (fields.first(), fields.get(3)) else {
+            continue;
+        };
+        if session.parse::<i32>().ok() != Some(own_session.as_raw()) {
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+        }
+    }
+}
+
 /// Makes this process the reaper of its descendants' orphans, in place of PID 1: a process that
 /// a CLI leaves behind is then reaped by the server as soon as it exits (see
 /// [`ProcessGroup::reap_exited`]), instead of lingering as a zombie in the CLI's group until an

@@ -17,7 +17,7 @@ pub mod watchdog;
 pub use watchdog::Status as WatchdogStatus;
 
 pub use brief::run_briefly;
-pub use group::{ProcessGroup, become_subreaper, signal_name};
+pub use group::{ProcessGroup, become_subreaper, reap_adopted_orphans, signal_name};
 pub use lines::Frame;
 pub use paths::{find_program, resolve_path};
 pub use sandbox::{Confinement, Sandbox, SandboxError};
