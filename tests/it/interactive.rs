@@ -2,15 +2,13 @@
 //! and tool approvals answered over HTTP, with the pinned real CLI against the Messages API
 //! stand-in.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::anthropic::Reply;
+use crate::support::real::RealSetup;
+use crate::support::sse::complete_of;
+use crate::support::{SseEvent, SseReader, TEST_LIMIT, until, within};
 use serde_json::{Value, json};
-use support::anthropic::Reply;
-use support::real::RealSetup;
-use support::sse::complete_of;
-use support::{SseEvent, SseReader, TEST_LIMIT, until, within};
 use tokio::sync::Notify;
 
 const KEY: &str = "interactive-key-0123456789";
@@ -743,8 +741,8 @@ async fn a_waiting_agent_outlives_the_idle_timeout_for_output() {
 
 mod faults {
     use super::*;
-    use support::TestServer;
-    use support::sse::error_codes;
+    use crate::support::TestServer;
+    use crate::support::sse::error_codes;
 
     async fn start_fake(server: &TestServer, prompt: &str) -> (SseReader, String) {
         let response = server

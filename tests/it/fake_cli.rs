@@ -1,17 +1,17 @@
 //! The proxy's rules, shown over real TCP with the fake CLI (`src/bin/fake_claude.rs`), whose
 //! prompt says what it does.
 
-mod support;
+use crate::support;
 
-use support::{TEST_LIMIT, within};
+use crate::support::{TEST_LIMIT, within};
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::sse::{complete_of, error_codes};
-use support::{
+use crate::support::sse::{complete_of, error_codes};
+use crate::support::{
     FAMILY, SseEvent, TestServer, eventually, process_alive, process_gone, reaped, until,
 };
+use serde_json::{Value, json};
 
 fn lines_of(events: &[SseEvent]) -> Vec<&SseEvent> {
     events.iter().filter(|e| e.event == "message").collect()
