@@ -326,25 +326,26 @@ async fn an_approved_tool_runs_and_a_denied_one_does_not() {
         let (_, listed) = call(&setup, KEY, "GET", "/agents", None).await;
         assert_eq!(listed["agents"][0]["pending_permissions"], 1);
 
-        // Another key's answer finds no such agent.
+        // The answers in turn, and the proxy's reply to each.
         let allow = json!({"behavior": "allow"});
-        let (status, _) = answer(&setup, OTHER_KEY, &id, &request_id, allow.clone()).await;
-        assert_eq!(status, 404);
         // Permission updates would outlive the agent: not accepted.
         let widening = json!({"behavior": "allow", "updatedPermissions": [{"type": "setMode", "mode": "acceptEdits"}]});
-        let (status, _) = answer(&setup, KEY, &id, &request_id, widening).await;
-        assert_eq!(status, 422);
-        let (status, body) = answer(&setup, KEY, &id, &request_id, allow.clone()).await;
-        assert_eq!(status, 200, "{body}");
+        let asked_id = request_id.as_str();
+        for (key, request, body, expected) in [
+            (OTHER_KEY, asked_id, &allow, 404), // another key's answer finds no such agent
+            (KEY, asked_id, &widening, 422),
+            (KEY, asked_id, &allow, 200),
+            (KEY, asked_id, &allow, 409), // already answered
+            (KEY, "no-such-request", &allow, 404),
+        ] {
+            let (status, reply) = answer(&setup, key, &id, request, body.clone()).await;
+            assert_eq!(status, expected, "{key} answers {request} with {body}: {reply}");
+        }
         let decision = until_event(&mut reader, "permission_decision").await;
         assert_eq!(
             (decision["behavior"].clone(), decision["decided_by"].clone()),
             (json!("allow"), json!("client"))
         );
-        let (status, _) = answer(&setup, KEY, &id, &request_id, allow.clone()).await;
-        assert_eq!(status, 409, "already answered");
-        let (status, _) = answer(&setup, KEY, &id, "no-such-request", allow).await;
-        assert_eq!(status, 404);
         until_line(&mut reader, "result").await;
         assert!(key_workspace(&setup).join("approved.txt").exists(), "the approved command ran");
 
