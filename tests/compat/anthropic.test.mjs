@@ -1,6 +1,6 @@
 // The official `@anthropic-ai/sdk` npm package (pinned; scripts/test installs it into
 // .tools/compat) against claude-proxy's /v1/messages, with the real CLI and the Messages API
-// stand-in behind it (tests/compat.rs runs this).
+// stand-in behind it (tests/it/compat.rs runs this).
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";

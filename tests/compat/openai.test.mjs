@@ -1,6 +1,6 @@
 // The official `openai` npm package (pinned; scripts/test installs it into .tools/compat) against
 // claude-proxy's /v1, with the real CLI and the Messages API stand-in behind it
-// (tests/compat.rs runs this). CLAUDE_PROXY_URL names the proxy, CLAUDE_PROXY_KEY its key.
+// (tests/it/compat.rs runs this). CLAUDE_PROXY_URL names the proxy, CLAUDE_PROXY_KEY its key.
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";

@@ -1,4 +1,4 @@
-// A subscription the API rate limits, as the official SDKs see it (tests/compat.rs runs this
+// A subscription the API rate limits, as the official SDKs see it (tests/it/compat.rs runs this
 // against a proxy of its own, whose stand-in answers 429).
 import assert from "node:assert/strict";
 import { createRequire } from "node:module";

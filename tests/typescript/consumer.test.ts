@@ -1,6 +1,6 @@
 // The packaged client (claude-proxy-client, installed from the tarball `npm pack` made) as a
 // Node.js backend uses it, against a running claude-proxy with the real CLI behind it
-// (tests/real_cli.rs runs it). It is type-checked with `tsc --strict` first: a change to the
+// (tests/it/real_cli.rs runs it). It is type-checked with `tsc --strict` first: a change to the
 // package's types that breaks a consumer fails here.
 import assert from "node:assert/strict";
 import { test } from "node:test";

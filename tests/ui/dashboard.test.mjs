@@ -1,6 +1,6 @@
 // The dashboard (/ui) in headless Chromium (Debian's, driven by puppeteer-core, which
 // scripts/test installs into .tools/ui), against the proxy with the real CLI and the Messages
-// API stand-in behind it; tests/ui.rs runs this. CLAUDE_PROXY_URL names the proxy, KEY and
+// API stand-in behind it; tests/it/ui.rs runs this. CLAUDE_PROXY_URL names the proxy, KEY and
 // OTHER_KEY two of its client keys, CHROMIUM the browser, SCREENSHOTS where each page's picture
 // goes.
 import assert from "node:assert/strict";

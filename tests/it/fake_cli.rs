@@ -1,17 +1,17 @@
 //! The proxy's rules, shown over real TCP with the fake CLI (`src/bin/fake_claude.rs`), whose
 //! prompt says what it does.
 
-mod support;
+use crate::support;
 
-use support::{TEST_LIMIT, within};
+use crate::support::{TEST_LIMIT, within};
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::sse::{complete_of, error_codes};
-use support::{
+use crate::support::sse::{complete_of, error_codes};
+use crate::support::{
     FAMILY, SseEvent, TestServer, eventually, process_alive, process_gone, reaped, until,
 };
+use serde_json::{Value, json};
 
 fn lines_of(events: &[SseEvent]) -> Vec<&SseEvent> {
     events.iter().filter(|e| e.event == "message").collect()
@@ -564,197 +564,46 @@ async fn health_reports_the_cli_and_the_running_agents() {
     .await;
 }
 
-struct Case {
-    method: &'static str,
-    path: String,
-    content_type: Option<&'static str>,
-    body: String,
-    status: u16,
-    /// What the detail must mention.
-    mentions: &'static str,
-}
-
-fn case(
-    method: &'static str,
-    path: impl Into<String>,
-    content_type: Option<&'static str>,
-    body: impl Into<String>,
-    status: u16,
-    mentions: &'static str,
-) -> Case {
-    Case {
-        method,
-        path: path.into(),
-        content_type,
-        body: body.into(),
-        status,
-        mentions,
-    }
-}
-
 #[tokio::test]
 async fn bad_requests_get_a_json_4xx_and_spawn_nothing() {
     within(TEST_LIMIT, async {
         let server = TestServer::with_args(&["--max-body-bytes", "4096"]).await;
-        let uuid = uuid::Uuid::new_v4();
         let json = Some("application/json");
+        let too_large = format!(r#"{{"prompt":"{}"}}"#, "x".repeat(5000));
+        let unknown = format!("POST /agent/stop/{}", uuid::Uuid::new_v4());
+        // The request, its content type and body, its status, and what the detail mentions.
+        #[rustfmt::skip]
         let cases = [
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                "{\"prompt\": ".to_owned(),
-                400,
-                "",
-            ),
-            case(
-                "POST",
-                "/agent/stream",
-                Some("text/plain"),
-                r#"{"prompt":"hi"}"#.to_owned(),
-                415,
-                "",
-            ),
-            case(
-                "POST",
-                "/agent/start",
-                None,
-                r#"{"prompt":"hi"}"#.to_owned(),
-                415,
-                "",
-            ),
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                format!(r#"{{"prompt":"{}"}}"#, "x".repeat(5000)),
-                413,
-                "",
-            ),
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                r#"{"prompt":""}"#.to_owned(),
-                422,
-                "prompt",
-            ),
-            case(
-                "POST",
-                "/agent/start",
-                json,
-                r#"{"prompt":"   "}"#.to_owned(),
-                422,
-                "prompt",
-            ),
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                r#"{"prompt":"hi","sesion_id":"x"}"#.to_owned(),
-                422,
-                "sesion_id",
-            ),
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                r#"{"prompt":5}"#.to_owned(),
-                422,
-                "invalid type",
-            ),
-            case("POST", "/agent/start", json, "{}".to_owned(), 422, "prompt"),
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                r#"{"prompt":"hi","session_id":"abc"}"#.to_owned(),
-                422,
-                "session_id",
-            ),
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                r#"{"prompt":"hi","model":"--x y"}"#.to_owned(),
-                422,
-                "model",
-            ),
+            ("POST /agent/stream", json, "{\"prompt\": ", 400, ""),
+            ("POST /agent/stream", Some("text/plain"), r#"{"prompt":"hi"}"#, 415, ""),
+            ("POST /agent/start", None, r#"{"prompt":"hi"}"#, 415, ""),
+            ("POST /agent/stream", json, too_large.as_str(), 413, ""),
+            ("POST /agent/stream", json, r#"{"prompt":""}"#, 422, "prompt"),
+            ("POST /agent/start", json, r#"{"prompt":"   "}"#, 422, "prompt"),
+            ("POST /agent/stream", json, r#"{"prompt":"hi","sesion_id":"x"}"#, 422, "sesion_id"),
+            ("POST /agent/stream", json, r#"{"prompt":5}"#, 422, "invalid type"),
+            ("POST /agent/start", json, "{}", 422, "prompt"),
+            ("POST /agent/stream", json, r#"{"prompt":"hi","session_id":"abc"}"#, 422, "session_id"),
+            ("POST /agent/stream", json, r#"{"prompt":"hi","model":"--x y"}"#, 422, "model"),
             // One argument, `--model=--dangerously-skip-permissions`, but no model is named so.
-            case(
-                "POST",
-                "/agent/stream",
-                json,
-                r#"{"prompt":"hi","model":"--dangerously-skip-permissions"}"#.to_owned(),
-                422,
-                "model",
-            ),
-            case(
-                "POST",
-                "/agent/stop/not-a-uuid",
-                None,
-                String::new(),
-                404,
-                "Agent not-a-uuid not found",
-            ),
+            ("POST /agent/stream", json, r#"{"prompt":"hi","model":"--dangerously-skip-permissions"}"#, 422, "model"),
+            ("POST /agent/stop/not-a-uuid", None, "", 404, "Agent not-a-uuid not found"),
             // Not even UTF-8: still an unknown agent, still JSON.
-            case(
-                "POST",
-                "/agent/stop/%C3%28",
-                None,
-                String::new(),
-                404,
-                "not found",
-            ),
-            case(
-                "GET",
-                "/agent/%FF",
-                None,
-                String::new(),
-                404,
-                "Agent %FF not found",
-            ),
-            case(
-                "GET",
-                "/agent/%FF/events",
-                None,
-                String::new(),
-                404,
-                "not found",
-            ),
-            case(
-                "DELETE",
-                "/agent/%FF",
-                None,
-                String::new(),
-                404,
-                "not found",
-            ),
-            case(
-                "POST",
-                format!("/agent/stop/{uuid}"),
-                None,
-                String::new(),
-                404,
-                "not found",
-            ),
-            case("GET", "/agent/stream", None, String::new(), 405, ""),
-            case("DELETE", "/health", None, String::new(), 405, ""),
-            case("GET", "/nope", None, String::new(), 404, ""),
+            ("POST /agent/stop/%C3%28", None, "", 404, "not found"),
+            ("GET /agent/%FF", None, "", 404, "Agent %FF not found"),
+            ("GET /agent/%FF/events", None, "", 404, "not found"),
+            ("DELETE /agent/%FF", None, "", 404, "not found"),
+            (unknown.as_str(), None, "", 404, "not found"),
+            ("GET /agent/stream", None, "", 405, ""),
+            ("DELETE /health", None, "", 405, ""),
+            ("GET /nope", None, "", 404, ""),
         ];
-        for Case {
-            method,
-            path,
-            content_type,
-            body,
-            status,
-            mentions: needle,
-        } in cases
-        {
+        for (request, content_type, body, status, needle) in cases {
+            let (method, path) = request.split_once(' ').unwrap();
             let mut request = server
                 .client
-                .request(method.parse().unwrap(), server.url(&path))
-                .body(body);
+                .request(method.parse().unwrap(), server.url(path))
+                .body(body.to_owned());
             if let Some(content_type) = content_type {
                 request = request.header("content-type", content_type);
             }

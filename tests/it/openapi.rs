@@ -2,11 +2,11 @@
 //! covering every route the router serves, and a reference page that a browser renders with no
 //! internet.
 
-mod support;
+use crate::support;
 
+use crate::support::proxy::Proxy;
+use crate::support::{FakeInstall, TEST_LIMIT, within};
 use serde_json::Value;
-use support::proxy::Proxy;
-use support::{FakeInstall, TEST_LIMIT, within};
 
 const KEY: &str = "openapi-test-key-0123456789";
 

@@ -1,14 +1,12 @@
 //! Load over time: what the proxy holds after many agents, and whether it gives it back. Each
 //! test states its own time limit.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::sse::complete_of;
+use crate::support::{SseReader, TestServer, until, within};
 use futures_util::StreamExt;
 use serde_json::json;
-use support::sse::complete_of;
-use support::{SseReader, TestServer, until, within};
 
 const MIB: u64 = 1024 * 1024;
 

@@ -1,13 +1,13 @@
 //! What operators see: /metrics in the Prometheus text format, and logs tied to their agent.
 
-mod support;
+use crate::support;
 
-use support::{TEST_LIMIT, within};
+use crate::support::{TEST_LIMIT, within};
 
+use crate::support::proxy::Proxy;
+use crate::support::sse::complete_of;
+use crate::support::{FakeInstall, TestServer, eventually};
 use serde_json::{Value, json};
-use support::proxy::Proxy;
-use support::sse::complete_of;
-use support::{FakeInstall, TestServer, eventually};
 
 /// The value of one sample (`name{labels} value`) in a Prometheus exposition.
 fn sample(metrics: &str, series: &str) -> Option<f64> {

@@ -1,19 +1,16 @@
 //! The image and `compose.yaml` as the README says to use them, on a Docker engine, with the
 //! real CLI in the container talking to the Messages API stand-in on this machine.
 //! `scripts/test-docker` builds the image, names it in `CLAUDE_PROXY_IMAGE`, and runs these
-//! (`--features docker-test`); without the feature this file is empty.
-#![cfg(feature = "docker-test")]
-
-mod support;
+//! (`--features docker-test`); without the feature `main.rs` leaves this module out.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::anthropic::{Reply, Rule, StandIn};
+use crate::support::sse::{SseReader, complete_of};
+use crate::support::{SseEvent, until, within};
 use serde_json::{Value, json};
-use support::anthropic::{Reply, Rule, StandIn};
-use support::sse::{SseReader, complete_of};
-use support::{SseEvent, until, within};
 use tokio::process::Command;
 
 const KEY: &str = "docker-test-key-0123456789";

@@ -3,12 +3,12 @@
 //! and what only the stand-in can see: the system prompt the API received, and the earlier
 //! turns set out in the prompt.
 
-mod support;
+use crate::support;
 
+use crate::support::anthropic::Reply;
+use crate::support::real::RealSetup;
+use crate::support::{TEST_LIMIT, within};
 use serde_json::Value;
-use support::anthropic::Reply;
-use support::real::RealSetup;
-use support::{TEST_LIMIT, within};
 
 const KEY: &str = "compat-test-key-0123456789";
 

@@ -1,18 +1,18 @@
 //! The `claude-proxy` program as an operator runs it: settings from the environment, --help,
 //! start-up errors, signals, and what its CLI children inherit.
 
-mod support;
+use crate::support;
 
-use support::{TEST_LIMIT, within};
+use crate::support::{TEST_LIMIT, within};
 
 use std::io::{BufRead, BufReader};
 
 use std::process::Stdio;
 
+use crate::support::proxy::{Proxy, command};
+use crate::support::sse::{complete_of, error_codes};
+use crate::support::{FAMILY, FakeInstall, eventually, process_gone};
 use serde_json::Value;
-use support::proxy::{Proxy, command};
-use support::sse::{complete_of, error_codes};
-use support::{FAMILY, FakeInstall, eventually, process_gone};
 
 /// Every setting the issue lists, each of which --help and .env.example must show.
 const SETTINGS: &[&str] = &[

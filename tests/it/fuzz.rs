@@ -1,13 +1,11 @@
 //! Hostile input: thousands of malformed requests at every endpoint. Each gets a 4xx, none
 //! starts a CLI, and the server stays up.
 
-mod support;
-
 use std::sync::OnceLock;
 
+use crate::support::TestServer;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use support::TestServer;
 
 /// One server for all cases, on a runtime of its own that outlives each case.
 struct Shared {

@@ -18,7 +18,7 @@ pub const PROGRAM: &str = env!("CARGO_BIN_EXE_claude-proxy");
 const START_LIMIT: Duration = Duration::from_secs(30);
 
 /// The program with a clean environment: PATH, a quiet log filter, and the given variables.
-/// The CLI runs unconfined unless a test asks for `PROXY_SANDBOX` (`tests/sandbox.rs`): the
+/// The CLI runs unconfined unless a test asks for `PROXY_SANDBOX` (`tests/it/sandbox.rs`): the
 /// other tests watch its processes from outside, by the pids it reports.
 pub fn command(env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(PROGRAM);

@@ -3,15 +3,15 @@
 //! keys or other clients. The same probe with `PROXY_SANDBOX=off` shows every leak, so it is
 //! the sandbox that does the work.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 
+use crate::support::anthropic::{Reply, StandIn};
+use crate::support::proxy::Proxy;
+use crate::support::sse::complete_of;
+use crate::support::{SseEvent, TEST_LIMIT, within};
 use serde_json::{Value, json};
-use support::anthropic::{Reply, StandIn};
-use support::proxy::Proxy;
-use support::sse::complete_of;
-use support::{SseEvent, TEST_LIMIT, within};
 
 const KEY: &str = "sandbox-key-a-0123456789";
 const OTHER_KEY: &str = "sandbox-key-b-0123456789";

@@ -1,15 +1,15 @@
 //! The dashboard at /ui: in headless Chromium against the real CLI (tests/ui/dashboard.test.mjs,
 //! driven by puppeteer-core), and what it is served with.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::anthropic::{Reply, Rule};
-use support::real::RealSetup;
-use support::{TEST_LIMIT, TestServer, within};
+use crate::support::anthropic::{Reply, Rule};
+use crate::support::real::RealSetup;
+use crate::support::{TEST_LIMIT, TestServer, within};
 
 const KEY: &str = "dashboard-key-0123456789";
 const OTHER_KEY: &str = "other-dashboard-key-0123456789";

@@ -2,17 +2,17 @@
 //! one address, or asks the instance that does not run its agent, gets the same answers as
 //! from the one that does. The survivor of an instance's death ends its agents.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 
+use crate::support::nginx::Nginx;
+use crate::support::postgres::TestDatabase;
+use crate::support::proxy::Proxy;
+use crate::support::sse::{complete_of, error_codes};
+use crate::support::{FakeInstall, SseEvent, SseReader, TEST_LIMIT, until, within};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::nginx::Nginx;
-use support::postgres::TestDatabase;
-use support::proxy::Proxy;
-use support::sse::{complete_of, error_codes};
-use support::{FakeInstall, SseEvent, SseReader, TEST_LIMIT, until, within};
 
 const KEY: &str = "cluster-key-0123456789";
 const KEYS: &str = "cluster-key-0123456789,other-key-0123456789";
@@ -523,7 +523,7 @@ async fn an_action_for_an_instance_that_does_not_answer_is_a_504() {
 /// until the database carries it.
 #[tokio::test]
 async fn a_session_made_on_one_instance_is_resumed_on_the_other_with_its_earlier_turn() {
-    use support::anthropic::{Reply, StandIn};
+    use crate::support::anthropic::{Reply, StandIn};
     within(TEST_LIMIT, async {
         let standin = StandIn::start([
             Reply::Text("Noted: your number is 7.".into()),
@@ -614,7 +614,7 @@ fn real_pair(
 
 #[tokio::test]
 async fn a_session_too_large_to_keep_is_resumed_only_where_it_was_made() {
-    use support::anthropic::{Reply, StandIn};
+    use crate::support::anthropic::{Reply, StandIn};
     within(TEST_LIMIT, async {
         let standin = StandIn::start([
             Reply::Text("Noted.".into()),

@@ -2,17 +2,17 @@
 //! through the real binary, stopped gracefully, killed, and on a full disk. Each test of what
 //! is kept runs on both engines: SQLite in the data dir, and PostgreSQL.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::support::postgres::TestDatabase;
+use crate::support::proxy::{Proxy, command};
+use crate::support::sse::{complete_of, error_codes};
+use crate::support::{FakeInstall, SseEvent, SseReader, TEST_LIMIT, until, within};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
-use support::postgres::TestDatabase;
-use support::proxy::{Proxy, command};
-use support::sse::{complete_of, error_codes};
-use support::{FakeInstall, SseEvent, SseReader, TEST_LIMIT, until, within};
 
 /// Where a site keeps its agents.
 enum Engine {

@@ -1,18 +1,18 @@
 //! Safe to expose: client keys, isolation between clients, the operator's tool policy, limits
 //! that hold under abuse, and the rate-limit gate. Over real TCP, with the fake CLI.
 
-mod support;
+use crate::support;
 
-use support::{TEST_LIMIT, within};
+use crate::support::{TEST_LIMIT, within};
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::proxy::{Proxy, command};
+use crate::support::sse::complete_of;
+use crate::support::{FakeInstall, SseReader, TestServer};
 use serde_json::{Value, json};
-use support::proxy::{Proxy, command};
-use support::sse::complete_of;
-use support::{FakeInstall, SseReader, TestServer};
 
 const KEY_A: &str = "key-a-0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef";

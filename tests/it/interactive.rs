@@ -2,15 +2,13 @@
 //! and tool approvals answered over HTTP, with the pinned real CLI against the Messages API
 //! stand-in.
 
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::anthropic::Reply;
+use crate::support::real::RealSetup;
+use crate::support::sse::complete_of;
+use crate::support::{SseEvent, SseReader, TEST_LIMIT, until, within};
 use serde_json::{Value, json};
-use support::anthropic::Reply;
-use support::real::RealSetup;
-use support::sse::complete_of;
-use support::{SseEvent, SseReader, TEST_LIMIT, until, within};
 use tokio::sync::Notify;
 
 const KEY: &str = "interactive-key-0123456789";
@@ -328,25 +326,26 @@ async fn an_approved_tool_runs_and_a_denied_one_does_not() {
         let (_, listed) = call(&setup, KEY, "GET", "/agents", None).await;
         assert_eq!(listed["agents"][0]["pending_permissions"], 1);
 
-        // Another key's answer finds no such agent.
+        // The answers in turn, and the proxy's reply to each.
         let allow = json!({"behavior": "allow"});
-        let (status, _) = answer(&setup, OTHER_KEY, &id, &request_id, allow.clone()).await;
-        assert_eq!(status, 404);
         // Permission updates would outlive the agent: not accepted.
         let widening = json!({"behavior": "allow", "updatedPermissions": [{"type": "setMode", "mode": "acceptEdits"}]});
-        let (status, _) = answer(&setup, KEY, &id, &request_id, widening).await;
-        assert_eq!(status, 422);
-        let (status, body) = answer(&setup, KEY, &id, &request_id, allow.clone()).await;
-        assert_eq!(status, 200, "{body}");
+        let asked_id = request_id.as_str();
+        for (key, request, body, expected) in [
+            (OTHER_KEY, asked_id, &allow, 404), // another key's answer finds no such agent
+            (KEY, asked_id, &widening, 422),
+            (KEY, asked_id, &allow, 200),
+            (KEY, asked_id, &allow, 409), // already answered
+            (KEY, "no-such-request", &allow, 404),
+        ] {
+            let (status, reply) = answer(&setup, key, &id, request, body.clone()).await;
+            assert_eq!(status, expected, "{key} answers {request} with {body}: {reply}");
+        }
         let decision = until_event(&mut reader, "permission_decision").await;
         assert_eq!(
             (decision["behavior"].clone(), decision["decided_by"].clone()),
             (json!("allow"), json!("client"))
         );
-        let (status, _) = answer(&setup, KEY, &id, &request_id, allow.clone()).await;
-        assert_eq!(status, 409, "already answered");
-        let (status, _) = answer(&setup, KEY, &id, "no-such-request", allow).await;
-        assert_eq!(status, 404);
         until_line(&mut reader, "result").await;
         assert!(key_workspace(&setup).join("approved.txt").exists(), "the approved command ran");
 
@@ -550,56 +549,22 @@ async fn a_model_change_reaches_the_api_and_a_mode_change_is_checked() {
         .await;
         until_line(&mut reader, "result").await;
         assert_eq!(setup.standin.requests()[0]["model"], "claude-opus-4-5");
+        // Each change in turn, and the proxy's answer; an accepted one is echoed back.
         let path = format!("/agent/{id}");
-        let (status, changed) = call(
-            &setup,
-            KEY,
-            "PATCH",
-            &path,
-            Some(json!({"model": "claude-sonnet-4-5"})),
-        )
-        .await;
-        assert_eq!(status, 200, "{changed}");
-        assert_eq!(changed["model"], "claude-sonnet-4-5");
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "PATCH",
-            &path,
-            Some(json!({"model": "--evil"})),
-        )
-        .await;
-        assert_eq!(status, 422);
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "PATCH",
-            &path,
-            Some(json!({"permission_mode": "sideways"})),
-        )
-        .await;
-        assert_eq!(status, 422, "a mode the proxy does not know");
-        let (status, _) = call(
-            &setup,
-            KEY,
-            "PATCH",
-            &path,
-            Some(json!({"permission_mode": "acceptEdits"})),
-        )
-        .await;
-        assert_eq!(status, 403, "wider than the operator's default");
-        let (status, changed) = call(
-            &setup,
-            KEY,
-            "PATCH",
-            &path,
-            Some(json!({"permission_mode": "plan"})),
-        )
-        .await;
-        assert_eq!(
-            (status, changed["permission_mode"].clone()),
-            (200, json!("plan"))
-        );
+        for (field, value, expected) in [
+            ("model", "claude-sonnet-4-5", 200),
+            ("model", "--evil", 422),
+            ("permission_mode", "sideways", 422), // a mode the proxy does not know
+            ("permission_mode", "acceptEdits", 403), // wider than the operator's default
+            ("permission_mode", "plan", 200),
+        ] {
+            let change = json!({ field: value });
+            let (status, changed) = call(&setup, KEY, "PATCH", &path, Some(change)).await;
+            assert_eq!(status, expected, "{field} {value}: {changed}");
+            if status == 200 {
+                assert_eq!(changed[field], value, "{changed}");
+            }
+        }
 
         let before = setup.standin.requests().len();
         send(&setup, &id, json!("And now?")).await;
@@ -743,8 +708,8 @@ async fn a_waiting_agent_outlives_the_idle_timeout_for_output() {
 
 mod faults {
     use super::*;
-    use support::TestServer;
-    use support::sse::error_codes;
+    use crate::support::TestServer;
+    use crate::support::sse::error_codes;
 
     async fn start_fake(server: &TestServer, prompt: &str) -> (SseReader, String) {
         let response = server

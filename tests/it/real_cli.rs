@@ -2,17 +2,17 @@
 //! of the Anthropic API instead of the network. These tests never skip: without the CLI they
 //! fail and say how to install it.
 
-mod support;
+use crate::support;
 
-use support::{TEST_LIMIT, within};
+use crate::support::{TEST_LIMIT, within};
 
 use std::time::Instant;
 
+use crate::support::anthropic::{Reply, StandIn};
+use crate::support::real::{RealSetup, start_proxy};
+use crate::support::sse::{complete_of, error_codes};
+use crate::support::{SseEvent, process_gone, process_tree};
 use serde_json::{Value, json};
-use support::anthropic::{Reply, StandIn};
-use support::real::{RealSetup, start_proxy};
-use support::sse::{complete_of, error_codes};
-use support::{SseEvent, process_gone, process_tree};
 
 fn cli_lines(events: &[SseEvent]) -> Vec<Value> {
     events
@@ -414,7 +414,7 @@ async fn the_readme_curl_examples_work_as_written() {
             .split("```sh\n")
             .skip(1)
             .map(|rest| rest.split("```").next().unwrap())
-            // The Docker ones run in tests/docker.rs.
+            // The Docker ones run in tests/it/docker.rs.
             .filter(|block| block.contains("curl ") && !block.contains("docker"))
             .collect();
         assert_eq!(

@@ -1,18 +1,16 @@
 //! Agents you can come back to: their views, their kept events, reattaching after a dropped
 //! connection, and how long they are kept. Over real TCP, with the fake CLI.
 
-mod support;
-
-use support::{TEST_LIMIT, within};
+use crate::support::{TEST_LIMIT, within};
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::proxy::Proxy;
-use support::sse::complete_of;
-use support::{
+use crate::support::proxy::Proxy;
+use crate::support::sse::complete_of;
+use crate::support::{
     FakeInstall, SseEvent, SseReader, TestServer, eventually, process_alive, process_gone, until,
 };
+use serde_json::{Value, json};
 
 fn ids(events: &[SseEvent]) -> Vec<u64> {
     events.iter().map(SseEvent::id_number).collect()
