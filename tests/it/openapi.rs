@@ -210,3 +210,54 @@ async fn docs_renders_every_route_in_a_headless_browser() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn each_parameter_is_where_the_route_reads_it() {
+    within(TEST_LIMIT, async {
+        let fake = FakeInstall::new();
+        let proxy = proxy(&fake);
+        let document = document(&proxy).await;
+        let parameters = document["paths"]["/agent/{agent_id}/events"]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["name"].as_str().unwrap().to_owned(),
+                    p["in"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect::<Vec<_>>();
+        for (name, place) in [
+            ("agent_id", "path"),
+            ("after", "query"),
+            ("last-event-id", "header"),
+        ] {
+            assert!(
+                parameters.contains(&(name.to_owned(), place.to_owned())),
+                "{name} in {place}: {parameters:?}"
+            );
+        }
+        // `?after=` is read as the document says.
+        let response = proxy
+            .client
+            .post(proxy.url("/agent/stream"))
+            .bearer_auth(KEY)
+            .json(&serde_json::json!({"prompt": "@lines 3\n@result"}))
+            .send()
+            .await
+            .unwrap();
+        let events = support::SseReader::new(response).collect_all().await;
+        let agent = events[0].json()["agent_id"].as_str().unwrap().to_owned();
+        let after = proxy
+            .client
+            .get(proxy.url(&format!("/agent/{agent}/events?after=2")))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap();
+        let read = support::SseReader::new(after).collect_all().await;
+        assert_eq!(read[0].id.as_deref(), Some("3"), "{read:?}");
+    })
+    .await;
+}

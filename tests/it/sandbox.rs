@@ -532,3 +532,38 @@ async fn a_missing_cli_is_503_with_the_sandbox_as_without() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn what_a_tool_left_in_a_session_of_its_own_is_reaped_when_it_exits() {
+    within(TEST_LIMIT, async {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let dir = tempfile::tempdir().unwrap();
+        // Unconfined, the process outlives its agent; the sweep comes every second.
+        let proxy = fake_in_sandbox(
+            dir.path(),
+            &[
+                ("PROXY_SANDBOX", "off"),
+                ("PROXY_AGENT_RETENTION_SECS", "4"),
+            ],
+        );
+        let (id, reader) = leave_behind(&proxy, "4004.1", true).await;
+        let stopped = proxy.post(&format!("/agent/stop/{id}"), &json!({})).await;
+        assert_eq!(stopped.status(), 200);
+        reader.collect_all().await;
+        let left = processes_with("sleep 4004.1");
+        assert_eq!(
+            left.len(),
+            1,
+            "it left its CLI's group, so it outlived the agent"
+        );
+        // Its CLI is gone: the proxy, as subreaper, is its parent now, and must reap it.
+        kill(Pid::from_raw(left[0]), Signal::SIGKILL).unwrap();
+        support::until("the orphan is reaped", TEST_LIMIT, || {
+            let pid = left[0] as u32;
+            async move { support::reaped(pid) }
+        })
+        .await;
+    })
+    .await;
+}
