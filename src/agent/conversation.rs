@@ -18,11 +18,11 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
-use super::Error;
-use super::journal::Journal;
-use super::message::MessageContent;
-use super::policy::{PermissionMode, ToolPolicy};
-use super::view::PermissionRequest;
+use crate::agent::Error;
+use crate::agent::admission::message::MessageContent;
+use crate::agent::admission::policy::{PermissionMode, ToolPolicy};
+use crate::agent::logs::journal::Journal;
+use crate::agent::view::PermissionRequest;
 use crate::cli::stdin::{self, Control};
 use crate::metrics::Metrics;
 

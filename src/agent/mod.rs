@@ -4,30 +4,15 @@
 //! It knows nothing of HTTP: the edge hands it a client and a request, and gets back views,
 //! readers of events, and domain errors. It runs processes through [`crate::process`].
 
+mod admission;
 mod chat;
-mod cluster;
 mod conversation;
 mod error;
 mod events;
-mod health;
-mod journal;
-mod keys;
-mod launch;
-mod log;
-mod login;
-mod message;
-mod policy;
-mod rate_limit;
-mod reader;
-mod remote;
-mod request;
-mod sessions;
-mod state;
+mod lifecycle;
+mod logs;
+mod ports;
 mod status;
-mod stop;
-mod store;
-mod table;
-mod turn;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -40,34 +25,38 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
-pub use chat::{ChatTurn, CompatSettings, Continuation};
-pub use cluster::{Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal};
+pub use admission::keys::{ApiKeys, Client, KeysError};
+pub use admission::message::{
+    MessageBlockSchema, MessageContent, MessageRequest, check_image_magic,
+};
+pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
+pub use admission::request::{AgentRequest, AgentUpdate, Run, parse_model};
+pub use chat::end::{TurnEnd, TurnFailure};
+pub use chat::turn::{ChatTurn, CompatSettings, Continuation};
 pub use conversation::PermissionAnswer;
 pub use error::{Error, ErrorKind};
 pub use events::{EVENT_NAMES, Event};
-pub use health::Condition;
-pub use keys::{ApiKeys, Client, KeysError};
-pub use launch::Launched;
-pub use message::{MessageBlockSchema, MessageContent, MessageRequest, check_image_magic};
-pub use policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
-pub use reader::{EventReader, RemoteReader};
-pub use request::{AgentRequest, AgentUpdate, Run, parse_model};
-pub use state::Settings;
-pub use status::{AgentKind, AgentStatus, FinalStatus};
-pub use stop::StopOnDrop;
-pub use store::{
+pub use lifecycle::health::Condition;
+pub use lifecycle::launch::Launched;
+pub use lifecycle::state::Settings;
+pub use lifecycle::stop::StopOnDrop;
+pub use lifecycle::table::{Admission, Retention};
+pub use logs::reader::{EventReader, RemoteReader};
+pub use ports::cluster::{
+    Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal,
+};
+pub use ports::store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };
-pub use table::{Admission, Retention};
-pub use turn::{TurnEnd, TurnFailure};
+pub use status::{AgentKind, AgentStatus, FinalStatus};
 pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};
 
 use crate::metrics::Metrics;
 use crate::process::{self, ProcessGroup};
-use log::SharedBytes;
-use rate_limit::RateLimitGate;
-use state::Core;
-use table::AgentTable;
+use admission::rate_limit::RateLimitGate;
+use lifecycle::state::Core;
+use lifecycle::table::AgentTable;
+use logs::log::SharedBytes;
 
 /// The agents of one server. Cheap to clone: every clone is the same agents.
 #[derive(Debug, Clone)]
@@ -87,8 +76,8 @@ impl Agents {
                 settings,
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
-                login: login::LoginCache::default(),
-                chat_memory: chat::ChatMemory::default(),
+                login: lifecycle::login::LoginCache::default(),
+                chat_memory: chat::turn::ChatMemory::default(),
                 all_logs,
                 metrics,
                 shutdown,
@@ -109,7 +98,7 @@ impl Agents {
             None => None,
         };
         let settings = &self.core.settings;
-        let context = request::Context {
+        let context = admission::request::Context {
             owner,
             kind,
             default_model: settings.default_model.as_deref(),
@@ -136,7 +125,7 @@ impl Agents {
             store.flush().await;
             match store.session_owner(session).await {
                 Ok(Some((made_by, _))) if made_by != owner => {
-                    return Err(sessions::not_yours(session));
+                    return Err(admission::sessions::not_yours(session));
                 }
                 Ok(Some((_, cwd))) => return Ok(Some(Arc::from(cwd))),
                 Ok(None) => {}
@@ -144,14 +133,14 @@ impl Agents {
             }
         }
         if self.core.settings.known_sessions_only {
-            return Err(sessions::not_yours(session));
+            return Err(admission::sessions::not_yours(session));
         }
         Ok(None)
     }
 
     /// Starts an agent for a checked run.
     pub async fn launch(&self, run: Run) -> Result<Launched, Error> {
-        launch::launch(&self.core, run).await
+        lifecycle::launch::launch(&self.core, run).await
     }
 
     /// Stops a running agent of `client`, wherever it runs; resolves once it has ended (at

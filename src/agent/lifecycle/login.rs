@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::Agents;
+use crate::agent::Agents;
 use crate::cli;
 pub use crate::cli::auth::Login as CliLogin;
 

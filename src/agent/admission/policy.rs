@@ -3,7 +3,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
-use super::Error;
+use crate::agent::Error;
 use crate::cli::ToolFlags;
 
 /// The CLI's permission modes, from the most restricted to the least.

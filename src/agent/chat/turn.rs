@@ -17,9 +17,9 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::request::AgentRequest;
-use super::status::AgentKind;
-use super::{Agents, Client, Error, Run, parse_model};
+use crate::agent::admission::request::AgentRequest;
+use crate::agent::status::AgentKind;
+use crate::agent::{Agents, Client, Error, Run, parse_model};
 use crate::cli::home::session_file;
 
 /// How many conversations are remembered per key; past it, the oldest is forgotten and its
@@ -225,7 +225,7 @@ impl Agents {
             let text =
                 (!images_only).then(|| serde_json::json!({"type": "text", "text": run.prompt}));
             let blocks: Vec<serde_json::Value> = text.into_iter().chain(turn.images).collect();
-            run.message = Some(super::MessageContent::check(
+            run.message = Some(crate::agent::MessageContent::check(
                 serde_json::Value::Array(blocks),
                 self.core.settings.max_image_bytes,
             )?);

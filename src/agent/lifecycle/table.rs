@@ -10,15 +10,15 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::Error;
-use super::conversation::Conversation;
-use super::events::RunSummary;
-use super::keys::Client;
-use super::log::{EventLog, SharedBytes};
-use super::status::{AgentKind, AgentStatus, FinalStatus, StopReason};
-use super::stop::StopSignal;
-use super::store::AgentRecord;
-use super::view::{AgentDetail, AgentInfo, AgentListItem};
+use crate::agent::Error;
+use crate::agent::admission::keys::Client;
+use crate::agent::conversation::Conversation;
+use crate::agent::events::RunSummary;
+use crate::agent::lifecycle::stop::StopSignal;
+use crate::agent::logs::log::{EventLog, SharedBytes};
+use crate::agent::ports::store::AgentRecord;
+use crate::agent::status::{AgentKind, AgentStatus, FinalStatus, StopReason};
+use crate::agent::view::{AgentDetail, AgentInfo, AgentListItem};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {

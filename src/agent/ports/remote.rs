@@ -8,14 +8,18 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::Agents;
-use super::cluster::{Action, Answer, Forwarded, Refusal};
-use super::error::{Error, ErrorKind};
-use super::keys::Client;
+use crate::agent::Agents;
+use crate::agent::admission::keys::Client;
+use crate::agent::error::{Error, ErrorKind};
+use crate::agent::ports::cluster::{Action, Answer, Forwarded, Refusal};
 
 impl Agents {
     /// The instance that runs an agent of `client`, when it is running and not here.
-    pub(super) async fn runs_elsewhere(&self, client: Client, agent_id: Uuid) -> Option<Arc<str>> {
+    pub(in crate::agent) async fn runs_elsewhere(
+        &self,
+        client: Client,
+        agent_id: Uuid,
+    ) -> Option<Arc<str>> {
         self.core.cluster.as_ref()?;
         if self.core.table.knows(client, agent_id) {
             return None;
@@ -31,7 +35,7 @@ impl Agents {
 
     /// Sends `action` to the instance that runs the agent and gives back its answer, or 504
     /// past the forward timeout.
-    pub(super) async fn forward<T: DeserializeOwned>(
+    pub(in crate::agent) async fn forward<T: DeserializeOwned>(
         &self,
         instance: Arc<str>,
         client: Client,

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::Error;
-use super::keys::Client;
-use super::policy::{Narrowing, PermissionMode, ToolPolicy};
-use super::status::AgentKind;
+use crate::agent::Error;
+use crate::agent::admission::keys::Client;
+use crate::agent::admission::policy::{Narrowing, PermissionMode, ToolPolicy};
+use crate::agent::status::AgentKind;
 use crate::cli::{Input, Invocation, ToolFlags};
 
 /// The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
@@ -103,7 +103,7 @@ pub struct Run {
     pub fork_session: bool,
     /// The prompt as one user message of text and images, written to the CLI's stream-json
     /// input, which then closes (the compatible APIs' images).
-    pub message: Option<super::MessageContent>,
+    pub message: Option<crate::agent::MessageContent>,
 }
 
 impl Run {

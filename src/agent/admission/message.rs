@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::cli;
 
-use super::Error;
+use crate::agent::Error;
 
 /// The body of `POST /agent/{id}/messages`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]

@@ -4,7 +4,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
-use super::status::StopReason;
+use crate::agent::status::StopReason;
 
 /// Tells a run to stop, and why. It is a child of the server's shutdown token, so a shutdown
 /// reaches every run without a list of them.

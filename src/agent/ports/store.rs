@@ -18,10 +18,10 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::events::Event;
-use super::keys::Client;
-use super::status::FinalStatus;
-use super::view::{AgentDetail, AgentInfo};
+use crate::agent::admission::keys::Client;
+use crate::agent::events::Event;
+use crate::agent::status::FinalStatus;
+use crate::agent::view::{AgentDetail, AgentInfo};
 
 /// What a read of the store gives, some time later.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;

@@ -13,8 +13,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use super::error::ErrorKind;
-use super::store::{AgentRecord, StoreFuture};
+use crate::agent::error::ErrorKind;
+use crate::agent::ports::store::{AgentRecord, StoreFuture};
 
 /// An action on an agent, for the instance that runs it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

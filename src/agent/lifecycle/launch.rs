@@ -12,18 +12,18 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::cluster::{Admitted, Cluster, NotHere};
-use super::conversation::{Conversation, ConversationSettings};
-use super::error::CliProblem;
-use super::error::Error;
-use super::events::EventMaker;
-use super::journal::Journal;
-use super::log::{EventLog, LogReader};
-use super::request::Run;
-use super::state::Core;
-use super::status::{AgentKind, StopReason};
-use super::stop::{StopOnDrop, StopSignal};
-use super::table::{NewAgent, Place};
+use crate::agent::admission::request::Run;
+use crate::agent::conversation::{Conversation, ConversationSettings};
+use crate::agent::error::CliProblem;
+use crate::agent::error::Error;
+use crate::agent::events::EventMaker;
+use crate::agent::lifecycle::state::Core;
+use crate::agent::lifecycle::stop::{StopOnDrop, StopSignal};
+use crate::agent::lifecycle::table::{NewAgent, Place};
+use crate::agent::logs::journal::Journal;
+use crate::agent::logs::log::{EventLog, LogReader};
+use crate::agent::ports::cluster::{Admitted, Cluster, NotHere};
+use crate::agent::status::{AgentKind, StopReason};
 use crate::cli::home::{self, session_file};
 use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
 
@@ -44,7 +44,7 @@ pub struct Launched {
 /// background while its events go to its log. Nothing is spawned when a limit is reached (on
 /// this instance, or for its key across the instances of a shared database), the subscription
 /// is known to be rate limited, or a session to resume cannot be had here.
-pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
+pub(in crate::agent) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     // A started agent runs in the background; the others are their client's, unless asked not
     // to be.
     let follows_its_client = run.kind != AgentKind::Start && !run.detach_on_disconnect;
@@ -109,7 +109,7 @@ pub(super) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error
         (process::Input::Stream(first, rest), Some(stdin))
     } else if let Some(message) = &run.message {
         (
-            process::Input::Whole(super::conversation::user_line(message)),
+            process::Input::Whole(crate::agent::conversation::user_line(message)),
             None,
         )
     } else {
@@ -461,9 +461,9 @@ const SESSION_END_WAITS: [Duration; 5] = [
 /// database may not yet show as ended.
 async fn admit_across_instances(
     cluster: &dyn Cluster,
-    record: super::store::AgentRecord,
+    record: crate::agent::ports::store::AgentRecord,
     max: Option<usize>,
-) -> Result<Admitted, super::store::StoreError> {
+) -> Result<Admitted, crate::agent::ports::store::StoreError> {
     let mut waits = SESSION_END_WAITS.iter();
     loop {
         match cluster.admit(record.clone(), max).await? {

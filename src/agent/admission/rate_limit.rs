@@ -5,7 +5,7 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-use super::Error;
+use crate::agent::Error;
 
 #[derive(Debug, Default)]
 pub struct RateLimitGate {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::watch;
 
-use super::Event;
+use crate::agent::Event;
 
 /// What an event costs beyond its payload: its place in the deque (56 bytes, in a deque that
 /// may have room for twice its length) and the header of its payload's allocation.

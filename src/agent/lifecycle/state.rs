@@ -9,15 +9,15 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::cluster::Cluster;
-use super::error::Error;
-use super::keys::Client;
-use super::log::SharedBytes;
-use super::policy::ToolPolicy;
-use super::rate_limit::RateLimitGate;
-use super::sessions::SessionBook;
-use super::store::Store;
-use super::table::{Admission, AgentTable, Retention};
+use crate::agent::admission::keys::Client;
+use crate::agent::admission::policy::ToolPolicy;
+use crate::agent::admission::rate_limit::RateLimitGate;
+use crate::agent::admission::sessions::SessionBook;
+use crate::agent::error::Error;
+use crate::agent::lifecycle::table::{Admission, AgentTable, Retention};
+use crate::agent::logs::log::SharedBytes;
+use crate::agent::ports::cluster::Cluster;
+use crate::agent::ports::store::Store;
 use crate::metrics::Metrics;
 use crate::process;
 
@@ -68,7 +68,7 @@ pub struct Settings {
     /// Client keys are set: a session the proxy does not know is nobody's to resume.
     pub known_sessions_only: bool,
     /// The compatible APIs' models, tools and system prompt.
-    pub compat: super::CompatSettings,
+    pub compat: crate::agent::CompatSettings,
 }
 
 #[derive(Debug)]
@@ -82,9 +82,9 @@ pub struct Core {
     pub sessions: Mutex<SessionBook>,
     pub rate_limit: RateLimitGate,
     /// What the CLI last said of its login.
-    pub login: super::login::LoginCache,
+    pub login: crate::agent::lifecycle::login::LoginCache,
     /// The compatible APIs' conversations, and the sessions that answered them.
-    pub chat_memory: super::chat::ChatMemory,
+    pub chat_memory: crate::agent::chat::turn::ChatMemory,
     /// The bytes held by all agents' logs (and kept results) together.
     pub all_logs: SharedBytes,
     pub metrics: Arc<Metrics>,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::Error;
-use super::keys::Client;
+use crate::agent::Error;
+use crate::agent::admission::keys::Client;
 
 /// How many sessions are remembered. The book takes its whole room at once, about 7 MiB, so
 /// it never grows however many sessions go by (the paths are shared with the runs).
@@ -73,7 +73,7 @@ pub fn not_yours(session: Uuid) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::keys::ApiKeys;
+    use crate::agent::admission::keys::ApiKeys;
 
     #[test]
     fn a_session_is_its_first_clients_and_the_oldest_are_forgotten() {

@@ -9,9 +9,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::keys::Client;
-use super::log::{LogReader, Read};
-use super::store::{Store, StoredEvents};
+use crate::agent::admission::keys::Client;
+use crate::agent::logs::log::{LogReader, Read};
+use crate::agent::ports::store::{Store, StoredEvents};
 
 /// A reader of an agent on another instance looks again this often even when nothing was
 /// announced: an announcement lost with a connection costs this much delay, never a hang.
@@ -79,7 +79,7 @@ fn page_read(page: StoredEvents, cursor: &mut u64, finished: bool) -> Read {
 
 /// The stream ends without `complete`: a client that reconnects later with the last id it saw
 /// goes on from there.
-fn unreadable(err: &super::store::StoreError, agent_id: Uuid) -> Read {
+fn unreadable(err: &crate::agent::ports::store::StoreError, agent_id: Uuid) -> Read {
     tracing::warn!(%err, %agent_id, "could not read an agent's events from the store");
     Read {
         finished: true,

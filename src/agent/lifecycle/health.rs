@@ -3,8 +3,8 @@
 
 use std::path::PathBuf;
 
-use super::login::CliLogin;
-use super::{Agents, StoreHealth, WatchdogStatus};
+use crate::agent::lifecycle::login::CliLogin;
+use crate::agent::{Agents, StoreHealth, WatchdogStatus};
 
 /// How this instance is, as a whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::events::{EventMaker, RunSummary};
-use super::log::EventLog;
+use crate::agent::events::{EventMaker, RunSummary};
+use crate::agent::logs::log::EventLog;
 use crate::metrics::Metrics;
 use crate::process::{Frame, Outcome};
 
-use super::status::StopReason;
-use super::store::Store;
+use crate::agent::ports::store::Store;
+use crate::agent::status::StopReason;
 use uuid::Uuid;
 
 #[derive(Debug)]

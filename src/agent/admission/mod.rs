@@ -1,0 +1,10 @@
+//! Who may ask for a run, and what it may ask: the request checked into a `Run`, the
+//! operator's tool policy, client keys, the rate-limit gate, whose each session is, and the
+//! messages clients may send.
+
+pub(super) mod keys;
+pub(super) mod message;
+pub(super) mod policy;
+pub(super) mod rate_limit;
+pub(super) mod request;
+pub(super) mod sessions;

@@ -1,0 +1,4 @@
+//! A compatible API's turn as a run, and how it ended.
+
+pub(super) mod end;
+pub(super) mod turn;
