@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
-pub use admission::keys::{ApiKeys, Client, KeysError};
+pub use admission::keys::{ApiKeys, Client};
 pub use admission::message::{
     MessageBlockSchema, MessageContent, MessageRequest, check_image_magic,
 };

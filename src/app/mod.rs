@@ -3,6 +3,7 @@
 //! why in one line.
 
 mod config;
+mod keys;
 
 use std::future::Future;
 use std::io;
@@ -14,8 +15,9 @@ use tokio::net::{TcpListener, TcpSocket, lookup_host};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, SandboxMode, one_line_error};
+pub use keys::KeysError;
 
-use crate::agent::{self, Admission, Agents, ApiKeys, KeysError, Retention, ToolPolicy};
+use crate::agent::{self, Admission, Agents, ApiKeys, Retention, ToolPolicy};
 use crate::cli;
 use crate::http::{self, ApiState, ConnectionLimits};
 use crate::metrics::Metrics;
@@ -168,7 +170,10 @@ impl App {
     /// the agents' working directory (created when missing), the CLI's environment (the
     /// server's own, filtered once here).
     pub fn build(config: Config) -> Result<Self, StartupError> {
-        let keys = ApiKeys::load(config.api_key.as_deref(), config.api_key_file.as_deref())?;
+        let keys = ApiKeys::new(&keys::load(
+            config.api_key.as_deref(),
+            config.api_key_file.as_deref(),
+        )?);
         if !keys.is_enabled() && !config.allow_unauthenticated && !is_loopback(&config.host) {
             return Err(StartupError::OpenToTheNetwork { host: config.host });
         }

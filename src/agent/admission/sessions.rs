@@ -79,7 +79,10 @@ mod tests {
     fn a_session_is_its_first_clients_and_the_oldest_are_forgotten() {
         let mut book = SessionBook::with_capacity(2);
         let here: Arc<Path> = Arc::from(Path::new("/w"));
-        let keys = ApiKeys::load(Some("first-key-0123456789,second-key-0123456789"), None).unwrap();
+        let keys = ApiKeys::new(&[
+            "first-key-0123456789".to_owned(),
+            "second-key-0123456789".to_owned(),
+        ]);
         let one = keys.identify(b"first-key-0123456789").unwrap();
         let two = keys.identify(b"second-key-0123456789").unwrap();
         let [a, b, c] = [Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4()];
