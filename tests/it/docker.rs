@@ -218,8 +218,10 @@ async fn the_image_serves_streams_stops_agents_and_shuts_down_as_the_readme_says
         container.until_healthy().await;
         let client = reqwest::Client::new();
 
+        // Without a key /health says only whether it is up; the rest is a client's.
         let health: Value = client
             .get(container.url(PORT, "/health").await)
+            .bearer_auth(KEY)
             .send()
             .await
             .unwrap()
@@ -409,6 +411,7 @@ async fn another_uid_runs_the_image_with_its_mounted_login_and_project() {
         let client = reqwest::Client::new();
         let health: Value = client
             .get(container.url("8000", "/health").await)
+            .bearer_auth(KEY)
             .send()
             .await
             .unwrap()
