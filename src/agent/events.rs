@@ -216,7 +216,7 @@ impl EventMaker {
         {
             self.read_head(&line);
         }
-        sse_safe(line)
+        one_line(line)
     }
 
     /// Takes from a line what the agent's summary and the rate-limit gate need. A line whose
@@ -427,9 +427,10 @@ impl From<serde_json::Value> for JsonBytes {
     }
 }
 
-/// In valid JSON a carriage return can only be insignificant white space (strings cannot hold
-/// one raw), but to an SSE reader it ends the line: make it a space, which means the same.
-fn sse_safe(line: Bytes) -> Bytes {
+/// An event's data is one line, whoever reads it. In valid JSON a carriage return can only be
+/// insignificant white space (strings cannot hold one raw), but a line-oriented reader (an
+/// SSE client among them) takes it for the line's end: make it a space, which means the same.
+fn one_line(line: Bytes) -> Bytes {
     if memchr::memchr(b'\r', &line).is_some() {
         Bytes::from(
             line.iter()
