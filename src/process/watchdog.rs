@@ -215,6 +215,8 @@ fn keep(mut child: Child) {
 /// it first thing in `main`.
 pub fn serve_if_asked() {
     if std::env::args_os().nth(1).is_some_and(|arg| arg == ARG) {
+        // Run from /proc/self/exe, it would be `exe` in `ps`: it is the server's.
+        let _ = nix::sys::prctl::set_name(c"claude-proxy");
         // The pipe is its standard input.
         // SAFETY: fd 0 is this process's own, and nothing else takes it.
         #[allow(unsafe_code)]
