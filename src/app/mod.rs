@@ -337,6 +337,15 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), Error> {
+        if let Some(allowed) = &self.request_limits.allowed_hosts {
+            let listening = listener.local_addr().map(|a| a.ip());
+            if listening.is_ok_and(|ip| !ip.is_loopback()) {
+                tracing::warn!(
+                    allowed = ?allowed,
+                    "listening beyond loopback without client keys: only requests to localhost, a loopback address or PROXY_ALLOWED_HOSTS are answered, so name in PROXY_ALLOWED_HOSTS the host names clients use"
+                );
+            }
+        }
         if let Some(why) = &self.no_sandbox {
             tracing::warn!(
                 %why,
