@@ -238,14 +238,9 @@ async fn a_killed_server_takes_its_cli_and_what_it_started_along() {
     .await;
 }
 
-async fn health_of(proxy: &Proxy) -> Value {
-    let health = proxy.client.get(proxy.url("/health")).send().await.unwrap();
-    health.json().await.unwrap()
-}
-
 /// The watchdog /health names: its pid and how many times it was started again.
 async fn watchdog_of(proxy: &Proxy) -> (u32, u64) {
-    let health = health_of(proxy).await;
+    let health = proxy.health(None).await;
     let watchdog = &health["watchdog"];
     assert_eq!(watchdog["status"], "running", "{health}");
     (
@@ -270,13 +265,13 @@ async fn a_killed_watchdog_is_replaced_at_once_and_the_new_one_ends_every_cli() 
         kill(Pid::from_raw(first as i32), Signal::SIGKILL).unwrap();
         process_gone(first).await;
         support::until("a new watchdog", TEST_LIMIT, || async {
-            let health = health_of(&proxy).await;
+            let health = proxy.health(None).await;
             health["watchdog"]["restarts"] == 1 && health["watchdog"]["status"] == "running"
         })
         .await;
         let (second, _) = watchdog_of(&proxy).await;
         assert_ne!(second, first);
-        assert_eq!(health_of(&proxy).await["status"], "ok");
+        assert_eq!(proxy.health(None).await["status"], "ok");
 
         let mut after = proxy.stream(FAMILY).await;
         let (pid_after, grandchild_after) = after.family_pids().await;

@@ -253,17 +253,7 @@ async fn a_session_resumes_within_its_key_in_the_sandbox_and_health_says_so() {
             ],
         )
         .await;
-        let health: Value = site
-            .proxy
-            .client
-            .get(site.proxy.url("/health"))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = site.proxy.health(Some(KEY)).await;
         assert_eq!(health["sandbox"], "bwrap");
         let first = site.stream(KEY, json!({"prompt": "Remember 7."})).await;
         let session = session_of(&first);
@@ -447,15 +437,7 @@ async fn without_bubblewrap_bwrap_refuses_to_start_and_auto_starts_without_it() 
         log.contains("without a sandbox") && log.contains("not installed")
     })
     .await;
-    let health: Value = proxy
-        .client
-        .get(proxy.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = proxy.health(None).await;
     assert_eq!(health["sandbox"], "off");
 }
 
@@ -487,15 +469,7 @@ async fn a_sandbox_dies_with_the_proxy_even_when_its_watchdog_cannot_act() {
         use nix::unistd::Pid;
         let dir = tempfile::tempdir().unwrap();
         let mut proxy = fake_in_sandbox(dir.path(), &[]);
-        let health: Value = proxy
-            .client
-            .get(proxy.url("/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let health = proxy.health(None).await;
         let watchdog = Pid::from_raw(health["watchdog"]["pid"].as_u64().unwrap() as i32);
         let (_, _reader) = leave_behind(&proxy, "4003.1", true).await;
         // Stopped, the watchdog is neither dead (to be replaced) nor able to kill anything.

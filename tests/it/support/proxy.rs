@@ -154,6 +154,15 @@ impl Proxy {
         format!("{}{}", self.base, path)
     }
 
+    /// `GET /health`'s body, asked with `key` (None: as a stranger).
+    pub async fn health(&self, key: Option<&str>) -> Value {
+        let mut request = self.client.get(self.url("/health"));
+        if let Some(key) = key {
+            request = request.bearer_auth(key);
+        }
+        request.send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))
