@@ -12,6 +12,10 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ApiError;
+use crate::agent::{
+    AgentEvent, CompleteEvent, ErrorEvent, GapEvent, PermissionCancelledEvent,
+    PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent,
+};
 
 /// The document's parts that no handler carries.
 #[derive(OpenApi)]
@@ -79,20 +83,12 @@ macro_rules! literal {
 }
 pub(crate) use literal;
 
-literal!(AgentType, "agent");
 literal!(SystemType, "system");
 literal!(InitSubtype, "init");
 literal!(AssistantType, "assistant");
 literal!(UserType, "user");
 literal!(ResultType, "result");
 literal!(StreamEventType, "stream_event");
-literal!(ErrorType, "error");
-literal!(GapType, "gap");
-literal!(ProxyRawType, "proxy_raw");
-literal!(PermissionRequestType, "permission_request");
-literal!(PermissionDecisionType, "permission_decision");
-literal!(PermissionCancelledType, "permission_cancelled");
-literal!(CompleteType, "complete");
 
 /// One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
 /// event's number (from 1) and whose `event` field names the proxy's own events (`agent`,
@@ -117,16 +113,6 @@ pub enum StreamEvent {
     PermissionDecision(PermissionDecisionEvent),
     PermissionCancelled(PermissionCancelledEvent),
     Complete(CompleteEvent),
-}
-
-/// `event: agent`, first: the agent's id and the CLI's pid.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct AgentEvent {
-    #[schema(rename = "type", inline)]
-    kind: AgentType,
-    agent_id: uuid::Uuid,
-    pid: u32,
 }
 
 /// The CLI's first line: its session, model, tools and working directory.
@@ -262,99 +248,6 @@ pub struct StreamEventLine {
     event: serde_json::Value,
     session_id: String,
     parent_tool_use_id: Option<String>,
-}
-
-/// `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
-/// idle_timeout, stopped, shutdown, wait_failed, rate_limited, ...).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorEvent {
-    #[schema(rename = "type", inline)]
-    kind: ErrorType,
-    code: String,
-    message: String,
-    exit_code: Option<i32>,
-    signal: Option<String>,
-    /// The last 4 KiB the CLI wrote on stderr.
-    stderr: Option<String>,
-}
-
-/// `event: gap`: the events `from` to `to` are no longer kept.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct GapEvent {
-    #[schema(rename = "type", inline)]
-    kind: GapType,
-    from: u64,
-    to: u64,
-}
-
-/// A line of the CLI that is not JSON (or nests too deep), wrapped.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ProxyRawEvent {
-    #[schema(rename = "type", inline)]
-    kind: ProxyRawType,
-    line: String,
-}
-
-/// `event: permission_request`: a tool approval the CLI waits for (agents with approvals);
-/// answer it with `POST /agent/{agent_id}/permissions/{request_id}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PermissionRequestEvent {
-    #[schema(rename = "type", inline)]
-    kind: PermissionRequestType,
-    request_id: String,
-    tool_name: String,
-    #[schema(value_type = Object)]
-    input: serde_json::Value,
-    tool_use_id: Option<String>,
-    description: Option<String>,
-    #[schema(value_type = Object)]
-    suggestions: serde_json::Value,
-    expires_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// `event: permission_decision`: how a tool approval was answered.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PermissionDecisionEvent {
-    #[schema(rename = "type", inline)]
-    kind: PermissionDecisionType,
-    request_id: String,
-    tool_name: String,
-    /// allow or deny.
-    behavior: String,
-    /// client or timeout.
-    decided_by: String,
-    message: Option<String>,
-}
-
-/// `event: permission_cancelled`: the CLI no longer waits for this approval.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PermissionCancelledEvent {
-    #[schema(rename = "type", inline)]
-    kind: PermissionCancelledType,
-    request_id: String,
-}
-
-/// `event: complete`, always last.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CompleteEvent {
-    #[schema(rename = "type", inline)]
-    kind: CompleteType,
-    agent_id: uuid::Uuid,
-    status: crate::agent::FinalStatus,
-    /// Null when a signal ended the CLI, or its end could not be learned.
-    exit_code: Option<i32>,
-    /// From its start to its end; for an agent a crash ended, to the last time the dead proxy
-    /// wrote of it.
-    duration_ms: u64,
-    /// The signal that ended the CLI, such as SIGKILL.
-    signal: Option<String>,
 }
 
 /// This document, as JSON.

@@ -225,15 +225,23 @@ export type ErrorBody = {
 };
 
 /** `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
- * idle_timeout, stopped, shutdown, wait_failed, rate_limited, ...). */
+ * idle_timeout, stopped, shutdown, wait_failed, rate_limited, interrupted, ...). */
 export type ErrorEvent = {
   type: "error";
   code: string;
   message: string;
+  /** Of `exit_nonzero`: the CLI's exit code (null when a signal ended it). */
   exit_code?: number | null;
+  /** Of `exit_nonzero`: the signal that ended the CLI, such as SIGKILL. */
   signal?: string | null;
-  /** The last 4 KiB the CLI wrote on stderr. */
+  /** Of `exit_nonzero`: the last 4 KiB the CLI wrote on stderr. */
   stderr?: string | null;
+  /** Of `line_too_long`: the line's size. */
+  bytes?: number | null;
+  /** Of `line_too_long`: PROXY_MAX_LINE_BYTES. */
+  limit?: number | null;
+  /** Of `rate_limited`: when the subscription takes requests again (null: unknown). */
+  resets_at?: string | null;
 };
 
 /** How the run ended. */
@@ -492,7 +500,13 @@ export type PermissionDecisionEvent = {
   behavior: string;
   /** client or timeout. */
   decided_by: string;
+  /** Of an allow: the input the tool runs with when the answer changed it (null: the
+   * model's). */
+  updated_input?: { [key: string]: unknown } | null;
+  /** Of a deny: what the model is told. */
   message?: string | null;
+  /** Of a deny: whether the turn was ended with it. */
+  interrupt?: boolean | null;
 };
 
 /** The CLI's permission modes, from the most restricted to the least. */
@@ -513,15 +527,8 @@ export type PermissionRequest = {
 
 /** `event: permission_request`: a tool approval the CLI waits for (agents with approvals);
  * answer it with `POST /agent/{agent_id}/permissions/{request_id}`. */
-export type PermissionRequestEvent = {
+export type PermissionRequestEvent = PermissionRequest & {
   type: "permission_request";
-  request_id: string;
-  tool_name: string;
-  input: { [key: string]: unknown };
-  tool_use_id?: string | null;
-  description?: string | null;
-  suggestions: { [key: string]: unknown };
-  expires_at: string;
 };
 
 /** The run's cost and session, beside the API's own fields. */
