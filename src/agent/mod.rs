@@ -27,9 +27,7 @@ use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
 pub use admission::keys::{ApiKeys, Client, KeysError};
-pub use admission::message::{
-    MessageBlockSchema, MessageContent, MessageRequest, check_image_magic,
-};
+pub use admission::message::{Block, MessageContent, MessageRequest, check_image_magic};
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use admission::request::{AgentRequest, AgentUpdate, Run, parse_model};
 pub use chat::end::{TurnEnd, TurnFailure};

@@ -297,10 +297,10 @@ export type Health = {
   };
 };
 
-/** A base64 image. */
+/** A base64 image, its data checked to decode within the limit. */
 export type ImageSource = {
-  /** Always "base64": the proxy fetches nothing. */
-  type: string;
+  /** The proxy fetches nothing. */
+  type: "base64";
   /** image/png, image/jpeg, image/gif or image/webp. */
   media_type: string;
   data: string;
@@ -322,7 +322,8 @@ export type MessageBlock = {
   type: "image";
 };
 
-/** A string, or 1 to 100 blocks of text and images. */
+/** A string, or 1 to 100 blocks of text and images: a user message, checked. It is written to
+ * the CLI as it serializes, which is the Messages API's shape the document describes. */
 export type MessageContent = string | Array<MessageBlock>;
 
 /** The answer to `POST /agent/{agent_id}/messages`. */
@@ -612,9 +613,10 @@ export type SystemInitEvent = {
   claude_code_version?: string | null;
 };
 
-/** The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed. */
+/** The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed, of what was asked. */
 export type Updated = {
   agent_id: string;
+  /** The model now (null: the default). */
   model?: string | null;
   permission_mode?: null | PermissionMode;
 };
