@@ -67,7 +67,8 @@ pub struct ErrorBody {
     pub request_id: Option<String>,
 }
 
-const STREAM_EVENT: &str = "One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
+const STREAM_EVENT: &str =
+    "One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
 event's number (from 1) and whose `event` field names the proxy's own events (`agent`,
 `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
 CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
@@ -76,11 +77,14 @@ write lines of other types.";
 /// One event of an agent's stream (its schema says what it may be: [`STREAM_EVENT`]).
 pub struct StreamEvent;
 
-/// The shapes a stream's event may have, each a schema of its own.
+/// The shapes a stream's event may have, each a schema of its own, with the `type` each has.
 macro_rules! stream_event_shapes {
-    ($($shape:ty),* $(,)?) => {
+    ($($shape:ty = $kind:literal),* $(,)?) => {
         fn stream_event_shapes() -> Vec<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>> {
-            vec![$(utoipa::openapi::Ref::from_schema_name(<$shape as ToSchema>::name()).into()),*]
+            vec![
+                $(utoipa::openapi::Ref::from_schema_name(<$shape as ToSchema>::name()).into(),)*
+                utoipa::openapi::Ref::from_schema_name("OtherCliLine").into(),
+            ]
         }
 
         fn stream_event_schemas(
@@ -90,26 +94,51 @@ macro_rules! stream_event_shapes {
                 schemas.push((<$shape as ToSchema>::name().into_owned(), <$shape as PartialSchema>::schema()));
                 <$shape as ToSchema>::schemas(schemas);
             )*
+            schemas.push(("OtherCliLine".into(), other_cli_line([$($kind),*])));
         }
     };
 }
 
 stream_event_shapes!(
-    AgentEvent,
-    SystemInitEvent,
-    SystemEvent,
-    AssistantEvent,
-    UserEvent,
-    ResultEvent,
-    StreamEventLine,
-    ErrorEvent,
-    GapEvent,
-    ProxyRawEvent,
-    PermissionRequestEvent,
-    PermissionDecisionEvent,
-    PermissionCancelledEvent,
-    CompleteEvent,
+    AgentEvent = "agent",
+    SystemInitEvent = "system",
+    SystemEvent = "system",
+    AssistantEvent = "assistant",
+    UserEvent = "user",
+    ResultEvent = "result",
+    StreamEventLine = "stream_event",
+    ErrorEvent = "error",
+    GapEvent = "gap",
+    ProxyRawEvent = "proxy_raw",
+    PermissionRequestEvent = "permission_request",
+    PermissionDecisionEvent = "permission_decision",
+    PermissionCancelledEvent = "permission_cancelled",
+    CompleteEvent = "complete",
 );
+
+/// A line of the CLI of a type none of the shapes has (such as `rate_limit_event`), passed as
+/// it wrote it.
+fn other_cli_line<const N: usize>(
+    known: [&'static str; N],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let mut known = known.to_vec();
+    known.dedup();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "A line of the CLI of another type (such as `rate_limit_event`), passed as it wrote it.",
+        ))
+        .required("type")
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("Any but the types of the other shapes."))
+                .pattern(Some(format!("^(?!({})$)", known.join("|")))),
+        )
+        .into()
+}
 
 /// Any of the shapes, not one of them: the CLI's lines have more fields than documented, so an
 /// `init` line is a `SystemEvent` too.

@@ -458,6 +458,12 @@ export type OpenAiUsage = {
   };
 };
 
+/** A line of the CLI of another type (such as `rate_limit_event`), passed as it wrote it. */
+export type OtherCliLine = {
+  /** Any but the types of the other shapes. */
+  type: string;
+};
+
 /** The answer to `GET /agent/{agent_id}/permissions`. */
 export type PendingPermissions = {
   agent_id: string;
@@ -522,7 +528,7 @@ export type PermissionRequest = {
   tool_use_id?: string | null;
   description?: string | null;
   /** The CLI's suggested permission updates (shown, never applied by an answer). */
-  suggestions: { [key: string]: unknown };
+  suggestions: Array<{ [key: string]: unknown }>;
   expires_at: string;
 };
 
@@ -583,7 +589,7 @@ export type Stopped = {
  * `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
  * CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
  * write lines of other types. */
-export type StreamEvent = AgentEvent | SystemInitEvent | SystemEvent | AssistantEvent | UserEvent | ResultEvent | StreamEventLine | ErrorEvent | GapEvent | ProxyRawEvent | PermissionRequestEvent | PermissionDecisionEvent | PermissionCancelledEvent | CompleteEvent;
+export type StreamEvent = AgentEvent | SystemInitEvent | SystemEvent | AssistantEvent | UserEvent | ResultEvent | StreamEventLine | ErrorEvent | GapEvent | ProxyRawEvent | PermissionRequestEvent | PermissionDecisionEvent | PermissionCancelledEvent | CompleteEvent | OtherCliLine;
 
 /** A piece of a message as the API streams it (with `--include-partial-messages`): `event`
  * is one Messages API streaming event (`message_start`, `content_block_delta`, ...). */
