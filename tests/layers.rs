@@ -36,7 +36,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 
 /// Leaf modules (a file of their own under `src/`) that any layer may use, and that use no
 /// other module of the crate.
-const LEAVES: &[&str] = &["metrics", "telemetry", "sync"];
+const LEAVES: &[&str] = &["metrics", "telemetry", "sync", "literal"];
 
 /// The layers that may name the HTTP crates: the edge, and the app that builds it.
 const HTTP_LAYERS: &[&str] = &["app", "http"];

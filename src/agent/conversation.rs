@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
@@ -21,6 +21,10 @@ use uuid::Uuid;
 use crate::agent::Error;
 use crate::agent::admission::message::MessageContent;
 use crate::agent::admission::policy::{PermissionMode, ToolPolicy};
+use crate::agent::event_bodies::{
+    PermissionCancelledEvent, PermissionCancelledType, PermissionDecisionEvent,
+    PermissionDecisionType, PermissionRequestEvent, PermissionRequestType,
+};
 use crate::agent::logs::journal::Journal;
 use crate::agent::view::PermissionRequest;
 use crate::cli::stdin::{self, Control};
@@ -395,9 +399,10 @@ impl Conversation {
                 .unwrap_or(Value::Array(Vec::new())),
             expires_at,
         };
-        let mut event = serde_json::to_value(&pending).expect("a permission request serializes");
-        event["type"] = "permission_request".into();
-        crate::sync::lock(&self.journal).push("permission_request", event);
+        crate::sync::lock(&self.journal).push(&PermissionRequestEvent {
+            kind: PermissionRequestType,
+            request: pending.clone(),
+        });
         state.permissions.push(pending);
         self.metrics.permission_requests.inc();
         self.update_pause(&state);
@@ -463,38 +468,43 @@ impl Conversation {
         answer: PermissionAnswer,
         by: DecidedBy,
     ) {
-        let (response, settled, mut event) = match answer {
+        let mut event = PermissionDecisionEvent {
+            kind: PermissionDecisionType,
+            request_id: request.request_id.clone(),
+            tool_name: request.tool_name.clone(),
+            behavior: "allow",
+            decided_by: match by {
+                DecidedBy::Client => "client",
+                DecidedBy::Timeout => "timeout",
+            },
+            updated_input: None,
+            message: None,
+            interrupt: None,
+        };
+        let (response, settled) = match answer {
             PermissionAnswer::Allow { updated_input } => {
                 let changed = updated_input.is_some();
                 let input = updated_input.map_or(request.input.clone(), Value::Object);
+                event.updated_input = Some(changed.then(|| input.clone()));
                 (
-                    stdin::allow_tool(&request.request_id, input.clone()),
+                    stdin::allow_tool(&request.request_id, input),
                     Settled::Allowed,
-                    json!({"behavior": "allow", "updated_input": changed.then_some(input)}),
                 )
             }
             PermissionAnswer::Deny { message, interrupt } => {
                 let message =
                     message.unwrap_or_else(|| "the client denied this tool use".to_owned());
-                (
-                    stdin::deny_tool(&request.request_id, &message, interrupt),
-                    Settled::Denied,
-                    json!({"behavior": "deny", "message": message, "interrupt": interrupt}),
-                )
+                let response = stdin::deny_tool(&request.request_id, &message, interrupt);
+                event.behavior = "deny";
+                event.message = Some(message);
+                event.interrupt = Some(interrupt);
+                (response, Settled::Denied)
             }
         };
         if let Err(err) = state.write(response) {
             tracing::debug!(%err, "an approval's answer could not reach the CLI");
         }
-        event["type"] = "permission_decision".into();
-        event["request_id"] = request.request_id.clone().into();
-        event["tool_name"] = request.tool_name.clone().into();
-        event["decided_by"] = match by {
-            DecidedBy::Client => "client",
-            DecidedBy::Timeout => "timeout",
-        }
-        .into();
-        crate::sync::lock(&self.journal).push("permission_decision", event);
+        crate::sync::lock(&self.journal).push(&event);
         let settled = match by {
             DecidedBy::Timeout => Settled::Expired,
             DecidedBy::Client => settled,
@@ -504,10 +514,10 @@ impl Conversation {
 
     /// Records a request that ended without an answer of the client's.
     fn settle(&self, state: &mut State, request_id: &str, how: Settled) {
-        crate::sync::lock(&self.journal).push(
-            "permission_cancelled",
-            json!({"type": "permission_cancelled", "request_id": request_id}),
-        );
+        crate::sync::lock(&self.journal).push(&PermissionCancelledEvent {
+            kind: PermissionCancelledType,
+            request_id: request_id.to_owned(),
+        });
         self.remember(state, request_id, how);
     }
 

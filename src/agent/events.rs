@@ -5,9 +5,12 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use uuid::Uuid;
 
+use super::event_bodies::{
+    AgentEvent, AgentType, CompleteEvent, CompleteType, ErrorEvent, NamedEvent, ProxyRawEvent,
+    ProxyRawType, wire,
+};
 use super::status::FinalStatus;
 use super::status::StopReason;
 use crate::cli::json_line;
@@ -105,7 +108,11 @@ impl EventMaker {
         };
         maker.push(
             Some("agent"),
-            json!({"type": "agent", "agent_id": agent_id, "pid": pid}),
+            wire(&AgentEvent {
+                kind: AgentType,
+                agent_id,
+                pid,
+            }),
         );
         maker
     }
@@ -124,9 +131,9 @@ impl EventMaker {
             .unwrap_or_default()
     }
 
-    /// Makes an event of the proxy's own, named `name`.
-    pub fn push_named(&mut self, name: &'static str, data: serde_json::Value) {
-        self.push(Some(name), data);
+    /// Makes an event of the proxy's own.
+    pub fn push_named<E: NamedEvent>(&mut self, event: &E) {
+        self.push(Some(E::NAME), wire(event));
     }
 
     /// The events made since the last call, in order.
@@ -141,15 +148,11 @@ impl EventMaker {
         }
     }
 
-    fn push(&mut self, name: Option<&'static str>, data: impl Into<JsonBytes>) {
+    fn push(&mut self, name: Option<&'static str>, data: Bytes) {
         debug_assert!(name.is_none_or(|n| EVENT_NAMES.contains(&n)), "{name:?}");
         let id = self.next_id;
         self.next_id += 1;
-        self.made.push(Event {
-            id,
-            name,
-            data: data.into().0,
-        });
+        self.made.push(Event { id, name, data });
     }
 
     fn push_frame(&mut self, frame: Frame) {
@@ -171,7 +174,7 @@ impl EventMaker {
                     }
                 }
                 let data = self.pass_line(line);
-                self.push(None, JsonBytes(data));
+                self.push(None, data);
                 if std::mem::take(&mut self.result_just_read) {
                     // A copy of its own: a slice would keep its whole batch for as long as the
                     // agent is kept.
@@ -186,16 +189,14 @@ impl EventMaker {
             }
             Frame::TooLong { bytes } => {
                 let limit = self.max_line_bytes;
-                self.push(
-                    Some("error"),
-                    json!({
-                        "type": "error",
-                        "code": "line_too_long",
-                        "message": format!("the CLI wrote a line of {bytes} bytes, over PROXY_MAX_LINE_BYTES ({limit}); it was dropped"),
-                        "bytes": bytes,
-                        "limit": limit,
-                    }),
-                );
+                self.push_error(ErrorEvent {
+                    bytes: Some(bytes),
+                    limit: Some(limit),
+                    ..ErrorEvent::new(
+                        "line_too_long",
+                        format!("the CLI wrote a line of {bytes} bytes, over PROXY_MAX_LINE_BYTES ({limit}); it was dropped"),
+                    )
+                });
             }
         }
     }
@@ -203,10 +204,10 @@ impl EventMaker {
     /// A JSON line passes byte for byte; anything else is wrapped so every payload parses.
     fn pass_line(&mut self, line: Bytes) -> Bytes {
         let Some(shape) = json_line::scan(&line) else {
-            return JsonBytes::from(
-                json!({"type": "proxy_raw", "line": String::from_utf8_lossy(&line)}),
-            )
-            .0;
+            return wire(&ProxyRawEvent {
+                kind: ProxyRawType,
+                line: String::from_utf8_lossy(&line).into_owned(),
+            });
         };
         if shape.needs_reading
             || matches!(
@@ -266,35 +267,32 @@ impl EventMaker {
     pub fn ending(&mut self, outcome: Outcome, stopped_by: StopReason) {
         let status = match (outcome.ending, stopped_by) {
             (Ending::Stopped, StopReason::Requested) => {
-                self.push_error(
+                self.push_error(ErrorEvent::new(
                     "stopped",
                     "the agent was stopped by a request to /agent/stop",
-                    json!({}),
-                );
+                ));
                 FinalStatus::Stopped
             }
             (Ending::Stopped, StopReason::ClientGone) => {
-                self.push_error("stopped", "the client went away", json!({}));
+                self.push_error(ErrorEvent::new("stopped", "the client went away"));
                 FinalStatus::Stopped
             }
             (Ending::Stopped, StopReason::Shutdown) => {
-                self.push_error("shutdown", "the proxy is shutting down", json!({}));
+                self.push_error(ErrorEvent::new("shutdown", "the proxy is shutting down"));
                 FinalStatus::Stopped
             }
             (Ending::TimedOut, _) => {
-                self.push_error(
+                self.push_error(ErrorEvent::new(
                     "timeout",
                     "the run took longer than PROXY_AGENT_TIMEOUT_SECS",
-                    json!({}),
-                );
+                ));
                 FinalStatus::TimedOut
             }
             (Ending::IdleTimedOut, _) => {
-                self.push_error(
+                self.push_error(ErrorEvent::new(
                     "idle_timeout",
                     "the CLI wrote nothing for PROXY_IDLE_TIMEOUT_SECS",
-                    json!({}),
-                );
+                ));
                 FinalStatus::TimedOut
             }
             (Ending::Exited, _) => self.exited(&outcome.exit, &outcome.stderr_tail),
@@ -318,11 +316,10 @@ impl EventMaker {
             Exit::Code(code) => Some(format!("the CLI exited with code {code}")),
             Exit::Signal(signal) => Some(format!("the CLI was killed by {}", signal_name(*signal))),
             Exit::WaitFailed(why) => {
-                self.push_error(
+                self.push_error(ErrorEvent::new(
                     "wait_failed",
-                    &format!("how the CLI ended could not be learned: {why}"),
-                    json!({}),
-                );
+                    format!("how the CLI ended could not be learned: {why}"),
+                ));
                 return FinalStatus::Failed;
             }
         };
@@ -334,18 +331,18 @@ impl EventMaker {
                 ("", Some(reason)) => format!("{how}: {}", reason.trim()),
                 (reason, _) => format!("{how}: {}", last_line(reason)),
             };
-            self.push_error(
-                "exit_nonzero",
-                &message,
-                json!({"exit_code": exit.code(), "signal": exit.signal().map(signal_name), "stderr": stderr}),
-            );
+            self.push_error(ErrorEvent {
+                exit_code: Some(exit.code()),
+                signal: Some(exit.signal().map(signal_name)),
+                stderr: Some(stderr),
+                ..ErrorEvent::new("exit_nonzero", message)
+            });
         }
         if self.result.is_none() {
-            self.push_error(
+            self.push_error(ErrorEvent::new(
                 "no_result",
                 "the CLI ended without a result line",
-                json!({}),
-            );
+            ));
         }
         match self.result {
             Some(ResultLine {
@@ -358,12 +355,8 @@ impl EventMaker {
         }
     }
 
-    fn push_error(&mut self, code: &str, message: &str, extra: serde_json::Value) {
-        let mut data = json!({"type": "error", "code": code, "message": message});
-        if let (Some(data), serde_json::Value::Object(extra)) = (data.as_object_mut(), extra) {
-            data.extend(extra);
-        }
-        self.push(Some("error"), data);
+    fn push_error(&mut self, error: ErrorEvent) {
+        self.push(Some("error"), wire(&error));
     }
 
     /// Says once per run that the subscription is rate limited, and until when.
@@ -382,7 +375,10 @@ impl EventMaker {
             };
             let resets_at =
                 resets_at.map(|at| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
-            self.push_error("rate_limited", &message, json!({ "resets_at": resets_at }));
+            self.push_error(ErrorEvent {
+                resets_at: Some(resets_at),
+                ..ErrorEvent::new("rate_limited", message)
+            });
         }
     }
 
@@ -402,28 +398,15 @@ impl EventMaker {
         self.summary.status = Some(status);
         self.summary.exit_code = exit_code;
         self.summary_changed = true;
-        let mut data = json!({
-            "type": "complete",
-            "agent_id": self.agent_id,
-            "status": status,
-            "exit_code": exit_code,
-            "duration_ms": duration_ms,
-        });
-        if let (Some(signal), Some(map)) = (signal, data.as_object_mut()) {
-            map.insert("signal".into(), signal_name(signal).into());
-        }
-        self.push(Some("complete"), data);
-    }
-}
-
-/// A JSON value already serialized to one line.
-struct JsonBytes(Bytes);
-
-impl From<serde_json::Value> for JsonBytes {
-    fn from(value: serde_json::Value) -> Self {
-        JsonBytes(Bytes::from(
-            serde_json::to_vec(&value).expect("a JSON value always serializes"),
-        ))
+        let complete = CompleteEvent {
+            kind: CompleteType,
+            agent_id: self.agent_id,
+            status,
+            exit_code,
+            duration_ms,
+            signal: signal.map(signal_name),
+        };
+        self.push(Some("complete"), wire(&complete));
     }
 }
 
@@ -453,6 +436,7 @@ fn last_line(text: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use std::time::Duration;
 
     fn outcome(exit_code: Option<i32>, ending: Ending) -> Outcome {

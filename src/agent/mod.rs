@@ -8,6 +8,7 @@ mod admission;
 mod chat;
 mod conversation;
 mod error;
+mod event_bodies;
 mod events;
 mod lifecycle;
 mod logs;
@@ -26,15 +27,17 @@ use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
 pub use admission::keys::{ApiKeys, Client};
-pub use admission::message::{
-    MessageBlockSchema, MessageContent, MessageRequest, check_image_magic,
-};
+pub use admission::message::{Block, MessageContent, MessageRequest, check_image_magic};
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use admission::request::{AgentRequest, AgentUpdate, Run, parse_model};
 pub use chat::end::{TurnEnd, TurnFailure};
 pub use chat::turn::{ChatTurn, CompatSettings, Continuation};
 pub use conversation::PermissionAnswer;
 pub use error::{Error, ErrorKind};
+pub use event_bodies::{
+    AgentEvent, CompleteEvent, ErrorEvent, GapEvent, GapType, PermissionCancelledEvent,
+    PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent,
+};
 pub use events::{EVENT_NAMES, Event};
 pub use lifecycle::health::Condition;
 pub use lifecycle::launch::Launched;
@@ -48,7 +51,7 @@ pub use ports::cluster::{
 pub use ports::store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };
-pub use status::{AgentKind, AgentStatus, FinalStatus};
+pub use status::{AgentKind, AgentStatus};
 pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};
 
 use crate::metrics::Metrics;

@@ -76,7 +76,7 @@ pub struct PermissionRequest {
     pub tool_use_id: Option<String>,
     pub description: Option<String>,
     /// The CLI's suggested permission updates (shown, never applied by an answer).
-    #[schema(value_type = Object)]
+    #[schema(value_type = Vec<Object>)]
     pub suggestions: Value,
     pub expires_at: DateTime<Utc>,
 }

@@ -20,19 +20,6 @@ pub fn user_message(content: Value) -> Bytes {
     }))
 }
 
-/// A text content block.
-pub fn text_block(text: &str) -> Value {
-    json!({"type": "text", "text": text})
-}
-
-/// A base64 image content block.
-pub fn image_block(media_type: &str, data: &str) -> Value {
-    json!({
-        "type": "image",
-        "source": {"type": "base64", "media_type": media_type, "data": data},
-    })
-}
-
 /// A request of the host's, which the CLI answers with a `control_response` naming
 /// `request_id`.
 pub fn control_request(request_id: &str, request: Control<'_>) -> Bytes {

@@ -6,8 +6,9 @@ use std::ops::Range;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 /// How a result line says a turn ended when the client interrupted it.
 pub const INTERRUPTED: [&str; 2] = ["aborted_streaming", "aborted_tools"];
@@ -210,6 +211,150 @@ pub fn unescape(escaped: &[u8]) -> String {
     serde_json::from_slice(&quoted).unwrap_or_default()
 }
 
+crate::literal::literal!(SystemType, "system");
+crate::literal::literal!(InitSubtype, "init");
+crate::literal::literal!(AssistantType, "assistant");
+crate::literal::literal!(UserType, "user");
+crate::literal::literal!(ResultType, "result");
+crate::literal::literal!(StreamEventType, "stream_event");
+
+// The shapes of the lines the CLI writes, as the OpenAPI document describes them (the proxy
+// passes the lines on as they are, reading only their heads, above). Each line has more
+// fields than these. A test reads every line of the real CLI's captures into them; they
+// serialize too, so that the test can check that what a shape holds is what the line held.
+
+/// The CLI's first line: its session, model, tools and working directory.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct SystemInitEvent {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: SystemType,
+    #[schema(inline)]
+    subtype: InitSubtype,
+    session_id: String,
+    model: String,
+    cwd: String,
+    tools: Vec<String>,
+    #[serde(rename = "permissionMode")]
+    permission_mode: String,
+    claude_code_version: Option<String>,
+}
+
+/// Another `system` line of the CLI (such as `compact_boundary` or `status`).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct SystemEvent {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: SystemType,
+    subtype: String,
+    session_id: Option<String>,
+}
+
+/// A message of the model, whole, as the Messages API gives it (`content` blocks of `text`,
+/// `thinking`, `tool_use`, ...).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct AssistantEvent {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: AssistantType,
+    #[schema(inline)]
+    message: ApiMessage,
+    session_id: String,
+    /// Set when a subagent's tool use made this message.
+    parent_tool_use_id: Option<String>,
+}
+
+/// A user turn the CLI sent: the prompt, or tool results (`tool_result` blocks).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct UserEvent {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: UserType,
+    #[schema(inline)]
+    message: ApiMessage,
+    session_id: String,
+    parent_tool_use_id: Option<String>,
+}
+
+/// A message in the Messages API's form.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct ApiMessage {
+    /// assistant or user.
+    role: String,
+    content: ApiContent,
+    id: Option<String>,
+    model: Option<String>,
+    stop_reason: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    usage: Option<serde_json::Value>,
+}
+
+/// A message's content: a string, or blocks.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum ApiContent {
+    Text(String),
+    Blocks(Vec<ContentBlock>),
+}
+
+/// A block of a message, as the Messages API has them: `text`, `thinking`, `tool_use`,
+/// `tool_result`, `image`, ..., each with the fields of its type.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct ContentBlock {
+    #[serde(rename = "type")]
+    kind: String,
+    /// Of a `text` block.
+    text: Option<String>,
+    /// Of a `thinking` block.
+    thinking: Option<String>,
+    /// Of a `tool_use` block: its id, the tool and its input.
+    id: Option<String>,
+    name: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    input: Option<serde_json::Value>,
+    /// Of a `tool_result` block: the `tool_use` it answers, and what the tool gave.
+    tool_use_id: Option<String>,
+    /// A string, or blocks.
+    content: Option<serde_json::Value>,
+    is_error: Option<bool>,
+}
+
+/// The end of a turn: what the agent answered (`result`), whether it failed, its session and
+/// its cost. `subtype` is `success`, or names the error (`error_max_turns`,
+/// `error_during_execution`, ...).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct ResultEvent {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: ResultType,
+    subtype: String,
+    is_error: bool,
+    /// The answer's text (absent on some errors).
+    result: Option<String>,
+    session_id: String,
+    total_cost_usd: Option<f64>,
+    num_turns: Option<u64>,
+    duration_ms: Option<u64>,
+    duration_api_ms: Option<u64>,
+    #[schema(value_type = Option<Object>)]
+    usage: Option<serde_json::Value>,
+    /// The status the API answered when it failed the turn (429: rate limited).
+    api_error_status: Option<u16>,
+}
+
+/// A piece of a message as the API streams it (with `--include-partial-messages`): `event`
+/// is one Messages API streaming event (`message_start`, `content_block_delta`, ...).
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct StreamEventLine {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: StreamEventType,
+    #[schema(value_type = Object)]
+    event: serde_json::Value,
+    session_id: String,
+    parent_tool_use_id: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,5 +427,147 @@ mod tests {
         assert!(not_text.escaped_text().is_none());
         let result = r#"{"type":"result","result":"w0 "}"#;
         assert!(ApiEvent::of_line(&Bytes::from_static(result.as_bytes())).is_none());
+    }
+
+    /// Where the real CLI's captures are (README.md there says how they were made): beside
+    /// the checkout, as CI has them.
+    fn reference() -> std::path::PathBuf {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference");
+        assert!(
+            dir.is_dir(),
+            "{}: the real CLI's captures are missing (CI has them beside the checkout)",
+            dir.display()
+        );
+        dir
+    }
+
+    /// Every stdout line of the captures: a `.jsonl` file is the lines; in a `.txt` file they
+    /// are the lines marked `<` (read from stdout).
+    fn captured_lines() -> Vec<(String, String)> {
+        let mut lines = Vec::new();
+        let mut files: Vec<_> = std::fs::read_dir(reference())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| {
+                let name = path.file_name().unwrap().to_string_lossy();
+                name.starts_with("stream-json-")
+                    && (name.ends_with(".jsonl")
+                        || (name.ends_with(".txt") && !name.ends_with(".stderr.txt")))
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                let json = if name.ends_with(".jsonl") {
+                    Some(line)
+                } else {
+                    // `seconds < line`
+                    line.split_once(' ')
+                        .and_then(|(_, rest)| rest.strip_prefix("< "))
+                };
+                if let Some(json) = json.filter(|j| !j.trim().is_empty()) {
+                    lines.push((format!("{name}:{}", n + 1), json.to_owned()));
+                }
+            }
+        }
+        lines
+    }
+
+    /// What `typed` holds is what `line` holds: a field it has as null may be absent.
+    fn held_in(typed: &serde_json::Value, line: &serde_json::Value) -> Result<(), String> {
+        use serde_json::Value;
+        match (typed, line) {
+            (Value::Object(typed), Value::Object(line)) => {
+                typed.iter().try_for_each(|(k, v)| match line.get(k) {
+                    None if v.is_null() => Ok(()),
+                    None => Err(format!("{k}: {v} is not in the line")),
+                    Some(found) => held_in(v, found).map_err(|e| format!("{k}.{e}")),
+                })
+            }
+            (Value::Array(typed), Value::Array(line)) if typed.len() == line.len() => typed
+                .iter()
+                .zip(line)
+                .enumerate()
+                .try_for_each(|(n, (t, l))| held_in(t, l).map_err(|e| format!("[{n}].{e}"))),
+            // 0 read as an f64 is written back as 0.0.
+            (Value::Number(typed), Value::Number(line)) if typed.as_f64() == line.as_f64() => {
+                Ok(())
+            }
+            (typed, line) if typed == line => Ok(()),
+            (typed, line) => Err(format!("{typed} where the line has {line}")),
+        }
+    }
+
+    fn as_documented<T: serde::de::DeserializeOwned + Serialize>(
+        line: &serde_json::Value,
+    ) -> Result<(), String> {
+        let typed: T = serde_json::from_value(line.clone()).map_err(|e| e.to_string())?;
+        held_in(&serde_json::to_value(&typed).unwrap(), line)
+    }
+
+    /// The document's shapes of the CLI's lines are the real CLI's: every captured line of a
+    /// type the document describes reads into its shape, and the shape holds what it wrote.
+    #[test]
+    fn every_line_the_real_cli_wrote_has_its_documented_shape() {
+        let mut seen = std::collections::BTreeMap::<&str, usize>::new();
+        let mut wrong = Vec::new();
+        let lines = captured_lines();
+        assert!(lines.len() > 100, "{} lines", lines.len());
+        for (at, line) in &lines {
+            let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+                continue;
+            };
+            let (shape, checked) = match (value["type"].as_str(), value["subtype"].as_str()) {
+                (Some("system"), Some("init")) => {
+                    ("SystemInitEvent", as_documented::<SystemInitEvent>(&value))
+                }
+                (Some("system"), _) => ("SystemEvent", as_documented::<SystemEvent>(&value)),
+                (Some("assistant"), _) => {
+                    ("AssistantEvent", as_documented::<AssistantEvent>(&value))
+                }
+                (Some("user"), _) => ("UserEvent", as_documented::<UserEvent>(&value)),
+                (Some("result"), _) => ("ResultEvent", as_documented::<ResultEvent>(&value)),
+                (Some("stream_event"), _) => {
+                    ("StreamEventLine", as_documented::<StreamEventLine>(&value))
+                }
+                // Lines the document leaves to "a later CLI may write lines of other types".
+                _ => continue,
+            };
+            *seen.entry(shape).or_default() += 1;
+            if let Err(why) = checked {
+                wrong.push(format!("{at}: not a {shape}: {why}\n  {line}"));
+            }
+        }
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+        for shape in [
+            "SystemInitEvent",
+            "SystemEvent",
+            "AssistantEvent",
+            "UserEvent",
+            "ResultEvent",
+            "StreamEventLine",
+        ] {
+            assert!(
+                seen.contains_key(shape),
+                "no captured line is a {shape}: {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_of_another_shape_is_refused() {
+        let init = serde_json::json!({"type": "system", "subtype": "init", "session_id": "s"});
+        assert!(
+            as_documented::<SystemInitEvent>(&init).is_err(),
+            "no model, cwd, tools"
+        );
+        let result = serde_json::json!({"type": "assistant", "subtype": "success",
+            "is_error": false, "session_id": "s"});
+        assert!(
+            as_documented::<ResultEvent>(&result).is_err(),
+            "not a result"
+        );
     }
 }

@@ -41,6 +41,27 @@ impl<S: Send + Sync> FromRequestParts<S> for AgentId {
     }
 }
 
+/// In the document: the `{agent_id}` of the route's path, a UUID.
+impl utoipa::IntoParams for AgentId {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        vec![
+            utoipa::openapi::path::ParameterBuilder::new()
+                .name("agent_id")
+                .parameter_in(utoipa::openapi::path::ParameterIn::Path)
+                .required(utoipa::openapi::Required::True)
+                .schema(Some(
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid))),
+                ))
+                .build(),
+        ]
+    }
+}
+
 /// The `{request_id}` of a route: the id of one of an agent's permission requests.
 pub struct RequestId(pub String);
 

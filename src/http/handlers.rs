@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -69,13 +69,17 @@ pub struct Closing {
     pub status: &'static str,
 }
 
-/// The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed.
+/// The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed, of what was asked.
 #[derive(Debug, Serialize, ToSchema)]
-#[allow(dead_code)]
 pub struct Updated {
     pub agent_id: Uuid,
-    pub model: Option<String>,
-    pub permission_mode: Option<PermissionMode>,
+    /// The model now (null: the default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub model: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<PermissionMode>)]
+    pub permission_mode: Option<Value>,
 }
 
 /// The answer to `GET /agent/{agent_id}/permissions`.
@@ -161,14 +165,6 @@ pub struct HealthWatchdog {
     /// Why none runs, while down.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-}
-
-/// The agent's id.
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-#[allow(dead_code)]
-struct AgentPath {
-    agent_id: Uuid,
 }
 
 #[utoipa::path(get, path = "/health", tag = "service", security(()),
@@ -337,7 +333,7 @@ pub async fn stream(
     ))
 }
 
-#[utoipa::path(post, path = "/agent/stop/{agent_id}", tag = "agents", params(AgentPath),
+#[utoipa::path(post, path = "/agent/stop/{agent_id}", tag = "agents", params(AgentId),
     responses(
         (status = 200, description = "Stopped, and ended.", body = Stopped),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -375,7 +371,7 @@ pub async fn list(
     })
 }
 
-#[utoipa::path(get, path = "/agent/{agent_id}", tag = "agents", params(AgentPath),
+#[utoipa::path(get, path = "/agent/{agent_id}", tag = "agents", params(AgentId),
     responses(
         (status = 200, description = "The agent.", body = AgentDetail),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -394,7 +390,7 @@ pub async fn detail(
         .map_err(|e| agent.error(e))
 }
 
-#[utoipa::path(delete, path = "/agent/{agent_id}", tag = "agents", params(AgentPath),
+#[utoipa::path(delete, path = "/agent/{agent_id}", tag = "agents", params(AgentId),
     responses(
         (status = 204, description = "Stopped if it ran, and forgotten."),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -422,7 +418,7 @@ pub struct EventsQuery {
     after: Option<u64>,
 }
 
-#[utoipa::path(get, path = "/agent/{agent_id}/events", tag = "agents", params(AgentPath, EventsQuery,
+#[utoipa::path(get, path = "/agent/{agent_id}/events", tag = "agents", params(AgentId, EventsQuery,
         ("last-event-id" = Option<u64>, Header, description = "The id of the last event read: the events after it follow.")),
     responses(
         (status = 200, description = "The agent's kept events, then live ones until `complete`; `gap` for those no longer kept.", content_type = "text/event-stream", body = StreamEvent),
@@ -480,7 +476,7 @@ pub async fn events(
     ))
 }
 
-#[utoipa::path(post, path = "/agent/{agent_id}/messages", tag = "interactive", params(AgentPath), request_body = MessageRequest,
+#[utoipa::path(post, path = "/agent/{agent_id}/messages", tag = "interactive", params(AgentId), request_body = MessageRequest,
     responses(
         (status = 202, description = "Queued for the CLI: it becomes a turn.", body = MessageQueued),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -510,7 +506,7 @@ pub async fn send_message(
     ))
 }
 
-#[utoipa::path(post, path = "/agent/{agent_id}/interrupt", tag = "interactive", params(AgentPath),
+#[utoipa::path(post, path = "/agent/{agent_id}/interrupt", tag = "interactive", params(AgentId),
     responses(
         (status = 200, description = "The CLI ended the turn.", body = Interrupted),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -534,7 +530,7 @@ pub async fn interrupt(
     }))
 }
 
-#[utoipa::path(post, path = "/agent/{agent_id}/close", tag = "interactive", params(AgentPath),
+#[utoipa::path(post, path = "/agent/{agent_id}/close", tag = "interactive", params(AgentId),
     responses(
         (status = 202, description = "Its input is closed: it ends once its turns are done.", body = Closing),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -561,7 +557,7 @@ pub async fn close(
     ))
 }
 
-#[utoipa::path(patch, path = "/agent/{agent_id}", tag = "interactive", params(AgentPath), request_body = AgentUpdate,
+#[utoipa::path(patch, path = "/agent/{agent_id}", tag = "interactive", params(AgentId), request_body = AgentUpdate,
     responses(
         (status = 200, description = "What the CLI confirmed.", body = Updated),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -576,17 +572,20 @@ pub async fn update(
     Extension(client): Extension<Client>,
     agent: AgentId,
     ValidJson(update): ValidJson<AgentUpdate>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Updated>, ApiError> {
     let mut confirmed = state
         .agents
         .update(client, agent.id, update)
         .await
         .map_err(|e| agent.error(e))?;
-    confirmed.insert("agent_id".into(), json!(agent.id));
-    Ok(Json(Value::Object(confirmed)))
+    Ok(Json(Updated {
+        agent_id: agent.id,
+        model: confirmed.remove("model"),
+        permission_mode: confirmed.remove("permission_mode"),
+    }))
 }
 
-#[utoipa::path(get, path = "/agent/{agent_id}/permissions", tag = "interactive", params(AgentPath),
+#[utoipa::path(get, path = "/agent/{agent_id}/permissions", tag = "interactive", params(AgentId),
     responses(
         (status = 200, description = "The tool approvals the agent waits for.", body = PendingPermissions),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
@@ -609,7 +608,7 @@ pub async fn permissions(
 }
 
 #[utoipa::path(post, path = "/agent/{agent_id}/permissions/{request_id}", tag = "interactive",
-    params(AgentPath, ("request_id" = String, Path, description = "The approval's id, from its `permission_request` event.")),
+    params(AgentId, ("request_id" = String, Path, description = "The approval's id, from its `permission_request` event.")),
     request_body = PermissionAnswer,
     responses(
         (status = 200, description = "The answer reached the CLI.", body = PermissionAnswered),

@@ -9,9 +9,16 @@ use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::error::ApiError;
+use crate::agent::{
+    AgentEvent, CompleteEvent, ErrorEvent, GapEvent, PermissionCancelledEvent,
+    PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent,
+};
+use crate::cli::stdout::{
+    AssistantEvent, ResultEvent, StreamEventLine, SystemEvent, SystemInitEvent, UserEvent,
+};
 
 /// The document's parts that no handler carries.
 #[derive(OpenApi)]
@@ -60,301 +67,103 @@ pub struct ErrorBody {
     pub request_id: Option<String>,
 }
 
-/// A `type` (or `subtype`) with one value: the schema of a string that is always `$value`.
-macro_rules! literal {
-    ($name:ident, $value:literal) => {
-        pub struct $name;
+const STREAM_EVENT: &str =
+    "One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
+event's number (from 1) and whose `event` field names the proxy's own events (`agent`,
+`error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
+CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
+write lines of other types.";
 
-        impl utoipa::PartialSchema for $name {
-            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some([$value]))
-                    .into()
-            }
+/// One event of an agent's stream (its schema says what it may be: [`STREAM_EVENT`]).
+pub struct StreamEvent;
+
+/// The shapes a stream's event may have, each a schema of its own, with the `type` each has.
+macro_rules! stream_event_shapes {
+    ($($shape:ty = $kind:literal),* $(,)?) => {
+        fn stream_event_shapes() -> Vec<utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>> {
+            vec![
+                $(utoipa::openapi::Ref::from_schema_name(<$shape as ToSchema>::name()).into(),)*
+                utoipa::openapi::Ref::from_schema_name("OtherCliLine").into(),
+            ]
         }
 
-        impl ToSchema for $name {}
+        fn stream_event_schemas(
+            schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>,
+        ) {
+            $(
+                schemas.push((<$shape as ToSchema>::name().into_owned(), <$shape as PartialSchema>::schema()));
+                <$shape as ToSchema>::schemas(schemas);
+            )*
+            schemas.push(("OtherCliLine".into(), other_cli_line([$($kind),*])));
+        }
     };
 }
-pub(crate) use literal;
 
-literal!(AgentType, "agent");
-literal!(SystemType, "system");
-literal!(InitSubtype, "init");
-literal!(AssistantType, "assistant");
-literal!(UserType, "user");
-literal!(ResultType, "result");
-literal!(StreamEventType, "stream_event");
-literal!(ErrorType, "error");
-literal!(GapType, "gap");
-literal!(ProxyRawType, "proxy_raw");
-literal!(PermissionRequestType, "permission_request");
-literal!(PermissionDecisionType, "permission_decision");
-literal!(PermissionCancelledType, "permission_cancelled");
-literal!(CompleteType, "complete");
+stream_event_shapes!(
+    AgentEvent = "agent",
+    SystemInitEvent = "system",
+    SystemEvent = "system",
+    AssistantEvent = "assistant",
+    UserEvent = "user",
+    ResultEvent = "result",
+    StreamEventLine = "stream_event",
+    ErrorEvent = "error",
+    GapEvent = "gap",
+    ProxyRawEvent = "proxy_raw",
+    PermissionRequestEvent = "permission_request",
+    PermissionDecisionEvent = "permission_decision",
+    PermissionCancelledEvent = "permission_cancelled",
+    CompleteEvent = "complete",
+);
 
-/// One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
-/// event's number (from 1) and whose `event` field names the proxy's own events (`agent`,
-/// `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
-/// CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
-/// write lines of other types.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-#[serde(untagged)]
-pub enum StreamEvent {
-    Agent(AgentEvent),
-    SystemInit(SystemInitEvent),
-    System(SystemEvent),
-    Assistant(AssistantEvent),
-    User(UserEvent),
-    Result(ResultEvent),
-    PartialMessage(StreamEventLine),
-    Error(ErrorEvent),
-    Gap(GapEvent),
-    ProxyRaw(ProxyRawEvent),
-    PermissionRequest(PermissionRequestEvent),
-    PermissionDecision(PermissionDecisionEvent),
-    PermissionCancelled(PermissionCancelledEvent),
-    Complete(CompleteEvent),
+/// A line of the CLI of a type none of the shapes has (such as `rate_limit_event`), passed as
+/// it wrote it.
+fn other_cli_line<const N: usize>(
+    known: [&'static str; N],
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let mut known = known.to_vec();
+    known.dedup();
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(
+            "A line of the CLI of another type (such as `rate_limit_event`), passed as it wrote it.",
+        ))
+        .required("type")
+        .property(
+            "type",
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some("Any but the types of the other shapes."))
+                .pattern(Some(format!("^(?!({})$)", known.join("|")))),
+        )
+        .into()
 }
 
-/// `event: agent`, first: the agent's id and the CLI's pid.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct AgentEvent {
-    #[schema(rename = "type", inline)]
-    kind: AgentType,
-    agent_id: uuid::Uuid,
-    pid: u32,
+/// Any of the shapes, not one of them: the CLI's lines have more fields than documented, so an
+/// `init` line is a `SystemEvent` too.
+impl PartialSchema for StreamEvent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        stream_event_shapes()
+            .into_iter()
+            .fold(
+                utoipa::openapi::schema::AnyOfBuilder::new(),
+                |any, shape| any.item(shape),
+            )
+            .description(Some(STREAM_EVENT))
+            .into()
+    }
 }
 
-/// The CLI's first line: its session, model, tools and working directory.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SystemInitEvent {
-    #[schema(rename = "type", inline)]
-    kind: SystemType,
-    #[schema(inline)]
-    subtype: InitSubtype,
-    session_id: String,
-    model: String,
-    cwd: String,
-    tools: Vec<String>,
-    #[schema(rename = "permissionMode")]
-    permission_mode: String,
-    claude_code_version: Option<String>,
-}
-
-/// Another `system` line of the CLI (such as `compact_boundary` or `status`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct SystemEvent {
-    #[schema(rename = "type", inline)]
-    kind: SystemType,
-    subtype: String,
-    session_id: Option<String>,
-}
-
-/// A message of the model, whole, as the Messages API gives it (`content` blocks of `text`,
-/// `thinking`, `tool_use`, ...).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct AssistantEvent {
-    #[schema(rename = "type", inline)]
-    kind: AssistantType,
-    #[schema(inline)]
-    message: ApiMessage,
-    session_id: String,
-    /// Set when a subagent's tool use made this message.
-    parent_tool_use_id: Option<String>,
-}
-
-/// A user turn the CLI sent: the prompt, or tool results (`tool_result` blocks).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct UserEvent {
-    #[schema(rename = "type", inline)]
-    kind: UserType,
-    #[schema(inline)]
-    message: ApiMessage,
-    session_id: String,
-    parent_tool_use_id: Option<String>,
-}
-
-/// A message in the Messages API's form.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ApiMessage {
-    /// assistant or user.
-    role: String,
-    content: ApiContent,
-    id: Option<String>,
-    model: Option<String>,
-    stop_reason: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    usage: Option<serde_json::Value>,
-}
-
-/// A message's content: a string, or blocks.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-#[serde(untagged)]
-pub enum ApiContent {
-    Text(String),
-    Blocks(Vec<ContentBlock>),
-}
-
-/// A block of a message, as the Messages API has them: `text`, `thinking`, `tool_use`,
-/// `tool_result`, `image`, ..., each with the fields of its type.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ContentBlock {
-    #[schema(rename = "type")]
-    kind: String,
-    /// Of a `text` block.
-    text: Option<String>,
-    /// Of a `thinking` block.
-    thinking: Option<String>,
-    /// Of a `tool_use` block: its id, the tool and its input.
-    id: Option<String>,
-    name: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    input: Option<serde_json::Value>,
-    /// Of a `tool_result` block: the `tool_use` it answers, and what the tool gave.
-    tool_use_id: Option<String>,
-    /// A string, or blocks.
-    content: Option<serde_json::Value>,
-    is_error: Option<bool>,
-}
-
-/// The end of a turn: what the agent answered (`result`), whether it failed, its session and
-/// its cost. `subtype` is `success`, or names the error (`error_max_turns`,
-/// `error_during_execution`, ...).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ResultEvent {
-    #[schema(rename = "type", inline)]
-    kind: ResultType,
-    subtype: String,
-    is_error: bool,
-    /// The answer's text (absent on some errors).
-    result: Option<String>,
-    session_id: String,
-    total_cost_usd: Option<f64>,
-    num_turns: Option<u64>,
-    duration_ms: Option<u64>,
-    duration_api_ms: Option<u64>,
-    #[schema(value_type = Option<Object>)]
-    usage: Option<serde_json::Value>,
-    /// The status the API answered when it failed the turn (429: rate limited).
-    api_error_status: Option<u16>,
-}
-
-/// A piece of a message as the API streams it (with `--include-partial-messages`): `event`
-/// is one Messages API streaming event (`message_start`, `content_block_delta`, ...).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct StreamEventLine {
-    #[schema(rename = "type", inline)]
-    kind: StreamEventType,
-    #[schema(value_type = Object)]
-    event: serde_json::Value,
-    session_id: String,
-    parent_tool_use_id: Option<String>,
-}
-
-/// `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
-/// idle_timeout, stopped, shutdown, wait_failed, rate_limited, ...).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ErrorEvent {
-    #[schema(rename = "type", inline)]
-    kind: ErrorType,
-    code: String,
-    message: String,
-    exit_code: Option<i32>,
-    signal: Option<String>,
-    /// The last 4 KiB the CLI wrote on stderr.
-    stderr: Option<String>,
-}
-
-/// `event: gap`: the events `from` to `to` are no longer kept.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct GapEvent {
-    #[schema(rename = "type", inline)]
-    kind: GapType,
-    from: u64,
-    to: u64,
-}
-
-/// A line of the CLI that is not JSON (or nests too deep), wrapped.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct ProxyRawEvent {
-    #[schema(rename = "type", inline)]
-    kind: ProxyRawType,
-    line: String,
-}
-
-/// `event: permission_request`: a tool approval the CLI waits for (agents with approvals);
-/// answer it with `POST /agent/{agent_id}/permissions/{request_id}`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PermissionRequestEvent {
-    #[schema(rename = "type", inline)]
-    kind: PermissionRequestType,
-    request_id: String,
-    tool_name: String,
-    #[schema(value_type = Object)]
-    input: serde_json::Value,
-    tool_use_id: Option<String>,
-    description: Option<String>,
-    #[schema(value_type = Object)]
-    suggestions: serde_json::Value,
-    expires_at: chrono::DateTime<chrono::Utc>,
-}
-
-/// `event: permission_decision`: how a tool approval was answered.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PermissionDecisionEvent {
-    #[schema(rename = "type", inline)]
-    kind: PermissionDecisionType,
-    request_id: String,
-    tool_name: String,
-    /// allow or deny.
-    behavior: String,
-    /// client or timeout.
-    decided_by: String,
-    message: Option<String>,
-}
-
-/// `event: permission_cancelled`: the CLI no longer waits for this approval.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct PermissionCancelledEvent {
-    #[schema(rename = "type", inline)]
-    kind: PermissionCancelledType,
-    request_id: String,
-}
-
-/// `event: complete`, always last.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct CompleteEvent {
-    #[schema(rename = "type", inline)]
-    kind: CompleteType,
-    agent_id: uuid::Uuid,
-    status: crate::agent::FinalStatus,
-    /// Null when a signal ended the CLI, or its end could not be learned.
-    exit_code: Option<i32>,
-    /// From its start to its end; for an agent a crash ended, to the last time the dead proxy
-    /// wrote of it.
-    duration_ms: u64,
-    /// The signal that ended the CLI, such as SIGKILL.
-    signal: Option<String>,
+impl ToSchema for StreamEvent {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        stream_event_schemas(schemas);
+    }
 }
 
 /// This document, as JSON.

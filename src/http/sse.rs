@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
-use crate::agent::{Event, EventReader, StopOnDrop};
+use crate::agent::{Event, EventReader, GapEvent, GapType, StopOnDrop};
 use crate::metrics::Metrics;
 
 /// What one read of the log gathers into a single write.
@@ -127,10 +127,14 @@ fn frame_parts(event: &Event) -> [Bytes; 2] {
 /// The events `from..=to` are no longer kept. The gap carries the id of the last one, so a
 /// client that reconnects with Last-Event-ID goes on after it.
 fn encode_gap(from: u64, to: u64, buf: &mut BytesMut) {
-    buf.put_slice(
-        format!("id: {to}\nevent: gap\ndata: {{\"type\":\"gap\",\"from\":{from},\"to\":{to}}}\n\n")
-            .as_bytes(),
-    );
+    let gap = GapEvent {
+        kind: GapType,
+        from,
+        to,
+    };
+    // Its fields in their declared order, as the gap has always been written.
+    let data = serde_json::to_string(&gap).expect("a gap serializes");
+    buf.put_slice(format!("id: {to}\nevent: gap\ndata: {data}\n\n").as_bytes());
 }
 
 #[cfg(test)]

@@ -261,3 +261,306 @@ async fn each_parameter_is_where_the_route_reads_it() {
     })
     .await;
 }
+
+// What routes serve, checked against what the served document says they serve.
+
+mod served_bodies {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::support::TestServer;
+    use crate::support::sse::{SseEvent, SseReader};
+    use serde_json::json;
+
+    /// The served document, against which bodies are checked: each schema of its own, with the
+    /// document's components beside it so that its `#/components/schemas/...` refs resolve.
+    struct Documented {
+        document: Value,
+        stream_event: jsonschema::Validator,
+    }
+
+    impl Documented {
+        async fn of(server: &TestServer) -> Self {
+            let document: Value = server.get("/openapi.json").await.json().await.unwrap();
+            let stream_event = validator(
+                &document,
+                &json!({"$ref": "#/components/schemas/StreamEvent"}),
+            );
+            Self {
+                document,
+                stream_event,
+            }
+        }
+
+        /// Every event of a stream is a `StreamEvent`.
+        fn events(&self, what: &str, events: &[SseEvent]) {
+            assert!(!events.is_empty(), "{what}: no events");
+            for event in events {
+                let data = event.json();
+                if self.stream_event.is_valid(&data) {
+                    continue;
+                }
+                // Say why by the shape its `type` names.
+                let kind = data["type"].as_str().unwrap_or_default();
+                let schemas = &self.document["components"]["schemas"];
+                let why: Vec<String> = schemas["StreamEvent"]["anyOf"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|shape| shape["$ref"].as_str())
+                    .filter(|name| {
+                        let name = name.rsplit('/').next().unwrap();
+                        schemas[name].to_string().contains(&format!("[\"{kind}\"]"))
+                    })
+                    .map(|name| {
+                        let errors =
+                            errors(&validator(&self.document, &json!({"$ref": name})), &data);
+                        format!("as {name}: {}", errors.join("; "))
+                    })
+                    .collect();
+                panic!(
+                    "{what}: event {} ({}) is not a StreamEvent: {}\n{}",
+                    event.id.as_deref().unwrap_or("?"),
+                    event.event,
+                    if why.is_empty() {
+                        "no shape has this type".into()
+                    } else {
+                        why.join(" | ")
+                    },
+                    event.data
+                );
+            }
+        }
+
+        /// The response's JSON body is what the document says `method path` answers with its
+        /// status; the body, for the test to go on with.
+        async fn response(&self, method: &str, path: &str, response: reqwest::Response) -> Value {
+            let status = response.status().as_u16();
+            let text = response.text().await.unwrap();
+            let body: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("{method} {path} {status}: not JSON ({e}): {text}"));
+            let documented = &self.document["paths"][path][method.to_lowercase()]["responses"]
+                [status.to_string()];
+            let schema = &documented["content"]["application/json"]["schema"];
+            assert!(
+                !schema.is_null(),
+                "{method} {path}: {status} is not documented with a JSON body ({documented}): {body}"
+            );
+            let errors = errors(&validator(&self.document, schema), &body);
+            assert!(
+                errors.is_empty(),
+                "{method} {path} {status}: the body is not the documented {schema}: {}\n{body}",
+                errors.join("; ")
+            );
+            body
+        }
+    }
+
+    fn validator(document: &Value, schema: &Value) -> jsonschema::Validator {
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "allOf": [schema],
+            "components": document["components"],
+        });
+        jsonschema::draft202012::new(&root)
+            .unwrap_or_else(|e| panic!("the document's {schema} is not a schema: {e}"))
+    }
+
+    fn errors(validator: &jsonschema::Validator, body: &Value) -> Vec<String> {
+        validator
+            .iter_errors(body)
+            .map(|e| format!("{e} (at {})", e.instance_path()))
+            .collect()
+    }
+
+    /// The events up to the next `permission_request`, kept; its request's id.
+    async fn next_request(reader: &mut SseReader, events: &mut Vec<SseEvent>) -> String {
+        loop {
+            let event = reader.next().await.expect("the stream went on");
+            events.push(event.clone());
+            if event.event == "permission_request" {
+                return event.json()["request_id"].as_str().unwrap().to_owned();
+            }
+        }
+    }
+
+    async fn read_all(server: &TestServer, path: &str) -> Vec<SseEvent> {
+        SseReader::new(server.get(path).await).collect_all().await
+    }
+
+    #[tokio::test]
+    async fn streams_events_are_as_documented() {
+        within(TEST_LIMIT, async {
+            let server = TestServer::with_args(&["--agent-log-bytes", "20000"]).await;
+            let documented = Documented::of(&server).await;
+            // The CLI's lines of many kinds, one that is not JSON, and the proxy's events.
+            let events = server
+                .stream_all("@text hello\n@stream-text one two\n@line not json\n@lines 2\n@result")
+                .await;
+            let kinds: Vec<String> = events.iter().map(SseEvent::kind).collect();
+            for kind in [
+                "agent",
+                "system",
+                "assistant",
+                "stream_event",
+                "proxy_raw",
+                "result",
+                "complete",
+            ] {
+                assert!(kinds.iter().any(|k| k == kind), "no {kind}: {kinds:?}");
+            }
+            documented.events("a fake CLI's stream", &events);
+            // A CLI that fails: exit_nonzero, no_result.
+            let failed = server.stream_all("@stderr-line it broke\n@exit 3").await;
+            documented.events("a failed CLI's stream", &failed);
+            // A stopped agent, and its events read back.
+            let (id, _) = server.start_agent("@hang").await;
+            let stopped = server.stop(&id).await;
+            documented
+                .response("POST", "/agent/stop/{agent_id}", stopped)
+                .await;
+            let read = read_all(&server, &format!("/agent/{id}/events")).await;
+            assert!(
+                read.iter().any(|e| e.json()["code"] == "stopped"),
+                "{read:?}"
+            );
+            documented.events("a stopped agent's events", &read);
+            // An agent read back with a gap: its first events are no longer kept.
+            let (id, _) = server.start_agent("@lines 200 500\n@result").await;
+            crate::support::until("the agent ends", Duration::from_secs(10), || async {
+                let detail: Value = server
+                    .get(&format!("/agent/{id}"))
+                    .await
+                    .json()
+                    .await
+                    .unwrap();
+                detail["status"] != "running" && detail["status"] != "starting"
+            })
+            .await;
+            let read = read_all(&server, &format!("/agent/{id}/events")).await;
+            assert_eq!(read[0].event, "gap", "{:?}", &read[..2]);
+            documented.events("an agent read back with a gap", &read);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_interactive_agents_approvals_are_as_documented() {
+        within(TEST_LIMIT, async {
+            let server = TestServer::with_args(&["--client-approvals", "true"]).await;
+            let documented = Documented::of(&server).await;
+            let response = server
+                .post_json(
+                    "/agent/stream",
+                    json!({"prompt": "@ask Read", "interactive": true, "approvals": true}),
+                )
+                .await;
+            let mut reader = SseReader::new(response);
+            let mut events = vec![reader.next_of("agent").await];
+            let id = events[0].json()["agent_id"].as_str().unwrap().to_owned();
+            // One approval answered...
+            let request_id = next_request(&mut reader, &mut events).await;
+            let pending = server.get(&format!("/agent/{id}/permissions")).await;
+            let pending = documented
+                .response("GET", "/agent/{agent_id}/permissions", pending)
+                .await;
+            assert_eq!(
+                pending["pending_permissions"][0]["request_id"],
+                request_id.as_str()
+            );
+            let path = format!("/agent/{id}/permissions/{request_id}");
+            let template = "/agent/{agent_id}/permissions/{request_id}";
+            let answered = server.post_json(&path, json!({"behavior": "allow"})).await;
+            documented.response("POST", template, answered).await;
+            let again = server.post_json(&path, json!({"behavior": "deny"})).await;
+            assert_eq!(again.status(), 409);
+            documented.response("POST", template, again).await;
+            // ... and one cancelled: the agent is stopped while it waits.
+            let sent = server
+                .post_json(
+                    &format!("/agent/{id}/messages"),
+                    json!({"content": "@ask Read"}),
+                )
+                .await;
+            documented
+                .response("POST", "/agent/{agent_id}/messages", sent)
+                .await;
+            next_request(&mut reader, &mut events).await;
+            let stopped = server.stop(&id).await;
+            documented
+                .response("POST", "/agent/stop/{agent_id}", stopped)
+                .await;
+            events.extend(reader.collect_all().await);
+            let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+            for name in [
+                "permission_request",
+                "permission_decision",
+                "permission_cancelled",
+                "complete",
+            ] {
+                assert!(names.contains(&name), "no {name}: {names:?}");
+            }
+            documented.events("an interactive agent's stream", &events);
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn the_json_answers_are_as_documented() {
+        within(TEST_LIMIT, async {
+            let server = TestServer::start().await;
+            let documented = Documented::of(&server).await;
+            documented.response("GET", "/health", server.get("/health").await).await;
+            let started = server
+                .post_json("/agent/start", json!({"prompt": "@text hi\n@result"}))
+                .await;
+            let started = documented.response("POST", "/agent/start", started).await;
+            let id = started["agent_id"].as_str().unwrap().to_owned();
+            crate::support::until("the agent ends", Duration::from_secs(10), || async {
+                let detail: Value = server.get(&format!("/agent/{id}")).await.json().await.unwrap();
+                detail["status"] != "running" && detail["status"] != "starting"
+            })
+            .await;
+            let path = "/agent/{agent_id}";
+            documented.response("GET", path, server.get(&format!("/agent/{id}")).await).await;
+            documented.response("GET", "/agents", server.get("/agents").await).await;
+            // 4xx: the error body.
+            let unknown = format!("/agent/{}", uuid_like());
+            documented.response("GET", path, server.get(&unknown).await).await;
+            let stopped = server.stop(&id).await;
+            assert_eq!(stopped.status(), 404, "it has ended");
+            documented.response("POST", "/agent/stop/{agent_id}", stopped).await;
+            let invalid = server.post_json("/agent/start", json!({"prompt": 5})).await;
+            assert_eq!(invalid.status(), 422);
+            documented.response("POST", "/agent/start", invalid).await;
+            // The compatible APIs, not streamed.
+            let completion = server
+                .post_json(
+                    "/v1/chat/completions",
+                    json!({"model": "sonnet", "messages": [{"role": "user", "content": "@text four\n@result four"}]}),
+                )
+                .await;
+            documented.response("POST", "/v1/chat/completions", completion).await;
+            let refused = server
+                .post_json("/v1/chat/completions", json!({"model": "sonnet", "messages": []}))
+                .await;
+            documented.response("POST", "/v1/chat/completions", refused).await;
+            let message = server
+                .post_json(
+                    "/v1/messages",
+                    json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": "@text four\n@result four"}]}),
+                )
+                .await;
+            documented.response("POST", "/v1/messages", message).await;
+            let refused = server
+                .post_json("/v1/messages", json!({"model": "sonnet", "messages": []}))
+                .await;
+            documented.response("POST", "/v1/messages", refused).await;
+        })
+        .await;
+    }
+
+    fn uuid_like() -> &'static str {
+        "00000000-0000-4000-8000-000000000000"
+    }
+}

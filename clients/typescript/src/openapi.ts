@@ -225,15 +225,23 @@ export type ErrorBody = {
 };
 
 /** `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
- * idle_timeout, stopped, shutdown, wait_failed, rate_limited, ...). */
+ * idle_timeout, stopped, shutdown, wait_failed, rate_limited, interrupted, ...). */
 export type ErrorEvent = {
   type: "error";
   code: string;
   message: string;
+  /** Of `exit_nonzero`: the CLI's exit code (null when a signal ended it). */
   exit_code?: number | null;
+  /** Of `exit_nonzero`: the signal that ended the CLI, such as SIGKILL. */
   signal?: string | null;
-  /** The last 4 KiB the CLI wrote on stderr. */
+  /** Of `exit_nonzero`: the last 4 KiB the CLI wrote on stderr. */
   stderr?: string | null;
+  /** Of `line_too_long`: the line's size. */
+  bytes?: number | null;
+  /** Of `line_too_long`: PROXY_MAX_LINE_BYTES. */
+  limit?: number | null;
+  /** Of `rate_limited`: when the subscription takes requests again (null: unknown). */
+  resets_at?: string | null;
 };
 
 /** How the run ended. */
@@ -289,10 +297,10 @@ export type Health = {
   };
 };
 
-/** A base64 image. */
+/** A base64 image, its data checked to decode within the limit. */
 export type ImageSource = {
-  /** Always "base64": the proxy fetches nothing. */
-  type: string;
+  /** The proxy fetches nothing. */
+  type: "base64";
   /** image/png, image/jpeg, image/gif or image/webp. */
   media_type: string;
   data: string;
@@ -314,7 +322,8 @@ export type MessageBlock = {
   type: "image";
 };
 
-/** A string, or 1 to 100 blocks of text and images. */
+/** A string, or 1 to 100 blocks of text and images: a user message, checked. It is written to
+ * the CLI as it serializes, which is the Messages API's shape the document describes. */
 export type MessageContent = string | Array<MessageBlock>;
 
 /** The answer to `POST /agent/{agent_id}/messages`. */
@@ -449,6 +458,12 @@ export type OpenAiUsage = {
   };
 };
 
+/** A line of the CLI of another type (such as `rate_limit_event`), passed as it wrote it. */
+export type OtherCliLine = {
+  /** Any but the types of the other shapes. */
+  type: string;
+};
+
 /** The answer to `GET /agent/{agent_id}/permissions`. */
 export type PendingPermissions = {
   agent_id: string;
@@ -492,7 +507,13 @@ export type PermissionDecisionEvent = {
   behavior: string;
   /** client or timeout. */
   decided_by: string;
+  /** Of an allow: the input the tool runs with when the answer changed it (null: the
+   * model's). */
+  updated_input?: { [key: string]: unknown } | null;
+  /** Of a deny: what the model is told. */
   message?: string | null;
+  /** Of a deny: whether the turn was ended with it. */
+  interrupt?: boolean | null;
 };
 
 /** The CLI's permission modes, from the most restricted to the least. */
@@ -507,21 +528,14 @@ export type PermissionRequest = {
   tool_use_id?: string | null;
   description?: string | null;
   /** The CLI's suggested permission updates (shown, never applied by an answer). */
-  suggestions: { [key: string]: unknown };
+  suggestions: Array<{ [key: string]: unknown }>;
   expires_at: string;
 };
 
 /** `event: permission_request`: a tool approval the CLI waits for (agents with approvals);
  * answer it with `POST /agent/{agent_id}/permissions/{request_id}`. */
-export type PermissionRequestEvent = {
+export type PermissionRequestEvent = PermissionRequest & {
   type: "permission_request";
-  request_id: string;
-  tool_name: string;
-  input: { [key: string]: unknown };
-  tool_use_id?: string | null;
-  description?: string | null;
-  suggestions: { [key: string]: unknown };
-  expires_at: string;
 };
 
 /** The run's cost and session, beside the API's own fields. */
@@ -575,7 +589,7 @@ export type Stopped = {
  * `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
  * CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
  * write lines of other types. */
-export type StreamEvent = AgentEvent | SystemInitEvent | SystemEvent | AssistantEvent | UserEvent | ResultEvent | StreamEventLine | ErrorEvent | GapEvent | ProxyRawEvent | PermissionRequestEvent | PermissionDecisionEvent | PermissionCancelledEvent | CompleteEvent;
+export type StreamEvent = AgentEvent | SystemInitEvent | SystemEvent | AssistantEvent | UserEvent | ResultEvent | StreamEventLine | ErrorEvent | GapEvent | ProxyRawEvent | PermissionRequestEvent | PermissionDecisionEvent | PermissionCancelledEvent | CompleteEvent | OtherCliLine;
 
 /** A piece of a message as the API streams it (with `--include-partial-messages`): `event`
  * is one Messages API streaming event (`message_start`, `content_block_delta`, ...). */
@@ -605,9 +619,10 @@ export type SystemInitEvent = {
   claude_code_version?: string | null;
 };
 
-/** The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed. */
+/** The answer to `PATCH /agent/{agent_id}`: what the CLI confirmed, of what was asked. */
 export type Updated = {
   agent_id: string;
+  /** The model now (null: the default). */
   model?: string | null;
   permission_mode?: null | PermissionMode;
 };

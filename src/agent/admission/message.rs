@@ -5,8 +5,6 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cli;
-
 use crate::agent::Error;
 
 /// The body of `POST /agent/{id}/messages`.
@@ -16,59 +14,40 @@ pub struct MessageRequest {
     /// A string, or 1 to 100 blocks: `{"type":"text","text":...}` or
     /// `{"type":"image","source":{"type":"base64","media_type":"image/png","data":...}}`
     /// (png, jpeg, gif or webp, at most PROXY_MAX_IMAGE_BYTES decoded).
-    #[schema(value_type = MessageContentSchema)]
+    #[schema(value_type = MessageContent)]
     pub content: Value,
 }
 
-/// A string, or 1 to 100 blocks of text and images.
-// For the API's description only: the check is `MessageContent::check`.
-#[derive(utoipa::ToSchema)]
-#[schema(as = MessageContent)]
+crate::literal::literal!(Base64Type, "base64");
+
+/// A string, or 1 to 100 blocks of text and images: a user message, checked. It is written to
+/// the CLI as it serializes, which is the Messages API's shape the document describes.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
-#[allow(dead_code)]
-pub enum MessageContentSchema {
-    Text(String),
-    Blocks(Vec<MessageBlockSchema>),
-}
-
-/// One block of a message: text, or a base64 image.
-#[derive(utoipa::ToSchema)]
-#[schema(as = MessageBlock)]
-#[serde(tag = "type", rename_all = "lowercase")]
-#[allow(dead_code)]
-pub enum MessageBlockSchema {
-    Text { text: String },
-    Image { source: ImageSourceSchema },
-}
-
-/// A base64 image.
-#[derive(utoipa::ToSchema)]
-#[schema(as = ImageSource)]
-#[allow(dead_code)]
-pub struct ImageSourceSchema {
-    /// Always "base64": the proxy fetches nothing.
-    #[schema(rename = "type", example = "base64")]
-    kind: String,
-    /// image/png, image/jpeg, image/gif or image/webp.
-    media_type: String,
-    data: String,
-}
-
-/// A user message, checked.
-#[derive(Debug, Clone, PartialEq)]
 pub enum MessageContent {
     Text(String),
     Blocks(Vec<Block>),
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// One block of a message: text, or a base64 image.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = MessageBlock)]
+#[serde(tag = "type", rename_all = "lowercase")]
 pub enum Block {
-    Text(String),
-    /// A base64 image, its data checked to decode within the limit.
-    Image {
-        media_type: &'static str,
-        data: String,
-    },
+    Text { text: String },
+    Image { source: ImageSource },
+}
+
+/// A base64 image, its data checked to decode within the limit.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ImageSource {
+    /// The proxy fetches nothing.
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    pub kind: Base64Type,
+    /// image/png, image/jpeg, image/gif or image/webp.
+    pub media_type: &'static str,
+    pub data: String,
 }
 
 /// The image types the Messages API takes.
@@ -138,16 +117,7 @@ impl MessageContent {
 
     /// As the CLI's user line holds it.
     pub fn to_cli(&self) -> Value {
-        match self {
-            MessageContent::Text(text) => Value::String(text.clone()),
-            MessageContent::Blocks(blocks) => blocks
-                .iter()
-                .map(|block| match block {
-                    Block::Text(text) => cli::stdin::text_block(text),
-                    Block::Image { media_type, data } => cli::stdin::image_block(media_type, data),
-                })
-                .collect(),
-        }
+        serde_json::to_value(self).expect("a message serializes")
     }
 }
 
@@ -168,7 +138,7 @@ impl Block {
             Some("text") => {
                 only(&block, &["text"])?;
                 match block.remove("text") {
-                    Some(Value::String(text)) if !text.is_empty() => Ok(Block::Text(text)),
+                    Some(Value::String(text)) if !text.is_empty() => Ok(Block::Text { text }),
                     _ => Err("a text block needs a non-empty text".into()),
                 }
             }
@@ -209,7 +179,13 @@ impl Block {
                         "an image may hold at most {max_image_bytes} bytes (PROXY_MAX_IMAGE_BYTES)"
                     ));
                 }
-                Ok(Block::Image { media_type, data })
+                Ok(Block::Image {
+                    source: ImageSource {
+                        kind: Base64Type,
+                        media_type,
+                        data,
+                    },
+                })
             }
             _ => Err("type must be text or image".into()),
         }

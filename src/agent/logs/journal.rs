@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use serde_json::Value;
-
+use crate::agent::event_bodies::NamedEvent;
 use crate::agent::events::{EventMaker, RunSummary};
 use crate::agent::logs::log::EventLog;
 use crate::metrics::Metrics;
@@ -60,8 +59,8 @@ impl Journal {
     }
 
     /// An event of the proxy's own.
-    pub fn push(&mut self, name: &'static str, data: Value) {
-        self.maker.push_named(name, data);
+    pub fn push<E: NamedEvent>(&mut self, event: &E) {
+        self.maker.push_named(event);
         self.publish();
     }
 

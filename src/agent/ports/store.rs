@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use serde_json::json;
 use uuid::Uuid;
 
 use crate::agent::admission::keys::Client;
+use crate::agent::event_bodies::{CompleteEvent, CompleteType, ErrorEvent, wire};
 use crate::agent::events::Event;
 use crate::agent::status::FinalStatus;
 use crate::agent::view::{AgentDetail, AgentInfo};
@@ -142,27 +142,26 @@ pub fn interrupted_events(
     let duration_ms = (last_alive - record.info.started_at)
         .num_milliseconds()
         .max(0);
-    let json = |value: serde_json::Value| Bytes::from(value.to_string());
     vec![
         Event {
             id: first_id,
             name: Some("error"),
-            data: json(json!({
-                "type": "error",
-                "code": "interrupted",
-                "message": "the proxy stopped without ending this agent (a crash, SIGKILL or a power cut); its CLI was ended with it",
-            })),
+            data: wire(&ErrorEvent::new(
+                "interrupted",
+                "the proxy stopped without ending this agent (a crash, SIGKILL or a power cut); its CLI was ended with it",
+            )),
         },
         Event {
             id: first_id + 1,
             name: Some("complete"),
-            data: json(json!({
-                "type": "complete",
-                "agent_id": record.info.agent_id,
-                "status": FinalStatus::Stopped,
-                "exit_code": null,
-                "duration_ms": duration_ms,
-            })),
+            data: wire(&CompleteEvent {
+                kind: CompleteType,
+                agent_id: record.info.agent_id,
+                status: FinalStatus::Stopped,
+                exit_code: None,
+                duration_ms: u64::try_from(duration_ms).unwrap_or(0),
+                signal: None,
+            }),
         },
     ]
 }

@@ -4,7 +4,7 @@
 
 use utoipa::ToSchema;
 
-use crate::http::openapi::literal;
+use crate::literal::literal;
 
 literal!(ChatCompletionObject, "chat.completion");
 literal!(ChatCompletionChunkObject, "chat.completion.chunk");
@@ -204,7 +204,7 @@ pub struct AnthropicMessage {
 #[serde(untagged)]
 pub enum AnthropicContent {
     Text(String),
-    Blocks(Vec<crate::agent::MessageBlockSchema>),
+    Blocks(Vec<crate::agent::Block>),
 }
 
 /// A message, not streamed. Streamed, the answer is the Messages API's own events
