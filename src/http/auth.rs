@@ -146,12 +146,28 @@ pub struct HostCheck(pub Option<Arc<[String]>>);
 
 pub async fn check_host(State(check): State<HostCheck>, request: Request, next: Next) -> Response {
     if let Some(allowed) = &check.0 {
-        let host = request
-            .headers()
-            .get(header::HOST)
+        let headers = request.headers().get_all(header::HOST);
+        if headers.iter().nth(1).is_some() {
+            return ApiError::InvalidHeader {
+                name: "Host",
+                reason: "is given more than once".into(),
+            }
+            .into_response();
+        }
+        // The Host header, and the authority of an absolute-form target: each must be ours.
+        let names: Vec<String> = headers
+            .iter()
             .map(|host| String::from_utf8_lossy(host.as_bytes()).into_owned())
-            .or_else(|| request.uri().authority().map(|a| a.to_string()));
-        if let Some(host) = host {
+            .chain(request.uri().authority().map(|a| a.to_string()))
+            .collect();
+        if names.is_empty() && request.version() >= axum::http::Version::HTTP_11 {
+            return ApiError::InvalidHeader {
+                name: "Host",
+                reason: "is required in HTTP/1.1".into(),
+            }
+            .into_response();
+        }
+        for host in names {
             let name = host_name(&host);
             if !is_loopback_name(&name) && !allowed.contains(&name) {
                 return ApiError::HostNotAllowed(host.chars().take(100).collect()).into_response();

@@ -45,6 +45,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     let mut connections = JoinSet::new();
+    let mut refusals = Refusals::default();
     loop {
         let (tcp, peer) = tokio::select! {
             () = stopping.cancelled() => break,
@@ -61,7 +62,7 @@ pub async fn serve(
         };
         let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
             metrics.connections_refused.inc();
-            tracing::warn!(%peer, max = limits.max_connections, "connection refused: PROXY_MAX_CONNECTIONS are open");
+            refusals.refused(peer, limits.max_connections);
             continue;
         };
         // Each event is written as soon as it is ready: Nagle's algorithm would hold small
@@ -82,4 +83,35 @@ pub async fn serve(
     drop(listener);
     graceful.shutdown().await;
     while connections.join_next().await.is_some() {}
+}
+
+/// How often refused connections are logged at most: a flood of them (anyone who can connect
+/// can make one) must not become a flood of log lines.
+const REFUSALS_LOGGED_EVERY: Duration = Duration::from_secs(1);
+
+/// The refused connections not yet logged, logged together at most once a second.
+#[derive(Debug, Default)]
+struct Refusals {
+    last_logged: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn refused(&mut self, peer: std::net::SocketAddr, max: usize) {
+        self.unlogged += 1;
+        if self
+            .last_logged
+            .is_some_and(|at| at.elapsed() < REFUSALS_LOGGED_EVERY)
+        {
+            return;
+        }
+        tracing::warn!(
+            %peer,
+            max,
+            refused = self.unlogged,
+            "connections refused: PROXY_MAX_CONNECTIONS are open (refused counts those since the last such line)"
+        );
+        self.last_logged = Some(std::time::Instant::now());
+        self.unlogged = 0;
+    }
 }

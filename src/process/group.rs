@@ -48,11 +48,11 @@ impl ProcessGroup {
     }
 }
 
-/// Reaps the exited processes this server adopted that belong to no CLI's group: a tool's
-/// process that left its CLI's session (`setsid`) and outlived it is the subreaper's when it
-/// exits, and no group's draining will reap it. Only those of another session are taken: the
-/// CLIs and the watchdog are in this server's own session, and theirs are their waiters' to
-/// reap.
+/// Reaps the exited processes this server adopted: a tool's process that outlived its CLI is
+/// the subreaper's when it exits, and no group's draining may be left to reap it (it left the
+/// group with `setsid`, or it died of the SIGKILL that ended the draining). Never one that is
+/// another waiter's to reap: each process the server spawns itself (a CLI, `auth status`) is
+/// the leader of a group of its own, and the watchdog is waited for by its keeper.
 pub fn reap_adopted_orphans() {
     let Ok(own_session) = nix::unistd::getsid(None) else {
         return;
@@ -76,10 +76,13 @@ pub fn reap_adopted_orphans() {
             continue;
         };
         let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let (Some(&"Z"), Some(session)) = (fields.first(), fields.get(3)) else {
+        let number = |at: usize| fields.get(at).and_then(|f| f.parse::<i32>().ok());
+        let (Some(&"Z"), Some(group), Some(session)) = (fields.first(), number(2), number(3))
+        else {
             continue;
         };
-        if session.parse::<i32>().ok() != Some(own_session.as_raw()) {
+        let spawned_here = session == own_session.as_raw() && group == pid;
+        if !spawned_here && !super::watchdog::is_watchdog(pid as u32) {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
         }
     }

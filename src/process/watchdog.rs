@@ -107,6 +107,13 @@ pub fn status() -> Status {
     }
 }
 
+/// Whether `pid` is the watchdog (its keeper reaps it).
+pub(super) fn is_watchdog(pid: u32) -> bool {
+    WATCHDOG
+        .get()
+        .is_some_and(|watch| lock(watch).pid == Some(pid))
+}
+
 /// Tells the watchdog about a new group.
 pub fn watch_group(pgid: u32) {
     update(b'+', pgid);

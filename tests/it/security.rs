@@ -704,6 +704,28 @@ async fn without_keys_only_loopback_names_and_allowed_hosts_are_answered() {
         });
         assert_eq!(health.await.unwrap(), 403);
 
+        // What a browser never sends, but a client could: each way to name another host.
+        let raw = tokio::task::spawn_blocking(move || {
+            [
+                "GET /agents HTTP/1.1\r\nHost: localhost\r\nHost: evil.example.com\r\n",
+                "GET http://evil.example.com/agents HTTP/1.1\r\nHost: localhost\r\n",
+                "GET /agents HTTP/1.1\r\n",
+            ]
+            .map(|head| {
+                let mut tcp = TcpStream::connect(addr).unwrap();
+                tcp.write_all(format!("{head}Connection: close\r\n\r\n").as_bytes())
+                    .unwrap();
+                let mut response = String::new();
+                tcp.read_to_string(&mut response).unwrap();
+                response[9..12].parse::<u16>().unwrap()
+            })
+        });
+        assert_eq!(
+            raw.await.unwrap(),
+            [400, 403, 400],
+            "two Hosts, another host in the target, no Host in HTTP/1.1"
+        );
+
         // With keys, the key keeps strangers out, whatever name they use.
         let keyed = keyed_server(&[]).await;
         let addr = keyed.addr;
@@ -907,6 +929,51 @@ async fn a_long_request_id_is_replaced_not_echoed() {
             .await
             .unwrap();
         assert_eq!(kept.headers()["x-request-id"], "trace-42");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_flood_of_refused_connections_is_not_a_flood_of_log_lines() {
+    within(TEST_LIMIT, async {
+        const FLOOD: usize = 100;
+        let server =
+            TestServer::with_args(&["--max-connections", "1", "--header-read-timeout-secs", "30"])
+                .await;
+        let addr = server.addr;
+        let refused = tokio::task::spawn_blocking(move || {
+            // The one slot is held (by the holder, or, if the flood's first connection is
+            // accepted before it, by that one); every other connection is refused, at once.
+            let _holder = TcpStream::connect(addr).unwrap();
+            (0..FLOOD)
+                .filter(|_| {
+                    let mut tcp = TcpStream::connect(addr).unwrap();
+                    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    match tcp.read(&mut [0u8; 1]) {
+                        Ok(0) => true,
+                        Err(err) => err.kind() == std::io::ErrorKind::ConnectionReset,
+                        Ok(_) => false,
+                    }
+                })
+                .count()
+        })
+        .await
+        .unwrap();
+        assert!(refused >= FLOOD - 1, "{refused} of {FLOOD} refused");
+        let lines = || {
+            server
+                .proxy
+                .log()
+                .into_iter()
+                .filter(|line| line.contains("connections refused"))
+                .count()
+        };
+        support::eventually("the refusals are logged", TEST_LIMIT, || lines() > 0).await;
+        assert!(
+            lines() < refused,
+            "{} log lines for {refused} refused connections",
+            lines()
+        );
     })
     .await;
 }
