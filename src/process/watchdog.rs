@@ -173,15 +173,12 @@ fn spawn_watchdog(groups: &HashSet<u32>) -> io::Result<(Child, File)> {
 fn keep(mut child: Child) {
     let watch = WATCHDOG.get().expect("set before the keeper starts");
     loop {
-        let ended = child.wait();
+        let ended = wait_for_end(&child);
         {
             let mut watch = lock(watch);
             watch.pipe = None;
             watch.pid = None;
-            watch.down = Some(match ended {
-                Ok(status) => format!("the watchdog process ended ({status})"),
-                Err(err) => format!("the watchdog process could not be waited for: {err}"),
-            });
+            watch.down = Some(ended);
             tracing::error!(
                 why = watch.down.as_deref(),
                 "the watchdog is gone; starting another"
@@ -215,6 +212,29 @@ fn keep(mut child: Child) {
                 }
             }
         };
+    }
+}
+
+/// Waits until the watchdog has ended, and says how. A watchdog that is stopped (SIGSTOP) is
+/// alive but could not act: it is told to go on at once.
+fn wait_for_end(child: &Child) -> String {
+    use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+    let pid = Pid::from_raw(child.id() as i32);
+    loop {
+        match waitpid(pid, Some(WaitPidFlag::WUNTRACED)) {
+            Ok(WaitStatus::Stopped(_, signal)) => {
+                tracing::warn!(%signal, "the watchdog was stopped; it goes on");
+                let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
+            }
+            Ok(WaitStatus::Exited(_, code)) => {
+                return format!("the watchdog process ended (exit status: {code})");
+            }
+            Ok(WaitStatus::Signaled(_, signal, _)) => {
+                return format!("the watchdog process ended (signal: {signal})");
+            }
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(err) => return format!("the watchdog process could not be waited for: {err}"),
+        }
     }
 }
 

@@ -290,6 +290,41 @@ async fn a_killed_watchdog_is_replaced_at_once_and_the_new_one_ends_every_cli() 
 }
 
 #[tokio::test]
+async fn a_stopped_watchdog_is_told_to_go_on() {
+    within(TEST_LIMIT, async {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        let fake = FakeInstall::new();
+        let proxy = start_with_fake(&fake, &[]);
+        let (watchdog, _) = watchdog_of(&proxy).await;
+        kill(Pid::from_raw(watchdog as i32), Signal::SIGSTOP).unwrap();
+        // The proxy sees it stopped, and sends SIGCONT.
+        support::eventually("the proxy saw its watchdog stopped", TEST_LIMIT, || {
+            proxy
+                .log()
+                .iter()
+                .any(|line| line.contains("the watchdog was stopped"))
+        })
+        .await;
+        support::eventually("the watchdog runs again", TEST_LIMIT, || {
+            !support::all_threads_stopped(watchdog)
+        })
+        .await;
+        assert_eq!(
+            watchdog_of(&proxy).await,
+            (watchdog, 0),
+            "the same one, not replaced"
+        );
+        let mut reader = proxy.stream(FAMILY).await;
+        let (pid, grandchild) = reader.family_pids().await;
+        proxy.signal(Signal::SIGKILL);
+        process_gone(pid).await;
+        process_gone(grandchild).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_100_mib_line_costs_bounded_memory() {
     within(TEST_LIMIT, async {
         let fake = FakeInstall::new();
@@ -354,20 +389,6 @@ fn the_readme_shows_the_node_example_as_it_is() {
     );
 }
 
-/// Whether every thread of process `pid` is stopped by a signal (state `T`).
-fn all_threads_stopped(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .map(|task| std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap())
-        .all(|stat| {
-            stat.rsplit_once(')')
-                .unwrap()
-                .1
-                .trim_start()
-                .starts_with('T')
-        })
-}
-
 /// How many connections wait in the accept queue of the server listening on `port` on
 /// 127.0.0.1, as the kernel reports it.
 fn accept_queue(port: u16) -> Option<u32> {
@@ -401,7 +422,7 @@ async fn a_burst_of_a_thousand_connections_waits_for_a_busy_server() {
         // group's stop, and under load that took long enough to accept a quarter of the burst.
         let pid = proxy.pid();
         eventually("every thread of the server stopped", LIMIT, || {
-            all_threads_stopped(pid)
+            support::all_threads_stopped(pid)
         })
         .await;
         let connections = futures_util::future::join_all(

@@ -472,8 +472,19 @@ async fn a_sandbox_dies_with_the_proxy_even_when_its_watchdog_cannot_act() {
         let health = proxy.health(None).await;
         let watchdog = Pid::from_raw(health["watchdog"]["pid"].as_u64().unwrap() as i32);
         let (_, _reader) = leave_behind(&proxy, "4003.1", true).await;
-        // Stopped, the watchdog is neither dead (to be replaced) nor able to kill anything.
+        // The proxy stopped first, so that it cannot resume its watchdog; then the watchdog
+        // stopped, neither dead (to be replaced) nor able to kill anything.
+        proxy.signal(Signal::SIGSTOP);
+        let pid = proxy.pid();
+        support::eventually("every thread of the proxy stopped", TEST_LIMIT, || {
+            support::all_threads_stopped(pid)
+        })
+        .await;
         kill(watchdog, Signal::SIGSTOP).unwrap();
+        support::eventually("the watchdog stopped", TEST_LIMIT, || {
+            support::all_threads_stopped(watchdog.as_raw() as u32)
+        })
+        .await;
         proxy.signal(Signal::SIGKILL);
         proxy.exited().await;
         gone("4003.1").await;

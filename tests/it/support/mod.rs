@@ -339,3 +339,17 @@ pub fn process_tree(root: u32) -> Vec<u32> {
     }
     tree
 }
+
+/// Whether every thread of process `pid` is stopped by a signal (state `T`).
+pub fn all_threads_stopped(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap())
+        .all(|stat| {
+            stat.rsplit_once(')')
+                .unwrap()
+                .1
+                .trim_start()
+                .starts_with('T')
+        })
+}
