@@ -7,8 +7,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::ApiState;
 use super::compat::{Api, CompatError};
@@ -18,14 +16,10 @@ use crate::agent::{ApiKeys, Client};
 /// The key a request presents: `Authorization: Bearer <key>`, or `x-api-key: <key>`. A
 /// header given twice is refused: which of the two counts would be a guess.
 fn presented_key(headers: &HeaderMap) -> Result<Option<&[u8]>, ApiError> {
-    for name in [header::AUTHORIZATION.as_str(), "x-api-key"] {
+    for name in ["Authorization", "x-api-key"] {
         if headers.get_all(name).iter().nth(1).is_some() {
             return Err(ApiError::InvalidHeader {
-                name: if name == "x-api-key" {
-                    "x-api-key"
-                } else {
-                    "Authorization"
-                },
+                name,
                 reason: "is given more than once; send one key".into(),
             });
         }
@@ -117,23 +111,18 @@ pub async fn require_metrics_key(
     }
 }
 
-/// The operator's key to /metrics, kept as a digest and compared in constant time.
-pub struct MetricsKey([u8; 32]);
+/// The operator's key to /metrics, kept and compared as client keys are (a digest, in
+/// constant time), but apart from them: it opens /metrics and nothing else.
+#[derive(Debug)]
+pub struct MetricsKey(ApiKeys);
 
 impl MetricsKey {
     pub fn new(key: &str) -> Self {
-        Self(Sha256::digest(key.as_bytes()).into())
+        Self(ApiKeys::new(&[key.to_owned()]))
     }
 
     fn matches(&self, presented: &[u8]) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented).into();
-        self.0.ct_eq(&presented).into()
-    }
-}
-
-impl std::fmt::Debug for MetricsKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MetricsKey")
+        self.0.identify(presented).is_some()
     }
 }
 
