@@ -106,7 +106,9 @@ pub struct Health {
     /// gone, or no watchdog process runs); unavailable (503: the CLI is missing or not logged
     /// in).
     pub status: &'static str,
-    pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// RFC 3339, in milliseconds.
+    #[schema(value_type = chrono::DateTime<chrono::Utc>)]
+    pub timestamp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_agents: Option<usize>,
     /// How many agents may run at once (PROXY_MAX_AGENTS).
@@ -221,7 +223,7 @@ pub async fn health(
     let (cli, login) = (found.cli, found.login);
     let mut body = Health {
         status,
-        timestamp: chrono::Utc::now(),
+        timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
         ..Health::default()
     };
     if client.is_some() {

@@ -261,6 +261,7 @@ export type Health = {
    * gone, or no watchdog process runs); unavailable (503: the CLI is missing or not logged
    * in). */
   status: string;
+  /** RFC 3339, in milliseconds. */
   timestamp: string;
   active_agents?: number | null;
   /** How many agents may run at once (PROXY_MAX_AGENTS). */
