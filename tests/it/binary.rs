@@ -222,18 +222,22 @@ async fn sigterm_ends_every_agent_finishes_streams_and_exits() {
     .await;
 }
 
+/// Starts a CLI with a grandchild, kills the server with SIGKILL, and waits until both are
+/// gone. SIGKILL leaves the server no chance to clean up: its watchdog process does it.
+async fn family_dies_with_the_killed_server(proxy: &Proxy) {
+    let mut reader = proxy.stream(FAMILY).await;
+    let (pid, grandchild) = reader.family_pids().await;
+    proxy.signal(nix::sys::signal::Signal::SIGKILL);
+    process_gone(pid).await;
+    process_gone(grandchild).await;
+}
+
 #[tokio::test]
 async fn a_killed_server_takes_its_cli_and_what_it_started_along() {
     within(TEST_LIMIT, async {
-        use nix::sys::signal::Signal;
         let fake = FakeInstall::new();
         let proxy = start_with_fake(&fake, &[]);
-        let mut reader = proxy.stream(FAMILY).await;
-        let (pid, grandchild) = reader.family_pids().await;
-        // SIGKILL leaves the server no chance to clean up: its watchdog process does it.
-        proxy.signal(Signal::SIGKILL);
-        process_gone(pid).await;
-        process_gone(grandchild).await;
+        family_dies_with_the_killed_server(&proxy).await;
     })
     .await;
 }
@@ -315,11 +319,7 @@ async fn a_stopped_watchdog_is_told_to_go_on() {
             (watchdog, 0),
             "the same one, not replaced"
         );
-        let mut reader = proxy.stream(FAMILY).await;
-        let (pid, grandchild) = reader.family_pids().await;
-        proxy.signal(Signal::SIGKILL);
-        process_gone(pid).await;
-        process_gone(grandchild).await;
+        family_dies_with_the_killed_server(&proxy).await;
     })
     .await;
 }
