@@ -32,7 +32,7 @@ pub fn config_dir(env: &[(OsString, OsString)]) -> Option<std::path::PathBuf> {
             .map(|(_, value)| std::path::PathBuf::from(value))
             .filter(|path| path.is_absolute())
     };
-    var(CONFIG_DIR).or_else(|| var("HOME").map(|home| home.join(".claude")))
+    var(CONFIG_DIR).or_else(|| var("HOME").map(|home| super::home::config_dir_in(&home)))
 }
 
 /// The variable that moves the CLI's own directory (sessions, settings, login) from
