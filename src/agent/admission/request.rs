@@ -159,12 +159,7 @@ impl AgentRequest {
         context: Context<'_>,
         session_home: impl FnOnce(Uuid) -> Result<Option<Arc<Path>>, Error>,
     ) -> Result<Run, Error> {
-        if self.prompt.trim().is_empty() {
-            return Err(Error::invalid("prompt", "must not be empty"));
-        }
-        if self.prompt.contains('\0') {
-            return Err(Error::invalid("prompt", "must not contain NUL characters"));
-        }
+        check_prompt(&self.prompt)?;
         if self.approvals && !self.interactive {
             return Err(Error::invalid(
                 "approvals",
@@ -219,6 +214,17 @@ impl AgentRequest {
             message: None,
         })
     }
+}
+
+/// A prompt says something, and holds no NUL (the CLI would cut it there).
+pub fn check_prompt(prompt: &str) -> Result<(), Error> {
+    if prompt.trim().is_empty() {
+        return Err(Error::invalid("prompt", "must not be empty"));
+    }
+    if prompt.contains('\0') {
+        return Err(Error::invalid("prompt", "must not contain NUL characters"));
+    }
+    Ok(())
 }
 
 /// The body of `PATCH /agent/{id}`: what to change in a running interactive agent.

@@ -17,9 +17,10 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::agent::admission::request::AgentRequest;
+use crate::agent::admission::policy::Narrowing;
+use crate::agent::admission::request::check_prompt;
 use crate::agent::status::AgentKind;
-use crate::agent::{Agents, Client, Error, Run, parse_model};
+use crate::agent::{Agents, Client, Error, MessageContent, Run, parse_model};
 use crate::cli::home::session_file;
 
 /// How many conversations are remembered per key; past it, the oldest is forgotten and its
@@ -166,15 +167,16 @@ impl CompatSettings {
 }
 
 impl Agents {
-    /// Checks a chat turn as any request is checked, then makes it a chat model's: the
-    /// compatible tools, a whole system prompt, and partial messages for token streaming. A
-    /// conversation this key was answered before resumes a fork of that session.
+    /// Checks a chat turn and makes it a chat model's run: the compatible tools, a whole
+    /// system prompt, and partial messages for token streaming. A conversation this key was
+    /// answered before resumes a fork of that session.
     pub async fn check_chat(
         &self,
         owner: Client,
         turn: ChatTurn,
     ) -> Result<(Run, Continuation), Error> {
-        let compat = &self.core.settings.compat;
+        let settings = &self.core.settings;
+        let compat = &settings.compat;
         let model = compat
             .resolve_model(&turn.model)
             .ok_or_else(|| Error::UnknownModel(turn.model.clone()))?;
@@ -195,41 +197,51 @@ impl Agents {
             None => transcript(&turn.earlier, &turn.last),
         };
         // Images alone are a question: the CLI gets them without a text block (the API refuses
-        // an empty one), and the check, which wants a prompt, gets a stand-in the CLI never sees.
-        let images_only = prompt.trim().is_empty() && !turn.images.is_empty();
-        let request = AgentRequest {
-            prompt: match images_only {
-                true => "(images)".to_owned(),
-                false => prompt,
-            },
-            session_id: resumed.map(|s| s.to_string()),
+        // an empty one).
+        let message = match turn.images.is_empty() {
+            true => {
+                check_prompt(&prompt)?;
+                None
+            }
+            false => {
+                let text = (!prompt.trim().is_empty())
+                    .then(|| serde_json::json!({"type": "text", "text": prompt}));
+                let blocks: Vec<serde_json::Value> = text.into_iter().chain(turn.images).collect();
+                Some(MessageContent::check(
+                    serde_json::Value::Array(blocks),
+                    settings.max_image_bytes,
+                )?)
+            }
+        };
+        // The operator's policy with nothing narrowed, and the tools the operator chose for
+        // these APIs (checked against that policy when the proxy started).
+        let applied = settings.policy.apply(&Narrowing {
+            workspace: self.core.workspace_of(owner)?,
+            ..Narrowing::default()
+        })?;
+        let mut tools = applied.flags;
+        tools.tools = Some(compat.tools.clone());
+        let cwd = match resumed {
+            Some(session) => self.session_home(owner, session).await?,
+            None => None,
+        }
+        .unwrap_or(applied.cwd);
+        let run = Run {
+            owner,
+            kind: turn.kind,
+            prompt,
             model: Some(model),
+            resume: resumed,
+            tools,
+            cwd,
             detach_on_disconnect: false,
-            tools: None,
-            allowed_tools: None,
-            disallowed_tools: Vec::new(),
-            permission_mode: None,
-            max_turns: None,
-            append_system_prompt: None,
-            cwd: None,
             interactive: false,
             approvals: false,
+            system_prompt: Some(turn.system.unwrap_or_else(|| compat.system_prompt.clone())),
+            partial_messages: true,
+            fork_session: resumed.is_some(),
+            message,
         };
-        let mut run = self.check(owner, turn.kind, request).await?;
-        // Within the operator's policy: the app checked the compatible tools against it.
-        run.tools.tools = Some(compat.tools.clone());
-        run.system_prompt = Some(turn.system.unwrap_or_else(|| compat.system_prompt.clone()));
-        run.partial_messages = true;
-        run.fork_session = resumed.is_some();
-        if !turn.images.is_empty() {
-            let text =
-                (!images_only).then(|| serde_json::json!({"type": "text", "text": run.prompt}));
-            let blocks: Vec<serde_json::Value> = text.into_iter().chain(turn.images).collect();
-            run.message = Some(crate::agent::MessageContent::check(
-                serde_json::Value::Array(blocks),
-                self.core.settings.max_image_bytes,
-            )?);
-        }
         let continuation = Continuation {
             owner,
             hasher,
