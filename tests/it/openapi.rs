@@ -556,6 +556,18 @@ mod served_bodies {
                 .post_json("/v1/messages", json!({"model": "sonnet", "messages": []}))
                 .await;
             documented.response("POST", "/v1/messages", refused).await;
+            // Both list shapes of the models.
+            let openai_list = documented.response("GET", "/v1/models", server.get("/v1/models").await).await;
+            assert_eq!(openai_list["object"], "list", "{openai_list}");
+            let anthropic_list = server
+                .client
+                .get(server.url("/v1/models"))
+                .header("anthropic-version", "2023-06-01")
+                .send()
+                .await
+                .unwrap();
+            let anthropic_list = documented.response("GET", "/v1/models", anthropic_list).await;
+            assert_eq!(anthropic_list["has_more"], false, "{anthropic_list}");
         })
         .await;
     }

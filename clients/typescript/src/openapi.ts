@@ -116,6 +116,20 @@ export type AnthropicMessage = {
   content: AnthropicContent;
 };
 
+export type AnthropicModel = {
+  type: "model";
+  id: string;
+  display_name: string;
+  created_at: string;
+};
+
+export type AnthropicModelList = {
+  data: Array<AnthropicModel>;
+  has_more: boolean;
+  first_id?: string | null;
+  last_id?: string | null;
+};
+
 /** An Anthropic Messages API request. Refused with 400: `tools`, `tool_choice` other than
  * none, content other than text and base64 images. Accepted and ignored: `max_tokens`,
  * `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`. */
@@ -123,7 +137,6 @@ export type AnthropicRequest = {
   model: string;
   messages: Array<AnthropicMessage>;
   system?: null | AnthropicContent;
-  max_tokens?: number | null;
   stream?: boolean | null;
 };
 
@@ -134,7 +147,7 @@ export type AnthropicResponse = {
   /** msg_ and the agent's id. */
   id: string;
   type: "message";
-  role: string;
+  role: "assistant";
   model: string;
   content: Array<AnthropicTextBlock>;
   /** end_turn, max_tokens, stop_sequence. */
@@ -150,7 +163,7 @@ export type AnthropicResponse = {
 };
 
 export type AnthropicTextBlock = {
-  type: string;
+  type: "text";
   text: string;
 };
 
@@ -342,16 +355,9 @@ export type MessageRequest = {
   content: MessageContent;
 };
 
-export type ModelEntry = {
-  id: string;
-};
-
-/** The models, in OpenAI's list shape (Anthropic's: `data` of `{type, id, display_name,
- * created_at}`, with `has_more`, `first_id`, `last_id`). */
-export type ModelList = {
-  object?: string | null;
-  data: Array<ModelEntry>;
-};
+/** The models: OpenAI's list shape, or Anthropic's when the request carries
+ * `anthropic-version`. */
+export type ModelList = OpenAiModelList | AnthropicModelList;
 
 /** A chat completion, not streamed. */
 export type OpenAiChatCompletion = {
@@ -391,16 +397,18 @@ export type OpenAiChatRequest = {
     /** A last chunk with the usage, and no choices. */
     include_usage?: boolean | null;
   };
-  temperature?: number | null;
-  max_tokens?: number | null;
 };
 
 export type OpenAiChoice = {
   index: number;
   message: {
-    role: string;
+    role: "assistant";
     content: string;
+    /** Always null. */
+    refusal?: string | null;
   };
+  /** Always null: the proxy gives none. */
+  logprobs?: { [key: string]: unknown } | null;
   /** stop, or length when the model ran out of tokens. */
   finish_reason: string;
 };
@@ -408,9 +416,11 @@ export type OpenAiChoice = {
 export type OpenAiChunkChoice = {
   index: number;
   delta: {
-    role?: string | null;
+    role?: null | "assistant";
     content?: string | null;
   };
+  /** Always null. */
+  logprobs?: { [key: string]: unknown } | null;
   finish_reason?: string | null;
 };
 
@@ -420,11 +430,11 @@ export type OpenAiContent = string | Array<OpenAiContentPart>;
 /** A `text` part, or an `image_url` part whose URL is a `data:` URL (the proxy fetches
  * nothing). */
 export type OpenAiContentPart = {
-  type: string;
+  type?: string;
   text?: string | null;
   image_url?: null | {
     /** data:image/png;base64,... */
-    url: string;
+    url?: string;
   };
 };
 
@@ -445,7 +455,19 @@ export type OpenAiError = {
 /** One message: system, developer, user or assistant. */
 export type OpenAiMessage = {
   role: string;
-  content: OpenAiContent;
+  content?: null | OpenAiContent;
+};
+
+export type OpenAiModel = {
+  id: string;
+  object: "model";
+  created: number;
+  owned_by: string;
+};
+
+export type OpenAiModelList = {
+  object: "list";
+  data: Array<OpenAiModel>;
 };
 
 /** The usage, from the CLI's result: prompt tokens count input, cache-read and

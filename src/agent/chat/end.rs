@@ -2,7 +2,7 @@
 //! result line, its errors and its `complete`: answered, or failed and why. The compatible
 //! routes put the judgement in their API's words.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// How a chat agent's run ended.
 #[derive(Debug, Default)]
@@ -78,10 +78,5 @@ impl TurnEnd {
         self.result
             .as_ref()
             .and_then(|r| r["total_cost_usd"].as_f64())
-    }
-
-    /// The extension field on responses: the run's cost and session.
-    pub fn extension(&self) -> Value {
-        json!({"total_cost_usd": self.total_cost_usd(), "session_id": self.session_id()})
     }
 }

@@ -9,7 +9,10 @@ use axum::response::Response;
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
-use super::schema::{AnthropicError, AnthropicRequest, AnthropicResponse};
+use super::bodies::{
+    AnthropicContent, AnthropicError, AnthropicRequest, AnthropicResponse, AnthropicTextBlock,
+    AnthropicUsage, AssistantRole, MessageType, TextType,
+};
 use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
@@ -18,11 +21,14 @@ const API: Api = Api::Anthropic;
 
 /// A content's text, and its images (base64 blocks, as the CLI takes them); anything else is
 /// refused, naming it.
-fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), CompatError> {
+fn content_of(
+    content: Option<AnthropicContent>,
+    field: &str,
+) -> Result<(String, Vec<Value>), CompatError> {
     let blocks = match content {
-        Value::String(text) => return Ok((text.clone(), Vec::new())),
-        Value::Array(blocks) => blocks,
-        _ => {
+        Some(AnthropicContent::Text(text)) => return Ok((text, Vec::new())),
+        Some(AnthropicContent::Blocks(blocks)) => blocks,
+        None => {
             return Err(CompatError::invalid(
                 API,
                 field,
@@ -64,8 +70,8 @@ fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), Comp
 }
 
 /// The text of a system prompt: a string, or text blocks.
-fn text_of(content: &Value, field: &str) -> Result<String, CompatError> {
-    match content_of(content, field)? {
+fn system_text(content: AnthropicContent, field: &str) -> Result<String, CompatError> {
+    match content_of(Some(content), field)? {
         (text, images) if images.is_empty() => Ok(text),
         _ => Err(CompatError::invalid(API, field, "holds text only")),
     }
@@ -77,11 +83,7 @@ struct Asked {
 }
 
 fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|err| CompatError::invalid(API, "body", format!("not JSON: {err}")))?;
-    if !request.is_object() {
-        return Err(CompatError::invalid(API, "body", "must be a JSON object"));
-    }
+    let request = super::json_of(API, body)?;
     if request["tools"].as_array().is_some_and(|t| !t.is_empty()) {
         return Err(CompatError::invalid(
             API,
@@ -96,27 +98,32 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             "only {\"type\": \"none\"} is supported",
         ));
     }
-    let model = request["model"]
-        .as_str()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| CompatError::invalid(API, "model", "a model name is required"))?;
-    let messages = request["messages"]
-        .as_array()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            CompatError::invalid(API, "messages", "a non-empty list of messages is required")
-        })?;
-    let system = match &request["system"] {
-        Value::Null => None,
-        system => Some(text_of(system, "system")?),
+    let request: AnthropicRequest = super::read_body(API, request)?;
+    if request.model.is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            "model",
+            "a model name is required",
+        ));
+    }
+    if request.messages.is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            "messages",
+            "a non-empty list of messages is required",
+        ));
+    }
+    let system = match request.system {
+        None => None,
+        Some(system) => Some(system_text(system, "system")?),
     };
     let mut turns: Vec<(&str, String, Vec<Value>)> = Vec::new();
-    for (n, message) in messages.iter().enumerate() {
+    for (n, message) in request.messages.into_iter().enumerate() {
         let field = format!("messages[{n}]");
-        let (text, images) = content_of(&message["content"], &format!("{field}.content"))?;
-        match message["role"].as_str() {
-            Some("user") => turns.push(("user", text, images)),
-            Some("assistant") => turns.push(("assistant", text, images)),
+        let (text, images) = content_of(message.content, &format!("{field}.content"))?;
+        match message.role.as_str() {
+            "user" => turns.push(("user", text, images)),
+            "assistant" => turns.push(("assistant", text, images)),
             _ => {
                 return Err(CompatError::invalid(
                     API,
@@ -127,8 +134,8 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
         }
     }
     Ok(Asked {
-        turn: super::chat_turn(API, model, system, turns)?,
-        stream: super::stream_of(API, &request)?,
+        turn: super::chat_turn(API, &request.model, system, turns)?,
+        stream: request.stream.unwrap_or(false),
     })
 }
 
@@ -170,54 +177,66 @@ pub async fn messages(
         return Err(CompatError::cli_failed(API, &end));
     }
     Ok(super::whole_response(
-        json!({
-        "id": id,
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": stop.unwrap_or_else(|| "end_turn".to_owned()),
-        "stop_sequence": null,
-        "usage": usage(&end),
-        "x_claude_proxy": end.extension(),
-        }),
+        AnthropicResponse {
+            id,
+            kind: MessageType,
+            role: AssistantRole,
+            model,
+            content: vec![AnthropicTextBlock {
+                kind: TextType,
+                text,
+            }],
+            stop_reason: stop.unwrap_or_else(|| "end_turn".to_owned()),
+            stop_sequence: None,
+            usage: usage(&end),
+            x_claude_proxy: super::extension(&end),
+        },
         &end,
     ))
 }
 
 /// The usage fields, as the CLI's result gives them.
-fn usage(end: &TurnEnd) -> Value {
+fn usage(end: &TurnEnd) -> AnthropicUsage {
     let usage = end.result.as_ref().map(|r| &r["usage"]);
     let tokens = |name: &str| usage.and_then(|u| u[name].as_u64()).unwrap_or(0);
-    json!({
-        "input_tokens": tokens("input_tokens"),
-        "output_tokens": tokens("output_tokens"),
-        "cache_creation_input_tokens": tokens("cache_creation_input_tokens"),
-        "cache_read_input_tokens": tokens("cache_read_input_tokens"),
-    })
+    AnthropicUsage {
+        input_tokens: tokens("input_tokens"),
+        output_tokens: tokens("output_tokens"),
+        cache_creation_input_tokens: tokens("cache_creation_input_tokens"),
+        cache_read_input_tokens: tokens("cache_read_input_tokens"),
+    }
 }
 
+/// An event named by its data's `type`, as the Messages API streams it.
 fn event(event: &Value) -> Bytes {
     let name = event["type"].as_str().unwrap_or("message");
     Bytes::from(format!("event: {name}\ndata: {event}\n\n"))
+}
+
+fn error_event(error: &CompatError) -> Bytes {
+    let mut out = b"event: error\ndata: ".to_vec();
+    serde_json::to_writer(&mut out, &error.body()).expect("a body serializes");
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 /// A reply the CLI gave only in its result, as the Messages API streams a message: one text
 /// block, then the stop; `message_stop` carries the run's cost and session.
 fn result_events(id: &str, model: &str, end: &TurnEnd) -> Bytes {
     let usage = usage(end);
+    let output_tokens = usage.output_tokens;
     let mut stop = json!({"type": "message_stop"});
-    stop["x_claude_proxy"] = end.extension();
+    stop["x_claude_proxy"] = json!(super::extension(end));
     [
         json!({"type": "message_start", "message": {
             "id": id, "type": "message", "role": "assistant", "model": model, "content": [],
-            "stop_reason": null, "stop_sequence": null, "usage": usage,
+            "stop_reason": null, "stop_sequence": null, "usage": json!(usage),
         }}),
         json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
         json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": end.result_text()}}),
         json!({"type": "content_block_stop", "index": 0}),
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-            "usage": {"output_tokens": usage["output_tokens"]}}),
+            "usage": {"output_tokens": output_tokens}}),
         stop,
     ]
     .iter()
@@ -271,13 +290,13 @@ async fn stream(mut turn: Turn, id: &str, model: &str) -> Result<Response, Compa
                     Step::Other => {}
                     Step::End(end) => {
                         if end.failed() {
-                            out.extend_from_slice(&event(&CompatError::cli_failed(API, &end).body()));
+                            out.extend_from_slice(&error_event(&CompatError::cli_failed(API, &end)));
                         } else {
                             let mut stop = held_stop
                                 .take()
                                 .and_then(|held| serde_json::from_slice::<Value>(held.json()).ok())
                                 .unwrap_or_else(|| json!({"type": "message_stop"}));
-                            stop["x_claude_proxy"] = end.extension();
+                            stop["x_claude_proxy"] = json!(super::extension(&end));
                             out.extend_from_slice(&event(&stop));
                         }
                         over = true;

@@ -1,47 +1,62 @@
-//! The compatible APIs' bodies, for the OpenAPI document only: the handlers read and write them
-//! as JSON, since each API's own shape (and what it refuses) is the contract.
-#![allow(dead_code)]
+//! The compatible APIs' bodies, as the handlers read and write them and as the OpenAPI document
+//! describes them: one type for both. A request is read into its type after the refusals
+//! (fields the proxy cannot honour) have been checked on the raw JSON; what a request may
+//! carry besides is accepted and ignored, as each type's doc says.
 
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::literal::literal;
 
 literal!(ChatCompletionObject, "chat.completion");
 literal!(ChatCompletionChunkObject, "chat.completion.chunk");
+literal!(ListObject, "list");
+literal!(ModelObject, "model");
 literal!(MessageType, "message");
 literal!(ErrorType, "error");
+literal!(TextType, "text");
+literal!(AssistantRole, "assistant");
 
 /// An OpenAI chat completion request. Refused with 400: `tools`, `functions`, `tool_choice`
 /// other than `none`, `n` > 1, `logprobs`, audio. Accepted and ignored: `temperature`, `top_p`,
 /// `stop`, `seed`, the penalties, `user`, `max_tokens`, and other optional fields.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct OpenAiChatRequest {
     /// sonnet, opus, haiku, a claude-* name, or a name of PROXY_MODEL_MAP.
-    model: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub model: String,
     /// The conversation; the last message is the user's.
-    messages: Vec<OpenAiMessage>,
-    stream: Option<bool>,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub messages: Vec<OpenAiMessage>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
     #[schema(inline)]
-    stream_options: Option<OpenAiStreamOptions>,
-    temperature: Option<f64>,
-    max_tokens: Option<u32>,
+    pub stream_options: Option<OpenAiStreamOptions>,
 }
 
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct OpenAiStreamOptions {
     /// A last chunk with the usage, and no choices.
-    include_usage: Option<bool>,
+    #[serde(default)]
+    pub include_usage: Option<bool>,
 }
 
 /// One message: system, developer, user or assistant.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct OpenAiMessage {
-    role: String,
-    content: OpenAiContent,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub role: String,
+    /// Null only in an assistant's message that called tools, which the proxy refuses.
+    #[serde(default)]
+    pub content: Option<OpenAiContent>,
 }
 
 /// Text, or parts of text and images.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum OpenAiContent {
     Text(String),
@@ -50,212 +65,284 @@ pub enum OpenAiContent {
 
 /// A `text` part, or an `image_url` part whose URL is a `data:` URL (the proxy fetches
 /// nothing).
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct OpenAiContentPart {
+    #[serde(rename = "type", default)]
     #[schema(rename = "type")]
-    kind: String,
-    text: Option<String>,
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
     #[schema(inline)]
-    image_url: Option<OpenAiImageUrl>,
+    pub image_url: Option<OpenAiImageUrl>,
 }
 
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct OpenAiImageUrl {
     /// data:image/png;base64,...
-    url: String,
+    #[serde(default)]
+    pub url: String,
 }
 
 /// The run's cost and session, beside the API's own fields.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ProxyExtension {
-    total_cost_usd: Option<f64>,
-    session_id: Option<String>,
+    pub total_cost_usd: Option<f64>,
+    pub session_id: Option<String>,
 }
 
 /// A chat completion, not streamed.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiChatCompletion {
     /// chatcmpl- and the agent's id.
-    id: String,
+    pub id: String,
     #[schema(inline)]
-    object: ChatCompletionObject,
-    created: i64,
-    model: String,
-    choices: Vec<OpenAiChoice>,
-    usage: OpenAiUsage,
-    x_claude_proxy: ProxyExtension,
+    pub object: ChatCompletionObject,
+    pub created: i64,
+    pub model: String,
+    pub choices: Vec<OpenAiChoice>,
+    pub usage: OpenAiUsage,
+    pub x_claude_proxy: ProxyExtension,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiChoice {
-    index: u32,
+    pub index: u32,
     #[schema(inline)]
-    message: OpenAiReplyMessage,
+    pub message: OpenAiReplyMessage,
+    /// Always null: the proxy gives none.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<()>,
     /// stop, or length when the model ran out of tokens.
-    finish_reason: String,
+    pub finish_reason: &'static str,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiReplyMessage {
-    role: String,
-    content: String,
+    #[schema(inline)]
+    pub role: AssistantRole,
+    pub content: String,
+    /// Always null.
+    pub refusal: Option<String>,
 }
 
 /// The usage, from the CLI's result: prompt tokens count input, cache-read and
 /// cache-creation tokens.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiUsage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
     #[schema(inline)]
-    prompt_tokens_details: OpenAiPromptDetails,
+    pub prompt_tokens_details: OpenAiPromptDetails,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiPromptDetails {
-    cached_tokens: u64,
+    pub cached_tokens: u64,
 }
 
 /// One chunk of a streamed completion: `data: {chunk}`, and `data: [DONE]` last. The first
 /// chunk's delta has the role; the last with choices has the finish reason; with
 /// `include_usage`, a chunk with no choices has the usage.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiChatCompletionChunk {
-    id: String,
+    pub id: String,
     #[schema(inline)]
-    object: ChatCompletionChunkObject,
-    created: i64,
-    model: String,
-    choices: Vec<OpenAiChunkChoice>,
-    usage: Option<OpenAiUsage>,
-    x_claude_proxy: Option<ProxyExtension>,
+    pub object: ChatCompletionChunkObject,
+    pub created: i64,
+    pub model: String,
+    pub choices: Vec<OpenAiChunkChoice>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<OpenAiUsage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_claude_proxy: Option<ProxyExtension>,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiChunkChoice {
-    index: u32,
+    pub index: u32,
     #[schema(inline)]
-    delta: OpenAiDelta,
-    finish_reason: Option<String>,
+    pub delta: OpenAiDelta,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    pub logprobs: Option<()>,
+    pub finish_reason: Option<&'static str>,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiDelta {
-    role: Option<String>,
-    content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(inline)]
+    pub role: Option<AssistantRole>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
 }
 
 /// OpenAI's error body.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiError {
     #[schema(inline)]
-    error: OpenAiErrorFields,
+    pub error: OpenAiErrorFields,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct OpenAiErrorFields {
-    message: String,
+    pub message: String,
     /// invalid_request_error, authentication_error, permission_error, rate_limit_error,
     /// api_error.
+    #[serde(rename = "type")]
     #[schema(rename = "type")]
-    kind: String,
+    pub kind: &'static str,
     /// The request field at fault.
-    param: Option<String>,
+    pub param: Option<String>,
     /// invalid_api_key, model_not_found, or null.
-    code: Option<String>,
+    pub code: Option<&'static str>,
 }
 
-/// The models, in OpenAI's list shape (Anthropic's: `data` of `{type, id, display_name,
-/// created_at}`, with `has_more`, `first_id`, `last_id`).
-#[derive(ToSchema)]
-pub struct ModelList {
-    object: Option<String>,
-    data: Vec<ModelEntry>,
+/// The models: OpenAI's list shape, or Anthropic's when the request carries
+/// `anthropic-version`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ModelList {
+    OpenAi(OpenAiModelList),
+    Anthropic(AnthropicModelList),
 }
 
-#[derive(ToSchema)]
-pub struct ModelEntry {
-    id: String,
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiModelList {
+    #[schema(inline)]
+    pub object: ListObject,
+    pub data: Vec<OpenAiModel>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiModel {
+    pub id: String,
+    #[schema(inline)]
+    pub object: ModelObject,
+    pub created: i64,
+    pub owned_by: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnthropicModelList {
+    pub data: Vec<AnthropicModel>,
+    pub has_more: bool,
+    pub first_id: Option<String>,
+    pub last_id: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AnthropicModel {
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: ModelObject,
+    pub id: String,
+    pub display_name: String,
+    pub created_at: &'static str,
 }
 
 /// An Anthropic Messages API request. Refused with 400: `tools`, `tool_choice` other than
 /// none, content other than text and base64 images. Accepted and ignored: `max_tokens`,
 /// `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct AnthropicRequest {
-    model: String,
-    messages: Vec<AnthropicMessage>,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub model: String,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub messages: Vec<AnthropicMessage>,
     /// The whole system prompt: a string, or text blocks.
-    system: Option<AnthropicContent>,
-    max_tokens: Option<u32>,
-    stream: Option<bool>,
+    #[serde(default)]
+    pub system: Option<AnthropicContent>,
+    #[serde(default)]
+    pub stream: Option<bool>,
 }
 
 /// One message: user or assistant.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 pub struct AnthropicMessage {
-    role: String,
-    content: AnthropicContent,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub role: String,
+    #[serde(default)]
+    #[schema(required = true, value_type = AnthropicContent)]
+    pub content: Option<AnthropicContent>,
 }
 
 /// A string, or `text` and base64 `image` blocks.
-#[derive(ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum AnthropicContent {
     Text(String),
-    Blocks(Vec<crate::agent::Block>),
+    #[schema(value_type = Vec<crate::agent::Block>)]
+    Blocks(Vec<serde_json::Value>),
 }
 
 /// A message, not streamed. Streamed, the answer is the Messages API's own events
 /// (`message_start`, `content_block_start`, `content_block_delta`, `content_block_stop`,
 /// `message_delta`, `message_stop`, or `error`), as the CLI received them.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct AnthropicResponse {
     /// msg_ and the agent's id.
-    id: String,
+    pub id: String,
+    #[serde(rename = "type")]
     #[schema(rename = "type", inline)]
-    kind: MessageType,
-    role: String,
-    model: String,
-    content: Vec<AnthropicTextBlock>,
-    /// end_turn, max_tokens, stop_sequence.
-    stop_reason: String,
-    stop_sequence: Option<String>,
+    pub kind: MessageType,
     #[schema(inline)]
-    usage: AnthropicUsage,
-    x_claude_proxy: ProxyExtension,
+    pub role: AssistantRole,
+    pub model: String,
+    pub content: Vec<AnthropicTextBlock>,
+    /// end_turn, max_tokens, stop_sequence.
+    pub stop_reason: String,
+    pub stop_sequence: Option<String>,
+    #[schema(inline)]
+    pub usage: AnthropicUsage,
+    pub x_claude_proxy: ProxyExtension,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct AnthropicTextBlock {
-    #[schema(rename = "type")]
-    kind: String,
-    text: String,
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: TextType,
+    pub text: String,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct AnthropicUsage {
-    input_tokens: u64,
-    output_tokens: u64,
-    cache_creation_input_tokens: u64,
-    cache_read_input_tokens: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_creation_input_tokens: u64,
+    pub cache_read_input_tokens: u64,
 }
 
 /// Anthropic's error body; in a stream, the data of `event: error`.
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct AnthropicError {
+    #[serde(rename = "type")]
     #[schema(rename = "type", inline)]
-    kind: ErrorType,
+    pub kind: ErrorType,
     #[schema(inline)]
-    error: AnthropicErrorFields,
+    pub error: AnthropicErrorFields,
 }
 
-#[derive(ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct AnthropicErrorFields {
     /// invalid_request_error, authentication_error, permission_error, not_found_error,
     /// request_too_large, rate_limit_error, api_error.
+    #[serde(rename = "type")]
     #[schema(rename = "type")]
-    kind: String,
-    message: String,
+    pub kind: &'static str,
+    pub message: String,
+}
+
+/// An error in either API's format.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum CompatErrorBody {
+    OpenAi(OpenAiError),
+    Anthropic(AnthropicError),
 }

@@ -5,15 +5,20 @@
 //! the API's shapes, and errors in the API's own format.
 
 pub mod anthropic;
+mod bodies;
 pub mod openai;
-mod schema;
 
 use std::collections::VecDeque;
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use bodies::{
+    AnthropicError, AnthropicErrorFields, CompatErrorBody, ErrorType, OpenAiError,
+    OpenAiErrorFields, ProxyExtension,
+};
 
 use crate::agent::{
     Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, TurnEnd, TurnFailure,
@@ -134,22 +139,27 @@ impl CompatError {
     }
 
     /// The error object, as it also appears inside a stream.
-    pub fn body(&self) -> Value {
+    pub fn body(&self) -> CompatErrorBody {
         match self.api {
-            Api::Anthropic => json!({"type": "error", "error": {
-                "type": self.anthropic_type(),
-                "message": self.message,
-            }}),
-            Api::OpenAi => json!({"error": {
-                "message": self.message,
-                "type": self.openai_type(),
-                "param": self.param,
-                "code": match self.status.as_u16() {
-                    401 => Some("invalid_api_key"),
-                    404 => Some("model_not_found"),
-                    _ => None,
+            Api::Anthropic => CompatErrorBody::Anthropic(AnthropicError {
+                kind: ErrorType,
+                error: AnthropicErrorFields {
+                    kind: self.anthropic_type(),
+                    message: self.message.clone(),
                 },
-            }}),
+            }),
+            Api::OpenAi => CompatErrorBody::OpenAi(OpenAiError {
+                error: OpenAiErrorFields {
+                    message: self.message.clone(),
+                    kind: self.openai_type(),
+                    param: self.param.clone(),
+                    code: match self.status.as_u16() {
+                        401 => Some("invalid_api_key"),
+                        404 => Some("model_not_found"),
+                        _ => None,
+                    },
+                },
+            }),
         }
     }
 }
@@ -167,7 +177,7 @@ impl IntoResponse for CompatError {
 }
 
 /// A whole (not streamed) answer: its JSON, with the run's session in `x-claude-session-id`.
-pub fn whole_response(body: Value, end: &TurnEnd) -> Response {
+pub fn whole_response(body: impl serde::Serialize, end: &TurnEnd) -> Response {
     let mut response = Json(body).into_response();
     if let Some(session) = end.session_id().and_then(|s| HeaderValue::from_str(s).ok()) {
         response.headers_mut().insert(
@@ -407,27 +417,31 @@ impl Turn {
     }
 }
 
-/// `stream`, as both APIs take it: a boolean, or absent (null) for an answer not streamed.
-pub fn stream_of(api: Api, request: &Value) -> Result<bool, CompatError> {
-    match &request["stream"] {
-        Value::Null => Ok(false),
-        Value::Bool(stream) => Ok(*stream),
-        _ => Err(CompatError::invalid(api, "stream", "must be true or false")),
+/// A request body, read into its type: JSON, an object, and each field of the type it must
+/// have, else the API's 400 naming the field.
+pub fn read_body<T: serde::de::DeserializeOwned>(
+    api: Api,
+    request: Value,
+) -> Result<T, CompatError> {
+    if !request.is_object() {
+        return Err(CompatError::invalid(api, "body", "must be a JSON object"));
     }
+    serde_path_to_error::deserialize(request).map_err(|err| {
+        let field = err.path().to_string();
+        CompatError::invalid(api, field, err.into_inner().to_string())
+    })
 }
 
-/// The text of a message's content: a string, or its text parts joined.
-pub fn text_of(content: &Value) -> Option<String> {
-    match content {
-        Value::String(text) => Some(text.clone()),
-        Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter(|part| part["type"] == "text")
-                .filter_map(|part| part["text"].as_str())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        _ => None,
+/// The raw JSON of a body, for the refusals a type does not say.
+pub fn json_of(api: Api, body: &[u8]) -> Result<Value, CompatError> {
+    serde_json::from_slice(body)
+        .map_err(|err| CompatError::invalid(api, "body", format!("not JSON: {err}")))
+}
+
+/// The extension field on responses: the run's cost and session.
+pub fn extension(end: &TurnEnd) -> ProxyExtension {
+    ProxyExtension {
+        total_cost_usd: end.total_cost_usd(),
+        session_id: end.session_id().map(str::to_owned),
     }
 }

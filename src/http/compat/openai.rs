@@ -9,10 +9,14 @@ use axum::{Extension, Json};
 use bytes::BytesMut;
 use serde_json::{Value, json};
 
-use super::schema::{
-    ModelList, OpenAiChatCompletion, OpenAiChatCompletionChunk, OpenAiChatRequest, OpenAiError,
+use super::bodies::{
+    AnthropicModel, AnthropicModelList, AssistantRole, ChatCompletionChunkObject,
+    ChatCompletionObject, ListObject, ModelList, ModelObject, OpenAiChatCompletion,
+    OpenAiChatCompletionChunk, OpenAiChatRequest, OpenAiChoice, OpenAiChunkChoice, OpenAiContent,
+    OpenAiDelta, OpenAiError, OpenAiModel, OpenAiModelList, OpenAiPromptDetails,
+    OpenAiReplyMessage, OpenAiUsage,
 };
-use super::{Api, CompatError, Step, Turn, TurnEnd, WholeReply, text_of};
+use super::{Api, CompatError, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
 
@@ -54,29 +58,29 @@ struct Asked {
 }
 
 fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
-    let request: Value = serde_json::from_slice(body)
-        .map_err(|err| CompatError::invalid(API, "body", format!("not JSON: {err}")))?;
-    if !request.is_object() {
-        return Err(CompatError::invalid(API, "body", "must be a JSON object"));
-    }
+    let request = super::json_of(API, body)?;
     refuse_unsupported(&request)?;
-    let model = request["model"]
-        .as_str()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| CompatError::invalid(API, "model", "a model name is required"))?;
-    let messages = request["messages"]
-        .as_array()
-        .filter(|m| !m.is_empty())
-        .ok_or_else(|| {
-            CompatError::invalid(API, "messages", "a non-empty list of messages is required")
-        })?;
+    let request: OpenAiChatRequest = super::read_body(API, request)?;
+    if request.model.is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            "model",
+            "a model name is required",
+        ));
+    }
+    if request.messages.is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            "messages",
+            "a non-empty list of messages is required",
+        ));
+    }
     let mut system = Vec::new();
     let mut turns: Vec<(&str, String, Vec<Value>)> = Vec::new();
-    for (n, message) in messages.iter().enumerate() {
+    for (n, message) in request.messages.into_iter().enumerate() {
         let field = format!("messages[{n}]");
-        let role = message["role"].as_str().unwrap_or_default();
-        let (text, images) = content_of(&message["content"], &format!("{field}.content"))?;
-        match role {
+        let (text, images) = content_of(message.content, &format!("{field}.content"))?;
+        match message.role.as_str() {
             "system" | "developer" if images.is_empty() => system.push(text),
             "system" | "developer" => {
                 return Err(CompatError::invalid(
@@ -106,31 +110,43 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
     Ok(Asked {
         turn: super::chat_turn(
             API,
-            model,
+            &request.model,
             (!system.is_empty()).then(|| system.join("\n\n")),
             turns,
         )?,
-        stream: super::stream_of(API, &request)?,
-        include_usage: request["stream_options"]["include_usage"] == true,
+        stream: request.stream.unwrap_or(false),
+        include_usage: request
+            .stream_options
+            .and_then(|options| options.include_usage)
+            .unwrap_or(false),
     })
 }
 
 /// A message's text, and its images as Messages API blocks: `image_url` parts with a data URL
 /// (the proxy fetches nothing).
-fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), CompatError> {
-    let Some(parts) = content.as_array() else {
-        return text_of(content)
-            .map(|text| (text, Vec::new()))
-            .ok_or_else(|| CompatError::invalid(API, field, "must be text or a list of parts"));
+fn content_of(
+    content: Option<OpenAiContent>,
+    field: &str,
+) -> Result<(String, Vec<Value>), CompatError> {
+    let parts = match content {
+        Some(OpenAiContent::Text(text)) => return Ok((text, Vec::new())),
+        Some(OpenAiContent::Parts(parts)) => parts,
+        None => {
+            return Err(CompatError::invalid(
+                API,
+                field,
+                "must be text or a list of parts",
+            ));
+        }
     };
     let mut texts = Vec::new();
     let mut images = Vec::new();
-    for (n, part) in parts.iter().enumerate() {
+    for (n, part) in parts.into_iter().enumerate() {
         let at = || format!("{field}[{n}]");
-        match part["type"].as_str() {
-            Some("text") => texts.push(part["text"].as_str().unwrap_or_default()),
-            Some("image_url") => {
-                let url = part["image_url"]["url"].as_str().unwrap_or_default();
+        match part.kind.as_str() {
+            "text" => texts.push(part.text.unwrap_or_default()),
+            "image_url" => {
+                let url = part.image_url.map(|image| image.url).unwrap_or_default();
                 let Some((media_type, data)) = url
                     .strip_prefix("data:")
                     .and_then(|rest| rest.split_once(";base64,"))
@@ -152,7 +168,10 @@ fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), Comp
                 return Err(CompatError::invalid(
                     API,
                     at(),
-                    format!("{} parts are not supported", kind.unwrap_or("untyped")),
+                    format!(
+                        "{} parts are not supported",
+                        if kind.is_empty() { "untyped" } else { kind }
+                    ),
                 ));
             }
         }
@@ -161,18 +180,20 @@ fn content_of(content: &Value, field: &str) -> Result<(String, Vec<Value>), Comp
 }
 
 /// OpenAI's usage, from the CLI's result line.
-fn usage(end: &TurnEnd) -> Value {
+fn usage(end: &TurnEnd) -> OpenAiUsage {
     let usage = end.result.as_ref().map(|r| &r["usage"]);
     let tokens = |name: &str| usage.and_then(|u| u[name].as_u64()).unwrap_or(0);
     let cached = tokens("cache_read_input_tokens");
     let prompt = tokens("input_tokens") + cached + tokens("cache_creation_input_tokens");
     let completion = tokens("output_tokens");
-    json!({
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": cached},
-    })
+    OpenAiUsage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        total_tokens: prompt + completion,
+        prompt_tokens_details: OpenAiPromptDetails {
+            cached_tokens: cached,
+        },
+    }
 }
 
 /// OpenAI's finish reason for the model's stop reason.
@@ -224,20 +245,24 @@ pub async fn chat_completions(
             return Err(CompatError::cli_failed(API, &end));
         }
         Ok(super::whole_response(
-            json!({
-            "id": reply.id,
-            "object": "chat.completion",
-            "created": reply.created,
-            "model": reply.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null},
-                "logprobs": null,
-                "finish_reason": finish_reason(stop.as_deref()),
-            }],
-            "usage": usage(&end),
-            "x_claude_proxy": end.extension(),
-            }),
+            OpenAiChatCompletion {
+                id: reply.id,
+                object: ChatCompletionObject,
+                created: reply.created,
+                model: reply.model,
+                choices: vec![OpenAiChoice {
+                    index: 0,
+                    message: OpenAiReplyMessage {
+                        role: AssistantRole,
+                        content: text,
+                        refusal: None,
+                    },
+                    logprobs: None,
+                    finish_reason: finish_reason(stop.as_deref()),
+                }],
+                usage: usage(&end),
+                x_claude_proxy: super::extension(&end),
+            },
             &end,
         ))
     }
@@ -277,19 +302,43 @@ impl TextChunks {
 }
 
 impl Reply {
-    fn chunk(&self, choices: Value) -> Value {
-        json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": choices,
-        })
+    /// A chunk of one choice, or of none (the usage's).
+    fn chunk(&self, choice: Option<OpenAiChunkChoice>) -> OpenAiChatCompletionChunk {
+        OpenAiChatCompletionChunk {
+            id: self.id.clone(),
+            object: ChatCompletionChunkObject,
+            created: self.created,
+            model: self.model.clone(),
+            choices: choice.into_iter().collect(),
+            usage: None,
+            x_claude_proxy: None,
+        }
     }
 }
 
-fn data(value: &Value) -> Bytes {
-    Bytes::from(format!("data: {value}\n\n"))
+/// The one choice of a chunk.
+fn choice(delta: OpenAiDelta, finish_reason: Option<&'static str>) -> OpenAiChunkChoice {
+    OpenAiChunkChoice {
+        index: 0,
+        delta,
+        logprobs: None,
+        finish_reason,
+    }
+}
+
+/// A delta of the assistant's text.
+fn said(content: String) -> OpenAiDelta {
+    OpenAiDelta {
+        role: Some(AssistantRole),
+        content: Some(content),
+    }
+}
+
+fn data(value: &impl serde::Serialize) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    serde_json::to_writer(&mut out, value).expect("a body serializes");
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
 }
 
 /// Streams the reply as chunks. The answer's status is only given once the CLI has said
@@ -326,7 +375,7 @@ async fn stream(
     };
     let body = async_stream::stream! {
         let mut out = BytesMut::new();
-        let role = reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": null, "finish_reason": null}]));
+        let role = reply.chunk(Some(choice(said(String::new()), None)));
         out.extend_from_slice(&data(&role));
         let chunks = TextChunks::of(&reply);
         chunks.write(first.escaped_text().unwrap_or_default(), &mut out);
@@ -378,15 +427,19 @@ fn finished_chunks(
 ) -> Vec<Bytes> {
     let mut chunks = Vec::new();
     if !text.is_empty() {
-        chunks.push(data(&reply.chunk(json!([{"index": 0, "delta": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": null}]))));
+        chunks.push(data(&reply.chunk(Some(choice(said(text), None)))));
     }
-    let mut last = reply.chunk(json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": finish_reason(stop.as_deref())}]));
-    last["x_claude_proxy"] = end.extension();
+    let nothing = OpenAiDelta {
+        role: None,
+        content: None,
+    };
+    let mut last = reply.chunk(Some(choice(nothing, Some(finish_reason(stop.as_deref())))));
+    last.x_claude_proxy = Some(super::extension(end));
     chunks.push(data(&last));
     if include_usage {
-        let mut usage_chunk = reply.chunk(json!([]));
-        usage_chunk["usage"] = usage(end);
-        usage_chunk["x_claude_proxy"] = end.extension();
+        let mut usage_chunk = reply.chunk(None);
+        usage_chunk.usage = Some(usage(end));
+        usage_chunk.x_claude_proxy = Some(super::extension(end));
         chunks.push(data(&usage_chunk));
     }
     chunks.push(Bytes::from_static(b"data: [DONE]\n\n"));
@@ -407,27 +460,34 @@ fn sse(chunks: Vec<Bytes>) -> Response {
         (status = 200, description = "The models.", body = ModelList),
         (status = 401, description = "No key, or a wrong one.", body = OpenAiError),
     ))]
-pub async fn models(State(state): State<ApiState>, headers: HeaderMap) -> Json<Value> {
+pub async fn models(State(state): State<ApiState>, headers: HeaderMap) -> Json<ModelList> {
     let names = state.agents.compat_models();
     if headers.contains_key("anthropic-version") {
-        let data: Vec<Value> = names
-            .iter()
-            .map(|name| {
-                json!({"type": "model", "id": name, "display_name": name, "created_at": "1970-01-01T00:00:00Z"})
-            })
-            .collect();
-        return Json(json!({
-            "data": data,
-            "has_more": false,
-            "first_id": names.first(),
-            "last_id": names.last(),
+        return Json(ModelList::Anthropic(AnthropicModelList {
+            first_id: names.first().cloned(),
+            last_id: names.last().cloned(),
+            has_more: false,
+            data: names
+                .into_iter()
+                .map(|name| AnthropicModel {
+                    kind: ModelObject,
+                    display_name: name.clone(),
+                    id: name,
+                    created_at: "1970-01-01T00:00:00Z",
+                })
+                .collect(),
         }));
     }
-    let data: Vec<Value> = names
-        .iter()
-        .map(
-            |name| json!({"id": name, "object": "model", "created": 0, "owned_by": "claude-proxy"}),
-        )
-        .collect();
-    Json(json!({"object": "list", "data": data}))
+    Json(ModelList::OpenAi(OpenAiModelList {
+        object: ListObject,
+        data: names
+            .into_iter()
+            .map(|id| OpenAiModel {
+                id,
+                object: ModelObject,
+                created: 0,
+                owned_by: "claude-proxy",
+            })
+            .collect(),
+    }))
 }
