@@ -40,7 +40,6 @@ pub use event_bodies::{
 };
 pub use events::{EVENT_NAMES, Event};
 pub use lifecycle::health::Condition;
-pub use lifecycle::launch::Launched;
 pub use lifecycle::state::Settings;
 pub use lifecycle::stop::StopOnDrop;
 pub use lifecycle::table::{Admission, Retention};
@@ -87,63 +86,6 @@ impl Agents {
                 tasks: TaskTracker::new(),
             }),
         }
-    }
-
-    /// Checks a request of `owner` against the operator's settings.
-    pub async fn check(
-        &self,
-        owner: Client,
-        kind: AgentKind,
-        request: AgentRequest,
-    ) -> Result<Run, Error> {
-        let home = match request.session()? {
-            Some(session) => self.session_home(owner, session).await?,
-            None => None,
-        };
-        let settings = &self.core.settings;
-        let context = admission::request::Context {
-            owner,
-            kind,
-            default_model: settings.default_model.as_deref(),
-            policy: &settings.policy,
-            client_approvals: settings.client_approvals,
-            workspace: self.core.workspace_of(owner)?,
-        };
-        request.check(context, |_| Ok(home))
-    }
-
-    /// Where a session lives, for `owner` to resume it there; another client's session is
-    /// refused. With client keys, so is one the proxy does not know (never made here, or
-    /// forgotten past its bound): it would be anybody's. Both get the same answer. Without
-    /// keys there is one client, and a session the proxy does not know is the CLI's to judge.
-    async fn session_home(
-        &self,
-        owner: Client,
-        session: Uuid,
-    ) -> Result<Option<Arc<std::path::Path>>, Error> {
-        if let Some(home) = crate::sync::lock(&self.core.sessions).home(owner, session)? {
-            return Ok(Some(home));
-        }
-        if let Some(store) = &self.core.store {
-            store.flush().await;
-            match store.session_owner(session).await {
-                Ok(Some((made_by, _))) if made_by != owner => {
-                    return Err(admission::sessions::not_yours(session));
-                }
-                Ok(Some((_, cwd))) => return Ok(Some(Arc::from(cwd))),
-                Ok(None) => {}
-                Err(err) => tracing::warn!(%err, "could not look a session up in the store"),
-            }
-        }
-        if self.core.settings.known_sessions_only {
-            return Err(admission::sessions::not_yours(session));
-        }
-        Ok(None)
-    }
-
-    /// Starts an agent for a checked run.
-    pub async fn launch(&self, run: Run) -> Result<Launched, Error> {
-        lifecycle::launch::launch(&self.core, run).await
     }
 
     /// Stops a running agent of `client`, wherever it runs; resolves once it has ended (at

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::agent::Error;
 use crate::agent::admission::keys::Client;
 use crate::agent::admission::policy::{Narrowing, PermissionMode, ToolPolicy};
 use crate::agent::status::AgentKind;
+use crate::agent::{Agents, Error};
 use crate::cli::{Input, Invocation, ToolFlags};
 
 /// The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
@@ -136,6 +136,62 @@ pub struct Context<'a> {
     pub client_approvals: bool,
     /// The client's own workspace; None: CLAUDE_WORKDIR, shared.
     pub workspace: Option<Arc<Path>>,
+}
+
+/// A request's check, where the handler finds it: the core's settings and what the proxy
+/// knows of sessions, then the request's own check.
+impl Agents {
+    /// Checks a request of `owner` against the operator's settings.
+    pub async fn check(
+        &self,
+        owner: Client,
+        kind: AgentKind,
+        request: AgentRequest,
+    ) -> Result<Run, Error> {
+        let home = match request.session()? {
+            Some(session) => self.session_home(owner, session).await?,
+            None => None,
+        };
+        let settings = &self.core.settings;
+        let context = Context {
+            owner,
+            kind,
+            default_model: settings.default_model.as_deref(),
+            policy: &settings.policy,
+            client_approvals: settings.client_approvals,
+            workspace: self.core.workspace_of(owner)?,
+        };
+        request.check(context, |_| Ok(home))
+    }
+
+    /// Where a session lives, for `owner` to resume it there; another client's session is
+    /// refused. With client keys, so is one the proxy does not know (never made here, or
+    /// forgotten past its bound): it would be anybody's. Both get the same answer. Without
+    /// keys there is one client, and a session the proxy does not know is the CLI's to judge.
+    pub(in crate::agent) async fn session_home(
+        &self,
+        owner: Client,
+        session: Uuid,
+    ) -> Result<Option<Arc<Path>>, Error> {
+        if let Some(home) = crate::sync::lock(&self.core.sessions).home(owner, session)? {
+            return Ok(Some(home));
+        }
+        if let Some(store) = &self.core.store {
+            store.flush().await;
+            match store.session_owner(session).await {
+                Ok(Some((made_by, _))) if made_by != owner => {
+                    return Err(crate::agent::admission::sessions::not_yours(session));
+                }
+                Ok(Some((_, cwd))) => return Ok(Some(Arc::from(cwd))),
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%err, "could not look a session up in the store"),
+            }
+        }
+        if self.core.settings.known_sessions_only {
+            return Err(crate::agent::admission::sessions::not_yours(session));
+        }
+        Ok(None)
+    }
 }
 
 impl AgentRequest {

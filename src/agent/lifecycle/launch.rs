@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::agent::Agents;
 use crate::agent::admission::request::Run;
 use crate::agent::conversation::{Conversation, ConversationSettings};
 use crate::agent::error::CliProblem;
@@ -40,11 +41,18 @@ pub struct Launched {
     pub client_leaving: Option<StopOnDrop>,
 }
 
+impl Agents {
+    /// Starts an agent for a checked run.
+    pub async fn launch(&self, run: Run) -> Result<Launched, Error> {
+        launch(&self.core, run).await
+    }
+}
+
 /// Starts an agent: takes a place in the table, spawns the CLI, and runs it to its end in the
 /// background while its events go to its log. Nothing is spawned when a limit is reached (on
 /// this instance, or for its key across the instances of a shared database), the subscription
 /// is known to be rate limited, or a session to resume cannot be had here.
-pub(in crate::agent) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
+async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     // A started agent runs in the background; the others are their client's, unless asked not
     // to be.
     let follows_its_client = run.kind != AgentKind::Start && !run.detach_on_disconnect;
@@ -109,7 +117,7 @@ pub(in crate::agent) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launc
         (process::Input::Stream(first, rest), Some(stdin))
     } else if let Some(message) = &run.message {
         (
-            process::Input::Whole(crate::agent::conversation::user_line(message)),
+            process::Input::Whole(crate::cli::stdin::user_message(message.to_cli())),
             None,
         )
     } else {
