@@ -344,6 +344,52 @@ async fn limits_and_a_missing_cli_answer_in_the_apis_shapes() {
     .await;
 }
 
+/// A message the CLI could not take whole (a NUL would cut it), or a field of the wrong type, is
+/// the API's 400 naming the request's own field, not one of the proxy's native API, and no CLI
+/// runs.
+#[tokio::test]
+async fn a_bad_message_is_refused_naming_the_apis_own_field() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        for (path, body, param) in [
+            (
+                "/v1/chat/completions",
+                serde_json::json!({"model": "sonnet", "messages": [{"role": "user", "content": "a\0b"}]}),
+                "messages",
+            ),
+            (
+                "/v1/messages",
+                serde_json::json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": "a\0b"}]}),
+                "messages",
+            ),
+            (
+                "/v1/chat/completions",
+                serde_json::json!({"model": "sonnet", "messages": [{"role": 7, "content": "hi"}]}),
+                "messages[0].role",
+            ),
+            (
+                "/v1/messages",
+                serde_json::json!({"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": 7}]}),
+                "messages[0].content",
+            ),
+        ] {
+            let refused = proxy.post(path, &body).await;
+            let status = refused.status();
+            let refused: Value = refused.json().await.unwrap();
+            assert_eq!(status, 400, "{path} {body}: {refused}");
+            let message = refused["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(&format!("{param}:")),
+                "{path} {body}: {refused}"
+            );
+        }
+        assert_eq!(fake.runs(), 0);
+    })
+    .await;
+}
+
 /// `stream` is a boolean in both APIs: anything else is the API's 400, and no CLI runs.
 #[tokio::test]
 async fn a_stream_that_is_not_a_boolean_is_refused_in_the_apis_formats() {

@@ -273,7 +273,7 @@ impl AgentRequest {
 }
 
 /// A prompt says something, and holds no NUL (the CLI would cut it there).
-pub fn check_prompt(prompt: &str) -> Result<(), Error> {
+fn check_prompt(prompt: &str) -> Result<(), Error> {
     if prompt.trim().is_empty() {
         return Err(Error::invalid("prompt", "must not be empty"));
     }

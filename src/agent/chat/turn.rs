@@ -18,7 +18,6 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::agent::admission::policy::Narrowing;
-use crate::agent::admission::request::check_prompt;
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Client, Error, MessageContent, Run, parse_model};
 use crate::cli::home::session_file;
@@ -198,11 +197,17 @@ impl Agents {
         };
         // Images alone are a question: the CLI gets them without a text block (the API refuses
         // an empty one).
+        if prompt.trim().is_empty() && turn.images.is_empty() {
+            return Err(Error::invalid("messages", "the last user message is empty"));
+        }
+        if prompt.contains('\0') {
+            return Err(Error::invalid(
+                "messages",
+                "must not contain NUL characters (the CLI would cut the text there)",
+            ));
+        }
         let message = match turn.images.is_empty() {
-            true => {
-                check_prompt(&prompt)?;
-                None
-            }
+            true => None,
             false => {
                 let text = (!prompt.trim().is_empty())
                     .then(|| serde_json::json!({"type": "text", "text": prompt}));
