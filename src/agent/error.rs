@@ -23,6 +23,10 @@ pub enum Error {
     )]
     UnknownModel(String),
 
+    /// No conversation of this client's compatible requests is known by that id.
+    #[error("No conversation {0:?} of this key's is remembered")]
+    ConversationNotFound(String),
+
     /// No agent of this client has that id (another client's agent is not found either).
     #[error("Agent {0} not found")]
     NotFound(Uuid),
@@ -123,9 +127,10 @@ impl Error {
         match self {
             Error::InvalidField { .. } => ErrorKind::Invalid,
             Error::Forbidden(_) => ErrorKind::Forbidden,
-            Error::NotFound(_) | Error::PermissionNotFound(_) | Error::UnknownModel(_) => {
-                ErrorKind::NotFound
-            }
+            Error::NotFound(_)
+            | Error::PermissionNotFound(_)
+            | Error::UnknownModel(_)
+            | Error::ConversationNotFound(_) => ErrorKind::NotFound,
             Error::TooManyAgents { .. }
             | Error::TooManyAgentsForKey { .. }
             | Error::RateLimited { .. }

@@ -31,6 +31,7 @@ pub use admission::message::{Block, MessageContent, MessageRequest, check_image_
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use admission::request::{AgentRequest, AgentUpdate, Run, parse_model};
 pub use chat::end::{TurnEnd, TurnFailure};
+pub use chat::memory::ChatSession;
 pub use chat::turn::{ChatTurn, CompatSettings, Continuation};
 pub use conversation::PermissionAnswer;
 pub use error::{Error, ErrorKind};
@@ -79,7 +80,7 @@ impl Agents {
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
                 login: lifecycle::login::LoginCache::default(),
-                chat_memory: chat::turn::ChatMemory::default(),
+                chat_memory: chat::memory::ChatMemory::default(),
                 all_logs,
                 metrics,
                 shutdown,

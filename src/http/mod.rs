@@ -118,6 +118,8 @@ fn keyed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(compat::openai::chat_completions))
         .routes(routes!(compat::openai::models))
         .routes(routes!(compat::anthropic::messages))
+        .routes(routes!(compat::sessions::list))
+        .routes(routes!(compat::sessions::show, compat::sessions::forget))
 }
 
 /// /metrics, behind the operator's metrics key when there is one.

@@ -176,6 +176,9 @@ async fn every_route_the_router_serves_is_in_the_document_and_every_documented_o
             ("POST", "/v1/chat/completions"),
             ("GET", "/v1/models"),
             ("POST", "/v1/messages"),
+            ("GET", "/v1/sessions"),
+            ("GET", "/v1/sessions/{id}"),
+            ("DELETE", "/v1/sessions/{id}"),
         ];
         let mut served: Vec<(String, String)> = served
             .iter()
@@ -556,6 +559,15 @@ mod served_bodies {
                 .post_json("/v1/messages", json!({"model": "sonnet", "messages": []}))
                 .await;
             documented.response("POST", "/v1/messages", refused).await;
+            // The conversations those requests made, one shown, then forgotten.
+            let listed = documented.response("GET", "/v1/sessions", server.get("/v1/sessions").await).await;
+            let id = listed["data"][0]["id"].as_str().expect("a reply was remembered").to_owned();
+            let path = "/v1/sessions/{id}";
+            documented.response("GET", path, server.get(&format!("/v1/sessions/{id}")).await).await;
+            documented.response("DELETE", path, server.delete(&format!("/v1/sessions/{id}")).await).await;
+            let gone = server.get(&format!("/v1/sessions/{id}")).await;
+            assert_eq!(gone.status(), 404);
+            documented.response("GET", path, gone).await;
             // Both list shapes of the models.
             let openai_list = documented.response("GET", "/v1/models", server.get("/v1/models").await).await;
             assert_eq!(openai_list["object"], "list", "{openai_list}");

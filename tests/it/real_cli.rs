@@ -402,6 +402,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""type":"complete""#,
     r#""content":"What was the word?""#,
     r#""object":"chat.completion""#,
+    r#"{"id":"support-42","object":"session.deleted","deleted":true}"#,
     "claude_proxy_agents_started_total",
 ];
 

@@ -193,6 +193,18 @@ var ClaudeProxy = class {
   async models(options = {}) {
     return this.json("GET", "/v1/models", void 0, options);
   }
+  /** `GET /v1/sessions`: the conversations this key's compatible requests made, newest first. */
+  async chatSessions(options = {}) {
+    return this.json("GET", "/v1/sessions", void 0, options);
+  }
+  /** `GET /v1/sessions/{id}`: one of them, by its name or its CLI session's id. */
+  async chatSession(id, options = {}) {
+    return this.json("GET", `/v1/sessions/${encodeURIComponent(id)}`, void 0, options);
+  }
+  /** `DELETE /v1/sessions/{id}`: forgets it; a request naming it again starts anew. */
+  async forgetChatSession(id, options = {}) {
+    return this.json("DELETE", `/v1/sessions/${encodeURIComponent(id)}`, void 0, options);
+  }
   async json(method, path, body2, options) {
     const response = await this.send(method, path, body2, options);
     return await response.json();

@@ -5,6 +5,9 @@
 import type {
   AnthropicRequest,
   AnthropicResponse,
+  ChatSession,
+  SessionDeleted,
+  SessionList,
   ModelList,
   OpenAiChatCompletion,
   OpenAiChatRequest,
@@ -320,6 +323,21 @@ export class ClaudeProxy {
   /** `GET /v1/models`: the model names the compatible APIs take. */
   async models(options: CallOptions = {}): Promise<ModelList> {
     return this.json("GET", "/v1/models", undefined, options);
+  }
+
+  /** `GET /v1/sessions`: the conversations this key's compatible requests made, newest first. */
+  async chatSessions(options: CallOptions = {}): Promise<SessionList> {
+    return this.json("GET", "/v1/sessions", undefined, options);
+  }
+
+  /** `GET /v1/sessions/{id}`: one of them, by its name or its CLI session's id. */
+  async chatSession(id: string, options: CallOptions = {}): Promise<ChatSession> {
+    return this.json("GET", `/v1/sessions/${encodeURIComponent(id)}`, undefined, options);
+  }
+
+  /** `DELETE /v1/sessions/{id}`: forgets it; a request naming it again starts anew. */
+  async forgetChatSession(id: string, options: CallOptions = {}): Promise<SessionDeleted> {
+    return this.json("DELETE", `/v1/sessions/${encodeURIComponent(id)}`, undefined, options);
   }
 
   private async json<T>(method: string, path: string, body: unknown, options: CallOptions): Promise<T> {

@@ -130,14 +130,23 @@ export type AnthropicModelList = {
   last_id?: string | null;
 };
 
-/** An Anthropic Messages API request. Refused with 400: `tools`, `tool_choice` other than
- * none, content other than text and base64 images. Accepted and ignored: `max_tokens`,
- * `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`. */
+/** An Anthropic Messages API request. Refused with 400, naming the field: `tools`,
+ * `tool_choice` other than none, content other than text and base64 images,
+ * `stop_sequences`, `thinking`, `mcp_servers`, `container`. Accepted and ignored, as tuning:
+ * `max_tokens` (not enforced), `temperature`, `top_p`, `top_k`, `metadata`, `service_tier`. */
 export type AnthropicRequest = {
   model: string;
   messages: Array<AnthropicMessage>;
   system?: null | AnthropicContent;
   stream?: boolean | null;
+  /** Continues the conversation of this name for the key: the request carries only its new
+   * messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
+   * session id of the key's (as `x-claude-session-id` gave it) continues that session. The
+   * header `X-Claude-Session-Id` says the same. */
+  session_id?: string | null;
+  /** true: the tools the operator gives the compatible APIs (PROXY_COMPAT_TOOLS; 400 when it
+   * gives none); false: none; absent: PROXY_COMPAT_TOOLS's. */
+  enable_tools?: boolean | null;
 };
 
 /** A message, not streamed. Streamed, the answer is the Messages API's own events
@@ -187,6 +196,19 @@ export type AssistantEvent = {
   session_id: string;
   /** Set when a subagent's tool use made this message. */
   parent_tool_use_id?: string | null;
+};
+
+/** A conversation a key's requests made, as `GET /v1/sessions` lists it. */
+export type ChatSession = {
+  /** The name the client gave it (`session_id`), or else its CLI session's id. */
+  id: string;
+  /** The CLI session that gave its last reply. */
+  session_id: string;
+  /** Whether the client named it. */
+  named: boolean;
+  created_at: string;
+  last_used_at: string;
+  replies: number;
 };
 
 /** The answer to `POST /agent/{agent_id}/close`. */
@@ -384,9 +406,12 @@ export type OpenAiChatCompletionChunk = {
   x_claude_proxy?: null | ProxyExtension;
 };
 
-/** An OpenAI chat completion request. Refused with 400: `tools`, `functions`, `tool_choice`
- * other than `none`, `n` > 1, `logprobs`, audio. Accepted and ignored: `temperature`, `top_p`,
- * `stop`, `seed`, the penalties, `user`, `max_tokens`, and other optional fields. */
+/** An OpenAI chat completion request. Refused with 400, naming the field, since they would change
+ * what the model does and the proxy cannot honour them: `tools`, `functions`, `tool_choice`
+ * other than `none`, `n` > 1, `logprobs`, audio, `stop`, `logit_bias`, `response_format` other
+ * than text, `prediction`, `web_search_options`, `reasoning_effort`. Accepted and ignored, as
+ * tuning: `temperature`, `top_p`, `seed`, the penalties, `user`, `max_tokens` and
+ * `max_completion_tokens` (not enforced), `metadata`, `store`, `service_tier`. */
 export type OpenAiChatRequest = {
   /** sonnet, opus, haiku, a claude-* name, or a name of PROXY_MODEL_MAP. */
   model: string;
@@ -397,6 +422,14 @@ export type OpenAiChatRequest = {
     /** A last chunk with the usage, and no choices. */
     include_usage?: boolean | null;
   };
+  /** Continues the conversation of this name for the key: the request carries only its new
+   * messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
+   * session id of the key's (as `x-claude-session-id` gave it) continues that session. The
+   * header `X-Claude-Session-Id` says the same. */
+  session_id?: string | null;
+  /** true: the tools the operator gives the compatible APIs (PROXY_COMPAT_TOOLS; 400 when it
+   * gives none); false: none; absent: PROXY_COMPAT_TOOLS's. */
+  enable_tools?: boolean | null;
 };
 
 export type OpenAiChoice = {
@@ -590,6 +623,20 @@ export type ResultEvent = {
   usage?: { [key: string]: unknown } | null;
   /** The status the API answered when it failed the turn (429: rate limited). */
   api_error_status?: number | null;
+};
+
+/** A conversation forgotten: the proxy no longer continues it, and its session's file is
+ * removed. */
+export type SessionDeleted = {
+  id: string;
+  object: "session.deleted";
+  deleted: boolean;
+};
+
+/** The conversations a key's compatible requests made, newest first. */
+export type SessionList = {
+  object: "list";
+  data: Array<ChatSession>;
 };
 
 /** The answer to `POST /agent/start`. */

@@ -10,21 +10,17 @@
 //! session with only its new message, so the API gets the earlier turns from the session, not
 //! from a transcript. Any other history is set out in the prompt.
 
-use std::collections::{HashMap, VecDeque};
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::path::Path;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::agent::admission::policy::Narrowing;
+use crate::agent::chat::memory::{ChatSession, Recall};
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Client, Error, MessageContent, Run, parse_model};
 use crate::cli::home::session_file;
-
-/// How many conversations are remembered per key; past it, the oldest is forgotten and its
-/// session's file removed.
-pub const REMEMBERED_PER_KEY: usize = 256;
 
 /// The model aliases the CLI knows.
 pub const ALIASES: [&str; 3] = ["sonnet", "opus", "haiku"];
@@ -54,6 +50,12 @@ pub struct ChatTurn {
     pub last: String,
     /// Its images, as Messages API blocks (`{"type":"image","source":{"type":"base64",...}}`).
     pub images: Vec<serde_json::Value>,
+    /// The conversation's name, as a client migrating from another wrapper gives it
+    /// (`session_id`): its messages continue that conversation's session, whose earlier turns
+    /// the request need not carry.
+    pub session: Option<String>,
+    /// Whether the CLI has the compatible APIs' tools: None, as the operator says.
+    pub enable_tools: Option<bool>,
 }
 
 /// What the compatible API hands back after the reply, so that the conversation, with it, can
@@ -63,46 +65,9 @@ pub struct Continuation {
     owner: Client,
     /// The conversation so far, the last user message included, as hashed.
     hasher: Sha256,
+    /// The name it goes on under, if the client named it.
+    named: Option<String>,
     cwd: Arc<Path>,
-}
-
-/// A remembered conversation: the session that produced its last reply.
-#[derive(Debug)]
-struct Remembered {
-    key: [u8; 32],
-    session: Uuid,
-    /// Its file, removed when it is forgotten.
-    file: Option<PathBuf>,
-}
-
-/// The conversations remembered, per key, oldest first.
-#[derive(Debug, Default)]
-pub struct ChatMemory {
-    by_owner: Mutex<HashMap<Client, VecDeque<Remembered>>>,
-}
-
-impl ChatMemory {
-    fn session_of(&self, owner: Client, key: &[u8; 32]) -> Option<Uuid> {
-        crate::sync::lock(&self.by_owner)
-            .get(&owner)?
-            .iter()
-            .find(|r| &r.key == key)
-            .map(|r| r.session)
-    }
-
-    fn remember(&self, owner: Client, remembered: Remembered) {
-        let forgotten = {
-            let mut by_owner = crate::sync::lock(&self.by_owner);
-            let entries = by_owner.entry(owner).or_default();
-            entries.push_back(remembered);
-            (entries.len() > REMEMBERED_PER_KEY)
-                .then(|| entries.pop_front())
-                .flatten()
-        };
-        if let Some(file) = forgotten.and_then(|r| r.file) {
-            let _ = std::fs::remove_file(file);
-        }
-    }
 }
 
 /// A turn, as it enters the hash: its role and text, each length-prefixed, so no two
@@ -125,6 +90,18 @@ fn conversation_hasher<'a>(
         hash_turn(&mut hasher, role, text);
     }
     hasher
+}
+
+/// A conversation's name: what a client can type and a log can show.
+fn check_session_name(name: &str) -> Result<(), Error> {
+    let fits = (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic());
+    match fits {
+        true => Ok(()),
+        false => Err(Error::invalid(
+            "session_id",
+            "must be 1 to 128 printable ASCII characters, without spaces",
+        )),
+    }
 }
 
 /// An earlier conversation set out in the prompt, turn by turn with roles, then the new
@@ -183,17 +160,32 @@ impl Agents {
             turn.system.as_deref(),
             turn.earlier.iter().map(|(r, t)| (r.as_str(), t.as_str())),
         );
-        let resumed = match turn.earlier.is_empty() {
-            true => None,
-            false => self
-                .core
-                .chat_memory
-                .session_of(owner, &hasher.clone().finalize().into()),
+        let (resumed, fork) = match &turn.session {
+            Some(name) => {
+                check_session_name(name)?;
+                let named = Recall::Named(name.clone());
+                // Else a CLI session of this key's, by its id (as x-claude-session-id gave it),
+                // which the session check below refuses if it is another key's.
+                let session = self
+                    .core
+                    .chat_memory
+                    .session_of(owner, &named)
+                    .or_else(|| Uuid::try_parse(name).ok());
+                (session, false)
+            }
+            None if turn.earlier.is_empty() => (None, false),
+            None => {
+                let hashed = Recall::Hash(hasher.clone().finalize().into());
+                let session = self.core.chat_memory.session_of(owner, &hashed);
+                (session, session.is_some())
+            }
         };
         hash_turn(&mut hasher, "user", &turn.last);
-        let prompt = match resumed {
-            Some(_) => turn.last,
-            None => transcript(&turn.earlier, &turn.last),
+        // A named conversation's request carries only what is new: all of it goes on the
+        // session. A conversation found by its hash carries its history, which the session has.
+        let prompt = match (&turn.session, resumed) {
+            (None, Some(_)) => turn.last,
+            _ => transcript(&turn.earlier, &turn.last),
         };
         // Images alone are a question: the CLI gets them without a text block (the API refuses
         // an empty one).
@@ -225,7 +217,16 @@ impl Agents {
             ..Narrowing::default()
         })?;
         let mut tools = applied.flags;
-        tools.tools = Some(compat.tools.clone());
+        tools.tools = Some(match turn.enable_tools {
+            Some(true) if compat.tools.is_empty() => {
+                return Err(Error::invalid(
+                    "enable_tools",
+                    "the operator gives the compatible APIs no tools: it can name them in PROXY_COMPAT_TOOLS (within CLAUDE_TOOLS), or use /agent/stream, whose agents have Claude Code's tools",
+                ));
+            }
+            Some(false) => Vec::new(),
+            _ => compat.tools.clone(),
+        });
         let cwd = match resumed {
             Some(session) => self.session_home(owner, session).await?,
             None => None,
@@ -244,12 +245,13 @@ impl Agents {
             approvals: false,
             system_prompt: Some(turn.system.unwrap_or_else(|| compat.system_prompt.clone())),
             partial_messages: true,
-            fork_session: resumed.is_some(),
+            fork_session: fork,
             message,
         };
         let continuation = Continuation {
             owner,
             hasher,
+            named: turn.session,
             cwd: Arc::clone(&run.cwd),
         };
         Ok((run, continuation))
@@ -264,21 +266,42 @@ impl Agents {
         let Continuation {
             owner,
             mut hasher,
+            named,
             cwd,
         } = continuation;
-        hash_turn(&mut hasher, "assistant", reply);
+        let recall = match named {
+            Some(name) => Recall::Named(name),
+            None => {
+                hash_turn(&mut hasher, "assistant", reply);
+                Recall::Hash(hasher.finalize().into())
+            }
+        };
         let file = self
             .core
             .claude_config_dir(owner)
             .map(|dir| session_file(&dir, &cwd, session));
-        self.core.chat_memory.remember(
-            owner,
-            Remembered {
-                key: hasher.finalize().into(),
-                session,
-                file,
-            },
-        );
+        self.core.chat_memory.remember(owner, recall, session, file);
+    }
+
+    /// The conversations `owner`'s compatible requests made, newest first.
+    pub fn chat_sessions(&self, owner: Client) -> Vec<ChatSession> {
+        self.core.chat_memory.list(owner)
+    }
+
+    /// One of them, by its `id`.
+    pub fn chat_session(&self, owner: Client, id: &str) -> Result<ChatSession, Error> {
+        self.core
+            .chat_memory
+            .get(owner, id)
+            .ok_or_else(|| Error::ConversationNotFound(id.to_owned()))
+    }
+
+    /// Forgets one of them, and removes its session's file.
+    pub fn forget_chat_session(&self, owner: Client, id: &str) -> Result<(), Error> {
+        match self.core.chat_memory.forget(owner, id) {
+            true => Ok(()),
+            false => Err(Error::ConversationNotFound(id.to_owned())),
+        }
     }
 
     /// The model names the compatible APIs list.
@@ -313,35 +336,6 @@ mod tests {
         assert_eq!(compat.resolve_model("gpt-4o").as_deref(), Some("sonnet"));
         assert_eq!(compat.resolve_model("gpt-3.5-turbo"), None);
         assert_eq!(compat.resolve_model("claude-a b"), None);
-    }
-
-    #[test]
-    fn a_forgotten_conversation_takes_its_session_file_with_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let memory = ChatMemory::default();
-        let owner = Client::Anonymous;
-        let keys: Vec<[u8; 32]> = (0..=REMEMBERED_PER_KEY)
-            .map(|n| Sha256::digest(n.to_le_bytes()).into())
-            .collect();
-        let files: Vec<PathBuf> = (0..keys.len())
-            .map(|n| dir.path().join(format!("{n}.jsonl")))
-            .collect();
-        for (key, file) in keys.iter().zip(&files) {
-            std::fs::write(file, "{}").unwrap();
-            memory.remember(
-                owner,
-                Remembered {
-                    key: *key,
-                    session: Uuid::new_v4(),
-                    file: Some(file.clone()),
-                },
-            );
-        }
-        // One past the bound: the oldest is forgotten, and its file removed.
-        assert_eq!(memory.session_of(owner, &keys[0]), None);
-        assert!(!files[0].exists());
-        assert!(memory.session_of(owner, &keys[1]).is_some());
-        assert!(files[1].exists() && files[REMEMBERED_PER_KEY].exists());
     }
 
     #[test]

@@ -84,7 +84,7 @@ pub struct Core {
     /// What the CLI last said of its login.
     pub login: crate::agent::lifecycle::login::LoginCache,
     /// The compatible APIs' conversations, and the sessions that answered them.
-    pub chat_memory: crate::agent::chat::turn::ChatMemory,
+    pub chat_memory: crate::agent::chat::memory::ChatMemory,
     /// The bytes held by all agents' logs (and kept results) together.
     pub all_logs: SharedBytes,
     pub metrics: Arc<Metrics>,

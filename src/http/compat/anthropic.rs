@@ -5,6 +5,7 @@ use axum::Extension;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::BytesMut;
 use serde_json::{Value, json};
@@ -13,7 +14,7 @@ use super::bodies::{
     AnthropicContent, AnthropicError, AnthropicRequest, AnthropicResponse, AnthropicTextBlock,
     AnthropicUsage, AssistantRole, MessageType, TextType,
 };
-use super::{Api, ApiEvent, CompatError, Step, Turn, TurnEnd, WholeReply};
+use super::{Api, ApiEvent, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
 
@@ -82,7 +83,7 @@ struct Asked {
     stream: bool,
 }
 
-fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
+fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> {
     let request = super::json_of(API, body)?;
     if request["tools"].as_array().is_some_and(|t| !t.is_empty()) {
         return Err(CompatError::invalid(
@@ -97,6 +98,32 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             "tool_choice",
             "only {\"type\": \"none\"} is supported",
         ));
+    }
+    if request["stop_sequences"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(CompatError::invalid(
+            API,
+            "stop_sequences",
+            "stop sequences are not supported: the CLI ends a reply itself",
+        ));
+    }
+    if !request["thinking"].is_null() && request["thinking"]["type"] != "disabled" {
+        return Err(CompatError::invalid(
+            API,
+            "thinking",
+            "extended thinking is not supported through this API",
+        ));
+    }
+    for field in ["mcp_servers", "container"] {
+        if !request[field].is_null() {
+            return Err(CompatError::invalid(
+                API,
+                field,
+                "not supported by this proxy",
+            ));
+        }
     }
     let request: AnthropicRequest = super::read_body(API, request)?;
     if request.model.is_empty() {
@@ -133,8 +160,9 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
+    let migration = Migration::of(API, headers, request.session_id, request.enable_tools)?;
     Ok(Asked {
-        turn: super::chat_turn(API, &request.model, system, turns)?,
+        turn: super::chat_turn(API, &request.model, system, turns, migration)?,
         stream: request.stream.unwrap_or(false),
     })
 }
@@ -158,10 +186,11 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
 pub async fn messages(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, CompatError> {
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
-    let asked = read_request(&body)?;
+    let asked = read_request(&headers, &body)?;
     let model = asked.turn.model.clone();
     let (agent_id, turn) = super::start_turn(&state, client, API, asked.turn).await?;
     let id = format!("msg_{}", agent_id.simple());

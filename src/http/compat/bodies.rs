@@ -17,9 +17,12 @@ literal!(ErrorType, "error");
 literal!(TextType, "text");
 literal!(AssistantRole, "assistant");
 
-/// An OpenAI chat completion request. Refused with 400: `tools`, `functions`, `tool_choice`
-/// other than `none`, `n` > 1, `logprobs`, audio. Accepted and ignored: `temperature`, `top_p`,
-/// `stop`, `seed`, the penalties, `user`, `max_tokens`, and other optional fields.
+/// An OpenAI chat completion request. Refused with 400, naming the field, since they would change
+/// what the model does and the proxy cannot honour them: `tools`, `functions`, `tool_choice`
+/// other than `none`, `n` > 1, `logprobs`, audio, `stop`, `logit_bias`, `response_format` other
+/// than text, `prediction`, `web_search_options`, `reasoning_effort`. Accepted and ignored, as
+/// tuning: `temperature`, `top_p`, `seed`, the penalties, `user`, `max_tokens` and
+/// `max_completion_tokens` (not enforced), `metadata`, `store`, `service_tier`.
 #[derive(Deserialize, ToSchema)]
 pub struct OpenAiChatRequest {
     /// sonnet, opus, haiku, a claude-* name, or a name of PROXY_MODEL_MAP.
@@ -35,6 +38,16 @@ pub struct OpenAiChatRequest {
     #[serde(default)]
     #[schema(inline)]
     pub stream_options: Option<OpenAiStreamOptions>,
+    /// Continues the conversation of this name for the key: the request carries only its new
+    /// messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
+    /// session id of the key's (as `x-claude-session-id` gave it) continues that session. The
+    /// header `X-Claude-Session-Id` says the same.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// true: the tools the operator gives the compatible APIs (PROXY_COMPAT_TOOLS; 400 when it
+    /// gives none); false: none; absent: PROXY_COMPAT_TOOLS's.
+    #[serde(default)]
+    pub enable_tools: Option<bool>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -243,9 +256,10 @@ pub struct AnthropicModel {
     pub created_at: &'static str,
 }
 
-/// An Anthropic Messages API request. Refused with 400: `tools`, `tool_choice` other than
-/// none, content other than text and base64 images. Accepted and ignored: `max_tokens`,
-/// `temperature`, `top_p`, `top_k`, `stop_sequences`, `metadata`.
+/// An Anthropic Messages API request. Refused with 400, naming the field: `tools`,
+/// `tool_choice` other than none, content other than text and base64 images,
+/// `stop_sequences`, `thinking`, `mcp_servers`, `container`. Accepted and ignored, as tuning:
+/// `max_tokens` (not enforced), `temperature`, `top_p`, `top_k`, `metadata`, `service_tier`.
 #[derive(Deserialize, ToSchema)]
 pub struct AnthropicRequest {
     #[serde(default)]
@@ -259,6 +273,16 @@ pub struct AnthropicRequest {
     pub system: Option<AnthropicContent>,
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Continues the conversation of this name for the key: the request carries only its new
+    /// messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
+    /// session id of the key's (as `x-claude-session-id` gave it) continues that session. The
+    /// header `X-Claude-Session-Id` says the same.
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// true: the tools the operator gives the compatible APIs (PROXY_COMPAT_TOOLS; 400 when it
+    /// gives none); false: none; absent: PROXY_COMPAT_TOOLS's.
+    #[serde(default)]
+    pub enable_tools: Option<bool>,
 }
 
 /// One message: user or assistant.
@@ -345,4 +369,24 @@ pub struct AnthropicErrorFields {
 pub enum CompatErrorBody {
     OpenAi(OpenAiError),
     Anthropic(AnthropicError),
+}
+
+/// The conversations a key's compatible requests made, newest first.
+#[derive(Serialize, ToSchema)]
+pub struct SessionList {
+    #[schema(inline)]
+    pub object: ListObject,
+    pub data: Vec<crate::agent::ChatSession>,
+}
+
+literal!(SessionDeletedObject, "session.deleted");
+
+/// A conversation forgotten: the proxy no longer continues it, and its session's file is
+/// removed.
+#[derive(Serialize, ToSchema)]
+pub struct SessionDeleted {
+    pub id: String,
+    #[schema(inline)]
+    pub object: SessionDeletedObject,
+    pub deleted: bool,
 }

@@ -7,6 +7,7 @@
 pub mod anthropic;
 mod bodies;
 pub mod openai;
+pub mod sessions;
 
 use std::collections::VecDeque;
 
@@ -222,6 +223,7 @@ pub fn chat_turn(
     model: &str,
     system: Option<String>,
     mut turns: Vec<(&str, String, Vec<Value>)>,
+    migration: Migration,
 ) -> Result<ChatTurn, CompatError> {
     let Some(("user", last, images)) = turns.pop() else {
         return Err(CompatError::invalid(
@@ -251,7 +253,48 @@ pub fn chat_turn(
             .collect(),
         last,
         images,
+        session: migration.session,
+        enable_tools: migration.enable_tools,
     })
+}
+
+/// What a client migrating from another wrapper of Claude Code adds to a request.
+#[derive(Debug, Default)]
+pub struct Migration {
+    /// The conversation it continues, from the body's `session_id` or `X-Claude-Session-Id`.
+    pub session: Option<String>,
+    pub enable_tools: Option<bool>,
+}
+
+impl Migration {
+    /// The body's fields and the header; the two must agree when both are given.
+    pub fn of(
+        api: Api,
+        headers: &axum::http::HeaderMap,
+        session_id: Option<String>,
+        enable_tools: Option<bool>,
+    ) -> Result<Self, CompatError> {
+        let header = match headers.get("x-claude-session-id") {
+            None => None,
+            Some(value) => Some(value.to_str().map(str::to_owned).map_err(|_| {
+                CompatError::invalid(api, "x-claude-session-id", "must be printable ASCII")
+            })?),
+        };
+        let session = match (session_id, header) {
+            (Some(body), Some(header)) if body != header => {
+                return Err(CompatError::invalid(
+                    api,
+                    "session_id",
+                    "differs from the X-Claude-Session-Id header: give one, or the same in both",
+                ));
+            }
+            (body, header) => body.or(header),
+        };
+        Ok(Self {
+            session,
+            enable_tools,
+        })
+    }
 }
 
 /// Checks and launches a chat turn: its agent's id, and its events as steps.

@@ -16,7 +16,7 @@ use super::bodies::{
     OpenAiDelta, OpenAiError, OpenAiModel, OpenAiModelList, OpenAiPromptDetails,
     OpenAiReplyMessage, OpenAiUsage,
 };
-use super::{Api, CompatError, Step, Turn, TurnEnd, WholeReply};
+use super::{Api, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{ChatTurn, Client};
 use crate::http::ApiState;
 
@@ -40,6 +40,26 @@ fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
     if request["logprobs"] == true || !request["top_logprobs"].is_null() {
         return unsupported("logprobs", "log probabilities are not supported");
     }
+    if !request["stop"].is_null() {
+        return unsupported(
+            "stop",
+            "stop sequences are not supported: the CLI ends a reply itself",
+        );
+    }
+    if request["logit_bias"]
+        .as_object()
+        .is_some_and(|bias| !bias.is_empty())
+    {
+        return unsupported("logit_bias", "logit bias is not supported");
+    }
+    if !request["response_format"].is_null() && request["response_format"]["type"] != "text" {
+        return unsupported("response_format", "only {\"type\": \"text\"} is supported");
+    }
+    for field in ["prediction", "web_search_options", "reasoning_effort"] {
+        if !request[field].is_null() {
+            return unsupported(field, "not supported by this proxy");
+        }
+    }
     if !request["audio"].is_null()
         || request["modalities"]
             .as_array()
@@ -57,7 +77,7 @@ struct Asked {
     include_usage: bool,
 }
 
-fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
+fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> {
     let request = super::json_of(API, body)?;
     refuse_unsupported(&request)?;
     let request: OpenAiChatRequest = super::read_body(API, request)?;
@@ -107,12 +127,14 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
+    let migration = Migration::of(API, headers, request.session_id, request.enable_tools)?;
     Ok(Asked {
         turn: super::chat_turn(
             API,
             &request.model,
             (!system.is_empty()).then(|| system.join("\n\n")),
             turns,
+            migration,
         )?,
         stream: request.stream.unwrap_or(false),
         include_usage: request
@@ -222,10 +244,11 @@ fn finish_reason(stop: Option<&str>) -> &'static str {
 pub async fn chat_completions(
     State(state): State<ApiState>,
     Extension(client): Extension<Client>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, CompatError> {
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
-    let asked = read_request(&body)?;
+    let asked = read_request(&headers, &body)?;
     let model = asked.turn.model.clone();
     let (agent_id, turn) = super::start_turn(&state, client, API, asked.turn).await?;
     let reply = Reply {
