@@ -54,6 +54,8 @@ pub struct ChatTurn {
     pub last: String,
     /// Its images, as Messages API blocks (`{"type":"image","source":{"type":"base64",...}}`).
     pub images: Vec<serde_json::Value>,
+    /// The JSON Schema the reply must follow (structured output), checked as a request's.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// What the compatible API hands back after the reply, so that the conversation, with it, can
@@ -214,6 +216,8 @@ impl Agents {
             cwd: None,
             interactive: false,
             approvals: false,
+            json_schema: turn.json_schema,
+            ..AgentRequest::default()
         };
         let mut run = self.check(owner, turn.kind, request).await?;
         // Within the operator's policy: the app checked the compatible tools against it.

@@ -241,6 +241,7 @@ pub fn chat_turn(
             .collect(),
         last,
         images,
+        json_schema: None,
     })
 }
 
