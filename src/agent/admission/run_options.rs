@@ -1,5 +1,5 @@
-//! The choices a request may make for its run beyond the tool policy: a JSON Schema its answer
-//! must follow (structured output), an effort level, and custom subagents. Each is checked
+//! The choices a request may make for its run beyond the tool policy: model names, a JSON
+//! Schema its answer must follow (structured output), an effort level, and custom subagents. Each is checked
 //! before anything is spawned, and none lets a run do more than the operator's policy: a
 //! subagent gets no tool its parent run could not use.
 
@@ -10,11 +10,28 @@ use serde_json::{Value, json};
 
 use crate::agent::Error;
 use crate::agent::admission::policy::{Applied, check_names};
-use crate::agent::admission::request::parse_model;
 
 /// The most a JSON value given to the CLI as one argument may hold once serialized: Linux caps
 /// one argument at 128 KiB, and the rest of the command line needs room too.
 pub const MAX_ARGUMENT_JSON_BYTES: usize = 64 * 1024;
+
+/// Model names are short tokens that start with a letter or a digit; anything else could be
+/// read as a flag (`--dangerously-skip-permissions`) or smuggle other text into the command.
+pub fn parse_model(value: &str) -> Result<String, String> {
+    let ok = (1..=100).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:[]-".contains(&b));
+    if ok {
+        Ok(value.to_owned())
+    } else {
+        Err(
+            "expected 1 to 100 of the characters A-Z a-z 0-9 . _ : [ ] -, starting with a letter or a digit"
+                .into(),
+        )
+    }
+}
 
 /// How hard the model thinks (`--effort`), as the CLI names its levels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
@@ -269,5 +286,22 @@ mod tests {
             }}))
             .is_err()
         );
+    }
+
+    #[test]
+    fn model_names_are_restricted() {
+        assert!(parse_model("claude-sonnet-4-5-20250929").is_ok());
+        assert!(parse_model("claude-opus-4[1m]").is_ok());
+        assert!(parse_model("--dangerously-skip-permissions x").is_err());
+        assert!(parse_model("").is_err());
+        assert!(parse_model(&"a".repeat(101)).is_err());
+    }
+
+    #[test]
+    fn a_model_that_looks_like_a_flag_is_refused() {
+        assert!(parse_model("--dangerously-skip-permissions").is_err());
+        assert!(parse_model("-m").is_err());
+        assert!(parse_model(".hidden").is_err());
+        assert!(parse_model("4o").is_ok());
     }
 }
