@@ -20,6 +20,7 @@ mod load;
 mod observability;
 mod openapi;
 mod real_cli;
+mod run_options;
 mod sandbox;
 mod security;
 mod ui;

@@ -126,8 +126,27 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
+    let mut turn = super::chat_turn(API, model, system, turns)?;
+    // The beta API's `output_format`, or the same object as `output_config.format`.
+    let (field, format) = match &request["output_format"] {
+        Value::Null => ("output_config.format", &request["output_config"]["format"]),
+        format => ("output_format", format),
+    };
+    turn.json_schema = match format {
+        Value::Null => None,
+        format if format["type"] == "json_schema" && format["schema"].is_object() => {
+            Some(format["schema"].clone())
+        }
+        _ => {
+            return Err(CompatError::invalid(
+                API,
+                field,
+                "must be {\"type\": \"json_schema\", \"schema\": {...}}",
+            ));
+        }
+    };
     Ok(Asked {
-        turn: super::chat_turn(API, model, system, turns)?,
+        turn,
         stream: super::stream_of(API, &request)?,
     })
 }

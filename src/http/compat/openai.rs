@@ -103,16 +103,41 @@ fn read_request(body: &[u8]) -> Result<Asked, CompatError> {
             }
         }
     }
+    let mut turn = super::chat_turn(
+        API,
+        model,
+        (!system.is_empty()).then(|| system.join("\n\n")),
+        turns,
+    )?;
+    turn.json_schema = json_schema_of(&request["response_format"])?;
     Ok(Asked {
-        turn: super::chat_turn(
-            API,
-            model,
-            (!system.is_empty()).then(|| system.join("\n\n")),
-            turns,
-        )?,
+        turn,
         stream: super::stream_of(API, &request)?,
         include_usage: request["stream_options"]["include_usage"] == true,
     })
+}
+
+/// The schema `response_format` asks the reply to follow: none for `text`, any object for
+/// `json_object`; the core checks it as a request's `json_schema`.
+fn json_schema_of(format: &Value) -> Result<Option<Value>, CompatError> {
+    match format["type"].as_str() {
+        _ if format.is_null() => Ok(None),
+        Some("text") => Ok(None),
+        Some("json_object") => Ok(Some(json!({"type": "object"}))),
+        Some("json_schema") => match &format["json_schema"]["schema"] {
+            Value::Null => Err(CompatError::invalid(
+                API,
+                "response_format.json_schema.schema",
+                "a JSON Schema is required",
+            )),
+            schema => Ok(Some(schema.clone())),
+        },
+        _ => Err(CompatError::invalid(
+            API,
+            "response_format.type",
+            "must be text, json_object or json_schema",
+        )),
+    }
 }
 
 /// A message's text, and its images as Messages API blocks: `image_url` parts with a data URL

@@ -25,6 +25,28 @@ pub struct OpenAiChatRequest {
     stream_options: Option<OpenAiStreamOptions>,
     temperature: Option<f64>,
     max_tokens: Option<u32>,
+    #[schema(inline)]
+    response_format: Option<OpenAiResponseFormat>,
+}
+
+/// `text`; `json_object` (any JSON object); or `json_schema`: the message's content is JSON
+/// text that follows `json_schema.schema` (an object's schema), through the CLI's
+/// `--json-schema`.
+#[derive(ToSchema)]
+pub struct OpenAiResponseFormat {
+    #[schema(rename = "type")]
+    kind: String,
+    #[schema(inline)]
+    json_schema: Option<OpenAiJsonSchema>,
+}
+
+#[derive(ToSchema)]
+pub struct OpenAiJsonSchema {
+    name: String,
+    #[schema(value_type = Object)]
+    schema: serde_json::Value,
+    /// Accepted: the CLI checks every answer against the schema.
+    strict: Option<bool>,
 }
 
 #[derive(ToSchema)]
@@ -190,6 +212,28 @@ pub struct AnthropicRequest {
     system: Option<AnthropicContent>,
     max_tokens: Option<u32>,
     stream: Option<bool>,
+    /// The beta API's name for `output_config.format`.
+    #[schema(inline)]
+    output_format: Option<AnthropicOutputFormat>,
+    #[schema(inline)]
+    output_config: Option<AnthropicOutputConfig>,
+}
+
+#[derive(ToSchema)]
+pub struct AnthropicOutputConfig {
+    #[schema(inline)]
+    format: Option<AnthropicOutputFormat>,
+}
+
+/// Structured output: the message's text is JSON that follows `schema` (an object's schema),
+/// through the CLI's `--json-schema`.
+#[derive(ToSchema)]
+pub struct AnthropicOutputFormat {
+    /// `json_schema`.
+    #[schema(rename = "type")]
+    kind: String,
+    #[schema(value_type = Object)]
+    schema: serde_json::Value,
 }
 
 /// One message: user or assistant.
