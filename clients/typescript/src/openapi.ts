@@ -84,6 +84,21 @@ export type AgentRequest = {
   interactive?: boolean;
   /** Tool approvals go to the client (interactive agents, when the operator allows it). */
   approvals?: boolean;
+  /** With `session_id`: the run goes on from that session as a new one (a new session_id),
+   * and the old session stays as it was. */
+  fork_session?: boolean;
+  /** A JSON Schema (of an object) the answer must follow: the result line's
+   * `structured_output` holds the answer, parsed. */
+  json_schema?: { [key: string]: unknown } | null;
+  /** The most the run may cost, in US dollars: it ends with an `error_max_budget_usd` result
+   * once it has spent that. At most PROXY_MAX_BUDGET_USD, which applies when absent. */
+  max_budget_usd?: number | null;
+  effort?: null | Effort;
+  /** The model to use when `model` is overloaded. */
+  fallback_model?: string | null;
+  /** Custom subagents by name, which the run's agent may hand work to. A subagent's tools
+   * must be tools the run itself has (403 otherwise). */
+  agents?: { [key: string]: Subagent } | null;
 };
 
 /** Where the agent is in its life; the last four are how it ended. */
@@ -125,6 +140,19 @@ export type AnthropicRequest = {
   system?: null | AnthropicContent;
   max_tokens?: number | null;
   stream?: boolean | null;
+  /** The beta API's name for `output_config.format`. */
+  output_format?: null | {
+    /** `json_schema`. */
+    type: string;
+    schema: { [key: string]: unknown };
+  };
+  output_config?: null | {
+    format?: null | {
+      /** `json_schema`. */
+      type: string;
+      schema: { [key: string]: unknown };
+    };
+  };
 };
 
 /** A message, not streamed. Streamed, the answer is the Messages API's own events
@@ -215,6 +243,9 @@ export type ContentBlock = {
   content?: unknown;
   is_error?: boolean | null;
 };
+
+/** How hard the model thinks (`--effort`), as the CLI names its levels. */
+export type Effort = "low" | "medium" | "high" | "xhigh" | "max";
 
 /** The body of every 4xx and 5xx answer. */
 export type ErrorBody = {
@@ -393,6 +424,15 @@ export type OpenAiChatRequest = {
   };
   temperature?: number | null;
   max_tokens?: number | null;
+  response_format?: null | {
+    type: string;
+    json_schema?: null | {
+      name: string;
+      schema: { [key: string]: unknown };
+      /** Accepted: the CLI checks every answer against the schema. */
+      strict?: boolean | null;
+    };
+  };
 };
 
 export type OpenAiChoice = {
@@ -599,6 +639,20 @@ export type StreamEventLine = {
   event: { [key: string]: unknown };
   session_id: string;
   parent_tool_use_id?: string | null;
+};
+
+/** A custom subagent the run's main agent may hand work to (the CLI's `--agents`). */
+export type Subagent = {
+  /** When to use it: the main agent reads this to choose it. */
+  description: string;
+  /** Its system prompt. */
+  prompt: string;
+  /** Its tools, each one the run itself has; absent: the run's own. */
+  tools?: Array<string> | null;
+  /** Tools it does without. */
+  disallowed_tools?: Array<string>;
+  /** A model name, or `inherit`; absent: the CLI's choice for subagents. */
+  model?: string | null;
 };
 
 /** Another `system` line of the CLI (such as `compact_boundary` or `status`). */

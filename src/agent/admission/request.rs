@@ -68,6 +68,7 @@ pub struct AgentRequest {
     #[serde(default)]
     #[schema(exclusive_minimum = 0)]
     pub max_budget_usd: Option<f64>,
+    /// How hard the model thinks (`--effort`).
     #[serde(default)]
     pub effort: Option<Effort>,
     /// The model to use when `model` is overloaded.
