@@ -250,4 +250,13 @@ mod tests {
             assert_eq!(invocation.args(), args, "{invocation:?}");
         }
     }
+
+    #[test]
+    fn a_budget_is_written_without_an_exponent() {
+        let tiny = Invocation {
+            max_budget_usd: Some(1e-7),
+            ..Invocation::default()
+        };
+        assert_eq!(tiny.args().last().unwrap(), "--max-budget-usd=0.0000001");
+    }
 }

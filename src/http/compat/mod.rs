@@ -398,9 +398,15 @@ impl Turn {
             }
             return Some(Step::Api(api_event));
         }
-        let line: Value = serde_json::from_slice(&event.data).ok()?;
+        let mut line: Value = serde_json::from_slice(&event.data).ok()?;
         match line["type"].as_str()? {
             "result" => {
+                // A structured reply is the object the CLI checked against the schema, whatever
+                // text the model wrote beside it.
+                let object = line.get("structured_output").filter(|o| !o.is_null());
+                if let (true, Some(object)) = (self.structured, object) {
+                    line["result"] = Value::String(object.to_string());
+                }
                 self.end.result = Some(line);
                 Some(Step::Other)
             }
