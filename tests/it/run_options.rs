@@ -283,3 +283,54 @@ async fn bad_choices_are_refused_naming_the_field_and_nothing_is_spawned() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_fallback_model_answers_when_the_model_is_overloaded() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([]).await;
+        setup.standin.overload("claude-sonnet-4-5");
+        let events = setup
+            .proxy
+            .stream_with(&json!({
+                "prompt": "Say hello",
+                "model": "claude-sonnet-4-5",
+                "fallback_model": "claude-haiku-4-5",
+            }))
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(complete_of(&events)["status"], "completed", "{events:#?}");
+        let lines = cli_lines(&events);
+        let fallback = lines
+            .iter()
+            .find(|line| line["subtype"] == "model_fallback")
+            .unwrap_or_else(|| panic!("no model_fallback line: {lines:#?}"));
+        assert_eq!(fallback["fallback_model"], "claude-haiku-4-5", "{fallback}");
+        let requests = setup.standin.requests();
+        assert_eq!(requests[0]["model"], "claude-sonnet-4-5");
+        assert_eq!(requests.last().unwrap()["model"], "claude-haiku-4-5");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_effort_reaches_the_api_of_a_model_that_takes_one() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::start([]).await;
+        let events = setup
+            .proxy
+            .stream_with(&json!({"prompt": "Say hello", "effort": "low"}))
+            .await
+            .collect_all()
+            .await;
+        assert_eq!(complete_of(&events)["status"], "completed", "{events:#?}");
+        // The CLI's default model (claude-opus-5-5 in the pinned release) takes an effort.
+        let requests = setup.standin.requests();
+        assert_eq!(
+            requests[0]["output_config"]["effort"], "low",
+            "{}",
+            requests[0]
+        );
+    })
+    .await;
+}

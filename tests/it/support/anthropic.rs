@@ -45,6 +45,8 @@ pub type Rule = Arc<dyn Fn(&[String]) -> Option<Reply> + Send + Sync>;
 #[derive(Default)]
 struct Script {
     rule: Option<Rule>,
+    /// Requests for this model are answered `529 overloaded_error`.
+    overloaded: Option<String>,
     replies: VecDeque<Reply>,
     requests: Vec<Value>,
     message_count: u64,
@@ -106,6 +108,12 @@ impl StandIn {
     /// Adds replies after those still scripted.
     pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
         self.script.lock().unwrap().replies.extend(replies);
+    }
+
+    /// From now on, answers every request for `model` with `529 overloaded_error`, as the API
+    /// does under load.
+    pub fn overload(&self, model: &str) {
+        self.script.lock().unwrap().overloaded = Some(model.to_owned());
     }
 
     /// The bodies of every /v1/messages request so far.
@@ -186,7 +194,13 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
         let mut script = script.lock().unwrap();
         script.requests.push(request);
         script.message_count += 1;
-        let ruled = script.rule.as_ref().and_then(|rule| rule(&texts));
+        let overloaded =
+            (script.overloaded.as_deref() == Some(model.as_str())).then(|| Reply::Error {
+                status: 529,
+                kind: "overloaded_error".into(),
+                retry_after: None,
+            });
+        let ruled = overloaded.or_else(|| script.rule.as_ref().and_then(|rule| rule(&texts)));
         let reply = match ruled.or(structured).or_else(|| script.replies.pop_front()) {
             Some(reply) => reply,
             None if stall => Reply::Stall,
