@@ -135,6 +135,11 @@ pub struct Config {
     #[arg(long = "max-turns", env = "CLAUDE_MAX_TURNS", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_turns: Option<u32>,
 
+    /// The most one run may cost, in US dollars (unset: no limit of the proxy's). It is every
+    /// run's budget (`--max-budget-usd`) when the request asks none; clients may ask less.
+    #[arg(long = "max-budget-usd", env = "PROXY_MAX_BUDGET_USD", value_parser = parse_usd)]
+    pub max_budget_usd: Option<f64>,
+
     /// Model names of the compatible APIs mapped to the CLI's, such as
     /// `gpt-4o=sonnet,gpt-4o-mini=haiku` (aliases and claude-* names pass as they are).
     #[arg(long = "model-map", env = "PROXY_MODEL_MAP", value_parser = parse_model_map, default_value = "")]
@@ -397,6 +402,13 @@ fn parse_positive(value: &str) -> Result<usize, String> {
     match value.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err("expected a whole number of at least 1".into()),
+    }
+}
+
+fn parse_usd(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(usd) if usd.is_finite() && usd > 0.0 => Ok(usd),
+        _ => Err("expected an amount of US dollars above 0 (such as 2.5)".into()),
     }
 }
 

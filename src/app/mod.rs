@@ -276,6 +276,7 @@ impl App {
                 disallowed_tools: config.disallowed_tools.0,
                 permission_mode: config.permission_mode,
                 max_turns: config.max_turns,
+                max_budget_usd: config.max_budget_usd,
                 workdir: Arc::from(workdir),
             }),
             admission: Admission {

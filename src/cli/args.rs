@@ -67,13 +67,17 @@ impl ToolFlags {
 }
 
 /// One run of the CLI, as its arguments describe it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Invocation {
     pub input: Input,
     /// Tool approvals are asked on stdout and answered on stdin (`--permission-prompt-tool
     /// stdio`), rather than decided by the flags alone.
     pub approvals_on_stdio: bool,
     pub model: Option<String>,
+    /// `--fallback-model`: the model the CLI turns to when `model` is overloaded.
+    pub fallback_model: Option<String>,
+    /// `--effort`, as the CLI names the level (`low` ... `max`).
+    pub effort: Option<&'static str>,
     /// The session to go on with.
     pub resume: Option<Uuid>,
     /// The resumed session goes on as a new one, the old one unchanged.
@@ -81,6 +85,14 @@ pub struct Invocation {
     /// A `stream_event` line for each piece the API streams.
     pub partial_messages: bool,
     pub tools: ToolFlags,
+    /// `--max-budget-usd`: the CLI ends the run with `error_max_budget_usd` once its cost
+    /// reaches this.
+    pub max_budget_usd: Option<f64>,
+    /// `--json-schema`, as JSON text: the answer is a `StructuredOutput` tool call the CLI
+    /// checks against it, and its result carries `structured_output`.
+    pub json_schema: Option<String>,
+    /// `--agents`, as JSON text: custom subagents by name.
+    pub agents: Option<String>,
     /// The whole system prompt, in place of Claude Code's, from a file (one argument is capped
     /// at 128 KiB).
     pub system_prompt_file: Option<PathBuf>,
@@ -105,6 +117,12 @@ impl Invocation {
         if let Some(model) = &self.model {
             args.push(format!("--model={model}"));
         }
+        if let Some(model) = &self.fallback_model {
+            args.push(format!("--fallback-model={model}"));
+        }
+        if let Some(effort) = self.effort {
+            args.push(format!("--effort={effort}"));
+        }
         if let Some(session) = &self.resume {
             args.push(format!("--resume={}", session.hyphenated()));
             if self.fork_session {
@@ -115,6 +133,16 @@ impl Invocation {
             args.push("--include-partial-messages".to_owned());
         }
         args.extend(self.tools.args());
+        if let Some(usd) = self.max_budget_usd {
+            // Display never uses an exponent, which the CLI's number parsing may not take.
+            args.push(format!("--max-budget-usd={usd}"));
+        }
+        if let Some(schema) = &self.json_schema {
+            args.push(format!("--json-schema={schema}"));
+        }
+        if let Some(agents) = &self.agents {
+            args.push(format!("--agents={agents}"));
+        }
         if let Some(file) = &self.system_prompt_file {
             args.push(format!("--system-prompt-file={}", file.display()));
         }
@@ -129,7 +157,7 @@ mod tests {
     #[test]
     fn a_run_is_its_flags_in_one_order() {
         let session = Uuid::parse_str("0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11").unwrap();
-        let table: [(Invocation, &[&str]); 3] = [
+        let table: [(Invocation, &[&str]); 4] = [
             (
                 Invocation::default(),
                 &["-p", "--output-format", "stream-json", "--verbose"],
@@ -185,9 +213,50 @@ mod tests {
                     "--system-prompt-file=/p/1.txt",
                 ],
             ),
+            (
+                Invocation {
+                    model: Some("opus".into()),
+                    fallback_model: Some("sonnet".into()),
+                    effort: Some("high"),
+                    resume: Some(session),
+                    fork_session: true,
+                    tools: ToolFlags {
+                        max_turns: Some(4),
+                        ..ToolFlags::default()
+                    },
+                    max_budget_usd: Some(0.00005),
+                    json_schema: Some(r#"{"type":"object"}"#.into()),
+                    agents: Some(r#"{"rev":{"description":"d","prompt":"-p"}}"#.into()),
+                    ..Invocation::default()
+                },
+                &[
+                    "-p",
+                    "--output-format",
+                    "stream-json",
+                    "--verbose",
+                    "--model=opus",
+                    "--fallback-model=sonnet",
+                    "--effort=high",
+                    "--resume=0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11",
+                    "--fork-session",
+                    "--max-turns=4",
+                    "--max-budget-usd=0.00005",
+                    r#"--json-schema={"type":"object"}"#,
+                    r#"--agents={"rev":{"description":"d","prompt":"-p"}}"#,
+                ],
+            ),
         ];
         for (invocation, args) in table {
             assert_eq!(invocation.args(), args, "{invocation:?}");
         }
+    }
+
+    #[test]
+    fn a_budget_is_written_without_an_exponent() {
+        let tiny = Invocation {
+            max_budget_usd: Some(1e-7),
+            ..Invocation::default()
+        };
+        assert_eq!(tiny.args().last().unwrap(), "--max-budget-usd=0.0000001");
     }
 }

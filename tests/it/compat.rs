@@ -619,3 +619,40 @@ async fn an_image_whose_bytes_are_not_its_media_type_is_refused_naming_the_part(
     })
     .await;
 }
+
+#[tokio::test]
+async fn structured_output_is_the_replys_json_content_in_both_sdks() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::with_settings([], &[("PROXY_API_KEY", KEY)]).await;
+        let report = node_tests(&setup, &["tests/compat/structured.test.mjs"]).await;
+        assert!(
+            report.contains("pass 4") && report.contains("fail 0"),
+            "{report}"
+        );
+        // Each request reached the API with the CLI's StructuredOutput tool, of the client's
+        // schema.
+        let requests = setup.standin.requests();
+        for marker in [
+            "openai-whole",
+            "openai-stream",
+            "anthropic-whole",
+            "anthropic-beta",
+        ] {
+            let request = requests
+                .iter()
+                .find(|r| r["messages"].to_string().contains(marker))
+                .unwrap_or_else(|| panic!("no request of {marker}"));
+            let tool = request["tools"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|tool| tool["name"] == "StructuredOutput")
+                .unwrap_or_else(|| panic!("{marker}: no StructuredOutput tool in {request}"));
+            assert_eq!(
+                tool["input_schema"]["required"],
+                serde_json::json!(["name", "year"])
+            );
+        }
+    })
+    .await;
+}

@@ -21,6 +21,7 @@ mod migration;
 mod observability;
 mod openapi;
 mod real_cli;
+mod run_options;
 mod sandbox;
 mod security;
 mod ui;

@@ -243,7 +243,7 @@ async fn fields_that_would_change_the_answer_are_refused_by_name_and_tuning_pass
         for ((path, body), field) in [
             (openai(json!({"stop": ["\n"]})), "stop"),
             (openai(json!({"logit_bias": {"50256": -100}})), "logit_bias"),
-            (openai(json!({"response_format": {"type": "json_object"}})), "response_format"),
+            (openai(json!({"response_format": {"type": "grammar"}})), "response_format.type"),
             (openai(json!({"reasoning_effort": "high"})), "reasoning_effort"),
             (openai(json!({"prediction": {"type": "content", "content": "x"}})), "prediction"),
             (openai(json!({"enable_tools": true})), "enable_tools"),

@@ -398,6 +398,10 @@ const README_EXAMPLES: &[&str] = &[
     "No conversation found with session ID: 00000000-0000-4000-8000-000000000000",
     r#""status":"started""#,
     r#""status":"stopped""#,
+    r#""structured_output":{"name":"Ada Lovelace","year":1843}"#,
+    r#""status":"completed""#,
+    r#""reviewer""#,
+    r#""subtype":"success""#,
     r#""result":{"#,
     r#""type":"complete""#,
     r#""content":"What was the word?""#,
@@ -424,12 +428,17 @@ async fn the_readme_curl_examples_work_as_written() {
             "the README's curl examples: {blocks:#?}"
         );
 
-        // The stop example needs an agent that is still running when it is stopped.
+        // The stop example needs an agent that is still running when it is stopped; the
+        // structured output example, an answer through the CLI's StructuredOutput tool.
         let rule: support::anthropic::Rule = std::sync::Arc::new(|texts: &[String]| {
-            texts
-                .iter()
-                .any(|t| t.contains("Explain this repository"))
-                .then_some(Reply::Stall)
+            let asked = |what: &str| texts.iter().any(|t| t.contains(what));
+            if asked("Who wrote the first computer program") {
+                return Some(Reply::Tool(
+                    "StructuredOutput".into(),
+                    json!({"name": "Ada Lovelace", "year": 1843}),
+                ));
+            }
+            asked("Explain this repository").then_some(Reply::Stall)
         });
         let dir = tempfile::tempdir().unwrap();
         let (home, work) = (dir.path().join("home"), dir.path().join("work"));

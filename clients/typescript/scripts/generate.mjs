@@ -63,7 +63,11 @@ function scalar(kind, schema, indent) {
 
 function object(schema, indent) {
   const properties = Object.entries(schema.properties ?? {});
-  if (properties.length === 0) return "{ [key: string]: unknown }";
+  if (properties.length === 0) {
+    // A map: its values' type when the document gives one (`additionalProperties`).
+    const values = typeof schema.additionalProperties === "object" ? schema.additionalProperties : undefined;
+    return `{ [key: string]: ${typeOf(values, indent)} }`;
+  }
   const required = new Set(schema.required ?? []);
   const inner = `${indent}  `;
   const fields = properties.map(

@@ -84,6 +84,21 @@ export type AgentRequest = {
   interactive?: boolean;
   /** Tool approvals go to the client (interactive agents, when the operator allows it). */
   approvals?: boolean;
+  /** With `session_id`: the run goes on from that session as a new one (a new session_id),
+   * and the old session stays as it was. */
+  fork_session?: boolean;
+  /** A JSON Schema (of an object) the answer must follow: the result line's
+   * `structured_output` holds the answer, parsed. */
+  json_schema?: { [key: string]: unknown } | null;
+  /** The most the run may cost, in US dollars: it ends with an `error_max_budget_usd` result
+   * once it has spent that. At most PROXY_MAX_BUDGET_USD, which applies when absent. */
+  max_budget_usd?: number | null;
+  effort?: null | Effort;
+  /** The model to use when `model` is overloaded. */
+  fallback_model?: string | null;
+  /** Custom subagents by name, which the run's agent may hand work to. A subagent's tools
+   * must be tools the run itself has (403 otherwise). */
+  agents?: { [key: string]: Subagent } | null;
 };
 
 /** Where the agent is in its life; the last four are how it ended. */
@@ -139,6 +154,19 @@ export type AnthropicRequest = {
   messages: Array<AnthropicMessage>;
   system?: null | AnthropicContent;
   stream?: boolean | null;
+  /** The beta API's name for `output_config.format`. */
+  output_format?: null | {
+    /** `json_schema`. */
+    type?: string;
+    schema?: { [key: string]: unknown };
+  };
+  output_config?: null | {
+    format?: null | {
+      /** `json_schema`. */
+      type?: string;
+      schema?: { [key: string]: unknown };
+    };
+  };
   /** Continues the conversation of this name for the key: the request carries only its new
    * messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
    * session id of the key's (as `x-claude-session-id` gave it) continues that session. The
@@ -250,6 +278,9 @@ export type ContentBlock = {
   content?: unknown;
   is_error?: boolean | null;
 };
+
+/** How hard the model thinks (`--effort`), as the CLI names its levels. */
+export type Effort = "low" | "medium" | "high" | "xhigh" | "max";
 
 /** The body of every 4xx and 5xx answer. */
 export type ErrorBody = {
@@ -408,8 +439,9 @@ export type OpenAiChatCompletionChunk = {
 
 /** An OpenAI chat completion request. Refused with 400, naming the field, since they would change
  * what the model does and the proxy cannot honour them: `tools`, `functions`, `tool_choice`
- * other than `none`, `n` > 1, `logprobs`, audio, `stop`, `logit_bias`, `response_format` other
- * than text, `prediction`, `web_search_options`, `reasoning_effort`. Accepted and ignored, as
+ * other than `none`, `n` > 1, `logprobs`, audio, `stop`, `logit_bias`, a `response_format` type
+ * other than text, json_object and json_schema, `prediction`, `web_search_options`,
+ * `reasoning_effort`. Accepted and ignored, as
  * tuning: `temperature`, `top_p`, `seed`, the penalties, `user`, `max_tokens` and
  * `max_completion_tokens` (not enforced), `metadata`, `store`, `service_tier`. */
 export type OpenAiChatRequest = {
@@ -421,6 +453,12 @@ export type OpenAiChatRequest = {
   stream_options?: null | {
     /** A last chunk with the usage, and no choices. */
     include_usage?: boolean | null;
+  };
+  response_format?: null | {
+    type?: string;
+    json_schema?: null | {
+      schema?: { [key: string]: unknown };
+    };
   };
   /** Continues the conversation of this name for the key: the request carries only its new
    * messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
@@ -668,6 +706,20 @@ export type StreamEventLine = {
   event: { [key: string]: unknown };
   session_id: string;
   parent_tool_use_id?: string | null;
+};
+
+/** A custom subagent the run's main agent may hand work to (the CLI's `--agents`). */
+export type Subagent = {
+  /** When to use it: the main agent reads this to choose it. */
+  description: string;
+  /** Its system prompt. */
+  prompt: string;
+  /** Its tools, each one the run itself has; absent: the run's own. */
+  tools?: Array<string> | null;
+  /** Tools it does without. */
+  disallowed_tools?: Array<string>;
+  /** A model name, or `inherit`; absent: the CLI's choice for subagents. */
+  model?: string | null;
 };
 
 /** Another `system` line of the CLI (such as `compact_boundary` or `status`). */

@@ -1,5 +1,6 @@
 //! Who may ask for a run, and what it may ask: the request checked into a `Run`, the
-//! operator's tool policy, client keys, the rate-limit gate, whose each session is, and the
+//! operator's tool policy, the run's own choices within it (structured output, effort,
+//! subagents), client keys, the rate-limit gate, whose each session is, and the
 //! messages clients may send.
 
 pub(super) mod keys;
@@ -7,4 +8,5 @@ pub(super) mod message;
 pub(super) mod policy;
 pub(super) mod rate_limit;
 pub(super) mod request;
+pub(super) mod run_options;
 pub(super) mod sessions;

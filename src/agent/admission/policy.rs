@@ -82,6 +82,9 @@ pub struct ToolPolicy {
     pub disallowed_tools: Vec<String>,
     pub permission_mode: Option<PermissionMode>,
     pub max_turns: Option<u32>,
+    /// The most a run may cost, in US dollars (PROXY_MAX_BUDGET_USD): every run's budget
+    /// when it asks none, and the most it may ask.
+    pub max_budget_usd: Option<f64>,
     /// Where agents run, resolved (symlinks followed) at start-up.
     pub workdir: Arc<Path>,
 }
@@ -109,6 +112,22 @@ pub struct Applied {
     pub flags: ToolFlags,
     /// The workdir itself is shared, not copied, by every run in it.
     pub cwd: Arc<Path>,
+}
+
+impl Applied {
+    /// Whether the run has this tool at all: among its `--tools` when it lists them, and not
+    /// removed whole by its `--disallowedTools`. A rule such as `Bash(git log:*)` stands for its
+    /// tool; a rule of the run's removes only part of one, and the CLI applies it to the run's
+    /// subagents too.
+    pub fn has_tool(&self, tool: &str) -> bool {
+        let name = tool.split_once('(').map_or(tool, |(name, _)| name);
+        let listed = self
+            .flags
+            .tools
+            .as_ref()
+            .is_none_or(|tools| tools.iter().any(|t| t == name));
+        listed && !self.flags.disallowed_tools.iter().any(|t| t == name)
+    }
 }
 
 impl ToolPolicy {
@@ -206,6 +225,21 @@ impl ToolPolicy {
         Ok(Applied { flags, cwd })
     }
 
+    /// A run's budget in US dollars: a positive amount, no more than the operator's, which
+    /// applies when the request asks none.
+    pub fn budget(&self, asked: Option<f64>) -> Result<Option<f64>, Error> {
+        match (asked, self.max_budget_usd) {
+            (Some(usd), _) if !(usd.is_finite() && usd > 0.0) => Err(Error::InvalidField {
+                field: "max_budget_usd",
+                reason: "must be a positive number of US dollars".into(),
+            }),
+            (Some(usd), Some(operator)) if usd > operator => Err(Error::Forbidden(format!(
+                "max_budget_usd: {usd} is more than the operator's {operator} (PROXY_MAX_BUDGET_USD)"
+            ))),
+            (asked, operator) => Ok(asked.or(operator)),
+        }
+    }
+
     /// A permission mode a client asks for: no wider than the operator's.
     pub fn check_permission_mode(&self, asked: PermissionMode) -> Result<PermissionMode, Error> {
         let operator_mode = self.permission_mode.unwrap_or(PermissionMode::Default);
@@ -238,7 +272,7 @@ impl ToolPolicy {
 
 /// Tool names and rules (such as `Bash(git log:*)`): short, one line, no separators the CLI
 /// would split on.
-fn check_names(field: &'static str, names: &[String]) -> Result<(), Error> {
+pub fn check_names(field: &'static str, names: &[String]) -> Result<(), Error> {
     let bad = names.iter().find(|n| {
         n.is_empty() || n.len() > 200 || n.contains([',', '\0', '\n', '\r']) || n.starts_with('-')
     });
@@ -336,6 +370,7 @@ mod tests {
             disallowed_tools: vec!["WebFetch".into()],
             permission_mode: Some(PermissionMode::AcceptEdits),
             max_turns: Some(10),
+            max_budget_usd: Some(1.0),
             workdir: Arc::from(workdir.canonicalize().unwrap()),
         }
     }
@@ -417,6 +452,33 @@ mod tests {
             let err = policy.apply(&request).unwrap_err();
             assert!(matches!(err, Error::Forbidden(_)), "{request:?}: {err}");
         }
+    }
+
+    #[test]
+    fn a_budget_is_positive_and_within_the_operators() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = policy(dir.path());
+        assert_eq!(policy.budget(None).unwrap(), Some(1.0));
+        assert_eq!(policy.budget(Some(0.25)).unwrap(), Some(0.25));
+        assert!(matches!(policy.budget(Some(1.5)), Err(Error::Forbidden(_))));
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(
+                matches!(
+                    policy.budget(Some(bad)),
+                    Err(Error::InvalidField {
+                        field: "max_budget_usd",
+                        ..
+                    })
+                ),
+                "{bad}"
+            );
+        }
+        let open = ToolPolicy {
+            max_budget_usd: None,
+            ..policy
+        };
+        assert_eq!(open.budget(None).unwrap(), None);
+        assert_eq!(open.budget(Some(50.0)).unwrap(), Some(50.0));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! What a client may ask for, and the one type a checked request becomes: a [`Run`], which
 //! goes unchanged from the check to the spawn.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,6 +10,9 @@ use uuid::Uuid;
 
 use crate::agent::admission::keys::Client;
 use crate::agent::admission::policy::{Narrowing, PermissionMode, ToolPolicy};
+use crate::agent::admission::run_options::{
+    Effort, Subagent, check_json_schema, check_subagents, parse_model,
+};
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Error};
 use crate::cli::{Input, Invocation, ToolFlags};
@@ -16,7 +20,7 @@ use crate::cli::{Input, Invocation, ToolFlags};
 /// The body of /agent/start and /agent/stream. Unknown fields are refused, so a typo such as
 /// `sesion_id` never silently starts a new session.
 // Only a JSON object: see the `Deserialize` below.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, remote = "Self")]
 pub struct AgentRequest {
     pub prompt: String,
@@ -50,6 +54,30 @@ pub struct AgentRequest {
     /// Tool approvals go to the client (interactive agents, when the operator allows it).
     #[serde(default)]
     pub approvals: bool,
+    /// With `session_id`: the run goes on from that session as a new one (a new session_id),
+    /// and the old session stays as it was.
+    #[serde(default)]
+    pub fork_session: bool,
+    /// A JSON Schema (of an object) the answer must follow: the result line's
+    /// `structured_output` holds the answer, parsed.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub json_schema: Option<serde_json::Value>,
+    /// The most the run may cost, in US dollars: it ends with an `error_max_budget_usd` result
+    /// once it has spent that. At most PROXY_MAX_BUDGET_USD, which applies when absent.
+    #[serde(default)]
+    #[schema(exclusive_minimum = 0)]
+    pub max_budget_usd: Option<f64>,
+    /// How hard the model thinks (`--effort`).
+    #[serde(default)]
+    pub effort: Option<Effort>,
+    /// The model to use when `model` is overloaded.
+    #[serde(default)]
+    pub fallback_model: Option<String>,
+    /// Custom subagents by name, which the run's agent may hand work to. A subagent's tools
+    /// must be tools the run itself has (403 otherwise).
+    #[serde(default)]
+    pub agents: Option<BTreeMap<String, Subagent>>,
 }
 
 /// A derived struct deserializer also takes a JSON array of the fields in order, so that
@@ -101,6 +129,15 @@ pub struct Run {
     pub partial_messages: bool,
     /// The resumed session goes on as a new one (`--fork-session`), the old one unchanged.
     pub fork_session: bool,
+    /// The model when `model` is overloaded (`--fallback-model`).
+    pub fallback_model: Option<String>,
+    pub effort: Option<Effort>,
+    /// The run's budget, in US dollars (`--max-budget-usd`).
+    pub max_budget_usd: Option<f64>,
+    /// The checked schema of a structured answer, as JSON text (`--json-schema`).
+    pub json_schema: Option<String>,
+    /// The checked subagents, as the CLI's JSON (`--agents`).
+    pub agents: Option<String>,
     /// The prompt as one user message of text and images, written to the CLI's stream-json
     /// input, which then closes (the compatible APIs' images).
     pub message: Option<crate::agent::MessageContent>,
@@ -117,10 +154,15 @@ impl Run {
             },
             approvals_on_stdio: self.approvals,
             model: self.model.clone(),
+            fallback_model: self.fallback_model.clone(),
+            effort: self.effort.map(Effort::as_cli),
             resume: self.resume,
             fork_session: self.fork_session,
             partial_messages: self.partial_messages,
             tools: self.tools.clone(),
+            max_budget_usd: self.max_budget_usd,
+            json_schema: self.json_schema.clone(),
+            agents: self.agents.clone(),
             system_prompt_file,
         }
     }
@@ -228,12 +270,29 @@ impl AgentRequest {
             ));
         }
         let resume = self.session()?;
+        if self.fork_session && resume.is_none() {
+            return Err(Error::invalid(
+                "fork_session",
+                "forks the session named by session_id: add one",
+            ));
+        }
         let model = match self.model {
             Some(model) => {
                 Some(parse_model(&model).map_err(|reason| Error::invalid("model", reason))?)
             }
             None => context.default_model.map(str::to_owned),
         };
+        let fallback_model = self
+            .fallback_model
+            .map(|model| parse_model(&model))
+            .transpose()
+            .map_err(|reason| Error::invalid("fallback_model", reason))?;
+        let json_schema = self
+            .json_schema
+            .as_ref()
+            .map(check_json_schema)
+            .transpose()?;
+        let max_budget_usd = context.policy.budget(self.max_budget_usd)?;
         let applied = context.policy.apply(&Narrowing {
             tools: self.tools,
             allowed_tools: self.allowed_tools,
@@ -244,6 +303,10 @@ impl AgentRequest {
             cwd: self.cwd.clone(),
             workspace: context.workspace,
         })?;
+        let agents = self
+            .agents
+            .map(|agents| check_subagents(&agents, &applied))
+            .transpose()?;
         // A session lives under the directory it was made in: resume it there.
         let session_cwd = match resume {
             Some(session) => session_home(session)?,
@@ -266,7 +329,12 @@ impl AgentRequest {
             approvals: self.approvals,
             system_prompt: None,
             partial_messages: false,
-            fork_session: false,
+            fork_session: self.fork_session,
+            fallback_model,
+            effort: self.effort,
+            max_budget_usd,
+            json_schema,
+            agents,
             message: None,
         })
     }
@@ -333,24 +401,6 @@ impl AgentUpdate {
     }
 }
 
-/// Model names are short tokens that start with a letter or a digit; anything else could be
-/// read as a flag (`--dangerously-skip-permissions`) or smuggle other text into the command.
-pub fn parse_model(value: &str) -> Result<String, String> {
-    let ok = (1..=100).contains(&value.len())
-        && value.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:[]-".contains(&b));
-    if ok {
-        Ok(value.to_owned())
-    } else {
-        Err(
-            "expected 1 to 100 of the characters A-Z a-z 0-9 . _ : [ ] -, starting with a letter or a digit"
-                .into(),
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,6 +419,7 @@ mod tests {
             disallowed_tools: vec![],
             permission_mode: None,
             max_turns: None,
+            max_budget_usd: None,
             workdir: Arc::from(std::env::temp_dir()),
         };
         let context = Context {
@@ -436,20 +487,83 @@ mod tests {
         );
     }
 
-    #[test]
-    fn model_names_are_restricted() {
-        assert!(parse_model("claude-sonnet-4-5-20250929").is_ok());
-        assert!(parse_model("claude-opus-4[1m]").is_ok());
-        assert!(parse_model("--dangerously-skip-permissions x").is_err());
-        assert!(parse_model("").is_err());
-        assert!(parse_model(&"a".repeat(101)).is_err());
+    fn from(body: serde_json::Value) -> AgentRequest {
+        serde_json::from_value(body).unwrap()
     }
 
     #[test]
-    fn a_model_that_looks_like_a_flag_is_refused() {
-        assert!(parse_model("--dangerously-skip-permissions").is_err());
-        assert!(parse_model("-m").is_err());
-        assert!(parse_model(".hidden").is_err());
-        assert!(parse_model("4o").is_ok());
+    fn the_runs_own_choices_reach_the_cli() {
+        let run = check(
+            from(serde_json::json!({
+                "prompt": "hi",
+                "session_id": "0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11",
+                "fork_session": true,
+                "fallback_model": "haiku",
+                "effort": "xhigh",
+                "max_budget_usd": 0.5,
+                "json_schema": {"type": "object", "properties": {"n": {"type": "integer"}}},
+                "agents": {"rev": {"description": "Reviews", "prompt": "Review.", "tools": ["Read"]}},
+            })),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            run.invocation(None).args()[4..],
+            [
+                "--fallback-model=haiku",
+                "--effort=xhigh",
+                "--resume=0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11",
+                "--fork-session",
+                "--max-budget-usd=0.5",
+                r#"--json-schema={"properties":{"n":{"type":"integer"}},"type":"object"}"#,
+                r#"--agents={"rev":{"description":"Reviews","prompt":"Review.","tools":["Read"]}}"#,
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_choices_are_refused_naming_their_field() {
+        let cases = [
+            (
+                serde_json::json!({"prompt": "hi", "fork_session": true}),
+                "fork_session",
+            ),
+            (
+                serde_json::json!({"prompt": "hi", "fallback_model": "-x"}),
+                "fallback_model",
+            ),
+            (
+                serde_json::json!({"prompt": "hi", "max_budget_usd": 0}),
+                "max_budget_usd",
+            ),
+            (
+                serde_json::json!({"prompt": "hi", "max_budget_usd": -2.5}),
+                "max_budget_usd",
+            ),
+            (
+                serde_json::json!({"prompt": "hi", "json_schema": {"type": "string"}}),
+                "json_schema",
+            ),
+            (
+                serde_json::json!({"prompt": "hi", "json_schema": "{}"}),
+                "json_schema",
+            ),
+            (
+                serde_json::json!({"prompt": "hi", "agents": {"a b": {"description": "d", "prompt": "p"}}}),
+                "agents",
+            ),
+        ];
+        for (body, field) in cases {
+            match check(from(body.clone()), None) {
+                Err(Error::InvalidField { field: named, .. }) => assert_eq!(named, field, "{body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
+        assert!(
+            serde_json::from_value::<AgentRequest>(
+                serde_json::json!({"prompt": "hi", "effort": "huge"})
+            )
+            .is_err()
+        );
     }
 }

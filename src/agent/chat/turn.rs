@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::agent::admission::policy::Narrowing;
+use crate::agent::admission::run_options::check_json_schema;
 use crate::agent::chat::memory::{ChatSession, Recall};
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Client, Error, MessageContent, Run, parse_model};
@@ -56,6 +57,8 @@ pub struct ChatTurn {
     pub session: Option<String>,
     /// Whether the CLI has the compatible APIs' tools: None, as the operator says.
     pub enable_tools: Option<bool>,
+    /// The JSON Schema the reply must follow (structured output), checked as a request's.
+    pub json_schema: Option<serde_json::Value>,
 }
 
 /// What the compatible API hands back after the reply, so that the conversation, with it, can
@@ -247,6 +250,15 @@ impl Agents {
             partial_messages: true,
             fork_session: fork,
             message,
+            fallback_model: None,
+            effort: None,
+            max_budget_usd: settings.policy.budget(None)?,
+            json_schema: turn
+                .json_schema
+                .as_ref()
+                .map(check_json_schema)
+                .transpose()?,
+            agents: None,
         };
         let continuation = Continuation {
             owner,

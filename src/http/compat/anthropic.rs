@@ -11,8 +11,8 @@ use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::bodies::{
-    AnthropicContent, AnthropicError, AnthropicRequest, AnthropicResponse, AnthropicTextBlock,
-    AnthropicUsage, AssistantRole, MessageType, TextType,
+    AnthropicContent, AnthropicError, AnthropicOutputFormat, AnthropicRequest, AnthropicResponse,
+    AnthropicTextBlock, AnthropicUsage, AssistantRole, MessageType, TextType,
 };
 use super::{Api, ApiEvent, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{ChatTurn, Client};
@@ -161,8 +161,31 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
         }
     }
     let migration = Migration::of(API, headers, request.session_id, request.enable_tools)?;
+    let mut turn = super::chat_turn(API, &request.model, system, turns, migration)?;
+    // The beta API's `output_format`, or the same object as `output_config.format`.
+    let (field, format) = match request.output_format {
+        None => (
+            "output_config.format",
+            request.output_config.and_then(|config| config.format),
+        ),
+        format => ("output_format", format),
+    };
+    turn.json_schema = match format {
+        None => None,
+        Some(AnthropicOutputFormat {
+            kind,
+            schema: Some(schema),
+        }) if kind == "json_schema" && schema.is_object() => Some(schema),
+        Some(_) => {
+            return Err(CompatError::invalid(
+                API,
+                field,
+                "must be {\"type\": \"json_schema\", \"schema\": {...}}",
+            ));
+        }
+    };
     Ok(Asked {
-        turn: super::chat_turn(API, &request.model, system, turns, migration)?,
+        turn,
         stream: request.stream.unwrap_or(false),
     })
 }

@@ -19,8 +19,9 @@ literal!(AssistantRole, "assistant");
 
 /// An OpenAI chat completion request. Refused with 400, naming the field, since they would change
 /// what the model does and the proxy cannot honour them: `tools`, `functions`, `tool_choice`
-/// other than `none`, `n` > 1, `logprobs`, audio, `stop`, `logit_bias`, `response_format` other
-/// than text, `prediction`, `web_search_options`, `reasoning_effort`. Accepted and ignored, as
+/// other than `none`, `n` > 1, `logprobs`, audio, `stop`, `logit_bias`, a `response_format` type
+/// other than text, json_object and json_schema, `prediction`, `web_search_options`,
+/// `reasoning_effort`. Accepted and ignored, as
 /// tuning: `temperature`, `top_p`, `seed`, the penalties, `user`, `max_tokens` and
 /// `max_completion_tokens` (not enforced), `metadata`, `store`, `service_tier`.
 #[derive(Deserialize, ToSchema)]
@@ -38,6 +39,9 @@ pub struct OpenAiChatRequest {
     #[serde(default)]
     #[schema(inline)]
     pub stream_options: Option<OpenAiStreamOptions>,
+    #[serde(default)]
+    #[schema(inline)]
+    pub response_format: Option<OpenAiResponseFormat>,
     /// Continues the conversation of this name for the key: the request carries only its new
     /// messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
     /// session id of the key's (as `x-claude-session-id` gave it) continues that session. The
@@ -48,6 +52,27 @@ pub struct OpenAiChatRequest {
     /// gives none); false: none; absent: PROXY_COMPAT_TOOLS's.
     #[serde(default)]
     pub enable_tools: Option<bool>,
+}
+
+/// `text`; `json_object` (any JSON object); or `json_schema`: the message's content is JSON
+/// text that follows `json_schema.schema` (an object's schema), through the CLI's
+/// `--json-schema`. `json_schema.name` and `strict` are accepted: the CLI checks every answer
+/// against the schema.
+#[derive(Deserialize, ToSchema)]
+pub struct OpenAiResponseFormat {
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    #[schema(inline)]
+    pub json_schema: Option<OpenAiJsonSchema>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct OpenAiJsonSchema {
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub schema: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -273,6 +298,13 @@ pub struct AnthropicRequest {
     pub system: Option<AnthropicContent>,
     #[serde(default)]
     pub stream: Option<bool>,
+    /// The beta API's name for `output_config.format`.
+    #[serde(default)]
+    #[schema(inline)]
+    pub output_format: Option<AnthropicOutputFormat>,
+    #[serde(default)]
+    #[schema(inline)]
+    pub output_config: Option<AnthropicOutputConfig>,
     /// Continues the conversation of this name for the key: the request carries only its new
     /// messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
     /// session id of the key's (as `x-claude-session-id` gave it) continues that session. The
@@ -283,6 +315,26 @@ pub struct AnthropicRequest {
     /// gives none); false: none; absent: PROXY_COMPAT_TOOLS's.
     #[serde(default)]
     pub enable_tools: Option<bool>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct AnthropicOutputConfig {
+    #[serde(default)]
+    #[schema(inline)]
+    pub format: Option<AnthropicOutputFormat>,
+}
+
+/// Structured output: the message's text is JSON that follows `schema` (an object's schema),
+/// through the CLI's `--json-schema`.
+#[derive(Deserialize, ToSchema)]
+pub struct AnthropicOutputFormat {
+    /// `json_schema`.
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub schema: Option<serde_json::Value>,
 }
 
 /// One message: user or assistant.

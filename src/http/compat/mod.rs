@@ -213,6 +213,9 @@ pub struct Turn {
     escaped_text: Vec<u8>,
     text: String,
     remember: Option<(Agents, Continuation)>,
+    /// The reply follows a JSON Schema: it is the result's JSON text, and the model's own text
+    /// and its call of the CLI's `StructuredOutput` tool are not passed on.
+    structured: bool,
     _stop: StopOnDrop,
 }
 
@@ -255,6 +258,7 @@ pub fn chat_turn(
         images,
         session: migration.session,
         enable_tools: migration.enable_tools,
+        json_schema: None,
     })
 }
 
@@ -305,13 +309,14 @@ pub async fn start_turn(
     turn: ChatTurn,
 ) -> Result<(uuid::Uuid, Turn), CompatError> {
     let refused = |err: crate::agent::Error| CompatError::from_api(api, ApiError::from(err));
+    let structured = turn.json_schema.is_some();
     let (run, continuation) = state
         .agents
         .check_chat(client, turn)
         .await
         .map_err(refused)?;
     let launched = state.agents.launch(run).await.map_err(refused)?;
-    let turn = Turn::new(
+    let mut turn = Turn::new(
         EventReader::Live(launched.reader),
         launched
             .client_leaving
@@ -319,6 +324,7 @@ pub async fn start_turn(
         state.agents.clone(),
         continuation,
     );
+    turn.structured = structured;
     Ok((launched.agent_id, turn))
 }
 
@@ -355,6 +361,7 @@ impl Turn {
             escaped_text: Vec::new(),
             text: String::new(),
             remember: Some((agents, continuation)),
+            structured: false,
             _stop: stop,
         }
     }
@@ -436,14 +443,23 @@ impl Turn {
 
     fn step(&mut self, event: &Event) -> Option<Step> {
         if let Some(api_event) = ApiEvent::of_line(&event.data) {
+            if self.structured {
+                return Some(Step::Other);
+            }
             if let Some(text) = api_event.escaped_text() {
                 self.escaped_text.extend_from_slice(text);
             }
             return Some(Step::Api(api_event));
         }
-        let line: Value = serde_json::from_slice(&event.data).ok()?;
+        let mut line: Value = serde_json::from_slice(&event.data).ok()?;
         match line["type"].as_str()? {
             "result" => {
+                // A structured reply is the object the CLI checked against the schema, whatever
+                // text the model wrote beside it.
+                let object = line.get("structured_output").filter(|o| !o.is_null());
+                if let (true, Some(object)) = (self.structured, object) {
+                    line["result"] = Value::String(object.to_string());
+                }
                 self.end.result = Some(line);
                 Some(Step::Other)
             }

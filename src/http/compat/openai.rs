@@ -14,7 +14,7 @@ use super::bodies::{
     ChatCompletionObject, ListObject, ModelList, ModelObject, OpenAiChatCompletion,
     OpenAiChatCompletionChunk, OpenAiChatRequest, OpenAiChoice, OpenAiChunkChoice, OpenAiContent,
     OpenAiDelta, OpenAiError, OpenAiModel, OpenAiModelList, OpenAiPromptDetails,
-    OpenAiReplyMessage, OpenAiUsage,
+    OpenAiReplyMessage, OpenAiResponseFormat, OpenAiUsage,
 };
 use super::{Api, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{ChatTurn, Client};
@@ -51,9 +51,6 @@ fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
         .is_some_and(|bias| !bias.is_empty())
     {
         return unsupported("logit_bias", "logit bias is not supported");
-    }
-    if !request["response_format"].is_null() && request["response_format"]["type"] != "text" {
-        return unsupported("response_format", "only {\"type\": \"text\"} is supported");
     }
     for field in ["prediction", "web_search_options", "reasoning_effort"] {
         if !request[field].is_null() {
@@ -128,20 +125,50 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
         }
     }
     let migration = Migration::of(API, headers, request.session_id, request.enable_tools)?;
+    let mut turn = super::chat_turn(
+        API,
+        &request.model,
+        (!system.is_empty()).then(|| system.join("\n\n")),
+        turns,
+        migration,
+    )?;
+    turn.json_schema = json_schema_of(request.response_format)?;
     Ok(Asked {
-        turn: super::chat_turn(
-            API,
-            &request.model,
-            (!system.is_empty()).then(|| system.join("\n\n")),
-            turns,
-            migration,
-        )?,
+        turn,
         stream: request.stream.unwrap_or(false),
         include_usage: request
             .stream_options
             .and_then(|options| options.include_usage)
             .unwrap_or(false),
     })
+}
+
+/// The schema `response_format` asks the reply to follow: none for `text`, any object for
+/// `json_object`; the core checks it as a request's `json_schema`.
+fn json_schema_of(format: Option<OpenAiResponseFormat>) -> Result<Option<Value>, CompatError> {
+    let Some(format) = format else {
+        return Ok(None);
+    };
+    match format.kind.as_str() {
+        "text" => Ok(None),
+        "json_object" => Ok(Some(json!({"type": "object"}))),
+        "json_schema" => match format
+            .json_schema
+            .and_then(|json_schema| json_schema.schema)
+        {
+            None => Err(CompatError::invalid(
+                API,
+                "response_format.json_schema.schema",
+                "a JSON Schema is required",
+            )),
+            Some(schema) => Ok(Some(schema)),
+        },
+        _ => Err(CompatError::invalid(
+            API,
+            "response_format.type",
+            "must be text, json_object or json_schema",
+        )),
+    }
 }
 
 /// A message's text, and its images as Messages API blocks: `image_url` parts with a data URL

@@ -24,6 +24,9 @@ pub enum Reply {
     Text(String),
     /// A `tool_use` of Bash running this command; the CLI runs it and asks again.
     Bash(String),
+    /// A `tool_use` of this tool with this input; the CLI runs it and asks again (except for
+    /// `StructuredOutput`, whose call ends the turn).
+    Tool(String, Value),
     /// Starts the message, then sends nothing more and keeps the connection open.
     Stall,
     /// Starts the message, waits until the test releases it, then sends this text.
@@ -42,6 +45,8 @@ pub type Rule = Arc<dyn Fn(&[String]) -> Option<Reply> + Send + Sync>;
 #[derive(Default)]
 struct Script {
     rule: Option<Rule>,
+    /// Requests for this model are answered `529 overloaded_error`.
+    overloaded: Option<String>,
     replies: VecDeque<Reply>,
     requests: Vec<Value>,
     message_count: u64,
@@ -105,6 +110,12 @@ impl StandIn {
         self.script.lock().unwrap().replies.extend(replies);
     }
 
+    /// From now on, answers every request for `model` with `529 overloaded_error`, as the API
+    /// does under load.
+    pub fn overload(&self, model: &str) {
+        self.script.lock().unwrap().overloaded = Some(model.to_owned());
+    }
+
     /// The bodies of every /v1/messages request so far.
     pub fn requests(&self) -> Vec<Value> {
         self.script.lock().unwrap().requests.clone()
@@ -115,6 +126,28 @@ impl StandIn {
     pub fn texts_received(&self) -> Vec<String> {
         collect_all_texts(&self.requests())
     }
+}
+
+/// A prompt holding this followed by a JSON object, such as `STRUCT[{"name": "Ada"}]`, is
+/// answered with a call of the CLI's `StructuredOutput` tool with that object, when the request
+/// offers the tool (the CLI's `--json-schema`), before the scripted replies.
+pub const STRUCTURED_MARKER: &str = "STRUCT[";
+
+/// The `StructuredOutput` call a request asks for by [`STRUCTURED_MARKER`], if it offers the
+/// tool.
+fn structured_reply(request: &Value, texts: &[String]) -> Option<Reply> {
+    let offered = request["tools"]
+        .as_array()?
+        .iter()
+        .any(|tool| tool["name"] == "StructuredOutput");
+    let after = texts
+        .iter()
+        .find_map(|t| t.split_once(STRUCTURED_MARKER).map(|(_, after)| after))?;
+    let input = serde_json::Deserializer::from_str(after)
+        .into_iter::<Value>()
+        .next()?
+        .ok()?;
+    offered.then(|| Reply::Tool("StructuredOutput".into(), input))
 }
 
 /// A prompt holding this gets a stalled reply once the scripted replies are used up.
@@ -156,12 +189,19 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
     let texts = collect_all_texts(std::slice::from_ref(&request));
     let stall = texts.iter().any(|t| t.contains(STALL_MARKER));
     let streaming = request["stream"] == true;
+    let structured = structured_reply(&request, &texts);
     let (reply, id) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
         script.message_count += 1;
-        let ruled = script.rule.as_ref().and_then(|rule| rule(&texts));
-        let reply = match ruled.or_else(|| script.replies.pop_front()) {
+        let overloaded =
+            (script.overloaded.as_deref() == Some(model.as_str())).then(|| Reply::Error {
+                status: 529,
+                kind: "overloaded_error".into(),
+                retry_after: None,
+            });
+        let ruled = overloaded.or_else(|| script.rule.as_ref().and_then(|rule| rule(&texts)));
+        let reply = match ruled.or(structured).or_else(|| script.replies.pop_front()) {
             Some(reply) => reply,
             None if stall => Reply::Stall,
             None => Reply::Text(DEFAULT_TEXT.into()),
@@ -215,10 +255,19 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
         Reply::Bash(command) => {
             let input = json!({"command": command, "description": "Run a command"}).to_string();
             sse(
-                message_events(id, &model, tool_block(id, &input), "tool_use"),
+                message_events(id, &model, tool_block(id, "Bash", &input), "tool_use"),
                 false,
             )
         }
+        Reply::Tool(name, input) => sse(
+            message_events(
+                id,
+                &model,
+                tool_block(id, &name, &input.to_string()),
+                "tool_use",
+            ),
+            false,
+        ),
         Reply::Stall => sse(vec![message_start(id, &model)], true),
     }
 }
@@ -263,10 +312,14 @@ fn text_block(text: &str) -> Block {
     )
 }
 
-fn tool_block(id: u64, input_json: &str) -> Block {
-    let (a, b) = input_json.split_at(input_json.len() / 2);
+fn tool_block(id: u64, name: &str, input_json: &str) -> Block {
+    let mut half = input_json.len() / 2;
+    while !input_json.is_char_boundary(half) {
+        half -= 1;
+    }
+    let (a, b) = input_json.split_at(half);
     (
-        json!({"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": "Bash", "input": {}}),
+        json!({"type": "tool_use", "id": format!("toolu_standin_{id}"), "name": name, "input": {}}),
         vec![
             json!({"type": "input_json_delta", "partial_json": a}),
             json!({"type": "input_json_delta", "partial_json": b}),
