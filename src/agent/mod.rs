@@ -50,7 +50,8 @@ pub use ports::cluster::{
     Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal,
 };
 pub use ports::store::{
-    AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
+    AgentRecord, CONVERSATIONS_PER_KEY, ConversationRecord, Store, StoreError, StoreFuture,
+    StoreHealth, StoredEvents, interrupted_events,
 };
 pub use status::{AgentKind, AgentStatus};
 pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};

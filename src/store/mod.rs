@@ -162,6 +162,73 @@ mod tests {
         assert!(Database::parse("sqlite://").is_err());
     }
 
+    #[tokio::test(flavor = "multi_thread")]
+    async fn conversations_are_kept_per_key_within_the_bound_the_least_recently_used_going() {
+        use crate::agent::{CONVERSATIONS_PER_KEY, Client, ConversationRecord, Retention};
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            flush: std::time::Duration::from_millis(10),
+            agent_log_bytes: 1 << 20,
+            logs_total_bytes: 1 << 24,
+            retention: Retention {
+                keep_for: std::time::Duration::from_secs(3600),
+                max_finished: 100,
+            },
+            queue_bytes: 1 << 20,
+        };
+        let store = open_sqlite(&dir.path().join("x.db"), limits, Arc::default()).unwrap();
+        let owner = Client::Anonymous;
+        let other = Client::from_stored(&"cd".repeat(16)).unwrap();
+        let start = chrono::Utc::now();
+        let record = |owner, n: usize| ConversationRecord {
+            owner,
+            recall: format!("name:c{n}"),
+            session: uuid::Uuid::new_v4(),
+            created_at: start,
+            last_used_at: start + chrono::Duration::seconds(n as i64),
+            replies: 1,
+        };
+        for n in 0..=CONVERSATIONS_PER_KEY {
+            store.conversation(record(owner, n));
+        }
+        store.conversation(record(other, 0));
+        // A second reply in c1: the same entry, one more reply, used last.
+        let again = ConversationRecord {
+            last_used_at: start + chrono::Duration::hours(1),
+            ..record(owner, 1)
+        };
+        store.conversation(again.clone());
+        store.flush().await;
+        let kept = store.conversations(owner).await.unwrap();
+        assert_eq!(kept.len(), CONVERSATIONS_PER_KEY);
+        assert_eq!((kept[0].recall.as_str(), kept[0].replies), ("name:c1", 2));
+        assert_eq!(kept[0].session, again.session);
+        assert!(
+            kept.iter().all(|c| c.recall != "name:c0"),
+            "the least recently used went"
+        );
+        let found = store
+            .conversation_of(owner, "name:c2".into())
+            .await
+            .unwrap();
+        assert!(found.is_some());
+        assert_eq!(
+            store.conversations(other).await.unwrap().len(),
+            1,
+            "per key"
+        );
+        store.forget_conversations(owner, vec!["name:c2".into()]);
+        store.flush().await;
+        assert!(
+            store
+                .conversation_of(owner, "name:c2".into())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.conversations(other).await.unwrap().len(), 1);
+    }
+
     #[test]
     fn passwords_stay_out_of_what_is_shown() {
         let url = "postgres://proxy:s3cret@db:5432/claude";

@@ -21,8 +21,9 @@ use super::chunk;
 use super::db::{Db, DbError, DbResult, Row, Value, stored_time};
 use super::writer::{Limits, Op, Writer, total_log_bytes};
 use crate::agent::{
-    AgentInfo, AgentKind, AgentRecord, AgentStatus, Client, Event, Store, StoreError, StoreFuture,
-    StoreHealth, StoredEvents, interrupted_events,
+    AgentInfo, AgentKind, AgentRecord, AgentStatus, CONVERSATIONS_PER_KEY, Client,
+    ConversationRecord, Event, Store, StoreError, StoreFuture, StoreHealth, StoredEvents,
+    interrupted_events,
 };
 use crate::metrics::Metrics;
 
@@ -358,6 +359,50 @@ impl<D: Db + 'static> Store for SqlStore<D> {
         })
     }
 
+    fn conversation(&self, conversation: ConversationRecord) {
+        self.send(Op::Conversation(Box::new(conversation)));
+    }
+
+    fn forget_conversations(&self, owner: Client, recalls: Vec<String>) {
+        self.send(Op::ForgetConversations(owner, recalls));
+    }
+
+    fn conversation_of(
+        &self,
+        owner: Client,
+        recall: String,
+    ) -> StoreFuture<'_, Option<ConversationRecord>> {
+        self.read(move |db| {
+            Ok(db
+                .query_row(
+                    concat!(
+                        "SELECT ",
+                        conversation_columns!(),
+                        " FROM conversations WHERE owner = ?1 AND recall = ?2"
+                    ),
+                    &[owner.to_stored().into(), recall.into()],
+                )?
+                .and_then(|row| conversation_of_row(&row)))
+        })
+    }
+
+    fn conversations(&self, owner: Client) -> StoreFuture<'_, Vec<ConversationRecord>> {
+        self.read(move |db| {
+            Ok(db
+                .query(
+                    concat!(
+                        "SELECT ",
+                        conversation_columns!(),
+                        " FROM conversations WHERE owner = ?1 ORDER BY last_used_at DESC LIMIT ?2"
+                    ),
+                    &[owner.to_stored().into(), CONVERSATIONS_PER_KEY.into()],
+                )?
+                .iter()
+                .filter_map(conversation_of_row)
+                .collect())
+        })
+    }
+
     fn session_owner(&self, session: Uuid) -> StoreFuture<'_, Option<(Client, PathBuf)>> {
         self.read(move |db| {
             let row = db.query_row(
@@ -372,6 +417,24 @@ impl<D: Db + 'static> Store for SqlStore<D> {
             }))
         })
     }
+}
+
+macro_rules! conversation_columns {
+    () => {
+        "owner, recall, session_id, created_at, last_used_at, replies"
+    };
+}
+use conversation_columns;
+
+fn conversation_of_row(row: &Row) -> Option<ConversationRecord> {
+    Some(ConversationRecord {
+        owner: Client::from_stored(row.text(0)?)?,
+        recall: row.text(1)?.to_owned(),
+        session: Uuid::try_parse(row.text(2)?).ok()?,
+        created_at: time_of_row(row, 3)?,
+        last_used_at: time_of_row(row, 4)?,
+        replies: u32::try_from(row.int(5)?).unwrap_or(u32::MAX),
+    })
 }
 
 /// Runs the migrations this database has not had; refuses a database of a newer version.

@@ -15,7 +15,9 @@ use uuid::Uuid;
 
 use super::chunk;
 use super::db::{Db, DbResult, Value, stored_time};
-use crate::agent::{AgentRecord, Client, Event, Retention};
+use crate::agent::{
+    AgentRecord, CONVERSATIONS_PER_KEY, Client, ConversationRecord, Event, Retention,
+};
 use crate::metrics::Metrics;
 
 /// Ids of events an agent may make past what is written, before its record says so: after a
@@ -54,6 +56,8 @@ pub enum Op {
     Events(Uuid, Vec<Event>, usize),
     Session(Uuid, Client, PathBuf),
     Forget(Uuid),
+    Conversation(Box<ConversationRecord>),
+    ForgetConversations(Client, Vec<String>),
     /// Write now, and say so.
     Flush(oneshot::Sender<()>),
     /// Say when what came before is written.
@@ -234,6 +238,15 @@ impl<D: Db> Writer<D> {
                         )?;
                     }
                     Op::Forget(agent_id) => forgotten.push(agent_id),
+                    Op::Conversation(conversation) => remember_conversation(db, &conversation)?,
+                    Op::ForgetConversations(owner, recalls) => {
+                        for recall in recalls {
+                            db.execute(
+                                "DELETE FROM conversations WHERE owner = ?1 AND recall = ?2",
+                                &[owner.to_stored().into(), recall.into()],
+                            )?;
+                        }
+                    }
                     Op::Record(_) | Op::Events(..) | Op::Flush(_) | Op::Written(_) => {}
                 }
             }
@@ -526,4 +539,35 @@ pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
         )?
         .and_then(|row| row.int(0))
         .unwrap_or(0) as usize)
+}
+
+/// Remembers a conversation's latest session (one more reply), then forgets its owner's least
+/// recently used ones past the bound.
+fn remember_conversation<D: Db>(db: &mut D, conversation: &ConversationRecord) -> DbResult<()> {
+    let owner = conversation.owner.to_stored();
+    db.execute(
+        "INSERT INTO conversations (owner, recall, session_id, created_at, last_used_at, replies)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (owner, recall) DO UPDATE SET session_id = ?3, last_used_at = ?5,
+             replies = conversations.replies + 1",
+        &[
+            owner.as_str().into(),
+            conversation.recall.as_str().into(),
+            conversation.session.to_string().into(),
+            stored_time(conversation.created_at).into(),
+            stored_time(conversation.last_used_at).into(),
+            i64::from(conversation.replies).into(),
+        ],
+    )?;
+    db.execute(
+        "DELETE FROM conversations WHERE owner = ?1 AND recall IN (
+             SELECT recall FROM conversations WHERE owner = ?1
+             ORDER BY last_used_at DESC LIMIT ?3 OFFSET ?2)",
+        &[
+            owner.as_str().into(),
+            CONVERSATIONS_PER_KEY.into(),
+            NO_LIMIT.into(),
+        ],
+    )?;
+    Ok(())
 }

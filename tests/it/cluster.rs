@@ -584,6 +584,71 @@ async fn a_session_made_on_one_instance_is_resumed_on_the_other_with_its_earlier
     .await;
 }
 
+/// A chat client's follow-up may reach the other instance: the conversation the first one
+/// answered is resumed there (its session's file comes through the database), and both list
+/// and forget the same conversations.
+#[tokio::test]
+async fn a_chat_follow_up_on_the_other_instance_resumes_the_conversation() {
+    use crate::support::anthropic::{Reply, StandIn};
+    within(TEST_LIMIT, async {
+        let standin = StandIn::start([
+            Reply::Text("Noted: the word is KITE-9.".into()),
+            Reply::Text("It was KITE-9.".into()),
+        ])
+        .await;
+        let (_dir, _database, instances) = real_pair(&standin, &[]);
+        let asked = json!({"role": "user", "content": "Remember the word KITE-9."});
+        let first = instances[0]
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "sonnet", "messages": [asked]}),
+            )
+            .await;
+        assert_eq!(first.status(), 200);
+        let first: Value = first.json().await.unwrap();
+        let reply = first["choices"][0]["message"]["content"].clone();
+
+        let follow_up = instances[1]
+            .post(
+                "/v1/chat/completions",
+                &json!({"model": "sonnet", "messages": [
+                    asked,
+                    {"role": "assistant", "content": reply},
+                    {"role": "user", "content": "Which word was it?"},
+                ]}),
+            )
+            .await;
+        assert_eq!(follow_up.status(), 200);
+        let sent = standin.requests()[1]["messages"].to_string();
+        assert!(
+            sent.contains("Noted: the word is KITE-9.")
+                && !sent.contains("The conversation so far"),
+            "resumed from the session, not a transcript: {sent}"
+        );
+
+        let listed = |instance: &Proxy| {
+            let url = instance.url("/v1/sessions");
+            let client = instance.client.clone();
+            async move {
+                let listed: Value = client.get(url).send().await.unwrap().json().await.unwrap();
+                listed["data"].as_array().unwrap().len()
+            }
+        };
+        assert_eq!(listed(&instances[0]).await, 2);
+        assert_eq!(listed(&instances[1]).await, 2);
+        let first_session = first["x_claude_proxy"]["session_id"].as_str().unwrap();
+        let forgotten = instances[1]
+            .client
+            .delete(instances[1].url(&format!("/v1/sessions/{first_session}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(forgotten.status(), 200);
+        assert_eq!(listed(&instances[0]).await, 1, "forgotten on both");
+    })
+    .await;
+}
+
 /// Two instances running the real CLI against `standin`, on a database of their own, with
 /// homes of their own and one workspace.
 fn real_pair(

@@ -286,3 +286,90 @@ async fn fields_that_would_change_the_answer_are_refused_by_name_and_tuning_pass
     })
     .await;
 }
+
+/// The reply text of a chat completion.
+async fn reply_of(response: reqwest::Response) -> String {
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    body["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_conversation_is_resumed_after_a_restart() {
+    within(TEST_LIMIT, async {
+        let mut setup = RealSetup::with_settings([], &[("PROXY_API_KEY", KEY)]).await;
+        let asked = "Remember the word OTTER-3.";
+        let reply = reply_of(
+            chat(
+                &setup,
+                KEY,
+                json!({"model": "sonnet",
+                "messages": [{"role": "user", "content": asked}]}),
+            )
+            .await,
+        )
+        .await;
+        let named = chat(
+            &setup,
+            KEY,
+            json!({"model": "sonnet", "session_id": "kept-1",
+            "messages": [{"role": "user", "content": "Remember the word HERON-5."}]}),
+        )
+        .await;
+        let named_session = session_header(&named);
+
+        let status = setup.proxy.terminate().await.unwrap();
+        assert!(status.success(), "{status:?}");
+        setup.proxy = support::real::start_proxy(
+            &setup.standin,
+            &setup.home,
+            &setup.work,
+            &[("PROXY_API_KEY", KEY)],
+        );
+
+        // The whole history, as a chat client sends it: resumed, not set out in the prompt.
+        let follow_up = chat(
+            &setup,
+            KEY,
+            json!({"model": "sonnet", "messages": [
+                {"role": "user", "content": asked},
+                {"role": "assistant", "content": reply},
+                {"role": "user", "content": "Which word? (after the restart)"},
+            ]}),
+        )
+        .await;
+        assert_eq!(follow_up.status(), 200);
+        let sent = request_holding(&setup, "(after the restart)").to_string();
+        assert!(sent.contains("OTTER-3"), "{sent}");
+        assert!(!sent.contains("The conversation so far"), "resumed: {sent}");
+
+        let named = chat(
+            &setup,
+            KEY,
+            json!({"model": "sonnet", "session_id": "kept-1",
+            "messages": [{"role": "user", "content": "Which word? (named, after the restart)"}]}),
+        )
+        .await;
+        assert_eq!(session_header(&named), named_session);
+        let sent = request_holding(&setup, "(named, after the restart)").to_string();
+        assert!(sent.contains("HERON-5"), "{sent}");
+
+        let (_, listed) = get(&setup, KEY, "/v1/sessions").await;
+        let ids: Vec<&str> = listed["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            ids.len(),
+            3,
+            "the first reply, its follow-up, and kept-1: {listed}"
+        );
+        assert_eq!(ids[0], "kept-1", "the most recently used first: {listed}");
+    })
+    .await;
+}

@@ -10,10 +10,11 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::agent::Client;
+use crate::agent::ports::store::ConversationRecord;
 
-/// How many conversations are remembered per key; past it, the oldest is forgotten and its
-/// session's file removed.
-pub const REMEMBERED_PER_KEY: usize = 256;
+/// How many conversations are remembered per key, here as in the store; past it, the oldest
+/// is forgotten and its session's file removed.
+pub const REMEMBERED_PER_KEY: usize = crate::agent::ports::store::CONVERSATIONS_PER_KEY;
 
 /// How a remembered conversation is found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,45 @@ pub enum Recall {
     Hash([u8; 32]),
     /// The name the client gave it.
     Named(String),
+}
+
+impl Recall {
+    /// As the store keeps it: `hash:` and the hash in hex, or `name:` and the name.
+    pub fn stored(&self) -> String {
+        match self {
+            Recall::Hash(hash) => {
+                let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+                format!("hash:{hex}")
+            }
+            Recall::Named(name) => format!("name:{name}"),
+        }
+    }
+}
+
+impl ChatSession {
+    /// A conversation the store keeps, as listed.
+    pub fn of_record(record: &ConversationRecord) -> Self {
+        let (id, named) = match record.recall.strip_prefix("name:") {
+            Some(name) => (name.to_owned(), true),
+            None => (record.session.to_string(), false),
+        };
+        ChatSession {
+            id,
+            session_id: record.session,
+            named,
+            created_at: record.created_at,
+            last_used_at: record.last_used_at,
+            replies: record.replies,
+        }
+    }
+
+    /// Whether `id` names it.
+    pub fn is(&self, id: &str) -> bool {
+        match self.named {
+            true => self.id == id,
+            false => Uuid::try_parse(id) == Ok(self.session_id),
+        }
+    }
 }
 
 /// A remembered conversation: the session that produced its last reply.
@@ -69,10 +109,7 @@ impl Remembered {
 
     /// Whether `id` names it, as a list entry's `id` does.
     fn is(&self, id: &str) -> bool {
-        match &self.recall {
-            Recall::Named(name) => name == id,
-            Recall::Hash(_) => Uuid::try_parse(id) == Ok(self.session),
-        }
+        self.view().is(id)
     }
 }
 
@@ -138,16 +175,6 @@ impl ChatMemory {
             .get(&owner)
             .map(|entries| entries.iter().rev().map(Remembered::view).collect())
             .unwrap_or_default()
-    }
-
-    /// One conversation of `owner`, by its list `id`.
-    pub fn get(&self, owner: Client, id: &str) -> Option<ChatSession> {
-        crate::sync::lock(&self.by_owner)
-            .get(&owner)?
-            .iter()
-            .rev()
-            .find(|r| r.is(id))
-            .map(Remembered::view)
     }
 
     /// Forgets a conversation of `owner` and removes its session's file; false: none such.
@@ -229,16 +256,32 @@ mod tests {
             (listed[0].id.as_str(), listed[0].replies, listed[0].named),
             ("support-42", 2, true)
         );
-        assert_eq!(memory.get(owner, "support-42").unwrap().session_id, second);
+        assert_eq!(listed[0].session_id, second);
         let another = Client::from_stored(&"ab".repeat(16)).expect("a stored key id");
-        assert!(memory.get(another, "support-42").is_none(), "another key's");
+        assert!(memory.list(another).is_empty(), "another key's");
         assert!(!memory.forget(another, "support-42"));
         assert!(memory.forget(owner, "support-42"));
         assert!(!second_file.exists());
         assert_eq!(memory.session_of(owner, &named), None);
         // A conversation found by its hash is listed, and forgotten, by its session's id.
         let unnamed = listed[1].id.clone();
+        assert!(listed[1].is(&unnamed) && !listed[1].named);
         assert!(memory.forget(owner, &unnamed));
         assert!(memory.list(owner).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod recall_tests {
+    use super::*;
+
+    #[test]
+    fn a_recall_is_kept_as_its_kind_and_its_key() {
+        assert_eq!(
+            Recall::Named("support-42".into()).stored(),
+            "name:support-42"
+        );
+        let stored = Recall::Hash([0xab; 32]).stored();
+        assert_eq!(stored, format!("hash:{}", "ab".repeat(32)));
     }
 }

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::agent::admission::policy::Narrowing;
 use crate::agent::admission::run_options::check_json_schema;
 use crate::agent::chat::memory::{ChatSession, Recall};
+use crate::agent::ports::store::ConversationRecord;
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Client, Error, MessageContent, Run, parse_model};
 use crate::cli::home::session_file;
@@ -169,17 +170,16 @@ impl Agents {
                 let named = Recall::Named(name.clone());
                 // Else a CLI session of this key's, by its id (as x-claude-session-id gave it),
                 // which the session check below refuses if it is another key's.
-                let session = self
-                    .core
-                    .chat_memory
-                    .session_of(owner, &named)
-                    .or_else(|| Uuid::try_parse(name).ok());
+                let session = match self.recalled(owner, &named).await {
+                    Some(session) => Some(session),
+                    None => Uuid::try_parse(name).ok(),
+                };
                 (session, false)
             }
             None if turn.earlier.is_empty() => (None, false),
             None => {
                 let hashed = Recall::Hash(hasher.clone().finalize().into());
-                let session = self.core.chat_memory.session_of(owner, &hashed);
+                let session = self.recalled(owner, &hashed).await;
                 (session, session.is_some())
             }
         };
@@ -269,9 +269,27 @@ impl Agents {
         Ok((run, continuation))
     }
 
+    /// The session that gave a conversation's last reply: remembered here, or in the store
+    /// (after a restart, or by another instance).
+    async fn recalled(&self, owner: Client, recall: &Recall) -> Option<Uuid> {
+        if let Some(session) = self.core.chat_memory.session_of(owner, recall) {
+            return Some(session);
+        }
+        let store = self.core.store.as_ref()?;
+        match store.conversation_of(owner, recall.stored()).await {
+            Ok(found) => found.map(|conversation| conversation.session),
+            Err(err) => {
+                tracing::warn!(%err, "could not look a conversation up in the store");
+                None
+            }
+        }
+    }
+
     /// Remembers that `session` gave `reply` to the conversation, so that a request carrying
-    /// both resumes it.
-    pub fn remember_reply(&self, continuation: Continuation, reply: &str, session: &str) {
+    /// both (or naming the conversation) resumes it, here and, through the store, after a
+    /// restart and on every instance. Instances that share a database see it once this
+    /// resolves.
+    pub async fn remember_reply(&self, continuation: Continuation, reply: &str, session: &str) {
         let Ok(session) = Uuid::try_parse(session) else {
             return;
         };
@@ -288,6 +306,20 @@ impl Agents {
                 Recall::Hash(hasher.finalize().into())
             }
         };
+        if let Some(store) = &self.core.store {
+            let now = chrono::Utc::now();
+            store.conversation(ConversationRecord {
+                owner,
+                recall: recall.stored(),
+                session,
+                created_at: now,
+                last_used_at: now,
+                replies: 1,
+            });
+            if self.core.cluster.is_some() {
+                store.flush().await;
+            }
+        }
         let file = self
             .core
             .claude_config_dir(owner)
@@ -295,22 +327,47 @@ impl Agents {
         self.core.chat_memory.remember(owner, recall, session, file);
     }
 
-    /// The conversations `owner`'s compatible requests made, newest first.
-    pub fn chat_sessions(&self, owner: Client) -> Vec<ChatSession> {
+    /// The conversations `owner`'s compatible requests made, the most recently used first: the
+    /// store's when there is one (every instance's), else this instance's.
+    pub async fn chat_sessions(&self, owner: Client) -> Vec<ChatSession> {
+        if let Some(store) = &self.core.store {
+            // What this instance remembered last may still wait for the store's writer.
+            store.flush().await;
+            match store.conversations(owner).await {
+                Ok(kept) => return kept.iter().map(ChatSession::of_record).collect(),
+                Err(err) => tracing::warn!(%err, "could not list conversations from the store"),
+            }
+        }
         self.core.chat_memory.list(owner)
     }
 
     /// One of them, by its `id`.
-    pub fn chat_session(&self, owner: Client, id: &str) -> Result<ChatSession, Error> {
-        self.core
-            .chat_memory
-            .get(owner, id)
+    pub async fn chat_session(&self, owner: Client, id: &str) -> Result<ChatSession, Error> {
+        self.chat_sessions(owner)
+            .await
+            .into_iter()
+            .find(|conversation| conversation.is(id))
             .ok_or_else(|| Error::ConversationNotFound(id.to_owned()))
     }
 
-    /// Forgets one of them, and removes its session's file.
-    pub fn forget_chat_session(&self, owner: Client, id: &str) -> Result<(), Error> {
-        match self.core.chat_memory.forget(owner, id) {
+    /// Forgets one of them, here and in the store, and removes its session's file here.
+    pub async fn forget_chat_session(&self, owner: Client, id: &str) -> Result<(), Error> {
+        let mut found = self.core.chat_memory.forget(owner, id);
+        if let Some(store) = &self.core.store {
+            store.flush().await;
+            let recalls: Vec<String> = match store.conversations(owner).await {
+                Ok(kept) => kept
+                    .into_iter()
+                    .filter(|record| ChatSession::of_record(record).is(id))
+                    .map(|record| record.recall)
+                    .collect(),
+                Err(err) => return Err(Error::SharedStore(err.0)),
+            };
+            found |= !recalls.is_empty();
+            store.forget_conversations(owner, recalls);
+            store.flush().await;
+        }
+        match found {
             true => Ok(()),
             false => Err(Error::ConversationNotFound(id.to_owned())),
         }

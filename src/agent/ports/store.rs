@@ -128,6 +128,40 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// Who made a session, and where it lives.
     fn session_owner(&self, session: Uuid) -> StoreFuture<'_, Option<(Client, PathBuf)>>;
+
+    /// A compatible API's reply was given by `conversation.session`: remembered under its
+    /// owner and recall key (its reply count grows by one), within the bound per key.
+    fn conversation(&self, conversation: ConversationRecord);
+
+    /// Forgets conversations of `owner`, by their recall keys.
+    fn forget_conversations(&self, owner: Client, recalls: Vec<String>);
+
+    /// The conversation of `owner` remembered under `recall`.
+    fn conversation_of(
+        &self,
+        owner: Client,
+        recall: String,
+    ) -> StoreFuture<'_, Option<ConversationRecord>>;
+
+    /// The conversations of `owner`, the most recently used first.
+    fn conversations(&self, owner: Client) -> StoreFuture<'_, Vec<ConversationRecord>>;
+}
+
+/// The most conversations kept per key; past it, the least recently used are forgotten.
+pub const CONVERSATIONS_PER_KEY: usize = 256;
+
+/// A compatible API's conversation, as kept: the session that gave its last reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConversationRecord {
+    pub owner: Client,
+    /// How a request finds it again: `hash:` and the conversation's hash in hex, or `name:`
+    /// and the name the client gave it.
+    pub recall: String,
+    pub session: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    /// The replies given in it.
+    pub replies: u32,
 }
 
 /// The events that close the record of an agent that was running when the proxy died without

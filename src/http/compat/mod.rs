@@ -367,12 +367,14 @@ impl Turn {
     }
 
     /// The run is over: a reply is remembered with its session.
-    fn ended(&mut self) -> TurnEnd {
+    async fn ended(&mut self) -> TurnEnd {
         let end = std::mem::take(&mut self.end);
         self.text = unescape(&self.escaped_text);
         if let (false, Some((agents, continuation))) = (end.failed(), self.remember.take()) {
             if let Some(session) = end.session_id() {
-                agents.remember_reply(continuation, reply_text(&self.text, &end), session);
+                agents
+                    .remember_reply(continuation, reply_text(&self.text, &end), session)
+                    .await;
             }
         }
         end
@@ -388,7 +390,7 @@ impl Turn {
                 continue;
             }
             if self.finished {
-                return Step::End(self.ended());
+                return Step::End(self.ended().await);
             }
             let read = self.reader.read(READ_BYTES).await;
             self.finished = read.finished;
@@ -426,7 +428,7 @@ impl Turn {
                 steps.extend(self.step(&event));
             }
             if self.finished {
-                steps.push(Step::End(self.ended()));
+                steps.push(Step::End(self.ended().await));
                 return steps;
             }
             let read = self.reader.read(READ_BYTES).await;

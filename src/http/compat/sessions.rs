@@ -27,7 +27,7 @@ pub async fn list(
 ) -> Json<SessionList> {
     Json(SessionList {
         object: ListObject,
-        data: state.agents.chat_sessions(client),
+        data: state.agents.chat_sessions(client).await,
     })
 }
 
@@ -48,6 +48,7 @@ pub async fn show(
     state
         .agents
         .chat_session(client, &id)
+        .await
         .map(Json)
         .map_err(|err| refused(&headers, err))
 }
@@ -70,6 +71,7 @@ pub async fn forget(
     state
         .agents
         .forget_chat_session(client, &id)
+        .await
         .map_err(|err| refused(&headers, err))?;
     Ok(Json(SessionDeleted {
         id,
