@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 pub use crate::process::WatchdogStatus;
 pub use admission::keys::{ApiKeys, Client};
+pub use admission::mcp::{McpCatalog, McpKeys, McpServer};
 pub use admission::message::{Block, MessageContent, MessageRequest, check_image_magic};
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use admission::request::{AgentRequest, AgentUpdate, Run};

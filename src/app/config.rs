@@ -140,6 +140,11 @@ pub struct Config {
     #[arg(long = "max-budget-usd", env = "PROXY_MAX_BUDGET_USD", value_parser = parse_usd)]
     pub max_budget_usd: Option<f64>,
 
+    /// A JSON file of the MCP servers requests may name (`mcp_servers`): the CLI's
+    /// `{"mcpServers": {...}}`, each server with `"keys"` (`["*"]` or key ids) that may use it.
+    #[arg(long = "mcp-servers", env = "PROXY_MCP_SERVERS")]
+    pub mcp_servers: Option<PathBuf>,
+
     /// Model names of the compatible APIs mapped to the CLI's, such as
     /// `gpt-4o=sonnet,gpt-4o-mini=haiku` (aliases and claude-* names pass as they are).
     #[arg(long = "model-map", env = "PROXY_MODEL_MAP", value_parser = parse_model_map, default_value = "")]

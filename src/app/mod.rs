@@ -4,6 +4,7 @@
 
 mod config;
 mod keys;
+mod mcp_servers;
 
 use std::future::Future;
 use std::io;
@@ -87,6 +88,10 @@ pub enum StartupError {
     )]
     /// A tool of the compatible routes that the operator's policy forbids (its name).
     CompatToolNotAllowed(String),
+
+    /// The operator's MCP servers cannot be used.
+    #[error(transparent)]
+    McpServers(#[from] mcp_servers::McpServersError),
 }
 
 /// The host name and a random suffix: instances on one host (or containers that share a name)
@@ -277,6 +282,7 @@ impl App {
                 permission_mode: config.permission_mode,
                 max_turns: config.max_turns,
                 max_budget_usd: config.max_budget_usd,
+                mcp_servers: mcp_servers::load(config.mcp_servers.as_deref())?,
                 workdir: Arc::from(workdir),
             }),
             admission: Admission {

@@ -96,6 +96,9 @@ pub struct Invocation {
     /// The whole system prompt, in place of Claude Code's, from a file (one argument is capped
     /// at 128 KiB).
     pub system_prompt_file: Option<PathBuf>,
+    /// `--mcp-config`: a file of the run's own with the MCP servers it named (their secrets
+    /// are in it, never in an argument).
+    pub mcp_config_file: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -145,6 +148,10 @@ impl Invocation {
         }
         if let Some(file) = &self.system_prompt_file {
             args.push(format!("--system-prompt-file={}", file.display()));
+        }
+        if let Some(file) = &self.mcp_config_file {
+            // One value after `=`: the flag takes several when they follow it as arguments.
+            args.push(format!("--mcp-config={}", file.display()));
         }
         args
     }
@@ -197,6 +204,7 @@ mod tests {
                         ..ToolFlags::default()
                     },
                     system_prompt_file: Some("/p/1.txt".into()),
+                    mcp_config_file: Some("/p/2.json".into()),
                     ..Invocation::default()
                 },
                 &[
@@ -211,6 +219,7 @@ mod tests {
                     "--permission-mode=plan",
                     "--append-system-prompt=--be brief",
                     "--system-prompt-file=/p/1.txt",
+                    "--mcp-config=/p/2.json",
                 ],
             ),
             (

@@ -17,6 +17,7 @@ mod fake_cli;
 mod fuzz;
 mod interactive;
 mod load;
+mod mcp;
 mod migration;
 mod observability;
 mod openapi;

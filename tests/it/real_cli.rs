@@ -401,6 +401,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""structured_output":{"name":"Ada Lovelace","year":1843}"#,
     r#""status":"completed""#,
     r#""reviewer""#,
+    r#""mcp_servers":[{"name":"notes","status":"connected""#,
     r#""subtype":"success""#,
     r#""result":{"#,
     r#""type":"complete""#,
@@ -445,7 +446,18 @@ async fn the_readme_curl_examples_work_as_written() {
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&work).unwrap();
         let standin = StandIn::start_with(Some(rule), []).await;
-        let proxy = start_proxy(&standin, &home, &work, &[]);
+        // The MCP example's server: the tests' own, by the name the README gives it.
+        let server = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/notes-server.mjs");
+        let catalog = dir.path().join("mcp-servers.json");
+        let servers = serde_json::json!({"mcpServers": {
+            "notes": {"command": "node", "args": [server], "keys": ["*"]}}});
+        std::fs::write(&catalog, servers.to_string()).unwrap();
+        let proxy = start_proxy(
+            &standin,
+            &home,
+            &work,
+            &[("PROXY_MCP_SERVERS", catalog.to_str().unwrap())],
+        );
         let address = proxy.base.trim_start_matches("http://").to_owned();
 
         for (block, expected) in blocks.iter().zip(README_EXAMPLES) {

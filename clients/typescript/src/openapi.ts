@@ -99,6 +99,10 @@ export type AgentRequest = {
   /** Custom subagents by name, which the run's agent may hand work to. A subagent's tools
    * must be tools the run itself has (403 otherwise). */
   agents?: { [key: string]: Subagent } | null;
+  /** MCP servers of the operator's (PROXY_MCP_SERVERS) that the run may use, by name: 403 for
+   * a name this key may not use. Their tools are allowed as any tool is, by the policy
+   * (`mcp__<server>__*` in CLAUDE_ALLOWED_TOOLS, narrowed by `allowed_tools`). */
+  mcp_servers?: Array<string>;
 };
 
 /** Where the agent is in its life; the last four are how it ended. */

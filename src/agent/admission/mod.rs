@@ -1,9 +1,10 @@
 //! Who may ask for a run, and what it may ask: the request checked into a `Run`, the
 //! operator's tool policy, the run's own choices within it (structured output, effort,
-//! subagents), client keys, the rate-limit gate, whose each session is, and the
+//! subagents), the MCP servers a request may name, client keys, the rate-limit gate, whose each session is, and the
 //! messages clients may send.
 
 pub(super) mod keys;
+pub(super) mod mcp;
 pub(super) mod message;
 pub(super) mod policy;
 pub(super) mod rate_limit;

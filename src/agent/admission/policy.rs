@@ -85,6 +85,8 @@ pub struct ToolPolicy {
     /// The most a run may cost, in US dollars (PROXY_MAX_BUDGET_USD): every run's budget
     /// when it asks none, and the most it may ask.
     pub max_budget_usd: Option<f64>,
+    /// The MCP servers a request may name (PROXY_MCP_SERVERS).
+    pub mcp_servers: crate::agent::admission::mcp::McpCatalog,
     /// Where agents run, resolved (symlinks followed) at start-up.
     pub workdir: Arc<Path>,
 }
@@ -159,7 +161,10 @@ impl ToolPolicy {
             None => self.allowed_tools.clone(),
             Some(asked) => {
                 check_names("allowed_tools", asked)?;
-                if let Some(wider) = asked.iter().find(|t| !self.allowed_tools.contains(t)) {
+                if let Some(wider) = asked
+                    .iter()
+                    .find(|t| !self.allowed_tools.iter().any(|allowed| within(t, allowed)))
+                {
                     return Err(forbidden(format!(
                         "allowed_tools: {wider} is not among the operator's allowed tools (CLAUDE_ALLOWED_TOOLS)"
                     )));
@@ -272,6 +277,20 @@ impl ToolPolicy {
 
 /// Tool names and rules (such as `Bash(git log:*)`): short, one line, no separators the CLI
 /// would split on.
+/// Whether an asked tool is no wider than an allowed one: the same, or one tool of an MCP
+/// server whose every tool is allowed (`mcp__notes__lookup` within `mcp__notes__*`).
+fn within(asked: &str, allowed: &str) -> bool {
+    if asked == allowed {
+        return true;
+    }
+    match allowed.strip_suffix('*') {
+        Some(server) if server.starts_with("mcp__") && server.ends_with("__") => asked
+            .strip_prefix(server)
+            .is_some_and(|tool| !tool.is_empty() && !tool.contains('*')),
+        _ => false,
+    }
+}
+
 pub fn check_names(field: &'static str, names: &[String]) -> Result<(), Error> {
     let bad = names.iter().find(|n| {
         n.is_empty() || n.len() > 200 || n.contains([',', '\0', '\n', '\r']) || n.starts_with('-')
@@ -363,6 +382,17 @@ fn resolve_cwd(cwd: &str, workspace: &Path) -> Result<PathBuf, Error> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_mcp_servers_tool_is_within_all_its_tools_and_nothing_else_is() {
+        assert!(within("mcp__notes__lookup", "mcp__notes__*"));
+        assert!(within("mcp__notes__*", "mcp__notes__*"));
+        assert!(!within("mcp__notes__*", "mcp__notes__lookup"));
+        assert!(!within("mcp__notesx__lookup", "mcp__notes__*"));
+        assert!(!within("mcp__notes__", "mcp__notes__*"));
+        assert!(!within("Bash", "B*"));
+        assert!(!within("mcp__notes__a*", "mcp__notes__*"));
+    }
+
     fn policy(workdir: &Path) -> ToolPolicy {
         ToolPolicy {
             tools: Some(vec!["Read".into(), "Grep".into(), "Bash".into()]),
@@ -371,6 +401,7 @@ mod tests {
             permission_mode: Some(PermissionMode::AcceptEdits),
             max_turns: Some(10),
             max_budget_usd: Some(1.0),
+            mcp_servers: Default::default(),
             workdir: Arc::from(workdir.canonicalize().unwrap()),
         }
     }

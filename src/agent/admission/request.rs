@@ -78,6 +78,11 @@ pub struct AgentRequest {
     /// must be tools the run itself has (403 otherwise).
     #[serde(default)]
     pub agents: Option<BTreeMap<String, Subagent>>,
+    /// MCP servers of the operator's (PROXY_MCP_SERVERS) that the run may use, by name: 403 for
+    /// a name this key may not use. Their tools are allowed as any tool is, by the policy
+    /// (`mcp__<server>__*` in CLAUDE_ALLOWED_TOOLS, narrowed by `allowed_tools`).
+    #[serde(default)]
+    pub mcp_servers: Vec<String>,
 }
 
 /// A derived struct deserializer also takes a JSON array of the fields in order, so that
@@ -138,6 +143,9 @@ pub struct Run {
     pub json_schema: Option<String>,
     /// The checked subagents, as the CLI's JSON (`--agents`).
     pub agents: Option<String>,
+    /// The MCP servers it named, as the CLI's configuration (it goes to the CLI in a file of
+    /// its own: it holds the servers' secrets).
+    pub mcp_config: Option<String>,
     /// The prompt as one user message of text and images, written to the CLI's stream-json
     /// input, which then closes (the compatible APIs' images).
     pub message: Option<crate::agent::MessageContent>,
@@ -145,7 +153,11 @@ pub struct Run {
 
 impl Run {
     /// The run as the CLI's arguments say it; its system prompt, if any, is in `system_prompt_file`.
-    pub fn invocation(&self, system_prompt_file: Option<PathBuf>) -> Invocation {
+    pub fn invocation(
+        &self,
+        system_prompt_file: Option<PathBuf>,
+        mcp_config_file: Option<PathBuf>,
+    ) -> Invocation {
         Invocation {
             input: match (self.interactive, &self.message) {
                 (true, _) => Input::Conversation,
@@ -164,6 +176,7 @@ impl Run {
             json_schema: self.json_schema.clone(),
             agents: self.agents.clone(),
             system_prompt_file,
+            mcp_config_file,
         }
     }
 }
@@ -307,6 +320,10 @@ impl AgentRequest {
             .agents
             .map(|agents| check_subagents(&agents, &applied))
             .transpose()?;
+        let mcp_config = context
+            .policy
+            .mcp_servers
+            .config_for(context.owner, &self.mcp_servers)?;
         // A session lives under the directory it was made in: resume it there.
         let session_cwd = match resume {
             Some(session) => session_home(session)?,
@@ -335,6 +352,7 @@ impl AgentRequest {
             max_budget_usd,
             json_schema,
             agents,
+            mcp_config,
             message: None,
         })
     }
@@ -420,6 +438,7 @@ mod tests {
             permission_mode: None,
             max_turns: None,
             max_budget_usd: None,
+            mcp_servers: Default::default(),
             workdir: Arc::from(std::env::temp_dir()),
         };
         let context = Context {
@@ -463,7 +482,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            got.invocation(None)
+            got.invocation(None, None)
                 .args()
                 .contains(&"--resume=0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11".to_owned())
         );
@@ -475,7 +494,7 @@ mod tests {
         run.model = Some("sonnet".into());
         run.resume = Some(Uuid::parse_str("0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11").unwrap());
         assert_eq!(
-            run.invocation(None).args(),
+            run.invocation(None, None).args(),
             [
                 "-p",
                 "--output-format",
@@ -508,7 +527,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            run.invocation(None).args()[4..],
+            run.invocation(None, None).args()[4..],
             [
                 "--fallback-model=haiku",
                 "--effort=xhigh",

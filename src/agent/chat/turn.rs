@@ -259,6 +259,7 @@ impl Agents {
                 .map(check_json_schema)
                 .transpose()?,
             agents: None,
+            mcp_config: None,
         };
         let continuation = Continuation {
             owner,

@@ -123,12 +123,15 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     } else {
         (process::Input::Whole(Bytes::from(run.prompt.clone())), None)
     };
-    let system_prompt = match &run.system_prompt {
-        Some(text) => Some(SystemPromptFile::write(&core.settings.prompts, text)?),
-        None => None,
+    let run_file = |text: &Option<String>, extension| match text {
+        Some(text) => RunFile::write(&core.settings.prompts, extension, text).map(Some),
+        None => Ok(None),
     };
+    let system_prompt = run_file(&run.system_prompt, "txt")?;
+    let mcp_config = run_file(&run.mcp_config, "json")?;
+    let path_of = |file: &Option<RunFile>| file.as_ref().map(|file| file.path.clone());
     let args = run
-        .invocation(system_prompt.as_ref().map(|file| file.path.clone()))
+        .invocation(path_of(&system_prompt), path_of(&mcp_config))
         .args();
     let spec = process::Spec {
         program: core.settings.cli.clone(),
@@ -140,9 +143,11 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         sandbox: match &core.settings.sandbox {
             Some(sandbox) => {
                 let mut confinement = confinement(core, &run)?;
-                confinement
-                    .read_only
-                    .extend(system_prompt.as_ref().map(|file| file.path.clone()));
+                confinement.read_only.extend(
+                    path_of(&system_prompt)
+                        .into_iter()
+                        .chain(path_of(&mcp_config)),
+                );
                 Some((Arc::clone(sandbox), confinement))
             }
             None => None,
@@ -213,7 +218,7 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     let run_stop = stop.clone();
     let supervised = async move {
         // Removed once the CLI has ended.
-        let _system_prompt = system_prompt;
+        let _run_files = (system_prompt, mcp_config);
         let outcome = cli
             .supervise(run_stop.token(), |lines| recorder.lines(lines))
             .await;
@@ -233,25 +238,34 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     })
 }
 
-/// A system prompt in a file of its own, for `--system-prompt-file`; removed when dropped.
-struct SystemPromptFile {
+/// A file of a run's own that its CLI reads (a system prompt for `--system-prompt-file`, MCP
+/// servers for `--mcp-config`): readable by the proxy's user alone, removed when dropped.
+struct RunFile {
     path: PathBuf,
 }
 
-impl SystemPromptFile {
-    fn write(dir: &std::path::Path, text: &str) -> Result<Self, Error> {
+impl RunFile {
+    fn write(dir: &std::path::Path, extension: &str, text: &str) -> Result<Self, Error> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let workspace = |source| Error::Workspace {
             path: dir.to_path_buf(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(workspace)?;
-        let path = dir.join(format!("{}.txt", Uuid::new_v4().simple()));
-        std::fs::write(&path, text).map_err(workspace)?;
+        let path = dir.join(format!("{}.{extension}", Uuid::new_v4().simple()));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(text.as_bytes()))
+            .map_err(workspace)?;
         Ok(Self { path })
     }
 }
 
-impl Drop for SystemPromptFile {
+impl Drop for RunFile {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
     }
