@@ -99,3 +99,72 @@ async fn a_run_gets_the_mcp_servers_it_named_and_their_secrets_stay_with_them() 
     })
     .await;
 }
+
+/// A client key's id, as the logs show it and the catalog names it.
+fn key_id(key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(b"claude-proxy key id\0");
+    hasher.update(key.as_bytes());
+    hasher.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_http_mcp_server_is_reached_with_its_headers_by_the_keys_it_names() {
+    const OTHER_KEY: &str = "mcp-other-key-9876543210";
+    const HEADER: &str = "Bearer http-mcp-secret-55";
+    within(TEST_LIMIT, async {
+        let docs = crate::support::mcp_http::McpHttpServer::start(HEADER).await;
+        let standin = StandIn::start([
+            Reply::Tool("mcp__docs__search".into(), json!({"query": "tides"})),
+            Reply::Text("Chapter 3.".into()),
+        ])
+        .await;
+        let dir = tempfile::tempdir().unwrap();
+        let (home, work) = (dir.path().join("home"), dir.path().join("work"));
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&work).unwrap();
+        let catalog = dir.path().join("mcp-servers.json");
+        let servers = json!({"mcpServers": {"docs": {"type": "http", "url": docs.url,
+            "headers": {"Authorization": HEADER}, "keys": [key_id(KEY)]}}});
+        std::fs::write(&catalog, servers.to_string()).unwrap();
+        let keys = format!("{KEY},{OTHER_KEY}");
+        let proxy = crate::support::real::start_proxy(
+            &standin,
+            &home,
+            &work,
+            &[
+                ("PROXY_API_KEY", &keys),
+                ("PROXY_MCP_SERVERS", catalog.to_str().unwrap()),
+                ("CLAUDE_ALLOWED_TOOLS", "mcp__docs__*"),
+            ],
+        );
+
+        let refused = proxy
+            .client
+            .post(proxy.url("/agent/stream"))
+            .bearer_auth(OTHER_KEY)
+            .json(&json!({"prompt": "hi", "mcp_servers": ["docs"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 403, "a key the catalog does not name");
+
+        let events = proxy
+            .stream_with(&json!({"prompt": "Search the docs for tides.", "mcp_servers": ["docs"]}))
+            .await
+            .collect_all()
+            .await;
+        let stream: Vec<String> = events.iter().map(|e| e.data.clone()).collect();
+        let stream = stream.join("\n");
+        assert!(
+            stream.contains("docs on tides: see chapter 3 (authorized: true)"),
+            "{stream}"
+        );
+        assert!(!stream.contains("http-mcp-secret-55"), "{stream}");
+    })
+    .await;
+}

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod anthropic;
+pub mod mcp_http;
 pub mod nginx;
 pub mod postgres;
 pub mod proxy;
