@@ -32,6 +32,10 @@ pub use admission::message::{Block, MessageContent, MessageRequest, check_image_
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use admission::request::{AgentRequest, AgentUpdate, Run};
 pub use admission::run_options::parse_model;
+pub use chat::client_tools::{
+    ClientTool, McpAnswer, McpRefusal, Paused, RunGuard, TOOL_PREFIX, ToolCall, ToolResult,
+    ToolsGuard,
+};
 pub use chat::end::{TurnEnd, TurnFailure};
 pub use chat::memory::ChatSession;
 pub use chat::turn::{ChatTurn, CompatSettings, Continuation};
@@ -84,6 +88,8 @@ impl Agents {
                 rate_limit: RateLimitGate::default(),
                 login: lifecycle::login::LoginCache::default(),
                 chat_memory: chat::memory::ChatMemory::default(),
+                client_tools: Arc::default(),
+                own_url: std::sync::OnceLock::new(),
                 all_logs,
                 metrics,
                 shutdown,

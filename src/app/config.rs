@@ -145,6 +145,11 @@ pub struct Config {
     #[arg(long = "mcp-servers", env = "PROXY_MCP_SERVERS")]
     pub mcp_servers: Option<PathBuf>,
 
+    /// How long a compatible API's run that called its client's tools waits for the results
+    /// (the client's next request), in seconds; then it is stopped.
+    #[arg(long = "tool-result-timeout-secs", env = "PROXY_TOOL_RESULT_TIMEOUT_SECS", default_value = "600", value_parser = parse_positive_secs)]
+    pub tool_result_timeout: Duration,
+
     /// Model names of the compatible APIs mapped to the CLI's, such as
     /// `gpt-4o=sonnet,gpt-4o-mini=haiku` (aliases and claude-* names pass as they are).
     #[arg(long = "model-map", env = "PROXY_MODEL_MAP", value_parser = parse_model_map, default_value = "")]
@@ -169,11 +174,11 @@ pub struct Config {
     pub workdir: PathBuf,
 
     /// Longest a whole run may take, in seconds (0: no limit).
-    #[arg(long = "agent-timeout-secs", env = "PROXY_AGENT_TIMEOUT_SECS", default_value = "1800", value_parser = parse_secs)]
+    #[arg(long = "agent-timeout-secs", env = "PROXY_AGENT_TIMEOUT_SECS", default_value = "1800", value_parser = parse_positive_secs)]
     pub agent_timeout: Duration,
 
     /// Longest the CLI may go without writing a line, in seconds (0: no limit).
-    #[arg(long = "idle-timeout-secs", env = "PROXY_IDLE_TIMEOUT_SECS", default_value = "600", value_parser = parse_secs)]
+    #[arg(long = "idle-timeout-secs", env = "PROXY_IDLE_TIMEOUT_SECS", default_value = "600", value_parser = parse_positive_secs)]
     pub idle_timeout: Duration,
 
     /// Seconds an interactive agent may wait with no turn running and no message queued; then
@@ -201,7 +206,7 @@ pub struct Config {
     pub max_image_bytes: usize,
 
     /// Seconds between SIGTERM and SIGKILL when a CLI is stopped.
-    #[arg(long = "stop-grace-secs", env = "PROXY_STOP_GRACE_SECS", default_value = "5", value_parser = parse_secs)]
+    #[arg(long = "stop-grace-secs", env = "PROXY_STOP_GRACE_SECS", default_value = "5", value_parser = parse_positive_secs)]
     pub stop_grace: Duration,
 
     /// Longest CLI output line passed on, in bytes; a longer line is dropped and reported.
@@ -265,7 +270,7 @@ pub struct Config {
     pub max_session_bytes: usize,
 
     /// Seconds a finished agent stays visible (GET /agents, /agent/{id}, its events).
-    #[arg(long = "agent-retention-secs", env = "PROXY_AGENT_RETENTION_SECS", default_value = "3600", value_parser = parse_secs)]
+    #[arg(long = "agent-retention-secs", env = "PROXY_AGENT_RETENTION_SECS", default_value = "3600", value_parser = parse_positive_secs)]
     pub agent_retention: Duration,
 
     /// How many finished agents are kept at most; past it, the oldest are forgotten.
@@ -277,7 +282,7 @@ pub struct Config {
     pub max_finished_agents: usize,
 
     /// On SIGTERM or SIGINT, the longest the server waits for open streams before it exits.
-    #[arg(long = "shutdown-timeout-secs", env = "PROXY_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_secs)]
+    #[arg(long = "shutdown-timeout-secs", env = "PROXY_SHUTDOWN_TIMEOUT_SECS", default_value = "10", value_parser = parse_positive_secs)]
     pub shutdown_timeout: Duration,
 
     /// Seconds of CLI silence after which a stream gets a keep-alive comment.

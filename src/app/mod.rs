@@ -307,6 +307,7 @@ impl App {
             workspace_per_key: keys.is_enabled(),
             known_sessions_only: keys.is_enabled(),
             compat,
+            tool_result_timeout: config.tool_result_timeout,
         };
         let keys_enabled = keys.is_enabled();
         let stopping = CancellationToken::new();
@@ -360,6 +361,9 @@ impl App {
             );
         }
         let agents = self.state.agents.clone();
+        if let Ok(addr) = listener.local_addr() {
+            agents.listening_at(addr);
+        }
         let router = http::router(self.state.clone(), self.request_limits.clone());
         let mut server = tokio::spawn(http::serve(
             listener,

@@ -131,6 +131,7 @@ fn metrics_routes() -> OpenApiRouter<ApiState> {
 fn public_routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(handlers::health))
+        .routes(routes!(compat::tool_server::message))
         .routes(routes!(openapi::document))
         .routes(routes!(openapi::docs_page))
         .routes(routes!(openapi::docs_asset))

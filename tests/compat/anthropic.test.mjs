@@ -101,9 +101,9 @@ test("errors are the SDK's own classes, and spawn nothing", async () => {
       model: "sonnet",
       max_tokens: 10,
       messages: [{ role: "user", content: "hi" }],
-      tools: [{ name: "f", input_schema: { type: "object" } }],
+      tools: [{ type: "bash_20250124", name: "bash" }],
     }),
-    (error) => error instanceof Anthropic.BadRequestError && /tools/.test(error.message),
+    (error) => error instanceof Anthropic.BadRequestError && /tools\[0\]\.type/.test(error.message),
   );
   assert.equal((await agentsOfKind("anthropic")).length, before);
 });

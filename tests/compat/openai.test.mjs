@@ -165,8 +165,9 @@ test("errors are the SDK's own classes, and spawn nothing", async () => {
       model: "sonnet",
       messages: [{ role: "user", content: "hi" }],
       tools: [{ type: "function", function: { name: "f", parameters: {} } }],
+      tool_choice: "required",
     }),
-    (error) => error instanceof OpenAI.BadRequestError && error.param === "tools",
+    (error) => error instanceof OpenAI.BadRequestError && error.param === "tool_choice",
   );
   await assert.rejects(
     client.chat.completions.create({ model: "sonnet", messages: [{ role: "user", content: "hi" }], n: 2 }),

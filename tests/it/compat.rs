@@ -656,3 +656,126 @@ async fn structured_output_is_the_replys_json_content_in_both_sdks() {
     })
     .await;
 }
+
+/// The client's own tools: a function call (OpenAI) and a tool use (Anthropic) end the reply;
+/// the result the client sends goes on with the same run, whose CLI waited on the call.
+#[tokio::test]
+async fn the_clients_own_tools_are_called_and_their_results_go_on_in_both_sdks() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::with_settings([], &[("PROXY_API_KEY", KEY)]).await;
+        let report = node_tests(&setup, &["tests/compat/tools.test.mjs"]).await;
+        assert!(
+            report.contains("pass 4") && report.contains("fail 0"),
+            "{report}"
+        );
+        // The API saw the client's tool and, after the call, its result, in one session.
+        let requests = setup.standin.requests();
+        let with_result: Vec<&Value> = requests
+            .iter()
+            .filter(|r| r["messages"].to_string().contains("sunny in Paris, 22 C"))
+            .collect();
+        assert_eq!(with_result.len(), 4, "one follow-up per test");
+        for request in with_result {
+            let offered = request["tools"].to_string();
+            assert!(offered.contains("mcp__client__get_weather"), "{offered}");
+        }
+        // No run is left waiting, and no tool server.
+        let agents: Value = setup
+            .proxy
+            .client
+            .get(setup.proxy.url("/agents"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for agent in agents["agents"].as_array().unwrap() {
+            assert_eq!(agent["status"], "completed", "{agent}");
+        }
+    })
+    .await;
+}
+
+/// A run whose client never sends its tool's result is stopped once
+/// PROXY_TOOL_RESULT_TIMEOUT_SECS has passed; a result that comes later is the API's 400, and
+/// another key's results never reach a run that is not its own.
+#[tokio::test]
+async fn a_run_left_waiting_for_its_tools_result_is_stopped_and_no_other_key_can_answer_it() {
+    const OTHER: &str = "compat-other-key-9876543210";
+    within(TEST_LIMIT, async {
+        let keys = format!("{KEY},{OTHER}");
+        let setup = RealSetup::with_settings(
+            [],
+            &[
+                ("PROXY_API_KEY", &keys),
+                ("PROXY_TOOL_RESULT_TIMEOUT_SECS", "2"),
+            ],
+        )
+        .await;
+        let tools = serde_json::json!([{"type": "function", "function": {"name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+        let asked = serde_json::json!({"role": "user",
+            "content": r#"Weather? CALL[get_weather {"city": "Oslo"}]"#});
+        let first: Value = setup
+            .proxy
+            .post(
+                "/v1/chat/completions",
+                &serde_json::json!({"model": "sonnet", "messages": [asked], "tools": tools}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let call = &first["choices"][0]["message"]["tool_calls"][0];
+        assert_eq!(call["function"]["name"], "get_weather", "{first}");
+        let answer = |key: &'static str| {
+            let body = serde_json::json!({"model": "sonnet", "tools": tools, "messages": [
+                asked,
+                first["choices"][0]["message"],
+                {"role": "tool", "tool_call_id": call["id"], "content": "rainy"},
+            ]});
+            let request = setup
+                .proxy
+                .client
+                .post(setup.proxy.url("/v1/chat/completions"))
+                .bearer_auth(key)
+                .json(&body);
+            async move { request.send().await.unwrap() }
+        };
+        let stranger = answer(OTHER).await;
+        assert_eq!(
+            stranger.status(),
+            400,
+            "another key's result reaches no run"
+        );
+
+        let agent = format!(
+            "/agent/{}",
+            uuid::Uuid::try_parse(
+                first["id"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches("chatcmpl-")
+            )
+            .unwrap()
+        );
+        support::until(
+            "the waiting run is stopped",
+            std::time::Duration::from_secs(30),
+            || {
+                let request = setup.proxy.client.get(setup.proxy.url(&agent));
+                async move {
+                    let detail: Value = request.send().await.unwrap().json().await.unwrap();
+                    detail["status"] == "stopped"
+                }
+            },
+        )
+        .await;
+        let late = answer(KEY).await;
+        assert_eq!(late.status(), 400);
+        let late: Value = late.json().await.unwrap();
+        assert_eq!(late["error"]["param"], "messages", "{late}");
+    })
+    .await;
+}

@@ -179,6 +179,7 @@ async fn every_route_the_router_serves_is_in_the_document_and_every_documented_o
             ("GET", "/v1/sessions"),
             ("GET", "/v1/sessions/{id}"),
             ("DELETE", "/v1/sessions/{id}"),
+            ("POST", "/internal/mcp/{token}"),
         ];
         let mut served: Vec<(String, String)> = served
             .iter()

@@ -115,6 +115,17 @@ export type AgentUpdate = {
   permission_mode?: null | PermissionMode;
 };
 
+/** A block of a reply: its text, or a call of one of the client's tools. */
+export type AnthropicBlock = {
+  text: string;
+  type: "text";
+} | {
+  id: string;
+  name: string;
+  input: { [key: string]: unknown };
+  type: "tool_use";
+};
+
 /** A string, or `text` and base64 `image` blocks. */
 export type AnthropicContent = string | Array<MessageBlock>;
 
@@ -171,6 +182,10 @@ export type AnthropicRequest = {
       schema?: { [key: string]: unknown };
     };
   };
+  /** Tools the model may use, for the client to run: the reply then ends with `tool_use`
+   * blocks (`stop_reason: "tool_use"`), and the request that brings their `tool_result`
+   * blocks goes on with the same run. `tool_choice` is `auto` or `none`. */
+  tools?: Array<AnthropicTool> | null;
   /** Continues the conversation of this name for the key: the request carries only its new
    * messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
    * session id of the key's (as `x-claude-session-id` gave it) continues that session. The
@@ -190,8 +205,8 @@ export type AnthropicResponse = {
   type: "message";
   role: "assistant";
   model: string;
-  content: Array<AnthropicTextBlock>;
-  /** end_turn, max_tokens, stop_sequence. */
+  content: Array<AnthropicBlock>;
+  /** end_turn, max_tokens, stop_sequence, or tool_use. */
   stop_reason: string;
   stop_sequence?: string | null;
   usage: {
@@ -203,9 +218,16 @@ export type AnthropicResponse = {
   x_claude_proxy: ProxyExtension;
 };
 
-export type AnthropicTextBlock = {
-  type: "text";
-  text: string;
+/** A tool the client offers the model. */
+export type AnthropicTool = {
+  /** 1 to 64 of a-z A-Z 0-9 _ -. */
+  name: string;
+  description?: string | null;
+  /** A JSON Schema of its input (an object's). */
+  input_schema?: { [key: string]: unknown };
+  /** Absent (a custom tool): the API's own tools (`bash_...`, `web_search_...`) are not
+   * taken. */
+  type?: string | null;
 };
 
 /** A message's content: a string, or blocks. */
@@ -464,6 +486,10 @@ export type OpenAiChatRequest = {
       schema?: { [key: string]: unknown };
     };
   };
+  /** Functions the model may call, for the client to run: the reply then ends with
+   * `tool_calls` (`finish_reason: "tool_calls"`), and the request that brings their results
+   * (`tool` messages) goes on with the same run. `tool_choice` is `auto` or `none`. */
+  tools?: Array<OpenAiTool> | null;
   /** Continues the conversation of this name for the key: the request carries only its new
    * messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
    * session id of the key's (as `x-claude-session-id` gave it) continues that session. The
@@ -478,13 +504,15 @@ export type OpenAiChoice = {
   index: number;
   message: {
     role: "assistant";
-    content: string;
+    /** The reply's text; null when it only calls functions. */
+    content?: string | null;
+    tool_calls?: Array<OpenAiToolCall> | null;
     /** Always null. */
     refusal?: string | null;
   };
   /** Always null: the proxy gives none. */
   logprobs?: { [key: string]: unknown } | null;
-  /** stop, or length when the model ran out of tokens. */
+  /** stop, length when the model ran out of tokens, or tool_calls. */
   finish_reason: string;
 };
 
@@ -493,6 +521,8 @@ export type OpenAiChunkChoice = {
   delta: {
     role?: null | "assistant";
     content?: string | null;
+    /** The calls of the client's functions, each whole in one chunk. */
+    tool_calls?: Array<OpenAiToolCallChunk> | null;
   };
   /** Always null. */
   logprobs?: { [key: string]: unknown } | null;
@@ -527,10 +557,14 @@ export type OpenAiError = {
   };
 };
 
-/** One message: system, developer, user or assistant. */
+/** One message: system, developer, user, assistant, or tool (a function's result). */
 export type OpenAiMessage = {
   role: string;
   content?: null | OpenAiContent;
+  /** An assistant's calls of the client's functions. */
+  tool_calls?: Array<OpenAiToolCall> | null;
+  /** A tool message's: the call whose result it is. */
+  tool_call_id?: string | null;
 };
 
 export type OpenAiModel = {
@@ -543,6 +577,36 @@ export type OpenAiModel = {
 export type OpenAiModelList = {
   object: "list";
   data: Array<OpenAiModel>;
+};
+
+/** A function the client offers the model. */
+export type OpenAiTool = {
+  /** `function`. */
+  type?: string;
+  function: {
+    /** 1 to 64 of a-z A-Z 0-9 _ -. */
+    name: string;
+    description?: string | null;
+    /** A JSON Schema of its arguments (an object's). */
+    parameters?: { [key: string]: unknown } | null;
+  };
+};
+
+/** A call of a function by the model, as a reply gives it and the next request repeats it. */
+export type OpenAiToolCall = {
+  /** The call's id, which the `tool` message with its result names. */
+  id: string;
+  /** `function`. */
+  type?: string;
+  function: {
+    name: string;
+    /** Its arguments, as JSON text. */
+    arguments: string;
+  };
+};
+
+export type OpenAiToolCallChunk = OpenAiToolCall & {
+  index: number;
 };
 
 /** The usage, from the CLI's result: prompt tokens count input, cache-read and

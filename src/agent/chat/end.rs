@@ -13,6 +13,8 @@ pub struct TurnEnd {
     pub errors: Vec<Value>,
     /// `complete`'s status.
     pub status: Option<String>,
+    /// The turn ended on calls of the client's tools: the run waits for their results.
+    pub tool_calls: Vec<crate::agent::chat::client_tools::ToolCall>,
 }
 
 /// Why a chat turn failed.
@@ -42,6 +44,9 @@ impl TurnEnd {
     }
 
     pub fn failed(&self) -> bool {
+        if !self.tool_calls.is_empty() {
+            return false;
+        }
         self.status.as_deref() != Some("completed")
             || self.result.as_ref().is_none_or(|r| r["is_error"] != false)
     }

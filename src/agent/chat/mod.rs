@@ -1,5 +1,7 @@
-//! A compatible API's turn as a run, and how it ended.
+//! A compatible API's turn as a run, how it ended, the conversations remembered, and the
+//! client's own tools.
 
+pub(super) mod client_tools;
 pub(super) mod end;
 pub(super) mod memory;
 pub(super) mod turn;

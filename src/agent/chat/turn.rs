@@ -18,6 +18,10 @@ use uuid::Uuid;
 
 use crate::agent::admission::policy::Narrowing;
 use crate::agent::admission::run_options::check_json_schema;
+use crate::agent::chat::client_tools::{
+    ClientTool, McpAnswer, McpRefusal, Paused, SERVER, TOOL_PREFIX, ToolCall, ToolResult,
+    ToolsGuard,
+};
 use crate::agent::chat::memory::{ChatSession, Recall};
 use crate::agent::ports::store::ConversationRecord;
 use crate::agent::status::AgentKind;
@@ -58,6 +62,8 @@ pub struct ChatTurn {
     pub session: Option<String>,
     /// Whether the CLI has the compatible APIs' tools: None, as the operator says.
     pub enable_tools: Option<bool>,
+    /// The client's own tools, which the model may call for the client to run.
+    pub client_tools: Vec<ClientTool>,
     /// The JSON Schema the reply must follow (structured output), checked as a request's.
     pub json_schema: Option<serde_json::Value>,
 }
@@ -72,6 +78,8 @@ pub struct Continuation {
     /// The name it goes on under, if the client named it.
     named: Option<String>,
     cwd: Arc<Path>,
+    /// The run's client tool server, while it may call the client's tools.
+    pub tools: Option<ToolsGuard>,
 }
 
 /// A turn, as it enters the hash: its role and text, each length-prefixed, so no two
@@ -220,6 +228,23 @@ impl Agents {
             ..Narrowing::default()
         })?;
         let mut tools = applied.flags;
+        // The client's tools, from a tool server of the run's own: they run at the client,
+        // never here, so they are allowed as the client asked.
+        let client_tools = match turn.client_tools.is_empty() {
+            true => None,
+            false => {
+                let url = self.core.own_url.get().ok_or_else(|| {
+                    Error::Conflict("client tools: the proxy is not serving yet".into())
+                })?;
+                let (token, guard) = self.core.client_tools.serve(owner, turn.client_tools);
+                tools.allowed_tools.push(format!("{TOOL_PREFIX}*"));
+                let config = serde_json::json!({"mcpServers": {SERVER: {
+                    "type": "http", "url": format!("{url}/internal/mcp/{token}"),
+                }}});
+                Some((config.to_string(), guard))
+            }
+        };
+        let (mcp_config, tools_guard) = client_tools.unzip();
         tools.tools = Some(match turn.enable_tools {
             Some(true) if compat.tools.is_empty() => {
                 return Err(Error::invalid(
@@ -259,13 +284,14 @@ impl Agents {
                 .map(check_json_schema)
                 .transpose()?,
             agents: None,
-            mcp_config: None,
+            mcp_config,
         };
         let continuation = Continuation {
             owner,
             hasher,
             named: turn.session,
             cwd: Arc::clone(&run.cwd),
+            tools: tools_guard,
         };
         Ok((run, continuation))
     }
@@ -299,6 +325,7 @@ impl Agents {
             mut hasher,
             named,
             cwd,
+            tools: _,
         } = continuation;
         let recall = match named {
             Some(name) => Recall::Named(name),
@@ -372,6 +399,63 @@ impl Agents {
             true => Ok(()),
             false => Err(Error::ConversationNotFound(id.to_owned())),
         }
+    }
+
+    /// A chat run's turn ended on calls of its client's tools: it waits for their results,
+    /// at most PROXY_TOOL_RESULT_TIMEOUT_SECS, then its guard stops it.
+    pub fn pause_chat(&self, calls: &[ToolCall], paused: Paused) {
+        let Some(first) = calls.first() else {
+            return;
+        };
+        self.core.client_tools.pause(calls, paused);
+        let registry = Arc::clone(&self.core.client_tools);
+        let (first, patience) = (first.id.clone(), self.core.settings.tool_result_timeout);
+        let shutdown = self.core.shutdown.clone();
+        self.core.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(patience) => {}
+                () = shutdown.cancelled() => {}
+            }
+            registry.give_up(&first);
+        });
+    }
+
+    /// The run that waits for these results of its client's tools, given them: what the
+    /// request that brought them reads.
+    pub fn resume_chat(&self, owner: Client, results: &[ToolResult]) -> Result<Paused, Error> {
+        self.core.client_tools.resume(owner, results).ok_or_else(|| {
+            Error::invalid(
+                "messages",
+                "no call of a tool of this key's waits for this result here (a run waits PROXY_TOOL_RESULT_TIMEOUT_SECS, on the instance that ran it)",
+            )
+        })
+    }
+
+    /// Answers a message to a run's client tool server (the CLI's MCP client); a tool call
+    /// waits for its result.
+    pub async fn answer_tool_server(
+        &self,
+        token: &str,
+        message: &serde_json::Value,
+    ) -> Result<McpAnswer, McpRefusal> {
+        let patience = self.core.settings.tool_result_timeout;
+        self.core
+            .client_tools
+            .answer(token, message, patience)
+            .await
+    }
+
+    /// Where the proxy listens, for its own CLIs to reach it (its client tool servers).
+    pub fn listening_at(&self, addr: std::net::SocketAddr) {
+        let ip = match addr.ip() {
+            ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
+            ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+            ip => ip,
+        };
+        let _ = self.core.own_url.set(format!(
+            "http://{}",
+            std::net::SocketAddr::new(ip, addr.port())
+        ));
     }
 
     /// The model names the compatible APIs list.

@@ -69,6 +69,8 @@ pub struct Settings {
     pub known_sessions_only: bool,
     /// The compatible APIs' models, tools and system prompt.
     pub compat: crate::agent::CompatSettings,
+    /// How long a chat run waits for its client's tool results (PROXY_TOOL_RESULT_TIMEOUT_SECS).
+    pub tool_result_timeout: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -85,6 +87,10 @@ pub struct Core {
     pub login: crate::agent::lifecycle::login::LoginCache,
     /// The compatible APIs' conversations, and the sessions that answered them.
     pub chat_memory: crate::agent::chat::memory::ChatMemory,
+    /// The client tool servers of chat runs, and the runs that wait for tool results.
+    pub client_tools: Arc<crate::agent::chat::client_tools::ClientTools>,
+    /// Where this proxy listens (`http://127.0.0.1:PORT`), once it does.
+    pub own_url: std::sync::OnceLock<String>,
     /// The bytes held by all agents' logs (and kept results) together.
     pub all_logs: SharedBytes,
     pub metrics: Arc<Metrics>,

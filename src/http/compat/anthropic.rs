@@ -11,11 +11,11 @@ use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::bodies::{
-    AnthropicContent, AnthropicError, AnthropicOutputFormat, AnthropicRequest, AnthropicResponse,
-    AnthropicTextBlock, AnthropicUsage, AssistantRole, MessageType, TextType,
+    AnthropicBlock, AnthropicContent, AnthropicError, AnthropicOutputFormat, AnthropicRequest,
+    AnthropicResponse, AnthropicTool, AnthropicUsage, AssistantRole, MessageType,
 };
-use super::{Api, ApiEvent, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
-use crate::agent::{ChatTurn, Client};
+use super::{Api, ApiEvent, Ask, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
+use crate::agent::{Client, ClientTool, TOOL_PREFIX, ToolResult};
 use crate::http::ApiState;
 
 const API: Api = Api::Anthropic;
@@ -37,11 +37,11 @@ fn content_of(
             ));
         }
     };
-    let mut texts = Vec::new();
+    let mut texts: Vec<std::borrow::Cow<'_, str>> = Vec::new();
     let mut images = Vec::new();
     for (n, block) in blocks.iter().enumerate() {
         match block["type"].as_str() {
-            Some("text") => texts.push(block["text"].as_str().unwrap_or_default()),
+            Some("text") => texts.push(block["text"].as_str().unwrap_or_default().into()),
             Some("image") if block["source"]["type"] == "base64" => {
                 let source = &block["source"];
                 crate::agent::check_image_magic(
@@ -58,6 +58,16 @@ fn content_of(
                     "only base64 images are taken: the proxy fetches nothing",
                 ));
             }
+            // The history, as a transcript: a call the model made, and a tool's result.
+            Some("tool_use") => texts.push(std::borrow::Cow::Owned(format!(
+                "[called {} with {}]",
+                block["name"].as_str().unwrap_or_default(),
+                block["input"]
+            ))),
+            Some("tool_result") => texts.push(std::borrow::Cow::Owned(format!(
+                "[result of a tool: {}]",
+                tool_result_text(&block["content"])
+            ))),
             kind => {
                 return Err(CompatError::invalid(
                     API,
@@ -79,26 +89,91 @@ fn system_text(content: AnthropicContent, field: &str) -> Result<String, CompatE
 }
 
 struct Asked {
-    turn: ChatTurn,
+    ask: Ask,
+    model: String,
     stream: bool,
+}
+
+/// A `tool_result` block's content: a string, or text blocks.
+fn tool_result_text(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter_map(|block| block["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// The last user message's `tool_result` blocks, when it holds nothing else: the results a run
+/// waits for.
+fn tool_results_of(content: &Option<AnthropicContent>) -> Option<Vec<ToolResult>> {
+    let Some(AnthropicContent::Blocks(blocks)) = content else {
+        return None;
+    };
+    let all_results = !blocks.is_empty() && blocks.iter().all(|b| b["type"] == "tool_result");
+    all_results.then(|| {
+        blocks
+            .iter()
+            .map(|block| ToolResult {
+                call_id: block["tool_use_id"].as_str().unwrap_or_default().to_owned(),
+                text: tool_result_text(&block["content"]),
+                is_error: block["is_error"] == true,
+            })
+            .collect()
+    })
+}
+
+/// The client's tools, checked: custom tools only, names the model can call, object schemas.
+fn client_tools_of(tools: Vec<AnthropicTool>) -> Result<Vec<ClientTool>, CompatError> {
+    if tools.len() > 64 {
+        return Err(CompatError::invalid(API, "tools", "at most 64 tools"));
+    }
+    tools
+        .into_iter()
+        .enumerate()
+        .map(|(n, tool)| {
+            let field = format!("tools[{n}]");
+            if tool.kind.as_deref().is_some_and(|kind| kind != "custom") {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.type"),
+                    "only custom tools are taken (the API's own tools are not)",
+                ));
+            }
+            super::check_tool_name(API, &format!("{field}.name"), &tool.name)?;
+            let schema = tool
+                .input_schema
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+            if !schema.is_object() {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.input_schema"),
+                    "must be a JSON Schema object",
+                ));
+            }
+            Ok(ClientTool {
+                name: tool.name,
+                description: tool.description.unwrap_or_default(),
+                input_schema: schema,
+            })
+        })
+        .collect()
 }
 
 fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> {
     let request = super::json_of(API, body)?;
-    if request["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-        return Err(CompatError::invalid(
-            API,
-            "tools",
-            "client-defined tools are not supported",
-        ));
-    }
-    if !request["tool_choice"].is_null() && request["tool_choice"]["type"] != "none" {
+    let choice = &request["tool_choice"]["type"];
+    if !(request["tool_choice"].is_null() || choice == "auto" || choice == "none") {
         return Err(CompatError::invalid(
             API,
             "tool_choice",
-            "only {\"type\": \"none\"} is supported",
+            "only {\"type\": \"auto\"} or {\"type\": \"none\"}: the model chooses whether to use a tool",
         ));
     }
+    let no_tools = choice == "none";
     if request["stop_sequences"]
         .as_array()
         .is_some_and(|s| !s.is_empty())
@@ -140,6 +215,24 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
             "a non-empty list of messages is required",
         ));
     }
+    let model = request.model.clone();
+    let stream = request.stream.unwrap_or(false);
+    let last_results = request
+        .messages
+        .last()
+        .filter(|message| message.role == "user")
+        .and_then(|message| tool_results_of(&message.content));
+    if let Some(results) = last_results {
+        return Ok(Asked {
+            ask: Ask::ToolResults(results),
+            model,
+            stream,
+        });
+    }
+    let client_tools = match no_tools {
+        true => Vec::new(),
+        false => client_tools_of(request.tools.unwrap_or_default())?,
+    };
     let system = match request.system {
         None => None,
         Some(system) => Some(system_text(system, "system")?),
@@ -161,7 +254,7 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
         }
     }
     let migration = Migration::of(API, headers, request.session_id, request.enable_tools)?;
-    let mut turn = super::chat_turn(API, &request.model, system, turns, migration)?;
+    let mut turn = super::chat_turn(API, &model, system, turns, migration)?;
     // The beta API's `output_format`, or the same object as `output_config.format`.
     let (field, format) = match request.output_format {
         None => (
@@ -184,9 +277,11 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
             ));
         }
     };
+    turn.client_tools = client_tools;
     Ok(Asked {
-        turn,
-        stream: request.stream.unwrap_or(false),
+        ask: Ask::Turn(turn),
+        model,
+        stream,
     })
 }
 
@@ -214,8 +309,8 @@ pub async fn messages(
 ) -> Result<Response, CompatError> {
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
     let asked = read_request(&headers, &body)?;
-    let model = asked.turn.model.clone();
-    let (agent_id, turn) = super::start_turn(&state, client, API, asked.turn).await?;
+    let model = asked.model;
+    let (agent_id, turn) = super::start_turn(&state, client, API, asked.ask).await?;
     let id = format!("msg_{}", agent_id.simple());
     if asked.stream {
         return stream(turn, &id, &model).await;
@@ -234,11 +329,19 @@ pub async fn messages(
             kind: MessageType,
             role: AssistantRole,
             model,
-            content: vec![AnthropicTextBlock {
-                kind: TextType,
-                text,
-            }],
-            stop_reason: stop.unwrap_or_else(|| "end_turn".to_owned()),
+            content: (!text.is_empty() || end.tool_calls.is_empty())
+                .then_some(AnthropicBlock::Text { text })
+                .into_iter()
+                .chain(end.tool_calls.iter().map(|call| AnthropicBlock::ToolUse {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    input: call.input.clone(),
+                }))
+                .collect(),
+            stop_reason: match end.tool_calls.is_empty() {
+                true => stop.unwrap_or_else(|| "end_turn".to_owned()),
+                false => "tool_use".to_owned(),
+            },
             stop_sequence: None,
             usage: usage(&end),
             x_claude_proxy: super::extension(&end),
@@ -298,13 +401,23 @@ fn result_events(id: &str, model: &str, end: &TurnEnd) -> Bytes {
     .into()
 }
 
-/// An event of the API, passed on as the CLI wrote it.
+/// An event of the API, passed on as the CLI wrote it; a block that calls a client's tool
+/// names the tool as the client did.
 fn api_event(event: &ApiEvent, out: &mut BytesMut) {
+    let renamed;
+    let json = match event.kind == "content_block_start" {
+        true => {
+            let prefixed = format!("\"{TOOL_PREFIX}");
+            renamed = String::from_utf8_lossy(event.json()).replace(&prefixed, "\"");
+            renamed.as_bytes()
+        }
+        false => event.json(),
+    };
     for part in [
         b"event: ",
         event.kind.as_bytes(),
         b"\ndata: ",
-        event.json(),
+        json,
         b"\n\n",
     ] {
         out.extend_from_slice(part);

@@ -4,6 +4,7 @@
 //! carry besides is accepted and ignored, as each type's doc says.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::literal::literal;
@@ -14,7 +15,6 @@ literal!(ListObject, "list");
 literal!(ModelObject, "model");
 literal!(MessageType, "message");
 literal!(ErrorType, "error");
-literal!(TextType, "text");
 literal!(AssistantRole, "assistant");
 
 /// An OpenAI chat completion request. Refused with 400, naming the field, since they would change
@@ -42,6 +42,11 @@ pub struct OpenAiChatRequest {
     #[serde(default)]
     #[schema(inline)]
     pub response_format: Option<OpenAiResponseFormat>,
+    /// Functions the model may call, for the client to run: the reply then ends with
+    /// `tool_calls` (`finish_reason: "tool_calls"`), and the request that brings their results
+    /// (`tool` messages) goes on with the same run. `tool_choice` is `auto` or `none`.
+    #[serde(default)]
+    pub tools: Option<Vec<OpenAiTool>>,
     /// Continues the conversation of this name for the key: the request carries only its new
     /// messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
     /// session id of the key's (as `x-claude-session-id` gave it) continues that session. The
@@ -82,15 +87,68 @@ pub struct OpenAiStreamOptions {
     pub include_usage: Option<bool>,
 }
 
-/// One message: system, developer, user or assistant.
+/// A function the client offers the model.
+#[derive(Deserialize, ToSchema)]
+pub struct OpenAiTool {
+    /// `function`.
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: String,
+    #[schema(inline)]
+    pub function: OpenAiFunction,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct OpenAiFunction {
+    /// 1 to 64 of a-z A-Z 0-9 _ -.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A JSON Schema of its arguments (an object's).
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Value>,
+}
+
+/// A call of a function by the model, as a reply gives it and the next request repeats it.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct OpenAiToolCall {
+    /// The call's id, which the `tool` message with its result names.
+    pub id: String,
+    /// `function`.
+    #[serde(rename = "type", default = "function")]
+    #[schema(rename = "type")]
+    pub kind: String,
+    #[schema(inline)]
+    pub function: OpenAiFunctionCall,
+}
+
+fn function() -> String {
+    "function".to_owned()
+}
+
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct OpenAiFunctionCall {
+    pub name: String,
+    /// Its arguments, as JSON text.
+    pub arguments: String,
+}
+
+/// One message: system, developer, user, assistant, or tool (a function's result).
 #[derive(Deserialize, ToSchema)]
 pub struct OpenAiMessage {
     #[serde(default)]
     #[schema(required = true)]
     pub role: String,
-    /// Null only in an assistant's message that called tools, which the proxy refuses.
+    /// Null only in an assistant's message that called tools.
     #[serde(default)]
     pub content: Option<OpenAiContent>,
+    /// An assistant's calls of the client's functions.
+    #[serde(default)]
+    pub tool_calls: Option<Vec<OpenAiToolCall>>,
+    /// A tool message's: the call whose result it is.
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
 }
 
 /// Text, or parts of text and images.
@@ -151,7 +209,7 @@ pub struct OpenAiChoice {
     /// Always null: the proxy gives none.
     #[schema(value_type = Option<Object>)]
     pub logprobs: Option<()>,
-    /// stop, or length when the model ran out of tokens.
+    /// stop, length when the model ran out of tokens, or tool_calls.
     pub finish_reason: &'static str,
 }
 
@@ -159,7 +217,10 @@ pub struct OpenAiChoice {
 pub struct OpenAiReplyMessage {
     #[schema(inline)]
     pub role: AssistantRole,
-    pub content: String,
+    /// The reply's text; null when it only calls functions.
+    pub content: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<OpenAiToolCall>>,
     /// Always null.
     pub refusal: Option<String>,
 }
@@ -215,6 +276,16 @@ pub struct OpenAiDelta {
     pub role: Option<AssistantRole>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
+    /// The calls of the client's functions, each whole in one chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<OpenAiToolCallChunk>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiToolCallChunk {
+    pub index: u32,
+    #[serde(flatten)]
+    pub call: OpenAiToolCall,
 }
 
 /// OpenAI's error body.
@@ -305,6 +376,11 @@ pub struct AnthropicRequest {
     #[serde(default)]
     #[schema(inline)]
     pub output_config: Option<AnthropicOutputConfig>,
+    /// Tools the model may use, for the client to run: the reply then ends with `tool_use`
+    /// blocks (`stop_reason: "tool_use"`), and the request that brings their `tool_result`
+    /// blocks goes on with the same run. `tool_choice` is `auto` or `none`.
+    #[serde(default)]
+    pub tools: Option<Vec<AnthropicTool>>,
     /// Continues the conversation of this name for the key: the request carries only its new
     /// messages, and the CLI resumes the session that gave the conversation's last reply. A CLI
     /// session id of the key's (as `x-claude-session-id` gave it) continues that session. The
@@ -315,6 +391,24 @@ pub struct AnthropicRequest {
     /// gives none); false: none; absent: PROXY_COMPAT_TOOLS's.
     #[serde(default)]
     pub enable_tools: Option<bool>,
+}
+
+/// A tool the client offers the model.
+#[derive(Deserialize, ToSchema)]
+pub struct AnthropicTool {
+    /// 1 to 64 of a-z A-Z 0-9 _ -.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// A JSON Schema of its input (an object's).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub input_schema: Option<Value>,
+    /// Absent (a custom tool): the API's own tools (`bash_...`, `web_search_...`) are not
+    /// taken.
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -370,8 +464,8 @@ pub struct AnthropicResponse {
     #[schema(inline)]
     pub role: AssistantRole,
     pub model: String,
-    pub content: Vec<AnthropicTextBlock>,
-    /// end_turn, max_tokens, stop_sequence.
+    pub content: Vec<AnthropicBlock>,
+    /// end_turn, max_tokens, stop_sequence, or tool_use.
     pub stop_reason: String,
     pub stop_sequence: Option<String>,
     #[schema(inline)]
@@ -379,12 +473,19 @@ pub struct AnthropicResponse {
     pub x_claude_proxy: ProxyExtension,
 }
 
+/// A block of a reply: its text, or a call of one of the client's tools.
 #[derive(Serialize, ToSchema)]
-pub struct AnthropicTextBlock {
-    #[serde(rename = "type")]
-    #[schema(rename = "type", inline)]
-    pub kind: TextType,
-    pub text: String,
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AnthropicBlock {
+    Text {
+        text: String,
+    },
+    ToolUse {
+        id: String,
+        name: String,
+        #[schema(value_type = Object)]
+        input: Value,
+    },
 }
 
 #[derive(Serialize, ToSchema)]

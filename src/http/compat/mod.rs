@@ -8,6 +8,7 @@ pub mod anthropic;
 mod bodies;
 pub mod openai;
 pub mod sessions;
+pub mod tool_server;
 
 use std::collections::VecDeque;
 
@@ -22,7 +23,8 @@ use bodies::{
 };
 
 use crate::agent::{
-    Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, TurnEnd, TurnFailure,
+    Agents, ChatTurn, Client, Continuation, Event, EventReader, Paused, RunGuard, TOOL_PREFIX,
+    ToolCall, ToolResult, ToolsGuard, TurnEnd, TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
 use crate::cli::stdout::unescape;
@@ -83,18 +85,26 @@ impl CompatError {
         }
     }
 
-    /// The proxy's own refusal (a key, a limit, the CLI missing, ...), in the API's format.
+    /// The proxy's own refusal (a key, a limit, the CLI missing, ...), in the API's format; a
+    /// field at fault is its `param`.
     pub fn from_api(api: Api, error: ApiError) -> Self {
         let status = match error.status() {
             // The APIs answer 400 for what this proxy calls 422.
             StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
             status => status,
         };
+        let param = match &error {
+            ApiError::InvalidField { field, .. }
+            | ApiError::Agent(crate::agent::Error::InvalidField { field, .. }) => {
+                Some((*field).to_owned())
+            }
+            _ => None,
+        };
         Self {
             api,
             status,
             message: error.to_string(),
-            param: None,
+            param,
             retry_after: error.retry_after(),
         }
     }
@@ -216,7 +226,24 @@ pub struct Turn {
     /// The reply follows a JSON Schema: it is the result's JSON text, and the model's own text
     /// and its call of the CLI's `StructuredOutput` tool are not passed on.
     structured: bool,
-    _stop: StopOnDrop,
+    agents: Agents,
+    owner: Client,
+    agent_id: uuid::Uuid,
+    /// The last event read: a run that waits for its client's tool results goes on from here.
+    cursor: u64,
+    /// The model's message called the client's tools and has ended: the turn ends with it.
+    paused: bool,
+    /// Stops the run when the client goes away; handed on while it waits for tool results.
+    stop: Option<RunGuard>,
+    /// The run's client tool server.
+    tools: Option<ToolsGuard>,
+}
+
+/// What a compatible request asks: a new turn, or the results of the client's tools that a run
+/// waits for.
+pub enum Ask {
+    Turn(ChatTurn),
+    ToolResults(Vec<ToolResult>),
 }
 
 /// A conversation's turns, each `(role, text, images)`, as a turn for the core: the last must
@@ -259,6 +286,7 @@ pub fn chat_turn(
         session: migration.session,
         enable_tools: migration.enable_tools,
         json_schema: None,
+        client_tools: Vec::new(),
     })
 }
 
@@ -301,31 +329,50 @@ impl Migration {
     }
 }
 
-/// Checks and launches a chat turn: its agent's id, and its events as steps.
+/// Checks and launches a chat turn, or gives a waiting run its tool results: the agent's id,
+/// and its events as steps.
 pub async fn start_turn(
     state: &ApiState,
     client: Client,
     api: Api,
-    turn: ChatTurn,
+    ask: Ask,
 ) -> Result<(uuid::Uuid, Turn), CompatError> {
     let refused = |err: crate::agent::Error| CompatError::from_api(api, ApiError::from(err));
-    let structured = turn.json_schema.is_some();
-    let (run, continuation) = state
-        .agents
-        .check_chat(client, turn)
-        .await
-        .map_err(refused)?;
-    let launched = state.agents.launch(run).await.map_err(refused)?;
-    let mut turn = Turn::new(
-        EventReader::Live(launched.reader),
-        launched
-            .client_leaving
-            .expect("a chat turn is its client's"),
-        state.agents.clone(),
-        continuation,
-    );
-    turn.structured = structured;
-    Ok((launched.agent_id, turn))
+    let agents = state.agents.clone();
+    let turn = match ask {
+        Ask::Turn(turn) => {
+            let structured = turn.json_schema.is_some();
+            let (run, mut continuation) = agents.check_chat(client, turn).await.map_err(refused)?;
+            let tools = continuation.tools.take();
+            let launched = agents.launch(run).await.map_err(refused)?;
+            let mut turn = Turn::new(
+                EventReader::Live(launched.reader),
+                Box::new(
+                    launched
+                        .client_leaving
+                        .expect("a chat turn is its client's"),
+                ),
+                agents.clone(),
+                (client, launched.agent_id),
+            );
+            turn.remember = Some((agents, continuation));
+            turn.tools = tools;
+            turn.structured = structured;
+            turn
+        }
+        Ask::ToolResults(results) => {
+            let paused = agents.resume_chat(client, &results).map_err(refused)?;
+            let reader = agents
+                .events(client, paused.agent_id, paused.cursor)
+                .await
+                .map_err(refused)?;
+            let mut turn = Turn::new(reader, paused.stop, agents, (client, paused.agent_id));
+            turn.cursor = paused.cursor;
+            turn.tools = Some(paused.tools);
+            turn
+        }
+    };
+    Ok((turn.agent_id, turn))
 }
 
 /// The reply a client was given: its streamed text, or the result's when none streamed.
@@ -349,9 +396,9 @@ const READ_BYTES: usize = 64 * 1024;
 impl Turn {
     pub fn new(
         reader: EventReader,
-        stop: StopOnDrop,
+        stop: RunGuard,
         agents: Agents,
-        continuation: Continuation,
+        (owner, agent_id): (Client, uuid::Uuid),
     ) -> Self {
         Self {
             reader,
@@ -360,16 +407,36 @@ impl Turn {
             end: TurnEnd::default(),
             escaped_text: Vec::new(),
             text: String::new(),
-            remember: Some((agents, continuation)),
+            remember: None,
             structured: false,
-            _stop: stop,
+            agents,
+            owner,
+            agent_id,
+            cursor: 0,
+            paused: false,
+            stop: Some(stop),
+            tools: None,
         }
     }
 
-    /// The run is over: a reply is remembered with its session.
+    /// The run is over, or waits for its client's tool results: a reply is remembered with
+    /// its session; a run that waits is handed to the request that brings them.
     async fn ended(&mut self) -> TurnEnd {
         let end = std::mem::take(&mut self.end);
         self.text = unescape(&self.escaped_text);
+        if self.paused {
+            if let (Some(stop), Some(tools)) = (self.stop.take(), self.tools.take()) {
+                let paused = Paused {
+                    owner: self.owner,
+                    agent_id: self.agent_id,
+                    cursor: self.cursor,
+                    stop,
+                    tools,
+                };
+                self.agents.pause_chat(&end.tool_calls, paused);
+            }
+            return end;
+        }
         if let (false, Some((agents, continuation))) = (end.failed(), self.remember.take()) {
             if let Some(session) = end.session_id() {
                 agents
@@ -383,6 +450,9 @@ impl Turn {
     /// The next step; `End` once, last.
     pub async fn next(&mut self) -> Step {
         loop {
+            if self.paused {
+                return Step::End(self.ended().await);
+            }
             if let Some(event) = self.pending.pop_front() {
                 if let Some(step) = self.step(&event) {
                     return step;
@@ -424,10 +494,10 @@ impl Turn {
     pub async fn next_batch(&mut self) -> Vec<Step> {
         let mut steps = Vec::new();
         loop {
-            while let Some(event) = self.pending.pop_front() {
+            while let Some(event) = self.pending.pop_front().filter(|_| !self.paused) {
                 steps.extend(self.step(&event));
             }
-            if self.finished {
+            if self.finished || self.paused {
                 steps.push(Step::End(self.ended().await));
                 return steps;
             }
@@ -444,7 +514,13 @@ impl Turn {
     }
 
     fn step(&mut self, event: &Event) -> Option<Step> {
+        self.cursor = event.id;
         if let Some(api_event) = ApiEvent::of_line(&event.data) {
+            if api_event.kind == "message_stop" && !self.end.tool_calls.is_empty() {
+                // The message that called the client's tools is whole: the run now waits on
+                // the calls, and the turn ends here.
+                self.paused = true;
+            }
             if self.structured {
                 return Some(Step::Other);
             }
@@ -473,8 +549,41 @@ impl Turn {
                 self.end.status = line["status"].as_str().map(str::to_owned);
                 Some(Step::Other)
             }
+            "assistant" => {
+                let blocks = line["message"]["content"].as_array().into_iter().flatten();
+                for block in blocks.filter(|block| block["type"] == "tool_use") {
+                    let Some(name) = block["name"]
+                        .as_str()
+                        .and_then(|n| n.strip_prefix(TOOL_PREFIX))
+                    else {
+                        continue;
+                    };
+                    self.end.tool_calls.push(ToolCall {
+                        id: block["id"].as_str().unwrap_or_default().to_owned(),
+                        name: name.to_owned(),
+                        input: block["input"].clone(),
+                    });
+                }
+                Some(Step::Other)
+            }
             _ => Some(Step::Other),
         }
+    }
+}
+
+/// A client tool's name: what the model can call, and the CLI can name as an MCP tool.
+pub fn check_tool_name(api: Api, field: &str, name: &str) -> Result<(), CompatError> {
+    let fits = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    match fits {
+        true => Ok(()),
+        false => Err(CompatError::invalid(
+            api,
+            field,
+            "a tool's name is 1 to 64 of a-z A-Z 0-9 _ -",
+        )),
     }
 }
 

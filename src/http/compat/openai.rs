@@ -13,11 +13,12 @@ use super::bodies::{
     AnthropicModel, AnthropicModelList, AssistantRole, ChatCompletionChunkObject,
     ChatCompletionObject, ListObject, ModelList, ModelObject, OpenAiChatCompletion,
     OpenAiChatCompletionChunk, OpenAiChatRequest, OpenAiChoice, OpenAiChunkChoice, OpenAiContent,
-    OpenAiDelta, OpenAiError, OpenAiModel, OpenAiModelList, OpenAiPromptDetails,
-    OpenAiReplyMessage, OpenAiResponseFormat, OpenAiUsage,
+    OpenAiDelta, OpenAiError, OpenAiFunctionCall, OpenAiMessage, OpenAiModel, OpenAiModelList,
+    OpenAiPromptDetails, OpenAiReplyMessage, OpenAiResponseFormat, OpenAiTool, OpenAiToolCall,
+    OpenAiToolCallChunk, OpenAiUsage,
 };
-use super::{Api, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
-use crate::agent::{ChatTurn, Client};
+use super::{Api, Ask, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
+use crate::agent::{Client, ClientTool, ToolResult};
 use crate::http::ApiState;
 
 const API: Api = Api::OpenAi;
@@ -25,14 +26,15 @@ const API: Api = Api::OpenAi;
 /// The fields the proxy cannot honour: refused, never silently ignored.
 fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
     let unsupported = |field: &str, why: &str| Err(CompatError::invalid(API, field, why));
-    if request["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-        return unsupported("tools", "client-defined tools are not supported");
-    }
     if !request["functions"].is_null() {
-        return unsupported("functions", "client-defined functions are not supported");
+        return unsupported("functions", "the legacy functions field: use tools");
     }
-    if !request["tool_choice"].is_null() && request["tool_choice"] != "none" {
-        return unsupported("tool_choice", "only \"none\" is supported");
+    let choice = &request["tool_choice"];
+    if !(choice.is_null() || choice == "auto" || choice == "none") {
+        return unsupported(
+            "tool_choice",
+            "only \"auto\" or \"none\": the model chooses whether to call a tool",
+        );
     }
     if request["n"].as_u64().is_some_and(|n| n > 1) {
         return unsupported("n", "only one choice is supported");
@@ -67,9 +69,10 @@ fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
     Ok(())
 }
 
-/// The checked request: the turn for the core, and how to answer.
+/// The checked request: what it asks of the core, and how to answer.
 struct Asked {
-    turn: ChatTurn,
+    ask: Ask,
+    model: String,
     stream: bool,
     include_usage: bool,
 }
@@ -77,6 +80,7 @@ struct Asked {
 fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> {
     let request = super::json_of(API, body)?;
     refuse_unsupported(&request)?;
+    let no_tools = request["tool_choice"] == "none";
     let request: OpenAiChatRequest = super::read_body(API, request)?;
     if request.model.is_empty() {
         return Err(CompatError::invalid(
@@ -92,11 +96,50 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
             "a non-empty list of messages is required",
         ));
     }
+    let stream = request.stream.unwrap_or(false);
+    let include_usage = request
+        .stream_options
+        .as_ref()
+        .and_then(|options| options.include_usage)
+        .unwrap_or(false);
+    let model = request.model.clone();
+    // Messages of tool results after the last of any other kind: they answer a run that waits.
+    let trailing = request
+        .messages
+        .iter()
+        .rev()
+        .take_while(|message| message.role == "tool")
+        .count();
+    if trailing > 0 {
+        let first = request.messages.len() - trailing;
+        let results = request
+            .messages
+            .into_iter()
+            .enumerate()
+            .skip(first)
+            .map(|(n, message)| tool_result_of(n, message))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok(Asked {
+            ask: Ask::ToolResults(results),
+            model,
+            stream,
+            include_usage,
+        });
+    }
+    let client_tools = match no_tools {
+        true => Vec::new(),
+        false => client_tools_of(request.tools.unwrap_or_default())?,
+    };
     let mut system = Vec::new();
     let mut turns: Vec<(&str, String, Vec<Value>)> = Vec::new();
     for (n, message) in request.messages.into_iter().enumerate() {
         let field = format!("messages[{n}]");
-        let (text, images) = content_of(message.content, &format!("{field}.content"))?;
+        let calls = message.tool_calls.filter(|calls| !calls.is_empty());
+        let (text, images) = match (&message.content, &calls) {
+            // An assistant's message that only called tools.
+            (None, Some(_)) => (String::new(), Vec::new()),
+            _ => content_of(message.content, &format!("{field}.content"))?,
+        };
         match message.role.as_str() {
             "system" | "developer" if images.is_empty() => system.push(text),
             "system" | "developer" => {
@@ -107,19 +150,14 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
                 ));
             }
             "user" => turns.push(("user", text, images)),
-            "assistant" => turns.push(("assistant", text, images)),
-            "tool" | "function" => {
-                return Err(CompatError::invalid(
-                    API,
-                    format!("{field}.role"),
-                    "tool messages are not supported (no client-defined tools)",
-                ));
-            }
+            "assistant" => turns.push(("assistant", with_calls(text, calls.as_deref()), images)),
+            // A tool's result within the history: part of the transcript.
+            "tool" => turns.push(("tool", text, images)),
             _ => {
                 return Err(CompatError::invalid(
                     API,
                     format!("{field}.role"),
-                    "must be system, developer, user or assistant",
+                    "must be system, developer, user, assistant or tool",
                 ));
             }
         }
@@ -127,20 +165,94 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
     let migration = Migration::of(API, headers, request.session_id, request.enable_tools)?;
     let mut turn = super::chat_turn(
         API,
-        &request.model,
+        &model,
         (!system.is_empty()).then(|| system.join("\n\n")),
         turns,
         migration,
     )?;
     turn.json_schema = json_schema_of(request.response_format)?;
+    turn.client_tools = client_tools;
     Ok(Asked {
-        turn,
-        stream: request.stream.unwrap_or(false),
-        include_usage: request
-            .stream_options
-            .and_then(|options| options.include_usage)
-            .unwrap_or(false),
+        ask: Ask::Turn(turn),
+        model,
+        stream,
+        include_usage,
     })
+}
+
+/// An assistant's text, with the calls it made said in words: the history as a transcript.
+fn with_calls(text: String, calls: Option<&[OpenAiToolCall]>) -> String {
+    let mut text = text;
+    for call in calls.into_iter().flatten() {
+        text.push_str(&format!(
+            "\n[called {} with {}]",
+            call.function.name, call.function.arguments
+        ));
+    }
+    text
+}
+
+/// A `tool` message: the result of a call.
+fn tool_result_of(n: usize, message: OpenAiMessage) -> Result<ToolResult, CompatError> {
+    let field = format!("messages[{n}]");
+    let Some(call_id) = message.tool_call_id.filter(|id| !id.is_empty()) else {
+        return Err(CompatError::invalid(
+            API,
+            format!("{field}.tool_call_id"),
+            "a tool message names the call whose result it is",
+        ));
+    };
+    let (text, images) = content_of(message.content, &format!("{field}.content"))?;
+    if !images.is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            format!("{field}.content"),
+            "a tool's result holds text only",
+        ));
+    }
+    Ok(ToolResult {
+        call_id,
+        text,
+        is_error: false,
+    })
+}
+
+/// The client's functions, checked: names the model can call, schemas of objects.
+fn client_tools_of(tools: Vec<OpenAiTool>) -> Result<Vec<ClientTool>, CompatError> {
+    if tools.len() > 64 {
+        return Err(CompatError::invalid(API, "tools", "at most 64 tools"));
+    }
+    tools
+        .into_iter()
+        .enumerate()
+        .map(|(n, tool)| {
+            let field = format!("tools[{n}]");
+            if tool.kind != "function" {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.type"),
+                    "only function tools are taken",
+                ));
+            }
+            let function = tool.function;
+            super::check_tool_name(API, &format!("{field}.function.name"), &function.name)?;
+            let schema = function
+                .parameters
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            if !schema.is_object() {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.function.parameters"),
+                    "must be a JSON Schema object",
+                ));
+            }
+            Ok(ClientTool {
+                name: function.name,
+                description: function.description.unwrap_or_default(),
+                input_schema: schema,
+            })
+        })
+        .collect()
 }
 
 /// The schema `response_format` asks the reply to follow: none for `text`, any object for
@@ -246,11 +358,27 @@ fn usage(end: &TurnEnd) -> OpenAiUsage {
 }
 
 /// OpenAI's finish reason for the model's stop reason.
-fn finish_reason(stop: Option<&str>) -> &'static str {
+fn finish_reason(stop: Option<&str>, end: &TurnEnd) -> &'static str {
     match stop {
+        _ if !end.tool_calls.is_empty() => "tool_calls",
         Some("max_tokens") => "length",
         _ => "stop",
     }
+}
+
+/// The calls of the client's functions a turn ended on, as OpenAI gives them.
+fn tool_calls_of(end: &TurnEnd) -> Vec<OpenAiToolCall> {
+    end.tool_calls
+        .iter()
+        .map(|call| OpenAiToolCall {
+            id: call.id.clone(),
+            kind: "function".to_owned(),
+            function: OpenAiFunctionCall {
+                name: call.name.clone(),
+                arguments: call.input.to_string(),
+            },
+        })
+        .collect()
 }
 
 /// A chat completion: the CLI runs the conversation's last user turn as a chat model.
@@ -276,12 +404,11 @@ pub async fn chat_completions(
 ) -> Result<Response, CompatError> {
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
     let asked = read_request(&headers, &body)?;
-    let model = asked.turn.model.clone();
-    let (agent_id, turn) = super::start_turn(&state, client, API, asked.turn).await?;
+    let (agent_id, turn) = super::start_turn(&state, client, API, asked.ask).await?;
     let reply = Reply {
         id: format!("chatcmpl-{}", agent_id.simple()),
         created: chrono::Utc::now().timestamp(),
-        model,
+        model: asked.model,
     };
     if asked.stream {
         stream(turn, reply, asked.include_usage).await
@@ -304,11 +431,15 @@ pub async fn chat_completions(
                     index: 0,
                     message: OpenAiReplyMessage {
                         role: AssistantRole,
-                        content: text,
+                        content: match (text.is_empty(), end.tool_calls.is_empty()) {
+                            (true, false) => None,
+                            _ => Some(text),
+                        },
+                        tool_calls: (!end.tool_calls.is_empty()).then(|| tool_calls_of(&end)),
                         refusal: None,
                     },
                     logprobs: None,
-                    finish_reason: finish_reason(stop.as_deref()),
+                    finish_reason: finish_reason(stop.as_deref(), &end),
                 }],
                 usage: usage(&end),
                 x_claude_proxy: super::extension(&end),
@@ -381,6 +512,7 @@ fn said(content: String) -> OpenAiDelta {
     OpenAiDelta {
         role: Some(AssistantRole),
         content: Some(content),
+        tool_calls: None,
     }
 }
 
@@ -479,11 +611,26 @@ fn finished_chunks(
     if !text.is_empty() {
         chunks.push(data(&reply.chunk(Some(choice(said(text), None)))));
     }
+    if !end.tool_calls.is_empty() {
+        let calls = tool_calls_of(end)
+            .into_iter()
+            .zip(0..)
+            .map(|(call, index)| OpenAiToolCallChunk { index, call })
+            .collect();
+        let delta = OpenAiDelta {
+            role: Some(AssistantRole),
+            content: None,
+            tool_calls: Some(calls),
+        };
+        chunks.push(data(&reply.chunk(Some(choice(delta, None)))));
+    }
     let nothing = OpenAiDelta {
         role: None,
         content: None,
+        tool_calls: None,
     };
-    let mut last = reply.chunk(Some(choice(nothing, Some(finish_reason(stop.as_deref())))));
+    let finish = finish_reason(stop.as_deref(), end);
+    let mut last = reply.chunk(Some(choice(nothing, Some(finish))));
     last.x_claude_proxy = Some(super::extension(end));
     chunks.push(data(&last));
     if include_usage {

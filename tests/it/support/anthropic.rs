@@ -150,6 +150,43 @@ fn structured_reply(request: &Value, texts: &[String]) -> Option<Reply> {
     offered.then(|| Reply::Tool("StructuredOutput".into(), input))
 }
 
+/// A prompt holding this, a tool's name and a JSON object, such as
+/// `CALL[get_weather {"city": "Paris"}]`, is answered with a call of the offered tool whose name
+/// ends so (`mcp__client__get_weather`) with that object; once the request holds the tool's
+/// result, with the text `the tool said: ` and the result.
+pub const CALL_MARKER: &str = "CALL[";
+
+fn tool_call_reply(request: &Value, texts: &[String]) -> Option<Reply> {
+    let after = texts
+        .iter()
+        .find_map(|t| t.split_once(CALL_MARKER).map(|(_, after)| after))?;
+    let (name, rest) = after.split_once(' ')?;
+    let input = serde_json::Deserializer::from_str(rest)
+        .into_iter::<Value>()
+        .next()?
+        .ok()?;
+    let offered = request["tools"]
+        .as_array()?
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .find(|offered| offered.ends_with(&format!("__{name}")) || *offered == name)?
+        .to_owned();
+    let messages = request["messages"].as_array()?;
+    let result = messages.last()?["content"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|block| block["type"] == "tool_result");
+    Some(match result {
+        Some(result) => {
+            let mut said = Vec::new();
+            collect_texts(&result["content"], &mut said);
+            Reply::Text(format!("the tool said: {}", said.join(" ")))
+        }
+        None => Reply::Tool(offered, input),
+    })
+}
+
 /// A prompt holding this gets a stalled reply once the scripted replies are used up.
 pub const STALL_MARKER: &str = "[stand-in: stall]";
 /// The reply once the scripted replies are used up; not ASCII, to try the clients' decoding.
@@ -189,7 +226,8 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
     let texts = collect_all_texts(std::slice::from_ref(&request));
     let stall = texts.iter().any(|t| t.contains(STALL_MARKER));
     let streaming = request["stream"] == true;
-    let structured = structured_reply(&request, &texts);
+    let structured =
+        structured_reply(&request, &texts).or_else(|| tool_call_reply(&request, &texts));
     let (reply, id) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
