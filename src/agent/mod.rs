@@ -33,7 +33,8 @@ pub use admission::request::{AgentRequest, AgentUpdate, Run};
 pub use admission::run_options::parse_model;
 pub use chat::end::{TurnEnd, TurnFailure};
 pub use chat::memory::ChatSession;
-pub use chat::turn::{ChatTurn, CompatSettings, Continuation};
+pub use chat::responses::{ResponseRecord, TokenUsage};
+pub use chat::turn::{ChatTurn, CompatSettings, Continuation, ResponseTurn};
 pub use conversation::PermissionAnswer;
 pub use error::{Error, ErrorKind};
 pub use event_bodies::{
@@ -82,6 +83,7 @@ impl Agents {
                 rate_limit: RateLimitGate::default(),
                 login: lifecycle::login::LoginCache::default(),
                 chat_memory: chat::memory::ChatMemory::default(),
+                responses: chat::responses::ResponseMemory::default(),
                 all_logs,
                 metrics,
                 shutdown,

@@ -9,6 +9,10 @@
 //! including that reply: a request that carries such a conversation resumes a fork of that
 //! session with only its new message, so the API gets the earlier turns from the session, not
 //! from a transcript. Any other history is set out in the prompt.
+//!
+//! The Responses API names the response it continues (`previous_response_id`): its turn
+//! resumes a fork of the session that gave that response, with only the new input, and the new
+//! response is kept (`chat/responses.rs`) unless the client asked it not to be (`store: false`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +23,7 @@ use uuid::Uuid;
 use crate::agent::admission::policy::Narrowing;
 use crate::agent::admission::run_options::check_json_schema;
 use crate::agent::chat::memory::{ChatSession, Recall};
+use crate::agent::chat::responses::ResponseRecord;
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Client, Error, MessageContent, Run, parse_model};
 use crate::cli::home::session_file;
@@ -59,6 +64,17 @@ pub struct ChatTurn {
     pub enable_tools: Option<bool>,
     /// The JSON Schema the reply must follow (structured output), checked as a request's.
     pub json_schema: Option<serde_json::Value>,
+    /// A Responses API turn: what it continues, and whether it is kept.
+    pub response: Option<ResponseTurn>,
+}
+
+/// What a Responses API request adds to its turn.
+#[derive(Debug, Clone)]
+pub struct ResponseTurn {
+    /// The response it continues (`previous_response_id`), one of the key's kept ones.
+    pub previous: Option<String>,
+    /// false (`store: false`): nothing of it is kept, and its session's file is removed.
+    pub store: bool,
 }
 
 /// What the compatible API hands back after the reply, so that the conversation, with it, can
@@ -70,7 +86,16 @@ pub struct Continuation {
     hasher: Sha256,
     /// The name it goes on under, if the client named it.
     named: Option<String>,
+    /// A Responses API turn's: kept as a response (`Agents::keep_response`), not by its hash.
+    response: Option<ResponseTurn>,
     cwd: Arc<Path>,
+}
+
+impl Continuation {
+    /// Whether the turn was a Responses API turn, which `keep_response` remembers.
+    pub fn is_response(&self) -> bool {
+        self.response.is_some()
+    }
 }
 
 /// A turn, as it enters the hash: its role and text, each length-prefixed, so no two
@@ -163,8 +188,18 @@ impl Agents {
             turn.system.as_deref(),
             turn.earlier.iter().map(|(r, t)| (r.as_str(), t.as_str())),
         );
-        let (resumed, fork) = match &turn.session {
-            Some(name) => {
+        let previous = turn.response.as_ref().and_then(|r| r.previous.as_ref());
+        let (resumed, fork) = match (&turn.session, previous) {
+            (_, Some(id)) => {
+                // Another key's response, or one forgotten, is not found either.
+                let session = self
+                    .core
+                    .responses
+                    .session_of(owner, id)
+                    .ok_or_else(|| Error::ResponseNotFound(id.clone()))?;
+                (Some(session), true)
+            }
+            (Some(name), None) => {
                 check_session_name(name)?;
                 let named = Recall::Named(name.clone());
                 // Else a CLI session of this key's, by its id (as x-claude-session-id gave it),
@@ -176,19 +211,22 @@ impl Agents {
                     .or_else(|| Uuid::try_parse(name).ok());
                 (session, false)
             }
-            None if turn.earlier.is_empty() => (None, false),
-            None => {
+            // A Responses API turn continues only the response it names.
+            (None, None) if turn.earlier.is_empty() || turn.response.is_some() => (None, false),
+            (None, None) => {
                 let hashed = Recall::Hash(hasher.clone().finalize().into());
                 let session = self.core.chat_memory.session_of(owner, &hashed);
                 (session, session.is_some())
             }
         };
         hash_turn(&mut hasher, "user", &turn.last);
-        // A named conversation's request carries only what is new: all of it goes on the
-        // session. A conversation found by its hash carries its history, which the session has.
-        let prompt = match (&turn.session, resumed) {
-            (None, Some(_)) => turn.last,
-            _ => transcript(&turn.earlier, &turn.last),
+        // A named conversation's request, and a response's that names the one it continues,
+        // carry only what is new: all of it goes on the session. A conversation found by its
+        // hash carries its history, which the session has.
+        let found_by_hash = turn.session.is_none() && previous.is_none() && resumed.is_some();
+        let prompt = match found_by_hash {
+            true => turn.last,
+            false => transcript(&turn.earlier, &turn.last),
         };
         // Images alone are a question: the CLI gets them without a text block (the API refuses
         // an empty one).
@@ -264,6 +302,7 @@ impl Agents {
             owner,
             hasher,
             named: turn.session,
+            response: turn.response,
             cwd: Arc::clone(&run.cwd),
         };
         Ok((run, continuation))
@@ -279,6 +318,7 @@ impl Agents {
             owner,
             mut hasher,
             named,
+            response: _,
             cwd,
         } = continuation;
         let recall = match named {
@@ -293,6 +333,46 @@ impl Agents {
             .claude_config_dir(owner)
             .map(|dir| session_file(&dir, &cwd, session));
         self.core.chat_memory.remember(owner, recall, session, file);
+    }
+
+    /// Keeps a Responses API turn's answer with the session that gave it, so that a request
+    /// naming it continues that session; with `store: false`, keeps nothing and removes the
+    /// session's file.
+    pub fn keep_response(&self, continuation: Continuation, record: ResponseRecord, session: &str) {
+        let Ok(session) = Uuid::try_parse(session) else {
+            return;
+        };
+        let owner = continuation.owner;
+        let file = self
+            .core
+            .claude_config_dir(owner)
+            .map(|dir| session_file(&dir, &continuation.cwd, session));
+        match continuation.response {
+            Some(ResponseTurn { store: true, .. }) => {
+                self.core.responses.keep(owner, record, session, file)
+            }
+            _ => {
+                if let Some(file) = file {
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+        }
+    }
+
+    /// `owner`'s kept response `id`.
+    pub fn response(&self, owner: Client, id: &str) -> Result<ResponseRecord, Error> {
+        self.core
+            .responses
+            .get(owner, id)
+            .ok_or_else(|| Error::ResponseNotFound(id.to_owned()))
+    }
+
+    /// Forgets `owner`'s response `id`, and removes its session's file.
+    pub fn forget_response(&self, owner: Client, id: &str) -> Result<(), Error> {
+        match self.core.responses.forget(owner, id) {
+            true => Ok(()),
+            false => Err(Error::ResponseNotFound(id.to_owned())),
+        }
     }
 
     /// The conversations `owner`'s compatible requests made, newest first.

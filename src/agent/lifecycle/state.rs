@@ -85,6 +85,8 @@ pub struct Core {
     pub login: crate::agent::lifecycle::login::LoginCache,
     /// The compatible APIs' conversations, and the sessions that answered them.
     pub chat_memory: crate::agent::chat::memory::ChatMemory,
+    /// The Responses API's kept responses, and the sessions that gave them.
+    pub responses: crate::agent::chat::responses::ResponseMemory,
     /// The bytes held by all agents' logs (and kept results) together.
     pub all_logs: SharedBytes,
     pub metrics: Arc<Metrics>,

@@ -1,5 +1,5 @@
-//! The doors every tool already knows: an OpenAI-compatible `/v1/chat/completions`, an
-//! Anthropic-compatible `/v1/messages`, and `/v1/models`. Each request is an agent like any
+//! The doors every tool already knows: an OpenAI-compatible `/v1/chat/completions` and
+//! `/v1/responses`, an Anthropic-compatible `/v1/messages`, and `/v1/models`. Each request is an agent like any
 //! other (kind `openai` or `anthropic`), run by the core as a chat model
 //! (`Agents::check_chat`); this module only translates: the request in, the CLI's lines out in
 //! the API's shapes, and errors in the API's own format.
@@ -7,6 +7,7 @@
 pub mod anthropic;
 mod bodies;
 pub mod openai;
+pub mod responses;
 pub mod sessions;
 
 use std::collections::VecDeque;
@@ -22,7 +23,8 @@ use bodies::{
 };
 
 use crate::agent::{
-    Agents, ChatTurn, Client, Continuation, Event, EventReader, StopOnDrop, TurnEnd, TurnFailure,
+    Agents, ChatTurn, Client, Continuation, Event, EventReader, ResponseRecord, StopOnDrop,
+    TurnEnd, TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
 use crate::cli::stdout::unescape;
@@ -57,6 +59,8 @@ pub struct CompatError {
     pub message: String,
     /// The request field at fault.
     pub param: Option<String>,
+    /// OpenAI's `code`: `invalid_api_key`, `model_not_found`, or none.
+    pub code: Option<&'static str>,
     pub retry_after: Option<u32>,
 }
 
@@ -68,6 +72,7 @@ impl CompatError {
             status: StatusCode::BAD_REQUEST,
             message: format!("{param}: {}", message.into()),
             param: Some(param),
+            code: None,
             retry_after: None,
         }
     }
@@ -79,6 +84,7 @@ impl CompatError {
             status: rejection.status(),
             message: rejection.body_text(),
             param: None,
+            code: None,
             retry_after: None,
         }
     }
@@ -90,11 +96,22 @@ impl CompatError {
             StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
             status => status,
         };
+        let (param, code) = match &error {
+            ApiError::Unauthorized => (None, Some("invalid_api_key")),
+            ApiError::Agent(crate::agent::Error::UnknownModel(_)) => {
+                (Some("model".to_owned()), Some("model_not_found"))
+            }
+            ApiError::Agent(crate::agent::Error::ResponseNotFound(_)) => {
+                (Some("previous_response_id".to_owned()), None)
+            }
+            _ => (None, None),
+        };
         Self {
             api,
             status,
             message: error.to_string(),
-            param: None,
+            param,
+            code,
             retry_after: error.retry_after(),
         }
     }
@@ -110,6 +127,7 @@ impl CompatError {
             status,
             message: turn.failure_message(),
             param: None,
+            code: None,
             retry_after,
         }
     }
@@ -154,11 +172,7 @@ impl CompatError {
                     message: self.message.clone(),
                     kind: self.openai_type(),
                     param: self.param.clone(),
-                    code: match self.status.as_u16() {
-                        401 => Some("invalid_api_key"),
-                        404 => Some("model_not_found"),
-                        _ => None,
-                    },
+                    code: self.code,
                 },
             }),
         }
@@ -259,6 +273,7 @@ pub fn chat_turn(
         session: migration.session,
         enable_tools: migration.enable_tools,
         json_schema: None,
+        response: None,
     })
 }
 
@@ -366,16 +381,34 @@ impl Turn {
         }
     }
 
-    /// The run is over: a reply is remembered with its session.
+    /// The run is over: a chat reply is remembered with its session (a response is kept by
+    /// `keep_response`, which knows the whole response).
     fn ended(&mut self) -> TurnEnd {
         let end = std::mem::take(&mut self.end);
         self.text = unescape(&self.escaped_text);
-        if let (false, Some((agents, continuation))) = (end.failed(), self.remember.take()) {
+        let chat = self.remember.take_if(|(_, c)| !c.is_response());
+        if let (false, Some((agents, continuation))) = (end.failed(), chat) {
             if let Some(session) = end.session_id() {
                 agents.remember_reply(continuation, reply_text(&self.text, &end), session);
             }
         }
         end
+    }
+
+    /// Keeps a Responses API turn's answer (unless it asked not to be), once its run has
+    /// answered.
+    pub fn keep_response(&mut self, record: ResponseRecord, end: &TurnEnd) {
+        let (Some(session), false) = (end.session_id(), end.failed()) else {
+            return;
+        };
+        if let Some((agents, continuation)) = self.remember.take() {
+            agents.keep_response(continuation, record, session);
+        }
+    }
+
+    /// The reply's text so far, unescaped: whole once the run has ended.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The next step; `End` once, last.
