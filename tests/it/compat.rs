@@ -11,6 +11,8 @@ use crate::support::{TEST_LIMIT, within};
 use serde_json::Value;
 
 const KEY: &str = "compat-test-key-0123456789";
+/// Another client's key, for the tests that need two.
+const OTHER_KEY: &str = "compat-other-key-0123456789";
 
 /// Runs the Node.js test files against the setup's proxy; the report, once they all passed.
 async fn node_tests(setup: &RealSetup, files: &[&str]) -> String {
@@ -20,6 +22,7 @@ async fn node_tests(setup: &RealSetup, files: &[&str]) -> String {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CLAUDE_PROXY_URL", &setup.proxy.base)
         .env("CLAUDE_PROXY_KEY", KEY)
+        .env("CLAUDE_PROXY_OTHER_KEY", OTHER_KEY)
         .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
         .output()
         .await
@@ -653,6 +656,115 @@ async fn structured_output_is_the_replys_json_content_in_both_sdks() {
                 serde_json::json!(["name", "year"])
             );
         }
+    })
+    .await;
+}
+
+/// The session files under `dir` whose text holds `marker`.
+fn session_files_with(dir: &std::path::Path, marker: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "jsonl")
+                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains(marker))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// OpenAI's Responses API with the official SDK (`client.responses.create` and `.stream`);
+/// what reached the stand-in shows that a `previous_response_id` resumed the earlier turns from
+/// the session, and the session files show that `store: false` and DELETE leave none behind.
+#[tokio::test]
+async fn the_responses_api_works_with_the_official_sdk_against_the_real_cli() {
+    within(TEST_LIMIT, async {
+        let keys = format!("{KEY},{OTHER_KEY}");
+        let setup = RealSetup::with_settings(
+            [],
+            &[
+                ("PROXY_API_KEY", keys.as_str()),
+                // Each key's session files in a home of its own, which the proxy knows.
+                ("PROXY_SANDBOX", "bwrap"),
+            ],
+        )
+        .await;
+        let report = node_tests(&setup, &["tests/compat/responses.test.mjs"]).await;
+        assert!(
+            report.contains("pass 7") && report.contains("fail 0"),
+            "{report}"
+        );
+
+        let requests = setup.standin.requests();
+        let request_with = |marker: &str| {
+            requests
+                .iter()
+                .rfind(|r| r["messages"].to_string().contains(marker))
+                .unwrap_or_else(|| panic!("no request with {marker}"))
+        };
+        // The instructions and the developer message are the whole system prompt.
+        let streamed = request_with("[responses-stream]");
+        let system = streamed["system"].to_string();
+        assert!(
+            system.contains("[responses-instructions]")
+                && system.contains("[responses-developer]")
+                && !system.contains("Claude Code"),
+            "{system}"
+        );
+        // Each continuation got the earlier turns from the resumed session, as turns, once.
+        for (marker, earlier) in [
+            ("[responses-resume-2]", &["[responses-resume-1]"][..]),
+            (
+                "[responses-resume-3]",
+                &["[responses-resume-1]", "[responses-resume-2]"][..],
+            ),
+        ] {
+            let resumed = request_with(marker);
+            let turns = resumed["messages"].as_array().unwrap();
+            let said: Vec<String> = turns.iter().map(|m| m.to_string()).collect();
+            for earlier in earlier {
+                assert_eq!(
+                    said.iter().filter(|m| m.contains(earlier)).count(),
+                    1,
+                    "{marker}: {said:?}"
+                );
+            }
+            assert!(
+                turns.iter().any(|m| m["role"] == "assistant"
+                    && m.to_string().contains(support::anthropic::DEFAULT_TEXT)),
+                "{marker}: {said:?}"
+            );
+            assert!(
+                !resumed.to_string().contains("The conversation so far"),
+                "{marker}: {said:?}"
+            );
+        }
+        // The image reached the API as an image block.
+        let with_image = request_with("[responses-image]")["messages"].to_string();
+        assert!(
+            with_image.contains(r#""type":"image""#) && with_image.contains("iVBORw0KGgo"),
+            "{with_image}"
+        );
+        // A response not stored, and one deleted, left no session file; a kept one did.
+        let data = setup.work.with_file_name("data");
+        assert!(!session_files_with(&data, "[responses-resume-1]").is_empty());
+        assert_eq!(
+            session_files_with(&data, "[responses-unstored]"),
+            Vec::<std::path::PathBuf>::new()
+        );
+        assert_eq!(
+            session_files_with(&data, "[responses-whole]"),
+            Vec::<std::path::PathBuf>::new()
+        );
     })
     .await;
 }
