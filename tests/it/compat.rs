@@ -768,3 +768,113 @@ async fn the_responses_api_works_with_the_official_sdk_against_the_real_cli() {
     })
     .await;
 }
+
+/// A response whose CLI fails: before any text, OpenAI's error answer; once its text has begun,
+/// `response.failed` and `error`, and no `response.completed`. A failed response is not kept.
+/// What the proxy refuses spawns nothing.
+#[tokio::test]
+async fn a_failed_or_refused_response_is_answered_in_the_responses_apis_way() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        for (body, param) in [
+            (
+                serde_json::json!({"model": "sonnet", "input": "hi", "tools": [{"type": "web_search"}]}),
+                "tools",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": "hi", "reasoning": {"effort": "low"}}),
+                "reasoning",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": [{"type": "item_reference", "id": "x"}]}),
+                "input[0].type",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+                "input[0].content[0]",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": [{"role": "assistant", "content": "Hi."}]}),
+                "input",
+            ),
+            (serde_json::json!({"model": "sonnet"}), "input"),
+            (
+                serde_json::json!({"model": "sonnet", "input": "hi", "stream": "yes"}),
+                "stream",
+            ),
+        ] {
+            let refused = proxy.post("/v1/responses", &body).await;
+            let status = refused.status();
+            let refused: Value = refused.json().await.unwrap();
+            assert_eq!(status, 400, "{body}: {refused}");
+            assert_eq!(refused["error"]["type"], "invalid_request_error", "{refused}");
+            assert_eq!(refused["error"]["param"], param, "{body}: {refused}");
+        }
+        assert_eq!(fake.runs(), 0);
+
+        let failing = "@stream-text 3\n@result-error the model went away";
+        let response = proxy
+            .post(
+                "/v1/responses",
+                &serde_json::json!({"model": "sonnet", "stream": true, "input": failing}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.unwrap();
+        let events: Vec<(&str, Value)> = body
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| {
+                let (name, data) = e
+                    .strip_prefix("event: ")
+                    .and_then(|e| e.split_once("\ndata: "))
+                    .unwrap_or_else(|| panic!("an event with its data: {body}"));
+                (name, serde_json::from_str(data).unwrap())
+            })
+            .collect();
+        let names: Vec<&str> = events.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names[names.len() - 2..],
+            ["response.failed", "error"],
+            "{body}"
+        );
+        assert!(names.contains(&"response.output_text.delta"), "{body}");
+        assert!(!names.contains(&"response.completed"), "{body}");
+        let failed = &events[events.len() - 2].1["response"];
+        assert_eq!(failed["status"], "failed", "{body}");
+        assert_eq!(failed["error"]["code"], "server_error", "{body}");
+        let error = &events[events.len() - 1].1;
+        assert!(
+            error["message"].as_str().unwrap().contains("the model went away"),
+            "{body}"
+        );
+        let id = failed["id"].as_str().unwrap();
+        let unkept = proxy
+            .client
+            .get(proxy.url(&format!("/v1/responses/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unkept.status(), 404);
+
+        // Before any text, the same failure is an error answer, not a stream.
+        let refused = proxy
+            .post(
+                "/v1/responses",
+                &serde_json::json!({"model": "sonnet", "stream": true, "input": "@result-error no words at all"}),
+            )
+            .await;
+        assert_eq!(refused.status(), 502);
+        let refused: Value = refused.json().await.unwrap();
+        assert_eq!(refused["error"]["type"], "api_error", "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no words at all")
+        );
+    })
+    .await;
+}
