@@ -17,7 +17,7 @@ pub const RESPONSES_PER_KEY: usize = 256;
 
 /// How many bytes of reply text (and instructions) are kept per key; past it, the oldest
 /// responses are forgotten, so a key's memory is bounded whatever its replies' length.
-pub const RESPONSE_BYTES_PER_KEY: usize = 16 * 1024 * 1024;
+pub const RESPONSE_BYTES_PER_KEY: usize = 4 * 1024 * 1024;
 
 /// The tokens a reply took, as the CLI's result counted them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
