@@ -812,6 +812,22 @@ async fn a_failed_or_refused_response_is_answered_in_the_responses_apis_way() {
             assert_eq!(refused["error"]["type"], "invalid_request_error", "{refused}");
             assert_eq!(refused["error"]["param"], param, "{body}: {refused}");
         }
+        // What the core refuses names the Responses API's field too.
+        let refused = proxy
+            .post(
+                "/v1/responses",
+                &serde_json::json!({"model": "sonnet", "input": "a\0b"}),
+            )
+            .await;
+        assert_eq!(refused.status(), 400);
+        let refused: Value = refused.json().await.unwrap();
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("input:"),
+            "{refused}"
+        );
         assert_eq!(fake.runs(), 0);
 
         let failing = "@stream-text 3\n@result-error the model went away";

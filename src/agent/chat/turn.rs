@@ -228,14 +228,19 @@ impl Agents {
             true => turn.last,
             false => transcript(&turn.earlier, &turn.last),
         };
+        // The request's field, in its API's name.
+        let input = match turn.response {
+            Some(_) => "input",
+            None => "messages",
+        };
         // Images alone are a question: the CLI gets them without a text block (the API refuses
         // an empty one).
         if prompt.trim().is_empty() && turn.images.is_empty() {
-            return Err(Error::invalid("messages", "the last user message is empty"));
+            return Err(Error::invalid(input, "the last user message is empty"));
         }
         if prompt.contains('\0') {
             return Err(Error::invalid(
-                "messages",
+                input,
                 "must not contain NUL characters (the CLI would cut the text there)",
             ));
         }
@@ -336,9 +341,15 @@ impl Agents {
     }
 
     /// Keeps a Responses API turn's answer with the session that gave it, so that a request
-    /// naming it continues that session; with `store: false`, keeps nothing and removes the
-    /// session's file.
-    pub fn keep_response(&self, continuation: Continuation, record: ResponseRecord, session: &str) {
+    /// naming it continues that session. One that failed is not kept; with `store: false`,
+    /// nothing is, and the session's file is removed.
+    pub fn keep_response(
+        &self,
+        continuation: Continuation,
+        record: ResponseRecord,
+        session: &str,
+        answered: bool,
+    ) {
         let Ok(session) = Uuid::try_parse(session) else {
             return;
         };
@@ -347,10 +358,12 @@ impl Agents {
             .core
             .claude_config_dir(owner)
             .map(|dir| session_file(&dir, &continuation.cwd, session));
-        match continuation.response {
-            Some(ResponseTurn { store: true, .. }) => {
+        match (continuation.response, answered) {
+            (Some(ResponseTurn { store: true, .. }), true) => {
                 self.core.responses.keep(owner, record, session, file)
             }
+            // A failure asked to be kept is not kept, but its session stays as any run's does.
+            (Some(ResponseTurn { store: true, .. }), false) => {}
             _ => {
                 if let Some(file) = file {
                     let _ = std::fs::remove_file(file);

@@ -395,14 +395,14 @@ impl Turn {
         end
     }
 
-    /// Keeps a Responses API turn's answer (unless it asked not to be), once its run has
-    /// answered.
+    /// Keeps a Responses API turn's answer, once its run has ended: only one that answered,
+    /// and was not asked with `store: false`.
     pub fn keep_response(&mut self, record: ResponseRecord, end: &TurnEnd) {
-        let (Some(session), false) = (end.session_id(), end.failed()) else {
+        let Some(session) = end.session_id() else {
             return;
         };
         if let Some((agents, continuation)) = self.remember.take() {
-            agents.keep_response(continuation, record, session);
+            agents.keep_response(continuation, record, session, !end.failed());
         }
     }
 

@@ -15,7 +15,7 @@ use super::bodies::{
     AssistantRole, ErrorType, MessageType, OpenAiError, OpenAiResponse, OutputTextType,
     ResponseDeleted, ResponseDeletedObject, ResponseObject, ResponsesContent,
     ResponsesContentPartEvent, ResponsesError, ResponsesErrorEvent, ResponsesInput,
-    ResponsesInputDetails, ResponsesLifecycleEvent, ResponsesOutputDetails,
+    ResponsesInputDetails, ResponsesInputItem, ResponsesLifecycleEvent, ResponsesOutputDetails,
     ResponsesOutputItemEvent, ResponsesOutputMessage, ResponsesOutputText, ResponsesRequest,
     ResponsesStreamEvent, ResponsesTextDeltaEvent, ResponsesTextDoneEvent, ResponsesTextFormat,
     ResponsesTextOut, ResponsesUsage, TextDeltaType, TextDoneType,
@@ -89,42 +89,14 @@ fn read_request(body: &[u8]) -> Result<(ChatTurn, Asked), CompatError> {
         ));
     }
     let items = match request.input {
-        Some(ResponsesInput::Text(text)) => vec![("user".to_owned(), text, Vec::new())],
-        Some(ResponsesInput::Items(items)) => {
-            let mut read = Vec::new();
-            for (n, item) in items.into_iter().enumerate() {
-                let field = format!("input[{n}]");
-                if item.kind.as_deref().is_some_and(|kind| kind != "message") {
-                    return Err(CompatError::invalid(
-                        API,
-                        format!("{field}.type"),
-                        "only message items are supported (no client-defined tools)",
-                    ));
-                }
-                let (text, images) = content_of(item.content, &format!("{field}.content"))?;
-                read.push((item.role, text, images));
-                let (role, _, images) = read.last().expect("just pushed");
-                match role.as_str() {
-                    "user" | "assistant" => {}
-                    "system" | "developer" if images.is_empty() => {}
-                    "system" | "developer" => {
-                        return Err(CompatError::invalid(
-                            API,
-                            format!("{field}.content"),
-                            "a system message holds text only",
-                        ));
-                    }
-                    _ => {
-                        return Err(CompatError::invalid(
-                            API,
-                            format!("{field}.role"),
-                            "must be user, system, developer or assistant",
-                        ));
-                    }
-                }
-            }
-            read
+        Some(ResponsesInput::Text(text)) => {
+            vec![ResponsesInputItem {
+                kind: None,
+                role: "user".into(),
+                content: Some(ResponsesContent::Text(text)),
+            }]
         }
+        Some(ResponsesInput::Items(items)) => items,
         None => {
             return Err(CompatError::invalid(
                 API,
@@ -135,11 +107,34 @@ fn read_request(body: &[u8]) -> Result<(ChatTurn, Asked), CompatError> {
     };
     let mut system: Vec<String> = request.instructions.iter().cloned().collect();
     let mut turns: Vec<(&str, String, Vec<Value>)> = Vec::new();
-    for (role, text, images) in items {
-        match role.as_str() {
-            "system" | "developer" => system.push(text),
+    for (n, item) in items.into_iter().enumerate() {
+        let field = format!("input[{n}]");
+        if item.kind.as_deref().is_some_and(|kind| kind != "message") {
+            return Err(CompatError::invalid(
+                API,
+                format!("{field}.type"),
+                "only message items are supported (no client-defined tools)",
+            ));
+        }
+        let (text, images) = content_of(item.content, &format!("{field}.content"))?;
+        match item.role.as_str() {
+            "system" | "developer" if images.is_empty() => system.push(text),
+            "system" | "developer" => {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.content"),
+                    "a system message holds text only",
+                ));
+            }
+            "user" => turns.push(("user", text, images)),
             "assistant" => turns.push(("assistant", text, images)),
-            _ => turns.push(("user", text, images)),
+            _ => {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.role"),
+                    "must be user, system, developer or assistant",
+                ));
+            }
         }
     }
     match turns.last() {
@@ -650,11 +645,13 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
         match turn.next().await {
             Step::Api(event) if event.escaped_text().is_some() => break event,
             Step::Api(_) | Step::Other => {}
-            Step::End(end) if end.failed() => return Err(CompatError::cli_failed(API, &end)),
             Step::End(end) => {
                 // Done without a piece of text streamed: the whole reply is the result's.
                 let text = super::reply_text(turn.text(), &end).to_owned();
                 turn.keep_response(reply.record(&text, end.usage()), &end);
+                if end.failed() {
+                    return Err(CompatError::cli_failed(API, &end));
+                }
                 events.opening(&reply);
                 if !text.is_empty() {
                     events.delta(&reply, &text);
@@ -684,10 +681,10 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
                     Step::Other => {}
                     Step::End(end) => {
                         let text = super::reply_text(turn.text(), &end).to_owned();
+                        turn.keep_response(reply.record(&text, end.usage()), &end);
                         if end.failed() {
                             events.failed(&reply, &text, &end);
                         } else {
-                            turn.keep_response(reply.record(&text, end.usage()), &end);
                             events.closing(&reply, &text, &end);
                         }
                         over = true;
