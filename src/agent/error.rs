@@ -27,6 +27,11 @@ pub enum Error {
     #[error("No conversation {0:?} of this key's is remembered")]
     ConversationNotFound(String),
 
+    /// No response of this client's is kept by that id (never kept, forgotten, or another
+    /// key's).
+    #[error("Response with id '{0}' not found")]
+    ResponseNotFound(String),
+
     /// No agent of this client has that id (another client's agent is not found either).
     #[error("Agent {0} not found")]
     NotFound(Uuid),
@@ -130,7 +135,8 @@ impl Error {
             Error::NotFound(_)
             | Error::PermissionNotFound(_)
             | Error::UnknownModel(_)
-            | Error::ConversationNotFound(_) => ErrorKind::NotFound,
+            | Error::ConversationNotFound(_)
+            | Error::ResponseNotFound(_) => ErrorKind::NotFound,
             Error::TooManyAgents { .. }
             | Error::TooManyAgentsForKey { .. }
             | Error::RateLimited { .. }

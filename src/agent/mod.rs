@@ -38,7 +38,8 @@ pub use chat::client_tools::{
 };
 pub use chat::end::{TurnEnd, TurnFailure};
 pub use chat::memory::ChatSession;
-pub use chat::turn::{ChatTurn, CompatSettings, Continuation};
+pub use chat::responses::{ResponseRecord, TokenUsage};
+pub use chat::turn::{ChatTurn, CompatSettings, Continuation, ResponseTurn};
 pub use conversation::PermissionAnswer;
 pub use error::{Error, ErrorKind};
 pub use event_bodies::{
@@ -90,6 +91,7 @@ impl Agents {
                 chat_memory: chat::memory::ChatMemory::default(),
                 client_tools: Arc::default(),
                 own_url: std::sync::OnceLock::new(),
+                responses: chat::responses::ResponseMemory::default(),
                 all_logs,
                 metrics,
                 shutdown,

@@ -117,6 +117,11 @@ fn keyed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::answer_permission))
         .routes(routes!(compat::openai::chat_completions))
         .routes(routes!(compat::openai::models))
+        .routes(routes!(compat::responses::create))
+        .routes(routes!(
+            compat::responses::retrieve,
+            compat::responses::delete
+        ))
         .routes(routes!(compat::anthropic::messages))
         .routes(routes!(compat::sessions::list))
         .routes(routes!(compat::sessions::show, compat::sessions::forget))

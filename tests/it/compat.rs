@@ -11,6 +11,8 @@ use crate::support::{TEST_LIMIT, within};
 use serde_json::Value;
 
 const KEY: &str = "compat-test-key-0123456789";
+/// Another client's key, for the tests that need two.
+const OTHER_KEY: &str = "compat-other-key-0123456789";
 
 /// Runs the Node.js test files against the setup's proxy; the report, once they all passed.
 async fn node_tests(setup: &RealSetup, files: &[&str]) -> String {
@@ -20,6 +22,7 @@ async fn node_tests(setup: &RealSetup, files: &[&str]) -> String {
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CLAUDE_PROXY_URL", &setup.proxy.base)
         .env("CLAUDE_PROXY_KEY", KEY)
+        .env("CLAUDE_PROXY_OTHER_KEY", OTHER_KEY)
         .env("EXPECTED_TEXT", support::anthropic::DEFAULT_TEXT)
         .output()
         .await
@@ -776,6 +779,241 @@ async fn a_run_left_waiting_for_its_tools_result_is_stopped_and_no_other_key_can
         assert_eq!(late.status(), 400);
         let late: Value = late.json().await.unwrap();
         assert_eq!(late["error"]["param"], "messages", "{late}");
+    })
+    .await;
+}
+
+/// The session files under `dir` whose text holds `marker`.
+fn session_files_with(dir: &std::path::Path, marker: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "jsonl")
+                && std::fs::read_to_string(&path).is_ok_and(|text| text.contains(marker))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// OpenAI's Responses API with the official SDK (`client.responses.create` and `.stream`);
+/// what reached the stand-in shows that a `previous_response_id` resumed the earlier turns from
+/// the session, and the session files show that `store: false` and DELETE leave none behind.
+#[tokio::test]
+async fn the_responses_api_works_with_the_official_sdk_against_the_real_cli() {
+    within(TEST_LIMIT, async {
+        let keys = format!("{KEY},{OTHER_KEY}");
+        let setup = RealSetup::with_settings(
+            [],
+            &[
+                ("PROXY_API_KEY", keys.as_str()),
+                // Each key's session files in a home of its own, which the proxy knows.
+                ("PROXY_SANDBOX", "bwrap"),
+            ],
+        )
+        .await;
+        let report = node_tests(&setup, &["tests/compat/responses.test.mjs"]).await;
+        assert!(
+            report.contains("pass 7") && report.contains("fail 0"),
+            "{report}"
+        );
+
+        let requests = setup.standin.requests();
+        let request_with = |marker: &str| {
+            requests
+                .iter()
+                .rfind(|r| r["messages"].to_string().contains(marker))
+                .unwrap_or_else(|| panic!("no request with {marker}"))
+        };
+        // The instructions and the developer message are the whole system prompt.
+        let streamed = request_with("[responses-stream]");
+        let system = streamed["system"].to_string();
+        assert!(
+            system.contains("[responses-instructions]")
+                && system.contains("[responses-developer]")
+                && !system.contains("Claude Code"),
+            "{system}"
+        );
+        // Each continuation got the earlier turns from the resumed session, as turns, once.
+        for (marker, earlier) in [
+            ("[responses-resume-2]", &["[responses-resume-1]"][..]),
+            (
+                "[responses-resume-3]",
+                &["[responses-resume-1]", "[responses-resume-2]"][..],
+            ),
+        ] {
+            let resumed = request_with(marker);
+            let turns = resumed["messages"].as_array().unwrap();
+            let said: Vec<String> = turns.iter().map(|m| m.to_string()).collect();
+            for earlier in earlier {
+                assert_eq!(
+                    said.iter().filter(|m| m.contains(earlier)).count(),
+                    1,
+                    "{marker}: {said:?}"
+                );
+            }
+            assert!(
+                turns.iter().any(|m| m["role"] == "assistant"
+                    && m.to_string().contains(support::anthropic::DEFAULT_TEXT)),
+                "{marker}: {said:?}"
+            );
+            assert!(
+                !resumed.to_string().contains("The conversation so far"),
+                "{marker}: {said:?}"
+            );
+        }
+        // The image reached the API as an image block.
+        let with_image = request_with("[responses-image]")["messages"].to_string();
+        assert!(
+            with_image.contains(r#""type":"image""#) && with_image.contains("iVBORw0KGgo"),
+            "{with_image}"
+        );
+        // A response not stored, and one deleted, left no session file; a kept one did.
+        let data = setup.work.with_file_name("data");
+        assert!(!session_files_with(&data, "[responses-resume-1]").is_empty());
+        assert_eq!(
+            session_files_with(&data, "[responses-unstored]"),
+            Vec::<std::path::PathBuf>::new()
+        );
+        assert_eq!(
+            session_files_with(&data, "[responses-whole]"),
+            Vec::<std::path::PathBuf>::new()
+        );
+    })
+    .await;
+}
+
+/// A response whose CLI fails: before any text, OpenAI's error answer; once its text has begun,
+/// `response.failed` and `error`, and no `response.completed`. A failed response is not kept.
+/// What the proxy refuses spawns nothing.
+#[tokio::test]
+async fn a_failed_or_refused_response_is_answered_in_the_responses_apis_way() {
+    within(TEST_LIMIT, async {
+        let fake = support::FakeInstall::new();
+        let cli = fake.cli_path().display().to_string();
+        let proxy = support::proxy::Proxy::start(fake.dir.path(), &[("CLAUDE_CLI_PATH", &cli)]);
+        for (body, param) in [
+            (
+                serde_json::json!({"model": "sonnet", "input": "hi", "tools": [{"type": "web_search"}]}),
+                "tools",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": "hi", "reasoning": {"effort": "low"}}),
+                "reasoning",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": [{"type": "item_reference", "id": "x"}]}),
+                "input[0].type",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "f"}]}]}),
+                "input[0].content[0]",
+            ),
+            (
+                serde_json::json!({"model": "sonnet", "input": [{"role": "assistant", "content": "Hi."}]}),
+                "input",
+            ),
+            (serde_json::json!({"model": "sonnet"}), "input"),
+            (
+                serde_json::json!({"model": "sonnet", "input": "hi", "stream": "yes"}),
+                "stream",
+            ),
+        ] {
+            let refused = proxy.post("/v1/responses", &body).await;
+            let status = refused.status();
+            let refused: Value = refused.json().await.unwrap();
+            assert_eq!(status, 400, "{body}: {refused}");
+            assert_eq!(refused["error"]["type"], "invalid_request_error", "{refused}");
+            assert_eq!(refused["error"]["param"], param, "{body}: {refused}");
+        }
+        // What the core refuses names the Responses API's field too.
+        let refused = proxy
+            .post(
+                "/v1/responses",
+                &serde_json::json!({"model": "sonnet", "input": "a\0b"}),
+            )
+            .await;
+        assert_eq!(refused.status(), 400);
+        let refused: Value = refused.json().await.unwrap();
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("input:"),
+            "{refused}"
+        );
+        assert_eq!(fake.runs(), 0);
+
+        let failing = "@stream-text 3\n@result-error the model went away";
+        let response = proxy
+            .post(
+                "/v1/responses",
+                &serde_json::json!({"model": "sonnet", "stream": true, "input": failing}),
+            )
+            .await;
+        assert_eq!(response.status(), 200);
+        let body = response.text().await.unwrap();
+        let events: Vec<(&str, Value)> = body
+            .split("\n\n")
+            .filter(|e| !e.trim().is_empty())
+            .map(|e| {
+                let (name, data) = e
+                    .strip_prefix("event: ")
+                    .and_then(|e| e.split_once("\ndata: "))
+                    .unwrap_or_else(|| panic!("an event with its data: {body}"));
+                (name, serde_json::from_str(data).unwrap())
+            })
+            .collect();
+        let names: Vec<&str> = events.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            names[names.len() - 2..],
+            ["response.failed", "error"],
+            "{body}"
+        );
+        assert!(names.contains(&"response.output_text.delta"), "{body}");
+        assert!(!names.contains(&"response.completed"), "{body}");
+        let failed = &events[events.len() - 2].1["response"];
+        assert_eq!(failed["status"], "failed", "{body}");
+        assert_eq!(failed["error"]["code"], "server_error", "{body}");
+        let error = &events[events.len() - 1].1;
+        assert!(
+            error["message"].as_str().unwrap().contains("the model went away"),
+            "{body}"
+        );
+        let id = failed["id"].as_str().unwrap();
+        let unkept = proxy
+            .client
+            .get(proxy.url(&format!("/v1/responses/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(unkept.status(), 404);
+
+        // Before any text, the same failure is an error answer, not a stream.
+        let refused = proxy
+            .post(
+                "/v1/responses",
+                &serde_json::json!({"model": "sonnet", "stream": true, "input": "@result-error no words at all"}),
+            )
+            .await;
+        assert_eq!(refused.status(), 502);
+        let refused: Value = refused.json().await.unwrap();
+        assert_eq!(refused["error"]["type"], "api_error", "{refused}");
+        assert!(
+            refused["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no words at all")
+        );
     })
     .await;
 }

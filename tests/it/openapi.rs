@@ -176,6 +176,9 @@ async fn every_route_the_router_serves_is_in_the_document_and_every_documented_o
             ("POST", "/v1/chat/completions"),
             ("GET", "/v1/models"),
             ("POST", "/v1/messages"),
+            ("POST", "/v1/responses"),
+            ("GET", "/v1/responses/{response_id}"),
+            ("DELETE", "/v1/responses/{response_id}"),
             ("GET", "/v1/sessions"),
             ("GET", "/v1/sessions/{id}"),
             ("DELETE", "/v1/sessions/{id}"),
@@ -560,6 +563,48 @@ mod served_bodies {
                 .post_json("/v1/messages", json!({"model": "sonnet", "messages": []}))
                 .await;
             documented.response("POST", "/v1/messages", refused).await;
+            // A response, kept, shown, then forgotten; and its streamed events.
+            let response = server
+                .post_json(
+                    "/v1/responses",
+                    json!({"model": "sonnet", "instructions": "Be brief.", "input": "@text four\n@result four"}),
+                )
+                .await;
+            let response = documented.response("POST", "/v1/responses", response).await;
+            let refused = server
+                .post_json("/v1/responses", json!({"model": "sonnet", "input": []}))
+                .await;
+            documented.response("POST", "/v1/responses", refused).await;
+            let id = response["id"].as_str().unwrap().to_owned();
+            let path = "/v1/responses/{response_id}";
+            documented.response("GET", path, server.get(&format!("/v1/responses/{id}")).await).await;
+            documented.response("DELETE", path, server.delete(&format!("/v1/responses/{id}")).await).await;
+            let gone = server.get(&format!("/v1/responses/{id}")).await;
+            assert_eq!(gone.status(), 404);
+            documented.response("GET", path, gone).await;
+            documented.response("DELETE", path, server.delete(&format!("/v1/responses/{id}")).await).await;
+            let stream_event = validator(
+                &documented.document,
+                &json!({"$ref": "#/components/schemas/ResponsesStreamEvent"}),
+            );
+            for input in ["@stream-text 3\n@result tok tok tok ", "@result whole", "@stream-text 2\n@result-error gone"] {
+                let streamed = server
+                    .post_json("/v1/responses", json!({"model": "sonnet", "stream": true, "input": input}))
+                    .await
+                    .text()
+                    .await
+                    .unwrap();
+                for event in streamed.split("\n\n").filter(|e| !e.trim().is_empty()) {
+                    let (name, data) = event
+                        .strip_prefix("event: ")
+                        .and_then(|e| e.split_once("\ndata: "))
+                        .unwrap_or_else(|| panic!("an event with its data: {streamed}"));
+                    let data: Value = serde_json::from_str(data).unwrap();
+                    assert_eq!(data["type"], name, "{streamed}");
+                    let errors = errors(&stream_event, &data);
+                    assert!(errors.is_empty(), "{input}: {name} is not a ResponsesStreamEvent: {}\n{data}", errors.join("; "));
+                }
+            }
             // The conversations those requests made, one shown, then forgotten.
             let listed = documented.response("GET", "/v1/sessions", server.get("/v1/sessions").await).await;
             let id = listed["data"][0]["id"].as_str().expect("a reply was remembered").to_owned();

@@ -408,6 +408,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""content":"What was the word?""#,
     r#""object":"chat.completion""#,
     r#"{"id":"support-42","object":"session.deleted","deleted":true}"#,
+    r#""previous_response_id":"resp_"#,
     "claude_proxy_agents_started_total",
 ];
 

@@ -579,6 +579,50 @@ export type OpenAiModelList = {
   data: Array<OpenAiModel>;
 };
 
+/** A response: the reply as one output message of one `output_text` part. */
+export type OpenAiResponse = {
+  /** resp_ and the agent's id. */
+  id: string;
+  object: "response";
+  /** Seconds since the epoch. */
+  created_at: number;
+  /** in_progress, completed or failed. */
+  status: string;
+  error?: null | ResponsesError;
+  /** Always null. */
+  incomplete_details?: { [key: string]: unknown } | null;
+  instructions?: string | null;
+  model: string;
+  output: Array<ResponsesOutputMessage>;
+  /** Always false: no tools. */
+  parallel_tool_calls: boolean;
+  previous_response_id?: string | null;
+  /** Whether it is kept. */
+  store: boolean;
+  /** Always null: not honoured. */
+  temperature?: number | null;
+  top_p?: number | null;
+  metadata?: { [key: string]: unknown } | null;
+  text: {
+    /** `text`; `json_object` (any JSON object); or `json_schema`: the reply is JSON text that
+     * follows `schema` (an object's schema), through the CLI's `--json-schema`. `name` and
+     * `strict` are accepted: the CLI checks every answer against the schema. */
+    format: {
+      type?: string;
+      name?: string | null;
+      schema?: { [key: string]: unknown };
+    };
+  };
+  /** Always `none`: the model calls no tool of the client's. */
+  tool_choice: string;
+  /** Always empty. */
+  tools: Array<{ [key: string]: unknown }>;
+  /** Always `disabled`. */
+  truncation: string;
+  usage?: null | ResponsesUsage;
+  x_claude_proxy?: null | ProxyExtension;
+};
+
 /** A function the client offers the model. */
 export type OpenAiTool = {
   /** `function`. */
@@ -710,6 +754,178 @@ export type ProxyExtension = {
 export type ProxyRawEvent = {
   type: "proxy_raw";
   line: string;
+};
+
+/** A response forgotten. */
+export type ResponseDeleted = {
+  id: string;
+  object: "response.deleted";
+  deleted: boolean;
+};
+
+/** Text, or parts: `input_text`, `input_image` (a `data:` URL: the proxy fetches nothing),
+ * and in an assistant's message `output_text`. */
+export type ResponsesContent = string | Array<ResponsesInputPart>;
+
+/** `response.content_part.added` or `response.content_part.done`. */
+export type ResponsesContentPartEvent = {
+  type: string;
+  sequence_number: number;
+  item_id: string;
+  output_index: number;
+  content_index: number;
+  part: ResponsesOutputText;
+};
+
+/** A failed response's error. */
+export type ResponsesError = {
+  /** server_error, or rate_limit_exceeded. */
+  code: string;
+  message: string;
+};
+
+/** The stream's error, after `response.failed`. */
+export type ResponsesErrorEvent = {
+  type: "error";
+  sequence_number: number;
+  /** server_error, or rate_limit_exceeded. */
+  code: string;
+  message: string;
+  param?: string | null;
+};
+
+/** Text, or input items. */
+export type ResponsesInput = string | Array<ResponsesInputItem>;
+
+/** A message item: `role` user, system, developer or assistant (an earlier reply, as the
+ * response's output gave it); its content text, or parts. */
+export type ResponsesInputItem = {
+  /** `message` (the default); other items are refused. */
+  type?: string | null;
+  role: string;
+  content: ResponsesContent;
+};
+
+export type ResponsesInputPart = {
+  type?: string;
+  text?: string | null;
+  /** data:image/png;base64,... */
+  image_url?: string | null;
+};
+
+/** `response.created`, `response.in_progress`, `response.completed` or `response.failed`. */
+export type ResponsesLifecycleEvent = {
+  type: string;
+  sequence_number: number;
+  response: OpenAiResponse;
+};
+
+/** `response.output_item.added` or `response.output_item.done`. */
+export type ResponsesOutputItemEvent = {
+  type: string;
+  sequence_number: number;
+  output_index: number;
+  item: ResponsesOutputMessage;
+};
+
+/** The reply: an assistant message. */
+export type ResponsesOutputMessage = {
+  /** msg_ and the agent's id. */
+  id: string;
+  type: "message";
+  role: "assistant";
+  /** in_progress or completed. */
+  status: string;
+  content: Array<ResponsesOutputText>;
+};
+
+export type ResponsesOutputText = {
+  type: "output_text";
+  text: string;
+  /** Always empty. */
+  annotations: Array<{ [key: string]: unknown }>;
+  /** Always empty. */
+  logprobs: Array<{ [key: string]: unknown }>;
+};
+
+/** An OpenAI Responses API request (`POST /v1/responses`). Refused with 400, naming the field,
+ * since they would change what the model does and the proxy cannot honour them: `tools` (a
+ * non-empty list), `tool_choice` other than `none`, `reasoning`, `text.format` other than
+ * `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
+ * `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls`, `background: true`,
+ * `conversation`, `prompt`, input items other than messages, and `input_file` parts. Accepted
+ * and ignored, as tuning: `temperature`, `top_p`, `top_logprobs`, `max_output_tokens` (not
+ * enforced), `metadata`, `user`, `safety_identifier`, `prompt_cache_key`, `service_tier`,
+ * `stream_options`. */
+export type ResponsesRequest = {
+  /** sonnet, opus, haiku, a claude-* name, or a name of PROXY_MODEL_MAP. */
+  model: string;
+  /** The new input: text (the user's message), or message items. */
+  input: ResponsesInput;
+  /** The system prompt, before any system or developer message of the input. */
+  instructions?: string | null;
+  /** The response this one continues: a fork of the session that gave it is resumed, and
+   * only the new input is sent to the CLI. It must be one of the key's kept responses. */
+  previous_response_id?: string | null;
+  /** false: the response is not kept (no `previous_response_id` or GET finds it, and its
+   * session's file is removed). Default true. */
+  store?: boolean | null;
+  /** The events of the response as Server-Sent Events. */
+  stream?: boolean | null;
+  text?: null | {
+    format?: null | {
+      type?: string;
+      name?: string | null;
+      schema?: { [key: string]: unknown };
+    };
+  };
+};
+
+/** One event of a streamed response: `event: {type}`, then `data: {event}`. In order:
+ * `response.created`, `response.in_progress`, `response.output_item.added`,
+ * `response.content_part.added`, `response.output_text.delta` (many),
+ * `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
+ * `response.completed`; a CLI that fails once the reply has begun ends it with
+ * `response.failed` and `error`. */
+export type ResponsesStreamEvent = ResponsesLifecycleEvent | ResponsesOutputItemEvent | ResponsesContentPartEvent | ResponsesTextDeltaEvent | ResponsesTextDoneEvent | ResponsesErrorEvent;
+
+/** A piece of the reply's text. */
+export type ResponsesTextDeltaEvent = {
+  type: "response.output_text.delta";
+  sequence_number: number;
+  item_id: string;
+  output_index: number;
+  content_index: number;
+  delta: string;
+  /** Always empty. */
+  logprobs: Array<{ [key: string]: unknown }>;
+};
+
+/** The reply's whole text. */
+export type ResponsesTextDoneEvent = {
+  type: "response.output_text.done";
+  sequence_number: number;
+  item_id: string;
+  output_index: number;
+  content_index: number;
+  text: string;
+  /** Always empty. */
+  logprobs: Array<{ [key: string]: unknown }>;
+};
+
+/** The usage, from the CLI's result: input tokens count input, cache-read and cache-creation
+ * tokens. */
+export type ResponsesUsage = {
+  input_tokens: number;
+  input_tokens_details: {
+    cached_tokens: number;
+  };
+  output_tokens: number;
+  output_tokens_details: {
+    /** Always 0: the CLI counts thinking as output. */
+    reasoning_tokens: number;
+  };
+  total_tokens: number;
 };
 
 /** The end of a turn: what the agent answered (`result`), whether it failed, its session and

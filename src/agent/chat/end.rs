@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use crate::agent::chat::responses::TokenUsage;
+
 /// How a chat agent's run ended.
 #[derive(Debug, Default)]
 pub struct TurnEnd {
@@ -73,6 +75,18 @@ impl TurnEnd {
             .as_ref()
             .and_then(|r| r["result"].as_str())
             .unwrap_or_default()
+    }
+
+    /// The tokens the result counted; none when there is no result.
+    pub fn usage(&self) -> TokenUsage {
+        let usage = self.result.as_ref().map(|r| &r["usage"]);
+        let tokens = |name: &str| usage.and_then(|u| u[name].as_u64()).unwrap_or(0);
+        TokenUsage {
+            input_tokens: tokens("input_tokens"),
+            output_tokens: tokens("output_tokens"),
+            cache_read_input_tokens: tokens("cache_read_input_tokens"),
+            cache_creation_input_tokens: tokens("cache_creation_input_tokens"),
+        }
     }
 
     pub fn session_id(&self) -> Option<&str> {

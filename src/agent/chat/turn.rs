@@ -9,6 +9,10 @@
 //! including that reply: a request that carries such a conversation resumes a fork of that
 //! session with only its new message, so the API gets the earlier turns from the session, not
 //! from a transcript. Any other history is set out in the prompt.
+//!
+//! The Responses API names the response it continues (`previous_response_id`): its turn
+//! resumes a fork of the session that gave that response, with only the new input, and the new
+//! response is kept (`chat/responses.rs`) unless the client asked it not to be (`store: false`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -23,6 +27,7 @@ use crate::agent::chat::client_tools::{
     ToolsGuard,
 };
 use crate::agent::chat::memory::{ChatSession, Recall};
+use crate::agent::chat::responses::ResponseRecord;
 use crate::agent::ports::store::ConversationRecord;
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Client, Error, MessageContent, Run, parse_model};
@@ -66,6 +71,17 @@ pub struct ChatTurn {
     pub client_tools: Vec<ClientTool>,
     /// The JSON Schema the reply must follow (structured output), checked as a request's.
     pub json_schema: Option<serde_json::Value>,
+    /// A Responses API turn: what it continues, and whether it is kept.
+    pub response: Option<ResponseTurn>,
+}
+
+/// What a Responses API request adds to its turn.
+#[derive(Debug, Clone)]
+pub struct ResponseTurn {
+    /// The response it continues (`previous_response_id`), one of the key's kept ones.
+    pub previous: Option<String>,
+    /// false (`store: false`): nothing of it is kept, and its session's file is removed.
+    pub store: bool,
 }
 
 /// What the compatible API hands back after the reply, so that the conversation, with it, can
@@ -77,9 +93,18 @@ pub struct Continuation {
     hasher: Sha256,
     /// The name it goes on under, if the client named it.
     named: Option<String>,
+    /// A Responses API turn's: kept as a response (`Agents::keep_response`), not by its hash.
+    response: Option<ResponseTurn>,
     cwd: Arc<Path>,
     /// The run's client tool server, while it may call the client's tools.
     pub tools: Option<ToolsGuard>,
+}
+
+impl Continuation {
+    /// Whether the turn was a Responses API turn, which `keep_response` remembers.
+    pub fn is_response(&self) -> bool {
+        self.response.is_some()
+    }
 }
 
 /// A turn, as it enters the hash: its role and text, each length-prefixed, so no two
@@ -172,8 +197,18 @@ impl Agents {
             turn.system.as_deref(),
             turn.earlier.iter().map(|(r, t)| (r.as_str(), t.as_str())),
         );
-        let (resumed, fork) = match &turn.session {
-            Some(name) => {
+        let previous = turn.response.as_ref().and_then(|r| r.previous.as_ref());
+        let (resumed, fork) = match (&turn.session, previous) {
+            (_, Some(id)) => {
+                // Another key's response, or one forgotten, is not found either.
+                let session = self
+                    .core
+                    .responses
+                    .session_of(owner, id)
+                    .ok_or_else(|| Error::ResponseNotFound(id.clone()))?;
+                (Some(session), true)
+            }
+            (Some(name), None) => {
                 check_session_name(name)?;
                 let named = Recall::Named(name.clone());
                 // Else a CLI session of this key's, by its id (as x-claude-session-id gave it),
@@ -184,28 +219,36 @@ impl Agents {
                 };
                 (session, false)
             }
-            None if turn.earlier.is_empty() => (None, false),
-            None => {
+            // A Responses API turn continues only the response it names.
+            (None, None) if turn.earlier.is_empty() || turn.response.is_some() => (None, false),
+            (None, None) => {
                 let hashed = Recall::Hash(hasher.clone().finalize().into());
                 let session = self.recalled(owner, &hashed).await;
                 (session, session.is_some())
             }
         };
         hash_turn(&mut hasher, "user", &turn.last);
-        // A named conversation's request carries only what is new: all of it goes on the
-        // session. A conversation found by its hash carries its history, which the session has.
-        let prompt = match (&turn.session, resumed) {
-            (None, Some(_)) => turn.last,
-            _ => transcript(&turn.earlier, &turn.last),
+        // A named conversation's request, and a response's that names the one it continues,
+        // carry only what is new: all of it goes on the session. A conversation found by its
+        // hash carries its history, which the session has.
+        let found_by_hash = turn.session.is_none() && previous.is_none() && resumed.is_some();
+        let prompt = match found_by_hash {
+            true => turn.last,
+            false => transcript(&turn.earlier, &turn.last),
+        };
+        // The request's field, in its API's name.
+        let input = match turn.response {
+            Some(_) => "input",
+            None => "messages",
         };
         // Images alone are a question: the CLI gets them without a text block (the API refuses
         // an empty one).
         if prompt.trim().is_empty() && turn.images.is_empty() {
-            return Err(Error::invalid("messages", "the last user message is empty"));
+            return Err(Error::invalid(input, "the last user message is empty"));
         }
         if prompt.contains('\0') {
             return Err(Error::invalid(
-                "messages",
+                input,
                 "must not contain NUL characters (the CLI would cut the text there)",
             ));
         }
@@ -290,6 +333,7 @@ impl Agents {
             owner,
             hasher,
             named: turn.session,
+            response: turn.response,
             cwd: Arc::clone(&run.cwd),
             tools: tools_guard,
         };
@@ -324,6 +368,7 @@ impl Agents {
             owner,
             mut hasher,
             named,
+            response: _,
             cwd,
             tools: _,
         } = continuation;
@@ -353,6 +398,54 @@ impl Agents {
             .claude_config_dir(owner)
             .map(|dir| session_file(&dir, &cwd, session));
         self.core.chat_memory.remember(owner, recall, session, file);
+    }
+
+    /// Keeps a Responses API turn's answer with the session that gave it, so that a request
+    /// naming it continues that session. One that failed is not kept; with `store: false`,
+    /// nothing is, and the session's file is removed.
+    pub fn keep_response(
+        &self,
+        continuation: Continuation,
+        record: ResponseRecord,
+        session: &str,
+        answered: bool,
+    ) {
+        let Ok(session) = Uuid::try_parse(session) else {
+            return;
+        };
+        let owner = continuation.owner;
+        let file = self
+            .core
+            .claude_config_dir(owner)
+            .map(|dir| session_file(&dir, &continuation.cwd, session));
+        match (continuation.response, answered) {
+            (Some(ResponseTurn { store: true, .. }), true) => {
+                self.core.responses.keep(owner, record, session, file)
+            }
+            // A failure asked to be kept is not kept, but its session stays as any run's does.
+            (Some(ResponseTurn { store: true, .. }), false) => {}
+            _ => {
+                if let Some(file) = file {
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+        }
+    }
+
+    /// `owner`'s kept response `id`.
+    pub fn response(&self, owner: Client, id: &str) -> Result<ResponseRecord, Error> {
+        self.core
+            .responses
+            .get(owner, id)
+            .ok_or_else(|| Error::ResponseNotFound(id.to_owned()))
+    }
+
+    /// Forgets `owner`'s response `id`, and removes its session's file.
+    pub fn forget_response(&self, owner: Client, id: &str) -> Result<(), Error> {
+        match self.core.responses.forget(owner, id) {
+            true => Ok(()),
+            false => Err(Error::ResponseNotFound(id.to_owned())),
+        }
     }
 
     /// The conversations `owner`'s compatible requests made, the most recently used first: the

@@ -91,6 +91,8 @@ pub struct Core {
     pub client_tools: Arc<crate::agent::chat::client_tools::ClientTools>,
     /// Where this proxy listens (`http://127.0.0.1:PORT`), once it does.
     pub own_url: std::sync::OnceLock<String>,
+    /// The Responses API's kept responses, and the sessions that gave them.
+    pub responses: crate::agent::chat::responses::ResponseMemory,
     /// The bytes held by all agents' logs (and kept results) together.
     pub all_logs: SharedBytes,
     pub metrics: Arc<Metrics>,

@@ -279,7 +279,7 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
     };
     turn.client_tools = client_tools;
     Ok(Asked {
-        ask: Ask::Turn(turn),
+        ask: Ask::Turn(Box::new(turn)),
         model,
         stream,
     })

@@ -543,3 +543,334 @@ pub struct SessionDeleted {
     pub object: SessionDeletedObject,
     pub deleted: bool,
 }
+
+literal!(ResponseObject, "response");
+literal!(ResponseDeletedObject, "response.deleted");
+literal!(OutputTextType, "output_text");
+
+/// An OpenAI Responses API request (`POST /v1/responses`). Refused with 400, naming the field,
+/// since they would change what the model does and the proxy cannot honour them: `tools` (a
+/// non-empty list), `tool_choice` other than `none`, `reasoning`, `text.format` other than
+/// `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
+/// `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls`, `background: true`,
+/// `conversation`, `prompt`, input items other than messages, and `input_file` parts. Accepted
+/// and ignored, as tuning: `temperature`, `top_p`, `top_logprobs`, `max_output_tokens` (not
+/// enforced), `metadata`, `user`, `safety_identifier`, `prompt_cache_key`, `service_tier`,
+/// `stream_options`.
+#[derive(Deserialize, ToSchema)]
+pub struct ResponsesRequest {
+    /// sonnet, opus, haiku, a claude-* name, or a name of PROXY_MODEL_MAP.
+    #[serde(default)]
+    #[schema(required = true)]
+    pub model: String,
+    /// The new input: text (the user's message), or message items.
+    #[serde(default)]
+    #[schema(required = true, value_type = ResponsesInput)]
+    pub input: Option<ResponsesInput>,
+    /// The system prompt, before any system or developer message of the input.
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// The response this one continues: a fork of the session that gave it is resumed, and
+    /// only the new input is sent to the CLI. It must be one of the key's kept responses.
+    #[serde(default)]
+    pub previous_response_id: Option<String>,
+    /// false: the response is not kept (no `previous_response_id` or GET finds it, and its
+    /// session's file is removed). Default true.
+    #[serde(default)]
+    pub store: Option<bool>,
+    /// The events of the response as Server-Sent Events.
+    #[serde(default)]
+    pub stream: Option<bool>,
+    #[serde(default)]
+    #[schema(inline)]
+    pub text: Option<ResponsesTextConfig>,
+}
+
+/// Text, or input items.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResponsesInput {
+    Text(String),
+    Items(Vec<ResponsesInputItem>),
+}
+
+/// A message item: `role` user, system, developer or assistant (an earlier reply, as the
+/// response's output gave it); its content text, or parts.
+#[derive(Deserialize, ToSchema)]
+pub struct ResponsesInputItem {
+    /// `message` (the default); other items are refused.
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    #[schema(required = true)]
+    pub role: String,
+    #[serde(default)]
+    #[schema(required = true, value_type = ResponsesContent)]
+    pub content: Option<ResponsesContent>,
+}
+
+/// Text, or parts: `input_text`, `input_image` (a `data:` URL: the proxy fetches nothing),
+/// and in an assistant's message `output_text`.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResponsesContent {
+    Text(String),
+    Parts(Vec<ResponsesInputPart>),
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ResponsesInputPart {
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// data:image/png;base64,...
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+/// How the reply's text is made.
+#[derive(Deserialize, ToSchema)]
+pub struct ResponsesTextConfig {
+    #[serde(default)]
+    #[schema(inline)]
+    pub format: Option<ResponsesTextFormat>,
+}
+
+/// `text`; `json_object` (any JSON object); or `json_schema`: the reply is JSON text that
+/// follows `schema` (an object's schema), through the CLI's `--json-schema`. `name` and
+/// `strict` are accepted: the CLI checks every answer against the schema.
+#[derive(Deserialize, Serialize, ToSchema)]
+pub struct ResponsesTextFormat {
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub schema: Option<serde_json::Value>,
+}
+
+/// A response: the reply as one output message of one `output_text` part.
+#[derive(Serialize, ToSchema)]
+pub struct OpenAiResponse {
+    /// resp_ and the agent's id.
+    pub id: String,
+    #[schema(inline)]
+    pub object: ResponseObject,
+    /// Seconds since the epoch.
+    pub created_at: i64,
+    /// in_progress, completed or failed.
+    pub status: &'static str,
+    /// Why it failed, when it did.
+    pub error: Option<ResponsesError>,
+    /// Always null.
+    #[schema(value_type = Option<Object>)]
+    pub incomplete_details: Option<()>,
+    pub instructions: Option<String>,
+    pub model: String,
+    pub output: Vec<ResponsesOutputMessage>,
+    /// Always false: no tools.
+    pub parallel_tool_calls: bool,
+    pub previous_response_id: Option<String>,
+    /// Whether it is kept.
+    pub store: bool,
+    /// Always null: not honoured.
+    #[schema(value_type = Option<f64>)]
+    pub temperature: Option<()>,
+    #[schema(value_type = Option<f64>)]
+    pub top_p: Option<()>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<()>,
+    #[schema(inline)]
+    pub text: ResponsesTextOut,
+    /// Always `none`: the model calls no tool of the client's.
+    pub tool_choice: &'static str,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub tools: Vec<()>,
+    /// Always `disabled`.
+    pub truncation: &'static str,
+    /// Null until it has ended.
+    pub usage: Option<ResponsesUsage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_claude_proxy: Option<ProxyExtension>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesTextOut {
+    #[schema(inline)]
+    pub format: ResponsesTextFormat,
+}
+
+/// The reply: an assistant message.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesOutputMessage {
+    /// msg_ and the agent's id.
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: MessageType,
+    #[schema(inline)]
+    pub role: AssistantRole,
+    /// in_progress or completed.
+    pub status: &'static str,
+    pub content: Vec<ResponsesOutputText>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesOutputText {
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: OutputTextType,
+    pub text: String,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub annotations: Vec<()>,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub logprobs: Vec<()>,
+}
+
+/// The usage, from the CLI's result: input tokens count input, cache-read and cache-creation
+/// tokens.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesUsage {
+    pub input_tokens: u64,
+    #[schema(inline)]
+    pub input_tokens_details: ResponsesInputDetails,
+    pub output_tokens: u64,
+    #[schema(inline)]
+    pub output_tokens_details: ResponsesOutputDetails,
+    pub total_tokens: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesInputDetails {
+    pub cached_tokens: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesOutputDetails {
+    /// Always 0: the CLI counts thinking as output.
+    pub reasoning_tokens: u64,
+}
+
+/// A failed response's error.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesError {
+    /// server_error, or rate_limit_exceeded.
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// A response forgotten.
+#[derive(Serialize, ToSchema)]
+pub struct ResponseDeleted {
+    pub id: String,
+    #[schema(inline)]
+    pub object: ResponseDeletedObject,
+    pub deleted: bool,
+}
+
+/// One event of a streamed response: `event: {type}`, then `data: {event}`. In order:
+/// `response.created`, `response.in_progress`, `response.output_item.added`,
+/// `response.content_part.added`, `response.output_text.delta` (many),
+/// `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
+/// `response.completed`; a CLI that fails once the reply has begun ends it with
+/// `response.failed` and `error`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResponsesStreamEvent {
+    Lifecycle(Box<ResponsesLifecycleEvent>),
+    OutputItem(ResponsesOutputItemEvent),
+    ContentPart(ResponsesContentPartEvent),
+    TextDelta(ResponsesTextDeltaEvent),
+    TextDone(ResponsesTextDoneEvent),
+    Error(ResponsesErrorEvent),
+}
+
+/// `response.created`, `response.in_progress`, `response.completed` or `response.failed`.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesLifecycleEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: &'static str,
+    pub sequence_number: u64,
+    pub response: OpenAiResponse,
+}
+
+/// `response.output_item.added` or `response.output_item.done`.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesOutputItemEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: &'static str,
+    pub sequence_number: u64,
+    pub output_index: u32,
+    pub item: ResponsesOutputMessage,
+}
+
+/// `response.content_part.added` or `response.content_part.done`.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesContentPartEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type")]
+    pub kind: &'static str,
+    pub sequence_number: u64,
+    pub item_id: String,
+    pub output_index: u32,
+    pub content_index: u32,
+    pub part: ResponsesOutputText,
+}
+
+literal!(TextDeltaType, "response.output_text.delta");
+literal!(TextDoneType, "response.output_text.done");
+
+/// A piece of the reply's text.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesTextDeltaEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: TextDeltaType,
+    pub sequence_number: u64,
+    pub item_id: String,
+    pub output_index: u32,
+    pub content_index: u32,
+    pub delta: String,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub logprobs: Vec<()>,
+}
+
+/// The reply's whole text.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesTextDoneEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: TextDoneType,
+    pub sequence_number: u64,
+    pub item_id: String,
+    pub output_index: u32,
+    pub content_index: u32,
+    pub text: String,
+    /// Always empty.
+    #[schema(value_type = Vec<Object>)]
+    pub logprobs: Vec<()>,
+}
+
+/// The stream's error, after `response.failed`.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesErrorEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: ErrorType,
+    pub sequence_number: u64,
+    /// server_error, or rate_limit_exceeded.
+    pub code: &'static str,
+    pub message: String,
+    pub param: Option<String>,
+}

@@ -1,5 +1,5 @@
-//! The doors every tool already knows: an OpenAI-compatible `/v1/chat/completions`, an
-//! Anthropic-compatible `/v1/messages`, and `/v1/models`. Each request is an agent like any
+//! The doors every tool already knows: an OpenAI-compatible `/v1/chat/completions` and
+//! `/v1/responses`, an Anthropic-compatible `/v1/messages`, and `/v1/models`. Each request is an agent like any
 //! other (kind `openai` or `anthropic`), run by the core as a chat model
 //! (`Agents::check_chat`); this module only translates: the request in, the CLI's lines out in
 //! the API's shapes, and errors in the API's own format.
@@ -7,6 +7,7 @@
 pub mod anthropic;
 mod bodies;
 pub mod openai;
+pub mod responses;
 pub mod sessions;
 pub mod tool_server;
 
@@ -23,8 +24,8 @@ use bodies::{
 };
 
 use crate::agent::{
-    Agents, ChatTurn, Client, Continuation, Event, EventReader, Paused, RunGuard, TOOL_PREFIX,
-    ToolCall, ToolResult, ToolsGuard, TurnEnd, TurnFailure,
+    Agents, ChatTurn, Client, Continuation, Event, EventReader, Paused, ResponseRecord, RunGuard,
+    TOOL_PREFIX, ToolCall, ToolResult, ToolsGuard, TurnEnd, TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
 use crate::cli::stdout::unescape;
@@ -59,6 +60,8 @@ pub struct CompatError {
     pub message: String,
     /// The request field at fault.
     pub param: Option<String>,
+    /// OpenAI's `code`: `invalid_api_key`, `model_not_found`, or none.
+    pub code: Option<&'static str>,
     pub retry_after: Option<u32>,
 }
 
@@ -70,6 +73,7 @@ impl CompatError {
             status: StatusCode::BAD_REQUEST,
             message: format!("{param}: {}", message.into()),
             param: Some(param),
+            code: None,
             retry_after: None,
         }
     }
@@ -81,6 +85,7 @@ impl CompatError {
             status: rejection.status(),
             message: rejection.body_text(),
             param: None,
+            code: None,
             retry_after: None,
         }
     }
@@ -93,18 +98,26 @@ impl CompatError {
             StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
             status => status,
         };
-        let param = match &error {
+        let (param, code) = match &error {
+            ApiError::Unauthorized => (None, Some("invalid_api_key")),
+            ApiError::Agent(crate::agent::Error::UnknownModel(_)) => {
+                (Some("model".to_owned()), Some("model_not_found"))
+            }
+            ApiError::Agent(crate::agent::Error::ResponseNotFound(_)) => {
+                (Some("previous_response_id".to_owned()), None)
+            }
             ApiError::InvalidField { field, .. }
             | ApiError::Agent(crate::agent::Error::InvalidField { field, .. }) => {
-                Some((*field).to_owned())
+                (Some((*field).to_owned()), None)
             }
-            _ => None,
+            _ => (None, None),
         };
         Self {
             api,
             status,
             message: error.to_string(),
             param,
+            code,
             retry_after: error.retry_after(),
         }
     }
@@ -120,6 +133,7 @@ impl CompatError {
             status,
             message: turn.failure_message(),
             param: None,
+            code: None,
             retry_after,
         }
     }
@@ -164,11 +178,7 @@ impl CompatError {
                     message: self.message.clone(),
                     kind: self.openai_type(),
                     param: self.param.clone(),
-                    code: match self.status.as_u16() {
-                        401 => Some("invalid_api_key"),
-                        404 => Some("model_not_found"),
-                        _ => None,
-                    },
+                    code: self.code,
                 },
             }),
         }
@@ -242,7 +252,7 @@ pub struct Turn {
 /// What a compatible request asks: a new turn, or the results of the client's tools that a run
 /// waits for.
 pub enum Ask {
-    Turn(ChatTurn),
+    Turn(Box<ChatTurn>),
     ToolResults(Vec<ToolResult>),
 }
 
@@ -287,6 +297,7 @@ pub fn chat_turn(
         enable_tools: migration.enable_tools,
         json_schema: None,
         client_tools: Vec::new(),
+        response: None,
     })
 }
 
@@ -341,6 +352,7 @@ pub async fn start_turn(
     let agents = state.agents.clone();
     let turn = match ask {
         Ask::Turn(turn) => {
+            let turn = *turn;
             let structured = turn.json_schema.is_some();
             let (run, mut continuation) = agents.check_chat(client, turn).await.map_err(refused)?;
             let tools = continuation.tools.take();
@@ -419,8 +431,9 @@ impl Turn {
         }
     }
 
-    /// The run is over, or waits for its client's tool results: a reply is remembered with
-    /// its session; a run that waits is handed to the request that brings them.
+    /// The run is over, or waits for its client's tool results: a chat reply is remembered
+    /// with its session (a response is kept by `keep_response`, which knows the whole
+    /// response); a run that waits is handed to the request that brings the results.
     async fn ended(&mut self) -> TurnEnd {
         let end = std::mem::take(&mut self.end);
         self.text = unescape(&self.escaped_text);
@@ -437,7 +450,8 @@ impl Turn {
             }
             return end;
         }
-        if let (false, Some((agents, continuation))) = (end.failed(), self.remember.take()) {
+        let chat = self.remember.take_if(|(_, c)| !c.is_response());
+        if let (false, Some((agents, continuation))) = (end.failed(), chat) {
             if let Some(session) = end.session_id() {
                 agents
                     .remember_reply(continuation, reply_text(&self.text, &end), session)
@@ -445,6 +459,22 @@ impl Turn {
             }
         }
         end
+    }
+
+    /// Keeps a Responses API turn's answer, once its run has ended: only one that answered,
+    /// and was not asked with `store: false`.
+    pub fn keep_response(&mut self, record: ResponseRecord, end: &TurnEnd) {
+        let Some(session) = end.session_id() else {
+            return;
+        };
+        if let Some((agents, continuation)) = self.remember.take() {
+            agents.keep_response(continuation, record, session, !end.failed());
+        }
+    }
+
+    /// The reply's text so far, unescaped: whole once the run has ended.
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The next step; `End` once, last.

@@ -173,7 +173,7 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
     turn.json_schema = json_schema_of(request.response_format)?;
     turn.client_tools = client_tools;
     Ok(Asked {
-        ask: Ask::Turn(turn),
+        ask: Ask::Turn(Box::new(turn)),
         model,
         stream,
         include_usage,
@@ -308,22 +308,7 @@ fn content_of(
             "text" => texts.push(part.text.unwrap_or_default()),
             "image_url" => {
                 let url = part.image_url.map(|image| image.url).unwrap_or_default();
-                let Some((media_type, data)) = url
-                    .strip_prefix("data:")
-                    .and_then(|rest| rest.split_once(";base64,"))
-                else {
-                    return Err(CompatError::invalid(
-                        API,
-                        at(),
-                        "only data URLs (data:image/png;base64,...) are taken: the proxy fetches nothing",
-                    ));
-                };
-                crate::agent::check_image_magic(media_type, data)
-                    .map_err(|reason| CompatError::invalid(API, at(), reason))?;
-                images.push(json!({
-                    "type": "image",
-                    "source": {"type": "base64", "media_type": media_type, "data": data},
-                }));
+                images.push(image_of_data_url(&url, at())?);
             }
             kind => {
                 return Err(CompatError::invalid(
@@ -338,6 +323,27 @@ fn content_of(
         }
     }
     Ok((texts.join("\n"), images))
+}
+
+/// An image given as a data URL, as a Messages API block; any other URL is refused, naming
+/// the part `at`: the proxy fetches nothing.
+pub(super) fn image_of_data_url(url: &str, at: String) -> Result<Value, CompatError> {
+    let Some((media_type, data)) = url
+        .strip_prefix("data:")
+        .and_then(|rest| rest.split_once(";base64,"))
+    else {
+        return Err(CompatError::invalid(
+            API,
+            at,
+            "only data URLs (data:image/png;base64,...) are taken: the proxy fetches nothing",
+        ));
+    };
+    crate::agent::check_image_magic(media_type, data)
+        .map_err(|reason| CompatError::invalid(API, at, reason))?;
+    Ok(json!({
+        "type": "image",
+        "source": {"type": "base64", "media_type": media_type, "data": data},
+    }))
 }
 
 /// OpenAI's usage, from the CLI's result line.
