@@ -14,6 +14,7 @@ use crate::agent::admission::policy::ToolPolicy;
 use crate::agent::admission::rate_limit::RateLimitGate;
 use crate::agent::admission::sessions::SessionBook;
 use crate::agent::error::Error;
+use crate::agent::lifecycle::pool::{WarmPool, WarmSettings};
 use crate::agent::lifecycle::table::{Admission, AgentTable, Retention};
 use crate::agent::logs::log::SharedBytes;
 use crate::agent::ports::cluster::Cluster;
@@ -69,6 +70,8 @@ pub struct Settings {
     pub known_sessions_only: bool,
     /// The compatible APIs' models, tools and system prompt.
     pub compat: crate::agent::CompatSettings,
+    /// The pool of CLIs started ahead of their runs.
+    pub warm: WarmSettings,
 }
 
 #[derive(Debug)]
@@ -92,6 +95,8 @@ pub struct Core {
     pub shutdown: CancellationToken,
     /// Every agent's task, so a shutdown can wait until each CLI has been reaped.
     pub tasks: TaskTracker,
+    /// The CLIs started ahead of their runs (their keepers are among `tasks`).
+    pub pool: Arc<WarmPool>,
 }
 
 impl Core {
