@@ -19,6 +19,7 @@ mod interactive;
 mod load;
 mod observability;
 mod openapi;
+mod pool;
 mod real_cli;
 mod sandbox;
 mod security;
