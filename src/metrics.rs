@@ -235,7 +235,7 @@ impl Default for Metrics {
         );
         registry.register(
             "warm_ended",
-            "Waiting CLIs of the warm pool ended untaken, by reason (died, idle, shutdown)",
+            "Waiting CLIs of the warm pool ended untaken, by reason (died, idle, shutdown, evicted: its process slot went to an agent)",
             metrics.warm_ended.clone(),
         );
         Metrics {

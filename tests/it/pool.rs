@@ -322,6 +322,45 @@ async fn a_run_of_another_shape_never_gets_a_pooled_cli() {
 }
 
 #[tokio::test]
+async fn an_agent_takes_the_process_slot_of_a_waiting_cli() {
+    within(TEST_LIMIT, async {
+        let pooled = Pooled::start(
+            &[],
+            &[
+                "--max-agents",
+                "2",
+                "--warm-pool",
+                "2",
+                "--warm-shapes",
+                "stream",
+            ],
+        );
+        pooled.until_pool(None, 2, 2).await;
+        let warm = pooled.started();
+        // Of another shape: a miss, which runs until it is stopped.
+        let response = pooled
+            .proxy
+            .post("/agent/start", &json!({"prompt": "@hang", "max_turns": 3}))
+            .await;
+        assert_eq!(response.status(), 200);
+        let started: Value = response.json().await.unwrap();
+        assert_eq!(started["pid"], pooled.started()[2]);
+        until("one waiting CLI gave its slot", FILL_LIMIT, || async {
+            pooled.pool(None).await["waiting"] == 1
+        })
+        .await;
+        until("its process is gone", FILL_LIMIT, || async {
+            warm.iter().filter(|pid| process_alive(**pid)).count() == 1
+        })
+        .await;
+        let health = pooled.proxy.health(None).await;
+        assert_eq!(health["active_agents"], 1);
+        assert_eq!(pooled.started().len(), 3, "no CLI started past the limit");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_proxy_started_with_other_settings_hands_out_only_clis_started_with_them() {
     within(TEST_LIMIT, async {
         let mut before = Pooled::start(&[], &["--warm-pool", "1", "--warm-shapes", "stream"]);

@@ -110,6 +110,13 @@ pub(in crate::agent) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launc
         None => core.pool.take(&run).await,
         Some(_) => None,
     };
+    // Running and waiting CLIs together stay within PROXY_MAX_AGENTS processes.
+    core.pool.make_room(
+        core.settings
+            .admission
+            .max_agents
+            .saturating_sub(core.table.running()),
+    );
     let spawning = Instant::now();
     let from_pool = warm.is_some();
     let (cli, system_prompt, stdin, idle_paused, controls_sent) = match warm {

@@ -362,6 +362,18 @@ impl WarmPool {
         (id, claimed)
     }
 
+    /// Ends the oldest waiting CLIs until at most `slots` wait: the processes PROXY_MAX_AGENTS
+    /// allows are the running agents' first.
+    pub fn make_room(&self, slots: usize) {
+        let mut state = self.lock();
+        let over = state.waiting.len().saturating_sub(slots);
+        if over > 0 {
+            // Dropped, a claim tells its keeper to end its CLI.
+            state.waiting.drain(..over);
+            self.export(&mut state);
+        }
+    }
+
     /// Takes a CLI out of the book (it ended); false if it was taken.
     fn forget(&self, id: u64) -> bool {
         let mut state = self.lock();
@@ -487,6 +499,19 @@ enum End {
     Died,
     Idle,
     Shutdown,
+    /// Its process slot went to an agent.
+    Evicted,
+}
+
+impl End {
+    fn as_str(self) -> &'static str {
+        match self {
+            End::Died => "died",
+            End::Idle => "idle",
+            End::Shutdown => "shutdown",
+            End::Evicted => "evicted",
+        }
+    }
 }
 
 /// Keeps a started CLI until it is taken, dies, waits past the idle time, or the server shuts
@@ -508,7 +533,7 @@ pub async fn keep(
     let claim = tokio::select! {
         biased;
         () = shutdown.cancelled() => Err(End::Shutdown),
-        claimed = claimed => claimed.map_err(|_| End::Shutdown),
+        claimed = claimed => claimed.map_err(|_| End::Evicted),
         () = cli.exited() => Err(End::Died),
         () = tokio::time::sleep(pool.settings.idle) => Err(End::Idle),
     };
@@ -537,25 +562,18 @@ pub async fn keep(
         Err(end) => end,
     };
     pool.forget(id);
-    match end {
-        End::Died => pool.metrics.warm_ended.get_or_create(&reason("died")).inc(),
-        End::Idle => pool.metrics.warm_ended.get_or_create(&reason("idle")).inc(),
-        End::Shutdown => pool
-            .metrics
-            .warm_ended
-            .get_or_create(&reason("shutdown"))
-            .inc(),
-    };
+    pool.metrics
+        .warm_ended
+        .get_or_create(&crate::metrics::ReasonLabel {
+            reason: end.as_str(),
+        })
+        .inc();
     pool.wanted.notify_one();
     // Its input ends: a CLI that waits for its first message exits by itself.
     drop(stdin);
     let outcome = end_group(cli).await;
     tracing::info!(?end, exit = ?outcome.exit, "a waiting CLI of the pool ended");
     drop(system_prompt);
-}
-
-fn reason(reason: &'static str) -> crate::metrics::ReasonLabel {
-    crate::metrics::ReasonLabel { reason }
 }
 
 /// Ends a CLI and its group, and reaps them.
