@@ -322,6 +322,73 @@ async fn a_run_of_another_shape_never_gets_a_pooled_cli() {
 }
 
 #[tokio::test]
+async fn the_pool_learns_the_shapes_of_recent_requests() {
+    within(TEST_LIMIT, async {
+        let pooled = Pooled::start(&[], &["--warm-pool", "1"]);
+        let body = json!({"prompt": "hi", "disallowed_tools": ["Bash"], "model": "opus"});
+        let (first, _) = pooled.run(None, body.clone()).await;
+        // A miss (nothing was warm), which the pool learns from at once.
+        pooled.until_pool(None, 1, 2).await;
+        let pool = pooled.pool(None).await;
+        assert_eq!(pool["misses"], 1, "{pool}");
+        assert_eq!(pool["shapes"][0]["source"], "learned", "{pool}");
+        assert_eq!(pool["shapes"][0]["waiting"], 1, "{pool}");
+        let learned = *pooled.started().iter().find(|pid| **pid != first).unwrap();
+
+        let (second, events) = pooled.run(None, body).await;
+        assert_eq!(second, learned, "a hit");
+        let argv = init_of(&events)["argv"].to_string();
+        assert!(
+            argv.contains("--model=opus") && !argv.contains("\"hi\""),
+            "started with the shape's last model, and no prompt: {argv}"
+        );
+        assert_eq!(result_of(&events)["result"], "turn 1");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_cli_that_waits_past_the_idle_time_is_replaced() {
+    within(TEST_LIMIT, async {
+        let pooled = Pooled::start(
+            &[],
+            &[
+                "--warm-pool",
+                "1",
+                "--warm-shapes",
+                "stream",
+                "--warm-idle-secs",
+                "0.2",
+            ],
+        );
+        // Each waits 0.2 s: however many have come and gone, three did.
+        until("two CLIs were replaced", FILL_LIMIT, || async {
+            pooled.started().len() >= 3
+        })
+        .await;
+        let started = pooled.started();
+        for pid in &started[..2] {
+            process_gone(*pid).await;
+        }
+        let metrics = pooled
+            .proxy
+            .client
+            .get(pooled.proxy.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("claude_proxy_warm_ended_total{reason=\"idle\"}"),
+            "{metrics}"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_agent_takes_the_process_slot_of_a_waiting_cli() {
     within(TEST_LIMIT, async {
         let pooled = Pooled::start(
