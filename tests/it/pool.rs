@@ -550,3 +550,62 @@ async fn a_warm_run_of_the_real_cli_has_the_events_of_a_cold_one() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_warm_run_of_the_real_cli_is_told_another_model() {
+    within(TEST_LIMIT, async {
+        let warm = RealSetup::with_settings(
+            [Reply::Text("Fine.".into())],
+            &[("PROXY_WARM_POOL", "1"), ("PROXY_WARM_SHAPES", "stream")],
+        )
+        .await;
+        until("a CLI waits in the pool", FILL_LIMIT, || async {
+            warm.proxy.health(None).await["warm_pool"]["waiting"] == 1
+        })
+        .await;
+        let body = json!({"prompt": "What is 2 + 2?", "model": "claude-sonnet-4-5", "permission_mode": "plan"});
+        let events = warm.proxy.stream_with(&body).await.collect_all().await;
+        assert_eq!(warm.proxy.health(None).await["warm_pool"]["hits"], 1);
+        let lines = lines(&events);
+        let kinds: Vec<(&str, &str)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l["type"].as_str().unwrap_or_default(),
+                    l["subtype"].as_str().unwrap_or_default(),
+                )
+            })
+            .collect();
+        // What the README says differs: the mode's change is a status line of the CLI's own;
+        // the answers to the proxy's control requests are not events.
+        assert_eq!(
+            kinds,
+            [
+                ("system", "status"),
+                ("system", "init"),
+                ("assistant", ""),
+                ("result", "success")
+            ],
+            "{lines:#?}"
+        );
+        assert_eq!(lines[0]["permissionMode"], "plan");
+        assert_eq!(lines[1]["model"], "claude-sonnet-4-5");
+        assert_eq!(lines[1]["permissionMode"], "plan");
+        let complete = complete_of(&events);
+        assert_eq!(complete["status"], "completed");
+        assert_eq!(complete["exit_code"], 0);
+        // set_model makes the CLI send one short request to the new model first.
+        let requests = warm.standin.requests();
+        let turn = requests
+            .iter()
+            .find(|r| r["stream"] == true)
+            .expect("the run's request");
+        assert_eq!(turn["model"], "claude-sonnet-4-5");
+        assert!(turn["messages"].to_string().contains("What is 2 + 2?"));
+        assert!(
+            !turn["messages"].to_string().contains("local-command"),
+            "the model's change is not in the conversation"
+        );
+    })
+    .await;
+}
