@@ -609,3 +609,50 @@ async fn a_warm_run_of_the_real_cli_is_told_another_model() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_warm_chat_completion_of_the_real_cli_answers_as_a_cold_one() {
+    within(TEST_LIMIT, async {
+        let answer = "It is 4.";
+        let cold = RealSetup::start([Reply::Text(answer.into())]).await;
+        let warm = RealSetup::with_settings(
+            [Reply::Text(answer.into())],
+            &[("PROXY_WARM_POOL", "1"), ("PROXY_WARM_SHAPES", "chat")],
+        )
+        .await;
+        until("a CLI waits in the pool", FILL_LIMIT, || async {
+            warm.proxy.health(None).await["warm_pool"]["waiting"] == 1
+        })
+        .await;
+        let body =
+            json!({"model": "sonnet", "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+        let mut answers = Vec::new();
+        for setup in [&cold, &warm] {
+            let response = setup.proxy.post("/v1/chat/completions", &body).await;
+            assert_eq!(response.status(), 200);
+            let completion: Value = response.json().await.unwrap();
+            answers.push(completion);
+        }
+        assert_eq!(warm.proxy.health(None).await["warm_pool"]["hits"], 1);
+        for completion in &answers {
+            assert_eq!(completion["choices"][0]["message"]["content"], answer);
+            assert_eq!(completion["choices"][0]["finish_reason"], "stop");
+        }
+        let turn = |setup: &RealSetup| {
+            let requests = setup.standin.requests();
+            assert_eq!(requests.len(), 1, "only the run's request");
+            let request = requests[0].clone();
+            (
+                request["model"].clone(),
+                request["system"].to_string(),
+                request["tools"].clone(),
+            )
+        };
+        assert_eq!(
+            turn(&cold),
+            turn(&warm),
+            "the same model, system prompt and tools"
+        );
+    })
+    .await;
+}
