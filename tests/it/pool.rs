@@ -656,3 +656,25 @@ async fn a_warm_chat_completion_of_the_real_cli_answers_as_a_cold_one() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_pool() {
+    within(TEST_LIMIT, async {
+        let pooled = Pooled::start(&[], &["--warm-pool", "2", "--warm-shapes", "stream"]);
+        pooled.until_pool(None, 2, 2).await;
+        pooled.run(None, json!({"prompt": "hi"})).await;
+        pooled.until_pool(None, 2, 3).await;
+        let dom = crate::support::rendered_dom(&pooled.proxy.url("/ui"), 10_000).await;
+        assert!(
+            dom.contains(
+                r#"<span id="server-warm-pool" class="value">2 / 2 waiting (1 shape)</span>"#
+            ),
+            "{dom}"
+        );
+        assert!(
+            dom.contains(r#"<span id="server-warm-hits" class="value">1 of 1 runs served warm"#),
+            "{dom}"
+        );
+    })
+    .await;
+}
