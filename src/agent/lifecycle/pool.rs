@@ -311,35 +311,66 @@ impl WarmPool {
         taken
     }
 
-    /// What to start now, at most `room` CLIs: each wanted shape's share of the pool that is
-    /// not waiting yet. The operator's shapes come first, then the learned ones, the most
-    /// recent first; a learned shape not asked for within the idle time is forgotten.
+    /// What to start now, at most `room` CLIs (the process slots free): each wanted shape's
+    /// share of the pool that is not waiting yet. The operator's shapes come first, then the
+    /// learned ones, the most recent first; a learned shape not asked for within the idle time
+    /// is forgotten. A full pool ends its CLIs beyond their shape's share (the oldest first,
+    /// such as those of a shape no longer wanted) to make room for the shapes that lack.
     pub fn wanted_now(&self, room: usize) -> Vec<Run> {
         let now = Instant::now();
         let mut state = self.lock();
         let idle = self.settings.idle;
         state.learned.retain(|want| now - want.seen < idle);
-        let wants: Vec<&Want> = state.operator.iter().chain(&state.learned).collect();
-        let free = self.settings.size.saturating_sub(state.waiting.len());
-        let mut start = Vec::new();
-        if wants.is_empty() {
-            return start;
-        }
+        let State {
+            waiting,
+            operator,
+            learned,
+            ..
+        } = &mut *state;
+        let wants: Vec<&Want> = operator.iter().chain(learned.iter()).collect();
         let mut share = vec![0usize; wants.len()];
-        for slot in 0..self.settings.size {
+        let slots = if wants.is_empty() {
+            0
+        } else {
+            self.settings.size
+        };
+        for slot in 0..slots {
             share[slot % wants.len()] += 1;
         }
-        for (want, share) in wants.iter().zip(share) {
-            let waiting = state
-                .waiting
+        let share_of = |shape: &Shape| {
+            wants
                 .iter()
-                .filter(|w| w.shape == want.shape)
-                .count();
-            for _ in waiting..share {
+                .zip(&share)
+                .find(|(want, _)| want.shape == *shape)
+                .map_or(0, |(_, share)| *share)
+        };
+        let mut start = Vec::new();
+        for (want, share) in wants.iter().zip(&share) {
+            let have = waiting.iter().filter(|w| w.shape == want.shape).count();
+            for _ in have..*share {
                 start.push(want.template.clone());
             }
         }
-        start.truncate(free.min(room));
+        // The waiting CLIs past their shape's share, the oldest first.
+        let mut kept: HashMap<&Shape, usize> = HashMap::new();
+        let mut surplus = Vec::new();
+        for w in waiting.iter() {
+            let kept = kept.entry(&w.shape).or_default();
+            if *kept < share_of(&w.shape) {
+                *kept += 1;
+            } else {
+                surplus.push(w.id);
+            }
+        }
+        let free = self.settings.size.saturating_sub(waiting.len());
+        surplus.truncate(start.len().saturating_sub(free));
+        let evicted = surplus.len();
+        if evicted > 0 {
+            // Dropped, a claim tells its keeper to end its CLI.
+            waiting.retain(|w| !surplus.contains(&w.id));
+            self.export(&mut state);
+        }
+        start.truncate((free + evicted).min(room + evicted));
         start
     }
 
@@ -677,6 +708,47 @@ mod tests {
             pool.lock().learn(&Shape::of(&r).unwrap(), &r);
         }
         assert_eq!(pool.lock().learned.len(), LEARNED_SHAPES);
+    }
+
+    fn waiting(pool: &WarmPool, run: &Run) -> oneshot::Receiver<oneshot::Sender<Taken>> {
+        let (claim, claimed) = oneshot::channel();
+        let mut state = pool.lock();
+        let id = state.waiting.len() as u64;
+        let shape = Shape::of(run).unwrap();
+        state.waiting.push(Waiting {
+            id,
+            pid: 0,
+            label: shape.label(),
+            shape,
+            model: None,
+            permission_mode: None,
+            claim,
+        });
+        claimed
+    }
+
+    #[test]
+    fn a_full_pool_makes_room_for_the_shape_that_lacks() {
+        let pool = pool(1);
+        let (a, b) = (
+            run(Client::Anonymous, "/a", None),
+            run(Client::Anonymous, "/b", None),
+        );
+        pool.lock().learn(&Shape::of(&a).unwrap(), &a);
+        let mut a_claimed = waiting(&pool, &a);
+        assert!(pool.wanted_now(10).is_empty(), "a's CLI is its share");
+        pool.lock().learn(&Shape::of(&b).unwrap(), &b);
+        let wanted = pool.wanted_now(10);
+        assert_eq!(wanted.len(), 1);
+        assert_eq!(&*wanted[0].cwd, Path::new("/b"), "the most recent shape");
+        assert!(
+            matches!(
+                a_claimed.try_recv(),
+                Err(oneshot::error::TryRecvError::Closed)
+            ),
+            "a's CLI is told to end"
+        );
+        assert_eq!(pool.len(), 0);
     }
 
     #[tokio::test]
