@@ -16,6 +16,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::agent::admission::keys::Client;
 use crate::agent::admission::request::Run;
@@ -146,6 +147,24 @@ pub struct Taken {
     pub permission_mode: Option<&'static str>,
 }
 
+/// A taken CLI on its way to the run that took it. Dropped with the CLI still in it (the
+/// request went away as it was handed over), it ends the CLI and its group.
+#[derive(Debug)]
+pub struct Handover {
+    taken: Option<Taken>,
+    tasks: TaskTracker,
+}
+
+impl Drop for Handover {
+    fn drop(&mut self) {
+        if let Some(taken) = self.taken.take() {
+            self.tasks.spawn(async move {
+                end_group(taken.cli).await;
+            });
+        }
+    }
+}
+
 /// A CLI just started for the pool, before it waits.
 #[derive(Debug)]
 pub struct Started {
@@ -221,7 +240,7 @@ struct Waiting {
     label: String,
     model: Option<String>,
     permission_mode: Option<&'static str>,
-    claim: oneshot::Sender<oneshot::Sender<Taken>>,
+    claim: oneshot::Sender<oneshot::Sender<Handover>>,
 }
 
 impl WarmPool {
@@ -291,7 +310,11 @@ impl WarmPool {
                 let (reply, handed) = oneshot::channel();
                 match waiting.claim.send(reply) {
                     // None when it died as it was taken: its keeper ends it.
-                    Ok(()) => handed.await.ok(),
+                    // Out of its wrapper at once: from here the caller holds the CLI.
+                    Ok(()) => handed
+                        .await
+                        .ok()
+                        .and_then(|mut handover| handover.taken.take()),
                     Err(_) => None,
                 }
             }
@@ -375,7 +398,7 @@ impl WarmPool {
     }
 
     /// Puts a started CLI in the book; returns its id and the channel it is claimed on.
-    pub fn add(&self, started: &Started) -> (u64, oneshot::Receiver<oneshot::Sender<Taken>>) {
+    pub fn add(&self, started: &Started) -> (u64, oneshot::Receiver<oneshot::Sender<Handover>>) {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (claim, claimed) = oneshot::channel();
         let shape = Shape::of(&started.template).expect("a template has a shape");
@@ -551,8 +574,9 @@ pub async fn keep(
     pool: Arc<WarmPool>,
     id: u64,
     started: Started,
-    claimed: oneshot::Receiver<oneshot::Sender<Taken>>,
+    claimed: oneshot::Receiver<oneshot::Sender<Handover>>,
     shutdown: CancellationToken,
+    tasks: TaskTracker,
 ) {
     let Started {
         mut cli,
@@ -580,14 +604,12 @@ pub async fn keep(
                 model: template.model,
                 permission_mode: template.tools.permission_mode,
             };
-            match reply.send(taken) {
-                Ok(()) => return,
-                // The request went away while it was handed over.
-                Err(taken) => {
-                    end_group(taken.cli).await;
-                    return;
-                }
-            }
+            // Whatever becomes of it, the run has it or the handover ends it.
+            let _ = reply.send(Handover {
+                taken: Some(taken),
+                tasks,
+            });
+            return;
         }
         Ok(_) => End::Died,
         Err(end) => end,
@@ -710,7 +732,7 @@ mod tests {
         assert_eq!(pool.lock().learned.len(), LEARNED_SHAPES);
     }
 
-    fn waiting(pool: &WarmPool, run: &Run) -> oneshot::Receiver<oneshot::Sender<Taken>> {
+    fn waiting(pool: &WarmPool, run: &Run) -> oneshot::Receiver<oneshot::Sender<Handover>> {
         let (claim, claimed) = oneshot::channel();
         let mut state = pool.lock();
         let id = state.waiting.len() as u64;

@@ -134,6 +134,7 @@ fn start(core: &Arc<Core>, template: Run) -> Result<(), Error> {
             started,
             claimed,
             core.shutdown.clone(),
+            core.tasks.clone(),
         )
         .instrument(span),
     );
