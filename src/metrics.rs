@@ -259,6 +259,12 @@ impl Metrics {
         self.spawn_seconds.observe(took.as_secs_f64());
     }
 
+    /// An agent started on a CLI that was spawned before it (the warm pool's, whose spawn was
+    /// timed then).
+    pub fn started_warm(&self, kind: &'static str) {
+        self.agents_started.get_or_create(&KindLabel { kind }).inc();
+    }
+
     /// A CLI process ended: `code` is its exit code, or the signal's name.
     pub fn cli_exited(&self, code: String) {
         self.cli_exits.get_or_create(&ExitLabel { code }).inc();

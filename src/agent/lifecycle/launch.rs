@@ -189,9 +189,12 @@ pub(in crate::agent) async fn launch(core: &Arc<Core>, run: Run) -> Result<Launc
         false => (None, stdin),
     };
     let pid = cli.pid();
-    core.metrics.spawned(run.kind.as_str(), spawning.elapsed());
+    match from_pool {
+        true => core.metrics.started_warm(run.kind.as_str()),
+        false => core.metrics.spawned(run.kind.as_str(), spawning.elapsed()),
+    }
     let first_line = FirstLine::Awaited {
-        since: Instant::now(),
+        since: spawning,
         from_pool,
     };
 

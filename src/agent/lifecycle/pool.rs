@@ -309,8 +309,8 @@ impl WarmPool {
             Some(waiting) => {
                 let (reply, handed) = oneshot::channel();
                 match waiting.claim.send(reply) {
-                    // None when it died as it was taken: its keeper ends it.
-                    // Out of its wrapper at once: from here the caller holds the CLI.
+                    // None when it died as it was taken (its keeper ends it). Out of its
+                    // wrapper at once: from here the caller holds the CLI.
                     Ok(()) => handed
                         .await
                         .ok()

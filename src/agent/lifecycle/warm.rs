@@ -114,9 +114,13 @@ fn start(core: &Arc<Core>, template: Run) -> Result<(), Error> {
         process::Input::Stream(Bytes::new(), queue),
         template.interactive.then_some(paused),
     )?;
+    let spawning = std::time::Instant::now();
     let cli = process::spawn(spec, core.settings.limits).map_err(|err| Error::CliUnavailable {
         problem: CliProblem::of(core.settings.cli.clone(), err),
     })?;
+    core.metrics
+        .spawn_seconds
+        .observe(spawning.elapsed().as_secs_f64());
     let span = tracing::info_span!("warm", pid = cli.pid());
     let started = Started {
         cli,
