@@ -429,30 +429,63 @@ async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize) {
         &warm_work,
         &[
             quiet,
-            ("PROXY_WARM_POOL", "1"),
-            ("PROXY_WARM_SHAPES", "stream"),
+            ("PROXY_WARM_POOL", "2"),
+            ("PROXY_WARM_SHAPES", "stream,chat"),
         ],
     );
     let (mut direct, mut through_cold, mut through_warm) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut chat_cold, mut chat_warm) = (Vec::new(), Vec::new());
+    let mut idle_rss = Vec::new();
+    let chat = json!({"model": "sonnet", "stream": true, "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+    let (token, end): (&[u8], &[u8]) = (b"Hello from", br#""finish_reason":"stop""#);
     for _ in 0..samples {
         direct.push(direct_real_cli(&standin, &home, &cold_work).await);
         through_cold.push(first_content(&cold).await);
-        // A hit of a CLI past its start-up: the pool shows a CLI as soon as it is spawned, and
-        // its start-up (1-2 s here) says nothing when it is over, so the hit is measured after
-        // a pause longer than that, as a pool refilled between requests serves them.
-        support::until(
-            "a CLI waits in the pool",
-            Duration::from_secs(60),
-            || async { warm.health(None).await["warm_pool"]["waiting"] == 1 },
-        )
-        .await;
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        chat_cold.push(
+            token_stream(&cold, "/v1/chat/completions", chat.clone(), token, end)
+                .await
+                .0,
+        );
+        // A hit of a CLI past its start-up, with no other CLI starting beside it: the pool
+        // shows a CLI as soon as it is spawned, and its start-up (1-2 s here) says nothing when
+        // it is over, so each hit is measured after a pause longer than that (3 s), as a pool
+        // refilled between requests serves them.
+        settled(&warm).await;
+        idle_rss.push(waiting_clis_rss(&warm) / 2);
         through_warm.push(first_content(&warm).await);
+        settled(&warm).await;
+        chat_warm.push(
+            token_stream(&warm, "/v1/chat/completions", chat.clone(), token, end)
+                .await
+                .0,
+        );
     }
     let hits = warm.health(None).await["warm_pool"]["hits"]
         .as_u64()
         .unwrap_or(0);
-    assert_eq!(hits as usize, samples, "every warm run was a hit");
+    assert_eq!(hits as usize, 2 * samples, "every warm run was a hit");
+    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+        let (hit, cold_run) = (percentile(&chat_warm, p), percentile(&chat_cold, p));
+        report.row(
+            &format!(
+                "10. real CLI, /v1/chat/completions time to first token, warm pool hit against cold: {label}"
+            ),
+            ms(hit),
+            format!("{} (cold)", ms(cold_run)),
+            ratio(hit, cold_run),
+            "",
+            true,
+        );
+    }
+    let rss = median_f(idle_rss.iter().map(|b| *b as f64).collect());
+    report.row(
+        "10. … memory a waiting CLI holds (its RSS, median)",
+        format!("{:.0} MiB", rss / (1024.0 * 1024.0)),
+        String::new(),
+        f64::NAN,
+        "",
+        true,
+    );
     for (p, label, target) in [(0.5, "p50", 0.3), (0.99, "p99", 0.5)] {
         let (hit, cold_run, limit) = (
             percentile(&through_warm, p),
@@ -476,6 +509,37 @@ async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize) {
             true,
         );
     }
+}
+
+/// Until both CLIs of the pool wait, and then long enough for the last to be past its start.
+async fn settled(warm: &Proxy) {
+    support::until(
+        "a CLI of each shape waits",
+        Duration::from_secs(60),
+        || async { warm.health(None).await["warm_pool"]["waiting"] == 2 },
+    )
+    .await;
+    // As the issue measured it: a CLI left 3 s to start.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+}
+
+/// The resident memory of the proxy's CLIs that wait in its pool (every process below the
+/// proxy that is the real CLI; between runs nothing else runs there but the watchdog).
+fn waiting_clis_rss(proxy: &Proxy) -> u64 {
+    let cli = std::fs::canonicalize(support::real::real_cli()).unwrap();
+    support::process_tree(proxy.pid())
+        .into_iter()
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == cli))
+        .map(|pid| {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                .unwrap_or(0)
+                * 1024
+        })
+        .sum()
 }
 
 /// Request to the first `assistant` line of a new conversation through `/agent/stream`.
