@@ -227,6 +227,8 @@ struct State {
 #[derive(Debug, Clone)]
 struct Want {
     shape: Shape,
+    /// [`Shape::label`], made once.
+    label: String,
     template: Run,
     seen: Instant,
 }
@@ -268,8 +270,10 @@ impl WarmPool {
         self.lock().operator = templates
             .into_iter()
             .filter_map(|run| {
+                let shape = Shape::of(&run)?;
                 Some(Want {
-                    shape: Shape::of(&run)?,
+                    label: shape.label(),
+                    shape,
                     template: blank(run),
                     seen: now,
                 })
@@ -476,7 +480,7 @@ impl WarmPool {
             .map(|w| ("operator", w))
             .chain(state.learned.iter().map(|w| ("learned", w)))
             .map(|(source, want)| WarmShapeView {
-                shape: want.shape.label(),
+                shape: want.label.clone(),
                 source,
                 waiting: count(&want.shape),
             })
@@ -528,8 +532,12 @@ impl State {
             want.template = blank(run.clone());
             return;
         }
-        self.learned.retain(|w| w.shape != *shape);
+        let label = match self.learned.iter().position(|w| w.shape == *shape) {
+            Some(at) => self.learned.remove(at).expect("found").label,
+            None => shape.label(),
+        };
         self.learned.push_front(Want {
+            label,
             shape: shape.clone(),
             template: blank(run.clone()),
             seen: now,
