@@ -299,6 +299,8 @@ async fn a_run_of_another_shape_never_gets_a_pooled_cli() {
             json!({"prompt": "hi", "cwd": "sub"}),
             json!({"prompt": "hi", "max_turns": 3}),
             json!({"prompt": "hi", "interactive": true}),
+            // Not a shape at all: the session is named when the CLI starts.
+            json!({"prompt": "hi", "session_id": "0b6e7a43-5c3e-4a51-9d0f-0b8a3b8f7c11"}),
         ] {
             let response = pooled.proxy.post("/agent/start", &other).await;
             assert_eq!(
@@ -313,7 +315,10 @@ async fn a_run_of_another_shape_never_gets_a_pooled_cli() {
         }
         let pool = pooled.pool(None).await;
         assert_eq!(pool["hits"], 0, "{pool}");
-        assert_eq!(pool["misses"], 6, "{pool}");
+        assert_eq!(
+            pool["misses"], 6,
+            "a resumed session is not even a miss: {pool}"
+        );
         let (pid, events) = pooled.run(None, json!({"prompt": "hi"})).await;
         assert_eq!(pid, warm, "the operator's shape gets it");
         assert_eq!(complete_of(&events)["exit_code"], 0);
