@@ -21,7 +21,6 @@ use tokio_util::task::TaskTracker;
 use crate::agent::admission::keys::Client;
 use crate::agent::admission::request::Run;
 use crate::agent::lifecycle::prompt_file::SystemPromptFile;
-use crate::cli::ToolFlags;
 use crate::metrics::Metrics;
 use crate::process;
 
@@ -86,16 +85,17 @@ impl Default for WarmSettings {
 
 /// Everything about a run that is fixed when its CLI starts, but its model and permission
 /// mode (a taken CLI is told those): two runs of one shape can be served by the same CLI.
-/// The owner is part of it, so a CLI started for one key never serves another.
+/// It is the CLI's arguments themselves (so a flag added to `cli::Invocation` is part of it
+/// with no change here), the system prompt they name a file of, the working directory, and
+/// the owner, so a CLI started for one key never serves another.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Shape {
     owner: Client,
     cwd: Arc<Path>,
     interactive: bool,
-    approvals: bool,
-    partial_messages: bool,
-    /// Without the permission mode.
-    tools: ToolFlags,
+    /// The CLI's arguments, without the model, the permission mode and the system prompt's
+    /// file (a file of each CLI's own).
+    args: Vec<String>,
     system_prompt: Option<String>,
 }
 
@@ -106,15 +106,16 @@ impl Shape {
         if run.resume.is_some() {
             return None;
         }
-        let mut tools = run.tools.clone();
-        tools.permission_mode = None;
+        let mut invocation = run.invocation(None);
+        invocation.model = None;
+        invocation.tools.permission_mode = None;
+        // As a CLI of the pool reads its input: a conversation, or one message.
+        invocation.input = pool_input(run);
         Some(Self {
             owner: run.owner,
             cwd: Arc::clone(&run.cwd),
             interactive: run.interactive,
-            approvals: run.approvals,
-            partial_messages: run.partial_messages,
-            tools,
+            args: invocation.args(),
             system_prompt: run.system_prompt.clone(),
         })
     }
@@ -130,6 +131,15 @@ impl Shape {
         };
         let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
         format!("{kind}-{hex}")
+    }
+}
+
+/// How a CLI of the pool started for `run` reads its input: an interactive run's is a
+/// conversation; a one-shot run's is its prompt as one message, then the end of its input.
+pub fn pool_input(run: &Run) -> crate::cli::Input {
+    match run.interactive {
+        true => crate::cli::Input::Conversation,
+        false => crate::cli::Input::Message,
     }
 }
 
@@ -656,7 +666,7 @@ mod tests {
             prompt: "a secret prompt".into(),
             model: model.map(str::to_owned),
             resume: None,
-            tools: ToolFlags::default(),
+            tools: crate::cli::ToolFlags::default(),
             cwd: Arc::from(Path::new(cwd)),
             detach_on_disconnect: false,
             interactive: false,
@@ -697,6 +707,27 @@ mod tests {
         let mut e = a.clone();
         e.resume = Some(uuid::Uuid::new_v4());
         assert_eq!(Shape::of(&e), None, "a resumed session is fixed at start");
+        // Whatever the CLI's arguments say is the shape.
+        for change in [
+            |r: &mut Run| r.partial_messages = true,
+            |r: &mut Run| r.tools.max_turns = Some(3),
+            |r: &mut Run| r.interactive = true,
+            |r: &mut Run| {
+                r.interactive = true;
+                r.approvals = true;
+            },
+        ] {
+            let mut changed = a.clone();
+            change(&mut changed);
+            assert_ne!(Shape::of(&a), Shape::of(&changed), "{changed:?}");
+        }
+        let mut images = a.clone();
+        images.message = Some(crate::agent::MessageContent::Text("x".into()));
+        assert_eq!(
+            Shape::of(&a),
+            Shape::of(&images),
+            "a one-shot CLI of the pool takes any first message"
+        );
     }
 
     #[test]

@@ -103,10 +103,7 @@ fn start(core: &Arc<Core>, template: Run) -> Result<(), Error> {
     }
     let (stdin, queue) = Conversation::stdin_queue();
     let (idle_paused, paused) = watch::channel(false);
-    let cli_input = match template.interactive {
-        true => crate::cli::Input::Conversation,
-        false => crate::cli::Input::Message,
-    };
+    let cli_input = pool::pool_input(&template);
     let (spec, system_prompt) = command(
         core,
         &template,
