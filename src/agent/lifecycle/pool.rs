@@ -442,14 +442,11 @@ impl WarmPool {
         }
     }
 
-    /// Takes a CLI out of the book (it ended); false if it was taken.
-    fn forget(&self, id: u64) -> bool {
+    /// Takes a CLI out of the book (it ended), if it is still there.
+    fn forget(&self, id: u64) {
         let mut state = self.lock();
-        let before = state.waiting.len();
         state.waiting.retain(|w| w.id != id);
-        let forgotten = state.waiting.len() < before;
         self.export(&mut state);
-        forgotten
     }
 
     pub fn len(&self) -> usize {
