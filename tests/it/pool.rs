@@ -287,6 +287,30 @@ async fn shutdown_ends_every_pooled_cli_and_what_it_started() {
 }
 
 #[tokio::test]
+async fn a_killed_server_takes_its_pooled_clis_and_what_they_started_with_it() {
+    within(TEST_LIMIT, async {
+        let mut pooled = Pooled::start(
+            &[("FAKE_CLAUDE_GRANDCHILD_AT_START", "1")],
+            &["--warm-pool", "1", "--warm-shapes", "stream"],
+        );
+        pooled.until_pool(None, 1, 1).await;
+        let warm = pooled.started()[0];
+        until("the CLI has started its grandchild", FILL_LIMIT, || async {
+            process_tree(warm).len() == 2
+        })
+        .await;
+        let family = process_tree(warm);
+        // No shutdown: the watchdog ends them.
+        pooled.proxy.signal(nix::sys::signal::Signal::SIGKILL);
+        pooled.proxy.exited().await;
+        for pid in family {
+            process_gone(pid).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_run_of_another_shape_never_gets_a_pooled_cli() {
     within(TEST_LIMIT, async {
         let pooled = Pooled::start(&[], &["--warm-pool", "1", "--warm-shapes", "stream"]);
