@@ -154,6 +154,49 @@ async fn a_pooled_cli_serves_one_conversation_of_one_key() {
 }
 
 #[tokio::test]
+async fn runs_arriving_together_never_share_a_pooled_cli() {
+    within(TEST_LIMIT, async {
+        let pooled = Pooled::start(
+            &[],
+            &[
+                "--warm-pool",
+                "3",
+                "--warm-shapes",
+                "stream",
+                "--max-agents",
+                "64",
+            ],
+        );
+        pooled.until_pool(None, 3, 3).await;
+        let runs = futures_util::future::join_all(
+            (0..30).map(|_| pooled.run(None, json!({"prompt": "hi"}))),
+        )
+        .await;
+        let mut pids: Vec<u32> = runs.iter().map(|(pid, _)| *pid).collect();
+        let mut warm_runs = 0;
+        for (_, events) in &runs {
+            // A pooled CLI's first turn, or a cold one's answer: never a second turn.
+            match result_of(events)["result"].as_str().unwrap() {
+                "turn 1" => warm_runs += 1,
+                result => assert_eq!(result, "Hello from fake-claude"),
+            }
+            assert_eq!(complete_of(events)["exit_code"], 0);
+        }
+        pids.sort_unstable();
+        pids.dedup();
+        assert_eq!(pids.len(), 30, "each run had a CLI of its own");
+        let pool = pooled.pool(None).await;
+        assert_eq!(
+            pool["hits"].as_u64().unwrap() + pool["misses"].as_u64().unwrap(),
+            30
+        );
+        assert_eq!(pool["hits"], warm_runs, "{pool}");
+        assert!(warm_runs >= 3, "{pool}");
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_interactive_run_keeps_its_pooled_cli_to_itself() {
     within(TEST_LIMIT, async {
         let pooled = Pooled::start(&[], &["--warm-pool", "1", "--warm-shapes", "interactive"]);
