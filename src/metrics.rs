@@ -34,6 +34,12 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+/// A shape of run the warm pool keeps CLIs for, by a name that tells nothing of it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShapeLabel {
+    pub shape: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     /// The matched route (`/agent/{agent_id}`), never the raw path.
@@ -76,6 +82,11 @@ pub struct Metrics {
     pub permissions_settled: Family<OutcomeLabel, Counter>,
     pub store_errors: Counter,
     pub store_dropped: Counter,
+    pub warm_clis: Family<ShapeLabel, Gauge>,
+    pub warm_hits: Counter,
+    pub warm_misses: Counter,
+    pub warm_saved_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub warm_ended: Family<ReasonLabel, Counter>,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +116,11 @@ impl Default for Metrics {
             permissions_settled: Family::default(),
             store_errors: Counter::default(),
             store_dropped: Counter::default(),
+            warm_clis: Family::default(),
+            warm_hits: Counter::default(),
+            warm_misses: Counter::default(),
+            warm_saved_seconds: Counter::default(),
+            warm_ended: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -197,6 +213,31 @@ impl Default for Metrics {
             "Updates not kept because the store's writer was too far behind",
             metrics.store_dropped.clone(),
         );
+        registry.register(
+            "warm_clis",
+            "CLIs of the warm pool waiting for a run, by shape",
+            metrics.warm_clis.clone(),
+        );
+        registry.register(
+            "warm_hits",
+            "Runs served by a CLI of the warm pool",
+            metrics.warm_hits.clone(),
+        );
+        registry.register(
+            "warm_misses",
+            "Runs the warm pool could have served that found no CLI of their shape waiting",
+            metrics.warm_misses.clone(),
+        );
+        registry.register(
+            "warm_saved_seconds",
+            "Time to first line saved by the warm pool: for each hit, the cold runs' average less the hit's",
+            metrics.warm_saved_seconds.clone(),
+        );
+        registry.register(
+            "warm_ended",
+            "Waiting CLIs of the warm pool ended untaken, by reason (died, idle, shutdown, evicted: its process slot went to an agent)",
+            metrics.warm_ended.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -216,6 +257,12 @@ impl Metrics {
     pub fn spawned(&self, kind: &'static str, took: Duration) {
         self.agents_started.get_or_create(&KindLabel { kind }).inc();
         self.spawn_seconds.observe(took.as_secs_f64());
+    }
+
+    /// An agent started on a CLI that was spawned before it (the warm pool's, whose spawn was
+    /// timed then).
+    pub fn started_warm(&self, kind: &'static str) {
+        self.agents_started.get_or_create(&KindLabel { kind }).inc();
     }
 
     /// A CLI process ended: `code` is its exit code, or the signal's name.

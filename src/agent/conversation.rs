@@ -169,8 +169,13 @@ impl Conversation {
 
     /// The queue a conversation's stdin is written from, and the line of its prompt.
     pub fn stdin(prompt: &str) -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>, Bytes) {
-        let (tx, rx) = mpsc::channel(STDIN_QUEUE);
+        let (tx, rx) = Self::stdin_queue();
         (tx, rx, user_line(&MessageContent::Text(prompt.to_owned())))
+    }
+
+    /// The queue a CLI's stdin is written from, for a CLI started before its first message.
+    pub fn stdin_queue() -> (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>) {
+        mpsc::channel(STDIN_QUEUE)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

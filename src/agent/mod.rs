@@ -48,6 +48,7 @@ pub use event_bodies::{
 };
 pub use events::{EVENT_NAMES, Event};
 pub use lifecycle::health::Condition;
+pub use lifecycle::pool::{OperatorShape, WarmSettings, WarmView};
 pub use lifecycle::state::Settings;
 pub use lifecycle::stop::StopOnDrop;
 pub use lifecycle::table::{Admission, Retention};
@@ -79,6 +80,10 @@ impl Agents {
     /// `shutdown`, once cancelled, stops every agent.
     pub fn new(settings: Settings, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         let all_logs = SharedBytes::default();
+        let pool = Arc::new(lifecycle::pool::WarmPool::new(
+            settings.warm.clone(),
+            Arc::clone(&metrics),
+        ));
         Self {
             core: Arc::new(Core {
                 table: AgentTable::new(settings.admission, settings.retention, all_logs.clone()),
@@ -93,6 +98,7 @@ impl Agents {
                 own_url: std::sync::OnceLock::new(),
                 responses: chat::responses::ResponseMemory::default(),
                 all_logs,
+                pool,
                 metrics,
                 shutdown,
                 tasks: TaskTracker::new(),
@@ -443,6 +449,11 @@ impl Agents {
         process::find_program(self.cli()).ok()
     }
 
+    /// The pool of CLIs started ahead of their runs, as it stands.
+    pub fn warm_pool(&self) -> WarmView {
+        self.core.pool.view()
+    }
+
     /// The watchdog that ends every CLI if this server is killed.
     pub fn watchdog(&self) -> WatchdogStatus {
         process::watchdog::status()
@@ -471,7 +482,13 @@ impl Agents {
             .is_err()
         {
             tracing::warn!("agents still running at the shutdown timeout; killing them");
-            for pid in self.core.table.pids() {
+            for pid in self
+                .core
+                .table
+                .pids()
+                .into_iter()
+                .chain(self.core.pool.pids())
+            {
                 ProcessGroup::of_leader(pid).signal(Signal::SIGKILL);
             }
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::agent::{PermissionMode, ToolList, parse_list, parse_model};
+use crate::agent::{OperatorShape, PermissionMode, ToolList, parse_list, parse_model};
 use crate::store::Database;
 use crate::telemetry::LogFormat;
 
@@ -185,6 +185,21 @@ pub struct Config {
     /// it is closed (it ends once its turns are done).
     #[arg(long = "interactive-idle-secs", env = "PROXY_INTERACTIVE_IDLE_SECS", default_value = "600", value_parser = parse_positive_secs)]
     pub interactive_idle: Duration,
+
+    /// How many CLIs to start ahead of the requests they serve, each waiting for its first
+    /// message (about 200 MB each); 0: none. They count toward PROXY_MAX_AGENTS's processes.
+    #[arg(long = "warm-pool", env = "PROXY_WARM_POOL", default_value = "0")]
+    pub warm_pool: usize,
+
+    /// Seconds a CLI of the warm pool waits to be taken before it is ended (and replaced, while
+    /// its shape is wanted).
+    #[arg(long = "warm-idle-secs", env = "PROXY_WARM_IDLE_SECS", default_value = "600", value_parser = parse_positive_secs)]
+    pub warm_idle: Duration,
+
+    /// The shapes of run the warm pool keeps CLIs for, for each client, besides those it
+    /// learns from requests: any of stream, interactive, chat.
+    #[arg(long = "warm-shapes", env = "PROXY_WARM_SHAPES", default_value = "", value_parser = parse_warm_shapes)]
+    pub warm_shapes: WarmShapes,
 
     /// Let clients answer the CLI's tool approvals (`"approvals": true`). Approvals let a
     /// client allow what the CLI would otherwise refuse: they widen the tool policy.
@@ -381,6 +396,21 @@ fn parse_model_map(value: &str) -> Result<ModelMap, String> {
         })
         .collect::<Result<_, _>>()
         .map(ModelMap)
+}
+
+/// The operator's shapes for the warm pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WarmShapes(pub Vec<OperatorShape>);
+
+fn parse_warm_shapes(value: &str) -> Result<WarmShapes, String> {
+    let mut shapes = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let shape = OperatorShape::parse(name)?;
+        if !shapes.contains(&shape) {
+            shapes.push(shape);
+        }
+    }
+    Ok(WarmShapes(shapes))
 }
 
 /// Host names as a `Host` header would carry them, lower-cased, without ports.

@@ -308,6 +308,12 @@ impl App {
             known_sessions_only: keys.is_enabled(),
             compat,
             tool_result_timeout: config.tool_result_timeout,
+            warm: agent::WarmSettings {
+                size: config.warm_pool,
+                idle: config.warm_idle,
+                shapes: config.warm_shapes.0,
+                owners: keys.clients(),
+            },
         };
         let keys_enabled = keys.is_enabled();
         let stopping = CancellationToken::new();
@@ -384,6 +390,12 @@ impl App {
         tokio::spawn({
             let (agents, stopping) = (agents.clone(), self.stopping.clone());
             async move { agents.answer_forwarded(stopping).await }
+        });
+
+        // CLIs started ahead of the requests they serve.
+        tokio::spawn({
+            let agents = agents.clone();
+            async move { agents.keep_warm().await }
         });
 
         // Reads never show an expired agent; this gives its memory back. And what a tool left

@@ -117,7 +117,19 @@ fn auth_status() {
 ///                          the answer, and write it as a line of type fake_answer
 /// @stdin-lines             a line holding every stdin line read so far
 /// ```
+///
+/// With FAKE_CLAUDE_GRANDCHILD_AT_START set, it starts a `sleep` that ignores SIGTERM before it
+/// reads anything, as a CLI started ahead of its run (the warm pool) might.
 fn conversation(argv: &[String]) {
+    if std::env::var_os("FAKE_CLAUDE_GRANDCHILD_AT_START").is_some() {
+        // Never waited for on purpose: it must outlive this process, for the proxy to end.
+        #[allow(clippy::zombie_processes)]
+        Command::new("sh")
+            .args(["-c", "trap '' TERM; exec sleep 3600"])
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("sh starts");
+    }
     let replay = argv.iter().any(|a| a == "--replay-user-messages");
     let flag = |name: &str| {
         argv.iter()
@@ -160,6 +172,7 @@ fn conversation(argv: &[String]) {
                 out.json(json!({
                     "type": "system", "subtype": "init", "session_id": out.session_id,
                     "model": model, "pid": std::process::id(), "argv": argv,
+                    "cwd": std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
                 }));
                 let content = &message["message"]["content"];
                 let prompt = content

@@ -21,7 +21,7 @@ pub enum Input {
 }
 
 /// The tools a run may use and how far it may go, as the CLI's flags say it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ToolFlags {
     /// `--tools`: the built-in tools that exist at all; None: the CLI's default set.
     pub tools: Option<Vec<String>>,

@@ -135,6 +135,38 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(inline)]
     pub watchdog: Option<HealthWatchdog>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(inline)]
+    pub warm_pool: Option<HealthWarmPool>,
+}
+
+/// The CLIs started ahead of the requests they serve (PROXY_WARM_POOL).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthWarmPool {
+    /// Most CLIs that wait at once (PROXY_WARM_POOL); 0: no pool.
+    pub size: usize,
+    /// CLIs waiting now.
+    pub waiting: usize,
+    /// Runs served by a waiting CLI.
+    pub hits: u64,
+    /// Runs of no waiting CLI's shape.
+    pub misses: u64,
+    /// Time to first line saved: for each hit, the cold runs' average less the hit's.
+    pub saved_seconds: f64,
+    /// The shapes kept warm, the operator's (PROXY_WARM_SHAPES) first, then those learned from
+    /// requests, the most recent first.
+    #[schema(inline)]
+    pub shapes: Vec<HealthWarmShape>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthWarmShape {
+    /// A name for the shape that tells nothing of it (its key, directory, tools, prompt).
+    pub shape: String,
+    /// operator or learned.
+    pub source: &'static str,
+    /// Its CLIs waiting now.
+    pub waiting: usize,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -250,6 +282,23 @@ pub async fn health(
         });
         body.storage = Some(storage);
         body.watchdog = Some(watchdog);
+        let pool = state.agents.warm_pool();
+        body.warm_pool = Some(HealthWarmPool {
+            size: pool.size,
+            waiting: pool.waiting,
+            hits: pool.hits,
+            misses: pool.misses,
+            saved_seconds: pool.saved.as_secs_f64(),
+            shapes: pool
+                .shapes
+                .into_iter()
+                .map(|shape| HealthWarmShape {
+                    shape: shape.shape,
+                    source: shape.source,
+                    waiting: shape.waiting,
+                })
+                .collect(),
+        });
     }
     (code, Json(body))
 }

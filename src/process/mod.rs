@@ -22,4 +22,4 @@ pub use lines::Frame;
 pub use paths::{find_program, resolve_path};
 pub use sandbox::{Confinement, Sandbox, SandboxError};
 pub use spawn::{Input, Spec, spawn};
-pub use supervise::{Ending, Exit, Limits, Outcome};
+pub use supervise::{Ending, Exit, Limits, Outcome, Spawned};

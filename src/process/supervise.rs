@@ -148,6 +148,23 @@ impl Spawned {
         self.pid
     }
 
+    /// Resolves once the leader has exited (it is not reaped of its group: `supervise` still
+    /// does that). Cancel-safe, so a child kept waiting can be watched for its death.
+    pub async fn exited(&mut self) {
+        let _ = self.child.wait().await;
+    }
+
+    /// The leader has already exited.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The run's clock (its whole-run limit, and the duration its outcome reports) starts now:
+    /// for a child started ahead of the run it serves, the run begins when it is handed over.
+    pub fn restart_clock(&mut self) {
+        self.started = std::time::Instant::now();
+    }
+
     /// Supervises the child to its end, and reaps it and its group. Its stdout lines go to
     /// `on_lines` as they come, all that were ready together in one call; it must not block,
     /// since `stop` and the deadlines wait while it runs.

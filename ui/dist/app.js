@@ -896,7 +896,18 @@ function healthFigures(health) {
     figure("Rate limit", limited ? `limited until ${time(limited)}` : "none", "server-rate-limit", Boolean(limited)),
     figure("Sandbox", health.sandbox ?? "?", "server-sandbox", false),
     figure("Storage", storage.ok ? storage.kind : `${storage.kind}: ${storage.error ?? "failing"}`, "server-storage", !storage.ok),
-    ...watchdog ? [figure("Watchdog", watchdog.status === "down" ? `down: ${watchdog.error ?? "?"}` : watchdog.status, "server-watchdog", watchdog.status === "down")] : []
+    ...watchdog ? [figure("Watchdog", watchdog.status === "down" ? `down: ${watchdog.error ?? "?"}` : watchdog.status, "server-watchdog", watchdog.status === "down")] : [],
+    ...warmPoolFigures(health.warm_pool)
+  ];
+}
+function warmPoolFigures(pool) {
+  if (!pool || pool.size === 0) return [];
+  const shapes = pool.shapes.filter((shape) => shape.waiting > 0).length;
+  const runs = pool.hits + pool.misses;
+  const rate = runs === 0 ? "no runs yet" : `${pool.hits} of ${runs} runs served warm, ${pool.saved_seconds.toFixed(1)} s saved`;
+  return [
+    figure("Warm pool", `${pool.waiting} / ${pool.size} waiting (${shapes} ${shapes === 1 ? "shape" : "shapes"})`, "server-warm-pool", false),
+    figure("Warm hits", rate, "server-warm-hits", false)
   ];
 }
 function metricFigures(text) {

@@ -1,6 +1,6 @@
 // The server at a glance: its health, agents running against the limit, the CLI's login, the
-// rate-limit gate, the approvals waiting across the key's agents, and the counters from
-// /metrics an operator watches.
+// rate-limit gate, the warm pool, the approvals waiting across the key's agents, and the
+// counters from /metrics an operator watches.
 
 import type { Health } from "claude-proxy-client";
 import { fill, h, time } from "./dom.js";
@@ -44,6 +44,20 @@ function healthFigures(health: Health): HTMLElement[] {
     ...(watchdog
       ? [figure("Watchdog", watchdog.status === "down" ? `down: ${watchdog.error ?? "?"}` : watchdog.status, "server-watchdog", watchdog.status === "down")]
       : []),
+    ...warmPoolFigures(health.warm_pool),
+  ];
+}
+
+/** The CLIs started ahead (PROXY_WARM_POOL), when there is a pool: how many wait, for how
+ * many shapes, and how often a run found one. */
+function warmPoolFigures(pool: Health["warm_pool"]): HTMLElement[] {
+  if (!pool || pool.size === 0) return [];
+  const shapes = pool.shapes.filter((shape) => shape.waiting > 0).length;
+  const runs = pool.hits + pool.misses;
+  const rate = runs === 0 ? "no runs yet" : `${pool.hits} of ${runs} runs served warm, ${pool.saved_seconds.toFixed(1)} s saved`;
+  return [
+    figure("Warm pool", `${pool.waiting} / ${pool.size} waiting (${shapes} ${shapes === 1 ? "shape" : "shapes"})`, "server-warm-pool", false),
+    figure("Warm hits", rate, "server-warm-hits", false),
   ];
 }
 

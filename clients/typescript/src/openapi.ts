@@ -388,6 +388,28 @@ export type Health = {
     /** Why none runs, while down. */
     error?: string | null;
   };
+  warm_pool?: null | {
+    /** Most CLIs that wait at once (PROXY_WARM_POOL); 0: no pool. */
+    size: number;
+    /** CLIs waiting now. */
+    waiting: number;
+    /** Runs served by a waiting CLI. */
+    hits: number;
+    /** Runs of no waiting CLI's shape. */
+    misses: number;
+    /** Time to first line saved: for each hit, the cold runs' average less the hit's. */
+    saved_seconds: number;
+    /** The shapes kept warm, the operator's (PROXY_WARM_SHAPES) first, then those learned from
+     * requests, the most recent first. */
+    shapes: Array<{
+      /** A name for the shape that tells nothing of it (its key, directory, tools, prompt). */
+      shape: string;
+      /** operator or learned. */
+      source: string;
+      /** Its CLIs waiting now. */
+      waiting: number;
+    }>;
+  };
 };
 
 /** A base64 image, its data checked to decode within the limit. */

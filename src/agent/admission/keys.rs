@@ -104,6 +104,18 @@ impl ApiKeys {
         !self.digests.is_empty()
     }
 
+    /// Every client there is: one per key, or the anonymous one without keys.
+    pub fn clients(&self) -> Vec<Client> {
+        match self.is_enabled() {
+            true => self
+                .digests
+                .iter()
+                .map(|(_, id)| Client::Key(*id))
+                .collect(),
+            false => vec![Client::Anonymous],
+        }
+    }
+
     /// The client a presented key belongs to. Every configured key is compared, so the time
     /// taken says nothing about which one (if any) matched.
     pub fn identify(&self, presented: &[u8]) -> Option<Client> {

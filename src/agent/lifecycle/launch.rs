@@ -18,6 +18,8 @@ use crate::agent::conversation::{Conversation, ConversationSettings};
 use crate::agent::error::CliProblem;
 use crate::agent::error::Error;
 use crate::agent::events::EventMaker;
+use crate::agent::lifecycle::pool::Taken;
+use crate::agent::lifecycle::run_file::{RunFile, RunFiles};
 use crate::agent::lifecycle::state::Core;
 use crate::agent::lifecycle::stop::{StopOnDrop, StopSignal};
 use crate::agent::lifecycle::table::{NewAgent, Place};
@@ -26,6 +28,7 @@ use crate::agent::logs::log::{EventLog, LogReader};
 use crate::agent::ports::cluster::{Admitted, Cluster, NotHere};
 use crate::agent::status::{AgentKind, StopReason};
 use crate::cli::home::{self, session_file};
+use crate::cli::stdin::{self, Control};
 use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
 
 /// A running agent, as its starter sees it.
@@ -111,60 +114,100 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         }
         _ => false,
     };
-    let (idle_paused, paused) = watch::channel(false);
-    let (input, stdin) = if run.interactive {
-        let (stdin, rest, first) = Conversation::stdin(&run.prompt);
-        (process::Input::Stream(first, rest), Some(stdin))
-    } else if let Some(message) = &run.message {
-        (
-            process::Input::Whole(crate::cli::stdin::user_message(message.to_cli())),
-            None,
-        )
-    } else {
-        (process::Input::Whole(Bytes::from(run.prompt.clone())), None)
+    // Taken once the run is admitted: a refused run leaves the pool as it was.
+    let warm = match (run.resume, core.pool.is_on()) {
+        (None, true) => core.pool.take(&run).await,
+        _ => None,
     };
-    let run_file = |text: &Option<String>, extension| match text {
-        Some(text) => RunFile::write(&core.settings.prompts, extension, text).map(Some),
-        None => Ok(None),
-    };
-    let system_prompt = run_file(&run.system_prompt, "txt")?;
-    let mcp_config = run_file(&run.mcp_config, "json")?;
-    let path_of = |file: &Option<RunFile>| file.as_ref().map(|file| file.path.clone());
-    let args = run
-        .invocation(path_of(&system_prompt), path_of(&mcp_config))
-        .args();
-    let spec = process::Spec {
-        program: core.settings.cli.clone(),
-        args,
-        env: Arc::clone(&core.settings.cli_env),
-        cwd: run.cwd.to_path_buf(),
-        input,
-        idle_paused: run.interactive.then_some(paused),
-        sandbox: match &core.settings.sandbox {
-            Some(sandbox) => {
-                let mut confinement = confinement(core, &run)?;
-                confinement.read_only.extend(
-                    path_of(&system_prompt)
-                        .into_iter()
-                        .chain(path_of(&mcp_config)),
-                );
-                Some((Arc::clone(sandbox), confinement))
-            }
-            None => None,
-        },
-    };
+    if core.pool.is_on() {
+        // Running and waiting CLIs together stay within PROXY_MAX_AGENTS processes.
+        core.pool.make_room(
+            core.settings
+                .admission
+                .max_agents
+                .saturating_sub(core.table.running()),
+        );
+    }
     let spawning = Instant::now();
-    let cli = process::spawn(spec, core.settings.limits).map_err(|err| {
-        if let (true, Some(store)) = (counted_across_instances, &core.store) {
-            // Recorded to be counted, and never run.
-            store.forget(agent_id);
+    let from_pool = warm.is_some();
+    let (cli, run_files, stdin, idle_paused, controls_sent) = match warm {
+        Some(taken) => {
+            let controls = taken_for(&taken, &run);
+            let controls_sent = !controls.is_empty();
+            let first = match &run.message {
+                Some(message) => crate::agent::conversation::user_line(message),
+                None => crate::agent::conversation::user_line(&crate::agent::MessageContent::Text(
+                    run.prompt.clone(),
+                )),
+            };
+            for line in controls.into_iter().chain([first]) {
+                // A new queue, with room for these few lines.
+                let _ = taken.stdin.try_send(line);
+            }
+            (
+                taken.cli,
+                taken.files,
+                Some(taken.stdin),
+                taken.idle_paused,
+                controls_sent,
+            )
         }
-        Error::CliUnavailable {
-            problem: CliProblem::of(core.settings.cli.clone(), err),
+        None => {
+            let (idle_paused, paused) = watch::channel(false);
+            let (cli_input, input, stdin) = if run.interactive {
+                let (stdin, rest, first) = Conversation::stdin(&run.prompt);
+                (
+                    crate::cli::Input::Conversation,
+                    process::Input::Stream(first, rest),
+                    Some(stdin),
+                )
+            } else if let Some(message) = &run.message {
+                (
+                    crate::cli::Input::Message,
+                    process::Input::Whole(crate::agent::conversation::user_line(message)),
+                    None,
+                )
+            } else {
+                (
+                    crate::cli::Input::Prompt,
+                    process::Input::Whole(Bytes::from(run.prompt.clone())),
+                    None,
+                )
+            };
+            let (spec, run_files) = command(
+                core,
+                &run,
+                cli_input,
+                input,
+                run.interactive.then_some(paused),
+            )?;
+            let cli = process::spawn(spec, core.settings.limits).map_err(|err| {
+                if let (true, Some(store)) = (counted_across_instances, &core.store) {
+                    // Recorded to be counted, and never run.
+                    store.forget(agent_id);
+                }
+                Error::CliUnavailable {
+                    problem: CliProblem::of(core.settings.cli.clone(), err),
+                }
+            })?;
+            (cli, run_files, stdin, idle_paused, false)
         }
-    })?;
+    };
+    // A one-shot run's input stays open until its result, then closes: the CLI exits as one
+    // given its prompt to the end of stdin does.
+    let (stdin, close_after_result) = match run.interactive {
+        true => (stdin, None),
+        false => (None, stdin),
+    };
     let pid = cli.pid();
-    core.metrics.spawned(run.kind.as_str(), spawning.elapsed());
+    match from_pool {
+        true => core.metrics.started_warm(run.kind.as_str()),
+        false => core.metrics.spawned(run.kind.as_str(), spawning.elapsed()),
+    }
+    let first_line = FirstLine::Awaited {
+        since: spawning,
+        from_pool,
+    };
 
     // Every log line of this agent's task carries its id, pid and (once known) session.
     let span = tracing::info_span!("agent", %agent_id, pid, session_id = tracing::field::Empty);
@@ -172,13 +215,15 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         tracing::info!(
             kind = run.kind.as_str(), client = %run.owner, model = run.model.as_deref(),
             resume = run.resume.map(|s| s.to_string()), interactive = run.interactive,
-            "agent started"
+            from_pool, "agent started"
         );
     });
 
     // The `agent` event is in the log before anyone can ask for it.
     let mut maker = EventMaker::new(agent_id, pid, core.settings.limits.max_line_bytes);
-    if run.interactive {
+    // The answers to the control requests that set a pooled CLI's model and mode are not
+    // the run's events.
+    if run.interactive || controls_sent {
         maker.set_controls_aside();
     }
     let journal = Arc::new(Mutex::new(Journal::new(
@@ -212,13 +257,15 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         run,
         session: None,
         turns_saved: 0,
+        close_after_result,
+        first_line,
     };
     recorder.store_record();
 
     let run_stop = stop.clone();
     let supervised = async move {
         // Removed once the CLI has ended.
-        let _run_files = (system_prompt, mcp_config);
+        let _run_files = run_files;
         let outcome = cli
             .supervise(run_stop.token(), |lines| recorder.lines(lines))
             .await;
@@ -238,66 +285,30 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     })
 }
 
-/// A file of a run's own that its CLI reads (a system prompt for `--system-prompt-file`, MCP
-/// servers for `--mcp-config`): readable by the proxy's user alone, removed when dropped.
-struct RunFile {
-    path: PathBuf,
-}
-
-impl RunFile {
-    fn write(dir: &std::path::Path, extension: &str, text: &str) -> Result<Self, Error> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let workspace = |source| Error::Workspace {
-            path: dir.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(dir).map_err(workspace)?;
-        let path = dir.join(format!("{}.{extension}", Uuid::new_v4().simple()));
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut file| file.write_all(text.as_bytes()))
-            .map_err(workspace)?;
-        Ok(Self { path })
+/// The control requests that make a CLI of the pool, started with the model and permission
+/// mode its shape was last asked with, the run's.
+fn taken_for(taken: &Taken, run: &Run) -> Vec<Bytes> {
+    let mut lines = Vec::new();
+    if taken.model != run.model {
+        lines.push(stdin::control_request(
+            &format!("proxy-{}", Uuid::new_v4()),
+            Control::SetModel(run.model.as_deref()),
+        ));
     }
-}
-
-impl Drop for RunFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+    if taken.permission_mode != run.tools.permission_mode {
+        lines.push(stdin::control_request(
+            &format!("proxy-{}", Uuid::new_v4()),
+            Control::SetPermissionMode(run.tools.permission_mode.unwrap_or("default")),
+        ));
     }
+    lines
 }
 
-/// What a sandboxed CLI is given of the host: its working directory, and its client's home.
-fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
-    let home_inside = PathBuf::from(home::HOME_INSIDE_SANDBOX);
-    // The operator's stored login, so that a CLI logged in with `claude login` is logged in
-    // here too.
-    let login = core
-        .settings
-        .claude_config_dir
-        .as_ref()
-        .map(|dir| home::login_file_in(dir))
-        .filter(|file| file.is_file())
-        .map(|file| {
-            (
-                file,
-                home::login_file_in(&home::config_dir_in(&home_inside)),
-            )
-        });
-    Ok(process::Confinement {
-        cwd: run.cwd.to_path_buf(),
-        home: core.home_of(run.owner)?,
-        home_inside,
-        host_name: home::SANDBOX_HOST_NAME.to_owned(),
-        read_only: Vec::new(),
-        shared_file: login,
-        // Its sessions are in its home, whatever the operator's CLI uses.
-        unset: vec![crate::cli::CONFIG_DIR.to_owned()],
-    })
+/// Whether a run's first line has come, and how long after its CLI was given the run.
+#[derive(Debug, Clone, Copy)]
+enum FirstLine {
+    Awaited { since: Instant, from_pool: bool },
+    Seen,
 }
 
 /// Puts a session's file where the CLI will read it, as the shared database keeps it, unless
@@ -335,10 +346,21 @@ struct Recorder {
     session: Option<String>,
     /// Turns whose session file was kept for other instances.
     turns_saved: u64,
+    /// A one-shot run's stdin, when it is a stream (its CLI came from the pool): closed
+    /// after the result.
+    close_after_result: Option<tokio::sync::mpsc::Sender<Bytes>>,
+    first_line: FirstLine,
 }
 
 impl Recorder {
     fn lines(&mut self, lines: Vec<Frame>) {
+        if let FirstLine::Awaited { since, from_pool } = self.first_line {
+            self.first_line = FirstLine::Seen;
+            match from_pool {
+                true => self.core.pool.warm_first_line(since.elapsed()),
+                false => self.core.pool.cold_first_line(since.elapsed()),
+            }
+        }
         let changes = crate::sync::lock(&self.journal).lines(lines);
         if let Some(conversation) = &self.conversation {
             conversation.on_control_lines(changes.controls);
@@ -368,6 +390,9 @@ impl Recorder {
             }
             if let Some(conversation) = &self.conversation {
                 conversation.results_seen(summary.turns);
+            }
+            if summary.turns > 0 {
+                self.close_after_result = None;
             }
             if summary.turns > self.turns_saved {
                 self.turns_saved = summary.turns;
@@ -424,6 +449,8 @@ impl Recorder {
         }
         let summary = crate::sync::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);
+        // Its place is free: the pool may start a CLI in it.
+        self.core.pool.wanted.notify_one();
         // Handed to the store before `complete` goes out: a client that reads it and then asks
         // the store finds the agent ended.
         self.store_record();
@@ -496,4 +523,72 @@ async fn admit_across_instances(
             admitted => return Ok(admitted),
         }
     }
+}
+
+/// What to spawn for `run`, reading `input` as the CLI's arguments say it does (`cli_input`);
+/// and its files, which must outlive the CLI. The same whether the CLI is started for a request
+/// or ahead of one (`warm.rs`).
+pub fn command(
+    core: &Core,
+    run: &Run,
+    cli_input: crate::cli::Input,
+    input: process::Input,
+    idle_paused: Option<watch::Receiver<bool>>,
+) -> Result<(process::Spec, RunFiles), Error> {
+    let run_file = |text: &Option<String>, extension| match text {
+        Some(text) => RunFile::write(&core.settings.prompts, extension, text).map(Some),
+        None => Ok(None),
+    };
+    let files = RunFiles {
+        system_prompt: run_file(&run.system_prompt, "txt")?,
+        mcp_config: run_file(&run.mcp_config, "json")?,
+    };
+    let path_of = |file: &Option<RunFile>| file.as_ref().map(|file| file.path.clone());
+    let mut invocation = run.invocation(path_of(&files.system_prompt), path_of(&files.mcp_config));
+    invocation.input = cli_input;
+    let spec = process::Spec {
+        program: core.settings.cli.clone(),
+        args: invocation.args(),
+        env: Arc::clone(&core.settings.cli_env),
+        cwd: run.cwd.to_path_buf(),
+        input,
+        idle_paused,
+        sandbox: match &core.settings.sandbox {
+            Some(sandbox) => {
+                let mut confinement = confinement(core, run)?;
+                confinement.read_only.extend(files.paths());
+                Some((Arc::clone(sandbox), confinement))
+            }
+            None => None,
+        },
+    };
+    Ok((spec, files))
+}
+/// What a sandboxed CLI is given of the host: its working directory, and its client's home.
+fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
+    let home_inside = PathBuf::from(home::HOME_INSIDE_SANDBOX);
+    // The operator's stored login, so that a CLI logged in with `claude login` is logged in
+    // here too.
+    let login = core
+        .settings
+        .claude_config_dir
+        .as_ref()
+        .map(|dir| home::login_file_in(dir))
+        .filter(|file| file.is_file())
+        .map(|file| {
+            (
+                file,
+                home::login_file_in(&home::config_dir_in(&home_inside)),
+            )
+        });
+    Ok(process::Confinement {
+        cwd: run.cwd.to_path_buf(),
+        home: core.home_of(run.owner)?,
+        home_inside,
+        host_name: home::SANDBOX_HOST_NAME.to_owned(),
+        read_only: Vec::new(),
+        shared_file: login,
+        // Its sessions are in its home, whatever the operator's CLI uses.
+        unset: vec![crate::cli::CONFIG_DIR.to_owned()],
+    })
 }

@@ -14,6 +14,7 @@ use crate::agent::admission::policy::ToolPolicy;
 use crate::agent::admission::rate_limit::RateLimitGate;
 use crate::agent::admission::sessions::SessionBook;
 use crate::agent::error::Error;
+use crate::agent::lifecycle::pool::{WarmPool, WarmSettings};
 use crate::agent::lifecycle::table::{Admission, AgentTable, Retention};
 use crate::agent::logs::log::SharedBytes;
 use crate::agent::ports::cluster::Cluster;
@@ -71,6 +72,8 @@ pub struct Settings {
     pub compat: crate::agent::CompatSettings,
     /// How long a chat run waits for its client's tool results (PROXY_TOOL_RESULT_TIMEOUT_SECS).
     pub tool_result_timeout: std::time::Duration,
+    /// The pool of CLIs started ahead of their runs.
+    pub warm: WarmSettings,
 }
 
 #[derive(Debug)]
@@ -100,6 +103,8 @@ pub struct Core {
     pub shutdown: CancellationToken,
     /// Every agent's task, so a shutdown can wait until each CLI has been reaped.
     pub tasks: TaskTracker,
+    /// The CLIs started ahead of their runs (their keepers are among `tasks`).
+    pub pool: Arc<WarmPool>,
 }
 
 impl Core {
