@@ -483,6 +483,11 @@ async fn an_agent_takes_the_process_slot_of_a_waiting_cli() {
             .await;
         assert_eq!(response.status(), 200);
         let started: Value = response.json().await.unwrap();
+        // Its CLI writes down its pid as it starts, maybe after the answer.
+        until("the run's CLI started", FILL_LIMIT, || async {
+            pooled.started().len() >= 3
+        })
+        .await;
         assert_eq!(started["pid"], pooled.started()[2]);
         until("one waiting CLI gave its slot", FILL_LIMIT, || async {
             pooled.pool(None).await["waiting"] == 1
