@@ -187,6 +187,7 @@ mod tests {
             created_at: start,
             last_used_at: start + chrono::Duration::seconds(n as i64),
             replies: 1,
+            body: None,
         };
         for n in 0..=CONVERSATIONS_PER_KEY {
             store.conversation(record(owner, n));

@@ -421,7 +421,7 @@ impl<D: Db + 'static> Store for SqlStore<D> {
 
 macro_rules! conversation_columns {
     () => {
-        "owner, recall, session_id, created_at, last_used_at, replies"
+        "owner, recall, session_id, created_at, last_used_at, replies, body"
     };
 }
 use conversation_columns;
@@ -434,6 +434,7 @@ fn conversation_of_row(row: &Row) -> Option<ConversationRecord> {
         created_at: time_of_row(row, 3)?,
         last_used_at: time_of_row(row, 4)?,
         replies: u32::try_from(row.int(5)?).unwrap_or(u32::MAX),
+        body: row.text(6).map(str::to_owned),
     })
 }
 

@@ -546,10 +546,10 @@ pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
 fn remember_conversation<D: Db>(db: &mut D, conversation: &ConversationRecord) -> DbResult<()> {
     let owner = conversation.owner.to_stored();
     db.execute(
-        "INSERT INTO conversations (owner, recall, session_id, created_at, last_used_at, replies)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+        "INSERT INTO conversations (owner, recall, session_id, created_at, last_used_at, replies, body)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT (owner, recall) DO UPDATE SET session_id = ?3, last_used_at = ?5,
-             replies = conversations.replies + 1",
+             replies = conversations.replies + 1, body = ?7",
         &[
             owner.as_str().into(),
             conversation.recall.as_str().into(),
@@ -557,6 +557,7 @@ fn remember_conversation<D: Db>(db: &mut D, conversation: &ConversationRecord) -
             stored_time(conversation.created_at).into(),
             stored_time(conversation.last_used_at).into(),
             i64::from(conversation.replies).into(),
+            conversation.body.clone().into(),
         ],
     )?;
     db.execute(

@@ -645,6 +645,45 @@ async fn a_chat_follow_up_on_the_other_instance_resumes_the_conversation() {
             .unwrap();
         assert_eq!(forgotten.status(), 200);
         assert_eq!(listed(&instances[0]).await, 1, "forgotten on both");
+
+        // A response of the Responses API, continued and shown through the other instance.
+        let response: Value = instances[0]
+            .post(
+                "/v1/responses",
+                &json!({"model": "sonnet", "input": "Remember the word LARK-4."}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = response["id"].as_str().unwrap().to_owned();
+        let shown = instances[1].get(&format!("/v1/responses/{id}")).await;
+        assert_eq!(shown.status(), 200);
+        let follow_up = instances[1]
+            .post(
+                "/v1/responses",
+                &json!({"model": "sonnet", "input": "Which word? (responses)", "previous_response_id": id}),
+            )
+            .await;
+        assert_eq!(follow_up.status(), 200);
+        let requests = standin.requests();
+        let sent = requests
+            .iter()
+            .rev()
+            .find(|r| r["messages"].to_string().contains("(responses)"))
+            .unwrap()["messages"]
+            .to_string();
+        assert!(sent.contains("LARK-4"), "resumed from the session: {sent}");
+        assert_eq!(listed(&instances[0]).await, 1, "responses are not conversations");
+        let deleted = instances[1]
+            .client
+            .delete(instances[1].url(&format!("/v1/responses/{id}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 200);
+        let gone = instances[0].get(&format!("/v1/responses/{id}")).await;
+        assert_eq!(gone.status(), 404, "forgotten on both");
     })
     .await;
 }

@@ -321,6 +321,20 @@ async fn a_conversation_is_resumed_after_a_restart() {
         .await;
         let named_session = session_header(&named);
 
+        let response: Value = setup
+            .proxy
+            .client
+            .post(setup.proxy.url("/v1/responses"))
+            .bearer_auth(KEY)
+            .json(&json!({"model": "sonnet", "input": "Remember the word WREN-8."}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let response_id = response["id"].as_str().unwrap().to_owned();
+
         let status = setup.proxy.terminate().await.unwrap();
         assert!(status.success(), "{status:?}");
         setup.proxy = support::real::start_proxy(
@@ -356,6 +370,25 @@ async fn a_conversation_is_resumed_after_a_restart() {
         assert_eq!(session_header(&named), named_session);
         let sent = request_holding(&setup, "(named, after the restart)").to_string();
         assert!(sent.contains("HERON-5"), "{sent}");
+
+        // A response, shown and continued after the restart.
+        let (status, shown) = get(&setup, KEY, &format!("/v1/responses/{response_id}")).await;
+        assert_eq!(status, 200, "{shown}");
+        let continued = setup
+            .proxy
+            .client
+            .post(setup.proxy.url("/v1/responses"))
+            .bearer_auth(KEY)
+            .json(
+                &json!({"model": "sonnet", "input": "Which word? (response, after the restart)",
+                "previous_response_id": response_id, "store": false}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(continued.status(), 200);
+        let sent = request_holding(&setup, "(response, after the restart)").to_string();
+        assert!(sent.contains("WREN-8"), "{sent}");
 
         let (_, listed) = get(&setup, KEY, "/v1/sessions").await;
         let ids: Vec<&str> = listed["data"]

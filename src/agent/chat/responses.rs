@@ -1,7 +1,8 @@
 //! The Responses API's responses, kept per key and bounded: each answered response's reply
 //! (what `GET /v1/responses/{id}` shows again) and the CLI session that gave it, which a request
 //! naming it as `previous_response_id` resumes a fork of. A response asked with `store: false`
-//! is never kept.
+//! is never kept. The store keeps them too (as conversations recalled by `response:` and the
+//! id), so that a restart, or another instance, finds them.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ pub const RESPONSES_PER_KEY: usize = 256;
 pub const RESPONSE_BYTES_PER_KEY: usize = 4 * 1024 * 1024;
 
 /// The tokens a reply took, as the CLI's result counted them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TokenUsage {
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -28,8 +29,9 @@ pub struct TokenUsage {
     pub cache_creation_input_tokens: u64,
 }
 
-/// A response as it was answered: enough to answer it again.
-#[derive(Debug, Clone)]
+/// A response as it was answered: enough to answer it again (and, as JSON, what the store
+/// keeps of it).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ResponseRecord {
     /// As the API gave it (`resp_...`).
     pub id: String,

@@ -129,6 +129,13 @@ fn conversation_hasher<'a>(
     hasher
 }
 
+/// How the store recalls a response: by its id.
+const RESPONSE: &str = "response:";
+
+fn response_recall(id: &str) -> String {
+    format!("{RESPONSE}{id}")
+}
+
 /// A conversation's name: what a client can type and a log can show.
 fn check_session_name(name: &str) -> Result<(), Error> {
     let fits = (1..=128).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_graphic());
@@ -201,11 +208,11 @@ impl Agents {
         let (resumed, fork) = match (&turn.session, previous) {
             (_, Some(id)) => {
                 // Another key's response, or one forgotten, is not found either.
-                let session = self
-                    .core
-                    .responses
-                    .session_of(owner, id)
-                    .ok_or_else(|| Error::ResponseNotFound(id.clone()))?;
+                let session = match &self.core.store {
+                    None => self.core.responses.session_of(owner, id),
+                    Some(_) => self.kept_response(owner, id).await.map(|(_, s)| s),
+                }
+                .ok_or_else(|| Error::ResponseNotFound(id.clone()))?;
                 (Some(session), true)
             }
             (Some(name), None) => {
@@ -343,10 +350,11 @@ impl Agents {
     /// The session that gave a conversation's last reply: remembered here, or in the store
     /// (after a restart, or by another instance).
     async fn recalled(&self, owner: Client, recall: &Recall) -> Option<Uuid> {
-        if let Some(session) = self.core.chat_memory.session_of(owner, recall) {
-            return Some(session);
-        }
-        let store = self.core.store.as_ref()?;
+        // The store is every instance's: what another forgot is forgotten here too.
+        let Some(store) = &self.core.store else {
+            return self.core.chat_memory.session_of(owner, recall);
+        };
+        store.flush().await;
         match store.conversation_of(owner, recall.stored()).await {
             Ok(found) => found.map(|conversation| conversation.session),
             Err(err) => {
@@ -388,6 +396,7 @@ impl Agents {
                 created_at: now,
                 last_used_at: now,
                 replies: 1,
+                body: None,
             });
             if self.core.cluster.is_some() {
                 store.flush().await;
@@ -401,9 +410,10 @@ impl Agents {
     }
 
     /// Keeps a Responses API turn's answer with the session that gave it, so that a request
-    /// naming it continues that session. One that failed is not kept; with `store: false`,
-    /// nothing is, and the session's file is removed.
-    pub fn keep_response(
+    /// naming it continues that session, here and (through the store) after a restart and on
+    /// every instance. One that failed is not kept; with `store: false`, nothing is, and the
+    /// session's file is removed.
+    pub async fn keep_response(
         &self,
         continuation: Continuation,
         record: ResponseRecord,
@@ -420,6 +430,21 @@ impl Agents {
             .map(|dir| session_file(&dir, &continuation.cwd, session));
         match (continuation.response, answered) {
             (Some(ResponseTurn { store: true, .. }), true) => {
+                if let Some(store) = &self.core.store {
+                    let now = chrono::Utc::now();
+                    store.conversation(ConversationRecord {
+                        owner,
+                        recall: response_recall(&record.id),
+                        session,
+                        created_at: now,
+                        last_used_at: now,
+                        replies: 1,
+                        body: serde_json::to_string(&record).ok(),
+                    });
+                    if self.core.cluster.is_some() {
+                        store.flush().await;
+                    }
+                }
                 self.core.responses.keep(owner, record, session, file)
             }
             // A failure asked to be kept is not kept, but its session stays as any run's does.
@@ -432,17 +457,47 @@ impl Agents {
         }
     }
 
-    /// `owner`'s kept response `id`.
-    pub fn response(&self, owner: Client, id: &str) -> Result<ResponseRecord, Error> {
-        self.core
-            .responses
-            .get(owner, id)
-            .ok_or_else(|| Error::ResponseNotFound(id.to_owned()))
+    /// A response of `owner`'s that the store keeps, and its session.
+    async fn kept_response(&self, owner: Client, id: &str) -> Option<(ResponseRecord, Uuid)> {
+        let store = self.core.store.as_ref()?;
+        store.flush().await;
+        match store.conversation_of(owner, response_recall(id)).await {
+            Ok(found) => found.and_then(|conversation| {
+                let record = serde_json::from_str(conversation.body.as_deref()?).ok()?;
+                Some((record, conversation.session))
+            }),
+            Err(err) => {
+                tracing::warn!(%err, "could not look a response up in the store");
+                None
+            }
+        }
     }
 
-    /// Forgets `owner`'s response `id`, and removes its session's file.
-    pub fn forget_response(&self, owner: Client, id: &str) -> Result<(), Error> {
-        match self.core.responses.forget(owner, id) {
+    /// `owner`'s kept response `id`.
+    pub async fn response(&self, owner: Client, id: &str) -> Result<ResponseRecord, Error> {
+        // The store is every instance's: what another forgot is forgotten here too.
+        match &self.core.store {
+            None => self.core.responses.get(owner, id),
+            Some(_) => self
+                .kept_response(owner, id)
+                .await
+                .map(|(record, _)| record),
+        }
+        .ok_or_else(|| Error::ResponseNotFound(id.to_owned()))
+    }
+
+    /// Forgets `owner`'s response `id`, here and in the store, and removes its session's file
+    /// here.
+    pub async fn forget_response(&self, owner: Client, id: &str) -> Result<(), Error> {
+        let mut found = self.core.responses.forget(owner, id);
+        if !found {
+            found = self.kept_response(owner, id).await.is_some();
+        }
+        if let Some(store) = &self.core.store {
+            store.forget_conversations(owner, vec![response_recall(id)]);
+            store.flush().await;
+        }
+        match found {
             true => Ok(()),
             false => Err(Error::ResponseNotFound(id.to_owned())),
         }
@@ -455,7 +510,11 @@ impl Agents {
             // What this instance remembered last may still wait for the store's writer.
             store.flush().await;
             match store.conversations(owner).await {
-                Ok(kept) => return kept.iter().map(ChatSession::of_record).collect(),
+                Ok(kept) => {
+                    // A response has GET and DELETE of its own, under /v1/responses.
+                    let conversations = kept.iter().filter(|c| !c.recall.starts_with(RESPONSE));
+                    return conversations.map(ChatSession::of_record).collect();
+                }
                 Err(err) => tracing::warn!(%err, "could not list conversations from the store"),
             }
         }
@@ -479,6 +538,7 @@ impl Agents {
             let recalls: Vec<String> = match store.conversations(owner).await {
                 Ok(kept) => kept
                     .into_iter()
+                    .filter(|record| !record.recall.starts_with(RESPONSE))
                     .filter(|record| ChatSession::of_record(record).is(id))
                     .map(|record| record.recall)
                     .collect(),

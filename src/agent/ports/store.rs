@@ -154,14 +154,16 @@ pub const CONVERSATIONS_PER_KEY: usize = 256;
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConversationRecord {
     pub owner: Client,
-    /// How a request finds it again: `hash:` and the conversation's hash in hex, or `name:`
-    /// and the name the client gave it.
+    /// How a request finds it again: `hash:` and the conversation's hash in hex, `name:` and
+    /// the name the client gave it, or `response:` and a Responses API response's id.
     pub recall: String,
     pub session: Uuid,
     pub created_at: DateTime<Utc>,
     pub last_used_at: DateTime<Utc>,
     /// The replies given in it.
     pub replies: u32,
+    /// A Responses API response's own record, as JSON (`recall` is `response:` and its id).
+    pub body: Option<String>,
 }
 
 /// The events that close the record of an agent that was running when the proxy died without

@@ -463,12 +463,14 @@ impl Turn {
 
     /// Keeps a Responses API turn's answer, once its run has ended: only one that answered,
     /// and was not asked with `store: false`.
-    pub fn keep_response(&mut self, record: ResponseRecord, end: &TurnEnd) {
+    pub async fn keep_response(&mut self, record: ResponseRecord, end: &TurnEnd) {
         let Some(session) = end.session_id() else {
             return;
         };
         if let Some((agents, continuation)) = self.remember.take() {
-            agents.keep_response(continuation, record, session, !end.failed());
+            agents
+                .keep_response(continuation, record, session, !end.failed())
+                .await;
         }
     }
 

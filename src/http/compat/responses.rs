@@ -463,7 +463,8 @@ async fn whole(mut turn: Turn, reply: &Reply) -> (TurnEnd, String) {
         }
     };
     let text = super::reply_text(turn.text(), &end).to_owned();
-    turn.keep_response(reply.record(&text, end.usage()), &end);
+    turn.keep_response(reply.record(&text, end.usage()), &end)
+        .await;
     (end, text)
 }
 
@@ -649,7 +650,8 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
             Step::End(end) => {
                 // Done without a piece of text streamed: the whole reply is the result's.
                 let text = super::reply_text(turn.text(), &end).to_owned();
-                turn.keep_response(reply.record(&text, end.usage()), &end);
+                turn.keep_response(reply.record(&text, end.usage()), &end)
+                    .await;
                 if end.failed() {
                     return Err(CompatError::cli_failed(API, &end));
                 }
@@ -682,7 +684,7 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
                     Step::Other => {}
                     Step::End(end) => {
                         let text = super::reply_text(turn.text(), &end).to_owned();
-                        turn.keep_response(reply.record(&text, end.usage()), &end);
+                        turn.keep_response(reply.record(&text, end.usage()), &end).await;
                         if end.failed() {
                             events.failed(&reply, &text, &end);
                         } else {
@@ -724,7 +726,7 @@ pub async fn retrieve(
     Extension(client): Extension<Client>,
     Path(id): Path<String>,
 ) -> Result<Json<OpenAiResponse>, CompatError> {
-    let record = state.agents.response(client, &id).map_err(refused)?;
+    let record = state.agents.response(client, &id).await.map_err(refused)?;
     let (reply, text, usage) = Reply::kept(record);
     Ok(Json(reply.response(
         "completed",
@@ -749,7 +751,11 @@ pub async fn delete(
     Extension(client): Extension<Client>,
     Path(id): Path<String>,
 ) -> Result<Json<ResponseDeleted>, CompatError> {
-    state.agents.forget_response(client, &id).map_err(refused)?;
+    state
+        .agents
+        .forget_response(client, &id)
+        .await
+        .map_err(refused)?;
     Ok(Json(ResponseDeleted {
         id,
         object: ResponseDeletedObject,

@@ -8,6 +8,8 @@ CREATE TABLE conversations (
     created_at TEXT NOT NULL,
     last_used_at TEXT NOT NULL,
     replies BIGINT NOT NULL,
+    -- A response of the Responses API: what GET /v1/responses/{id} shows again (JSON).
+    body TEXT,
     PRIMARY KEY (owner, recall)
 );
 CREATE INDEX conversations_by_use ON conversations (owner, last_used_at);
