@@ -49,6 +49,7 @@ pub use logs::reader::{EventReader, RemoteReader};
 pub use ports::cluster::{
     Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal,
 };
+pub use ports::gateway::Gateway;
 pub use ports::store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };

@@ -84,6 +84,12 @@ pub struct Config {
     )]
     pub use_subscription: bool,
 
+    /// Where the CLIs' gateway forwards their API requests, with the operator's credential
+    /// (unset: the operator's own ANTHROPIC_BASE_URL if set, else https://api.anthropic.com).
+    /// Every CLI talks to the gateway only, with a credential of its agent's own.
+    #[arg(long = "upstream-url", env = "PROXY_UPSTREAM_URL", value_parser = parse_url)]
+    pub upstream_url: Option<String>,
+
     /// Model used when a request names none (passed to the CLI as --model).
     #[arg(long = "default-model", env = "CLAUDE_DEFAULT_MODEL", value_parser = parse_model)]
     pub default_model: Option<String>,
@@ -388,6 +394,17 @@ fn parse_host_list(value: &str) -> Result<HostList, String> {
         hosts.push(host.to_ascii_lowercase());
     }
     Ok(HostList(hosts))
+}
+
+fn parse_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(|| format!("{value:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') || value.contains(['?', '#', ' ']) {
+        return Err(format!("{value:?} names no host, or has a query"));
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {

@@ -19,6 +19,7 @@ pub use keys::KeysError;
 
 use crate::agent::{self, Admission, Agents, ApiKeys, Retention, ToolPolicy};
 use crate::cli;
+use crate::gateway::{Gateway, Upstream};
 use crate::http::{self, ApiState, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::process;
@@ -87,6 +88,10 @@ pub enum StartupError {
     )]
     /// A tool of the compatible routes that the operator's policy forbids (its name).
     CompatToolNotAllowed(String),
+
+    /// The CLIs' gateway cannot listen on 127.0.0.1.
+    #[error("the CLIs' gateway cannot listen on 127.0.0.1: {0}")]
+    Gateway(io::Error),
 }
 
 /// The host name and a random suffix: instances on one host (or containers that share a name)
@@ -163,6 +168,8 @@ pub struct App {
     /// Why the CLIs run unconfined although the settings asked for a sandbox if it works: said
     /// once the log is up.
     no_sandbox: Option<process::SandboxError>,
+    /// The CLIs' gateway to the API, bound: it serves until every agent has ended.
+    gateway: Gateway,
 }
 
 impl App {
@@ -241,9 +248,18 @@ impl App {
             }
         };
         let (sandbox, no_sandbox) = sandbox(&config, &data_dir)?;
-        let cli_env = Arc::new(cli::environment(
-            std::env::vars_os(),
+        let server_env: Vec<_> = std::env::vars_os().collect();
+        let cli_env = Arc::new(cli::environment(server_env.iter().cloned()));
+        let gateway = Gateway::bind(Upstream::from_env(
+            config.upstream_url.as_deref(),
+            &server_env,
             config.use_subscription,
+        ))
+        .map_err(StartupError::Gateway)?;
+        let cli_login_env = Arc::new(cli::login_environment(
+            server_env.iter().cloned(),
+            config.use_subscription,
+            gateway.base_url(),
         ));
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let compat = agent::CompatSettings {
@@ -263,6 +279,8 @@ impl App {
         let settings = agent::Settings {
             cli: config.cli_path,
             cli_env: Arc::clone(&cli_env),
+            cli_login_env: Arc::clone(&cli_login_env),
+            gateway: gateway.passes(),
             limits: process::Limits {
                 timeout: nonzero(config.agent_timeout),
                 idle_timeout: nonzero(config.idle_timeout),
@@ -327,6 +345,7 @@ impl App {
             shutdown_timeout: config.shutdown_timeout,
             stopping,
             no_sandbox,
+            gateway,
         })
     }
 
@@ -354,6 +373,10 @@ impl App {
             );
         }
         let agents = self.state.agents.clone();
+        // Cancelled once every CLI is reaped, not before: a CLI that ends its last request
+        // while it is stopped still reaches the API.
+        let gateway_stopping = CancellationToken::new();
+        let gateway = tokio::spawn(self.gateway.serve(gateway_stopping.clone()));
         let router = http::router(self.state.clone(), self.request_limits.clone());
         let mut server = tokio::spawn(http::serve(
             listener,
@@ -400,6 +423,12 @@ impl App {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         self.stopping.cancel();
         agents.shut_down(deadline).await;
+        gateway_stopping.cancel();
+        match tokio::time::timeout_at(deadline, gateway).await {
+            Ok(Ok(Err(err))) => tracing::warn!(%err, "the CLIs' gateway failed"),
+            Ok(Err(err)) => tracing::warn!(%err, "the CLIs' gateway failed"),
+            Ok(Ok(Ok(()))) | Err(_) => {}
+        }
         match tokio::time::timeout_at(deadline, &mut server).await {
             Ok(served) => Ok(served?),
             Err(_) => {

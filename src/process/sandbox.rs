@@ -38,9 +38,6 @@ pub struct Confinement {
     pub home_inside: PathBuf,
     /// Its host name.
     pub host_name: String,
-    /// A file of the host shown writable at a path inside (the operator's stored login, so
-    /// that its refreshed token is the operator's).
-    pub shared_file: Option<(PathBuf, PathBuf)>,
     /// Files of the host shown read-only, at the same path (a system prompt's file).
     pub read_only: Vec<PathBuf>,
     /// Variables of its environment that name places of the host it does not have.
@@ -68,7 +65,6 @@ impl Sandbox {
             home: scratch,
             home_inside: PathBuf::from("/home/sandbox"),
             host_name: "sandbox".into(),
-            shared_file: None,
             read_only: Vec::new(),
             unset: Vec::new(),
         };
@@ -151,15 +147,11 @@ impl Sandbox {
             home,
             home_inside,
             host_name,
-            shared_file,
             read_only,
             unset,
         } = confinement;
         arg(&["--hostname".as_ref(), host_name.as_ref()]);
         arg(&["--bind".as_ref(), home.as_os_str(), home_inside.as_os_str()]);
-        if let Some((file, inside)) = shared_file {
-            arg(&["--bind-try".as_ref(), file.as_os_str(), inside.as_os_str()]);
-        }
         arg(&[
             "--setenv".as_ref(),
             "HOME".as_ref(),

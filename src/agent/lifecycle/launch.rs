@@ -24,6 +24,7 @@ use crate::agent::lifecycle::table::{NewAgent, Place};
 use crate::agent::logs::journal::Journal;
 use crate::agent::logs::log::{EventLog, LogReader};
 use crate::agent::ports::cluster::{Admitted, Cluster, NotHere};
+use crate::agent::ports::gateway::Pass;
 use crate::agent::status::{AgentKind, StopReason};
 use crate::cli::home::{self, session_file};
 use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
@@ -130,10 +131,11 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     let args = run
         .invocation(system_prompt.as_ref().map(|file| file.path.clone()))
         .args();
+    let pass = Pass::issue(&core.settings.gateway, agent_id, run.owner);
     let spec = process::Spec {
         program: core.settings.cli.clone(),
         args,
-        env: Arc::clone(&core.settings.cli_env),
+        env: pass.env(&core.settings.cli_env),
         cwd: run.cwd.to_path_buf(),
         input,
         idle_paused: run.interactive.then_some(paused),
@@ -217,6 +219,8 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         let outcome = cli
             .supervise(run_stop.token(), |lines| recorder.lines(lines))
             .await;
+        // Reaped: its credential is worth nothing before its end is told.
+        drop(pass);
         recorder.finish(place, outcome, run_stop.reason()).await;
     };
     core.tasks.spawn(supervised.instrument(span));
@@ -259,28 +263,14 @@ impl Drop for SystemPromptFile {
 
 /// What a sandboxed CLI is given of the host: its working directory, and its client's home.
 fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
+    // No login of the operator's: the CLI's credential is its agent's, for the gateway.
     let home_inside = PathBuf::from(home::HOME_INSIDE_SANDBOX);
-    // The operator's stored login, so that a CLI logged in with `claude login` is logged in
-    // here too.
-    let login = core
-        .settings
-        .claude_config_dir
-        .as_ref()
-        .map(|dir| home::login_file_in(dir))
-        .filter(|file| file.is_file())
-        .map(|file| {
-            (
-                file,
-                home::login_file_in(&home::config_dir_in(&home_inside)),
-            )
-        });
     Ok(process::Confinement {
         cwd: run.cwd.to_path_buf(),
         home: core.home_of(run.owner)?,
         home_inside,
         host_name: home::SANDBOX_HOST_NAME.to_owned(),
         read_only: Vec::new(),
-        shared_file: login,
         // Its sessions are in its home, whatever the operator's CLI uses.
         unset: vec![crate::cli::CONFIG_DIR.to_owned()],
     })

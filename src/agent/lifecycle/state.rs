@@ -17,6 +17,7 @@ use crate::agent::error::Error;
 use crate::agent::lifecycle::table::{Admission, AgentTable, Retention};
 use crate::agent::logs::log::SharedBytes;
 use crate::agent::ports::cluster::Cluster;
+use crate::agent::ports::gateway::Gateway;
 use crate::agent::ports::store::Store;
 use crate::metrics::Metrics;
 use crate::process;
@@ -26,8 +27,12 @@ use crate::process;
 pub struct Settings {
     /// The CLI: a path, or a name looked up on PATH.
     pub cli: PathBuf,
-    /// The CLI's whole environment.
+    /// The CLI's whole environment, but the gateway's address and its agent's credential.
     pub cli_env: Arc<Vec<(OsString, OsString)>>,
+    /// The environment of the proxy's own `claude auth status`, with the operator's credential.
+    pub cli_login_env: Arc<Vec<(OsString, OsString)>>,
+    /// Where every CLI reaches the API, with a credential of its agent's own.
+    pub gateway: Arc<dyn Gateway>,
     pub limits: process::Limits,
     pub default_model: Option<String>,
     pub policy: Arc<ToolPolicy>,

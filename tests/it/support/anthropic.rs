@@ -49,7 +49,34 @@ struct Script {
     overloaded: Option<String>,
     replies: VecDeque<Reply>,
     requests: Vec<Value>,
+    /// Every request's path and credentials, whatever its route.
+    seen: Vec<Seen>,
     message_count: u64,
+}
+
+/// One request as it reached the stand-in: where, and with which credentials.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub x_api_key: Option<String>,
+    pub authorization: Option<String>,
+    pub anthropic_beta: Option<String>,
+}
+
+impl Seen {
+    fn of(uri: &axum::http::Uri, headers: &HeaderMap) -> Self {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        Self {
+            path: uri.path().to_owned(),
+            x_api_key: header("x-api-key"),
+            authorization: header("authorization"),
+            anthropic_beta: header("anthropic-beta"),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -91,7 +118,14 @@ impl StandIn {
         }));
         let app = Router::new()
             .route("/v1/messages", post(messages))
-            .fallback(any(|| async { StatusCode::OK }))
+            .fallback(any(
+                |State(script): State<Arc<Mutex<Script>>>,
+                 uri: axum::http::Uri,
+                 headers: HeaderMap| async move {
+                    script.lock().unwrap().seen.push(Seen::of(&uri, &headers));
+                    StatusCode::OK
+                },
+            ))
             // The CLI sends whole conversations: the real API takes up to 32 MB.
             .layer(DefaultBodyLimit::max(64 << 20))
             .with_state(Arc::clone(&script));
@@ -119,6 +153,11 @@ impl StandIn {
     /// The bodies of every /v1/messages request so far.
     pub fn requests(&self) -> Vec<Value> {
         self.script.lock().unwrap().requests.clone()
+    }
+
+    /// Every request so far, whatever its route: its path and credentials.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.script.lock().unwrap().seen.clone()
     }
 
     /// Every text the CLI sent in its requests' messages (user prompts, tool results,
@@ -180,7 +219,12 @@ fn collect_texts(content: &Value, out: &mut Vec<String>) {
     }
 }
 
-async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Response {
+async fn messages(
+    State(script): State<Arc<Mutex<Script>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = request["model"]
         .as_str()
@@ -193,6 +237,7 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
     let (reply, id) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
+        script.seen.push(Seen::of(&uri, &headers));
         script.message_count += 1;
         let overloaded =
             (script.overloaded.as_deref() == Some(model.as_str())).then(|| Reply::Error {

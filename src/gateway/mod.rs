@@ -1,0 +1,84 @@
+//! The gateway every CLI reaches the Messages API through (`ANTHROPIC_BASE_URL`): on
+//! 127.0.0.1, on a port of its own, it takes each agent's credential (given out through the
+//! core's `Gateway` port, [`Passes`]), checks it, swaps it for the operator's real one, and
+//! forwards to the real API ([`Upstream`]), streaming both ways. No CLI, and so no tool, ever
+//! holds the operator's credential.
+//!
+//! `passes.rs` holds the agents' credentials; `upstream.rs` where requests go and with which
+//! credential; `relay.rs` relays one request.
+
+mod passes;
+mod relay;
+mod upstream;
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio_util::sync::CancellationToken;
+
+pub use passes::Passes;
+pub use upstream::Upstream;
+
+/// Longest the gateway waits to connect to the API (a stream, once open, may last as long as
+/// the CLI reads it).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The gateway, bound and not yet serving.
+#[derive(Debug)]
+pub struct Gateway {
+    listener: std::net::TcpListener,
+    passes: Arc<Passes>,
+    upstream: Upstream,
+}
+
+impl Gateway {
+    /// Binds a port of its own on 127.0.0.1 (any free one).
+    pub fn bind(upstream: Upstream) -> io::Result<Self> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
+        let base_url = format!("http://{}", listener.local_addr()?);
+        Ok(Self {
+            listener,
+            passes: Arc::new(Passes::new(base_url)),
+            upstream,
+        })
+    }
+
+    /// Where CLIs reach it: `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> &str {
+        self.passes.base()
+    }
+
+    /// The agents' credentials, for the core to give out and revoke.
+    pub fn passes(&self) -> Arc<Passes> {
+        Arc::clone(&self.passes)
+    }
+
+    /// Serves until `until` is cancelled (then the relays under way end with their streams).
+    pub async fn serve(self, until: CancellationToken) -> io::Result<()> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            // The API's answers as they are: no redirect is followed with a credential on.
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(io::Error::other)?;
+        tracing::info!(
+            listening = self.passes.base(),
+            upstream = %self.upstream.url,
+            credential = self.upstream.credential.kind(),
+            "the CLIs' gateway to the API is up"
+        );
+        let relay = Arc::new(relay::Relay {
+            passes: self.passes,
+            upstream: self.upstream,
+            client,
+        });
+        let router = Router::new().fallback(relay::relay).with_state(relay);
+        let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(until.cancelled_owned())
+            .await
+    }
+}

@@ -1,0 +1,136 @@
+//! One request of a CLI, relayed: its agent's credential checked and swapped for the
+//! operator's, forwarded to the real API, and the answer streamed back as it comes, chunk by
+//! chunk (an SSE body is never buffered).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+
+use super::passes::{Holder, Passes};
+use super::upstream::Upstream;
+
+/// What every relayed request needs.
+#[derive(Debug)]
+pub struct Relay {
+    pub passes: Arc<Passes>,
+    pub upstream: Upstream,
+    pub client: reqwest::Client,
+}
+
+/// Headers of one hop only (RFC 9110 7.6.1), and those the gateway sets itself.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
+
+/// The agent credential a CLI sent: its `x-api-key`, or a bearer token.
+fn presented(headers: &HeaderMap) -> Option<&str> {
+    if let Some(key) = headers.get("x-api-key") {
+        return key.to_str().ok();
+    }
+    headers
+        .get(header::AUTHORIZATION)?
+        .to_str()
+        .ok()?
+        .strip_prefix("Bearer ")
+}
+
+/// An error in the Messages API's own shape, which the CLI reports as it would the API's.
+pub fn api_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": kind, "message": message},
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Some(holder) = presented(&parts.headers).and_then(|p| relay.passes.check(p)) else {
+        return api_error(
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "claude-proxy's gateway: this credential is not one of a running agent's",
+        );
+    };
+    let Holder { agent_id, .. } = holder;
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let theirs = matches!(
+            name.as_str(),
+            "x-api-key" | "authorization" | "host" | "accept-encoding"
+        );
+        if !theirs && !is_hop_by_hop(name) {
+            headers.append(name.clone(), value.clone());
+        }
+    }
+    // Bodies pass as they are, so that what is relayed can be read as it goes.
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    if let Err(err) = relay.upstream.credential.apply(&mut headers).await {
+        tracing::error!(%err, %agent_id, "the gateway has no credential to forward with");
+        return api_error(StatusCode::BAD_GATEWAY, "api_error", &err.to_string());
+    }
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{path}", relay.upstream.url);
+    let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
+        || parts.headers.contains_key(header::TRANSFER_ENCODING)
+        || !matches!(parts.method, Method::GET | Method::HEAD);
+    let mut upstream = relay.client.request(parts.method, url).headers(headers);
+    if has_body {
+        upstream = upstream.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+    }
+    let answer = match upstream.send().await {
+        Ok(answer) => answer,
+        Err(err) => {
+            tracing::warn!(err = %error_chain(&err), %agent_id, "the gateway could not reach the API");
+            return api_error(
+                StatusCode::BAD_GATEWAY,
+                "api_error",
+                &format!(
+                    "claude-proxy's gateway could not reach the API: {}",
+                    error_chain(&err)
+                ),
+            );
+        }
+    };
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if !is_hop_by_hop(name) {
+            response = response.header(name, value);
+        }
+    }
+    let stream = answer.bytes_stream().map_err(axum::Error::new);
+    response
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|err| api_error(StatusCode::BAD_GATEWAY, "api_error", &err.to_string()))
+}
+
+/// An error and its causes, on one line (reqwest's own says only "error sending request").
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
