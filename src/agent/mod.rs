@@ -14,6 +14,7 @@ mod lifecycle;
 mod logs;
 mod ports;
 mod status;
+mod usage;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,7 @@ pub use ports::store::{
     AgentRecord, Store, StoreError, StoreFuture, StoreHealth, StoredEvents, interrupted_events,
 };
 pub use status::{AgentKind, AgentStatus};
+pub use usage::{ModelUsage, Usage, UsageBy, UsageEntry, UsageQuery, UsageReport, UsageRow};
 pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};
 
 use crate::metrics::Metrics;
@@ -321,6 +323,12 @@ impl Agents {
                     return Err(Error::NotFound(agent_id));
                 };
                 let mut detail = record.detail();
+                if let Some(store) = &self.core.store {
+                    match store.agent_usage(client, agent_id).await {
+                        Ok(usage) => detail.usage = usage,
+                        Err(err) => tracing::warn!(%err, "could not read an agent's usage"),
+                    }
+                }
                 if record.info.interactive {
                     if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
                         // What it waits for is known only where it runs.

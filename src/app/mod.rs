@@ -376,7 +376,7 @@ impl App {
         // Cancelled once every CLI is reaped, not before: a CLI that ends its last request
         // while it is stopped still reaches the API.
         let gateway_stopping = CancellationToken::new();
-        let gateway = tokio::spawn(self.gateway.serve(gateway_stopping.clone()));
+        let gateway = tokio::spawn(self.gateway.serve(agents.clone(), gateway_stopping.clone()));
         let router = http::router(self.state.clone(), self.request_limits.clone());
         let mut server = tokio::spawn(http::serve(
             listener,

@@ -5,8 +5,10 @@
 //! holds the operator's credential.
 //!
 //! `passes.rs` holds the agents' credentials; `upstream.rs` where requests go and with which
-//! credential; `relay.rs` relays one request.
+//! credential; `relay.rs` relays one request; `meter.rs` reads its usage from the answer as
+//! it passes, for the core to count (`Agents::record_usage`).
 
+mod meter;
 mod passes;
 mod relay;
 mod upstream;
@@ -17,6 +19,8 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio_util::sync::CancellationToken;
+
+use crate::agent::Agents;
 
 pub use passes::Passes;
 pub use upstream::Upstream;
@@ -56,8 +60,9 @@ impl Gateway {
         Arc::clone(&self.passes)
     }
 
-    /// Serves until `until` is cancelled (then the relays under way end with their streams).
-    pub async fn serve(self, until: CancellationToken) -> io::Result<()> {
+    /// Serves until `until` is cancelled (then the relays under way end with their streams),
+    /// counting what each agent's requests used into `agents`.
+    pub async fn serve(self, agents: Agents, until: CancellationToken) -> io::Result<()> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             // The API's answers as they are: no redirect is followed with a credential on.
@@ -74,6 +79,7 @@ impl Gateway {
             passes: self.passes,
             upstream: self.upstream,
             client,
+            agents,
         });
         let router = Router::new().fallback(relay::relay).with_state(relay);
         let listener = tokio::net::TcpListener::from_std(self.listener)?;

@@ -2,17 +2,26 @@
 //! operator's, forwarded to the real API, and the answer streamed back as it comes, chunk by
 //! chunk (an SSE body is never buffered).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 
+use super::meter::{Meter, model_named};
 use super::passes::{Holder, Passes};
 use super::upstream::Upstream;
+use crate::agent::{Agents, Usage};
+
+/// How much of a request's body is kept to find the model it names, for a request the API
+/// refuses before it says.
+const MODEL_PREFIX: usize = 64 * 1024;
+/// The model of a request nothing named.
+const UNKNOWN_MODEL: &str = "unknown";
 
 /// What every relayed request needs.
 #[derive(Debug)]
@@ -20,6 +29,53 @@ pub struct Relay {
     pub passes: Arc<Passes>,
     pub upstream: Upstream,
     pub client: reqwest::Client,
+    /// Where each request's usage is counted.
+    pub agents: Agents,
+}
+
+/// Counts one request of an agent's, once: when its answer has been read to its end, or
+/// when it is dropped before (the CLI went away, or the API never answered).
+struct Count {
+    agents: Agents,
+    holder: Holder,
+    /// The first bytes of the request's body.
+    prefix: Arc<Mutex<Vec<u8>>>,
+    meter: Option<Meter>,
+}
+
+impl Count {
+    fn feed(&mut self, chunk: &[u8]) {
+        if let Some(meter) = &mut self.meter {
+            meter.feed(chunk);
+        }
+    }
+
+    fn done(&mut self) {
+        let (model, usage) = match self.meter.take() {
+            Some(meter) => meter.finish(),
+            None => (
+                None,
+                Usage {
+                    requests: 1,
+                    errors: 1,
+                    ..Usage::default()
+                },
+            ),
+        };
+        let model = model
+            .or_else(|| model_named(&crate::sync::lock(&self.prefix)))
+            .unwrap_or_else(|| UNKNOWN_MODEL.to_owned());
+        let Holder { agent_id, owner } = self.holder;
+        self.agents.record_usage(agent_id, owner, &model, usage);
+    }
+}
+
+impl Drop for Count {
+    fn drop(&mut self) {
+        if self.meter.is_some() {
+            self.done();
+        }
+    }
 }
 
 /// Headers of one hop only (RFC 9110 7.6.1), and those the gateway sets itself.
@@ -68,7 +124,17 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
             "claude-proxy's gateway: this credential is not one of a running agent's",
         );
     };
-    let Holder { agent_id, .. } = holder;
+    let agent_id = holder.agent_id;
+    // A request to the Messages API is counted; the others (token counting, ...) pass.
+    let counted = parts.method == Method::POST && parts.uri.path() == "/v1/messages";
+    let prefix = Arc::new(Mutex::new(Vec::new()));
+    let mut count = counted.then(|| Count {
+        agents: relay.agents.clone(),
+        holder,
+        prefix: Arc::clone(&prefix),
+        // Until an answer comes: a request that gets none is an error.
+        meter: Some(Meter::new(false, "")),
+    });
     let mut headers = HeaderMap::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         let theirs = matches!(
@@ -95,7 +161,15 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
         || !matches!(parts.method, Method::GET | Method::HEAD);
     let mut upstream = relay.client.request(parts.method, url).headers(headers);
     if has_body {
-        upstream = upstream.body(reqwest::Body::wrap_stream(body.into_data_stream()));
+        let body = body.into_data_stream().map_ok(move |chunk: Bytes| {
+            if counted {
+                let mut kept = crate::sync::lock(&prefix);
+                let room = MODEL_PREFIX.saturating_sub(kept.len()).min(chunk.len());
+                kept.extend_from_slice(&chunk[..room]);
+            }
+            chunk
+        });
+        upstream = upstream.body(reqwest::Body::wrap_stream(body));
     }
     let answer = match upstream.send().await {
         Ok(answer) => answer,
@@ -117,7 +191,28 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
             response = response.header(name, value);
         }
     }
-    let stream = answer.bytes_stream().map_err(axum::Error::new);
+    if let Some(count) = &mut count {
+        let content_type = answer
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        count.meter = Some(Meter::new(answer.status().is_success(), content_type));
+    }
+    // Each chunk goes on as it came; the count reads it on the way.
+    let mut chunks = answer.bytes_stream();
+    let stream = async_stream::stream! {
+        let mut count = count;
+        while let Some(chunk) = chunks.next().await {
+            if let (Ok(bytes), Some(count)) = (&chunk, &mut count) {
+                count.feed(bytes);
+            }
+            yield chunk.map_err(axum::Error::new);
+        }
+        if let Some(count) = &mut count {
+            count.done();
+        }
+    };
     response
         .body(Body::from_stream(stream))
         .unwrap_or_else(|err| api_error(StatusCode::BAD_GATEWAY, "api_error", &err.to_string()))

@@ -16,6 +16,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0001_agents.sql"),
     include_str!("migrations/sqlite/0002_instances.sql"),
     include_str!("migrations/sqlite/0003_counts.sql"),
+    include_str!("migrations/sqlite/0004_usage.sql"),
 ];
 
 #[derive(Debug)]

@@ -25,3 +25,4 @@ mod run_options;
 mod sandbox;
 mod security;
 mod ui;
+mod usage;

@@ -20,6 +20,8 @@ export type AgentDetail = AgentInfo & {
   pending_permissions: Array<PermissionRequest>;
   /** The instance that runs it (or ran it), among those sharing a database. */
   instance_id?: string | null;
+  /** What the API counted for its requests, by model, as the proxy's gateway relayed them. */
+  usage: Array<ModelUsage>;
 };
 
 /** `event: agent`, first: the agent's id and the CLI's pid. */
@@ -412,6 +414,12 @@ export type MessageRequest = {
  * `anthropic-version`. */
 export type ModelList = OpenAiModelList | AnthropicModelList;
 
+/** One model's usage. */
+export type ModelUsage = Usage & {
+  /** As the API named it (`unknown` for a request refused before it said). */
+  model: string;
+};
+
 /** A chat completion, not streamed. */
 export type OpenAiChatCompletion = {
   /** chatcmpl- and the agent's id. */
@@ -747,6 +755,45 @@ export type Updated = {
   /** The model now (null: the default). */
   model?: string | null;
   permission_mode?: null | PermissionMode;
+};
+
+/** Counts of requests to the Messages API and the tokens the API counted for them. */
+export type Usage = {
+  /** Requests relayed (`POST /v1/messages`). */
+  requests: number;
+  /** Of them, those the API refused or ended with an error. */
+  errors: number;
+  input_tokens: number;
+  output_tokens: number;
+  /** Tokens read from the prompt cache. */
+  cache_read_input_tokens: number;
+  /** Tokens written to the prompt cache. */
+  cache_creation_input_tokens: number;
+};
+
+/** How `GET /usage` adds its rows up. */
+export type UsageBy = "day" | "agent" | "model";
+
+/** `GET /usage`: a key's own usage. */
+export type UsageReport = {
+  /** The key's id (`anonymous` without keys): the one its agents are stored under. */
+  key_id: string;
+  by: UsageBy;
+  from?: string | null;
+  to?: string | null;
+  rows: Array<UsageRow>;
+  /** The rows added up. */
+  total: Usage;
+};
+
+/** One row of a usage report: the day, agent or model it adds up, and its counts. */
+export type UsageRow = Usage & {
+  /** With `by=day`: the UTC day, `YYYY-MM-DD`. */
+  day?: string | null;
+  /** With `by=agent`. */
+  agent_id?: string | null;
+  /** With `by=model`. */
+  model?: string | null;
 };
 
 /** A user turn the CLI sent: the prompt, or tool results (`tool_result` blocks). */

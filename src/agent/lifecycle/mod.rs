@@ -1,6 +1,6 @@
 //! Starting, running and ending agents: the settings and parts all agents share, the table
 //! of agents with its admission and retention, the launch and supervision of each, its stop
-//! signal, and whether this instance can run agents at all.
+//! signal, whether this instance can run agents at all, and what their API requests used.
 
 pub(super) mod health;
 pub(super) mod launch;
@@ -8,3 +8,4 @@ pub(super) mod login;
 pub(super) mod state;
 pub(super) mod stop;
 pub(super) mod table;
+pub(super) mod usage;

@@ -275,7 +275,8 @@ async fn messages(
             "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant",
             "model": model, "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn", "stop_sequence": null,
-            "usage": {"input_tokens": 12, "output_tokens": 5},
+            "usage": {"input_tokens": 12, "output_tokens": 5,
+                "cache_read_input_tokens": 2, "cache_creation_input_tokens": 3},
         }))
         .into_response(),
         Reply::Text(text) => sse(
@@ -344,7 +345,26 @@ fn message_start(id: u64, model: &str) -> Value {
     json!({"type": "message_start", "message": {
         "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant", "model": model,
         "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": 12, "output_tokens": 1}}})
+        "usage": {"input_tokens": 12, "output_tokens": 1,
+            "cache_read_input_tokens": 2, "cache_creation_input_tokens": 3}}})
+}
+
+/// What the stand-in counts for each message it answers (a stream's `message_start` says the
+/// input and cache tokens and one output token, its `message_delta` the five in all).
+pub const USAGE_PER_MESSAGE: Usage = Usage {
+    input_tokens: 12,
+    output_tokens: 5,
+    cache_read_input_tokens: 2,
+    cache_creation_input_tokens: 3,
+};
+
+/// Tokens of one answer, as the API counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cache_creation_input_tokens: u64,
 }
 
 /// A content block: its start and its deltas.

@@ -1,0 +1,52 @@
+//! The agents' usage of the API: what the gateway read of each request it relayed, added to
+//! its agent (for `GET /agent/{id}`) and handed to the store (for `GET /usage`).
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::agent::Agents;
+use crate::agent::admission::keys::Client;
+use crate::agent::error::Error;
+use crate::agent::usage::{Usage, UsageEntry, UsageQuery, UsageReport};
+
+impl Agents {
+    /// What the API counted for one request of the agent `agent_id` of `owner`.
+    pub fn record_usage(&self, agent_id: Uuid, owner: Client, model: &str, usage: Usage) {
+        self.core.table.add_usage(agent_id, model, &usage);
+        if let Some(store) = &self.core.store {
+            store.usage(UsageEntry {
+                owner,
+                agent_id,
+                model: model.to_owned(),
+                at: Utc::now(),
+                usage,
+            });
+        }
+    }
+
+    /// `client`'s own usage, added up as `query` asks: from the store, which keeps it across
+    /// restarts and instances; without one, of the agents still in memory.
+    pub async fn usage(&self, client: Client, query: UsageQuery) -> Result<UsageReport, Error> {
+        let rows = match &self.core.store {
+            Some(store) => {
+                // What the gateway handed over so far is counted.
+                store.flush().await;
+                store
+                    .usage_rows(client, query)
+                    .await
+                    .map_err(|err| Error::SharedStore(err.0))?
+            }
+            None => self.core.table.usage_rows(client, query),
+        };
+        let mut total = Usage::default();
+        rows.iter().for_each(|row| total.add(&row.usage));
+        Ok(UsageReport {
+            key_id: client.to_stored(),
+            by: query.by,
+            from: query.from,
+            to: query.to,
+            rows,
+            total,
+        })
+    }
+}
