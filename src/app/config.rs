@@ -260,6 +260,12 @@ pub struct Config {
     #[arg(long = "sandbox", env = "PROXY_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
     pub sandbox: SandboxMode,
 
+    /// The sandbox's network: host (the host's, shared: WebFetch and a tool's own downloads
+    /// need it), or gateway (a network of its own whose only way out is the proxy's gateway to
+    /// the API: a tool's curl to any other address fails). gateway needs the sandbox.
+    #[arg(long = "sandbox-network", env = "PROXY_SANDBOX_NETWORK", value_enum, default_value_t = SandboxNetwork::Host)]
+    pub sandbox_network: SandboxNetwork,
+
     /// Largest session file the database keeps so that any instance can resume it; a larger
     /// session can be resumed only on its own instance (PostgreSQL only).
     #[arg(long = "max-session-bytes", env = "PROXY_MAX_SESSION_BYTES", default_value_t = 32 * 1024 * 1024, value_parser = parse_positive)]
@@ -454,6 +460,15 @@ pub enum SandboxMode {
     Bwrap,
     /// Never in a sandbox.
     Off,
+}
+
+/// What network a sandbox has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxNetwork {
+    /// The host's, shared.
+    Host,
+    /// Its own, whose only way out is the gateway.
+    Gateway,
 }
 
 fn parse_instance_id(value: &str) -> Result<String, String> {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, lookup_host};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, SandboxMode, one_line_error};
+pub use config::{Config, SandboxMode, SandboxNetwork, one_line_error};
 pub use keys::KeysError;
 
 use crate::agent::{self, Admission, Agents, ApiKeys, Retention, ToolPolicy};
@@ -89,9 +89,15 @@ pub enum StartupError {
     /// A tool of the compatible routes that the operator's policy forbids (its name).
     CompatToolNotAllowed(String),
 
-    /// The CLIs' gateway cannot listen on 127.0.0.1.
-    #[error("the CLIs' gateway cannot listen on 127.0.0.1: {0}")]
+    /// The CLIs' gateway cannot listen on 127.0.0.1 (or its unix socket).
+    #[error("the CLIs' gateway cannot listen: {0}")]
     Gateway(io::Error),
+
+    /// A network of the sandbox's own was asked for, and there is no sandbox.
+    #[error(
+        "PROXY_SANDBOX_NETWORK=gateway needs the sandbox, and the CLIs run without one ({0}); set PROXY_SANDBOX=bwrap with bubblewrap installed, or PROXY_SANDBOX_NETWORK=host"
+    )]
+    NetworkWithoutSandbox(String),
 }
 
 /// The host name and a random suffix: instances on one host (or containers that share a name)
@@ -117,12 +123,19 @@ fn data_dir_of(config: &Config) -> PathBuf {
     process::resolve_path(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone())
 }
 
-/// The sandbox the settings ask for, if it works here; with `auto`, why there is none.
+/// The sandbox the settings ask for, if it works here; with `auto`, why there is none. With
+/// `network`, a network of its own whose only way out is the gateway.
 fn sandbox(
     config: &Config,
     data_dir: &std::path::Path,
+    network: Option<process::GatewayLink>,
 ) -> Result<(Option<Arc<process::Sandbox>>, Option<process::SandboxError>), StartupError> {
     if config.sandbox == SandboxMode::Off {
+        if network.is_some() {
+            return Err(StartupError::NetworkWithoutSandbox(
+                "PROXY_SANDBOX=off".into(),
+            ));
+        }
         return Ok((None, None));
     }
     // What no sandbox shows, even where a directory holding it is shown.
@@ -138,9 +151,11 @@ fn sandbox(
         .into_iter()
         .map(|path| process::resolve_path(&path).unwrap_or(path))
         .collect();
-    match (process::Sandbox::probe(hidden), config.sandbox) {
+    let confined = network.is_some();
+    match (process::Sandbox::probe(hidden, network), config.sandbox) {
         (Ok(sandbox), _) => Ok((Some(Arc::new(sandbox)), None)),
         (Err(err), SandboxMode::Bwrap) => Err(StartupError::Sandbox(err)),
+        (Err(err), _) if confined => Err(StartupError::NetworkWithoutSandbox(err.to_string())),
         (Err(err), _) => Ok((None, Some(err))),
     }
 }
@@ -247,15 +262,32 @@ impl App {
                 Some(shared.store)
             }
         };
-        let (sandbox, no_sandbox) = sandbox(&config, &data_dir)?;
         let server_env: Vec<_> = std::env::vars_os().collect();
         let cli_env = Arc::new(cli::environment(server_env.iter().cloned()));
-        let gateway = Gateway::bind(Upstream::from_env(
+        let mut gateway = Gateway::bind(Upstream::from_env(
             config.upstream_url.as_deref(),
             &server_env,
             config.use_subscription,
         ))
         .map_err(StartupError::Gateway)?;
+        let network = match config.sandbox_network {
+            SandboxNetwork::Host => None,
+            SandboxNetwork::Gateway => {
+                std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir {
+                    path: data_dir.clone(),
+                    source,
+                })?;
+                let socket = gateway
+                    .bind_unix(&data_dir.join("gateway.sock"))
+                    .map_err(StartupError::Gateway)?;
+                Some(process::GatewayLink {
+                    socket,
+                    port: gateway.port(),
+                    relay: std::env::current_exe().map_err(StartupError::Gateway)?,
+                })
+            }
+        };
+        let (sandbox, no_sandbox) = sandbox(&config, &data_dir, network)?;
         let cli_login_env = Arc::new(cli::login_environment(
             server_env.iter().cloned(),
             config.use_subscription,
@@ -464,6 +496,12 @@ pub fn start_watchdog() -> io::Result<()> {
 /// Sets up logging in `format` (`Config::log_format`): RUST_LOG filters what is written.
 pub fn init_logging(format: crate::telemetry::LogFormat) {
     crate::telemetry::init(format);
+}
+
+/// When this program was started as a sandbox's relay to the gateway (the sandbox runs it so,
+/// with `PROXY_SANDBOX_NETWORK=gateway`), serves as one and exits. First thing in `main`.
+pub fn serve_relay_if_asked() {
+    process::relay::serve_if_asked();
 }
 
 /// When this program was started as the watchdog ([`start_watchdog`] does that), serves as

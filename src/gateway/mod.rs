@@ -33,6 +33,8 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub struct Gateway {
     listener: std::net::TcpListener,
+    /// Where sandboxes with a network of their own reach it, through their relay.
+    unix: Option<std::os::unix::net::UnixListener>,
     passes: Arc<Passes>,
     upstream: Upstream,
 }
@@ -45,9 +47,28 @@ impl Gateway {
         let base_url = format!("http://{}", listener.local_addr()?);
         Ok(Self {
             listener,
+            unix: None,
             passes: Arc::new(Passes::new(base_url)),
             upstream,
         })
+    }
+
+    /// Listens on a unix socket at `path` too (one left by an earlier run is replaced), for
+    /// sandboxes with a network of their own; returns where it is.
+    pub fn bind_unix(&mut self, path: &std::path::Path) -> io::Result<std::path::PathBuf> {
+        match std::fs::remove_file(path) {
+            Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
+            _ => {}
+        }
+        let listener = std::os::unix::net::UnixListener::bind(path)?;
+        listener.set_nonblocking(true)?;
+        self.unix = Some(listener);
+        Ok(path.to_owned())
+    }
+
+    /// Its port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
     }
 
     /// Where CLIs reach it: `http://127.0.0.1:PORT`.
@@ -83,6 +104,18 @@ impl Gateway {
         });
         let router = Router::new().fallback(relay::relay).with_state(relay);
         let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        if let Some(unix) = self.unix {
+            let unix = tokio::net::UnixListener::from_std(unix)?;
+            let (router, until) = (router.clone(), until.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(unix, router)
+                    .with_graceful_shutdown(until.cancelled_owned())
+                    .await;
+                if let Err(err) = served {
+                    tracing::error!(%err, "the gateway's unix socket failed");
+                }
+            });
+        }
         axum::serve(listener, router)
             .with_graceful_shutdown(until.cancelled_owned())
             .await

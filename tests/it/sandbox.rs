@@ -697,3 +697,66 @@ async fn what_a_tool_left_in_a_session_of_its_own_is_reaped_when_it_exits() {
     })
     .await;
 }
+
+/// A Bash command that tries the stand-in (the API, straight) and the gateway, and says which
+/// it reached: `REACHED:`/`BLOCKED:` the stand-in, and the gateway's answer to a request
+/// without a credential.
+fn try_the_network(standin: &StandIn) -> String {
+    let port = standin.addr.port();
+    format!(
+        "if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo REACHED:standin; else echo BLOCKED:standin; fi\n\
+         echo \"GATEWAY:$(curl -s -o /dev/null -w '%{{http_code}}' -X POST \"$ANTHROPIC_BASE_URL/v1/messages\" -d '{{}}')\"\n\
+         echo NETWORKED"
+    )
+}
+
+/// What [`try_the_network`] printed, as the API received it.
+fn networked(standin: &StandIn) -> String {
+    standin
+        .texts_received()
+        .into_iter()
+        .find(|t| t.contains("NETWORKED"))
+        .expect("the command ran and its output reached the API")
+}
+
+#[tokio::test]
+async fn with_the_gateway_network_a_tool_reaches_the_gateway_and_nothing_else() {
+    within(TEST_LIMIT, async {
+        for (network, expected) in [("gateway", "BLOCKED:standin"), ("host", "REACHED:standin")] {
+            let site =
+                Site::start_with("bwrap", vec![], None, &[("PROXY_SANDBOX_NETWORK", network)])
+                    .await;
+            site.standin.push([
+                Reply::Bash(try_the_network(&site.standin)),
+                Reply::Text("Tried.".into()),
+            ]);
+            let events = site
+                .stream(KEY, json!({"prompt": "Try the network."}))
+                .await;
+            assert_eq!(complete_of(&events)["status"], "completed", "{network}");
+            let output = networked(&site.standin);
+            assert!(output.contains(expected), "{network}: {output}");
+            // The gateway answers, and refuses what has no credential.
+            assert!(output.contains("GATEWAY:401"), "{network}: {output}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_gateway_network_without_a_sandbox_refuses_to_start_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = support::proxy::command(&[
+        ("PROXY_SANDBOX", "off"),
+        ("PROXY_SANDBOX_NETWORK", "gateway"),
+        ("PROXY_PORT", "0"),
+        ("CLAUDE_WORKDIR", dir.path().join("work").to_str().unwrap()),
+        ("PROXY_DATA_DIR", dir.path().join("data").to_str().unwrap()),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PROXY_SANDBOX_NETWORK=gateway"), "{stderr}");
+}
