@@ -30,6 +30,7 @@ pub use crate::process::WatchdogStatus;
 pub use admission::keys::{ApiKeys, Client};
 pub use admission::message::{Block, MessageContent, MessageRequest, check_image_magic};
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
+pub use admission::rate_limit::{SubscriptionLimits, Window};
 pub use admission::request::{AgentRequest, AgentUpdate, Run};
 pub use admission::run_options::parse_model;
 pub use chat::end::{TurnEnd, TurnFailure};
@@ -83,6 +84,7 @@ impl Agents {
                 settings,
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
+                limits_seen: Default::default(),
                 login: lifecycle::login::LoginCache::default(),
                 chat_memory: chat::memory::ChatMemory::default(),
                 all_logs,

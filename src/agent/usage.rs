@@ -112,4 +112,7 @@ pub struct UsageReport {
     pub rows: Vec<UsageRow>,
     /// The rows added up.
     pub total: Usage,
+    /// The subscription's windows, as the API's last answer that told them said (null before
+    /// one has).
+    pub subscription: Option<crate::agent::admission::rate_limit::SubscriptionLimits>,
 }

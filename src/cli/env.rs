@@ -11,7 +11,18 @@
 //! - with `CLAUDE_CODE_OAUTH_TOKEN=<t>` it sends `Authorization: Bearer <t>` and adds
 //!   `oauth-2025-04-20` to `anthropic-beta`;
 //! - `claude auth status` answers offline, but first sends `HEAD /api/hello` to
-//!   `ANTHROPIC_BASE_URL`, with no credential, and answers the same whatever comes back.
+//!   `ANTHROPIC_BASE_URL`, with no credential, and answers the same whatever comes back;
+//! - after a `400 invalid_request_error` the CLI asks once more (two requests per refusal);
+//! - a `429 rate_limit_error` with `retry-after` and `x-should-retry: false` ends its turn at
+//!   once: a synthetic assistant message, a result, `API Error: Request rejected (429) · ...`
+//!   on stderr and exit code 1 (the proxy's stream says `rate_limited`), no retry;
+//! - its program reads the `anthropic-ratelimit-unified-*` headers (see `gateway/limits.rs`
+//!   for how): `-status`/`-5h-status`/`-7d-status` are `allowed`, `allowed_warning` or
+//!   `rejected`, `-reset`/`-5h-reset`/`-7d-reset` Unix seconds, `-5h-utilization`/
+//!   `-7d-utilization` fractions; `rejected` with no `-overage-status` but `rejected` means
+//!   refused until `-reset`. The names `CLAUDE_CODE_OAUTH_REFRESH_TOKEN` and
+//!   `CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR` are in its program too (not tried here: both
+//!   are kept from every CLI).
 
 use std::ffi::{OsStr, OsString};
 

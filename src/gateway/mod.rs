@@ -6,8 +6,11 @@
 //!
 //! `passes.rs` holds the agents' credentials; `upstream.rs` where requests go and with which
 //! credential; `relay.rs` relays one request; `meter.rs` reads its usage from the answer as
-//! it passes, for the core to count (`Agents::record_usage`).
+//! it passes, for the core to count (`Agents::record_usage`); `limits.rs` reads the
+//! subscription's windows from its headers (`Agents::observe_limits`), and while the API
+//! refuses the subscription, the gateway refuses the agents' requests itself, until the reset.
 
+mod limits;
 mod meter;
 mod passes;
 mod relay;

@@ -127,6 +127,9 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
     let agent_id = holder.agent_id;
     // A request to the Messages API is counted; the others (token counting, ...) pass.
     let counted = parts.method == Method::POST && parts.uri.path() == "/v1/messages";
+    if let (true, Some(until)) = (counted, relay.agents.requests_refused_until()) {
+        return refused_until(until);
+    }
     let prefix = Arc::new(Mutex::new(Vec::new()));
     let mut count = counted.then(|| Count {
         agents: relay.agents.clone(),
@@ -185,6 +188,9 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
             );
         }
     };
+    if let Some(limits) = super::limits::read(answer.headers()) {
+        relay.agents.observe_limits(limits);
+    }
     let mut response = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
         if !is_hop_by_hop(name) {
@@ -216,6 +222,25 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
     response
         .body(Body::from_stream(stream))
         .unwrap_or_else(|err| api_error(StatusCode::BAD_GATEWAY, "api_error", &err.to_string()))
+}
+
+/// The answer to a request while the API refuses the subscription: the API's own
+/// `rate_limit_error`, with when to retry, and `x-should-retry: false`, so that the CLI ends
+/// its turn with the error rather than wait for the reset.
+fn refused_until(until: chrono::DateTime<chrono::Utc>) -> Response {
+    let secs = (until - chrono::Utc::now()).num_seconds().max(1);
+    let mut response = api_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_error",
+        &format!(
+            "claude-proxy's gateway: the API refuses the subscription's requests until {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    );
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    headers.insert("x-should-retry", HeaderValue::from_static("false"));
+    response
 }
 
 /// An error and its causes, on one line (reqwest's own says only "error sending request").

@@ -18,8 +18,8 @@ use super::openapi::{ErrorBody, StreamEvent};
 use super::sse;
 use crate::agent::{
     AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, Condition,
-    EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest, UsageBy,
-    UsageQuery, UsageReport, WatchdogStatus,
+    EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest,
+    SubscriptionLimits, UsageBy, UsageQuery, UsageReport, WatchdogStatus,
 };
 
 /// The answer to `POST /agent/start`.
@@ -119,6 +119,11 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     pub rate_limited_until: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The subscription's windows (status, utilization and reset of the 5-hour and 7-day
+    /// ones), as the API's last answer through the gateway told them (null before one has).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<SubscriptionLimits>)]
+    pub subscription: Option<Option<SubscriptionLimits>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -230,6 +235,7 @@ pub async fn health(
         body.active_agents = Some(state.agents.running());
         body.max_agents = Some(state.agents.max_agents());
         body.rate_limited_until = Some(state.agents.rate_limited_until());
+        body.subscription = Some(state.agents.subscription_limits());
         body.version = Some(env!("CARGO_PKG_VERSION"));
         body.instance_id = Some(state.agents.instance_id().to_string());
         body.sandbox = Some(if state.agents.sandboxed() {

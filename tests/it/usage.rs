@@ -241,3 +241,141 @@ async fn usage_is_counted_per_key_exactly_in_postgresql() {
     })
     .await;
 }
+
+/// The API's `anthropic-ratelimit-unified-*` headers, as the CLI's program reads them.
+fn unified(
+    status: &str,
+    five_hour: (&str, &str, i64),
+    seven_day: (&str, &str, i64),
+) -> Vec<(&'static str, String)> {
+    let h = |name: &'static str, value: String| (name, value);
+    vec![
+        h("anthropic-ratelimit-unified-status", status.to_owned()),
+        h("anthropic-ratelimit-unified-reset", five_hour.2.to_string()),
+        h(
+            "anthropic-ratelimit-unified-representative-claim",
+            "five_hour".to_owned(),
+        ),
+        h(
+            "anthropic-ratelimit-unified-5h-status",
+            five_hour.0.to_owned(),
+        ),
+        h(
+            "anthropic-ratelimit-unified-5h-utilization",
+            five_hour.1.to_owned(),
+        ),
+        h(
+            "anthropic-ratelimit-unified-5h-reset",
+            five_hour.2.to_string(),
+        ),
+        h(
+            "anthropic-ratelimit-unified-7d-status",
+            seven_day.0.to_owned(),
+        ),
+        h(
+            "anthropic-ratelimit-unified-7d-utilization",
+            seven_day.1.to_owned(),
+        ),
+        h(
+            "anthropic-ratelimit-unified-7d-reset",
+            seven_day.2.to_string(),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn the_subscriptions_windows_are_shown_and_a_refusal_holds_at_the_gateway_until_its_reset() {
+    within(TEST_LIMIT, async {
+        let standin = StandIn::start([]).await;
+        let site = Site {
+            standin: standin.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            settings: vec![],
+        };
+        let proxy = site.start();
+        let now = chrono::Utc::now().timestamp();
+        let (five_hour_reset, seven_day_reset) = (now + 3600, now + 86_400);
+
+        // Near the 5-hour limit: shown, and nothing refused.
+        standin.answer_with_headers(&unified(
+            "allowed_warning",
+            ("allowed_warning", "0.91", five_hour_reset),
+            ("allowed", "0.4", seven_day_reset),
+        ));
+        standin.push([Reply::Text("Fine.".into())]);
+        run(&proxy, &standin, KEY_A, "Use a little.").await;
+        let (_, health) = get(&proxy, KEY_A, "/health").await;
+        let limits = &health["subscription"];
+        assert_eq!(limits["status"], "allowed_warning", "{health}");
+        assert_eq!(limits["representative_claim"], "five_hour");
+        assert_eq!(limits["five_hour"]["utilization"], 0.91);
+        assert_eq!(limits["five_hour"]["status"], "allowed_warning");
+        let shown = |value: &Value| {
+            chrono::DateTime::parse_from_rfc3339(value.as_str().unwrap())
+                .unwrap()
+                .timestamp()
+        };
+        assert_eq!(shown(&limits["five_hour"]["resets_at"]), five_hour_reset);
+        assert_eq!(limits["seven_day"]["utilization"], 0.4);
+        assert_eq!(shown(&limits["seven_day"]["resets_at"]), seven_day_reset);
+        assert_eq!(health["rate_limited_until"], Value::Null);
+        let (_, usage) = get(&proxy, KEY_A, "/usage").await;
+        assert_eq!(usage["subscription"], *limits, "{usage}");
+        // Without a key, nothing of it.
+        let (_, public) = get(&proxy, "", "/health").await;
+        assert!(public.get("subscription").is_none(), "{public}");
+
+        // The API says the 5-hour window is spent: the CLI's next request (after its tool)
+        // is refused by the gateway and never reaches the API, and new agents get 429 until
+        // the reset.
+        standin.answer_with_headers(&unified(
+            "rejected",
+            ("rejected", "1.0", five_hour_reset),
+            ("allowed", "0.45", seven_day_reset),
+        ));
+        standin.push([
+            Reply::Bash("echo spent".into()),
+            Reply::Text("Never asked.".into()),
+        ]);
+        let before = standin.requests().len();
+        let response = proxy
+            .client
+            .post(proxy.url("/agent/stream"))
+            .bearer_auth(KEY_A)
+            .json(&json!({"prompt": "Use the rest."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let events = support::SseReader::new(response).collect_all().await;
+        // The CLI ends its turn with the gateway's refusal (it does not wait for the reset),
+        // which the stream says as the proxy's own `rate_limited`.
+        assert_eq!(complete_of(&events)["status"], "failed");
+        let codes = crate::support::sse::error_codes(&events);
+        assert!(codes.contains(&"rate_limited".to_owned()), "{codes:?}");
+        assert_eq!(
+            standin.requests().len(),
+            before + 1,
+            "only the request the API answered reached it"
+        );
+        let (_, health) = get(&proxy, KEY_A, "/health").await;
+        assert_eq!(health["subscription"]["status"], "rejected", "{health}");
+        assert_eq!(shown(&health["rate_limited_until"]), five_hour_reset);
+        let refused = proxy
+            .client
+            .post(proxy.url("/agent/stream"))
+            .bearer_auth(KEY_B)
+            .json(&json!({"prompt": "Another."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 429);
+        let retry_after: i64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(retry_after > 3000 && retry_after <= 3600, "{retry_after}");
+    })
+    .await;
+}

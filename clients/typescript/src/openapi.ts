@@ -337,6 +337,7 @@ export type Health = {
   /** While the subscription is rate limited: until when new agents are refused (null: it is
    * not). */
   rate_limited_until?: string | null;
+  subscription?: null | SubscriptionLimits;
   version?: string | null;
   instance_id?: string | null;
   /** bwrap or off. */
@@ -730,6 +731,23 @@ export type Subagent = {
   model?: string | null;
 };
 
+/** The subscription's rate limits, from the `anthropic-ratelimit-unified-*` headers of the
+ * last answer of the API's that had them (the gateway reads them as it relays). */
+export type SubscriptionLimits = {
+  /** `allowed`, `allowed_warning` or `rejected`: whether the API takes requests now. */
+  status?: string | null;
+  /** When the limit that binds resets. */
+  resets_at?: string | null;
+  /** Which window binds (`five_hour`, `seven_day`, ...). */
+  representative_claim?: string | null;
+  /** Whether paid extra usage covers what is over the limit (`allowed`, `rejected`, ...). */
+  overage_status?: string | null;
+  five_hour: Window;
+  seven_day: Window;
+  /** When the answer that said so came. */
+  observed_at: string;
+};
+
 /** Another `system` line of the CLI (such as `compact_boundary` or `status`). */
 export type SystemEvent = {
   type: "system";
@@ -784,6 +802,7 @@ export type UsageReport = {
   rows: Array<UsageRow>;
   /** The rows added up. */
   total: Usage;
+  subscription?: null | SubscriptionLimits;
 };
 
 /** One row of a usage report: the day, agent or model it adds up, and its counts. */
@@ -811,4 +830,13 @@ export type UserEvent = {
   };
   session_id: string;
   parent_tool_use_id?: string | null;
+};
+
+/** One of the subscription's windows (5 hours, 7 days), as the API's last answer said it. */
+export type Window = {
+  /** `allowed`, `allowed_warning` or `rejected`. */
+  status?: string | null;
+  /** How much of the window is used, from 0 to 1. */
+  utilization?: number | null;
+  resets_at?: string | null;
 };

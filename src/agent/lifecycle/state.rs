@@ -11,7 +11,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agent::admission::keys::Client;
 use crate::agent::admission::policy::ToolPolicy;
-use crate::agent::admission::rate_limit::RateLimitGate;
+use crate::agent::admission::rate_limit::{LimitsSeen, RateLimitGate};
 use crate::agent::admission::sessions::SessionBook;
 use crate::agent::error::Error;
 use crate::agent::lifecycle::table::{Admission, AgentTable, Retention};
@@ -86,6 +86,8 @@ pub struct Core {
     pub table: Arc<AgentTable>,
     pub sessions: Mutex<SessionBook>,
     pub rate_limit: RateLimitGate,
+    /// The subscription's windows, as the API's last answer that told them said.
+    pub limits_seen: LimitsSeen,
     /// What the CLI last said of its login.
     pub login: crate::agent::lifecycle::login::LoginCache,
     /// The compatible APIs' conversations, and the sessions that answered them.

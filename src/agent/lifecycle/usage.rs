@@ -6,6 +6,7 @@ use uuid::Uuid;
 
 use crate::agent::Agents;
 use crate::agent::admission::keys::Client;
+use crate::agent::admission::rate_limit::SubscriptionLimits;
 use crate::agent::error::Error;
 use crate::agent::usage::{Usage, UsageEntry, UsageQuery, UsageReport};
 
@@ -22,6 +23,33 @@ impl Agents {
                 usage,
             });
         }
+    }
+
+    /// The subscription's windows, as an answer the gateway relayed told them. A refusal until
+    /// a reset refuses new agents until then too (here and, sharing a database, everywhere).
+    pub fn observe_limits(&self, limits: SubscriptionLimits) {
+        if let Some(until) = limits.refused_until() {
+            tracing::warn!(%until, "the API refuses the subscription's requests until its limit resets");
+            self.core.rate_limit.limited_until(until);
+            if let Some(cluster) = &self.core.cluster {
+                cluster.share_rate_limit(until);
+            }
+        }
+        self.core.limits_seen.observe(limits);
+    }
+
+    /// The subscription's windows, as the API last told them; None before it has.
+    pub fn subscription_limits(&self) -> Option<SubscriptionLimits> {
+        self.core.limits_seen.last()
+    }
+
+    /// Until when the gateway refuses the agents' requests: the API said the subscription is
+    /// refused until then.
+    pub fn requests_refused_until(&self) -> Option<chrono::DateTime<Utc>> {
+        self.core
+            .limits_seen
+            .last()
+            .and_then(|limits| limits.refused_until())
     }
 
     /// `client`'s own usage, added up as `query` asks: from the store, which keeps it across
@@ -41,6 +69,7 @@ impl Agents {
         let mut total = Usage::default();
         rows.iter().for_each(|row| total.add(&row.usage));
         Ok(UsageReport {
+            subscription: self.subscription_limits(),
             key_id: client.to_stored(),
             by: query.by,
             from: query.from,

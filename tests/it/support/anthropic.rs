@@ -51,6 +51,8 @@ struct Script {
     requests: Vec<Value>,
     /// Every request's path and credentials, whatever its route.
     seen: Vec<Seen>,
+    /// Headers every answer to /v1/messages carries.
+    headers: Vec<(String, String)>,
     message_count: u64,
 }
 
@@ -155,6 +157,15 @@ impl StandIn {
         self.script.lock().unwrap().requests.clone()
     }
 
+    /// From now on, every answer to /v1/messages carries these headers too (the API's
+    /// `anthropic-ratelimit-unified-*`, say).
+    pub fn answer_with_headers(&self, headers: &[(&str, String)]) {
+        self.script.lock().unwrap().headers = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+    }
+
     /// Every request so far, whatever its route: its path and credentials.
     pub fn seen(&self) -> Vec<Seen> {
         self.script.lock().unwrap().seen.clone()
@@ -234,7 +245,7 @@ async fn messages(
     let stall = texts.iter().any(|t| t.contains(STALL_MARKER));
     let streaming = request["stream"] == true;
     let structured = structured_reply(&request, &texts);
-    let (reply, id) = {
+    let (reply, id, extra_headers) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
         script.seen.push(Seen::of(&uri, &headers));
@@ -251,8 +262,20 @@ async fn messages(
             None if stall => Reply::Stall,
             None => Reply::Text(DEFAULT_TEXT.into()),
         };
-        (reply, script.message_count)
+        (reply, script.message_count, script.headers.clone())
     };
+    let mut response = answer(reply, id, &model, streaming);
+    for (name, value) in extra_headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::try_from(name).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    response
+}
+
+/// The answer to one main-loop request.
+fn answer(reply: Reply, id: u64, model: &str, streaming: bool) -> Response {
     match reply {
         Reply::Error {
             status,
@@ -280,11 +303,11 @@ async fn messages(
         }))
         .into_response(),
         Reply::Text(text) => sse(
-            message_events(id, &model, text_block(&text), "end_turn"),
+            message_events(id, model, text_block(&text), "end_turn"),
             false,
         ),
         Reply::Held(release, text) => {
-            let events = message_events(id, &model, text_block(&text), "end_turn");
+            let events = message_events(id, model, text_block(&text), "end_turn");
             let stream = async_stream::stream! {
                 yield Ok::<_, Infallible>(Bytes::from(sse_event(&events[0])));
                 release.notified().await;
@@ -301,20 +324,20 @@ async fn messages(
         Reply::Bash(command) => {
             let input = json!({"command": command, "description": "Run a command"}).to_string();
             sse(
-                message_events(id, &model, tool_block(id, "Bash", &input), "tool_use"),
+                message_events(id, model, tool_block(id, "Bash", &input), "tool_use"),
                 false,
             )
         }
         Reply::Tool(name, input) => sse(
             message_events(
                 id,
-                &model,
+                model,
                 tool_block(id, &name, &input.to_string()),
                 "tool_use",
             ),
             false,
         ),
-        Reply::Stall => sse(vec![message_start(id, &model)], true),
+        Reply::Stall => sse(vec![message_start(id, model)], true),
     }
 }
 
