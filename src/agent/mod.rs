@@ -43,6 +43,7 @@ pub use event_bodies::{
     PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent,
 };
 pub use events::{EVENT_NAMES, Event};
+pub use lifecycle::budget::{Budget, parse_budgets};
 pub use lifecycle::health::Condition;
 pub use lifecycle::state::Settings;
 pub use lifecycle::stop::StopOnDrop;
@@ -76,6 +77,7 @@ impl Agents {
     /// `shutdown`, once cancelled, stops every agent.
     pub fn new(settings: Settings, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
         let all_logs = SharedBytes::default();
+        let budget_book = lifecycle::budget::BudgetBook::new(settings.budgets.clone());
         Self {
             core: Arc::new(Core {
                 table: AgentTable::new(settings.admission, settings.retention, all_logs.clone()),
@@ -85,6 +87,8 @@ impl Agents {
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
                 limits_seen: Default::default(),
+                budget_book,
+                over_budget: Mutex::default(),
                 login: lifecycle::login::LoginCache::default(),
                 chat_memory: chat::memory::ChatMemory::default(),
                 all_logs,

@@ -146,6 +146,13 @@ pub struct Config {
     #[arg(long = "max-budget-usd", env = "PROXY_MAX_BUDGET_USD", value_parser = parse_usd)]
     pub max_budget_usd: Option<f64>,
 
+    /// Budgets per key, comma-separated WHO=AMOUNT/PERIOD: WHO is * (each key) or a key's id
+    /// (as GET /usage shows it), AMOUNT such as 5usd or 2000000tokens, PERIOD day or week
+    /// (UTC). A key over a budget gets 429 budget_exceeded, and its running agents' next API
+    /// request is refused.
+    #[arg(long = "key-budgets", env = "PROXY_KEY_BUDGETS", value_parser = parse_key_budgets, default_value = "")]
+    pub key_budgets: KeyBudgets,
+
     /// Model names of the compatible APIs mapped to the CLI's, such as
     /// `gpt-4o=sonnet,gpt-4o-mini=haiku` (aliases and claude-* names pass as they are).
     #[arg(long = "model-map", env = "PROXY_MODEL_MAP", value_parser = parse_model_map, default_value = "")]
@@ -400,6 +407,14 @@ fn parse_host_list(value: &str) -> Result<HostList, String> {
         hosts.push(host.to_ascii_lowercase());
     }
     Ok(HostList(hosts))
+}
+
+/// Budgets per key, as `agent::parse_budgets` reads them.
+#[derive(Debug, Clone, Default)]
+pub struct KeyBudgets(pub Vec<crate::agent::Budget>);
+
+fn parse_key_budgets(value: &str) -> Result<KeyBudgets, String> {
+    crate::agent::parse_budgets(value).map(KeyBudgets)
 }
 
 fn parse_url(value: &str) -> Result<String, String> {

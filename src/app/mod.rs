@@ -351,6 +351,7 @@ impl App {
             workspace_per_key: keys.is_enabled(),
             known_sessions_only: keys.is_enabled(),
             compat,
+            budgets: config.key_budgets.0,
         };
         let keys_enabled = keys.is_enabled();
         let stopping = CancellationToken::new();

@@ -130,6 +130,26 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
     if let (true, Some(until)) = (counted, relay.agents.requests_refused_until()) {
         return refused_until(until);
     }
+    if counted {
+        if let Some(over) = relay.agents.refuse_for_budget(agent_id, holder.owner) {
+            // Not a rate limit (the subscription takes requests): a refusal the CLI reports
+            // and does not retry; the agent's stream ends with `budget_exceeded`.
+            let mut response = api_error(
+                StatusCode::FORBIDDEN,
+                "permission_error",
+                &format!(
+                    "claude-proxy's gateway: budget_exceeded: this key has spent its budget of {} until {}",
+                    over.budget,
+                    over.until
+                        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                ),
+            );
+            response
+                .headers_mut()
+                .insert("x-should-retry", HeaderValue::from_static("false"));
+            return response;
+        }
+    }
     let prefix = Arc::new(Mutex::new(Vec::new()));
     let mut count = counted.then(|| Count {
         agents: relay.agents.clone(),

@@ -379,3 +379,98 @@ async fn the_subscriptions_windows_are_shown_and_a_refusal_holds_at_the_gateway_
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_key_over_its_budget_is_refused_and_its_running_agent_ends_with_budget_exceeded() {
+    within(TEST_LIMIT, async {
+        let standin = StandIn::start([]).await;
+        // Each message the stand-in answers counts 22 tokens of every kind together.
+        let per_message = {
+            let u = USAGE_PER_MESSAGE;
+            u.input_tokens
+                + u.output_tokens
+                + u.cache_read_input_tokens
+                + u.cache_creation_input_tokens
+        };
+        assert_eq!(per_message, 22);
+        let site = Site {
+            standin: standin.clone(),
+            dir: tempfile::tempdir().unwrap(),
+            settings: vec![("PROXY_KEY_BUDGETS".into(), "*=40tokens/day".into())],
+        };
+        let proxy = site.start();
+
+        // Two messages (22, then 44 tokens: the second starts under the budget), and a third
+        // that the gateway refuses: the agent's stream ends with budget_exceeded.
+        standin.push([
+            Reply::Bash("echo one".into()),
+            Reply::Bash("echo two".into()),
+            Reply::Text("Never asked.".into()),
+        ]);
+        let before = standin.requests().len();
+        let response = proxy
+            .client
+            .post(proxy.url("/agent/stream"))
+            .bearer_auth(KEY_A)
+            .json(&json!({"prompt": "Spend it."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let events = support::SseReader::new(response).collect_all().await;
+        assert_eq!(
+            standin.requests().len(),
+            before + 2,
+            "the third never reached the API"
+        );
+        let budget = events
+            .iter()
+            .find(|e| e.kind() == "error" && e.json()["code"] == "budget_exceeded")
+            .unwrap_or_else(|| panic!("no budget_exceeded: {events:?}"))
+            .json();
+        let tomorrow = (chrono::Utc::now().date_naive() + chrono::Days::new(1))
+            .and_hms_opt(0, 0, 0)
+            .unwrap()
+            .and_utc();
+        assert_eq!(
+            budget["resets_at"],
+            tomorrow.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        );
+        assert_eq!(complete_of(&events)["status"], "failed");
+        let codes = crate::support::sse::error_codes(&events);
+        assert!(!codes.contains(&"rate_limited".to_owned()), "{codes:?}");
+
+        // The key gets no new agent until tomorrow; the other key does.
+        let refused = proxy
+            .client
+            .post(proxy.url("/agent/stream"))
+            .bearer_auth(KEY_A)
+            .json(&json!({"prompt": "More."}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(refused.status(), 429);
+        let retry_after: i64 = refused.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let until_tomorrow = (tomorrow - chrono::Utc::now()).num_seconds();
+        assert!(
+            (retry_after - until_tomorrow).abs() <= 5,
+            "{retry_after} {until_tomorrow}"
+        );
+        let body: Value = refused.json().await.unwrap();
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("budget_exceeded"),
+            "{body}"
+        );
+        standin.push([Reply::Text("B's turn.".into())]);
+        let (_, models) = run(&proxy, &standin, KEY_B, "Fine.").await;
+        assert_eq!(models.len(), 1);
+    })
+    .await;
+}

@@ -293,7 +293,8 @@ export type ErrorBody = {
 };
 
 /** `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
- * idle_timeout, stopped, shutdown, wait_failed, rate_limited, interrupted, ...). */
+ * idle_timeout, stopped, shutdown, wait_failed, rate_limited, budget_exceeded, interrupted,
+ * ...). */
 export type ErrorEvent = {
   type: "error";
   code: string;
@@ -308,7 +309,8 @@ export type ErrorEvent = {
   bytes?: number | null;
   /** Of `line_too_long`: PROXY_MAX_LINE_BYTES. */
   limit?: number | null;
-  /** Of `rate_limited`: when the subscription takes requests again (null: unknown). */
+  /** Of `rate_limited`: when the subscription takes requests again (null: unknown); of
+   * `budget_exceeded`: when the key's budget resets. */
   resets_at?: string | null;
 };
 

@@ -45,6 +45,7 @@ pub struct Launched {
 impl Agents {
     /// Starts an agent for a checked run.
     pub async fn launch(&self, run: Run) -> Result<Launched, Error> {
+        self.check_budget(run.owner).await?;
         launch(&self.core, run).await
     }
 }
@@ -397,6 +398,9 @@ impl Recorder {
         }
         if let Some(conversation) = &self.conversation {
             conversation.end();
+        }
+        if let Some(over) = crate::sync::lock(&self.core.over_budget).remove(&self.agent_id) {
+            crate::sync::lock(&self.journal).push(&over.event());
         }
         let summary = crate::sync::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);

@@ -1,7 +1,9 @@
 //! Starting, running and ending agents: the settings and parts all agents share, the table
 //! of agents with its admission and retention, the launch and supervision of each, its stop
-//! signal, whether this instance can run agents at all, and what their API requests used.
+//! signal, whether this instance can run agents at all, what their API requests used, and
+//! the budgets per key that bound it.
 
+pub(super) mod budget;
 pub(super) mod health;
 pub(super) mod launch;
 pub(super) mod login;

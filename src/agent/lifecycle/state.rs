@@ -74,6 +74,8 @@ pub struct Settings {
     pub known_sessions_only: bool,
     /// The compatible APIs' models, tools and system prompt.
     pub compat: crate::agent::CompatSettings,
+    /// Budgets per key (PROXY_KEY_BUDGETS).
+    pub budgets: Vec<crate::agent::lifecycle::budget::Budget>,
 }
 
 #[derive(Debug)]
@@ -88,6 +90,11 @@ pub struct Core {
     pub rate_limit: RateLimitGate,
     /// The subscription's windows, as the API's last answer that told them said.
     pub limits_seen: LimitsSeen,
+    /// What each key spent against its budgets.
+    pub budget_book: crate::agent::lifecycle::budget::BudgetBook,
+    /// The agents whose request the gateway refused for their key's budget, until their end.
+    pub over_budget:
+        Mutex<std::collections::HashMap<uuid::Uuid, crate::agent::lifecycle::budget::Over>>,
     /// What the CLI last said of its login.
     pub login: crate::agent::lifecycle::login::LoginCache,
     /// The compatible APIs' conversations, and the sessions that answered them.

@@ -8,12 +8,14 @@ use crate::agent::Agents;
 use crate::agent::admission::keys::Client;
 use crate::agent::admission::rate_limit::SubscriptionLimits;
 use crate::agent::error::Error;
+use crate::agent::lifecycle::budget::Over;
 use crate::agent::usage::{Usage, UsageEntry, UsageQuery, UsageReport};
 
 impl Agents {
     /// What the API counted for one request of the agent `agent_id` of `owner`.
     pub fn record_usage(&self, agent_id: Uuid, owner: Client, model: &str, usage: Usage) {
         self.core.table.add_usage(agent_id, model, &usage);
+        self.core.budget_book.add(owner, model, &usage, Utc::now());
         if let Some(store) = &self.core.store {
             store.usage(UsageEntry {
                 owner,
@@ -23,6 +25,57 @@ impl Agents {
                 usage,
             });
         }
+    }
+
+    /// Refuses a new agent of `owner` while the key is over one of its budgets: what it spent
+    /// in each period is read anew from the store (the usage every instance counted), then
+    /// counted as the gateway relays.
+    pub async fn check_budget(&self, owner: Client) -> Result<(), Error> {
+        let book = &self.core.budget_book;
+        if book.is_empty() {
+            return Ok(());
+        }
+        let now = Utc::now();
+        for (period, since) in book.periods_of(owner, now) {
+            let query = UsageQuery {
+                from: Some(since),
+                to: None,
+                by: crate::agent::usage::UsageBy::Model,
+            };
+            let rows = match &self.core.store {
+                Some(store) => {
+                    store.flush().await;
+                    store
+                        .usage_rows(owner, query)
+                        .await
+                        .map_err(|err| Error::SharedStore(err.0))?
+                }
+                None => self.core.table.usage_rows(owner, query),
+            };
+            let used: Vec<crate::agent::usage::ModelUsage> = rows
+                .into_iter()
+                .map(|row| crate::agent::usage::ModelUsage {
+                    model: row.model.unwrap_or_default(),
+                    usage: row.usage,
+                })
+                .collect();
+            book.seed(owner, period, since, &used);
+        }
+        match book.over(owner, now) {
+            Some(over) => Err(Error::BudgetExceeded {
+                budget: over.budget,
+                until: over.until,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether the gateway refuses the next request of the agent `agent_id` of `owner`: its key
+    /// is over a budget. The agent's stream then ends with `budget_exceeded`.
+    pub fn refuse_for_budget(&self, agent_id: Uuid, owner: Client) -> Option<Over> {
+        let over = self.core.budget_book.over(owner, Utc::now())?;
+        crate::sync::lock(&self.core.over_budget).insert(agent_id, over.clone());
+        Some(over)
     }
 
     /// The subscription's windows, as an answer the gateway relayed told them. A refusal until
