@@ -90,6 +90,11 @@ pub struct Config {
     #[arg(long = "upstream-url", env = "PROXY_UPSTREAM_URL", value_parser = parse_url)]
     pub upstream_url: Option<String>,
 
+    /// Where the gateway refreshes the operator's stored login (`claude login`) when its token
+    /// expires: the CLI's own token endpoint, unless a test says otherwise.
+    #[arg(long = "oauth-token-url", env = "PROXY_OAUTH_TOKEN_URL", value_parser = parse_url, default_value = crate::gateway::TOKEN_URL)]
+    pub oauth_token_url: String,
+
     /// Model used when a request names none (passed to the CLI as --model).
     #[arg(long = "default-model", env = "CLAUDE_DEFAULT_MODEL", value_parser = parse_model)]
     pub default_model: Option<String>,

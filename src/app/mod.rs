@@ -268,6 +268,7 @@ impl App {
             config.upstream_url.as_deref(),
             &server_env,
             config.use_subscription,
+            &config.oauth_token_url,
         ))
         .map_err(StartupError::Gateway)?;
         let network = match config.sandbox_network {

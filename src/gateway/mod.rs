@@ -5,12 +5,13 @@
 //! holds the operator's credential.
 //!
 //! `passes.rs` holds the agents' credentials; `upstream.rs` where requests go and with which
-//! credential; `relay.rs` relays one request; `meter.rs` reads its usage from the answer as
+//! credential; `login.rs` the stored login, refreshed once for all; `relay.rs` relays one request; `meter.rs` reads its usage from the answer as
 //! it passes, for the core to count (`Agents::record_usage`); `limits.rs` reads the
 //! subscription's windows from its headers (`Agents::observe_limits`), and while the API
 //! refuses the subscription, the gateway refuses the agents' requests itself, until the reset.
 
 mod limits;
+mod login;
 mod meter;
 mod passes;
 mod relay;
@@ -25,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agents;
 
+pub use login::TOKEN_URL;
 pub use passes::Passes;
 pub use upstream::Upstream;
 

@@ -173,10 +173,18 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
         header::ACCEPT_ENCODING,
         HeaderValue::from_static("identity"),
     );
-    if let Err(err) = relay.upstream.credential.apply(&mut headers).await {
-        tracing::error!(%err, %agent_id, "the gateway has no credential to forward with");
-        return api_error(StatusCode::BAD_GATEWAY, "api_error", &err.to_string());
-    }
+    let stored_token = match relay
+        .upstream
+        .credential
+        .apply(&mut headers, &relay.client)
+        .await
+    {
+        Ok(token) => token,
+        Err(err) => {
+            tracing::error!(%err, %agent_id, "the gateway has no credential to forward with");
+            return api_error(StatusCode::BAD_GATEWAY, "api_error", &err.to_string());
+        }
+    };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("{}{path}", relay.upstream.url);
     let has_body = parts.headers.contains_key(header::CONTENT_LENGTH)
@@ -208,6 +216,10 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
             );
         }
     };
+    if let (StatusCode::UNAUTHORIZED, Some(token)) = (answer.status(), &stored_token) {
+        // Expired before its time, or revoked: refreshed before the next request.
+        relay.upstream.credential.refused(token);
+    }
     if let Some(limits) = super::limits::read(answer.headers()) {
         relay.agents.observe_limits(limits);
     }

@@ -4,10 +4,11 @@
 //! it), given in the environment or read from the stored login (`claude login`).
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::http::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 
+use super::login::StoredLogin;
 use crate::cli;
 
 /// The public Messages API, when neither PROXY_UPSTREAM_URL nor the operator's own
@@ -34,8 +35,8 @@ pub enum Credential {
     Bearer(String),
     /// CLAUDE_CODE_OAUTH_TOKEN (`claude setup-token`).
     OAuth(String),
-    /// The stored login's file, read at each request (the operator's CLI may refresh it).
-    StoredLogin(PathBuf),
+    /// The stored login, which the gateway refreshes (`login.rs`).
+    StoredLogin(Arc<StoredLogin>),
     /// None at all: requests go on without one, and the API says why it refuses them.
     None,
 }
@@ -60,6 +61,7 @@ impl Upstream {
         upstream_url: Option<&str>,
         server_env: &[(OsString, OsString)],
         use_subscription: bool,
+        token_url: &str,
     ) -> Self {
         let var = |name: &str| {
             server_env
@@ -85,7 +87,11 @@ impl Upstream {
             .flatten();
         let credential = key
             .or_else(|| var(cli::OAUTH_TOKEN).map(Credential::OAuth))
-            .or_else(|| login.map(Credential::StoredLogin))
+            .or_else(|| {
+                login.map(|file| {
+                    Credential::StoredLogin(Arc::new(StoredLogin::new(file, token_url.to_owned())))
+                })
+            })
             .unwrap_or(Credential::None);
         Self {
             url: url.trim_end_matches('/').to_owned(),
@@ -106,8 +112,13 @@ impl Credential {
         }
     }
 
-    /// Puts the credential on a request's `headers` (which hold none of the agent's).
-    pub async fn apply(&self, headers: &mut HeaderMap) -> Result<(), CredentialError> {
+    /// Puts the credential on a request's `headers` (which hold none of the agent's); returns
+    /// the stored login's token it put, to be told if the API refuses it.
+    pub async fn apply(
+        &self,
+        headers: &mut HeaderMap,
+        client: &reqwest::Client,
+    ) -> Result<Option<String>, CredentialError> {
         match self {
             Credential::ApiKey(key) => {
                 headers.insert("x-api-key", secret(key)?);
@@ -116,13 +127,24 @@ impl Credential {
                 headers.insert(AUTHORIZATION, secret(&format!("Bearer {token}"))?);
             }
             Credential::OAuth(token) => oauth(headers, token)?,
-            Credential::StoredLogin(file) => {
-                let token = stored_access_token(file).await?;
+            Credential::StoredLogin(login) => {
+                let token = login
+                    .access_token(client)
+                    .await
+                    .map_err(|err| CredentialError(err.to_string()))?;
                 oauth(headers, &token)?;
+                return Ok(Some(token));
             }
             Credential::None => {}
         }
-        Ok(())
+        Ok(None)
+    }
+
+    /// The API answered 401 to a request that carried the stored login's `token`.
+    pub fn refused(&self, token: &str) {
+        if let Credential::StoredLogin(login) = self {
+            login.refused(token);
+        }
     }
 }
 
@@ -153,25 +175,6 @@ fn secret(value: &str) -> Result<HeaderValue, CredentialError> {
     Ok(value)
 }
 
-/// The access token of the stored login (`{"claudeAiOauth": {"accessToken": ...}}`).
-async fn stored_access_token(file: &std::path::Path) -> Result<String, CredentialError> {
-    let unreadable = |why: String| {
-        CredentialError(format!(
-            "the stored login {} cannot be used: {why}",
-            file.display()
-        ))
-    };
-    let text = tokio::fs::read(file)
-        .await
-        .map_err(|err| unreadable(err.to_string()))?;
-    let login: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|err| unreadable(err.to_string()))?;
-    login["claudeAiOauth"]["accessToken"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| unreadable("it holds no claudeAiOauth.accessToken".into()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,21 +187,21 @@ mod tests {
     fn the_upstream_is_the_setting_else_the_operators_base_url_else_the_public_api() {
         let with_base = env(&[("ANTHROPIC_BASE_URL", "http://127.0.0.1:9/")]);
         assert_eq!(
-            Upstream::from_env(Some("https://gw.example/a/"), &with_base, true).url,
+            Upstream::from_env(Some("https://gw.example/a/"), &with_base, true, "").url,
             "https://gw.example/a"
         );
         assert_eq!(
-            Upstream::from_env(None, &with_base, true).url,
+            Upstream::from_env(None, &with_base, true, "").url,
             "http://127.0.0.1:9"
         );
-        assert_eq!(Upstream::from_env(None, &[], true).url, PUBLIC_API);
+        assert_eq!(Upstream::from_env(None, &[], true, "").url, PUBLIC_API);
     }
 
     #[test]
     fn a_subscription_uses_its_token_and_a_key_is_used_only_outside_one() {
         let server = env(&[("ANTHROPIC_API_KEY", "k"), ("CLAUDE_CODE_OAUTH_TOKEN", "o")]);
         let kind = |env: &[(OsString, OsString)], subscription| {
-            Upstream::from_env(None, env, subscription)
+            Upstream::from_env(None, env, subscription, "")
                 .credential
                 .kind()
         };
@@ -219,13 +222,14 @@ mod tests {
             HeaderValue::from_static("claude-code-20250219"),
         );
         let credential = Credential::OAuth("s3cr3t".into());
-        credential.apply(&mut headers).await.unwrap();
+        let client = reqwest::Client::new();
+        credential.apply(&mut headers, &client).await.unwrap();
         assert_eq!(headers["authorization"], "Bearer s3cr3t");
         assert_eq!(
             headers["anthropic-beta"],
             "claude-code-20250219,oauth-2025-04-20"
         );
-        credential.apply(&mut headers).await.unwrap();
+        credential.apply(&mut headers, &client).await.unwrap();
         assert_eq!(
             headers["anthropic-beta"],
             "claude-code-20250219,oauth-2025-04-20"

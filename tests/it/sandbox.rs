@@ -45,7 +45,16 @@ impl Site {
         login: Option<&str>,
         extra: &[(&str, &str)],
     ) -> Self {
-        let standin = StandIn::start(replies).await;
+        Self::with_standin(StandIn::start(replies).await, sandbox, login, extra)
+    }
+
+    /// With this stand-in.
+    fn with_standin(
+        standin: StandIn,
+        sandbox: &str,
+        login: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (home, work) = (dir.path().join("home"), dir.path().join("work"));
         std::fs::create_dir_all(home.join(".claude")).unwrap();
@@ -759,4 +768,65 @@ async fn the_gateway_network_without_a_sandbox_refuses_to_start_in_one_line() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     assert!(stderr.contains("PROXY_SANDBOX_NETWORK=gateway"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_expired_stored_login_is_refreshed_once_for_twenty_agents_and_written_back() {
+    within(TEST_LIMIT, async {
+        // Expired an hour ago, as `claude login` leaves it.
+        let expired = chrono::Utc::now().timestamp_millis() - 3_600_000;
+        let login = json!({"claudeAiOauth": {
+            "accessToken": "expired-access", "refreshToken": "refresh-0",
+            "expiresAt": expired, "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max"}})
+        .to_string();
+        let standin = StandIn::start([]).await;
+        let token_url = format!("{}/v1/oauth/token", standin.base_url());
+        let site = Site::with_standin(
+            standin,
+            "bwrap",
+            Some(&login),
+            &[
+                ("CLAUDE_USE_SUBSCRIPTION", "true"),
+                ("PROXY_MAX_AGENTS", "20"),
+                ("PROXY_OAUTH_TOKEN_URL", &token_url),
+            ],
+        );
+        let runs = (0..20).map(|i| {
+            let site = &site;
+            async move {
+                site.stream(KEY, json!({"prompt": format!("Agent {i}.")}))
+                    .await
+            }
+        });
+        for events in futures_util::future::join_all(runs).await {
+            assert_eq!(complete_of(&events)["status"], "completed", "{events:?}");
+        }
+        let refreshes = site.standin.refreshes();
+        assert_eq!(refreshes.len(), 1, "{refreshes:?}");
+        assert_eq!(refreshes[0]["grant_type"], "refresh_token");
+        assert_eq!(refreshes[0]["refresh_token"], "refresh-0");
+        assert_eq!(refreshes[0]["scope"], "user:inference user:profile");
+        for request in site.standin.seen() {
+            assert_eq!(
+                request.authorization.as_deref(),
+                Some("Bearer refreshed-access-1"),
+                "{request:?}"
+            );
+        }
+        // Written back where the operator's CLI reads it, for the owner only.
+        let file = site.dir.path().join("home/.claude/.credentials.json");
+        let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let oauth = &written["claudeAiOauth"];
+        assert_eq!(oauth["accessToken"], "refreshed-access-1");
+        assert_eq!(oauth["refreshToken"], "rotated-refresh-1");
+        assert!(oauth["expiresAt"].as_i64().unwrap() > chrono::Utc::now().timestamp_millis());
+        assert_eq!(oauth["subscriptionType"], "max", "the rest is kept");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    })
+    .await;
 }

@@ -53,6 +53,8 @@ struct Script {
     seen: Vec<Seen>,
     /// Headers every answer to /v1/messages carries.
     headers: Vec<(String, String)>,
+    /// The bodies of the refreshes asked of its token endpoint (`/v1/oauth/token`).
+    refreshes: Vec<Value>,
     message_count: u64,
 }
 
@@ -120,6 +122,7 @@ impl StandIn {
         }));
         let app = Router::new()
             .route("/v1/messages", post(messages))
+            .route("/v1/oauth/token", post(refresh))
             .fallback(any(
                 |State(script): State<Arc<Mutex<Script>>>,
                  uri: axum::http::Uri,
@@ -164,6 +167,11 @@ impl StandIn {
             .iter()
             .map(|(name, value)| (name.to_string(), value.clone()))
             .collect();
+    }
+
+    /// The refreshes its token endpoint was asked for, in order.
+    pub fn refreshes(&self) -> Vec<Value> {
+        self.script.lock().unwrap().refreshes.clone()
     }
 
     /// Every request so far, whatever its route: its path and credentials.
@@ -339,6 +347,23 @@ fn answer(reply: Reply, id: u64, model: &str, streaming: bool) -> Response {
         ),
         Reply::Stall => sse(vec![message_start(id, model)], true),
     }
+}
+
+/// A stand-in of the CLI's OAuth token endpoint: each refresh gets new tokens, numbered.
+async fn refresh(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let n = {
+        let mut script = script.lock().unwrap();
+        script.refreshes.push(request);
+        script.refreshes.len()
+    };
+    axum::Json(json!({
+        "access_token": format!("refreshed-access-{n}"),
+        "refresh_token": format!("rotated-refresh-{n}"),
+        "expires_in": 3600,
+        "token_type": "Bearer",
+    }))
+    .into_response()
 }
 
 fn sse(events: Vec<Value>, then_stall: bool) -> Response {
