@@ -76,6 +76,27 @@ pub struct Metrics {
     pub permissions_settled: Family<OutcomeLabel, Counter>,
     pub store_errors: Counter,
     pub store_dropped: Counter,
+    /// Per key: a few models each, four kinds of token.
+    pub api_tokens: Family<ApiTokenLabels, Counter>,
+    pub api_requests: Family<ApiRequestLabels, Counter>,
+}
+
+/// A key's use of the API, as the gateway relayed it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiTokenLabels {
+    /// The key's id (never the key), or `anonymous`.
+    pub key: String,
+    pub model: String,
+    /// input, output, cache_read or cache_write.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    pub key: String,
+    pub model: String,
+    /// ok or error.
+    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +126,8 @@ impl Default for Metrics {
             permissions_settled: Family::default(),
             store_errors: Counter::default(),
             store_dropped: Counter::default(),
+            api_tokens: Family::default(),
+            api_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -197,6 +220,16 @@ impl Default for Metrics {
             "Updates not kept because the store's writer was too far behind",
             metrics.store_dropped.clone(),
         );
+        registry.register(
+            "api_tokens",
+            "Tokens the API counted for the agents' requests through the gateway, by key id, model and kind (input, output, cache_read, cache_write)",
+            metrics.api_tokens.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests to the Messages API through the gateway, by key id, model and outcome (ok, error)",
+            metrics.api_requests.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -240,6 +273,43 @@ impl Metrics {
         self.permissions_settled
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+    }
+
+    /// What the API counted for `requests` requests of `key`'s (`errors` of them failed):
+    /// `tokens` of each kind, input, output, cache_read, cache_write.
+    pub fn api_used(
+        &self,
+        key: String,
+        model: String,
+        requests: u64,
+        errors: u64,
+        tokens: [u64; 4],
+    ) {
+        let outcome = |outcome| ApiRequestLabels {
+            key: key.clone(),
+            model: model.clone(),
+            outcome,
+        };
+        self.api_requests
+            .get_or_create(&outcome("ok"))
+            .inc_by(requests.saturating_sub(errors));
+        if errors > 0 {
+            self.api_requests
+                .get_or_create(&outcome("error"))
+                .inc_by(errors);
+        }
+        for (kind, count) in ["input", "output", "cache_read", "cache_write"]
+            .into_iter()
+            .zip(tokens)
+        {
+            self.api_tokens
+                .get_or_create(&ApiTokenLabels {
+                    key: key.clone(),
+                    model: model.clone(),
+                    kind,
+                })
+                .inc_by(count);
+        }
     }
 
     /// One request answered.

@@ -221,6 +221,29 @@ async fn usage_is_counted_per_key_exactly(settings: Vec<(String, String)>) {
         assert!(body["detail"].as_str().unwrap().contains("from"), "{body}");
 
         if round == "before a restart" {
+            // Per key in /metrics too (in memory: since the start).
+            let metrics = proxy
+                .client
+                .get(proxy.url("/metrics"))
+                .bearer_auth(KEY_A)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            let (_, report) = get(&proxy, KEY_A, "/usage").await;
+            let key_id = report["key_id"].as_str().unwrap();
+            let model = &a1_models[0];
+            let input = USAGE_PER_MESSAGE.input_tokens * (a_requests - a_errors);
+            let line = format!(
+                "claude_proxy_api_tokens_total{{key=\"{key_id}\",model=\"{model}\",kind=\"input\"}} {input}"
+            );
+            assert!(metrics.contains(&line), "{line} not in {metrics}");
+            let errors = format!(
+                "claude_proxy_api_requests_total{{key=\"{key_id}\",model=\"{model}\",outcome=\"error\"}} {a_errors}"
+            );
+            assert!(metrics.contains(&errors), "{errors} not in {metrics}");
             assert!(proxy.terminate().await.unwrap().success());
             proxy = site.start();
         }

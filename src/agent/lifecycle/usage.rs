@@ -16,6 +16,18 @@ impl Agents {
     pub fn record_usage(&self, agent_id: Uuid, owner: Client, model: &str, usage: Usage) {
         self.core.table.add_usage(agent_id, model, &usage);
         self.core.budget_book.add(owner, model, &usage, Utc::now());
+        self.core.metrics.api_used(
+            owner.to_stored(),
+            model.to_owned(),
+            usage.requests,
+            usage.errors,
+            [
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_read_input_tokens,
+                usage.cache_creation_input_tokens,
+            ],
+        );
         if let Some(store) = &self.core.store {
             store.usage(UsageEntry {
                 owner,
