@@ -4,7 +4,8 @@
 //! The layers, each a module, point one way (ARCHITECTURE.md has the map):
 //! [`app`] builds everything from the settings → `http` is the edge → `agent` is the core →
 //! `cli` is the Claude Code CLI's contract → `process` runs programs. `store` keeps agents beyond the process, for the core, which knows
-//! it only as a trait; the app picks it. `metrics`, `telemetry`, `literal` and `sync` (a lock that
+//! it only as a trait; the app picks it. `gateway` is where every CLI reaches the API, with a
+//! credential of its agent's own that the core hands out through a trait of its own. `metrics`, `telemetry`, `literal` and `sync` (a lock that
 //! outlives a panic) are leaves any layer may use.
 //!
 //! Only [`app`] is public: the program (`main.rs`) and the tests use the library through it.
@@ -13,6 +14,7 @@
 pub(crate) mod agent;
 pub mod app;
 pub(crate) mod cli;
+pub(crate) mod gateway;
 pub(crate) mod http;
 mod literal;
 pub(crate) mod metrics;

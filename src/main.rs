@@ -7,6 +7,7 @@ use claude_proxy::app::{self, App, Config, one_line_error};
 
 fn main() -> ExitCode {
     app::serve_watchdog_if_asked();
+    app::serve_relay_if_asked();
     let config = match Config::from_args(std::env::args_os()) {
         Ok(config) => config,
         Err(err) if !err.use_stderr() => {

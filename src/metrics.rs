@@ -87,6 +87,27 @@ pub struct Metrics {
     pub warm_misses: Counter,
     pub warm_saved_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub warm_ended: Family<ReasonLabel, Counter>,
+    /// Per key: a few models each, four kinds of token.
+    pub api_tokens: Family<ApiTokenLabels, Counter>,
+    pub api_requests: Family<ApiRequestLabels, Counter>,
+}
+
+/// A key's use of the API, as the gateway relayed it.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiTokenLabels {
+    /// The key's id (never the key), or `anonymous`.
+    pub key: String,
+    pub model: String,
+    /// input, output, cache_read or cache_write.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    pub key: String,
+    pub model: String,
+    /// ok or error.
+    pub outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,6 +142,8 @@ impl Default for Metrics {
             warm_misses: Counter::default(),
             warm_saved_seconds: Counter::default(),
             warm_ended: Family::default(),
+            api_tokens: Family::default(),
+            api_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -238,6 +261,16 @@ impl Default for Metrics {
             "Waiting CLIs of the warm pool ended untaken, by reason (died, idle, shutdown, evicted: its process slot went to an agent)",
             metrics.warm_ended.clone(),
         );
+        registry.register(
+            "api_tokens",
+            "Tokens the API counted for the agents' requests through the gateway, by key id, model and kind (input, output, cache_read, cache_write)",
+            metrics.api_tokens.clone(),
+        );
+        registry.register(
+            "api_requests",
+            "Requests to the Messages API through the gateway, by key id, model and outcome (ok, error)",
+            metrics.api_requests.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -287,6 +320,43 @@ impl Metrics {
         self.permissions_settled
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
+    }
+
+    /// What the API counted for `requests` requests of `key`'s (`errors` of them failed):
+    /// `tokens` of each kind, input, output, cache_read, cache_write.
+    pub fn api_used(
+        &self,
+        key: String,
+        model: String,
+        requests: u64,
+        errors: u64,
+        tokens: [u64; 4],
+    ) {
+        let outcome = |outcome| ApiRequestLabels {
+            key: key.clone(),
+            model: model.clone(),
+            outcome,
+        };
+        self.api_requests
+            .get_or_create(&outcome("ok"))
+            .inc_by(requests.saturating_sub(errors));
+        if errors > 0 {
+            self.api_requests
+                .get_or_create(&outcome("error"))
+                .inc_by(errors);
+        }
+        for (kind, count) in ["input", "output", "cache_read", "cache_write"]
+            .into_iter()
+            .zip(tokens)
+        {
+            self.api_tokens
+                .get_or_create(&ApiTokenLabels {
+                    key: key.clone(),
+                    model: model.clone(),
+                    kind,
+                })
+                .inc_by(count);
+        }
     }
 
     /// One request answered.

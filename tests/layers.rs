@@ -23,7 +23,13 @@ use syn::visit::{self, Visit};
 /// The layers, each with the layers it may use besides itself and the leaves: the picture in
 /// ARCHITECTURE.md.
 const LAYERS: &[(&str, &[&str])] = &[
-    ("app", &["http", "agent", "cli", "store", "process"]),
+    (
+        "app",
+        &["http", "gateway", "agent", "cli", "store", "process"],
+    ),
+    // The CLIs' gateway to the API: it implements the core's Gateway trait, and reads the
+    // CLI's contract (the variables that hold the operator's credential, its stored login).
+    ("gateway", &["agent", "cli"]),
     // The compatible routes read the CLI's stream events through cli.
     ("http", &["agent", "cli"]),
     // The store's backends implement the core's traits; only the app picks one.
@@ -38,8 +44,9 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// other module of the crate.
 const LEAVES: &[&str] = &["metrics", "telemetry", "sync", "literal"];
 
-/// The layers that may name the HTTP crates: the edge, and the app that builds it.
-const HTTP_LAYERS: &[&str] = &["app", "http"];
+/// The layers that may name the HTTP crates: the edge, the gateway (an HTTP server and client
+/// of its own), and the app that builds them.
+const HTTP_LAYERS: &[&str] = &["app", "http", "gateway"];
 
 /// Crates only the HTTP edge (and the app that builds it) may name.
 const HTTP_CRATES: &[&str] = &[
@@ -50,6 +57,7 @@ const HTTP_CRATES: &[&str] = &[
     "tower_http",
     "http",
     "http_body",
+    "reqwest",
 ];
 
 /// The library's crate, as a key of [`Model::files`]; a binary is `bin:NAME`.

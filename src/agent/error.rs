@@ -49,6 +49,14 @@ pub enum Error {
     #[error("the Claude subscription is rate limited until {until}; retry after that")]
     RateLimited { until: DateTime<Utc> },
 
+    #[error(
+        "budget_exceeded: this key has spent its budget of {budget} (PROXY_KEY_BUDGETS) until {until}; retry after that"
+    )]
+    BudgetExceeded {
+        budget: String,
+        until: DateTime<Utc>,
+    },
+
     /// Not possible in the agent's present state: it is not interactive, it has ended, the CLI
     /// refused, or a permission request was already settled.
     #[error("{0}")]
@@ -140,6 +148,7 @@ impl Error {
             Error::TooManyAgents { .. }
             | Error::TooManyAgentsForKey { .. }
             | Error::RateLimited { .. }
+            | Error::BudgetExceeded { .. }
             | Error::QueueFull { .. } => ErrorKind::TooMany,
             Error::Conflict(_) | Error::SessionInUse { .. } => ErrorKind::Conflict,
             Error::CliDidNotAnswer { .. } => ErrorKind::CliDidNotAnswer,

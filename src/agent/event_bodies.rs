@@ -48,6 +48,11 @@ impl NamedEvent for PermissionCancelledEvent {
     const NAME: &'static str = "permission_cancelled";
 }
 
+/// An error the proxy tells of while the run goes on or as it ends (`budget_exceeded`).
+impl NamedEvent for ErrorEvent {
+    const NAME: &'static str = "error";
+}
+
 /// `event: agent`, first: the agent's id and the CLI's pid.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AgentEvent {
@@ -59,7 +64,8 @@ pub struct AgentEvent {
 }
 
 /// `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
-/// idle_timeout, stopped, shutdown, wait_failed, rate_limited, interrupted, ...).
+/// idle_timeout, stopped, shutdown, wait_failed, rate_limited, budget_exceeded, interrupted,
+/// ...).
 #[derive(Debug, Default, Serialize, ToSchema)]
 pub struct ErrorEvent {
     #[serde(rename = "type")]
@@ -84,7 +90,8 @@ pub struct ErrorEvent {
     /// Of `line_too_long`: PROXY_MAX_LINE_BYTES.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
-    /// Of `rate_limited`: when the subscription takes requests again (null: unknown).
+    /// Of `rate_limited`: when the subscription takes requests again (null: unknown); of
+    /// `budget_exceeded`: when the key's budget resets.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     pub resets_at: Option<Option<String>>,

@@ -14,6 +14,7 @@ mod lifecycle;
 mod logs;
 mod ports;
 mod status;
+mod usage;
 mod view;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use admission::keys::{ApiKeys, Client};
 pub use admission::mcp::{McpCatalog, McpKeys, McpServer};
 pub use admission::message::{Block, MessageContent, MessageRequest, check_image_magic};
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
+pub use admission::rate_limit::{SubscriptionLimits, Window};
 pub use admission::request::{AgentRequest, AgentUpdate, Run};
 pub use admission::run_options::parse_model;
 pub use chat::client_tools::{
@@ -47,6 +49,7 @@ pub use event_bodies::{
     PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent,
 };
 pub use events::{EVENT_NAMES, Event};
+pub use lifecycle::budget::{Budget, parse_budgets};
 pub use lifecycle::health::Condition;
 pub use lifecycle::pool::{OperatorShape, WarmSettings, WarmView};
 pub use lifecycle::state::Settings;
@@ -56,11 +59,13 @@ pub use logs::reader::{EventReader, RemoteReader};
 pub use ports::cluster::{
     Action, Admitted, Answer, Cluster, Forwarded, Incoming, NotHere, Refusal,
 };
+pub use ports::gateway::Gateway;
 pub use ports::store::{
     AgentRecord, CONVERSATIONS_PER_KEY, ConversationRecord, Store, StoreError, StoreFuture,
     StoreHealth, StoredEvents, interrupted_events,
 };
 pub use status::{AgentKind, AgentStatus};
+pub use usage::{ModelUsage, Usage, UsageBy, UsageEntry, UsageQuery, UsageReport, UsageRow};
 pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};
 
 use crate::metrics::Metrics;
@@ -84,6 +89,7 @@ impl Agents {
             settings.warm.clone(),
             Arc::clone(&metrics),
         ));
+        let budget_book = lifecycle::budget::BudgetBook::new(settings.budgets.clone());
         Self {
             core: Arc::new(Core {
                 table: AgentTable::new(settings.admission, settings.retention, all_logs.clone()),
@@ -92,6 +98,9 @@ impl Agents {
                 settings,
                 sessions: Mutex::default(),
                 rate_limit: RateLimitGate::default(),
+                limits_seen: Default::default(),
+                budget_book,
+                over_budget: Mutex::default(),
                 login: lifecycle::login::LoginCache::default(),
                 chat_memory: chat::memory::ChatMemory::default(),
                 client_tools: Arc::default(),
@@ -336,6 +345,12 @@ impl Agents {
                     return Err(Error::NotFound(agent_id));
                 };
                 let mut detail = record.detail();
+                if let Some(store) = &self.core.store {
+                    match store.agent_usage(client, agent_id).await {
+                        Ok(usage) => detail.usage = usage,
+                        Err(err) => tracing::warn!(%err, "could not read an agent's usage"),
+                    }
+                }
                 if record.info.interactive {
                     if let Some(instance) = self.runs_elsewhere(client, agent_id).await {
                         // What it waits for is known only where it runs.

@@ -63,6 +63,8 @@ pub struct AgentDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub instance_id: Option<Arc<str>>,
+    /// What the API counted for its requests, by model, as the proxy's gateway relayed them.
+    pub usage: Vec<crate::agent::usage::ModelUsage>,
 }
 
 /// A tool approval the CLI waits for, as clients see it.

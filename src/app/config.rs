@@ -84,6 +84,17 @@ pub struct Config {
     )]
     pub use_subscription: bool,
 
+    /// Where the CLIs' gateway forwards their API requests, with the operator's credential
+    /// (unset: the operator's own ANTHROPIC_BASE_URL if set, else https://api.anthropic.com).
+    /// Every CLI talks to the gateway only, with a credential of its agent's own.
+    #[arg(long = "upstream-url", env = "PROXY_UPSTREAM_URL", value_parser = parse_url)]
+    pub upstream_url: Option<String>,
+
+    /// Where the gateway refreshes the operator's stored login (`claude login`) when its token
+    /// expires: the CLI's own token endpoint, unless a test says otherwise.
+    #[arg(long = "oauth-token-url", env = "PROXY_OAUTH_TOKEN_URL", value_parser = parse_url, default_value = crate::gateway::TOKEN_URL)]
+    pub oauth_token_url: String,
+
     /// Model used when a request names none (passed to the CLI as --model).
     #[arg(long = "default-model", env = "CLAUDE_DEFAULT_MODEL", value_parser = parse_model)]
     pub default_model: Option<String>,
@@ -149,6 +160,12 @@ pub struct Config {
     /// (the client's next request), in seconds; then it is stopped.
     #[arg(long = "tool-result-timeout-secs", env = "PROXY_TOOL_RESULT_TIMEOUT_SECS", default_value = "600", value_parser = parse_positive_secs)]
     pub tool_result_timeout: Duration,
+    /// Budgets per key, comma-separated WHO=AMOUNT/PERIOD: WHO is * (each key) or a key's id
+    /// (as GET /usage shows it), AMOUNT such as 5usd or 2000000tokens, PERIOD day or week
+    /// (UTC). A key over a budget gets 429 budget_exceeded, and its running agents' next API
+    /// request is refused.
+    #[arg(long = "key-budgets", env = "PROXY_KEY_BUDGETS", value_parser = parse_key_budgets, default_value = "")]
+    pub key_budgets: KeyBudgets,
 
     /// Model names of the compatible APIs mapped to the CLI's, such as
     /// `gpt-4o=sonnet,gpt-4o-mini=haiku` (aliases and claude-* names pass as they are).
@@ -278,6 +295,12 @@ pub struct Config {
     /// warning), bwrap (refuse to start without it), or off.
     #[arg(long = "sandbox", env = "PROXY_SANDBOX", value_enum, default_value_t = SandboxMode::Auto)]
     pub sandbox: SandboxMode,
+
+    /// The sandbox's network: host (the host's, shared: WebFetch and a tool's own downloads
+    /// need it), or gateway (a network of its own whose only way out is the proxy's gateway to
+    /// the API: a tool's curl to any other address fails). gateway needs the sandbox.
+    #[arg(long = "sandbox-network", env = "PROXY_SANDBOX_NETWORK", value_enum, default_value_t = SandboxNetwork::Host)]
+    pub sandbox_network: SandboxNetwork,
 
     /// Largest session file the database keeps so that any instance can resume it; a larger
     /// session can be resumed only on its own instance (PostgreSQL only).
@@ -430,6 +453,25 @@ fn parse_host_list(value: &str) -> Result<HostList, String> {
     Ok(HostList(hosts))
 }
 
+/// Budgets per key, as `agent::parse_budgets` reads them.
+#[derive(Debug, Clone, Default)]
+pub struct KeyBudgets(pub Vec<crate::agent::Budget>);
+
+fn parse_key_budgets(value: &str) -> Result<KeyBudgets, String> {
+    crate::agent::parse_budgets(value).map(KeyBudgets)
+}
+
+fn parse_url(value: &str) -> Result<String, String> {
+    let rest = value
+        .strip_prefix("https://")
+        .or_else(|| value.strip_prefix("http://"))
+        .ok_or_else(|| format!("{value:?} is not an http:// or https:// URL"))?;
+    if rest.is_empty() || rest.starts_with('/') || value.contains(['?', '#', ' ']) {
+        return Err(format!("{value:?} names no host, or has a query"));
+    }
+    Ok(value.to_owned())
+}
+
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -477,6 +519,15 @@ pub enum SandboxMode {
     Bwrap,
     /// Never in a sandbox.
     Off,
+}
+
+/// What network a sandbox has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SandboxNetwork {
+    /// The host's, shared.
+    Host,
+    /// Its own, whose only way out is the gateway.
+    Gateway,
 }
 
 fn parse_instance_id(value: &str) -> Result<String, String> {

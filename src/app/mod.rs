@@ -15,11 +15,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, lookup_host};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{Config, SandboxMode, one_line_error};
+pub use config::{Config, SandboxMode, SandboxNetwork, one_line_error};
 pub use keys::KeysError;
 
 use crate::agent::{self, Admission, Agents, ApiKeys, Retention, ToolPolicy};
 use crate::cli;
+use crate::gateway::{Gateway, Upstream};
 use crate::http::{self, ApiState, ConnectionLimits};
 use crate::metrics::Metrics;
 use crate::process;
@@ -92,6 +93,15 @@ pub enum StartupError {
     /// The operator's MCP servers cannot be used.
     #[error(transparent)]
     McpServers(#[from] mcp_servers::McpServersError),
+    /// The CLIs' gateway cannot listen on 127.0.0.1 (or its unix socket).
+    #[error("the CLIs' gateway cannot listen: {0}")]
+    Gateway(io::Error),
+
+    /// A network of the sandbox's own was asked for, and there is no sandbox.
+    #[error(
+        "PROXY_SANDBOX_NETWORK=gateway needs the sandbox, and the CLIs run without one ({0}); set PROXY_SANDBOX=bwrap with bubblewrap installed, or PROXY_SANDBOX_NETWORK=host"
+    )]
+    NetworkWithoutSandbox(String),
 }
 
 /// The host name and a random suffix: instances on one host (or containers that share a name)
@@ -117,12 +127,19 @@ fn data_dir_of(config: &Config) -> PathBuf {
     process::resolve_path(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone())
 }
 
-/// The sandbox the settings ask for, if it works here; with `auto`, why there is none.
+/// The sandbox the settings ask for, if it works here; with `auto`, why there is none. With
+/// `network`, a network of its own whose only way out is the gateway.
 fn sandbox(
     config: &Config,
     data_dir: &std::path::Path,
+    network: Option<process::GatewayLink>,
 ) -> Result<(Option<Arc<process::Sandbox>>, Option<process::SandboxError>), StartupError> {
     if config.sandbox == SandboxMode::Off {
+        if network.is_some() {
+            return Err(StartupError::NetworkWithoutSandbox(
+                "PROXY_SANDBOX=off".into(),
+            ));
+        }
         return Ok((None, None));
     }
     // What no sandbox shows, even where a directory holding it is shown.
@@ -138,9 +155,11 @@ fn sandbox(
         .into_iter()
         .map(|path| process::resolve_path(&path).unwrap_or(path))
         .collect();
-    match (process::Sandbox::probe(hidden), config.sandbox) {
+    let confined = network.is_some();
+    match (process::Sandbox::probe(hidden, network), config.sandbox) {
         (Ok(sandbox), _) => Ok((Some(Arc::new(sandbox)), None)),
         (Err(err), SandboxMode::Bwrap) => Err(StartupError::Sandbox(err)),
+        (Err(err), _) if confined => Err(StartupError::NetworkWithoutSandbox(err.to_string())),
         (Err(err), _) => Ok((None, Some(err))),
     }
 }
@@ -168,6 +187,8 @@ pub struct App {
     /// Why the CLIs run unconfined although the settings asked for a sandbox if it works: said
     /// once the log is up.
     no_sandbox: Option<process::SandboxError>,
+    /// The CLIs' gateway to the API, bound: it serves until every agent has ended.
+    gateway: Gateway,
 }
 
 impl App {
@@ -245,10 +266,37 @@ impl App {
                 Some(shared.store)
             }
         };
-        let (sandbox, no_sandbox) = sandbox(&config, &data_dir)?;
-        let cli_env = Arc::new(cli::environment(
-            std::env::vars_os(),
+        let server_env: Vec<_> = std::env::vars_os().collect();
+        let cli_env = Arc::new(cli::environment(server_env.iter().cloned()));
+        let mut gateway = Gateway::bind(Upstream::from_env(
+            config.upstream_url.as_deref(),
+            &server_env,
             config.use_subscription,
+            &config.oauth_token_url,
+        ))
+        .map_err(StartupError::Gateway)?;
+        let network = match config.sandbox_network {
+            SandboxNetwork::Host => None,
+            SandboxNetwork::Gateway => {
+                std::fs::create_dir_all(&data_dir).map_err(|source| StartupError::DataDir {
+                    path: data_dir.clone(),
+                    source,
+                })?;
+                let socket = gateway
+                    .bind_unix(&data_dir.join("gateway.sock"))
+                    .map_err(StartupError::Gateway)?;
+                Some(process::GatewayLink {
+                    socket,
+                    port: gateway.port(),
+                    relay: std::env::current_exe().map_err(StartupError::Gateway)?,
+                })
+            }
+        };
+        let (sandbox, no_sandbox) = sandbox(&config, &data_dir, network)?;
+        let cli_login_env = Arc::new(cli::login_environment(
+            server_env.iter().cloned(),
+            config.use_subscription,
+            gateway.base_url(),
         ));
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let compat = agent::CompatSettings {
@@ -268,6 +316,8 @@ impl App {
         let settings = agent::Settings {
             cli: config.cli_path,
             cli_env: Arc::clone(&cli_env),
+            cli_login_env: Arc::clone(&cli_login_env),
+            gateway: gateway.passes(),
             limits: process::Limits {
                 timeout: nonzero(config.agent_timeout),
                 idle_timeout: nonzero(config.idle_timeout),
@@ -314,6 +364,7 @@ impl App {
                 shapes: config.warm_shapes.0,
                 owners: keys.clients(),
             },
+            budgets: config.key_budgets.0,
         };
         let keys_enabled = keys.is_enabled();
         let stopping = CancellationToken::new();
@@ -340,6 +391,7 @@ impl App {
             shutdown_timeout: config.shutdown_timeout,
             stopping,
             no_sandbox,
+            gateway,
         })
     }
 
@@ -370,6 +422,10 @@ impl App {
         if let Ok(addr) = listener.local_addr() {
             agents.listening_at(addr);
         }
+        // Cancelled once every CLI is reaped, not before: a CLI that ends its last request
+        // while it is stopped still reaches the API.
+        let gateway_stopping = CancellationToken::new();
+        let gateway = tokio::spawn(self.gateway.serve(agents.clone(), gateway_stopping.clone()));
         let router = http::router(self.state.clone(), self.request_limits.clone());
         let mut server = tokio::spawn(http::serve(
             listener,
@@ -422,6 +478,12 @@ impl App {
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         self.stopping.cancel();
         agents.shut_down(deadline).await;
+        gateway_stopping.cancel();
+        match tokio::time::timeout_at(deadline, gateway).await {
+            Ok(Ok(Err(err))) => tracing::warn!(%err, "the CLIs' gateway failed"),
+            Ok(Err(err)) => tracing::warn!(%err, "the CLIs' gateway failed"),
+            Ok(Ok(Ok(()))) | Err(_) => {}
+        }
         match tokio::time::timeout_at(deadline, &mut server).await {
             Ok(served) => Ok(served?),
             Err(_) => {
@@ -457,6 +519,12 @@ pub fn start_watchdog() -> io::Result<()> {
 /// Sets up logging in `format` (`Config::log_format`): RUST_LOG filters what is written.
 pub fn init_logging(format: crate::telemetry::LogFormat) {
     crate::telemetry::init(format);
+}
+
+/// When this program was started as a sandbox's relay to the gateway (the sandbox runs it so,
+/// with `PROXY_SANDBOX_NETWORK=gateway`), serves as one and exits. First thing in `main`.
+pub fn serve_relay_if_asked() {
+    process::relay::serve_if_asked();
 }
 
 /// When this program was started as the watchdog ([`start_watchdog`] does that), serves as

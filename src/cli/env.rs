@@ -1,27 +1,115 @@
 //! The environment the CLI is given: the server's own, less what must not reach the CLI or
-//! the tools it runs.
+//! the tools it runs, and the gateway as its API with a credential of its agent's own.
+//!
+//! Observed with the pinned CLI (2.1.x), against a stand-in that logs each request's headers:
+//! - with `ANTHROPIC_BASE_URL=http://127.0.0.1:PORT`, every API request goes there:
+//!   `POST /v1/messages?beta=true`, streamed (SSE), with `anthropic-beta:
+//!   claude-code-20250219,interleaved-thinking-2025-05-14,context-management-2025-06-27,...`;
+//! - with `ANTHROPIC_API_KEY=<k>` it sends `x-api-key: <k>` and no `Authorization`; it does not
+//!   check the key's form (`claude-proxy-agent-...` is taken as any key is); in print mode the
+//!   key wins over a stored login, so a CLI whose home holds one still sends the key;
+//! - with `CLAUDE_CODE_OAUTH_TOKEN=<t>` it sends `Authorization: Bearer <t>` and adds
+//!   `oauth-2025-04-20` to `anthropic-beta`;
+//! - `claude auth status` answers offline, but first sends `HEAD /api/hello` to
+//!   `ANTHROPIC_BASE_URL`, with no credential, and answers the same whatever comes back;
+//! - after a `400 invalid_request_error` the CLI asks once more (two requests per refusal);
+//! - a `429 rate_limit_error` with `retry-after` and `x-should-retry: false` ends its turn at
+//!   once: a synthetic assistant message, a result, `API Error: Request rejected (429) · ...`
+//!   on stderr and exit code 1 (the proxy's stream says `rate_limited`), no retry;
+//! - its program reads the `anthropic-ratelimit-unified-*` headers (see `gateway/limits.rs`
+//!   for how): `-status`/`-5h-status`/`-7d-status` are `allowed`, `allowed_warning` or
+//!   `rejected`, `-reset`/`-5h-reset`/`-7d-reset` Unix seconds, `-5h-utilization`/
+//!   `-7d-utilization` fractions; `rejected` with no `-overage-status` but `rejected` means
+//!   refused until `-reset`. The names `CLAUDE_CODE_OAUTH_REFRESH_TOKEN` and
+//!   `CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR` are in its program too (not tried here: both
+//!   are kept from every CLI).
 
 use std::ffi::{OsStr, OsString};
 
-/// The environment a CLI gets. `PROXY_*` holds the proxy's settings (and its client keys); `CLAUDECODE`
-/// makes the CLI believe it runs nested inside another Claude Code; and under a
-/// subscription an API key in the environment would win over the subscription login.
-pub fn environment<I>(server_env: I, use_subscription: bool) -> Vec<(OsString, OsString)>
+/// Where the CLI sends its API requests (the documented way to put an LLM gateway before it).
+pub const BASE_URL: &str = "ANTHROPIC_BASE_URL";
+/// A key the CLI sends as `x-api-key`; in print mode it wins over every login.
+pub const API_KEY: &str = "ANTHROPIC_API_KEY";
+/// A token the CLI sends as `Authorization: Bearer`, as is (for a gateway of the operator's).
+pub const AUTH_TOKEN: &str = "ANTHROPIC_AUTH_TOKEN";
+/// A subscription's long-lived token (`claude setup-token`): sent as `Authorization: Bearer`
+/// with the `oauth-2025-04-20` beta.
+pub const OAUTH_TOKEN: &str = "CLAUDE_CODE_OAUTH_TOKEN";
+
+/// Variables that hold (or lead to) a credential of the operator's: none reaches a CLI, whose
+/// tools could read it. The CLI's program names the last three as other ways to hand it a
+/// subscription's tokens.
+const CREDENTIALS: &[&str] = &[
+    API_KEY,
+    AUTH_TOKEN,
+    OAUTH_TOKEN,
+    "CLAUDE_CODE_OAUTH_REFRESH_TOKEN",
+    "CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR",
+    "CLAUDE_CODE_API_KEY_FILE_DESCRIPTOR",
+];
+
+/// The environment every CLI starts from. `PROXY_*` holds the proxy's settings (and its client
+/// keys); `CLAUDECODE` makes the CLI believe it runs nested inside another Claude Code; the
+/// operator's credentials and API address are the gateway's alone (each CLI gets the gateway's
+/// address and a key of its own: [`through_gateway`]).
+pub fn environment<I>(server_env: I) -> Vec<(OsString, OsString)>
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
     server_env
         .into_iter()
-        .filter(|(name, _)| is_passed_to_cli(name, use_subscription))
+        .filter(|(name, _)| is_passed_to_cli(name) && !is_credential(name) && name != BASE_URL)
         .collect()
 }
 
-fn is_passed_to_cli(name: &OsStr, use_subscription: bool) -> bool {
+/// The environment of the proxy's own `claude auth status`, which says how the operator is
+/// logged in: the server's, with its credentials (under a subscription, without API keys,
+/// which would win over its login), and the gateway at `base_url` as its API, which refuses
+/// the connectivity check (`HEAD /api/hello`) it sends there without a credential: nothing
+/// reaches the API but through the gateway. No agent runs with it.
+pub fn login_environment<I>(
+    server_env: I,
+    use_subscription: bool,
+    base_url: &str,
+) -> Vec<(OsString, OsString)>
+where
+    I: IntoIterator<Item = (OsString, OsString)>,
+{
+    server_env
+        .into_iter()
+        .filter(|(name, _)| {
+            is_passed_to_cli(name)
+                && name != BASE_URL
+                && !(use_subscription && (name == API_KEY || name == AUTH_TOKEN))
+        })
+        .chain([(BASE_URL.into(), base_url.into())])
+        .collect()
+}
+
+/// An agent's environment: `env`, with the gateway at `base_url` as its API and `credential`
+/// as its key (`x-api-key`, which the gateway swaps for the real credential).
+pub fn through_gateway(
+    env: &[(OsString, OsString)],
+    base_url: &str,
+    credential: &str,
+) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(name, _)| name != BASE_URL && name != API_KEY)
+        .cloned()
+        .chain([
+            (BASE_URL.into(), base_url.into()),
+            (API_KEY.into(), credential.into()),
+        ])
+        .collect()
+}
+
+fn is_passed_to_cli(name: &OsStr) -> bool {
     let name = name.as_encoded_bytes();
-    if name.starts_with(b"PROXY_") || name == b"CLAUDECODE" {
-        return false;
-    }
-    !(use_subscription && (name == b"ANTHROPIC_API_KEY" || name == b"ANTHROPIC_AUTH_TOKEN"))
+    !(name.starts_with(b"PROXY_") || name == b"CLAUDECODE")
+}
+
+fn is_credential(name: &OsStr) -> bool {
+    CREDENTIALS.iter().any(|secret| name == *secret)
 }
 
 /// Where the CLI, run with `env`, keeps its sessions: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
@@ -49,25 +137,55 @@ mod tests {
 
     #[test]
     fn proxy_settings_and_nesting_marker_never_pass() {
-        let got = environment(
-            env(&[
-                ("PATH", "/bin"),
-                ("PROXY_API_KEY", "s"),
-                ("CLAUDECODE", "1"),
-            ]),
-            false,
-        );
+        let got = environment(env(&[
+            ("PATH", "/bin"),
+            ("PROXY_API_KEY", "s"),
+            ("CLAUDECODE", "1"),
+        ]));
         assert_eq!(got, env(&[("PATH", "/bin")]));
     }
 
     #[test]
-    fn api_keys_pass_only_outside_subscription_mode() {
+    fn no_credential_of_the_operators_reaches_a_cli() {
+        let server = env(&[
+            ("ANTHROPIC_API_KEY", "k"),
+            ("ANTHROPIC_AUTH_TOKEN", "t"),
+            ("CLAUDE_CODE_OAUTH_TOKEN", "o"),
+            ("CLAUDE_CODE_OAUTH_REFRESH_TOKEN", "r"),
+            ("CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR", "3"),
+            ("ANTHROPIC_BASE_URL", "http://upstream"),
+            ("HOME", "/h"),
+        ]);
+        assert_eq!(environment(server.clone()), env(&[("HOME", "/h")]));
+        let agent = through_gateway(
+            &environment(server),
+            "http://127.0.0.1:9",
+            "agent-credential",
+        );
+        assert_eq!(
+            agent,
+            env(&[
+                ("HOME", "/h"),
+                ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
+                ("ANTHROPIC_API_KEY", "agent-credential"),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_login_check_sees_api_keys_only_outside_subscription_mode() {
         let server = env(&[
             ("ANTHROPIC_API_KEY", "k"),
             ("ANTHROPIC_AUTH_TOKEN", "t"),
             ("HOME", "/h"),
         ]);
-        assert_eq!(environment(server.clone(), true), env(&[("HOME", "/h")]));
-        assert_eq!(environment(server.clone(), false), server);
+        let gateway = ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9");
+        assert_eq!(
+            login_environment(server.clone(), true, gateway.1),
+            env(&[("HOME", "/h"), gateway])
+        );
+        let mut with_keys = server.clone();
+        with_keys.extend(env(&[gateway]));
+        assert_eq!(login_environment(server, false, gateway.1), with_keys);
     }
 }

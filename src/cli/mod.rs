@@ -12,4 +12,7 @@ pub mod stdin;
 pub mod stdout;
 
 pub use args::{Input, Invocation, ToolFlags};
-pub use env::{CONFIG_DIR, config_dir, environment};
+pub use env::{
+    API_KEY, AUTH_TOKEN, BASE_URL, CONFIG_DIR, OAUTH_TOKEN, config_dir, environment,
+    login_environment, through_gateway,
+};

@@ -127,7 +127,9 @@ impl ApiError {
                     ..
                 },
             ) => Some(RETRY_AFTER_SECS),
-            ApiError::Agent(agent::Error::RateLimited { until }) => Some(
+            ApiError::Agent(
+                agent::Error::RateLimited { until } | agent::Error::BudgetExceeded { until, .. },
+            ) => Some(
                 u32::try_from((*until - chrono::Utc::now()).num_seconds().max(1))
                     .unwrap_or(u32::MAX),
             ),

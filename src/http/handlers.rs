@@ -19,7 +19,7 @@ use super::sse;
 use crate::agent::{
     AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, Condition,
     EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest,
-    WatchdogStatus,
+    SubscriptionLimits, UsageBy, UsageQuery, UsageReport, WatchdogStatus,
 };
 
 /// The answer to `POST /agent/start`.
@@ -119,6 +119,11 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<chrono::DateTime<chrono::Utc>>)]
     pub rate_limited_until: Option<Option<chrono::DateTime<chrono::Utc>>>,
+    /// The subscription's windows (status, utilization and reset of the 5-hour and 7-day
+    /// ones), as the API's last answer through the gateway told them (null before one has).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<SubscriptionLimits>)]
+    pub subscription: Option<Option<SubscriptionLimits>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -262,6 +267,7 @@ pub async fn health(
         body.active_agents = Some(state.agents.running());
         body.max_agents = Some(state.agents.max_agents());
         body.rate_limited_until = Some(state.agents.rate_limited_until());
+        body.subscription = Some(state.agents.subscription_limits());
         body.version = Some(env!("CARGO_PKG_VERSION"));
         body.instance_id = Some(state.agents.instance_id().to_string());
         body.sandbox = Some(if state.agents.sandboxed() {
@@ -420,6 +426,75 @@ pub async fn list(
     Json(AgentList {
         agents: state.agents.list(client).await,
     })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UsageParams {
+    /// From this time (RFC 3339) or day (`YYYY-MM-DD`, from its start, UTC).
+    from: Option<String>,
+    /// Up to this time or day (exclusive).
+    to: Option<String>,
+    /// What each row adds up: `day` (the default), `agent` or `model`.
+    by: Option<String>,
+}
+
+/// A time of `GET /usage`'s query: RFC 3339, or a day from its start (UTC).
+fn usage_time(
+    field: &'static str,
+    value: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, ApiError> {
+    let Some(value) = value else {
+        return Ok(None);
+    };
+    if let Ok(time) = chrono::DateTime::parse_from_rfc3339(value) {
+        return Ok(Some(time.with_timezone(&chrono::Utc)));
+    }
+    chrono::NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map(|start| Some(start.and_utc()))
+        .ok_or_else(|| ApiError::InvalidField {
+            field,
+            reason: "must be a time (RFC 3339, such as 2026-01-31T12:00:00Z) or a day (2026-01-31)"
+                .into(),
+        })
+}
+
+#[utoipa::path(get, path = "/usage", tag = "agents", params(UsageParams),
+    responses(
+        (status = 200, description = "The key's own usage of the API, as the proxy's gateway relayed its agents' requests, added up by day, agent or model.", body = UsageReport),
+        (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
+        (status = 422, description = "`from`, `to` or `by` is not one the route takes.", body = ErrorBody),
+        (status = 503, description = "The store cannot be read.", body = ErrorBody),
+    ))]
+/// The key's own usage (requests, errors, and input, output, cache-read and cache-write
+/// tokens), kept by the hour: an hour is counted when it ends after `from` and begins before
+/// `to`.
+pub async fn usage(
+    State(state): State<ApiState>,
+    Extension(client): Extension<Client>,
+    query: Result<Query<UsageParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<UsageReport>, ApiError> {
+    let Query(params) = query?;
+    let by = match params.by.as_deref() {
+        None | Some("day") => UsageBy::Day,
+        Some("agent") => UsageBy::Agent,
+        Some("model") => UsageBy::Model,
+        Some(_) => {
+            return Err(ApiError::InvalidField {
+                field: "by",
+                reason: "must be day, agent or model".into(),
+            });
+        }
+    };
+    let query = UsageQuery {
+        from: usage_time("from", params.from.as_deref())?,
+        to: usage_time("to", params.to.as_deref())?,
+        by,
+    };
+    Ok(Json(state.agents.usage(client, query).await?))
 }
 
 #[utoipa::path(get, path = "/agent/{agent_id}", tag = "agents", params(AgentId),

@@ -104,6 +104,7 @@ fn keyed_routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(handlers::stream))
         .routes(routes!(handlers::stop))
         .routes(routes!(handlers::list))
+        .routes(routes!(handlers::usage))
         .routes(routes!(
             handlers::detail,
             handlers::delete,

@@ -1,6 +1,8 @@
 //! A child inside bubblewrap (`bwrap`): PID, IPC and UTS namespaces of its own, its own
 //! `/proc`, `/tmp` and `/dev`, the system directories read-only, and of the host only what it
-//! is given: the program, a working directory and a home, writable. The network is shared.
+//! is given: the program, a working directory and a home, writable. The network is shared, or,
+//! with a [`GatewayLink`], the sandbox has a network of its own whose only way out is the
+//! gateway's unix socket, through the relay (`relay.rs`) that runs the program.
 //!
 //! The child stays in the process group the proxy made (no `--new-session`), so signals to the
 //! group reach it as before. What a tool leaves behind in a session of its own lives in the
@@ -19,10 +21,28 @@ const SYSTEM: &[&str] = &[
 /// Where the resolver's files may live when /etc/resolv.conf links there.
 const RESOLVER: &[&str] = &["/run/systemd/resolve", "/run/resolvconf"];
 
+/// Where the relay and the gateway's socket are, inside a sandbox with a network of its own.
+const RELAY_INSIDE: &str = "/run/claude-proxy/relay";
+const SOCKET_INSIDE: &str = "/run/claude-proxy/gateway.sock";
+
+/// A sandbox's only way out when it has a network of its own: the gateway's unix socket,
+/// reached at the gateway's port on the sandbox's own loopback through the relay.
+#[derive(Debug, Clone)]
+pub struct GatewayLink {
+    /// The gateway's unix socket, on the host.
+    pub socket: PathBuf,
+    /// The gateway's port, which the relay listens on inside.
+    pub port: u16,
+    /// The server's own program, run inside as the relay.
+    pub relay: PathBuf,
+}
+
 /// A working bubblewrap, and what it must never show.
 #[derive(Debug, Clone)]
 pub struct Sandbox {
     bwrap: PathBuf,
+    /// None: the host's network is shared.
+    network: Option<GatewayLink>,
     /// Files and directories of the host hidden from every sandbox, even where a directory
     /// that holds them is shown (the proxy's binary under /usr, a key file under /etc).
     hidden: Vec<PathBuf>,
@@ -38,9 +58,6 @@ pub struct Confinement {
     pub home_inside: PathBuf,
     /// Its host name.
     pub host_name: String,
-    /// A file of the host shown writable at a path inside (the operator's stored login, so
-    /// that its refreshed token is the operator's).
-    pub shared_file: Option<(PathBuf, PathBuf)>,
     /// Files of the host shown read-only, at the same path (a system prompt's file).
     pub read_only: Vec<PathBuf>,
     /// Variables of its environment that name places of the host it does not have.
@@ -57,18 +74,22 @@ pub enum SandboxError {
 }
 
 impl Sandbox {
-    /// Finds bwrap on PATH and checks, by running `true` in a sandbox, that it works here.
-    pub fn probe(hidden: Vec<PathBuf>) -> Result<Self, SandboxError> {
+    /// Finds bwrap on PATH and checks, by running `true` in a sandbox (with its network, when
+    /// `network` gives it one of its own), that it works here.
+    pub fn probe(hidden: Vec<PathBuf>, network: Option<GatewayLink>) -> Result<Self, SandboxError> {
         let bwrap =
             super::find_program(Path::new("bwrap")).map_err(|_| SandboxError::NotInstalled)?;
-        let sandbox = Self { bwrap, hidden };
+        let sandbox = Self {
+            bwrap,
+            hidden,
+            network,
+        };
         let scratch = std::env::temp_dir();
         let confinement = Confinement {
             cwd: scratch.clone(),
             home: scratch,
             home_inside: PathBuf::from("/home/sandbox"),
             host_name: "sandbox".into(),
-            shared_file: None,
             read_only: Vec::new(),
             unset: Vec::new(),
         };
@@ -117,6 +138,10 @@ impl Sandbox {
             "--cap-drop".as_ref(),
             "ALL".as_ref(),
         ]);
+        if self.network.is_some() {
+            // Only its own loopback, which bwrap brings up.
+            arg(&["--unshare-net".as_ref()]);
+        }
         for dir in SYSTEM.iter().map(Path::new) {
             match std::fs::read_link(dir) {
                 Ok(target) => arg(&["--symlink".as_ref(), target.as_os_str(), dir.as_os_str()]),
@@ -151,15 +176,11 @@ impl Sandbox {
             home,
             home_inside,
             host_name,
-            shared_file,
             read_only,
             unset,
         } = confinement;
         arg(&["--hostname".as_ref(), host_name.as_ref()]);
         arg(&["--bind".as_ref(), home.as_os_str(), home_inside.as_os_str()]);
-        if let Some((file, inside)) = shared_file {
-            arg(&["--bind-try".as_ref(), file.as_os_str(), inside.as_os_str()]);
-        }
         arg(&[
             "--setenv".as_ref(),
             "HOME".as_ref(),
@@ -190,12 +211,36 @@ impl Sandbox {
         for file in read_only {
             arg(&["--ro-bind".as_ref(), file.as_os_str(), file.as_os_str()]);
         }
-        arg(&[
-            "--chdir".as_ref(),
-            cwd.as_os_str(),
-            "--".as_ref(),
-            program.as_os_str(),
-        ]);
+        arg(&["--chdir".as_ref(), cwd.as_os_str(), "--".as_ref()]);
+        if let Some(link) = &self.network {
+            // After everything hidden: the relay is the server's program, shown at a place of
+            // its own, read-only; the socket is the gateway's alone.
+            let port = link.port.to_string();
+            let at = bwrap
+                .iter()
+                .rposition(|a| a == "--chdir")
+                .expect("just added");
+            let mounts: [&std::ffi::OsStr; 6] = [
+                "--ro-bind".as_ref(),
+                link.relay.as_os_str(),
+                RELAY_INSIDE.as_ref(),
+                "--bind".as_ref(),
+                link.socket.as_os_str(),
+                SOCKET_INSIDE.as_ref(),
+            ];
+            bwrap.splice(at..at, mounts.iter().map(|a| a.to_os_string()));
+            bwrap.extend(
+                [
+                    RELAY_INSIDE,
+                    super::relay::ARG,
+                    SOCKET_INSIDE,
+                    port.as_str(),
+                ]
+                .iter()
+                .map(OsString::from),
+            );
+        }
+        bwrap.push(program.as_os_str().to_os_string());
         bwrap.extend(args.iter().map(OsString::from));
         (self.bwrap.clone(), bwrap)
     }

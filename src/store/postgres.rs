@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0002_instances.sql"),
     include_str!("migrations/postgres/0003_counts.sql"),
     include_str!("migrations/postgres/0004_conversations.sql"),
+    include_str!("migrations/postgres/0005_usage.sql"),
 ];
 
 /// The advisory lock held while the schema changes or a crash's agents are ended.

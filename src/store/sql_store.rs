@@ -22,8 +22,8 @@ use super::db::{Db, DbError, DbResult, Row, Value, stored_time};
 use super::writer::{Limits, Op, Writer, total_log_bytes};
 use crate::agent::{
     AgentInfo, AgentKind, AgentRecord, AgentStatus, CONVERSATIONS_PER_KEY, Client,
-    ConversationRecord, Event, Store, StoreError, StoreFuture, StoreHealth, StoredEvents,
-    interrupted_events,
+    ConversationRecord, Event, ModelUsage, Store, StoreError, StoreFuture, StoreHealth,
+    StoredEvents, Usage, UsageBy, UsageEntry, UsageQuery, UsageRow, interrupted_events,
 };
 use crate::metrics::Metrics;
 
@@ -403,6 +403,99 @@ impl<D: Db + 'static> Store for SqlStore<D> {
         })
     }
 
+    fn usage(&self, entry: UsageEntry) {
+        self.send(Op::Usage(Box::new(entry)));
+    }
+
+    fn usage_rows(&self, owner: Client, query: UsageQuery) -> StoreFuture<'_, Vec<UsageRow>> {
+        self.read(move |db| {
+            let params = [
+                owner.to_stored().into(),
+                // An hour counts when it ends after `from` and begins before `to`.
+                query
+                    .from
+                    .map(|from| stored_time(from - chrono::TimeDelta::hours(1)))
+                    .unwrap_or_default()
+                    .into(),
+                query
+                    .to
+                    .map(stored_time)
+                    .unwrap_or_else(|| "~".to_owned())
+                    .into(),
+            ];
+            let rows = match query.by {
+                UsageBy::Day => db.query(
+                    concat!(
+                        "SELECT substr(hour, 1, 10), ",
+                        usage_sums!(),
+                        " FROM usage_hours WHERE owner = ?1 AND hour > ?2 AND hour < ?3
+                         GROUP BY substr(hour, 1, 10) ORDER BY 1"
+                    ),
+                    &params,
+                )?,
+                UsageBy::Agent => db.query(
+                    concat!(
+                        "SELECT agent_id, ",
+                        usage_sums!(),
+                        " FROM usage_hours WHERE owner = ?1 AND hour > ?2 AND hour < ?3
+                         GROUP BY agent_id ORDER BY MIN(hour), agent_id"
+                    ),
+                    &params,
+                )?,
+                UsageBy::Model => db.query(
+                    concat!(
+                        "SELECT model, ",
+                        usage_sums!(),
+                        " FROM usage_hours WHERE owner = ?1 AND hour > ?2 AND hour < ?3
+                         GROUP BY model ORDER BY model"
+                    ),
+                    &params,
+                )?,
+            };
+            Ok(rows
+                .iter()
+                .filter_map(|row| {
+                    let key = row.text(0)?.to_owned();
+                    let mut out = UsageRow {
+                        day: None,
+                        agent_id: None,
+                        model: None,
+                        usage: usage_of_row(row, 1),
+                    };
+                    match query.by {
+                        UsageBy::Day => out.day = Some(key),
+                        UsageBy::Agent => out.agent_id = Some(Uuid::try_parse(&key).ok()?),
+                        UsageBy::Model => out.model = Some(key),
+                    }
+                    Some(out)
+                })
+                .collect())
+        })
+    }
+
+    fn agent_usage(&self, owner: Client, agent_id: Uuid) -> StoreFuture<'_, Vec<ModelUsage>> {
+        self.read(move |db| {
+            Ok(db
+                .query(
+                    concat!(
+                        "SELECT model, ",
+                        usage_sums!(),
+                        " FROM usage_hours WHERE owner = ?1 AND agent_id = ?2
+                         GROUP BY model ORDER BY MIN(hour), model"
+                    ),
+                    &[owner.to_stored().into(), agent_id.to_string().into()],
+                )?
+                .iter()
+                .filter_map(|row| {
+                    Some(ModelUsage {
+                        model: row.text(0)?.to_owned(),
+                        usage: usage_of_row(row, 1),
+                    })
+                })
+                .collect())
+        })
+    }
+
     fn session_owner(&self, session: Uuid) -> StoreFuture<'_, Option<(Client, PathBuf)>> {
         self.read(move |db| {
             let row = db.query_row(
@@ -489,6 +582,30 @@ pub(super) const LEASED_THROUGH: usize = 18;
 const WRITTEN_AT: usize = 21;
 
 /// A row read back; None for one this version cannot read (its owner or status unknown).
+/// The usage columns added up, as [`usage_of_row`] reads them.
+macro_rules! usage_sums {
+    () => {
+        "CAST(SUM(requests) AS BIGINT), CAST(SUM(errors) AS BIGINT), \
+         CAST(SUM(input_tokens) AS BIGINT), CAST(SUM(output_tokens) AS BIGINT), \
+         CAST(SUM(cache_read_input_tokens) AS BIGINT), \
+         CAST(SUM(cache_creation_input_tokens) AS BIGINT)"
+    };
+}
+use usage_sums;
+
+/// [`usage_sums!`]'s columns, from `first` on.
+fn usage_of_row(row: &Row, first: usize) -> Usage {
+    let count = |i: usize| row.int(first + i).map_or(0, |n| n.max(0) as u64);
+    Usage {
+        requests: count(0),
+        errors: count(1),
+        input_tokens: count(2),
+        output_tokens: count(3),
+        cache_read_input_tokens: count(4),
+        cache_creation_input_tokens: count(5),
+    }
+}
+
 pub(super) fn agent_of_row(row: &Row) -> Option<AgentRecord> {
     let time = |i: usize| time_of_row(row, i);
     let count = |i: usize| row.int(i).map(|n| n.max(0) as u64);

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::chunk;
 use super::db::{Db, DbResult, Value, stored_time};
 use crate::agent::{
-    AgentRecord, CONVERSATIONS_PER_KEY, Client, ConversationRecord, Event, Retention,
+    AgentRecord, CONVERSATIONS_PER_KEY, Client, ConversationRecord, Event, Retention, UsageEntry,
 };
 use crate::metrics::Metrics;
 
@@ -58,6 +58,8 @@ pub enum Op {
     Forget(Uuid),
     Conversation(Box<ConversationRecord>),
     ForgetConversations(Client, Vec<String>),
+    /// One relayed request's usage, added to its hour's.
+    Usage(Box<UsageEntry>),
     /// Write now, and say so.
     Flush(oneshot::Sender<()>),
     /// Say when what came before is written.
@@ -247,6 +249,7 @@ impl<D: Db> Writer<D> {
                             )?;
                         }
                     }
+                    Op::Usage(entry) => add_usage(db, &entry)?,
                     Op::Record(_) | Op::Events(..) | Op::Flush(_) | Op::Written(_) => {}
                 }
             }
@@ -531,6 +534,41 @@ pub(super) fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
 }
 
 /// The bytes of all agents' chunks, as the database counts them.
+/// Adds one request's usage to its key's, agent's and model's hour.
+fn add_usage<D: Db>(db: &mut D, entry: &UsageEntry) -> DbResult<()> {
+    use chrono::{DurationRound, TimeDelta};
+    let hour = entry
+        .at
+        .duration_trunc(TimeDelta::hours(1))
+        .unwrap_or(entry.at);
+    let u = &entry.usage;
+    db.execute(
+        "INSERT INTO usage_hours (owner, hour, agent_id, model, requests, errors, input_tokens,
+             output_tokens, cache_read_input_tokens, cache_creation_input_tokens)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+         ON CONFLICT (owner, hour, agent_id, model) DO UPDATE SET
+             requests = usage_hours.requests + excluded.requests,
+             errors = usage_hours.errors + excluded.errors,
+             input_tokens = usage_hours.input_tokens + excluded.input_tokens,
+             output_tokens = usage_hours.output_tokens + excluded.output_tokens,
+             cache_read_input_tokens = usage_hours.cache_read_input_tokens + excluded.cache_read_input_tokens,
+             cache_creation_input_tokens = usage_hours.cache_creation_input_tokens + excluded.cache_creation_input_tokens",
+        &[
+            entry.owner.to_stored().into(),
+            stored_time(hour).into(),
+            entry.agent_id.to_string().into(),
+            entry.model.as_str().into(),
+            u.requests.into(),
+            u.errors.into(),
+            u.input_tokens.into(),
+            u.output_tokens.into(),
+            u.cache_read_input_tokens.into(),
+            u.cache_creation_input_tokens.into(),
+        ],
+    )?;
+    Ok(())
+}
+
 pub(super) fn total_log_bytes<D: Db>(db: &mut D) -> DbResult<usize> {
     Ok(db
         .query_row(

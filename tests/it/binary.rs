@@ -41,6 +41,10 @@ const SETTINGS: &[&str] = &[
     "CLAUDE_WORKDIR",
     "CLAUDE_CLI_PATH",
     "CLAUDE_USE_SUBSCRIPTION",
+    "PROXY_UPSTREAM_URL",
+    "PROXY_SANDBOX_NETWORK",
+    "PROXY_KEY_BUDGETS",
+    "PROXY_OAUTH_TOKEN_URL",
     "CLAUDE_DEFAULT_MODEL",
     "PROXY_MAX_AGENTS",
     "PROXY_AGENT_TIMEOUT_SECS",
@@ -166,7 +170,7 @@ async fn env_seen_by_cli(proxy: &Proxy) -> Value {
 }
 
 #[tokio::test]
-async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key() {
+async fn the_cli_never_sees_proxy_settings_or_the_operators_credentials_only_its_own() {
     within(TEST_LIMIT, async {
         let fake = FakeInstall::new();
         let secrets = [
@@ -174,35 +178,49 @@ async fn the_cli_never_sees_proxy_settings_and_under_a_subscription_no_api_key()
             ("PROXY_SOMETHING_ELSE", "x"),
             ("ANTHROPIC_API_KEY", "sk-ant-test"),
             ("ANTHROPIC_AUTH_TOKEN", "token-test"),
+            ("CLAUDE_CODE_OAUTH_TOKEN", "oauth-test"),
+            ("CLAUDE_CODE_OAUTH_REFRESH_TOKEN", "refresh-test"),
+            ("ANTHROPIC_BASE_URL", "http://upstream.invalid"),
             ("CLAUDECODE", "1"),
             ("KEEP_ME", "visible"),
         ];
-        let proxy = start_with_fake(&fake, &secrets);
-        let env = env_seen_by_cli(&proxy).await;
-        let names: Vec<&str> = env
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert!(names.iter().all(|n| !n.starts_with("PROXY_")), "{names:?}");
-        for hidden in ["ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDECODE"] {
-            assert!(!names.contains(&hidden), "{hidden} reached the CLI");
+        for subscription in ["true", "false"] {
+            let mut settings = secrets.to_vec();
+            settings.push(("CLAUDE_USE_SUBSCRIPTION", subscription));
+            let proxy = start_with_fake(&fake, &settings);
+            let env = env_seen_by_cli(&proxy).await;
+            let names: Vec<&str> = env
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert!(names.iter().all(|n| !n.starts_with("PROXY_")), "{names:?}");
+            for hidden in [
+                "ANTHROPIC_AUTH_TOKEN",
+                "CLAUDE_CODE_OAUTH_TOKEN",
+                "CLAUDE_CODE_OAUTH_REFRESH_TOKEN",
+                "CLAUDECODE",
+            ] {
+                assert!(!names.contains(&hidden), "{hidden} reached the CLI");
+            }
+            let text = env.to_string();
+            for (_, secret) in secrets
+                .iter()
+                .filter(|(n, _)| n.contains("ANTHROPIC_") || n.contains("OAUTH"))
+            {
+                assert!(!text.contains(secret), "{secret} reached the CLI: {text}");
+            }
+            // Its own key, for the proxy's gateway, and nothing else.
+            let key = env["ANTHROPIC_API_KEY"].as_str().unwrap();
+            assert!(key.starts_with("claude-proxy-agent-"), "{key}");
+            let base = env["ANTHROPIC_BASE_URL"].as_str().unwrap();
+            assert!(base.starts_with("http://127.0.0.1:"), "{base}");
+            assert_eq!(
+                env["KEEP_ME"], "visible",
+                "the rest of the environment passes"
+            );
         }
-        assert_eq!(
-            env["KEEP_ME"], "visible",
-            "the rest of the environment passes"
-        );
-
-        let mut with_key = secrets.to_vec();
-        with_key.push(("CLAUDE_USE_SUBSCRIPTION", "false"));
-        let proxy = start_with_fake(&fake, &with_key);
-        let env = env_seen_by_cli(&proxy).await;
-        assert_eq!(
-            env["ANTHROPIC_API_KEY"], "sk-ant-test",
-            "without a subscription the key passes"
-        );
-        assert!(env.get("PROXY_API_KEY").is_none());
     })
     .await;
 }

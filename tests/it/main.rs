@@ -27,3 +27,4 @@ mod run_options;
 mod sandbox;
 mod security;
 mod ui;
+mod usage;

@@ -164,6 +164,7 @@ async fn every_route_the_router_serves_is_in_the_document_and_every_documented_o
             ("POST", "/agent/stream"),
             ("POST", "/agent/stop/{agent_id}"),
             ("GET", "/agents"),
+            ("GET", "/usage"),
             ("GET", "/agent/{agent_id}"),
             ("DELETE", "/agent/{agent_id}"),
             ("PATCH", "/agent/{agent_id}"),
@@ -531,6 +532,14 @@ mod served_bodies {
             let path = "/agent/{agent_id}";
             documented.response("GET", path, server.get(&format!("/agent/{id}")).await).await;
             documented.response("GET", "/agents", server.get("/agents").await).await;
+            for query in ["", "?by=agent&from=2026-01-01", "?by=model&to=2100-01-01T00:00:00Z"] {
+                let usage = server.get(&format!("/usage{query}")).await;
+                assert_eq!(usage.status(), 200, "{query}");
+                documented.response("GET", "/usage", usage).await;
+            }
+            let refused = server.get("/usage?by=week").await;
+            assert_eq!(refused.status(), 422);
+            documented.response("GET", "/usage", refused).await;
             // 4xx: the error body.
             let unknown = format!("/agent/{}", uuid_like());
             documented.response("GET", path, server.get(&unknown).await).await;

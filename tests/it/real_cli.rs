@@ -409,6 +409,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""object":"chat.completion""#,
     r#"{"id":"support-42","object":"session.deleted","deleted":true}"#,
     r#""previous_response_id":"resp_"#,
+    r#""by":"model","from":"2026-01-01T00:00:00Z","to":null,"rows":[{"model":"#,
     "claude_proxy_agents_started_total",
 ];
 

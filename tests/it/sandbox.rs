@@ -35,7 +35,26 @@ impl Site {
 
     /// With `login` as the operator's stored login (`~/.claude/.credentials.json`).
     async fn start_with_login(sandbox: &str, replies: Vec<Reply>, login: Option<&str>) -> Self {
-        let standin = StandIn::start(replies).await;
+        Self::start_with(sandbox, replies, login, &[]).await
+    }
+
+    /// With these settings (and environment) besides.
+    async fn start_with(
+        sandbox: &str,
+        replies: Vec<Reply>,
+        login: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Self {
+        Self::with_standin(StandIn::start(replies).await, sandbox, login, extra)
+    }
+
+    /// With this stand-in.
+    fn with_standin(
+        standin: StandIn,
+        sandbox: &str,
+        login: Option<&str>,
+        extra: &[(&str, &str)],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (home, work) = (dir.path().join("home"), dir.path().join("work"));
         std::fs::create_dir_all(home.join(".claude")).unwrap();
@@ -46,18 +65,15 @@ impl Site {
         let keys = dir.path().join("keys");
         std::fs::write(&keys, format!("{KEY}\n{OTHER_KEY}\n")).unwrap();
         let keys = keys.display().to_string();
-        let proxy = support::real::start_proxy(
-            &standin,
-            &home,
-            &work,
-            &[
-                ("PROXY_SANDBOX", sandbox),
-                ("PROXY_API_KEY_FILE", &keys),
-                ("CLAUDE_ALLOWED_TOOLS", "Bash"),
-                (MARKER, "1"),
-                ("PROXY_STOP_GRACE_SECS", "1"),
-            ],
-        );
+        let mut settings = vec![
+            ("PROXY_SANDBOX", sandbox),
+            ("PROXY_API_KEY_FILE", &keys),
+            ("CLAUDE_ALLOWED_TOOLS", "Bash"),
+            (MARKER, "1"),
+            ("PROXY_STOP_GRACE_SECS", "1"),
+        ];
+        settings.extend_from_slice(extra);
+        let proxy = support::real::start_proxy(&standin, &home, &work, &settings);
         Self {
             standin,
             proxy,
@@ -274,24 +290,162 @@ async fn a_session_resumes_within_its_key_in_the_sandbox_and_health_says_so() {
     .await;
 }
 
+/// The operator's API key in these tests: split in two wherever a command names it, so that
+/// no command line holds it whole.
+const REAL_KEY: (&str, &str) = ("sk-ant-operator-", "real-key-5b1e9d");
+
+/// A Bash command that gathers everything a tool could read the operator's credential from
+/// (its environment, every `/proc/*/environ` and `/proc/*/cmdline` it can see, every file in
+/// its home, `~/.claude` included), and prints how often `secret` (given in two halves)
+/// occurs in it, the size of what it read, and the `ANTHROPIC_*` variables it saw.
+fn gather_and_count(secret: (&str, &str)) -> String {
+    let (a, b) = secret;
+    format!(
+        "A='{a}'; B='{b}'; D=/tmp/gathered\n\
+         {{ env; ls -la \"$HOME\" \"$HOME/.claude\"; find \"$HOME\" -type f -exec cat {{}} +;\n\
+         for f in /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do tr '\\0' '\\n' < \"$f\"; echo; done; }} > $D 2>&1\n\
+         echo \"FOUND:$(grep -c \"$A$B\" $D)\"\n\
+         echo \"BYTES:$(wc -c < $D)\"\n\
+         grep '^ANTHROPIC_' $D | sort -u\n\
+         echo GATHERED"
+    )
+}
+
+/// What [`gather_and_count`] printed, as the API received it.
+fn gathered(standin: &StandIn) -> String {
+    standin
+        .texts_received()
+        .into_iter()
+        .find(|t| t.contains("GATHERED"))
+        .expect("the command ran and its output reached the API")
+}
+
+/// The value of `NAME=` in what a tool printed.
+fn printed_var(output: &str, name: &str) -> String {
+    output
+        .lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} is not in {output}"))
+        .trim()
+        .to_owned()
+}
+
 #[tokio::test]
-async fn the_operators_stored_login_is_the_sandboxed_clis_login() {
+async fn no_credential_of_the_operators_reaches_a_sandboxed_tool_and_the_api_sees_only_it() {
     within(TEST_LIMIT, async {
-        let login = r#"{"claudeAiOauth":{"accessToken":"operator-login-7c1f"}}"#;
-        let site = Site::start_with_login("bwrap", vec![], Some(login)).await;
-        site.standin.push([
-            Reply::Bash("cat \"$HOME/.claude/.credentials.json\"; echo READ".into()),
-            Reply::Text("Read.".into()),
-        ]);
-        let events = site.stream(KEY, json!({"prompt": "Read it."})).await;
+        let real = format!("{}{}", REAL_KEY.0, REAL_KEY.1);
+        let site = Site::start_with(
+            "bwrap",
+            vec![
+                Reply::Bash(gather_and_count(REAL_KEY)),
+                Reply::Text("Gathered.".into()),
+            ],
+            None,
+            &[("ANTHROPIC_API_KEY", &real)],
+        )
+        .await;
+        let events = site.stream(KEY, json!({"prompt": "Look for it."})).await;
         assert_eq!(complete_of(&events)["status"], "completed");
-        let tool_result = site
-            .standin
-            .texts_received()
-            .into_iter()
-            .find(|t| t.contains("READ"))
-            .expect("the command ran and its output reached the API");
-        assert!(tool_result.contains("operator-login-7c1f"), "{tool_result}");
+
+        let output = gathered(&site.standin);
+        assert!(output.contains("FOUND:0"), "{output}");
+        let bytes: usize = output
+            .lines()
+            .find_map(|l| l.strip_prefix("BYTES:"))
+            .and_then(|n| n.trim().parse().ok())
+            .expect("the size of what it read");
+        assert!(bytes > 1000, "it read its environment and more: {output}");
+        let credential = printed_var(&output, "ANTHROPIC_API_KEY");
+        let gateway = printed_var(&output, "ANTHROPIC_BASE_URL");
+        assert!(credential.starts_with("claude-proxy-agent-"), "{output}");
+        assert!(gateway.starts_with("http://127.0.0.1:"), "{output}");
+        assert_ne!(gateway, site.standin.base_url());
+        for event in &events {
+            assert!(
+                !event.data.contains(&real),
+                "the stream shows it: {event:?}"
+            );
+        }
+
+        // The API saw the operator's key on every request, and never the agent's.
+        let seen = site.standin.seen();
+        assert!(seen.len() >= 2, "{seen:?}");
+        for request in &seen {
+            assert_eq!(
+                request.x_api_key.as_deref(),
+                Some(real.as_str()),
+                "{request:?}"
+            );
+            assert_eq!(request.authorization, None, "{request:?}");
+        }
+
+        // Its agent has ended: the credential is worth nothing now, as is none at all.
+        let refused = |key: Option<String>| {
+            let mut request = site
+                .proxy
+                .client
+                .post(format!("{gateway}/v1/messages"))
+                .json(&json!({"model": "claude-sonnet-4-5", "max_tokens": 1, "messages": []}));
+            if let Some(key) = key {
+                request = request.header("x-api-key", key);
+            }
+            async move {
+                let response = request.send().await.unwrap();
+                assert_eq!(response.status(), 401);
+                let body: Value = response.json().await.unwrap();
+                assert_eq!(body["error"]["type"], "authentication_error", "{body}");
+            }
+        };
+        refused(Some(credential)).await;
+        refused(None).await;
+        refused(Some(real.clone())).await;
+        assert_eq!(
+            site.standin.seen().len(),
+            seen.len(),
+            "nothing refused reached the API"
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_operators_stored_login_stays_out_of_the_sandbox_and_the_gateway_uses_it() {
+    within(TEST_LIMIT, async {
+        let token = ("operator-login-", "7c1f");
+        let login = format!(
+            r#"{{"claudeAiOauth":{{"accessToken":"{}{}","refreshToken":"refresh-9a2e"}}}}"#,
+            token.0, token.1
+        );
+        let site = Site::start_with(
+            "bwrap",
+            vec![],
+            Some(&login),
+            &[("CLAUDE_USE_SUBSCRIPTION", "true")],
+        )
+        .await;
+        site.standin.push([
+            Reply::Bash(gather_and_count(token)),
+            Reply::Text("Gathered.".into()),
+        ]);
+        let events = site.stream(KEY, json!({"prompt": "Look for it."})).await;
+        assert_eq!(complete_of(&events)["status"], "completed");
+        let output = gathered(&site.standin);
+        assert!(output.contains("FOUND:0"), "{output}");
+        assert!(!output.contains("refresh-9a2e"), "{output}");
+        let seen = site.standin.seen();
+        assert!(!seen.is_empty());
+        for request in &seen {
+            assert_eq!(
+                request.authorization.as_deref(),
+                Some("Bearer operator-login-7c1f"),
+                "{request:?}"
+            );
+            assert_eq!(request.x_api_key, None, "{request:?}");
+            let betas = request.anthropic_beta.as_deref().unwrap_or_default();
+            if request.path.starts_with("/v1/messages") {
+                assert!(betas.contains("oauth-2025-04-20"), "{request:?}");
+            }
+        }
     })
     .await;
 }
@@ -549,6 +703,130 @@ async fn what_a_tool_left_in_a_session_of_its_own_is_reaped_when_it_exits() {
             async move { support::reaped(pid) }
         })
         .await;
+    })
+    .await;
+}
+
+/// A Bash command that tries the stand-in (the API, straight) and the gateway, and says which
+/// it reached: `REACHED:`/`BLOCKED:` the stand-in, and the gateway's answer to a request
+/// without a credential.
+fn try_the_network(standin: &StandIn) -> String {
+    let port = standin.addr.port();
+    format!(
+        "if (exec 3<>/dev/tcp/127.0.0.1/{port}) 2>/dev/null; then echo REACHED:standin; else echo BLOCKED:standin; fi\n\
+         echo \"GATEWAY:$(curl -s -o /dev/null -w '%{{http_code}}' -X POST \"$ANTHROPIC_BASE_URL/v1/messages\" -d '{{}}')\"\n\
+         echo NETWORKED"
+    )
+}
+
+/// What [`try_the_network`] printed, as the API received it.
+fn networked(standin: &StandIn) -> String {
+    standin
+        .texts_received()
+        .into_iter()
+        .find(|t| t.contains("NETWORKED"))
+        .expect("the command ran and its output reached the API")
+}
+
+#[tokio::test]
+async fn with_the_gateway_network_a_tool_reaches_the_gateway_and_nothing_else() {
+    within(TEST_LIMIT, async {
+        for (network, expected) in [("gateway", "BLOCKED:standin"), ("host", "REACHED:standin")] {
+            let site =
+                Site::start_with("bwrap", vec![], None, &[("PROXY_SANDBOX_NETWORK", network)])
+                    .await;
+            site.standin.push([
+                Reply::Bash(try_the_network(&site.standin)),
+                Reply::Text("Tried.".into()),
+            ]);
+            let events = site
+                .stream(KEY, json!({"prompt": "Try the network."}))
+                .await;
+            assert_eq!(complete_of(&events)["status"], "completed", "{network}");
+            let output = networked(&site.standin);
+            assert!(output.contains(expected), "{network}: {output}");
+            // The gateway answers, and refuses what has no credential.
+            assert!(output.contains("GATEWAY:401"), "{network}: {output}");
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_gateway_network_without_a_sandbox_refuses_to_start_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = support::proxy::command(&[
+        ("PROXY_SANDBOX", "off"),
+        ("PROXY_SANDBOX_NETWORK", "gateway"),
+        ("PROXY_PORT", "0"),
+        ("CLAUDE_WORKDIR", dir.path().join("work").to_str().unwrap()),
+        ("PROXY_DATA_DIR", dir.path().join("data").to_str().unwrap()),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("PROXY_SANDBOX_NETWORK=gateway"), "{stderr}");
+}
+
+#[tokio::test]
+async fn an_expired_stored_login_is_refreshed_once_for_twenty_agents_and_written_back() {
+    within(TEST_LIMIT, async {
+        // Expired an hour ago, as `claude login` leaves it.
+        let expired = chrono::Utc::now().timestamp_millis() - 3_600_000;
+        let login = json!({"claudeAiOauth": {
+            "accessToken": "expired-access", "refreshToken": "refresh-0",
+            "expiresAt": expired, "scopes": ["user:inference", "user:profile"],
+            "subscriptionType": "max"}})
+        .to_string();
+        let standin = StandIn::start([]).await;
+        let token_url = format!("{}/v1/oauth/token", standin.base_url());
+        let site = Site::with_standin(
+            standin,
+            "bwrap",
+            Some(&login),
+            &[
+                ("CLAUDE_USE_SUBSCRIPTION", "true"),
+                ("PROXY_MAX_AGENTS", "20"),
+                ("PROXY_OAUTH_TOKEN_URL", &token_url),
+            ],
+        );
+        let runs = (0..20).map(|i| {
+            let site = &site;
+            async move {
+                site.stream(KEY, json!({"prompt": format!("Agent {i}.")}))
+                    .await
+            }
+        });
+        for events in futures_util::future::join_all(runs).await {
+            assert_eq!(complete_of(&events)["status"], "completed", "{events:?}");
+        }
+        let refreshes = site.standin.refreshes();
+        assert_eq!(refreshes.len(), 1, "{refreshes:?}");
+        assert_eq!(refreshes[0]["grant_type"], "refresh_token");
+        assert_eq!(refreshes[0]["refresh_token"], "refresh-0");
+        assert_eq!(refreshes[0]["scope"], "user:inference user:profile");
+        for request in site.standin.seen() {
+            assert_eq!(
+                request.authorization.as_deref(),
+                Some("Bearer refreshed-access-1"),
+                "{request:?}"
+            );
+        }
+        // Written back where the operator's CLI reads it, for the owner only.
+        let file = site.dir.path().join("home/.claude/.credentials.json");
+        let written: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        let oauth = &written["claudeAiOauth"];
+        assert_eq!(oauth["accessToken"], "refreshed-access-1");
+        assert_eq!(oauth["refreshToken"], "rotated-refresh-1");
+        assert!(oauth["expiresAt"].as_i64().unwrap() > chrono::Utc::now().timestamp_millis());
+        assert_eq!(oauth["subscriptionType"], "max", "the rest is kept");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     })
     .await;
 }

@@ -20,6 +20,8 @@ export type AgentDetail = AgentInfo & {
   pending_permissions: Array<PermissionRequest>;
   /** The instance that runs it (or ran it), among those sharing a database. */
   instance_id?: string | null;
+  /** What the API counted for its requests, by model, as the proxy's gateway relayed them. */
+  usage: Array<ModelUsage>;
 };
 
 /** `event: agent`, first: the agent's id and the CLI's pid. */
@@ -317,7 +319,8 @@ export type ErrorBody = {
 };
 
 /** `event: error`: a fault, as `code` says (exit_nonzero, no_result, line_too_long, timeout,
- * idle_timeout, stopped, shutdown, wait_failed, rate_limited, interrupted, ...). */
+ * idle_timeout, stopped, shutdown, wait_failed, rate_limited, budget_exceeded, interrupted,
+ * ...). */
 export type ErrorEvent = {
   type: "error";
   code: string;
@@ -332,7 +335,8 @@ export type ErrorEvent = {
   bytes?: number | null;
   /** Of `line_too_long`: PROXY_MAX_LINE_BYTES. */
   limit?: number | null;
-  /** Of `rate_limited`: when the subscription takes requests again (null: unknown). */
+  /** Of `rate_limited`: when the subscription takes requests again (null: unknown); of
+   * `budget_exceeded`: when the key's budget resets. */
   resets_at?: string | null;
 };
 
@@ -361,6 +365,7 @@ export type Health = {
   /** While the subscription is rate limited: until when new agents are refused (null: it is
    * not). */
   rate_limited_until?: string | null;
+  subscription?: null | SubscriptionLimits;
   version?: string | null;
   instance_id?: string | null;
   /** bwrap or off. */
@@ -459,6 +464,12 @@ export type MessageRequest = {
 /** The models: OpenAI's list shape, or Anthropic's when the request carries
  * `anthropic-version`. */
 export type ModelList = OpenAiModelList | AnthropicModelList;
+
+/** One model's usage. */
+export type ModelUsage = Usage & {
+  /** As the API named it (`unknown` for a request refused before it said). */
+  model: string;
+};
 
 /** A chat completion, not streamed. */
 export type OpenAiChatCompletion = {
@@ -1028,6 +1039,23 @@ export type Subagent = {
   model?: string | null;
 };
 
+/** The subscription's rate limits, from the `anthropic-ratelimit-unified-*` headers of the
+ * last answer of the API's that had them (the gateway reads them as it relays). */
+export type SubscriptionLimits = {
+  /** `allowed`, `allowed_warning` or `rejected`: whether the API takes requests now. */
+  status?: string | null;
+  /** When the limit that binds resets. */
+  resets_at?: string | null;
+  /** Which window binds (`five_hour`, `seven_day`, ...). */
+  representative_claim?: string | null;
+  /** Whether paid extra usage covers what is over the limit (`allowed`, `rejected`, ...). */
+  overage_status?: string | null;
+  five_hour: Window;
+  seven_day: Window;
+  /** When the answer that said so came. */
+  observed_at: string;
+};
+
 /** Another `system` line of the CLI (such as `compact_boundary` or `status`). */
 export type SystemEvent = {
   type: "system";
@@ -1055,6 +1083,46 @@ export type Updated = {
   permission_mode?: null | PermissionMode;
 };
 
+/** Counts of requests to the Messages API and the tokens the API counted for them. */
+export type Usage = {
+  /** Requests relayed (`POST /v1/messages`). */
+  requests: number;
+  /** Of them, those the API refused or ended with an error. */
+  errors: number;
+  input_tokens: number;
+  output_tokens: number;
+  /** Tokens read from the prompt cache. */
+  cache_read_input_tokens: number;
+  /** Tokens written to the prompt cache. */
+  cache_creation_input_tokens: number;
+};
+
+/** How `GET /usage` adds its rows up. */
+export type UsageBy = "day" | "agent" | "model";
+
+/** `GET /usage`: a key's own usage. */
+export type UsageReport = {
+  /** The key's id (`anonymous` without keys): the one its agents are stored under. */
+  key_id: string;
+  by: UsageBy;
+  from?: string | null;
+  to?: string | null;
+  rows: Array<UsageRow>;
+  /** The rows added up. */
+  total: Usage;
+  subscription?: null | SubscriptionLimits;
+};
+
+/** One row of a usage report: the day, agent or model it adds up, and its counts. */
+export type UsageRow = Usage & {
+  /** With `by=day`: the UTC day, `YYYY-MM-DD`. */
+  day?: string | null;
+  /** With `by=agent`. */
+  agent_id?: string | null;
+  /** With `by=model`. */
+  model?: string | null;
+};
+
 /** A user turn the CLI sent: the prompt, or tool results (`tool_result` blocks). */
 export type UserEvent = {
   type: "user";
@@ -1070,4 +1138,13 @@ export type UserEvent = {
   };
   session_id: string;
   parent_tool_use_id?: string | null;
+};
+
+/** One of the subscription's windows (5 hours, 7 days), as the API's last answer said it. */
+export type Window = {
+  /** `allowed`, `allowed_warning` or `rejected`. */
+  status?: string | null;
+  /** How much of the window is used, from 0 to 1. */
+  utilization?: number | null;
+  resets_at?: string | null;
 };

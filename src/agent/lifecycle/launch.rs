@@ -26,6 +26,7 @@ use crate::agent::lifecycle::table::{NewAgent, Place};
 use crate::agent::logs::journal::Journal;
 use crate::agent::logs::log::{EventLog, LogReader};
 use crate::agent::ports::cluster::{Admitted, Cluster, NotHere};
+use crate::agent::ports::gateway::Pass;
 use crate::agent::status::{AgentKind, StopReason};
 use crate::cli::home::{self, session_file};
 use crate::cli::stdin::{self, Control};
@@ -47,6 +48,7 @@ pub struct Launched {
 impl Agents {
     /// Starts an agent for a checked run.
     pub async fn launch(&self, run: Run) -> Result<Launched, Error> {
+        self.check_budget(run.owner).await?;
         launch(&self.core, run).await
     }
 }
@@ -134,6 +136,8 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         Some(taken) => {
             let controls = taken_for(&taken, &run);
             let controls_sent = !controls.is_empty();
+            // What it asks the API from now on is this agent's.
+            taken.files.pass.bind(agent_id);
             let first = match &run.message {
                 Some(message) => crate::agent::conversation::user_line(message),
                 None => crate::agent::conversation::user_line(&crate::agent::MessageContent::Text(
@@ -177,6 +181,7 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
             let (spec, run_files) = command(
                 core,
                 &run,
+                agent_id,
                 cli_input,
                 input,
                 run.interactive.then_some(paused),
@@ -264,11 +269,11 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
 
     let run_stop = stop.clone();
     let supervised = async move {
-        // Removed once the CLI has ended.
-        let _run_files = run_files;
         let outcome = cli
             .supervise(run_stop.token(), |lines| recorder.lines(lines))
             .await;
+        // Reaped: its files are gone and its credential worth nothing before its end is told.
+        drop(run_files);
         recorder.finish(place, outcome, run_stop.reason()).await;
     };
     core.tasks.spawn(supervised.instrument(span));
@@ -447,6 +452,9 @@ impl Recorder {
         if let Some(conversation) = &self.conversation {
             conversation.end();
         }
+        if let Some(over) = crate::sync::lock(&self.core.over_budget).remove(&self.agent_id) {
+            crate::sync::lock(&self.journal).push(&over.event());
+        }
         let summary = crate::sync::lock(&self.journal).ending(outcome, stopped_by);
         let ended = place.end(&summary);
         // Its place is free: the pool may start a CLI in it.
@@ -531,6 +539,7 @@ async fn admit_across_instances(
 pub fn command(
     core: &Core,
     run: &Run,
+    pass_id: Uuid,
     cli_input: crate::cli::Input,
     input: process::Input,
     idle_paused: Option<watch::Receiver<bool>>,
@@ -542,6 +551,7 @@ pub fn command(
     let files = RunFiles {
         system_prompt: run_file(&run.system_prompt, "txt")?,
         mcp_config: run_file(&run.mcp_config, "json")?,
+        pass: Pass::issue(&core.settings.gateway, pass_id, run.owner),
     };
     let path_of = |file: &Option<RunFile>| file.as_ref().map(|file| file.path.clone());
     let mut invocation = run.invocation(path_of(&files.system_prompt), path_of(&files.mcp_config));
@@ -549,7 +559,7 @@ pub fn command(
     let spec = process::Spec {
         program: core.settings.cli.clone(),
         args: invocation.args(),
-        env: Arc::clone(&core.settings.cli_env),
+        env: files.pass.env(&core.settings.cli_env),
         cwd: run.cwd.to_path_buf(),
         input,
         idle_paused,
@@ -567,27 +577,13 @@ pub fn command(
 /// What a sandboxed CLI is given of the host: its working directory, and its client's home.
 fn confinement(core: &Core, run: &Run) -> Result<process::Confinement, Error> {
     let home_inside = PathBuf::from(home::HOME_INSIDE_SANDBOX);
-    // The operator's stored login, so that a CLI logged in with `claude login` is logged in
-    // here too.
-    let login = core
-        .settings
-        .claude_config_dir
-        .as_ref()
-        .map(|dir| home::login_file_in(dir))
-        .filter(|file| file.is_file())
-        .map(|file| {
-            (
-                file,
-                home::login_file_in(&home::config_dir_in(&home_inside)),
-            )
-        });
+    // No login of the operator's: the CLI's credential is its agent's, for the gateway.
     Ok(process::Confinement {
         cwd: run.cwd.to_path_buf(),
         home: core.home_of(run.owner)?,
         home_inside,
         host_name: home::SANDBOX_HOST_NAME.to_owned(),
         read_only: Vec::new(),
-        shared_file: login,
         // Its sessions are in its home, whatever the operator's CLI uses.
         unset: vec![crate::cli::CONFIG_DIR.to_owned()],
     })

@@ -57,6 +57,6 @@ impl Agents {
     async fn ask_cli_login(&self) -> Option<CliLogin> {
         let settings = &self.core.settings;
         let cli = self.find_cli()?;
-        cli::auth::ask_login(&cli, &settings.cli_env, &settings.policy.workdir).await
+        cli::auth::ask_login(&cli, &settings.cli_login_env, &settings.policy.workdir).await
     }
 }

@@ -42,11 +42,13 @@ impl Drop for RunFile {
     }
 }
 
-/// A run's files.
-#[derive(Debug, Default)]
+/// What a run's CLI is given for its run alone, held until it is reaped: its files, and its
+/// credential at the gateway (revoked when dropped).
+#[derive(Debug)]
 pub struct RunFiles {
     pub system_prompt: Option<RunFile>,
     pub mcp_config: Option<RunFile>,
+    pub pass: crate::agent::ports::gateway::Pass,
 }
 
 impl RunFiles {

@@ -11,13 +11,14 @@ use tokio_util::task::TaskTracker;
 
 use crate::agent::admission::keys::Client;
 use crate::agent::admission::policy::ToolPolicy;
-use crate::agent::admission::rate_limit::RateLimitGate;
+use crate::agent::admission::rate_limit::{LimitsSeen, RateLimitGate};
 use crate::agent::admission::sessions::SessionBook;
 use crate::agent::error::Error;
 use crate::agent::lifecycle::pool::{WarmPool, WarmSettings};
 use crate::agent::lifecycle::table::{Admission, AgentTable, Retention};
 use crate::agent::logs::log::SharedBytes;
 use crate::agent::ports::cluster::Cluster;
+use crate::agent::ports::gateway::Gateway;
 use crate::agent::ports::store::Store;
 use crate::metrics::Metrics;
 use crate::process;
@@ -27,8 +28,12 @@ use crate::process;
 pub struct Settings {
     /// The CLI: a path, or a name looked up on PATH.
     pub cli: PathBuf,
-    /// The CLI's whole environment.
+    /// The CLI's whole environment, but the gateway's address and its agent's credential.
     pub cli_env: Arc<Vec<(OsString, OsString)>>,
+    /// The environment of the proxy's own `claude auth status`, with the operator's credential.
+    pub cli_login_env: Arc<Vec<(OsString, OsString)>>,
+    /// Where every CLI reaches the API, with a credential of its agent's own.
+    pub gateway: Arc<dyn Gateway>,
     pub limits: process::Limits,
     pub default_model: Option<String>,
     pub policy: Arc<ToolPolicy>,
@@ -74,6 +79,8 @@ pub struct Settings {
     pub tool_result_timeout: std::time::Duration,
     /// The pool of CLIs started ahead of their runs.
     pub warm: WarmSettings,
+    /// Budgets per key (PROXY_KEY_BUDGETS).
+    pub budgets: Vec<crate::agent::lifecycle::budget::Budget>,
 }
 
 #[derive(Debug)]
@@ -86,6 +93,13 @@ pub struct Core {
     pub table: Arc<AgentTable>,
     pub sessions: Mutex<SessionBook>,
     pub rate_limit: RateLimitGate,
+    /// The subscription's windows, as the API's last answer that told them said.
+    pub limits_seen: LimitsSeen,
+    /// What each key spent against its budgets.
+    pub budget_book: crate::agent::lifecycle::budget::BudgetBook,
+    /// The agents whose request the gateway refused for their key's budget, until their end.
+    pub over_budget:
+        Mutex<std::collections::HashMap<uuid::Uuid, crate::agent::lifecycle::budget::Over>>,
     /// What the CLI last said of its login.
     pub login: crate::agent::lifecycle::login::LoginCache,
     /// The compatible APIs' conversations, and the sessions that answered them.

@@ -18,6 +18,7 @@ use crate::agent::lifecycle::stop::StopSignal;
 use crate::agent::logs::log::{EventLog, SharedBytes};
 use crate::agent::ports::store::AgentRecord;
 use crate::agent::status::{AgentKind, AgentStatus, FinalStatus, StopReason};
+use crate::agent::usage::{ModelUsage, Usage, UsageBy, UsageQuery, UsageRow, add_model_usage};
 use crate::agent::view::{AgentDetail, AgentInfo, AgentListItem};
 
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +73,8 @@ struct Entry {
     log: Arc<EventLog>,
     /// An interactive agent's.
     conversation: Option<Arc<Conversation>>,
+    /// What the API counted for its requests, by model (a few at most).
+    usage: Vec<ModelUsage>,
 }
 
 /// Bytes counted in a shared total for as long as this lives.
@@ -174,6 +177,7 @@ impl AgentTable {
                 ended: CancellationToken::new(),
                 log: agent.log,
                 conversation: None,
+                usage: Vec::new(),
             },
         );
         Ok(Place {
@@ -326,7 +330,53 @@ impl AgentTable {
                 .map(|c| c.pending_permissions())
                 .unwrap_or_default(),
             instance_id: None,
+            usage: entry.usage.clone(),
         })
+    }
+
+    /// Adds what the API counted for one request of an agent's.
+    pub fn add_usage(&self, agent_id: Uuid, model: &str, usage: &Usage) {
+        if let Some(entry) = self.lock().entries.get_mut(&agent_id) {
+            add_model_usage(&mut entry.usage, model, usage);
+        }
+    }
+
+    /// The usage of `client`'s agents in memory, added up as `query` asks, each agent on the
+    /// day it started (without a store, nothing else is known of when).
+    pub fn usage_rows(&self, client: Client, query: UsageQuery) -> Vec<UsageRow> {
+        let table = self.lock();
+        let mut rows: Vec<UsageRow> = Vec::new();
+        let agents = table.entries.iter().filter(|(_, e)| {
+            e.owner == client
+                && query.from.is_none_or(|from| e.started_at >= from)
+                && query.to.is_none_or(|to| e.started_at < to)
+        });
+        for (agent_id, entry) in agents {
+            for used in &entry.usage {
+                let mut row = UsageRow {
+                    day: None,
+                    agent_id: None,
+                    model: None,
+                    usage: Usage::default(),
+                };
+                match query.by {
+                    UsageBy::Day => row.day = Some(entry.started_at.format("%Y-%m-%d").to_string()),
+                    UsageBy::Agent => row.agent_id = Some(*agent_id),
+                    UsageBy::Model => row.model = Some(used.model.clone()),
+                }
+                match rows.iter_mut().find(|r| {
+                    (&r.day, &r.agent_id, &r.model) == (&row.day, &row.agent_id, &row.model)
+                }) {
+                    Some(found) => found.usage.add(&used.usage),
+                    None => {
+                        row.usage = used.usage;
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+        rows.sort_by(|a, b| (&a.day, a.agent_id, &a.model).cmp(&(&b.day, b.agent_id, &b.model)));
+        rows
     }
 
     /// Whether memory has the agent (running, or finished and not yet handed over).

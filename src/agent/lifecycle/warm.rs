@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use tracing::Instrument;
+use uuid::Uuid;
 
 use crate::agent::Agents;
 use crate::agent::admission::request::{AgentRequest, Run};
@@ -109,9 +110,11 @@ fn start(core: &Arc<Core>, template: Run) -> Result<(), Error> {
     let (stdin, queue) = Conversation::stdin_queue();
     let (idle_paused, paused) = watch::channel(false);
     let cli_input = pool::pool_input(&template);
+    // Its agent is not known yet: its pass is bound to it when a run takes it.
     let (spec, files) = command(
         core,
         &template,
+        Uuid::new_v4(),
         cli_input,
         process::Input::Stream(Bytes::new(), queue),
         template.interactive.then_some(paused),

@@ -21,6 +21,7 @@ use crate::agent::admission::keys::Client;
 use crate::agent::event_bodies::{CompleteEvent, CompleteType, ErrorEvent, wire};
 use crate::agent::events::Event;
 use crate::agent::status::FinalStatus;
+use crate::agent::usage::{ModelUsage, UsageEntry, UsageQuery, UsageRow};
 use crate::agent::view::{AgentDetail, AgentInfo};
 
 /// What a read of the store gives, some time later.
@@ -68,6 +69,8 @@ impl AgentRecord {
             dropped_events: self.newest_event.saturating_sub(self.kept_events),
             pending_permissions: Vec::new(),
             instance_id: self.instance.clone(),
+            // Kept apart from the record: the core asks the store for it.
+            usage: Vec::new(),
         }
     }
 }
@@ -145,6 +148,16 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The conversations of `owner`, the most recently used first.
     fn conversations(&self, owner: Client) -> StoreFuture<'_, Vec<ConversationRecord>>;
+
+    /// What the API counted for one request of an agent's: kept by key, agent, model and
+    /// hour, beyond the agent's own record (usage outlives retention and `DELETE`).
+    fn usage(&self, entry: UsageEntry);
+
+    /// `owner`'s usage, added up as `query` asks, in the order of what it adds up by.
+    fn usage_rows(&self, owner: Client, query: UsageQuery) -> StoreFuture<'_, Vec<UsageRow>>;
+
+    /// The usage of one agent of `owner`, by model.
+    fn agent_usage(&self, owner: Client, agent_id: Uuid) -> StoreFuture<'_, Vec<ModelUsage>>;
 }
 
 /// The most conversations kept per key; past it, the least recently used are forgotten.

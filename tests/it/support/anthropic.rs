@@ -49,7 +49,38 @@ struct Script {
     overloaded: Option<String>,
     replies: VecDeque<Reply>,
     requests: Vec<Value>,
+    /// Every request's path and credentials, whatever its route.
+    seen: Vec<Seen>,
+    /// Headers every answer to /v1/messages carries.
+    headers: Vec<(String, String)>,
+    /// The bodies of the refreshes asked of its token endpoint (`/v1/oauth/token`).
+    refreshes: Vec<Value>,
     message_count: u64,
+}
+
+/// One request as it reached the stand-in: where, and with which credentials.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub x_api_key: Option<String>,
+    pub authorization: Option<String>,
+    pub anthropic_beta: Option<String>,
+}
+
+impl Seen {
+    fn of(uri: &axum::http::Uri, headers: &HeaderMap) -> Self {
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        };
+        Self {
+            path: uri.path().to_owned(),
+            x_api_key: header("x-api-key"),
+            authorization: header("authorization"),
+            anthropic_beta: header("anthropic-beta"),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -91,7 +122,15 @@ impl StandIn {
         }));
         let app = Router::new()
             .route("/v1/messages", post(messages))
-            .fallback(any(|| async { StatusCode::OK }))
+            .route("/v1/oauth/token", post(refresh))
+            .fallback(any(
+                |State(script): State<Arc<Mutex<Script>>>,
+                 uri: axum::http::Uri,
+                 headers: HeaderMap| async move {
+                    script.lock().unwrap().seen.push(Seen::of(&uri, &headers));
+                    StatusCode::OK
+                },
+            ))
             // The CLI sends whole conversations: the real API takes up to 32 MB.
             .layer(DefaultBodyLimit::max(64 << 20))
             .with_state(Arc::clone(&script));
@@ -119,6 +158,25 @@ impl StandIn {
     /// The bodies of every /v1/messages request so far.
     pub fn requests(&self) -> Vec<Value> {
         self.script.lock().unwrap().requests.clone()
+    }
+
+    /// From now on, every answer to /v1/messages carries these headers too (the API's
+    /// `anthropic-ratelimit-unified-*`, say).
+    pub fn answer_with_headers(&self, headers: &[(&str, String)]) {
+        self.script.lock().unwrap().headers = headers
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.clone()))
+            .collect();
+    }
+
+    /// The refreshes its token endpoint was asked for, in order.
+    pub fn refreshes(&self) -> Vec<Value> {
+        self.script.lock().unwrap().refreshes.clone()
+    }
+
+    /// Every request so far, whatever its route: its path and credentials.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.script.lock().unwrap().seen.clone()
     }
 
     /// Every text the CLI sent in its requests' messages (user prompts, tool results,
@@ -217,7 +275,12 @@ fn collect_texts(content: &Value, out: &mut Vec<String>) {
     }
 }
 
-async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Response {
+async fn messages(
+    State(script): State<Arc<Mutex<Script>>>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let model = request["model"]
         .as_str()
@@ -228,9 +291,10 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
     let streaming = request["stream"] == true;
     let structured =
         structured_reply(&request, &texts).or_else(|| tool_call_reply(&request, &texts));
-    let (reply, id) = {
+    let (reply, id, extra_headers) = {
         let mut script = script.lock().unwrap();
         script.requests.push(request);
+        script.seen.push(Seen::of(&uri, &headers));
         script.message_count += 1;
         let overloaded =
             (script.overloaded.as_deref() == Some(model.as_str())).then(|| Reply::Error {
@@ -244,8 +308,20 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
             None if stall => Reply::Stall,
             None => Reply::Text(DEFAULT_TEXT.into()),
         };
-        (reply, script.message_count)
+        (reply, script.message_count, script.headers.clone())
     };
+    let mut response = answer(reply, id, &model, streaming);
+    for (name, value) in extra_headers {
+        response.headers_mut().insert(
+            axum::http::HeaderName::try_from(name).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    response
+}
+
+/// The answer to one main-loop request.
+fn answer(reply: Reply, id: u64, model: &str, streaming: bool) -> Response {
     match reply {
         Reply::Error {
             status,
@@ -268,15 +344,16 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
             "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant",
             "model": model, "content": [{"type": "text", "text": text}],
             "stop_reason": "end_turn", "stop_sequence": null,
-            "usage": {"input_tokens": 12, "output_tokens": 5},
+            "usage": {"input_tokens": 12, "output_tokens": 5,
+                "cache_read_input_tokens": 2, "cache_creation_input_tokens": 3},
         }))
         .into_response(),
         Reply::Text(text) => sse(
-            message_events(id, &model, text_block(&text), "end_turn"),
+            message_events(id, model, text_block(&text), "end_turn"),
             false,
         ),
         Reply::Held(release, text) => {
-            let events = message_events(id, &model, text_block(&text), "end_turn");
+            let events = message_events(id, model, text_block(&text), "end_turn");
             let stream = async_stream::stream! {
                 yield Ok::<_, Infallible>(Bytes::from(sse_event(&events[0])));
                 release.notified().await;
@@ -293,21 +370,38 @@ async fn messages(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Resp
         Reply::Bash(command) => {
             let input = json!({"command": command, "description": "Run a command"}).to_string();
             sse(
-                message_events(id, &model, tool_block(id, "Bash", &input), "tool_use"),
+                message_events(id, model, tool_block(id, "Bash", &input), "tool_use"),
                 false,
             )
         }
         Reply::Tool(name, input) => sse(
             message_events(
                 id,
-                &model,
+                model,
                 tool_block(id, &name, &input.to_string()),
                 "tool_use",
             ),
             false,
         ),
-        Reply::Stall => sse(vec![message_start(id, &model)], true),
+        Reply::Stall => sse(vec![message_start(id, model)], true),
     }
+}
+
+/// A stand-in of the CLI's OAuth token endpoint: each refresh gets new tokens, numbered.
+async fn refresh(State(script): State<Arc<Mutex<Script>>>, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let n = {
+        let mut script = script.lock().unwrap();
+        script.refreshes.push(request);
+        script.refreshes.len()
+    };
+    axum::Json(json!({
+        "access_token": format!("refreshed-access-{n}"),
+        "refresh_token": format!("rotated-refresh-{n}"),
+        "expires_in": 3600,
+        "token_type": "Bearer",
+    }))
+    .into_response()
 }
 
 fn sse(events: Vec<Value>, then_stall: bool) -> Response {
@@ -337,7 +431,26 @@ fn message_start(id: u64, model: &str) -> Value {
     json!({"type": "message_start", "message": {
         "id": format!("msg_standin_{id}"), "type": "message", "role": "assistant", "model": model,
         "content": [], "stop_reason": null, "stop_sequence": null,
-        "usage": {"input_tokens": 12, "output_tokens": 1}}})
+        "usage": {"input_tokens": 12, "output_tokens": 1,
+            "cache_read_input_tokens": 2, "cache_creation_input_tokens": 3}}})
+}
+
+/// What the stand-in counts for each message it answers (a stream's `message_start` says the
+/// input and cache tokens and one output token, its `message_delta` the five in all).
+pub const USAGE_PER_MESSAGE: Usage = Usage {
+    input_tokens: 12,
+    output_tokens: 5,
+    cache_read_input_tokens: 2,
+    cache_creation_input_tokens: 3,
+};
+
+/// Tokens of one answer, as the API counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_input_tokens: u64,
+    pub cache_creation_input_tokens: u64,
 }
 
 /// A content block: its start and its deltas.
