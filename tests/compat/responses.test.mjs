@@ -196,16 +196,18 @@ test("text.format json_schema is the reply's JSON", async () => {
 test("what the proxy cannot honour is refused naming it, in OpenAI's format, and spawns nothing", async () => {
   const before = (await openaiAgents()).length;
   const refusals = [
-    [{ tools: [{ type: "function", name: "f", parameters: {} }] }, "tools"],
+    [{ tools: [{ type: "web_search" }] }, "tools[0].type"],
+    [{ tools: [{ type: "function", name: "no spaces", parameters: {} }] }, "tools[0].name"],
     [{ tool_choice: "required" }, "tool_choice"],
     [{ reasoning: { effort: "high" } }, "reasoning"],
     [{ text: { format: { type: "grammar" } } }, "text.format.type"],
     [{ truncation: "auto" }, "truncation"],
     [{ include: ["reasoning.encrypted_content"] }, "include"],
     [{ max_tool_calls: 3 }, "max_tool_calls"],
-    [{ parallel_tool_calls: true }, "parallel_tool_calls"],
+    [{ parallel_tool_calls: false }, "parallel_tool_calls"],
     [{ background: true }, "background"],
-    [{ input: [{ type: "function_call_output", call_id: "c", output: "x" }] }, "input[0].type"],
+    [{ input: [{ type: "item_reference", id: "x" }, { role: "user", content: "hi" }] }, "input[0].type"],
+    [{ input: [{ type: "function_call_output", output: "x" }] }, "input[0].call_id"],
   ];
   for (const [fields, param] of refusals) {
     await assert.rejects(

@@ -660,6 +660,40 @@ async fn structured_output_is_the_replys_json_content_in_both_sdks() {
     .await;
 }
 
+/// The Responses API's function calls, through the official SDK: the response ends with the
+/// call, its output (after `previous_response_id`, or with the whole input again) goes on with
+/// the same run, and the response after it is kept like any other.
+#[tokio::test]
+async fn the_responses_apis_function_calls_go_on_with_the_same_run() {
+    within(TEST_LIMIT, async {
+        let setup = RealSetup::with_settings([], &[("PROXY_API_KEY", KEY)]).await;
+        let report = node_tests(&setup, &["tests/compat/responses_tools.test.mjs"]).await;
+        assert!(
+            report.contains("pass 3") && report.contains("fail 0"),
+            "{report}"
+        );
+        // The API saw the client's function offered, and its output, in the run that called it.
+        let requests = setup.standin.requests();
+        let with_output: Vec<&Value> = requests
+            .iter()
+            .filter(|r| r["messages"].to_string().contains("sunny in Paris, 22 C"))
+            .filter(|r| !r["messages"].to_string().contains("Thank you."))
+            .collect();
+        assert_eq!(with_output.len(), 2, "one follow-up per test");
+        for request in with_output {
+            let offered = request["tools"].to_string();
+            assert!(offered.contains("mcp__client__get_weather"), "{offered}");
+        }
+        assert!(
+            requests
+                .iter()
+                .any(|r| r["messages"].to_string().contains("Thank you.")),
+            "the third response resumed the conversation"
+        );
+    })
+    .await;
+}
+
 /// The client's own tools: a function call (OpenAI) and a tool use (Anthropic) end the reply;
 /// the result the client sends goes on with the same run, whose CLI waited on the call.
 #[tokio::test]
@@ -904,7 +938,7 @@ async fn a_failed_or_refused_response_is_answered_in_the_responses_apis_way() {
         for (body, param) in [
             (
                 serde_json::json!({"model": "sonnet", "input": "hi", "tools": [{"type": "web_search"}]}),
-                "tools",
+                "tools[0].type",
             ),
             (
                 serde_json::json!({"model": "sonnet", "input": "hi", "reasoning": {"effort": "low"}}),

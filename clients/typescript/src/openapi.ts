@@ -626,8 +626,9 @@ export type OpenAiResponse = {
   incomplete_details?: { [key: string]: unknown } | null;
   instructions?: string | null;
   model: string;
-  output: Array<ResponsesOutputMessage>;
-  /** Always false: no tools. */
+  /** The reply's message (when it said something), then the client's functions it called. */
+  output: Array<ResponsesOutputItem>;
+  /** True with tools: the model may call several at once. */
   parallel_tool_calls: boolean;
   previous_response_id?: string | null;
   /** Whether it is kept. */
@@ -646,10 +647,10 @@ export type OpenAiResponse = {
       schema?: { [key: string]: unknown };
     };
   };
-  /** Always `none`: the model calls no tool of the client's. */
+  /** `auto` with tools, else `none`. */
   tool_choice: string;
-  /** Always empty. */
-  tools: Array<{ [key: string]: unknown }>;
+  /** The request's functions. */
+  tools: Array<ResponsesTool>;
   /** Always `disabled`. */
   truncation: string;
   usage?: null | ResponsesUsage;
@@ -796,6 +797,25 @@ export type ResponseDeleted = {
   deleted: boolean;
 };
 
+/** A piece of a function call's arguments. */
+export type ResponsesArgumentsDeltaEvent = {
+  type: "response.function_call_arguments.delta";
+  sequence_number: number;
+  item_id: string;
+  output_index: number;
+  delta: string;
+};
+
+/** A function call's whole arguments. */
+export type ResponsesArgumentsDoneEvent = {
+  type: "response.function_call_arguments.done";
+  sequence_number: number;
+  item_id: string;
+  output_index: number;
+  name: string;
+  arguments: string;
+};
+
 /** Text, or parts: `input_text`, `input_image` (a `data:` URL: the proxy fetches nothing),
  * and in an assistant's message `output_text`. */
 export type ResponsesContent = string | Array<ResponsesInputPart>;
@@ -827,16 +847,43 @@ export type ResponsesErrorEvent = {
   param?: string | null;
 };
 
+/** A call of one of the client's functions: the client runs it, and answers with a
+ * `function_call_output` item of the same `call_id`. */
+export type ResponsesFunctionCall = {
+  /** fc_ and the call's id. */
+  id: string;
+  type: "function_call";
+  /** in_progress while its arguments stream, then completed. */
+  status: string;
+  /** The model's id of the call. */
+  call_id: string;
+  name: string;
+  /** Its arguments as JSON text. */
+  arguments: string;
+};
+
 /** Text, or input items. */
 export type ResponsesInput = string | Array<ResponsesInputItem>;
 
-/** A message item: `role` user, system, developer or assistant (an earlier reply, as the
- * response's output gave it); its content text, or parts. */
+/** An input item. A `message` (the default): `role` user, system, developer or assistant (an
+ * earlier reply, as the response's output gave it), its content text, or parts. A
+ * `function_call` (an earlier call of the model's, as the response's output gave it: `call_id`,
+ * `name`, `arguments`), or a `function_call_output`: the result (`output`) of the call
+ * `call_id`; those after the input's last other item answer the run that waits for them. */
 export type ResponsesInputItem = {
-  /** `message` (the default); other items are refused. */
+  /** `message` (the default), `function_call` or `function_call_output`; other items are
+   * refused. */
   type?: string | null;
-  role: string;
-  content: ResponsesContent;
+  /** A message's. */
+  role?: string;
+  content?: null | ResponsesContent;
+  /** A function call's, or its output's: the model's id of the call. */
+  call_id?: string | null;
+  /** A function call's. */
+  name?: string | null;
+  /** A function call's: its arguments as JSON text. */
+  arguments?: string | null;
+  output?: null | ResponsesContent;
 };
 
 export type ResponsesInputPart = {
@@ -853,12 +900,15 @@ export type ResponsesLifecycleEvent = {
   response: OpenAiResponse;
 };
 
+/** An item of a response's output. */
+export type ResponsesOutputItem = ResponsesOutputMessage | ResponsesFunctionCall;
+
 /** `response.output_item.added` or `response.output_item.done`. */
 export type ResponsesOutputItemEvent = {
   type: string;
   sequence_number: number;
   output_index: number;
-  item: ResponsesOutputMessage;
+  item: ResponsesOutputItem;
 };
 
 /** The reply: an assistant message. */
@@ -882,11 +932,12 @@ export type ResponsesOutputText = {
 };
 
 /** An OpenAI Responses API request (`POST /v1/responses`). Refused with 400, naming the field,
- * since they would change what the model does and the proxy cannot honour them: `tools` (a
- * non-empty list), `tool_choice` other than `none`, `reasoning`, `text.format` other than
- * `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
- * `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls`, `background: true`,
- * `conversation`, `prompt`, input items other than messages, and `input_file` parts. Accepted
+ * since they would change what the model does and the proxy cannot honour them: tools other
+ * than functions, `tool_choice` other than `auto` and `none`, `reasoning`, `text.format` other
+ * than `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
+ * `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls: false`, `background: true`,
+ * `conversation`, `prompt`, input items other than messages, function calls and their
+ * outputs, and `input_file` parts. Accepted
  * and ignored, as tuning: `temperature`, `top_p`, `top_logprobs`, `max_output_tokens` (not
  * enforced), `metadata`, `user`, `safety_identifier`, `prompt_cache_key`, `service_tier`,
  * `stream_options`. */
@@ -912,6 +963,10 @@ export type ResponsesRequest = {
       schema?: { [key: string]: unknown };
     };
   };
+  /** The client's functions: the model may call them, and the response then ends with its
+   * `function_call` items; the next request brings each call's `function_call_output`
+   * (with `previous_response_id`, or the whole input again) and the same run goes on. */
+  tools?: Array<ResponsesTool> | null;
 };
 
 /** One event of a streamed response: `event: {type}`, then `data: {event}`. In order:
@@ -919,8 +974,11 @@ export type ResponsesRequest = {
  * `response.content_part.added`, `response.output_text.delta` (many),
  * `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
  * `response.completed`; a CLI that fails once the reply has begun ends it with
- * `response.failed` and `error`. */
-export type ResponsesStreamEvent = ResponsesLifecycleEvent | ResponsesOutputItemEvent | ResponsesContentPartEvent | ResponsesTextDeltaEvent | ResponsesTextDoneEvent | ResponsesErrorEvent;
+ * `response.failed` and `error`. Each call of a client's function, before
+ * `response.completed`: `response.output_item.added`,
+ * `response.function_call_arguments.delta`, `response.function_call_arguments.done`,
+ * `response.output_item.done`. */
+export type ResponsesStreamEvent = ResponsesLifecycleEvent | ResponsesOutputItemEvent | ResponsesContentPartEvent | ResponsesTextDeltaEvent | ResponsesTextDoneEvent | ResponsesArgumentsDeltaEvent | ResponsesArgumentsDoneEvent | ResponsesErrorEvent;
 
 /** A piece of the reply's text. */
 export type ResponsesTextDeltaEvent = {
@@ -944,6 +1002,19 @@ export type ResponsesTextDoneEvent = {
   text: string;
   /** Always empty. */
   logprobs: Array<{ [key: string]: unknown }>;
+};
+
+/** A function of the client's, as the Responses API defines one (flat, not nested in
+ * `function`). `strict` is accepted: the CLI checks every call's input against `parameters`. */
+export type ResponsesTool = {
+  /** `function`. */
+  type?: string;
+  /** 1 to 64 of a-z A-Z 0-9 _ -. */
+  name?: string;
+  description?: string | null;
+  /** A JSON Schema of its arguments (an object's). */
+  parameters?: { [key: string]: unknown } | null;
+  strict?: boolean | null;
 };
 
 /** The usage, from the CLI's result: input tokens count input, cache-read and cache-creation

@@ -71,6 +71,9 @@ pub struct Paused {
     /// then handed to the request that brings the results.
     pub stop: RunGuard,
     pub tools: ToolsGuard,
+    /// Where the run works, when a response of the Responses API is to be kept of what it
+    /// says next.
+    pub cwd: Option<Arc<std::path::Path>>,
 }
 
 /// A guard that stops a run when dropped, whatever its type.

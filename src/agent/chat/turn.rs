@@ -105,6 +105,24 @@ impl Continuation {
     pub fn is_response(&self) -> bool {
         self.response.is_some()
     }
+
+    /// Where its run works: its session's file is found by it.
+    pub fn cwd(&self) -> Arc<Path> {
+        Arc::clone(&self.cwd)
+    }
+
+    /// A response that went on with a run which waited for its client's tool results: kept
+    /// like the first, by its own id, with the run's session.
+    pub fn of_answered_response(owner: Client, cwd: Arc<Path>, response: ResponseTurn) -> Self {
+        Self {
+            owner,
+            hasher: Sha256::new(),
+            named: None,
+            response: Some(response),
+            cwd,
+            tools: None,
+        }
+    }
 }
 
 /// A turn, as it enters the hash: its role and text, each length-prefixed, so no two
@@ -575,10 +593,16 @@ impl Agents {
 
     /// The run that waits for these results of its client's tools, given them: what the
     /// request that brought them reads.
-    pub fn resume_chat(&self, owner: Client, results: &[ToolResult]) -> Result<Paused, Error> {
+    /// `field` is the request's that brought them.
+    pub fn resume_chat(
+        &self,
+        owner: Client,
+        results: &[ToolResult],
+        field: &'static str,
+    ) -> Result<Paused, Error> {
         self.core.client_tools.resume(owner, results).ok_or_else(|| {
             Error::invalid(
-                "messages",
+                field,
                 "no call of a tool of this key's waits for this result here (a run waits PROXY_TOOL_RESULT_TIMEOUT_SECS, on the instance that ran it)",
             )
         })

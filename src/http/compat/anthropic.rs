@@ -224,7 +224,7 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
         .and_then(|message| tool_results_of(&message.content));
     if let Some(results) = last_results {
         return Ok(Asked {
-            ask: Ask::ToolResults(results),
+            ask: Ask::ToolResults(results, None),
             model,
             stream,
         });

@@ -547,13 +547,17 @@ pub struct SessionDeleted {
 literal!(ResponseObject, "response");
 literal!(ResponseDeletedObject, "response.deleted");
 literal!(OutputTextType, "output_text");
+literal!(FunctionCallType, "function_call");
+literal!(ArgumentsDeltaType, "response.function_call_arguments.delta");
+literal!(ArgumentsDoneType, "response.function_call_arguments.done");
 
 /// An OpenAI Responses API request (`POST /v1/responses`). Refused with 400, naming the field,
-/// since they would change what the model does and the proxy cannot honour them: `tools` (a
-/// non-empty list), `tool_choice` other than `none`, `reasoning`, `text.format` other than
-/// `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
-/// `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls`, `background: true`,
-/// `conversation`, `prompt`, input items other than messages, and `input_file` parts. Accepted
+/// since they would change what the model does and the proxy cannot honour them: tools other
+/// than functions, `tool_choice` other than `auto` and `none`, `reasoning`, `text.format` other
+/// than `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
+/// `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls: false`, `background: true`,
+/// `conversation`, `prompt`, input items other than messages, function calls and their
+/// outputs, and `input_file` parts. Accepted
 /// and ignored, as tuning: `temperature`, `top_p`, `top_logprobs`, `max_output_tokens` (not
 /// enforced), `metadata`, `user`, `safety_identifier`, `prompt_cache_key`, `service_tier`,
 /// `stream_options`.
@@ -584,6 +588,32 @@ pub struct ResponsesRequest {
     #[serde(default)]
     #[schema(inline)]
     pub text: Option<ResponsesTextConfig>,
+    /// The client's functions: the model may call them, and the response then ends with its
+    /// `function_call` items; the next request brings each call's `function_call_output`
+    /// (with `previous_response_id`, or the whole input again) and the same run goes on.
+    #[serde(default)]
+    pub tools: Option<Vec<ResponsesTool>>,
+}
+
+/// A function of the client's, as the Responses API defines one (flat, not nested in
+/// `function`). `strict` is accepted: the CLI checks every call's input against `parameters`.
+#[derive(Deserialize, Serialize, ToSchema, Clone)]
+pub struct ResponsesTool {
+    /// `function`.
+    #[serde(rename = "type", default)]
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// 1 to 64 of a-z A-Z 0-9 _ -.
+    #[serde(default)]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A JSON Schema of its arguments (an object's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub parameters: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strict: Option<bool>,
 }
 
 /// Text, or input items.
@@ -594,20 +624,38 @@ pub enum ResponsesInput {
     Items(Vec<ResponsesInputItem>),
 }
 
-/// A message item: `role` user, system, developer or assistant (an earlier reply, as the
-/// response's output gave it); its content text, or parts.
+/// An input item. A `message` (the default): `role` user, system, developer or assistant (an
+/// earlier reply, as the response's output gave it), its content text, or parts. A
+/// `function_call` (an earlier call of the model's, as the response's output gave it: `call_id`,
+/// `name`, `arguments`), or a `function_call_output`: the result (`output`) of the call
+/// `call_id`; those after the input's last other item answer the run that waits for them.
 #[derive(Deserialize, ToSchema)]
 pub struct ResponsesInputItem {
-    /// `message` (the default); other items are refused.
+    /// `message` (the default), `function_call` or `function_call_output`; other items are
+    /// refused.
     #[serde(rename = "type", default)]
     #[schema(rename = "type")]
     pub kind: Option<String>,
+    /// A message's.
     #[serde(default)]
-    #[schema(required = true)]
     pub role: String,
+    /// A message's.
     #[serde(default)]
-    #[schema(required = true, value_type = ResponsesContent)]
+    #[schema(value_type = Option<ResponsesContent>)]
     pub content: Option<ResponsesContent>,
+    /// A function call's, or its output's: the model's id of the call.
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// A function call's.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A function call's: its arguments as JSON text.
+    #[serde(default)]
+    pub arguments: Option<String>,
+    /// A function call output's: text, or `input_text` parts.
+    #[serde(default)]
+    #[schema(value_type = Option<ResponsesContent>)]
+    pub output: Option<ResponsesContent>,
 }
 
 /// Text, or parts: `input_text`, `input_image` (a `data:` URL: the proxy fetches nothing),
@@ -672,8 +720,9 @@ pub struct OpenAiResponse {
     pub incomplete_details: Option<()>,
     pub instructions: Option<String>,
     pub model: String,
-    pub output: Vec<ResponsesOutputMessage>,
-    /// Always false: no tools.
+    /// The reply's message (when it said something), then the client's functions it called.
+    pub output: Vec<ResponsesOutputItem>,
+    /// True with tools: the model may call several at once.
     pub parallel_tool_calls: bool,
     pub previous_response_id: Option<String>,
     /// Whether it is kept.
@@ -687,11 +736,10 @@ pub struct OpenAiResponse {
     pub metadata: Option<()>,
     #[schema(inline)]
     pub text: ResponsesTextOut,
-    /// Always `none`: the model calls no tool of the client's.
+    /// `auto` with tools, else `none`.
     pub tool_choice: &'static str,
-    /// Always empty.
-    #[schema(value_type = Vec<Object>)]
-    pub tools: Vec<()>,
+    /// The request's functions.
+    pub tools: Vec<ResponsesTool>,
     /// Always `disabled`.
     pub truncation: &'static str,
     /// Null until it has ended.
@@ -704,6 +752,32 @@ pub struct OpenAiResponse {
 pub struct ResponsesTextOut {
     #[schema(inline)]
     pub format: ResponsesTextFormat,
+}
+
+/// An item of a response's output.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum ResponsesOutputItem {
+    Message(ResponsesOutputMessage),
+    FunctionCall(ResponsesFunctionCall),
+}
+
+/// A call of one of the client's functions: the client runs it, and answers with a
+/// `function_call_output` item of the same `call_id`.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesFunctionCall {
+    /// fc_ and the call's id.
+    pub id: String,
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: FunctionCallType,
+    /// in_progress while its arguments stream, then completed.
+    pub status: &'static str,
+    /// The model's id of the call.
+    pub call_id: String,
+    pub name: String,
+    /// Its arguments as JSON text.
+    pub arguments: String,
 }
 
 /// The reply: an assistant message.
@@ -781,7 +855,10 @@ pub struct ResponseDeleted {
 /// `response.content_part.added`, `response.output_text.delta` (many),
 /// `response.output_text.done`, `response.content_part.done`, `response.output_item.done`,
 /// `response.completed`; a CLI that fails once the reply has begun ends it with
-/// `response.failed` and `error`.
+/// `response.failed` and `error`. Each call of a client's function, before
+/// `response.completed`: `response.output_item.added`,
+/// `response.function_call_arguments.delta`, `response.function_call_arguments.done`,
+/// `response.output_item.done`.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
 pub enum ResponsesStreamEvent {
@@ -790,7 +867,34 @@ pub enum ResponsesStreamEvent {
     ContentPart(ResponsesContentPartEvent),
     TextDelta(ResponsesTextDeltaEvent),
     TextDone(ResponsesTextDoneEvent),
+    ArgumentsDelta(ResponsesArgumentsDeltaEvent),
+    ArgumentsDone(ResponsesArgumentsDoneEvent),
     Error(ResponsesErrorEvent),
+}
+
+/// A piece of a function call's arguments.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesArgumentsDeltaEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: ArgumentsDeltaType,
+    pub sequence_number: u64,
+    pub item_id: String,
+    pub output_index: u32,
+    pub delta: String,
+}
+
+/// A function call's whole arguments.
+#[derive(Serialize, ToSchema)]
+pub struct ResponsesArgumentsDoneEvent {
+    #[serde(rename = "type")]
+    #[schema(rename = "type", inline)]
+    pub kind: ArgumentsDoneType,
+    pub sequence_number: u64,
+    pub item_id: String,
+    pub output_index: u32,
+    pub name: String,
+    pub arguments: String,
 }
 
 /// `response.created`, `response.in_progress`, `response.completed` or `response.failed`.
@@ -811,7 +915,7 @@ pub struct ResponsesOutputItemEvent {
     pub kind: &'static str,
     pub sequence_number: u64,
     pub output_index: u32,
-    pub item: ResponsesOutputMessage,
+    pub item: ResponsesOutputItem,
 }
 
 /// `response.content_part.added` or `response.content_part.done`.

@@ -24,8 +24,8 @@ use bodies::{
 };
 
 use crate::agent::{
-    Agents, ChatTurn, Client, Continuation, Event, EventReader, Paused, ResponseRecord, RunGuard,
-    TOOL_PREFIX, ToolCall, ToolResult, ToolsGuard, TurnEnd, TurnFailure,
+    Agents, ChatTurn, Client, Continuation, Event, EventReader, Paused, ResponseRecord,
+    ResponseTurn, RunGuard, TOOL_PREFIX, ToolCall, ToolResult, ToolsGuard, TurnEnd, TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
 use crate::cli::stdout::unescape;
@@ -253,7 +253,8 @@ pub struct Turn {
 /// waits for.
 pub enum Ask {
     Turn(Box<ChatTurn>),
-    ToolResults(Vec<ToolResult>),
+    /// With a Responses API request's own choices, to keep the response it gives.
+    ToolResults(Vec<ToolResult>, Option<ResponseTurn>),
 }
 
 /// A conversation's turns, each `(role, text, images)`, as a turn for the core: the last must
@@ -372,15 +373,30 @@ pub async fn start_turn(
             turn.structured = structured;
             turn
         }
-        Ask::ToolResults(results) => {
-            let paused = agents.resume_chat(client, &results).map_err(refused)?;
+        Ask::ToolResults(results, response) => {
+            let field = match response {
+                Some(_) => "input",
+                None => "messages",
+            };
+            let paused = agents
+                .resume_chat(client, &results, field)
+                .map_err(refused)?;
             let reader = agents
                 .events(client, paused.agent_id, paused.cursor)
                 .await
                 .map_err(refused)?;
-            let mut turn = Turn::new(reader, paused.stop, agents, (client, paused.agent_id));
+            let mut turn = Turn::new(
+                reader,
+                paused.stop,
+                agents.clone(),
+                (client, paused.agent_id),
+            );
             turn.cursor = paused.cursor;
             turn.tools = Some(paused.tools);
+            if let (Some(response), Some(cwd)) = (response, paused.cwd) {
+                let continuation = Continuation::of_answered_response(client, cwd, response);
+                turn.remember = Some((agents, continuation));
+            }
             turn
         }
     };
@@ -445,6 +461,11 @@ impl Turn {
                     cursor: self.cursor,
                     stop,
                     tools,
+                    cwd: self
+                        .remember
+                        .as_ref()
+                        .filter(|(_, c)| c.is_response())
+                        .map(|(_, c)| c.cwd()),
                 };
                 self.agents.pause_chat(&end.tool_calls, paused);
             }

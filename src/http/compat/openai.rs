@@ -120,7 +120,7 @@ fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> 
             .map(|(n, message)| tool_result_of(n, message))
             .collect::<Result<Vec<_>, _>>()?;
         return Ok(Asked {
-            ask: Ask::ToolResults(results),
+            ask: Ask::ToolResults(results, None),
             model,
             stream,
             include_usage,

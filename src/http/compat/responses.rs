@@ -12,16 +12,20 @@ use bytes::BytesMut;
 use serde_json::{Value, json};
 
 use super::bodies::{
-    AssistantRole, ErrorType, MessageType, OpenAiError, OpenAiResponse, OutputTextType,
-    ResponseDeleted, ResponseDeletedObject, ResponseObject, ResponsesContent,
-    ResponsesContentPartEvent, ResponsesError, ResponsesErrorEvent, ResponsesInput,
-    ResponsesInputDetails, ResponsesInputItem, ResponsesLifecycleEvent, ResponsesOutputDetails,
-    ResponsesOutputItemEvent, ResponsesOutputMessage, ResponsesOutputText, ResponsesRequest,
-    ResponsesStreamEvent, ResponsesTextDeltaEvent, ResponsesTextDoneEvent, ResponsesTextFormat,
-    ResponsesTextOut, ResponsesUsage, TextDeltaType, TextDoneType,
+    ArgumentsDeltaType, ArgumentsDoneType, AssistantRole, ErrorType, FunctionCallType, MessageType,
+    OpenAiError, OpenAiResponse, OutputTextType, ResponseDeleted, ResponseDeletedObject,
+    ResponseObject, ResponsesArgumentsDeltaEvent, ResponsesArgumentsDoneEvent, ResponsesContent,
+    ResponsesContentPartEvent, ResponsesError, ResponsesErrorEvent, ResponsesFunctionCall,
+    ResponsesInput, ResponsesInputDetails, ResponsesInputItem, ResponsesLifecycleEvent,
+    ResponsesOutputDetails, ResponsesOutputItem, ResponsesOutputItemEvent, ResponsesOutputMessage,
+    ResponsesOutputText, ResponsesRequest, ResponsesStreamEvent, ResponsesTextDeltaEvent,
+    ResponsesTextDoneEvent, ResponsesTextFormat, ResponsesTextOut, ResponsesTool, ResponsesUsage,
+    TextDeltaType, TextDoneType,
 };
-use super::{Api, CompatError, Migration, Step, Turn, TurnEnd};
-use crate::agent::{ChatTurn, Client, ResponseRecord, ResponseTurn, TokenUsage, TurnFailure};
+use super::{Api, Ask, CompatError, Migration, Step, Turn, TurnEnd};
+use crate::agent::{
+    Client, ClientTool, ResponseRecord, ResponseTurn, TokenUsage, ToolCall, ToolResult, TurnFailure,
+};
 use crate::http::{ApiError, ApiState};
 
 const API: Api = Api::OpenAi;
@@ -29,11 +33,18 @@ const API: Api = Api::OpenAi;
 /// The fields the proxy cannot honour: refused, never silently ignored.
 fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
     let unsupported = |field: &str, why: &str| Err(CompatError::invalid(API, field, why));
-    if request["tools"].as_array().is_some_and(|t| !t.is_empty()) {
-        return unsupported("tools", "client-defined tools are not supported");
+    let choice = &request["tool_choice"];
+    if !choice.is_null() && choice != "none" && choice != "auto" {
+        return unsupported(
+            "tool_choice",
+            "only \"auto\" or \"none\": the model chooses whether to call a function",
+        );
     }
-    if !request["tool_choice"].is_null() && request["tool_choice"] != "none" {
-        return unsupported("tool_choice", "only \"none\" is supported");
+    if request["parallel_tool_calls"] == false {
+        return unsupported(
+            "parallel_tool_calls",
+            "only true: the model may call several functions at once",
+        );
     }
     if request["include"].as_array().is_some_and(|i| !i.is_empty()) {
         return unsupported("include", "no extra output can be included");
@@ -50,13 +61,7 @@ fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
             "background responses are not supported: use /agent/start for a run in the background",
         );
     }
-    for field in [
-        "reasoning",
-        "max_tool_calls",
-        "parallel_tool_calls",
-        "conversation",
-        "prompt",
-    ] {
+    for field in ["reasoning", "max_tool_calls", "conversation", "prompt"] {
         if !request[field].is_null() {
             return unsupported(field, "not supported by this proxy");
         }
@@ -75,11 +80,13 @@ struct Asked {
     instructions: Option<String>,
     previous: Option<String>,
     format: ResponsesTextFormat,
+    tools: Vec<ResponsesTool>,
 }
 
-fn read_request(body: &[u8]) -> Result<(ChatTurn, Asked), CompatError> {
+fn read_request(body: &[u8]) -> Result<(Ask, Asked), CompatError> {
     let request = super::json_of(API, body)?;
     refuse_unsupported(&request)?;
+    let no_tools = request["tool_choice"] == "none";
     let request: ResponsesRequest = super::read_body(API, request)?;
     if request.model.is_empty() {
         return Err(CompatError::invalid(
@@ -94,6 +101,10 @@ fn read_request(body: &[u8]) -> Result<(ChatTurn, Asked), CompatError> {
                 kind: None,
                 role: "user".into(),
                 content: Some(ResponsesContent::Text(text)),
+                call_id: None,
+                name: None,
+                arguments: None,
+                output: None,
             }]
         }
         Some(ResponsesInput::Items(items)) => items,
@@ -105,16 +116,85 @@ fn read_request(body: &[u8]) -> Result<(ChatTurn, Asked), CompatError> {
             ));
         }
     };
+    let tools = request.tools.unwrap_or_default();
+    let client_tools = match no_tools {
+        true => Vec::new(),
+        false => client_tools_of(&tools)?,
+    };
+    let store = request.store.unwrap_or(true);
+    let response = ResponseTurn {
+        previous: request.previous_response_id.clone(),
+        store,
+    };
+    let format = request
+        .text
+        .and_then(|text| text.format)
+        .unwrap_or(ResponsesTextFormat {
+            kind: "text".into(),
+            name: None,
+            schema: None,
+        });
+    let json_schema = json_schema_of(&format)?;
+    let asked = Asked {
+        model: request.model.clone(),
+        stream: request.stream.unwrap_or(false),
+        store,
+        instructions: request.instructions.clone(),
+        previous: request.previous_response_id,
+        format: ResponsesTextFormat {
+            schema: None,
+            ..format
+        },
+        tools,
+    };
+    // Outputs of function calls after the input's last other item: they answer a run that
+    // waits for them.
+    let is_output =
+        |item: &ResponsesInputItem| item.kind.as_deref() == Some("function_call_output");
+    let trailing = items
+        .iter()
+        .rev()
+        .take_while(|item| is_output(item))
+        .count();
+    if trailing > 0 {
+        let first = items.len() - trailing;
+        let results = items
+            .into_iter()
+            .enumerate()
+            .skip(first)
+            .map(|(n, item)| tool_result_of(n, item))
+            .collect::<Result<Vec<_>, _>>()?;
+        return Ok((Ask::ToolResults(results, Some(response)), asked));
+    }
     let mut system: Vec<String> = request.instructions.iter().cloned().collect();
     let mut turns: Vec<(&str, String, Vec<Value>)> = Vec::new();
     for (n, item) in items.into_iter().enumerate() {
         let field = format!("input[{n}]");
-        if item.kind.as_deref().is_some_and(|kind| kind != "message") {
-            return Err(CompatError::invalid(
-                API,
-                format!("{field}.type"),
-                "only message items are supported (no client-defined tools)",
-            ));
+        match item.kind.as_deref() {
+            None | Some("message") => {}
+            // The history, as a transcript: the call in words, its output as a tool's turn.
+            Some("function_call") => {
+                let (name, arguments) = (item.name.unwrap_or_default(), item.arguments);
+                let arguments = arguments.unwrap_or_default();
+                turns.push((
+                    "assistant",
+                    format!("[called {name} with {arguments}]"),
+                    Vec::new(),
+                ));
+                continue;
+            }
+            Some("function_call_output") => {
+                let result = tool_result_of(n, item)?;
+                turns.push(("tool", result.text, Vec::new()));
+                continue;
+            }
+            Some(_) => {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.type"),
+                    "only message, function_call and function_call_output items are supported",
+                ));
+            }
         }
         let (text, images) = content_of(item.content, &format!("{field}.content"))?;
         match item.role.as_str() {
@@ -156,37 +236,78 @@ fn read_request(body: &[u8]) -> Result<(ChatTurn, Asked), CompatError> {
     }
     let mut turn = super::chat_turn(
         API,
-        &request.model,
+        &asked.model,
         (!system.is_empty()).then(|| system.join("\n\n")),
         turns,
         Migration::default(),
     )?;
-    let format = request
-        .text
-        .and_then(|text| text.format)
-        .unwrap_or(ResponsesTextFormat {
-            kind: "text".into(),
-            name: None,
-            schema: None,
-        });
-    turn.json_schema = json_schema_of(&format)?;
-    let store = request.store.unwrap_or(true);
-    turn.response = Some(ResponseTurn {
-        previous: request.previous_response_id.clone(),
-        store,
-    });
-    let asked = Asked {
-        model: request.model,
-        stream: request.stream.unwrap_or(false),
-        store,
-        instructions: request.instructions,
-        previous: request.previous_response_id,
-        format: ResponsesTextFormat {
-            schema: None,
-            ..format
-        },
+    turn.json_schema = json_schema;
+    turn.response = Some(response);
+    turn.client_tools = client_tools;
+    Ok((Ask::Turn(Box::new(turn)), asked))
+}
+
+/// A `function_call_output` item: the result of a call.
+fn tool_result_of(n: usize, item: ResponsesInputItem) -> Result<ToolResult, CompatError> {
+    let field = format!("input[{n}]");
+    let Some(call_id) = item.call_id.filter(|id| !id.is_empty()) else {
+        return Err(CompatError::invalid(
+            API,
+            format!("{field}.call_id"),
+            "a function_call_output names the call whose result it is",
+        ));
     };
-    Ok((turn, asked))
+    let (text, images) = content_of(item.output, &format!("{field}.output"))?;
+    if !images.is_empty() {
+        return Err(CompatError::invalid(
+            API,
+            format!("{field}.output"),
+            "a function's output holds text only",
+        ));
+    }
+    Ok(ToolResult {
+        call_id,
+        text,
+        is_error: false,
+    })
+}
+
+/// The client's functions, checked: names the model can call, schemas of objects.
+fn client_tools_of(tools: &[ResponsesTool]) -> Result<Vec<ClientTool>, CompatError> {
+    if tools.len() > 64 {
+        return Err(CompatError::invalid(API, "tools", "at most 64 tools"));
+    }
+    tools
+        .iter()
+        .enumerate()
+        .map(|(n, tool)| {
+            let field = format!("tools[{n}]");
+            if tool.kind != "function" {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.type"),
+                    "only function tools are taken",
+                ));
+            }
+            super::check_tool_name(API, &format!("{field}.name"), &tool.name)?;
+            let schema = tool
+                .parameters
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
+            if !schema.is_object() {
+                return Err(CompatError::invalid(
+                    API,
+                    format!("{field}.parameters"),
+                    "must be a JSON Schema object",
+                ));
+            }
+            Ok(ClientTool {
+                name: tool.name.clone(),
+                description: tool.description.clone().unwrap_or_default(),
+                input_schema: schema,
+            })
+        })
+        .collect()
 }
 
 /// The schema `text.format` asks the reply to follow: none for `text`, any object for
@@ -280,13 +401,15 @@ struct Reply {
     previous: Option<String>,
     store: bool,
     format: ResponsesTextFormat,
+    tools: Vec<ResponsesTool>,
 }
 
 impl Reply {
-    fn of(agent_id: uuid::Uuid, asked: &Asked) -> Self {
+    /// A response named after `id`: its agent's, or its own when its run gave one before.
+    fn of(id: uuid::Uuid, asked: &Asked) -> Self {
         Self {
-            id: format!("resp_{}", agent_id.simple()),
-            message_id: format!("msg_{}", agent_id.simple()),
+            id: format!("resp_{}", id.simple()),
+            message_id: format!("msg_{}", id.simple()),
             created_at: chrono::Utc::now().timestamp(),
             model: asked.model.clone(),
             instructions: asked.instructions.clone(),
@@ -297,6 +420,7 @@ impl Reply {
                 name: asked.format.name.clone(),
                 schema: None,
             },
+            tools: asked.tools.clone(),
         }
     }
 
@@ -319,6 +443,7 @@ impl Reply {
                 name: None,
                 schema: None,
             },
+            tools: Vec::new(),
         };
         (reply, record.text, record.usage)
     }
@@ -340,7 +465,7 @@ impl Reply {
     fn response(
         &self,
         status: &'static str,
-        output: Vec<ResponsesOutputMessage>,
+        output: Vec<ResponsesOutputItem>,
         usage: Option<ResponsesUsage>,
         error: Option<ResponsesError>,
         end: Option<&TurnEnd>,
@@ -355,7 +480,7 @@ impl Reply {
             instructions: self.instructions.clone(),
             model: self.model.clone(),
             output,
-            parallel_tool_calls: false,
+            parallel_tool_calls: !self.tools.is_empty(),
             previous_response_id: self.previous.clone(),
             store: self.store,
             temperature: None,
@@ -368,8 +493,11 @@ impl Reply {
                     schema: None,
                 },
             },
-            tool_choice: "none",
-            tools: Vec::new(),
+            tool_choice: match self.tools.is_empty() {
+                true => "none",
+                false => "auto",
+            },
+            tools: self.tools.clone(),
             truncation: "disabled",
             usage,
             x_claude_proxy: end.map(super::extension),
@@ -396,11 +524,45 @@ impl Reply {
         }
     }
 
-    /// The completed response, with its whole text and usage.
+    /// A call of the client's function, in a state.
+    fn call(
+        &self,
+        call: &ToolCall,
+        status: &'static str,
+        arguments: String,
+    ) -> ResponsesFunctionCall {
+        ResponsesFunctionCall {
+            id: format!("fc_{}", call.id),
+            kind: FunctionCallType,
+            status,
+            call_id: call.id.clone(),
+            name: call.name.clone(),
+            arguments,
+        }
+    }
+
+    /// The whole output: the message, when it said something or called nothing, then the
+    /// calls of the client's functions.
+    fn output(&self, text: &str, end: &TurnEnd) -> Vec<ResponsesOutputItem> {
+        let message = (!text.is_empty() || end.tool_calls.is_empty())
+            .then(|| ResponsesOutputItem::Message(self.message("completed", Some(text))));
+        message
+            .into_iter()
+            .chain(end.tool_calls.iter().map(|call| {
+                ResponsesOutputItem::FunctionCall(self.call(
+                    call,
+                    "completed",
+                    call.input.to_string(),
+                ))
+            }))
+            .collect()
+    }
+
+    /// The completed response, with its whole output and usage.
     fn completed(&self, text: &str, end: &TurnEnd) -> OpenAiResponse {
         self.response(
             "completed",
-            vec![self.message("completed", Some(text))],
+            self.output(text, end),
             Some(usage_of(end.usage())),
             None,
             Some(end),
@@ -441,10 +603,11 @@ pub async fn create(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, CompatError> {
     let body = body.map_err(|rejection| CompatError::rejected(API, &rejection))?;
-    let (turn, asked) = read_request(&body)?;
-    let (agent_id, turn) =
-        super::start_turn(&state, client, API, super::Ask::Turn(Box::new(turn))).await?;
-    let reply = Reply::of(agent_id, &asked);
+    let (ask, asked) = read_request(&body)?;
+    // A run that goes on after its client's function outputs gives a response of its own.
+    let own_id = matches!(ask, Ask::ToolResults(..)).then(uuid::Uuid::new_v4);
+    let (agent_id, turn) = super::start_turn(&state, client, API, ask).await?;
+    let reply = Reply::of(own_id.unwrap_or(agent_id), &asked);
     if asked.stream {
         return stream(turn, reply).await;
     }
@@ -504,6 +667,8 @@ data: {"type":"response.output_text.delta","item_id":"#
             ResponsesStreamEvent::ContentPart(e) => e.kind,
             ResponsesStreamEvent::TextDelta(_) => "response.output_text.delta",
             ResponsesStreamEvent::TextDone(_) => "response.output_text.done",
+            ResponsesStreamEvent::ArgumentsDelta(_) => "response.function_call_arguments.delta",
+            ResponsesStreamEvent::ArgumentsDone(_) => "response.function_call_arguments.done",
             ResponsesStreamEvent::Error(_) => "error",
         };
         self.out.extend_from_slice(b"event: ");
@@ -526,12 +691,12 @@ data: {"type":"response.output_text.delta","item_id":"#
         )));
     }
 
-    fn item(&mut self, kind: &'static str, item: ResponsesOutputMessage) {
+    fn item(&mut self, kind: &'static str, output_index: u32, item: ResponsesOutputItem) {
         let sequence_number = self.next_number();
         self.write(ResponsesStreamEvent::OutputItem(ResponsesOutputItemEvent {
             kind,
             sequence_number,
-            output_index: 0,
+            output_index,
             item,
         }));
     }
@@ -550,7 +715,7 @@ data: {"type":"response.output_text.delta","item_id":"#
         ));
     }
 
-    /// The events before the first piece of text.
+    /// The events that begin every response.
     fn opening(&mut self, reply: &Reply) {
         for kind in ["response.created", "response.in_progress"] {
             self.lifecycle(
@@ -558,11 +723,56 @@ data: {"type":"response.output_text.delta","item_id":"#
                 reply.response("in_progress", Vec::new(), None, None, None),
             );
         }
+    }
+
+    /// The events before the message's first piece of text.
+    fn message_opening(&mut self, reply: &Reply) {
         self.item(
             "response.output_item.added",
-            reply.message("in_progress", None),
+            0,
+            ResponsesOutputItem::Message(reply.message("in_progress", None)),
         );
         self.part("response.content_part.added", reply, "");
+    }
+
+    /// The calls of the client's functions, after the message's items (if any): each whole,
+    /// as the model's message gave them when it ended.
+    fn calls(&mut self, reply: &Reply, end: &TurnEnd, first_index: u32) {
+        for (call, output_index) in end.tool_calls.iter().zip(first_index..) {
+            let arguments = call.input.to_string();
+            self.item(
+                "response.output_item.added",
+                output_index,
+                ResponsesOutputItem::FunctionCall(reply.call(call, "in_progress", String::new())),
+            );
+            let item_id = format!("fc_{}", call.id);
+            let sequence_number = self.next_number();
+            self.write(ResponsesStreamEvent::ArgumentsDelta(
+                ResponsesArgumentsDeltaEvent {
+                    kind: ArgumentsDeltaType,
+                    sequence_number,
+                    item_id: item_id.clone(),
+                    output_index,
+                    delta: arguments.clone(),
+                },
+            ));
+            let sequence_number = self.next_number();
+            self.write(ResponsesStreamEvent::ArgumentsDone(
+                ResponsesArgumentsDoneEvent {
+                    kind: ArgumentsDoneType,
+                    sequence_number,
+                    item_id,
+                    output_index,
+                    name: call.name.clone(),
+                    arguments: arguments.clone(),
+                },
+            ));
+            self.item(
+                "response.output_item.done",
+                output_index,
+                ResponsesOutputItem::FunctionCall(reply.call(call, "completed", arguments)),
+            );
+        }
     }
 
     /// A piece of text, JSON-escaped as the CLI wrote it.
@@ -590,8 +800,17 @@ data: {"type":"response.output_text.delta","item_id":"#
         }));
     }
 
-    /// The events after the last piece of text, of a response that answered.
-    fn closing(&mut self, reply: &Reply, text: &str, end: &TurnEnd) {
+    /// The events after the last piece of text, of a response that answered: the message's
+    /// end, when it was begun, then the calls, then the response's.
+    fn closing(&mut self, reply: &Reply, text: &str, end: &TurnEnd, message_open: bool) {
+        if message_open {
+            self.message_closing(reply, text);
+        }
+        self.calls(reply, end, u32::from(message_open));
+        self.lifecycle("response.completed", reply.completed(text, end));
+    }
+
+    fn message_closing(&mut self, reply: &Reply, text: &str) {
         let sequence_number = self.next_number();
         self.write(ResponsesStreamEvent::TextDone(ResponsesTextDoneEvent {
             kind: TextDoneType,
@@ -605,9 +824,9 @@ data: {"type":"response.output_text.delta","item_id":"#
         self.part("response.content_part.done", reply, text);
         self.item(
             "response.output_item.done",
-            reply.message("completed", Some(text)),
+            0,
+            ResponsesOutputItem::Message(reply.message("completed", Some(text))),
         );
-        self.lifecycle("response.completed", reply.completed(text, end));
     }
 
     /// The events of a response that failed once its text had begun.
@@ -615,7 +834,9 @@ data: {"type":"response.output_text.delta","item_id":"#
         let error = failure(end);
         let message = error.message.clone();
         let code = error.code;
-        let output = vec![reply.message("incomplete", Some(text))];
+        let output = vec![ResponsesOutputItem::Message(
+            reply.message("incomplete", Some(text)),
+        )];
         let response = reply.response(
             "failed",
             output,
@@ -656,10 +877,15 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
                     return Err(CompatError::cli_failed(API, &end));
                 }
                 events.opening(&reply);
+                // A response that only called functions has no message.
+                let message = !text.is_empty() || end.tool_calls.is_empty();
+                if message {
+                    events.message_opening(&reply);
+                }
                 if !text.is_empty() {
                     events.delta(&reply, &text);
                 }
-                events.closing(&reply, &text, &end);
+                events.closing(&reply, &text, &end, message);
                 let body = futures_util::stream::once(async move {
                     Ok::<_, std::convert::Infallible>(events.take())
                 });
@@ -669,6 +895,7 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
     };
     let body = async_stream::stream! {
         events.opening(&reply);
+        events.message_opening(&reply);
         events.escaped_delta(first.escaped_text().unwrap_or_default());
         yield Ok::<_, std::convert::Infallible>(events.take());
         // What the log holds at each read goes out in one write.
@@ -688,7 +915,7 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
                         if end.failed() {
                             events.failed(&reply, &text, &end);
                         } else {
-                            events.closing(&reply, &text, &end);
+                            events.closing(&reply, &text, &end, true);
                         }
                         over = true;
                     }
@@ -730,7 +957,9 @@ pub async fn retrieve(
     let (reply, text, usage) = Reply::kept(record);
     Ok(Json(reply.response(
         "completed",
-        vec![reply.message("completed", Some(&text))],
+        vec![ResponsesOutputItem::Message(
+            reply.message("completed", Some(&text)),
+        )],
         Some(usage_of(usage)),
         None,
         None,
