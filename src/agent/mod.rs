@@ -33,7 +33,7 @@ pub use admission::message::{Block, MessageContent, MessageRequest, check_image_
 pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use admission::rate_limit::{SubscriptionLimits, Window};
 pub use admission::request::{AgentRequest, AgentUpdate, Run};
-pub use admission::run_options::parse_model;
+pub use admission::run_options::{Effort, parse_model};
 pub use chat::client_tools::{
     ClientTool, McpAnswer, McpRefusal, Paused, RunGuard, TOOL_PREFIX, ToolCall, ToolResult,
     ToolsGuard,

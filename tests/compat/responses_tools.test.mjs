@@ -88,3 +88,47 @@ test("a function that is not one is refused, naming the field", async () => {
   assert.equal(orphan?.status, 400);
   assert.equal(orphan.error.param, "input");
 });
+
+// As OpenAI's Codex CLI (0.171.0, `codex exec` with web search and its multi-agent and goal tools
+// turned off) asks, captured from it: stateless (`store: false`, the whole input each time),
+// streamed, its functions, `reasoning` with a summary and an effort, and the encrypted reasoning
+// it would carry from one request to the next.
+test("a request shaped as the Codex CLI's goes through its function call loop", async () => {
+  const exec = {
+    type: "function",
+    name: "exec_command",
+    description: "Runs a command in a PTY, returning output or a session ID for ongoing interaction.",
+    strict: false,
+    parameters: { type: "object", properties: { cmd: { type: "string" } }, required: ["cmd"], additionalProperties: false },
+  };
+  const tools = [exec, { ...exec, name: "write_stdin", description: "Writes characters to an existing unified exec session." }];
+  const input = [
+    { type: "message", role: "developer", content: [{ type: "input_text", text: "<permissions instructions>read-only</permissions instructions>" }] },
+    { type: "message", role: "user", content: [{ type: "input_text", text: "<environment_context><cwd>/work</cwd></environment_context>" }] },
+    { type: "message", role: "user", content: [{ type: "input_text", text: 'List the files. [responses-codex] CALL[exec_command {"cmd": "ls"}]' }] },
+  ];
+  const shaped = (input) => ({
+    model: "opus",
+    instructions: "You are Codex, a coding agent.",
+    input,
+    tools,
+    tool_choice: "auto",
+    parallel_tool_calls: true,
+    reasoning: { effort: "medium", summary: "auto" },
+    store: false,
+    include: ["reasoning.encrypted_content"],
+    prompt_cache_key: "01a23b6f-c013-7e30-af25-81bf6328a858",
+    client_metadata: { session_id: "01a23b6f-c013-7e30-af25-81bf6328a858" },
+  });
+  const first = await openai.responses.stream(shaped(input)).finalResponse();
+  const call = first.output.find((item) => item.type === "function_call");
+  assert.equal(call.name, "exec_command");
+  assert.deepEqual(JSON.parse(call.arguments), { cmd: "ls" });
+
+  input.push(...first.output, { type: "function_call_output", call_id: call.call_id, output: "README.md\nsrc" });
+  let text = "";
+  for await (const event of openai.responses.stream(shaped(input))) {
+    if (event.type === "response.output_text.delta") text += event.delta;
+  }
+  assert.equal(text, "the tool said: README.md\nsrc");
+});

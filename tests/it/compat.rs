@@ -669,7 +669,7 @@ async fn the_responses_apis_function_calls_go_on_with_the_same_run() {
         let setup = RealSetup::with_settings([], &[("PROXY_API_KEY", KEY)]).await;
         let report = node_tests(&setup, &["tests/compat/responses_tools.test.mjs"]).await;
         assert!(
-            report.contains("pass 3") && report.contains("fail 0"),
+            report.contains("pass 4") && report.contains("fail 0"),
             "{report}"
         );
         // The API saw the client's function offered, and its output, in the run that called it.
@@ -690,6 +690,15 @@ async fn the_responses_apis_function_calls_go_on_with_the_same_run() {
                 .any(|r| r["messages"].to_string().contains("Thank you.")),
             "the third response resumed the conversation"
         );
+        // Codex's reasoning effort reached the API, as the CLI's.
+        let codex: Vec<&Value> = requests
+            .iter()
+            .filter(|r| r["messages"].to_string().contains("[responses-codex]"))
+            .collect();
+        assert!(!codex.is_empty());
+        for request in codex {
+            assert_eq!(request["output_config"]["effort"], "medium", "{request}");
+        }
     })
     .await;
 }
@@ -941,8 +950,8 @@ async fn a_failed_or_refused_response_is_answered_in_the_responses_apis_way() {
                 "tools[0].type",
             ),
             (
-                serde_json::json!({"model": "sonnet", "input": "hi", "reasoning": {"effort": "low"}}),
-                "reasoning",
+                serde_json::json!({"model": "sonnet", "input": "hi", "reasoning": {"effort": "none"}}),
+                "reasoning.effort",
             ),
             (
                 serde_json::json!({"model": "sonnet", "input": [{"type": "item_reference", "id": "x"}]}),

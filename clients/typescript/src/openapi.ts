@@ -933,9 +933,11 @@ export type ResponsesOutputText = {
 
 /** An OpenAI Responses API request (`POST /v1/responses`). Refused with 400, naming the field,
  * since they would change what the model does and the proxy cannot honour them: tools other
- * than functions, `tool_choice` other than `auto` and `none`, `reasoning`, `text.format` other
+ * than functions, `tool_choice` other than `auto` and `none`, `text.format` other
  * than `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
- * `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls: false`, `background: true`,
+ * `disabled`, `include` other than `reasoning.encrypted_content` (there is none to give),
+ * `reasoning` fields other than `effort` and `summary`, `reasoning.effort: none`,
+ * `max_tool_calls`, `parallel_tool_calls: false`, `background: true`,
  * `conversation`, `prompt`, input items other than messages, function calls and their
  * outputs, and `input_file` parts. Accepted
  * and ignored, as tuning: `temperature`, `top_p`, `top_logprobs`, `max_output_tokens` (not
@@ -962,6 +964,12 @@ export type ResponsesRequest = {
       name?: string | null;
       schema?: { [key: string]: unknown };
     };
+  };
+  reasoning?: null | {
+    /** minimal or low (the CLI's `--effort=low`), medium, high, xhigh. */
+    effort?: string | null;
+    /** auto, concise or detailed: accepted, and no summary is given. */
+    summary?: string | null;
   };
   /** The client's functions: the model may call them, and the response then ends with its
    * `function_call` items; the next request brings each call's `function_call_output`

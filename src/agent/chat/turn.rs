@@ -73,6 +73,8 @@ pub struct ChatTurn {
     pub json_schema: Option<serde_json::Value>,
     /// A Responses API turn: what it continues, and whether it is kept.
     pub response: Option<ResponseTurn>,
+    /// How hard the model thinks (the Responses API's `reasoning.effort`).
+    pub effort: Option<crate::agent::admission::run_options::Effort>,
 }
 
 /// What a Responses API request adds to its turn.
@@ -344,7 +346,7 @@ impl Agents {
             fork_session: fork,
             message,
             fallback_model: None,
-            effort: None,
+            effort: turn.effort,
             max_budget_usd: settings.policy.budget(None)?,
             json_schema: turn
                 .json_schema

@@ -85,6 +85,7 @@ impl Agents {
                             client_tools: Vec::new(),
                             json_schema: None,
                             response: None,
+                            effort: None,
                         };
                         self.check_chat(*owner, turn).await.map(|(run, _)| run)
                     }

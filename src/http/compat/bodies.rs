@@ -553,9 +553,11 @@ literal!(ArgumentsDoneType, "response.function_call_arguments.done");
 
 /// An OpenAI Responses API request (`POST /v1/responses`). Refused with 400, naming the field,
 /// since they would change what the model does and the proxy cannot honour them: tools other
-/// than functions, `tool_choice` other than `auto` and `none`, `reasoning`, `text.format` other
+/// than functions, `tool_choice` other than `auto` and `none`, `text.format` other
 /// than `text`, `json_object` and `json_schema`, `text.verbosity`, `truncation` other than
-/// `disabled`, `include`, `max_tool_calls`, `parallel_tool_calls: false`, `background: true`,
+/// `disabled`, `include` other than `reasoning.encrypted_content` (there is none to give),
+/// `reasoning` fields other than `effort` and `summary`, `reasoning.effort: none`,
+/// `max_tool_calls`, `parallel_tool_calls: false`, `background: true`,
 /// `conversation`, `prompt`, input items other than messages, function calls and their
 /// outputs, and `input_file` parts. Accepted
 /// and ignored, as tuning: `temperature`, `top_p`, `top_logprobs`, `max_output_tokens` (not
@@ -588,11 +590,23 @@ pub struct ResponsesRequest {
     #[serde(default)]
     #[schema(inline)]
     pub text: Option<ResponsesTextConfig>,
+    #[serde(default)]
+    #[schema(inline)]
+    pub reasoning: Option<ResponsesReasoning>,
     /// The client's functions: the model may call them, and the response then ends with its
     /// `function_call` items; the next request brings each call's `function_call_output`
     /// (with `previous_response_id`, or the whole input again) and the same run goes on.
     #[serde(default)]
     pub tools: Option<Vec<ResponsesTool>>,
+}
+
+/// How the model reasons. `summary` (auto, concise or detailed) is accepted and no summary is
+/// given (the CLI keeps its thinking in its session); other fields are refused.
+#[derive(Deserialize, ToSchema)]
+pub struct ResponsesReasoning {
+    /// minimal or low (the CLI's `--effort=low`), medium, high, xhigh.
+    #[serde(default)]
+    pub effort: Option<String>,
 }
 
 /// A function of the client's, as the Responses API defines one (flat, not nested in

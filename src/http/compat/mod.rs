@@ -297,6 +297,7 @@ pub fn chat_turn(
         session: migration.session,
         enable_tools: migration.enable_tools,
         json_schema: None,
+        effort: None,
         client_tools: Vec::new(),
         response: None,
     })

@@ -24,7 +24,8 @@ use super::bodies::{
 };
 use super::{Api, Ask, CompatError, Migration, Step, Turn, TurnEnd};
 use crate::agent::{
-    Client, ClientTool, ResponseRecord, ResponseTurn, TokenUsage, ToolCall, ToolResult, TurnFailure,
+    Client, ClientTool, Effort, ResponseRecord, ResponseTurn, TokenUsage, ToolCall, ToolResult,
+    TurnFailure,
 };
 use crate::http::{ApiError, ApiState};
 
@@ -46,8 +47,30 @@ fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
             "only true: the model may call several functions at once",
         );
     }
-    if request["include"].as_array().is_some_and(|i| !i.is_empty()) {
-        return unsupported("include", "no extra output can be included");
+    // The model's encrypted reasoning, as a stateless client asks to have it: there is none to
+    // give (the CLI keeps its thinking in its session), and the answer is the same without it.
+    if let Some(include) = request["include"].as_array() {
+        if let Some(n) = include
+            .iter()
+            .position(|what| what != "reasoning.encrypted_content")
+        {
+            return unsupported(
+                &format!("include[{n}]"),
+                "only reasoning.encrypted_content, of which there is none to give",
+            );
+        }
+    }
+    let reasoning = &request["reasoning"];
+    if !reasoning.is_null() {
+        let Some(fields) = reasoning.as_object() else {
+            return unsupported("reasoning", "must be an object");
+        };
+        if let Some(field) = fields
+            .keys()
+            .find(|field| !matches!(field.as_str(), "effort" | "summary"))
+        {
+            return unsupported(&format!("reasoning.{field}"), "not supported by this proxy");
+        }
     }
     if !request["truncation"].is_null() && request["truncation"] != "disabled" {
         return unsupported(
@@ -61,7 +84,7 @@ fn refuse_unsupported(request: &Value) -> Result<(), CompatError> {
             "background responses are not supported: use /agent/start for a run in the background",
         );
     }
-    for field in ["reasoning", "max_tool_calls", "conversation", "prompt"] {
+    for field in ["max_tool_calls", "conversation", "prompt"] {
         if !request[field].is_null() {
             return unsupported(field, "not supported by this proxy");
         }
@@ -135,6 +158,10 @@ fn read_request(body: &[u8]) -> Result<(Ask, Asked), CompatError> {
             schema: None,
         });
     let json_schema = json_schema_of(&format)?;
+    let effort = match request.reasoning.and_then(|reasoning| reasoning.effort) {
+        None => None,
+        Some(effort) => Some(effort_of(&effort)?),
+    };
     let asked = Asked {
         model: request.model.clone(),
         stream: request.stream.unwrap_or(false),
@@ -244,7 +271,23 @@ fn read_request(body: &[u8]) -> Result<(Ask, Asked), CompatError> {
     turn.json_schema = json_schema;
     turn.response = Some(response);
     turn.client_tools = client_tools;
+    turn.effort = effort;
     Ok((Ask::Turn(Box::new(turn)), asked))
+}
+
+/// OpenAI's reasoning effort as the CLI's `--effort`.
+fn effort_of(effort: &str) -> Result<Effort, CompatError> {
+    match effort {
+        "minimal" | "low" => Ok(Effort::Low),
+        "medium" => Ok(Effort::Medium),
+        "high" => Ok(Effort::High),
+        "xhigh" => Ok(Effort::Xhigh),
+        _ => Err(CompatError::invalid(
+            API,
+            "reasoning.effort",
+            "must be minimal, low, medium, high or xhigh (the CLI thinks at least a little)",
+        )),
+    }
 }
 
 /// A `function_call_output` item: the result of a call.
