@@ -9,6 +9,7 @@
 mod chunk;
 mod cluster;
 mod db;
+mod outbox;
 mod postgres;
 mod sql_store;
 mod sqlite;
