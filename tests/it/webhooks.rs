@@ -233,6 +233,18 @@ async fn a_completed_agent_is_posted_signed_after_the_receivers_failures() {
         assert_eq!(delivery["id"], first.delivery);
         assert_eq!(delivery["attempts"], 3);
         assert_eq!(delivery["last_status"], 200);
+
+        // And the dashboard's agent page shows it.
+        let dom =
+            crate::support::rendered_dom(&server.url(&format!("/ui#/agent/{id}")), 10_000).await;
+        let shown = dom
+            .split(r#"<li class="webhook webhook-delivered""#)
+            .nth(1)
+            .unwrap_or_else(|| panic!("a delivered webhook event on the page:\n{dom}"));
+        assert!(
+            shown[..shown.find("</li>").unwrap()].contains("agent.completed"),
+            "{shown}"
+        );
     })
     .await;
 }
