@@ -78,7 +78,7 @@ impl Delivery {
 
     /// Delivers until `stopping` is cancelled.
     pub async fn run(self, stopping: CancellationToken) {
-        loop {
+        while !stopping.is_cancelled() {
             let now = Utc::now();
             let claim = WebhookClaim {
                 instance: Arc::clone(&self.instance),
@@ -86,10 +86,16 @@ impl Delivery {
                 lease_until: now + chrono::Duration::from_std(LEASE).unwrap_or_default(),
                 max: CLAIM_AT_MOST,
             };
-            let claimed = tokio::select! {
-                claimed = self.store.claim_webhooks(claim) => claimed,
-                () = stopping.cancelled() => return,
-            };
+            // Not raced with the shutdown: a claim the writer commits after its answer was
+            // dropped would hold its events for a whole lease. The writer answers within its
+            // flush interval.
+            let claimed = self.store.claim_webhooks(claim).await;
+            if stopping.is_cancelled() {
+                for event in claimed.map(|c| c.events).unwrap_or_default() {
+                    self.record(&event, AttemptOutcome::Released, event.attempts, None, None);
+                }
+                return;
+            }
             let wait = match claimed {
                 Ok(claimed) if !claimed.events.is_empty() => {
                     let mut attempts = JoinSet::new();
@@ -112,7 +118,7 @@ impl Delivery {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = self.wake.notified() => {}
-                () = stopping.cancelled() => return,
+                () = stopping.cancelled() => {}
             }
         }
     }

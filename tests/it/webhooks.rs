@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
+use crate::support::postgres::TestDatabase;
 use crate::support::proxy::Proxy;
 use crate::support::{FakeInstall, SseReader, TEST_LIMIT, TestServer, until, within};
 
@@ -369,6 +370,19 @@ async fn an_approval_the_agent_waits_for_is_posted() {
 
 #[tokio::test]
 async fn an_event_pending_at_a_shutdown_is_delivered_after_the_restart() {
+    pending_at_a_shutdown_is_delivered_later(None).await;
+}
+
+/// On PostgreSQL, by another instance: the one that made the event is gone.
+#[tokio::test]
+async fn an_event_one_instance_left_pending_is_delivered_by_another_on_postgresql() {
+    pending_at_a_shutdown_is_delivered_later(Some(TestDatabase::new())).await;
+}
+
+/// An event refused while its proxy runs, then the proxy stopped: the next one started on the
+/// same store (the same program and data dir on SQLite; another instance on PostgreSQL)
+/// delivers it.
+async fn pending_at_a_shutdown_is_delivered_later(database: Option<TestDatabase>) {
     within(TEST_LIMIT, async {
         let (url, failures_left, mut received) = receiver(usize::MAX).await;
         let fake = FakeInstall::new();
@@ -376,16 +390,29 @@ async fn an_event_pending_at_a_shutdown_is_delivered_after_the_restart() {
         let data = fake.dir.path().join("data").display().to_string();
         let cli = fake.cli_path().display().to_string();
         let allowed = format!("{url}/hooks/");
-        let env = [
-            ("CLAUDE_CLI_PATH", cli.as_str()),
-            ("CLAUDE_WORKDIR", work.as_str()),
-            ("PROXY_DATA_DIR", data.as_str()),
-            ("PROXY_WEBHOOK_URLS", allowed.as_str()),
-            ("PROXY_WEBHOOK_SECRET", SECRET),
-            // Long enough that the event is still pending when the proxy is stopped.
-            ("PROXY_WEBHOOK_RETRY_BASE_MS", "2000"),
-        ];
-        let mut proxy = Proxy::start(fake.dir.path(), &env);
+        let database_url = database.as_ref().map(TestDatabase::url);
+        let env = |instance: &'static str| {
+            let mut env = vec![
+                ("CLAUDE_CLI_PATH", cli.clone()),
+                ("CLAUDE_WORKDIR", work.clone()),
+                ("PROXY_DATA_DIR", data.clone()),
+                ("PROXY_WEBHOOK_URLS", allowed.clone()),
+                ("PROXY_WEBHOOK_SECRET", SECRET.to_owned()),
+                // Long enough that the event is still pending when the proxy is stopped.
+                ("PROXY_WEBHOOK_RETRY_BASE_MS", "2000".to_owned()),
+            ];
+            if let Some(database_url) = &database_url {
+                env.push(("PROXY_DATABASE_URL", database_url.clone()));
+                env.push(("PROXY_INSTANCE_ID", instance.to_owned()));
+            }
+            env
+        };
+        let start = |instance| {
+            let env = env(instance);
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Proxy::start(fake.dir.path(), &env)
+        };
+        let mut proxy = start("a");
         let started: Value = proxy
             .post(
                 "/agent/start",
@@ -405,7 +432,7 @@ async fn an_event_pending_at_a_shutdown_is_delivered_after_the_restart() {
         assert!(status.success(), "{status}");
 
         failures_left.store(0, Ordering::SeqCst);
-        let proxy = Proxy::start(fake.dir.path(), &env);
+        let proxy = start("b");
         let delivered = loop {
             let attempt = next(&mut received).await;
             if attempt.answered == 200 {
