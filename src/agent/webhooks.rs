@@ -93,7 +93,9 @@ impl Webhook {
             "permission.requested",
             &Asked {
                 agent_id: self.agent_id,
-                status: AgentStatus::Waiting,
+                // A turn runs, held at the tool until the answer (`waiting` is an agent with
+                // no turn running).
+                status: AgentStatus::Running,
                 permission,
             },
         );

@@ -353,7 +353,7 @@ async fn an_approval_the_agent_waits_for_is_posted() {
         assert_signed(&event);
         let body = event.json();
         assert_eq!(body["data"]["agent_id"], id);
-        assert_eq!(body["data"]["status"], "waiting");
+        assert_eq!(body["data"]["status"], "running");
         assert_eq!(body["data"]["permission"]["tool_name"], "Bash");
         assert_eq!(
             body["data"]["permission"]["request_id"],
