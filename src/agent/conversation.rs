@@ -27,6 +27,7 @@ use crate::agent::event_bodies::{
 };
 use crate::agent::logs::journal::Journal;
 use crate::agent::view::PermissionRequest;
+use crate::agent::webhooks::Webhook;
 use crate::cli::stdin::{self, Control};
 use crate::metrics::Metrics;
 
@@ -52,6 +53,9 @@ pub struct ConversationSettings {
     pub permission_limit: Duration,
     /// Tool approvals go to the client.
     pub approvals: bool,
+    /// Where the agent's webhook events go, if it has a webhook: each approval it waits for
+    /// is one.
+    pub webhook: Option<Arc<Webhook>>,
 }
 
 #[derive(Debug)]
@@ -408,6 +412,9 @@ impl Conversation {
             kind: PermissionRequestType,
             request: pending.clone(),
         });
+        if let Some(webhook) = &self.settings.webhook {
+            webhook.permission_requested(&pending);
+        }
         state.permissions.push(pending);
         self.metrics.permission_requests.inc();
         self.update_pause(&state);

@@ -16,6 +16,7 @@ mod ports;
 mod status;
 mod usage;
 mod view;
+mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ pub use admission::policy::{PermissionMode, ToolList, ToolPolicy, parse_list};
 pub use admission::rate_limit::{SubscriptionLimits, Window};
 pub use admission::request::{AgentRequest, AgentUpdate, Run};
 pub use admission::run_options::{Effort, parse_model};
+pub use admission::webhook::WebhookPolicy;
 pub use chat::client_tools::{
     ClientTool, McpAnswer, McpRefusal, Paused, RunGuard, TOOL_PREFIX, ToolCall, ToolResult,
     ToolsGuard,
@@ -61,12 +63,13 @@ pub use ports::cluster::{
 };
 pub use ports::gateway::Gateway;
 pub use ports::store::{
-    AgentRecord, CONVERSATIONS_PER_KEY, ConversationRecord, Store, StoreError, StoreFuture,
-    StoreHealth, StoredEvents, interrupted_events,
+    AgentRecord, AttemptOutcome, CONVERSATIONS_PER_KEY, ClaimedWebhooks, ConversationRecord, Store,
+    StoreError, StoreFuture, StoreHealth, StoredEvents, WebhookAttempt, WebhookClaim, WebhookEvent,
+    interrupted_events,
 };
-pub use status::{AgentKind, AgentStatus};
+pub use status::{AgentKind, AgentStatus, WebhookState};
 pub use usage::{ModelUsage, Usage, UsageBy, UsageEntry, UsageQuery, UsageReport, UsageRow};
-pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest};
+pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest, WebhookDelivery};
 
 use crate::metrics::Metrics;
 use crate::process::{self, ProcessGroup};
@@ -335,6 +338,17 @@ impl Agents {
     }
 
     pub async fn detail(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {
+        let mut detail = self.detail_of_agent(client, agent_id).await?;
+        if let (Some(store), true) = (&self.core.store, self.core.settings.webhooks.enabled()) {
+            match store.webhook_deliveries(client, agent_id).await {
+                Ok(deliveries) => detail.webhooks = deliveries,
+                Err(err) => tracing::warn!(%err, "could not read an agent's webhook deliveries"),
+            }
+        }
+        Ok(detail)
+    }
+
+    async fn detail_of_agent(&self, client: Client, agent_id: Uuid) -> Result<AgentDetail, Error> {
         match self.core.table.detail(client, agent_id) {
             Ok(mut detail) => {
                 detail.instance_id = Some(Arc::clone(&self.core.settings.instance_id));

@@ -195,6 +195,37 @@ macro_rules! serialize_as_str {
 
 serialize_as_str!(AgentKind, FinalStatus, AgentStatus);
 
+/// Where a webhook event's delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookState {
+    /// Not delivered yet; it will be tried (again).
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Its attempts are spent.
+    Failed,
+}
+
+impl WebhookState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookState::Pending => "pending",
+            WebhookState::Delivered => "delivered",
+            WebhookState::Failed => "failed",
+        }
+    }
+
+    pub fn from_str_opt(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(WebhookState::Pending),
+            "delivered" => Some(WebhookState::Delivered),
+            "failed" => Some(WebhookState::Failed),
+            _ => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

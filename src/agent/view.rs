@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::status::{AgentKind, AgentStatus};
+use super::status::{AgentKind, AgentStatus, WebhookState};
 
 /// One agent, in the list.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -65,6 +65,29 @@ pub struct AgentDetail {
     pub instance_id: Option<Arc<str>>,
     /// What the API counted for its requests, by model, as the proxy's gateway relayed them.
     pub usage: Vec<crate::agent::usage::ModelUsage>,
+    /// Its webhook events (`webhook`, or the operator's PROXY_WEBHOOK_URL), oldest first, and
+    /// how the delivery of each goes.
+    pub webhooks: Vec<WebhookDelivery>,
+}
+
+/// One webhook event of an agent's, and its delivery.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct WebhookDelivery {
+    /// The event's id: its `X-Claude-Proxy-Delivery` header, the same on every attempt.
+    pub id: Uuid,
+    /// `agent.completed`, `agent.failed` or `permission.requested`.
+    pub event: String,
+    pub state: WebhookState,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// The receiver's HTTP status at the last attempt, if it answered.
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    /// When it is tried next, while it is pending.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
 }
 
 /// A tool approval the CLI waits for, as clients see it.

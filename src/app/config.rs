@@ -167,6 +167,30 @@ pub struct Config {
     #[arg(long = "key-budgets", env = "PROXY_KEY_BUDGETS", value_parser = parse_key_budgets, default_value = "")]
     pub key_budgets: KeyBudgets,
 
+    /// The URLs a request's `webhook` may name, comma-separated: an entry is an exact URL, or,
+    /// ending with `/`, a prefix that allows every URL below it. A request that names another
+    /// is refused (403) before anything runs.
+    #[arg(long = "webhook-urls", env = "PROXY_WEBHOOK_URLS", value_parser = parse_webhook_urls, default_value = "")]
+    pub webhook_urls: WebhookUrls,
+
+    /// The webhook of every agent whose request names none.
+    #[arg(long = "webhook-url", env = "PROXY_WEBHOOK_URL", value_parser = parse_webhook_url)]
+    pub webhook_url: Option<String>,
+
+    /// The secret webhook events are signed with (HMAC-SHA256, in `X-Claude-Proxy-Signature`),
+    /// at least 16 characters; needed when PROXY_WEBHOOK_URLS or PROXY_WEBHOOK_URL is set.
+    #[arg(
+        long = "webhook-secret",
+        env = "PROXY_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    /// The wait before a failed webhook delivery's first retry, in milliseconds; each retry
+    /// waits twice as long as the one before, over 8 attempts in all (30 s: about an hour).
+    #[arg(long = "webhook-retry-base-ms", env = "PROXY_WEBHOOK_RETRY_BASE_MS", default_value = "30000", value_parser = parse_positive)]
+    pub webhook_retry_base_ms: usize,
+
     /// Model names of the compatible APIs mapped to the CLI's, such as
     /// `gpt-4o=sonnet,gpt-4o-mini=haiku` (aliases and claude-* names pass as they are).
     #[arg(long = "model-map", env = "PROXY_MODEL_MAP", value_parser = parse_model_map, default_value = "")]
@@ -459,6 +483,26 @@ pub struct KeyBudgets(pub Vec<crate::agent::Budget>);
 
 fn parse_key_budgets(value: &str) -> Result<KeyBudgets, String> {
     crate::agent::parse_budgets(value).map(KeyBudgets)
+}
+
+/// PROXY_WEBHOOK_URLS's entries, each an http(s) URL.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookUrls(pub Vec<String>);
+
+fn parse_webhook_urls(value: &str) -> Result<WebhookUrls, String> {
+    let urls: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    crate::agent::WebhookPolicy::new(&urls, None)?;
+    Ok(WebhookUrls(urls))
+}
+
+fn parse_webhook_url(value: &str) -> Result<String, String> {
+    crate::agent::WebhookPolicy::new(&[], Some(value))?;
+    Ok(value.trim().to_owned())
 }
 
 fn parse_url(value: &str) -> Result<String, String> {

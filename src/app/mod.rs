@@ -5,6 +5,7 @@
 mod config;
 mod keys;
 mod mcp_servers;
+mod webhooks;
 
 use std::future::Future;
 use std::io;
@@ -102,6 +103,26 @@ pub enum StartupError {
         "PROXY_SANDBOX_NETWORK=gateway needs the sandbox, and the CLIs run without one ({0}); set PROXY_SANDBOX=bwrap with bubblewrap installed, or PROXY_SANDBOX_NETWORK=host"
     )]
     NetworkWithoutSandbox(String),
+
+    /// Webhooks are asked for without the secret that signs them.
+    #[error(
+        "PROXY_WEBHOOK_URLS or PROXY_WEBHOOK_URL is set, and PROXY_WEBHOOK_SECRET is not (or is shorter than 16 characters): every webhook event is signed with it; set it"
+    )]
+    WebhookWithoutSecret,
+
+    /// Webhooks are asked for, and the store keeps nothing for their outbox.
+    #[error(
+        "webhooks are delivered from an outbox in the store, and PROXY_DATABASE_URL=memory keeps none: use sqlite:// or postgres://, or unset PROXY_WEBHOOK_URLS and PROXY_WEBHOOK_URL"
+    )]
+    WebhookWithoutStore,
+
+    /// A webhook URL of the operator's is not an http(s) URL.
+    #[error("PROXY_WEBHOOK_URLS or PROXY_WEBHOOK_URL: {0}")]
+    WebhookUrl(String),
+
+    /// The webhooks' HTTP client cannot be made.
+    #[error("the webhooks' HTTP client cannot be made: {0}")]
+    WebhookClient(String),
 }
 
 /// The host name and a random suffix: instances on one host (or containers that share a name)
@@ -189,6 +210,8 @@ pub struct App {
     no_sandbox: Option<process::SandboxError>,
     /// The CLIs' gateway to the API, bound: it serves until every agent has ended.
     gateway: Gateway,
+    /// The delivery of webhook events, when there are webhooks.
+    webhooks: Option<webhooks::Delivery>,
 }
 
 impl App {
@@ -298,6 +321,31 @@ impl App {
             config.use_subscription,
             gateway.base_url(),
         ));
+        let webhook_policy =
+            agent::WebhookPolicy::new(&config.webhook_urls.0, config.webhook_url.as_deref())
+                .map_err(StartupError::WebhookUrl)?;
+        let webhook_wake = Arc::new(tokio::sync::Notify::new());
+        let webhooks = match (webhook_policy.enabled(), &store) {
+            (false, _) => None,
+            (true, None) => return Err(StartupError::WebhookWithoutStore),
+            (true, Some(store)) => {
+                let secret = config
+                    .webhook_secret
+                    .as_deref()
+                    .filter(|secret| secret.chars().count() >= 16)
+                    .ok_or(StartupError::WebhookWithoutSecret)?;
+                Some(
+                    webhooks::Delivery::new(
+                        Arc::clone(store),
+                        secret,
+                        Duration::from_millis(config.webhook_retry_base_ms as u64),
+                        Arc::clone(&instance_id),
+                        Arc::clone(&webhook_wake),
+                    )
+                    .map_err(|err| StartupError::WebhookClient(err.to_string()))?,
+                )
+            }
+        };
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let compat = agent::CompatSettings {
             model_map: config.model_map.0.clone(),
@@ -365,6 +413,8 @@ impl App {
                 owners: keys.clients(),
             },
             budgets: config.key_budgets.0,
+            webhooks: webhook_policy,
+            webhook_wake,
         };
         let keys_enabled = keys.is_enabled();
         let stopping = CancellationToken::new();
@@ -392,6 +442,7 @@ impl App {
             stopping,
             no_sandbox,
             gateway,
+            webhooks,
         })
     }
 
@@ -454,6 +505,14 @@ impl App {
             async move { agents.keep_warm().await }
         });
 
+        // Webhook events, from the store's outbox; stopped before the agents are, so that what
+        // it claimed is handed back before the store's last write.
+        let delivering = tokio_util::task::TaskTracker::new();
+        if let Some(delivery) = self.webhooks.clone() {
+            delivering.spawn(delivery.run(self.stopping.clone()));
+        }
+        delivering.close();
+
         // Reads never show an expired agent; this gives its memory back. And what a tool left
         // behind in a session of its own is reaped once it exits.
         let sweeping = self.stopping.clone();
@@ -477,6 +536,12 @@ impl App {
         }
         let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         self.stopping.cancel();
+        if tokio::time::timeout_at(deadline, delivering.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the webhook delivery had not stopped at the shutdown timeout");
+        }
         agents.shut_down(deadline).await;
         gateway_stopping.cancel();
         match tokio::time::timeout_at(deadline, gateway).await {

@@ -333,7 +333,7 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
     responses(
         (status = 200, description = "Started in the background.", body = Started),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
-        (status = 403, description = "A field asks for more than the operator's policy allows, or session_id is not a session this key made here.", body = ErrorBody),
+        (status = 403, description = "A field asks for more than the operator's policy allows (a webhook among them: one not in PROXY_WEBHOOK_URLS), or session_id is not a session this key made here.", body = ErrorBody),
         (status = 409, description = "The session is in use by a running agent of this key (named in the detail), or only another instance has it.", body = ErrorBody),
         (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = ErrorBody),
         (status = 422, description = "A field is invalid; nothing was started.", body = ErrorBody),
@@ -364,7 +364,7 @@ pub async fn start(
         (status = 200, description = "The agent's events, `complete` last.", content_type = "text/event-stream", body = StreamEvent,
             headers(("x-agent-id" = Uuid, description = "The agent's id."))),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
-        (status = 403, description = "A field asks for more than the operator's policy allows, or session_id is not a session this key made here.", body = ErrorBody),
+        (status = 403, description = "A field asks for more than the operator's policy allows (a webhook among them: one not in PROXY_WEBHOOK_URLS), or session_id is not a session this key made here.", body = ErrorBody),
         (status = 409, description = "The session is in use by a running agent of this key (named in the detail), or only another instance has it.", body = ErrorBody),
         (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = ErrorBody),
         (status = 422, description = "A field is invalid; nothing was started.", body = ErrorBody),

@@ -9,6 +9,7 @@
 mod chunk;
 mod cluster;
 mod db;
+mod outbox;
 mod postgres;
 mod sql_store;
 mod sqlite;
@@ -228,6 +229,103 @@ mod tests {
                 .is_none()
         );
         assert_eq!(store.conversations(other).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_webhook_event_is_claimed_by_one_instance_at_a_time_until_its_lease_runs_out() {
+        use crate::agent::{
+            AttemptOutcome, Client, Retention, WebhookAttempt, WebhookClaim, WebhookEvent,
+            WebhookState,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let limits = Limits {
+            flush: std::time::Duration::from_millis(10),
+            agent_log_bytes: 1 << 20,
+            logs_total_bytes: 1 << 24,
+            retention: Retention {
+                keep_for: std::time::Duration::from_secs(3600),
+                max_finished: 100,
+            },
+            queue_bytes: 1 << 20,
+        };
+        let store = open_sqlite(&dir.path().join("x.db"), limits, Arc::default()).unwrap();
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        let start = chrono::Utc::now();
+        let at = |secs: i64| start + chrono::Duration::seconds(secs);
+        let event = WebhookEvent {
+            id: uuid::Uuid::new_v4(),
+            agent_id: uuid::Uuid::new_v4(),
+            owner: Client::Anonymous,
+            event: "agent.completed".into(),
+            url: "http://127.0.0.1:9/hook".into(),
+            body: "{}".into(),
+            created_at: start,
+            attempts: 0,
+        };
+        store.webhook(event.clone());
+        let claim = |instance: &Arc<str>, now: i64, lease: i64| WebhookClaim {
+            instance: Arc::clone(instance),
+            now: at(now),
+            lease_until: at(lease),
+            max: 16,
+        };
+        let attempt = |instance: &Arc<str>, outcome, attempts| WebhookAttempt {
+            id: event.id,
+            instance: Arc::clone(instance),
+            outcome,
+            attempts,
+            status: Some(500),
+            error: Some("the receiver answered 500".into()),
+            at: start,
+        };
+        let claimed = |c| async { store.claim_webhooks(c).await.unwrap().events };
+
+        assert_eq!(claimed(claim(&a, 0, 60)).await, vec![event.clone()]);
+        assert!(claimed(claim(&b, 1, 60)).await.is_empty(), "a holds it");
+        // Only the holder's attempt counts.
+        store.webhook_attempt(attempt(&b, AttemptOutcome::Delivered, 1));
+        assert!(
+            claimed(claim(&b, 2, 60)).await.is_empty(),
+            "a still holds it"
+        );
+        store.webhook_attempt(attempt(&a, AttemptOutcome::Retry(at(10)), 1));
+        assert!(claimed(claim(&b, 5, 60)).await.is_empty(), "not due yet");
+        let again = claimed(claim(&b, 10, 20)).await;
+        assert_eq!((again.len(), again[0].attempts), (1, 1));
+        // b dies holding it: once its lease has run out, a takes it.
+        assert!(claimed(claim(&a, 15, 60)).await.is_empty());
+        assert_eq!(claimed(claim(&a, 21, 80)).await.len(), 1);
+        store.webhook_attempt(attempt(&b, AttemptOutcome::GaveUp, 2));
+        // A shutdown hands it back: due at once.
+        store.webhook_attempt(attempt(&a, AttemptOutcome::Released, 1));
+        assert_eq!(claimed(claim(&b, 22, 80)).await.len(), 1);
+        store.webhook_attempt(WebhookAttempt {
+            status: Some(200),
+            error: None,
+            ..attempt(&b, AttemptOutcome::Delivered, 2)
+        });
+        assert!(claimed(claim(&a, 100, 160)).await.is_empty(), "delivered");
+        store.flush().await;
+        let shown = store
+            .webhook_deliveries(Client::Anonymous, event.agent_id)
+            .await
+            .unwrap();
+        assert_eq!(shown.len(), 1);
+        assert_eq!(
+            (shown[0].state, shown[0].attempts, shown[0].last_status),
+            (WebhookState::Delivered, 2, Some(200))
+        );
+        assert!(
+            store
+                .webhook_deliveries(
+                    Client::from_stored(&"cd".repeat(16)).unwrap(),
+                    event.agent_id
+                )
+                .await
+                .unwrap()
+                .is_empty(),
+            "another key's"
+        );
     }
 
     #[test]

@@ -21,9 +21,10 @@ use super::chunk;
 use super::db::{Db, DbError, DbResult, Row, Value, stored_time};
 use super::writer::{Limits, Op, Writer, total_log_bytes};
 use crate::agent::{
-    AgentInfo, AgentKind, AgentRecord, AgentStatus, CONVERSATIONS_PER_KEY, Client,
+    AgentInfo, AgentKind, AgentRecord, AgentStatus, CONVERSATIONS_PER_KEY, ClaimedWebhooks, Client,
     ConversationRecord, Event, ModelUsage, Store, StoreError, StoreFuture, StoreHealth,
-    StoredEvents, Usage, UsageBy, UsageEntry, UsageQuery, UsageRow, interrupted_events,
+    StoredEvents, Usage, UsageBy, UsageEntry, UsageQuery, UsageRow, WebhookAttempt, WebhookClaim,
+    WebhookDelivery, WebhookEvent, interrupted_events,
 };
 use crate::metrics::Metrics;
 
@@ -494,6 +495,32 @@ impl<D: Db + 'static> Store for SqlStore<D> {
                 })
                 .collect())
         })
+    }
+
+    fn webhook(&self, event: WebhookEvent) {
+        self.send(Op::Webhook(Box::new(event)));
+    }
+
+    fn claim_webhooks(&self, claim: WebhookClaim) -> StoreFuture<'_, ClaimedWebhooks> {
+        let (answer, claimed) = oneshot::channel();
+        self.send(Op::ClaimWebhooks(Box::new(claim), answer));
+        Box::pin(async move {
+            claimed
+                .await
+                .map_err(|_| StoreError("the webhook outbox could not be claimed from".into()))
+        })
+    }
+
+    fn webhook_attempt(&self, attempt: WebhookAttempt) {
+        self.send(Op::WebhookAttempt(Box::new(attempt)));
+    }
+
+    fn webhook_deliveries(
+        &self,
+        owner: Client,
+        agent_id: Uuid,
+    ) -> StoreFuture<'_, Vec<WebhookDelivery>> {
+        self.read(move |db| super::outbox::deliveries(db, owner, agent_id))
     }
 
     fn session_owner(&self, session: Uuid) -> StoreFuture<'_, Option<(Client, PathBuf)>> {

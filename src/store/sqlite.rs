@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0003_counts.sql"),
     include_str!("migrations/sqlite/0004_conversations.sql"),
     include_str!("migrations/sqlite/0005_usage.sql"),
+    include_str!("migrations/sqlite/0006_webhooks.sql"),
 ];
 
 #[derive(Debug)]

@@ -16,7 +16,8 @@ use uuid::Uuid;
 use super::chunk;
 use super::db::{Db, DbResult, Value, stored_time};
 use crate::agent::{
-    AgentRecord, CONVERSATIONS_PER_KEY, Client, ConversationRecord, Event, Retention, UsageEntry,
+    AgentRecord, CONVERSATIONS_PER_KEY, ClaimedWebhooks, Client, ConversationRecord, Event,
+    Retention, UsageEntry, WebhookAttempt, WebhookClaim, WebhookEvent,
 };
 use crate::metrics::Metrics;
 
@@ -60,6 +61,13 @@ pub enum Op {
     ForgetConversations(Client, Vec<String>),
     /// One relayed request's usage, added to its hour's.
     Usage(Box<UsageEntry>),
+    /// A webhook event, into the outbox.
+    Webhook(Box<WebhookEvent>),
+    /// Claims the outbox's due events, answered once the claim is committed (a claim that
+    /// fails drops the answer).
+    ClaimWebhooks(Box<WebhookClaim>, oneshot::Sender<ClaimedWebhooks>),
+    /// How an attempt at a claimed event went.
+    WebhookAttempt(Box<WebhookAttempt>),
     /// Write now, and say so.
     Flush(oneshot::Sender<()>),
     /// Say when what came before is written.
@@ -123,7 +131,8 @@ impl<D: Db> Writer<D> {
             let mut pending = Pending::default();
             let mut next = Some(first);
             while let Some(op) = next.take() {
-                let flush = matches!(op, Op::Flush(_));
+                // A claim waits for nothing after it: the delivery worker waits for it.
+                let flush = matches!(op, Op::Flush(_) | Op::ClaimWebhooks(..));
                 self.take(&mut pending, op);
                 if flush {
                     break;
@@ -218,6 +227,7 @@ impl<D: Db> Writer<D> {
     fn apply(&mut self, pending: Pending) -> DbResult<()> {
         let limits = self.limits;
         let mut total = self.total_log_bytes;
+        let mut claimed = Vec::new();
         let result = self.db.transaction(|db| {
             let mut forgotten = Vec::new();
             let mut ended = false;
@@ -250,6 +260,11 @@ impl<D: Db> Writer<D> {
                         }
                     }
                     Op::Usage(entry) => add_usage(db, &entry)?,
+                    Op::Webhook(event) => super::outbox::put(db, &event)?,
+                    Op::ClaimWebhooks(claim, answer) => {
+                        claimed.push((answer, super::outbox::claim(db, &claim)?));
+                    }
+                    Op::WebhookAttempt(attempt) => super::outbox::attempted(db, &attempt)?,
                     Op::Record(_) | Op::Events(..) | Op::Flush(_) | Op::Written(_) => {}
                 }
             }
@@ -286,6 +301,9 @@ impl<D: Db> Writer<D> {
         });
         if result.is_ok() {
             self.total_log_bytes = total;
+            for (answer, claimed) in claimed {
+                let _ = answer.send(claimed);
+            }
         }
         result
     }
@@ -340,6 +358,7 @@ impl<D: Db> Writer<D> {
                     total = total_log_bytes(db)?;
                 }
             }
+            super::outbox::sweep(db)?;
             db.execute(
                 "DELETE FROM sessions WHERE created_at < ?1 OR session_id IN (
                      SELECT session_id FROM sessions ORDER BY created_at DESC LIMIT ?3 OFFSET ?2)",

@@ -28,3 +28,4 @@ mod sandbox;
 mod security;
 mod ui;
 mod usage;
+mod webhooks;

@@ -406,6 +406,7 @@ const README_EXAMPLES: &[&str] = &[
     r#""result":{"#,
     r#""type":"complete""#,
     r#""content":"What was the word?""#,
+    r#""status":"started""#,
     r#""object":"chat.completion""#,
     r#"{"id":"support-42","object":"session.deleted","deleted":true}"#,
     r#""previous_response_id":"resp_"#,
@@ -458,7 +459,12 @@ async fn the_readme_curl_examples_work_as_written() {
             &standin,
             &home,
             &work,
-            &[("PROXY_MCP_SERVERS", catalog.to_str().unwrap())],
+            &[
+                ("PROXY_MCP_SERVERS", catalog.to_str().unwrap()),
+                // The webhook example's: its events go nowhere, and that is all right here.
+                ("PROXY_WEBHOOK_URLS", "https://backend.internal/hooks/"),
+                ("PROXY_WEBHOOK_SECRET", "the-readme-example-secret"),
+            ],
         );
         let address = proxy.base.trim_start_matches("http://").to_owned();
 

@@ -529,6 +529,7 @@ function agentPage(main2, agentId, frame2) {
   const info = h("dl", { id: "agent-info", class: "info" });
   const result = h("div", { id: "agent-result" });
   const approvals = h("section", { id: "approvals" });
+  const webhooks = h("section", { id: "webhooks", class: "card", hidden: true });
   const eventList = h("div", { id: "events", "aria-live": "polite" });
   const eventCount = h("span", { id: "event-count", class: "muted" });
   const followUp = h("textarea", { id: "follow-up", rows: 2, placeholder: "A follow-up message" });
@@ -582,6 +583,7 @@ function agentPage(main2, agentId, frame2) {
     h("p", {}, h("a", { href: "#/" }, "← All agents")),
     h("section", { class: "card" }, h("h2", {}, "Agent ", h("span", { class: "mono" }, agentId)), info, actions, followForm, result),
     approvals,
+    webhooks,
     h("section", { class: "card" }, h("h2", {}, "Events ", eventCount), eventList)
   );
   const shown = loadCache(agentId);
@@ -676,6 +678,12 @@ function agentPage(main2, agentId, frame2) {
     stopButton.disabled = !running;
     const text = typeof agent.result?.result === "string" ? agent.result.result : void 0;
     fill(result, text === void 0 ? null : h("div", { class: "result" }, h("strong", {}, "Last result: "), h("span", { class: "text" }, text)));
+    webhooks.hidden = agent.webhooks.length === 0;
+    fill(
+      webhooks,
+      h("h2", {}, "Webhook deliveries"),
+      h("ul", {}, ...agent.webhooks.map((w) => h("li", { class: `webhook webhook-${w.state}`, "data-id": w.id }, h("span", { class: "mono" }, w.event), `: ${delivery(w)}`)))
+    );
     const pending = new Set(agent.pending_permissions.map((p) => p.request_id));
     for (const [id, card] of cards) {
       if (!pending.has(id)) {
@@ -693,7 +701,8 @@ function agentPage(main2, agentId, frame2) {
   };
   void follow();
   const detailPoll = every(DETAIL_MS, async () => {
-    if (gone || ended && detail && ENDED.has(detail.status)) return;
+    const delivering = detail?.webhooks.some((w) => w.state === "pending") ?? false;
+    if (gone || ended && detail && ENDED.has(detail.status) && !delivering) return;
     await refresh();
   });
   return {
@@ -703,6 +712,18 @@ function agentPage(main2, agentId, frame2) {
       detailPoll.stop();
     }
   };
+}
+function delivery(w) {
+  const tries = `${w.attempts} attempt${w.attempts === 1 ? "" : "s"}`;
+  const last = w.last_error ?? (w.last_status ? `HTTP ${w.last_status}` : "");
+  switch (w.state) {
+    case "delivered":
+      return `delivered at ${time(w.delivered_at)} (${tries})`;
+    case "failed":
+      return `failed after ${tries}: ${last}`;
+    default:
+      return w.attempts === 0 ? "pending" : `pending, ${tries} so far (${last}); next at ${time(w.next_attempt_at)}`;
+  }
 }
 function entry(term, value) {
   return [h("dt", {}, term), h("dd", {}, value)];

@@ -2,7 +2,7 @@
 // done to it. Its events are kept in sessionStorage as they are shown, so that after a reload
 // the page shows them again and asks only for the later ones (`Last-Event-ID`).
 
-import { ProxyError, type AgentDetail, type PermissionRequest, type ProxyEvent } from "claude-proxy-client";
+import { ProxyError, type AgentDetail, type PermissionRequest, type ProxyEvent, type WebhookDelivery } from "claude-proxy-client";
 import { dollars, duration, fill, h, time } from "./dom.js";
 import { renderEvent } from "./events.js";
 import { every, type Frame, type Page } from "./page.js";
@@ -26,6 +26,7 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
   const info = h("dl", { id: "agent-info", class: "info" });
   const result = h("div", { id: "agent-result" });
   const approvals = h("section", { id: "approvals" });
+  const webhooks = h("section", { id: "webhooks", class: "card", hidden: true });
   const eventList = h("div", { id: "events", "aria-live": "polite" });
   const eventCount = h("span", { id: "event-count", class: "muted" });
   const followUp = h("textarea", { id: "follow-up", rows: 2, placeholder: "A follow-up message" });
@@ -86,6 +87,7 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
     h("p", {}, h("a", { href: "#/" }, "← All agents")),
     h("section", { class: "card" }, h("h2", {}, "Agent ", h("span", { class: "mono" }, agentId)), info, actions, followForm, result),
     approvals,
+    webhooks,
     h("section", { class: "card" }, h("h2", {}, "Events ", eventCount), eventList),
   );
 
@@ -190,6 +192,12 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
     stopButton.disabled = !running;
     const text = typeof agent.result?.result === "string" ? agent.result.result : undefined;
     fill(result, text === undefined ? null : h("div", { class: "result" }, h("strong", {}, "Last result: "), h("span", { class: "text" }, text)));
+    webhooks.hidden = agent.webhooks.length === 0;
+    fill(
+      webhooks,
+      h("h2", {}, "Webhook deliveries"),
+      h("ul", {}, ...agent.webhooks.map((w) => h("li", { class: `webhook webhook-${w.state}`, "data-id": w.id }, h("span", { class: "mono" }, w.event), `: ${delivery(w)}`))),
+    );
     // Approval cards stay as they are while pending, so an edit in progress is not lost.
     const pending = new Set(agent.pending_permissions.map((p) => p.request_id));
     for (const [id, card] of cards) {
@@ -209,7 +217,9 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
 
   void follow();
   const detailPoll = every(DETAIL_MS, async () => {
-    if (gone || (ended && detail && ENDED.has(detail.status))) return;
+    // An ended agent's page still follows its webhook events until none is pending.
+    const delivering = detail?.webhooks.some((w) => w.state === "pending") ?? false;
+    if (gone || (ended && detail && ENDED.has(detail.status) && !delivering)) return;
     await refresh();
   });
   return {
@@ -219,6 +229,20 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
       detailPoll.stop();
     },
   };
+}
+
+/** Where a webhook event's delivery stands, in words. */
+function delivery(w: WebhookDelivery): string {
+  const tries = `${w.attempts} attempt${w.attempts === 1 ? "" : "s"}`;
+  const last = w.last_error ?? (w.last_status ? `HTTP ${w.last_status}` : "");
+  switch (w.state) {
+    case "delivered":
+      return `delivered at ${time(w.delivered_at)} (${tries})`;
+    case "failed":
+      return `failed after ${tries}: ${last}`;
+    default:
+      return w.attempts === 0 ? "pending" : `pending, ${tries} so far (${last}); next at ${time(w.next_attempt_at)}`;
+  }
 }
 
 function entry(term: string, value: string | HTMLElement): HTMLElement[] {

@@ -22,6 +22,9 @@ export type AgentDetail = AgentInfo & {
   instance_id?: string | null;
   /** What the API counted for its requests, by model, as the proxy's gateway relayed them. */
   usage: Array<ModelUsage>;
+  /** Its webhook events (`webhook`, or the operator's PROXY_WEBHOOK_URL), oldest first, and
+   * how the delivery of each goes. */
+  webhooks: Array<WebhookDelivery>;
 };
 
 /** `event: agent`, first: the agent's id and the CLI's pid. */
@@ -105,6 +108,10 @@ export type AgentRequest = {
    * a name this key may not use. Their tools are allowed as any tool is, by the policy
    * (`mcp__<server>__*` in CLAUDE_ALLOWED_TOOLS, narrowed by `allowed_tools`). */
   mcp_servers?: Array<string>;
+  /** A URL the proxy POSTs this agent's events to (`agent.completed`, `agent.failed`,
+   * `permission.requested`), signed: one of the operator's PROXY_WEBHOOK_URLS (an exact
+   * URL, or below a prefix that ends with `/`), else 403. Absent: PROXY_WEBHOOK_URL, if set. */
+  webhook?: string | null;
 };
 
 /** Where the agent is in its life; the last four are how it ended. */
@@ -968,8 +975,6 @@ export type ResponsesRequest = {
   reasoning?: null | {
     /** minimal or low (the CLI's `--effort=low`), medium, high, xhigh. */
     effort?: string | null;
-    /** auto, concise or detailed: accepted, and no summary is given. */
-    summary?: string | null;
   };
   /** The client's functions: the model may call them, and the response then ends with its
    * `function_call` items; the next request brings each call's `function_call_output`
@@ -1218,6 +1223,28 @@ export type UserEvent = {
   session_id: string;
   parent_tool_use_id?: string | null;
 };
+
+/** One webhook event of an agent's, and its delivery. */
+export type WebhookDelivery = {
+  /** The event's id: its `X-Claude-Proxy-Delivery` header, the same on every attempt. */
+  id: string;
+  /** `agent.completed`, `agent.failed` or `permission.requested`. */
+  event: string;
+  state: WebhookState;
+  /** Attempts made so far. */
+  attempts: number;
+  /** The receiver's HTTP status at the last attempt, if it answered. */
+  last_status?: number | null;
+  /** Why the last attempt failed, if it did. */
+  last_error?: string | null;
+  created_at: string;
+  /** When it is tried next, while it is pending. */
+  next_attempt_at?: string | null;
+  delivered_at?: string | null;
+};
+
+/** Where a webhook event's delivery stands. */
+export type WebhookState = "pending" | "delivered" | "failed";
 
 /** One of the subscription's windows (5 hours, 7 days), as the API's last answer said it. */
 export type Window = {

@@ -13,6 +13,7 @@ use crate::agent::admission::policy::{Narrowing, PermissionMode, ToolPolicy};
 use crate::agent::admission::run_options::{
     Effort, Subagent, check_json_schema, check_subagents, parse_model,
 };
+use crate::agent::admission::webhook::WebhookPolicy;
 use crate::agent::status::AgentKind;
 use crate::agent::{Agents, Error};
 use crate::cli::{Input, Invocation, ToolFlags};
@@ -83,6 +84,11 @@ pub struct AgentRequest {
     /// (`mcp__<server>__*` in CLAUDE_ALLOWED_TOOLS, narrowed by `allowed_tools`).
     #[serde(default)]
     pub mcp_servers: Vec<String>,
+    /// A URL the proxy POSTs this agent's events to (`agent.completed`, `agent.failed`,
+    /// `permission.requested`), signed: one of the operator's PROXY_WEBHOOK_URLS (an exact
+    /// URL, or below a prefix that ends with `/`), else 403. Absent: PROXY_WEBHOOK_URL, if set.
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 /// A derived struct deserializer also takes a JSON array of the fields in order, so that
@@ -149,6 +155,8 @@ pub struct Run {
     /// The prompt as one user message of text and images, written to the CLI's stream-json
     /// input, which then closes (the compatible APIs' images).
     pub message: Option<crate::agent::MessageContent>,
+    /// Where its webhook events go, allowed by the operator.
+    pub webhook: Option<Arc<str>>,
 }
 
 impl Run {
@@ -191,6 +199,8 @@ pub struct Context<'a> {
     pub client_approvals: bool,
     /// The client's own workspace; None: CLAUDE_WORKDIR, shared.
     pub workspace: Option<Arc<Path>>,
+    /// Where webhook events may go.
+    pub webhooks: &'a WebhookPolicy,
 }
 
 /// A request's check, where the handler finds it: the core's settings and what the proxy
@@ -215,6 +225,7 @@ impl Agents {
             policy: &settings.policy,
             client_approvals: settings.client_approvals,
             workspace: self.core.workspace_of(owner)?,
+            webhooks: &settings.webhooks,
         };
         request.check(context, |_| Ok(home))
     }
@@ -306,6 +317,7 @@ impl AgentRequest {
             .map(check_json_schema)
             .transpose()?;
         let max_budget_usd = context.policy.budget(self.max_budget_usd)?;
+        let webhook = context.webhooks.target(self.webhook.as_deref())?;
         let applied = context.policy.apply(&Narrowing {
             tools: self.tools,
             allowed_tools: self.allowed_tools,
@@ -354,6 +366,7 @@ impl AgentRequest {
             agents,
             mcp_config,
             message: None,
+            webhook,
         })
     }
 }
@@ -448,6 +461,7 @@ mod tests {
             policy: &policy,
             client_approvals: false,
             workspace: None,
+            webhooks: &Default::default(),
         };
         request.check(context, |_| Ok(None))
     }

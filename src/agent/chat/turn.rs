@@ -355,6 +355,8 @@ impl Agents {
                 .transpose()?,
             agents: None,
             mcp_config,
+            // The operator's URL for all: a compatible request cannot name one.
+            webhook: settings.webhooks.target(None)?,
         };
         let continuation = Continuation {
             owner,

@@ -28,6 +28,7 @@ use crate::agent::logs::log::{EventLog, LogReader};
 use crate::agent::ports::cluster::{Admitted, Cluster, NotHere};
 use crate::agent::ports::gateway::Pass;
 use crate::agent::status::{AgentKind, StopReason};
+use crate::agent::webhooks::Webhook;
 use crate::cli::home::{self, session_file};
 use crate::cli::stdin::{self, Control};
 use crate::process::{self, Ending, Exit, Frame, Outcome, signal_name};
@@ -237,6 +238,16 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         Arc::clone(&core.metrics),
         core.store.clone().map(|store| (store, agent_id)),
     )));
+    let webhook = match (&run.webhook, &core.store) {
+        (Some(url), Some(store)) => Some(Arc::new(Webhook::new(
+            Arc::clone(store),
+            Arc::clone(&core.settings.webhook_wake),
+            Arc::clone(url),
+            agent_id,
+            run.owner,
+        ))),
+        _ => None,
+    };
     let conversation = stdin.map(|stdin| {
         Conversation::start(
             stdin,
@@ -245,6 +256,7 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
                 idle_limit: core.settings.interactive_idle,
                 permission_limit: core.settings.permission_timeout,
                 approvals: run.approvals,
+                webhook: webhook.clone(),
             },
             Arc::clone(&core.settings.policy),
             Arc::clone(&journal),
@@ -264,6 +276,7 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         turns_saved: 0,
         close_after_result,
         first_line,
+        webhook,
     };
     recorder.store_record();
 
@@ -355,6 +368,8 @@ struct Recorder {
     /// after the result.
     close_after_result: Option<tokio::sync::mpsc::Sender<Bytes>>,
     first_line: FirstLine,
+    /// Where its events go, if it has a webhook.
+    webhook: Option<Arc<Webhook>>,
 }
 
 impl Recorder {
@@ -462,6 +477,17 @@ impl Recorder {
         // Handed to the store before `complete` goes out: a client that reads it and then asks
         // the store finds the agent ended.
         self.store_record();
+        if let (Some(webhook), Some(record)) =
+            (&self.webhook, self.core.table.record(self.agent_id))
+        {
+            let usage = self
+                .core
+                .table
+                .detail(self.run.owner, self.agent_id)
+                .map(|detail| detail.usage)
+                .unwrap_or_default();
+            webhook.ended(&record, &usage);
+        }
         crate::sync::lock(&self.journal).publish();
         ended.cancel();
         if let Some(store) = self.core.store.clone() {

@@ -680,6 +680,7 @@ mod tests {
             agents: None,
             mcp_config: None,
             message: None,
+            webhook: None,
         }
     }
 

@@ -81,6 +81,10 @@ pub struct Settings {
     pub warm: WarmSettings,
     /// Budgets per key (PROXY_KEY_BUDGETS).
     pub budgets: Vec<crate::agent::lifecycle::budget::Budget>,
+    /// Where agents' webhook events may go (PROXY_WEBHOOK_URLS, PROXY_WEBHOOK_URL).
+    pub webhooks: crate::agent::admission::webhook::WebhookPolicy,
+    /// Told when an event is put in the store's outbox: the delivery worker wakes.
+    pub webhook_wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug)]

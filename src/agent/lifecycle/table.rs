@@ -331,6 +331,7 @@ impl AgentTable {
                 .unwrap_or_default(),
             instance_id: None,
             usage: entry.usage.clone(),
+            webhooks: Vec::new(),
         })
     }
 

@@ -22,7 +22,7 @@ use crate::agent::event_bodies::{CompleteEvent, CompleteType, ErrorEvent, wire};
 use crate::agent::events::Event;
 use crate::agent::status::FinalStatus;
 use crate::agent::usage::{ModelUsage, UsageEntry, UsageQuery, UsageRow};
-use crate::agent::view::{AgentDetail, AgentInfo};
+use crate::agent::view::{AgentDetail, AgentInfo, WebhookDelivery};
 
 /// What a read of the store gives, some time later.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -71,6 +71,7 @@ impl AgentRecord {
             instance_id: self.instance.clone(),
             // Kept apart from the record: the core asks the store for it.
             usage: Vec::new(),
+            webhooks: Vec::new(),
         }
     }
 }
@@ -158,6 +159,87 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
     /// The usage of one agent of `owner`, by model.
     fn agent_usage(&self, owner: Client, agent_id: Uuid) -> StoreFuture<'_, Vec<ModelUsage>>;
+
+    /// Puts a webhook event in the outbox: it is delivered (by this instance or any other
+    /// sharing the database, now or after a restart) until it is, or its attempts run out.
+    fn webhook(&self, event: WebhookEvent);
+
+    /// Claims the outbox's events that are due and that no instance holds, for
+    /// `claim.lease_until`: no other instance sends them meanwhile.
+    fn claim_webhooks(&self, claim: WebhookClaim) -> StoreFuture<'_, ClaimedWebhooks>;
+
+    /// How one attempt at a claimed event went; the claim ends.
+    fn webhook_attempt(&self, attempt: WebhookAttempt);
+
+    /// The webhook events of one agent of `owner`, oldest first, and how their delivery goes.
+    fn webhook_deliveries(
+        &self,
+        owner: Client,
+        agent_id: Uuid,
+    ) -> StoreFuture<'_, Vec<WebhookDelivery>>;
+}
+
+/// A webhook event as the outbox keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookEvent {
+    /// Also its delivery's id, the same on every attempt: a receiver drops the repeats.
+    pub id: Uuid,
+    pub agent_id: Uuid,
+    pub owner: Client,
+    /// `agent.completed`, `agent.failed` or `permission.requested`.
+    pub event: String,
+    pub url: String,
+    /// The JSON body, as every attempt sends it.
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    /// The attempts made before this one.
+    pub attempts: u32,
+}
+
+/// What an instance asks of the outbox.
+#[derive(Debug, Clone)]
+pub struct WebhookClaim {
+    pub instance: Arc<str>,
+    pub now: DateTime<Utc>,
+    /// Another instance may claim an event again after this (this one died meanwhile).
+    pub lease_until: DateTime<Utc>,
+    /// At most this many events.
+    pub max: usize,
+}
+
+/// The events an instance claimed, and when the next of the others is due.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimedWebhooks {
+    pub events: Vec<WebhookEvent>,
+    pub next_due: Option<DateTime<Utc>>,
+}
+
+/// One attempt at a claimed event.
+#[derive(Debug, Clone)]
+pub struct WebhookAttempt {
+    pub id: Uuid,
+    /// The instance that claimed it: another's claim is not ended by this one.
+    pub instance: Arc<str>,
+    pub outcome: AttemptOutcome,
+    /// The attempts made, this one included (unchanged when `Released`).
+    pub attempts: u32,
+    /// The receiver's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// Why it failed, if it did.
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttemptOutcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Failed: tried again at this time.
+    Retry(DateTime<Utc>),
+    /// Failed, and its attempts are spent.
+    GaveUp,
+    /// Not attempted after all (the instance is shutting down): due again at once.
+    Released,
 }
 
 /// The most conversations kept per key; past it, the least recently used are forgotten.
