@@ -50,15 +50,22 @@ const CREDENTIALS: &[&str] = &[
 
 /// The environment every CLI starts from. `PROXY_*` holds the proxy's settings (and its client
 /// keys); `CLAUDECODE` makes the CLI believe it runs nested inside another Claude Code; the
-/// operator's credentials and API address are the gateway's alone (each CLI gets the gateway's
-/// address and a key of its own: [`through_gateway`]).
+/// operator's credentials (its OTLP collector's headers among them) and API address are the
+/// gateway's alone (each CLI gets the gateway's address and a key of its own:
+/// [`through_gateway`]); nor is a trace context of the server's.
 pub fn environment<I>(server_env: I) -> Vec<(OsString, OsString)>
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
     server_env
         .into_iter()
-        .filter(|(name, _)| is_passed_to_cli(name) && !is_credential(name) && name != BASE_URL)
+        .filter(|(name, _)| {
+            is_passed_to_cli(name)
+                && !is_credential(name)
+                && name != BASE_URL
+                && name != "TRACEPARENT"
+                && name != "TRACESTATE"
+        })
         .collect()
 }
 
@@ -80,6 +87,7 @@ where
         .filter(|(name, _)| {
             is_passed_to_cli(name)
                 && name != BASE_URL
+                && !is_otlp_headers(name)
                 && !(use_subscription && (name == API_KEY || name == AUTH_TOKEN))
         })
         .chain([(BASE_URL.into(), base_url.into())])
@@ -109,7 +117,14 @@ fn is_passed_to_cli(name: &OsStr) -> bool {
 }
 
 fn is_credential(name: &OsStr) -> bool {
-    CREDENTIALS.iter().any(|secret| name == *secret)
+    CREDENTIALS.iter().any(|secret| name == *secret) || is_otlp_headers(name)
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS` and its per-signal forms, which carry the operator's collector
+/// credentials (the CLI would send them with its own telemetry, and its tools could read them).
+fn is_otlp_headers(name: &OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b"OTEL_EXPORTER_OTLP_") && name.ends_with(b"HEADERS")
 }
 
 /// Where the CLI, run with `env`, keeps its sessions: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
@@ -169,6 +184,34 @@ mod tests {
                 ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
                 ("ANTHROPIC_API_KEY", "agent-credential"),
             ])
+        );
+    }
+
+    #[test]
+    fn the_collectors_headers_and_the_servers_trace_stay_with_the_server() {
+        let server = env(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer s"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-key=s"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "TRACEPARENT",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("TRACESTATE", "vendor=server"),
+            ("HOME", "/h"),
+        ]);
+        let base = environment(server.clone());
+        assert_eq!(
+            base,
+            env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("HOME", "/h"),
+            ])
+        );
+        let login = login_environment(server, false, "http://127.0.0.1:9");
+        assert!(
+            !login.iter().any(|(name, _)| is_otlp_headers(name)),
+            "{login:?}"
         );
     }
 
