@@ -161,3 +161,14 @@ pub fn record_trace_id(span: &tracing::Span) {
         span.record("trace_id", span_context.trace_id().to_string());
     }
 }
+
+/// `span`'s W3C `traceparent`, for a program that continues the trace; None when spans are not
+/// exported.
+pub fn traceparent(span: &tracing::Span) -> Option<String> {
+    if !is_exporting() {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    TraceContextPropagator::new().inject_context(&span.context(), &mut carrier);
+    carrier.remove("traceparent")
+}

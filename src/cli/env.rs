@@ -52,7 +52,7 @@ const CREDENTIALS: &[&str] = &[
 /// keys); `CLAUDECODE` makes the CLI believe it runs nested inside another Claude Code; the
 /// operator's credentials (its OTLP collector's headers among them) and API address are the
 /// gateway's alone (each CLI gets the gateway's address and a key of its own:
-/// [`through_gateway`]); nor is a trace context of the server's.
+/// [`through_gateway`]); a trace context of the server's is no agent's ([`with_traceparent`]).
 pub fn environment<I>(server_env: I) -> Vec<(OsString, OsString)>
 where
     I: IntoIterator<Item = (OsString, OsString)>,
@@ -63,8 +63,8 @@ where
             is_passed_to_cli(name)
                 && !is_credential(name)
                 && name != BASE_URL
-                && name != "TRACEPARENT"
-                && name != "TRACESTATE"
+                && name != TRACEPARENT
+                && name != TRACESTATE
         })
         .collect()
 }
@@ -125,6 +125,24 @@ fn is_credential(name: &OsStr) -> bool {
 fn is_otlp_headers(name: &OsStr) -> bool {
     let name = name.as_encoded_bytes();
     name.starts_with(b"OTEL_EXPORTER_OTLP_") && name.ends_with(b"HEADERS")
+}
+
+/// The W3C trace context the CLI continues its own spans from (when its telemetry is on, in
+/// print mode): it reads these two variables, and passes `TRACEPARENT` on to the commands it
+/// runs.
+const TRACEPARENT: &str = "TRACEPARENT";
+const TRACESTATE: &str = "TRACESTATE";
+
+/// `env` with `traceparent` as the trace the CLI is part of.
+pub fn with_traceparent(
+    env: &[(OsString, OsString)],
+    traceparent: &str,
+) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(name, _)| name != TRACEPARENT && name != TRACESTATE)
+        .cloned()
+        .chain([(TRACEPARENT.into(), traceparent.into())])
+        .collect()
 }
 
 /// Where the CLI, run with `env`, keeps its sessions: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
@@ -188,7 +206,7 @@ mod tests {
     }
 
     #[test]
-    fn the_collectors_headers_and_the_servers_trace_stay_with_the_server() {
+    fn the_collectors_headers_stay_with_the_server_and_the_trace_is_the_agents() {
         let server = env(&[
             ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer s"),
             ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-key=s"),
@@ -212,6 +230,15 @@ mod tests {
         assert!(
             !login.iter().any(|(name, _)| is_otlp_headers(name)),
             "{login:?}"
+        );
+        let agents = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            with_traceparent(&base, agents),
+            env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("HOME", "/h"),
+                ("TRACEPARENT", agents),
+            ])
         );
     }
 
