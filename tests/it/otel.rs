@@ -382,3 +382,68 @@ async fn an_otlp_protocol_this_build_cannot_speak_is_refused_at_start() {
         "{said}"
     );
 }
+
+/// The real CLI, with its own session tracing on, continues the agent's trace from the
+/// `TRACEPARENT` it is given: its spans reach the same receiver as the agent's child.
+#[tokio::test]
+async fn the_real_cli_continues_the_agents_trace() {
+    within(Duration::from_secs(120), async {
+        let (endpoint, mut exports) = receiver().await;
+        let setup = crate::support::real::RealSetup::with_settings(
+            [crate::support::anthropic::Reply::Text("4".into())],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                // The CLI's own telemetry: traces only, to the same collector.
+                ("CLAUDE_CODE_ENABLE_TELEMETRY", "1"),
+                ("CLAUDE_CODE_ENHANCED_TELEMETRY_BETA", "1"),
+                ("OTEL_TRACES_EXPORTER", "otlp"),
+                ("OTEL_METRICS_EXPORTER", "none"),
+                ("OTEL_LOGS_EXPORTER", "none"),
+            ],
+        )
+        .await;
+        let server = &setup.proxy;
+        let response = server
+            .client
+            .post(server.url("/agent/stream"))
+            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+            .json(&json!({"prompt": "What is 2 + 2?"}))
+            .send()
+            .await
+            .unwrap();
+        let events = SseReader::new(response).collect_all().await;
+        let complete = events
+            .iter()
+            .find(|e| e.event == "complete")
+            .unwrap()
+            .json();
+        assert_eq!(complete["status"], "completed", "{events:#?}");
+
+        let mut spans = Vec::new();
+        spans_until(&mut exports, &mut spans, &mut Vec::new(), |spans| {
+            let Some(agent) = named(spans, "agent").into_iter().next() else {
+                return false;
+            };
+            spans
+                .iter()
+                .any(|span| span.parent_span_id == agent.span_id && span.name != "spawn")
+        })
+        .await;
+        let agent = named(&spans, "agent")[0];
+        assert_eq!(agent.trace_id, CALLER_TRACE);
+        let cli = spans
+            .iter()
+            .find(|span| span.parent_span_id == agent.span_id && span.name != "spawn")
+            .unwrap();
+        assert_eq!(cli.trace_id, CALLER_TRACE, "{cli:#?}");
+        assert_eq!(
+            (cli.name.as_str(), cli.service.as_str()),
+            ("claude_code.interaction", "claude-code"),
+            "the CLI's own span: {cli:#?}"
+        );
+        // What the gateway counted of the stand-in's answer.
+        assert_ne!(agent.attributes["usage.output_tokens"], "0", "{agent:#?}");
+    })
+    .await;
+}
