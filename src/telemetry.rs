@@ -1,8 +1,9 @@
 //! Logging, and traces when asked: RUST_LOG filters, PROXY_LOG_FORMAT picks pretty or JSON
 //! lines, and with `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set,
-//! the spans go out over OTLP/HTTP as well, read by the OpenTelemetry SDK from the standard
-//! `OTEL_*` variables. Without one, no exporter exists and a span costs what it did. A leaf: the
-//! layers hand it spans and W3C trace-context strings, never their own types.
+//! the spans go out over OTLP/HTTP as well (`http/protobuf`, or `http/json`), the OpenTelemetry
+//! SDK reading the standard `OTEL_*` variables. Without one, no exporter exists and a span costs
+//! what it did. A leaf: the layers hand it spans and W3C trace-context strings, never their own
+//! types.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -30,8 +31,8 @@ const ENDPOINTS: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 ];
-/// The SDK release used here does not read these, and speaks only HTTP with protobuf in this
-/// build (no gRPC stack, no JSON encoding): anything else is refused rather than ignored.
+/// The SDK release used here does not read these, and this build speaks OTLP over HTTP only (no
+/// gRPC stack): anything else is refused rather than ignored.
 const PROTOCOLS: [&str; 2] = [
     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -98,17 +99,22 @@ fn tracer_provider() -> Result<Option<SdkTracerProvider>, String> {
     if !ENDPOINTS.iter().any(|name| set(name).is_some()) {
         return Ok(None);
     }
-    let protocol = PROTOCOLS
+    let protocol = match PROTOCOLS
         .iter()
-        .find_map(|name| set(name).map(|value| (name, value)));
-    if let Some((name, protocol)) = protocol.filter(|(_, protocol)| protocol != "http/protobuf") {
-        return Err(format!(
-            "{name}={protocol} is not supported: traces are exported over http/protobuf (unset it, or set it to http/protobuf)"
-        ));
-    }
+        .find_map(|name| set(name).map(|value| (name, value)))
+    {
+        None => Protocol::HttpBinary,
+        Some((_, protocol)) if protocol == "http/protobuf" => Protocol::HttpBinary,
+        Some((_, protocol)) if protocol == "http/json" => Protocol::HttpJson,
+        Some((name, protocol)) => {
+            return Err(format!(
+                "{name}={protocol} is not supported: traces are exported over http/protobuf or http/json (unset it for http/protobuf)"
+            ));
+        }
+    };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
-        .with_protocol(Protocol::HttpBinary)
+        .with_protocol(protocol)
         .build()
         .map_err(|err| format!("the OTLP exporter cannot be set up: {err}"))?;
     let mut resource = Resource::builder();

@@ -42,6 +42,7 @@ struct Export {
     spans: Vec<Received>,
     body: Bytes,
     authorization: Option<String>,
+    content_type: String,
 }
 
 /// An OTLP/HTTP receiver on a port of its own: each `POST /v1/traces` is decoded and handed to
@@ -62,11 +63,13 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> ([(&'static str, &'static str); 1], Vec<u8>) {
-    assert_eq!(
-        headers["content-type"], "application/x-protobuf",
-        "http/protobuf"
-    );
-    let request = ExportTraceServiceRequest::decode(body.clone()).expect("an OTLP trace export");
+    let request = match headers["content-type"].to_str().unwrap() {
+        "application/x-protobuf" => {
+            ExportTraceServiceRequest::decode(body.clone()).expect("an OTLP trace export")
+        }
+        "application/json" => serde_json::from_slice(&body).expect("an OTLP trace export"),
+        other => panic!("an OTLP content type: {other}"),
+    };
     let mut spans = Vec::new();
     for resource_spans in &request.resource_spans {
         let service = resource_spans
@@ -100,6 +103,7 @@ async fn receive(
         spans,
         body,
         authorization,
+        content_type: headers["content-type"].to_str().unwrap().to_owned(),
     });
     // An empty ExportTraceServiceResponse: all accepted.
     ([("content-type", "application/x-protobuf")], Vec::new())
@@ -141,20 +145,31 @@ fn named<'a>(spans: &'a [Received], name: &str) -> Vec<&'a Received> {
 }
 
 /// The proxy with the fake CLI, tool approvals on, a client key, and its traces exported to
-/// `endpoint` every `delay_ms`.
+/// `endpoint` every `delay_ms`, over http/protobuf.
 fn proxy(fake: &FakeInstall, endpoint: &str, delay_ms: &str) -> Proxy {
+    proxy_with(fake, endpoint, delay_ms, &[])
+}
+
+fn proxy_with(
+    fake: &FakeInstall,
+    endpoint: &str,
+    delay_ms: &str,
+    settings: &[(&str, &str)],
+) -> Proxy {
     let cli = fake.cli_path().display().to_string();
     let workdir = fake.dir.path().join("work").display().to_string();
     let headers = format!("authorization=Bearer {COLLECTOR_SECRET}");
+    let mut env = vec![
+        ("PROXY_API_KEY", CLIENT_KEY),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_HEADERS", &headers),
+        ("OTEL_SERVICE_NAME", "claude-proxy-under-test"),
+        ("OTEL_BSP_SCHEDULE_DELAY", delay_ms),
+    ];
+    env.extend_from_slice(settings);
     Proxy::launch(
         fake.dir.path(),
-        &[
-            ("PROXY_API_KEY", CLIENT_KEY),
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
-            ("OTEL_EXPORTER_OTLP_HEADERS", &headers),
-            ("OTEL_SERVICE_NAME", "claude-proxy-under-test"),
-            ("OTEL_BSP_SCHEDULE_DELAY", delay_ms),
-        ],
+        &env,
         &[
             "--cli-path",
             &cli,
@@ -310,6 +325,7 @@ async fn a_request_its_agent_turns_and_approvals_are_one_trace_continued_from_th
 
         // The exporter sends the operator's headers, and no export holds the client's key.
         for export in &bodies {
+            assert_eq!(export.content_type, "application/x-protobuf", "the default");
             assert_eq!(
                 export.authorization.as_deref(),
                 Some(format!("Bearer {COLLECTOR_SECRET}").as_str())
@@ -354,6 +370,40 @@ async fn the_last_spans_are_sent_on_shutdown() {
         })
         .await;
         assert!(exited.await.unwrap().success());
+        let request = named(&spans, "request")[0];
+        assert_eq!(
+            (request.trace_id.as_str(), request.parent_span_id.as_str()),
+            (CALLER_TRACE, CALLER_SPAN)
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn traces_go_as_json_when_asked() {
+    within(TEST_LIMIT, async {
+        let (endpoint, mut exports) = receiver().await;
+        let fake = FakeInstall::new();
+        let server = proxy_with(
+            &fake,
+            &endpoint,
+            "100",
+            &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
+        );
+        let health = server
+            .client
+            .get(server.url("/health"))
+            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+        let (mut spans, mut bodies) = (Vec::new(), Vec::new());
+        spans_until(&mut exports, &mut spans, &mut bodies, |spans| {
+            spans.iter().any(|span| span.name == "request")
+        })
+        .await;
+        assert!(bodies.iter().all(|b| b.content_type == "application/json"));
         let request = named(&spans, "request")[0];
         assert_eq!(
             (request.trace_id.as_str(), request.parent_span_id.as_str()),
