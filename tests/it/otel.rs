@@ -199,7 +199,7 @@ async fn a_request_its_agent_turns_and_approvals_are_one_trace_continued_from_th
     within(TEST_LIMIT, async {
         let (endpoint, mut exports) = receiver().await;
         let fake = FakeInstall::new();
-        let server = proxy(&fake, &endpoint, "100");
+        let server = proxy_with(&fake, &endpoint, "100", &[("PROXY_LOG_FORMAT", "json")]);
         let key_id = server.get("/usage").await.json::<Value>().await.unwrap()["key_id"]
             .as_str()
             .unwrap()
@@ -338,11 +338,18 @@ async fn a_request_its_agent_turns_and_approvals_are_one_trace_continued_from_th
         }
 
         // The log lines of the request and its agent carry the trace's id.
-        let log = server.log().join("\n");
+        let log = server.log();
+        let started: Value = log
+            .iter()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["message"] == "agent started")
+            .unwrap_or_else(|| panic!("{log:#?}"));
+        assert_eq!(started["span"]["trace_id"], CALLER_TRACE, "{started}");
+        let spans = started["spans"].as_array().unwrap();
+        assert_eq!(spans.len(), 2, "{started}");
         assert!(
-            log.lines()
-                .any(|line| line.contains("agent started") && line.contains(CALLER_TRACE)),
-            "{log}"
+            spans.iter().all(|span| span["trace_id"] == CALLER_TRACE),
+            "the request's and the agent's: {started}"
         );
     })
     .await;
