@@ -38,11 +38,17 @@ fn main() -> ExitCode {
         eprintln!("claude-proxy: cannot start the watchdog process: {err}");
         return ExitCode::FAILURE;
     }
-    app::init_logging(log_format);
+    let telemetry = match app::init_logging(log_format) {
+        Ok(telemetry) => telemetry,
+        Err(err) => {
+            eprintln!("claude-proxy: {err}");
+            return ExitCode::from(2);
+        }
+    };
     app::raise_open_files_limit();
 
     let runtime = tokio::runtime::Runtime::new().expect("the tokio runtime starts");
-    runtime.block_on(async move {
+    let exit = runtime.block_on(async move {
         let listener = match app::bind(&host, port, backlog).await {
             Ok(listener) => listener,
             Err(err) => {
@@ -65,7 +71,10 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    // Every agent has ended: their spans are in the batch, sent now.
+    telemetry.shutdown();
+    exit
 }
 
 /// SIGTERM (docker stop, systemd) or SIGINT (Ctrl-C). The handlers are installed when this is

@@ -84,6 +84,13 @@ struct State {
     /// Tool approvals the CLI asked for, in the order it asked.
     permissions: Vec<PermissionRequest>,
     settled: VecDeque<(String, Settled)>,
+    /// The agent's span, which each turn's is a child of; let go of when the CLI has exited, so
+    /// that it ends with the agent, not when the agent is forgotten.
+    agent_span: tracing::Span,
+    /// The running turn's span, from its start to its result.
+    turn: Option<tracing::Span>,
+    /// Each waiting approval's span, from the CLI's request to its settling.
+    approvals: Vec<(String, tracing::Span)>,
 }
 
 /// How a tool approval was settled.
@@ -147,6 +154,7 @@ impl Conversation {
         journal: Arc<Mutex<Journal>>,
         metrics: Arc<Metrics>,
         tasks: &TaskTracker,
+        span: tracing::Span,
     ) -> Arc<Self> {
         let paused = idle_paused.subscribe();
         let conversation = Arc::new(Self {
@@ -162,11 +170,15 @@ impl Conversation {
                 controls: Vec::new(),
                 permissions: Vec::new(),
                 settled: VecDeque::new(),
+                agent_span: span,
+                turn: None,
+                approvals: Vec::new(),
             }),
             idle_paused,
             metrics,
             tasks: tasks.clone(),
         });
+        Self::next_turn(&mut conversation.lock());
         tasks.spawn(close_when_idle(Arc::downgrade(&conversation), paused));
         conversation
     }
@@ -210,6 +222,9 @@ impl Conversation {
         }
         state.write(user_line(content))?;
         state.sent += 1;
+        if state.turn.is_none() {
+            Self::next_turn(&mut state);
+        }
         self.metrics.messages.inc();
         self.update_pause(&state);
         Ok(ahead)
@@ -218,8 +233,18 @@ impl Conversation {
     /// The CLI wrote result lines: `results` in all so far.
     pub fn results_seen(&self, results: u64) {
         let mut state = self.lock();
-        state.results = results;
+        if results != state.results {
+            state.results = results;
+            Self::next_turn(&mut state);
+        }
         self.update_pause(&state);
+    }
+
+    /// Ends the running turn's span, and starts the next one's if a message waits for it.
+    fn next_turn(state: &mut State) {
+        state.turn = (state.sent > state.results).then(
+            || tracing::info_span!(parent: &state.agent_span, "turn", turn = state.results + 1),
+        );
     }
 
     /// Ends the running turn (its result says so); queued messages still run, and pending
@@ -335,6 +360,8 @@ impl Conversation {
         state.stdin = None;
         state.controls.clear();
         self.cancel_permissions(&mut state);
+        state.turn = None;
+        state.agent_span = tracing::Span::none();
         self.update_pause(&state);
     }
 
@@ -415,6 +442,14 @@ impl Conversation {
         if let Some(webhook) = &self.settings.webhook {
             webhook.permission_requested(&pending);
         }
+        let approval = tracing::info_span!(
+            parent: state.turn.as_ref().unwrap_or(&state.agent_span),
+            "approval",
+            request_id = %pending.request_id,
+            tool_name = %pending.tool_name,
+            decision = tracing::field::Empty,
+        );
+        state.approvals.push((pending.request_id.clone(), approval));
         state.permissions.push(pending);
         self.metrics.permission_requests.inc();
         self.update_pause(&state);
@@ -535,6 +570,10 @@ impl Conversation {
 
     fn remember(&self, state: &mut State, request_id: &str, how: Settled) {
         self.metrics.permission_settled(how.as_str());
+        if let Some(at) = state.approvals.iter().position(|(id, _)| id == request_id) {
+            let (_, span) = state.approvals.swap_remove(at);
+            span.record("decision", how.as_str());
+        }
         state.settled.push_back((request_id.to_owned(), how));
         if state.settled.len() > SETTLED_KEPT {
             state.settled.pop_front();

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, lookup_host};
 use tokio_util::sync::CancellationToken;
 
+pub use crate::telemetry::Telemetry;
 pub use config::{Config, SandboxMode, SandboxNetwork, one_line_error};
 pub use keys::KeysError;
 
@@ -581,9 +582,11 @@ pub fn start_watchdog() -> io::Result<()> {
     process::watchdog::start()
 }
 
-/// Sets up logging in `format` (`Config::log_format`): RUST_LOG filters what is written.
-pub fn init_logging(format: crate::telemetry::LogFormat) {
-    crate::telemetry::init(format);
+/// Sets up logging in `format` (`Config::log_format`): RUST_LOG filters what is written; and,
+/// with the standard `OTEL_EXPORTER_OTLP_*` variables, the export of traces, to be shut down
+/// (its last spans sent) once the server has stopped. An error is one line, for start-up.
+pub fn init_logging(format: crate::telemetry::LogFormat) -> Result<Telemetry, String> {
+    crate::telemetry::init(format)
 }
 
 /// When this program was started as a sandbox's relay to the gateway (the sandbox runs it so,

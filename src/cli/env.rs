@@ -50,15 +50,22 @@ const CREDENTIALS: &[&str] = &[
 
 /// The environment every CLI starts from. `PROXY_*` holds the proxy's settings (and its client
 /// keys); `CLAUDECODE` makes the CLI believe it runs nested inside another Claude Code; the
-/// operator's credentials and API address are the gateway's alone (each CLI gets the gateway's
-/// address and a key of its own: [`through_gateway`]).
+/// operator's credentials (its OTLP collector's headers among them) and API address are the
+/// gateway's alone (each CLI gets the gateway's address and a key of its own:
+/// [`through_gateway`]); a trace context of the server's is no agent's ([`with_traceparent`]).
 pub fn environment<I>(server_env: I) -> Vec<(OsString, OsString)>
 where
     I: IntoIterator<Item = (OsString, OsString)>,
 {
     server_env
         .into_iter()
-        .filter(|(name, _)| is_passed_to_cli(name) && !is_credential(name) && name != BASE_URL)
+        .filter(|(name, _)| {
+            is_passed_to_cli(name)
+                && !is_credential(name)
+                && name != BASE_URL
+                && name != TRACEPARENT
+                && name != TRACESTATE
+        })
         .collect()
 }
 
@@ -80,6 +87,7 @@ where
         .filter(|(name, _)| {
             is_passed_to_cli(name)
                 && name != BASE_URL
+                && !is_otlp_headers(name)
                 && !(use_subscription && (name == API_KEY || name == AUTH_TOKEN))
         })
         .chain([(BASE_URL.into(), base_url.into())])
@@ -109,7 +117,32 @@ fn is_passed_to_cli(name: &OsStr) -> bool {
 }
 
 fn is_credential(name: &OsStr) -> bool {
-    CREDENTIALS.iter().any(|secret| name == *secret)
+    CREDENTIALS.iter().any(|secret| name == *secret) || is_otlp_headers(name)
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS` and its per-signal forms, which carry the operator's collector
+/// credentials (the CLI would send them with its own telemetry, and its tools could read them).
+fn is_otlp_headers(name: &OsStr) -> bool {
+    let name = name.as_encoded_bytes();
+    name.starts_with(b"OTEL_EXPORTER_OTLP_") && name.ends_with(b"HEADERS")
+}
+
+/// The W3C trace context the CLI continues its own spans from (when its telemetry is on, in
+/// print mode): it reads these two variables, and passes `TRACEPARENT` on to the commands it
+/// runs.
+const TRACEPARENT: &str = "TRACEPARENT";
+const TRACESTATE: &str = "TRACESTATE";
+
+/// `env` with `traceparent` as the trace the CLI is part of.
+pub fn with_traceparent(
+    env: &[(OsString, OsString)],
+    traceparent: &str,
+) -> Vec<(OsString, OsString)> {
+    env.iter()
+        .filter(|(name, _)| name != TRACEPARENT && name != TRACESTATE)
+        .cloned()
+        .chain([(TRACEPARENT.into(), traceparent.into())])
+        .collect()
 }
 
 /// Where the CLI, run with `env`, keeps its sessions: `CLAUDE_CONFIG_DIR`, else `$HOME/.claude`.
@@ -168,6 +201,43 @@ mod tests {
                 ("HOME", "/h"),
                 ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9"),
                 ("ANTHROPIC_API_KEY", "agent-credential"),
+            ])
+        );
+    }
+
+    #[test]
+    fn the_collectors_headers_stay_with_the_server_and_the_trace_is_the_agents() {
+        let server = env(&[
+            ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer s"),
+            ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-key=s"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            (
+                "TRACEPARENT",
+                "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            ),
+            ("TRACESTATE", "vendor=server"),
+            ("HOME", "/h"),
+        ]);
+        let base = environment(server.clone());
+        assert_eq!(
+            base,
+            env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("HOME", "/h"),
+            ])
+        );
+        let login = login_environment(server, false, "http://127.0.0.1:9");
+        assert!(
+            !login.iter().any(|(name, _)| is_otlp_headers(name)),
+            "{login:?}"
+        );
+        let agents = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            with_traceparent(&base, agents),
+            env(&[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("HOME", "/h"),
+                ("TRACEPARENT", agents),
             ])
         );
     }

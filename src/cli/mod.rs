@@ -14,5 +14,5 @@ pub mod stdout;
 pub use args::{Input, Invocation, ToolFlags};
 pub use env::{
     API_KEY, AUTH_TOKEN, BASE_URL, CONFIG_DIR, OAUTH_TOKEN, config_dir, environment,
-    login_environment, through_gateway,
+    login_environment, through_gateway, with_traceparent,
 };

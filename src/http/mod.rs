@@ -172,6 +172,7 @@ fn observed<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
             .layer(
                 TraceLayer::new_for_http()
                     .make_span_with(observe::request_span)
+                    .on_response(observe::record_status)
                     .on_failure(()),
             )
             .layer(middleware::from_fn(observe::internal_errors))

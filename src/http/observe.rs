@@ -4,7 +4,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Body;
@@ -14,11 +14,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, OnResponse};
 
 use super::error::{ApiError, InternalDetail};
 use crate::metrics::Metrics;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 
 /// The longest `x-request-id` kept from a client; a longer one, or one with other than
 /// printable ASCII, is replaced by a new one (it is on every log line of the request).
@@ -53,14 +56,35 @@ fn request_id(request: &Request) -> &str {
         .unwrap_or_default()
 }
 
-/// A span per request, holding its id, so every log line of the request carries it.
+/// A span per request, holding its id, so every log line of the request carries it. When
+/// traces are exported it continues the caller's trace (W3C `traceparent` and `tracestate`),
+/// and its log lines carry the trace's id too.
 pub fn request_span(request: &Request) -> tracing::Span {
-    tracing::info_span!(
+    let span = tracing::info_span!(
         "request",
+        otel.kind = "server",
         method = %request.method(),
         uri = %request.uri(),
         request_id = request_id(request),
-    )
+        trace_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let header = |name| {
+        let mut values = request.headers().get_all(name).iter();
+        // Two of either is no context the W3C allows.
+        match (values.next(), values.next()) {
+            (Some(value), None) => value.to_str().ok(),
+            _ => None,
+        }
+    };
+    crate::telemetry::continue_trace(&span, header(TRACEPARENT), header(TRACESTATE));
+    span
+}
+
+/// Records the answer's status on the request's span (and logs it as tower-http does).
+pub fn record_status<B>(response: &Response<B>, latency: Duration, span: &tracing::Span) {
+    span.record("http.response.status_code", response.status().as_u16());
+    DefaultOnResponse::default().on_response(response, latency, span);
 }
 
 /// A handler that panicked answers 500 like any other internal error.

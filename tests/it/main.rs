@@ -21,6 +21,7 @@ mod mcp;
 mod migration;
 mod observability;
 mod openapi;
+mod otel;
 mod pool;
 mod real_cli;
 mod run_options;

@@ -412,6 +412,8 @@ const README_EXAMPLES: &[&str] = &[
     r#""previous_response_id":"resp_"#,
     r#""by":"model","from":"2026-01-01T00:00:00Z","to":null,"rows":[{"model":"#,
     "claude_proxy_agents_started_total",
+    // OpenTelemetry: a request that continues the caller's trace.
+    r#""type":"complete""#,
 ];
 
 #[tokio::test]

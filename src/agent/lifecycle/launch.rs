@@ -133,6 +133,27 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
     }
     let spawning = Instant::now();
     let from_pool = warm.is_some();
+    // Every log line of this agent's task carries its id, pid and (once known) session; as a
+    // trace, it is the request's child, with its CLI's spawn, turns and tool approvals in it.
+    let span = tracing::info_span!(
+        "agent",
+        %agent_id,
+        pid = tracing::field::Empty,
+        session_id = tracing::field::Empty,
+        key_id = run.owner.to_stored(),
+        kind = run.kind.as_str(),
+        model = run.model.as_deref(),
+        interactive = run.interactive,
+        from_pool,
+        trace_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+        exit_code = tracing::field::Empty,
+        usage.input_tokens = tracing::field::Empty,
+        usage.output_tokens = tracing::field::Empty,
+        usage.cache_read_input_tokens = tracing::field::Empty,
+        usage.cache_creation_input_tokens = tracing::field::Empty,
+    );
+    crate::telemetry::record_trace_id(&span);
     let (cli, run_files, stdin, idle_paused, controls_sent) = match warm {
         Some(taken) => {
             let controls = taken_for(&taken, &run);
@@ -179,22 +200,32 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
                     None,
                 )
             };
-            let (spec, run_files) = command(
-                core,
-                &run,
-                agent_id,
-                cli_input,
-                input,
-                run.interactive.then_some(paused),
-            )?;
-            let cli = process::spawn(spec, core.settings.limits).map_err(|err| {
-                if let (true, Some(store)) = (counted_across_instances, &core.store) {
-                    // Recorded to be counted, and never run.
-                    store.forget(agent_id);
+            let spawn_span =
+                tracing::info_span!(parent: &span, "spawn", pid = tracing::field::Empty);
+            let (cli, run_files) = spawn_span.in_scope(|| {
+                let (mut spec, run_files) = command(
+                    core,
+                    &run,
+                    agent_id,
+                    cli_input,
+                    input,
+                    run.interactive.then_some(paused),
+                )?;
+                // The CLI's own spans (when its telemetry is on) are the agent's children.
+                if let Some(traceparent) = crate::telemetry::traceparent(&span) {
+                    spec.env = Arc::new(crate::cli::with_traceparent(&spec.env, &traceparent));
                 }
-                Error::CliUnavailable {
-                    problem: CliProblem::of(core.settings.cli.clone(), err),
-                }
+                let cli = process::spawn(spec, core.settings.limits).map_err(|err| {
+                    if let (true, Some(store)) = (counted_across_instances, &core.store) {
+                        // Recorded to be counted, and never run.
+                        store.forget(agent_id);
+                    }
+                    Error::CliUnavailable {
+                        problem: CliProblem::of(core.settings.cli.clone(), err),
+                    }
+                })?;
+                spawn_span.record("pid", cli.pid());
+                Ok::<_, Error>((cli, run_files))
             })?;
             (cli, run_files, stdin, idle_paused, false)
         }
@@ -215,8 +246,7 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         from_pool,
     };
 
-    // Every log line of this agent's task carries its id, pid and (once known) session.
-    let span = tracing::info_span!("agent", %agent_id, pid, session_id = tracing::field::Empty);
+    span.record("pid", pid);
     span.in_scope(|| {
         tracing::info!(
             kind = run.kind.as_str(), client = %run.owner, model = run.model.as_deref(),
@@ -262,6 +292,7 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
             Arc::clone(&journal),
             Arc::clone(&core.metrics),
             &core.tasks,
+            span.clone(),
         )
     });
     place.spawned(pid, conversation.clone());
@@ -471,6 +502,7 @@ impl Recorder {
             crate::sync::lock(&self.journal).push(&over.event());
         }
         let summary = crate::sync::lock(&self.journal).ending(outcome, stopped_by);
+        self.record_ending(&summary);
         let ended = place.end(&summary);
         // Its place is free: the pool may start a CLI in it.
         self.core.pool.wanted.notify_one();
@@ -507,6 +539,32 @@ impl Recorder {
             );
         }
         self.keep_within_budget();
+    }
+
+    /// Puts on the agent's span how it ended, its model and what the API counted for it.
+    fn record_ending(&self, summary: &crate::agent::events::RunSummary) {
+        let span = &self.span;
+        span.record("status", summary.status.map(|status| status.as_str()));
+        span.record("exit_code", summary.exit_code);
+        if let Some(model) = &summary.model {
+            span.record("model", model.as_str());
+        }
+        if let Ok(detail) = self.core.table.detail(self.run.owner, self.agent_id) {
+            let mut total = crate::agent::usage::Usage::default();
+            for used in &detail.usage {
+                total.add(&used.usage);
+            }
+            span.record("usage.input_tokens", total.input_tokens);
+            span.record("usage.output_tokens", total.output_tokens);
+            span.record(
+                "usage.cache_read_input_tokens",
+                total.cache_read_input_tokens,
+            );
+            span.record(
+                "usage.cache_creation_input_tokens",
+                total.cache_creation_input_tokens,
+            );
+        }
     }
 
     /// Hands the store the agent's record as it stands.
