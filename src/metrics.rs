@@ -65,6 +65,7 @@ fn latency_buckets() -> Histogram {
 pub struct Metrics {
     registry: Registry,
     pub agents_running: Gauge,
+    pub agents_queued: Gauge,
     pub agents_started: Family<KindLabel, Counter>,
     pub agents_finished: Family<StatusLabel, Counter>,
     pub events: Counter,
@@ -120,6 +121,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("claude_proxy");
         let metrics = Metrics {
             agents_running: Gauge::default(),
+            agents_queued: Gauge::default(),
             agents_started: Family::default(),
             agents_finished: Family::default(),
             events: Counter::default(),
@@ -150,6 +152,11 @@ impl Default for Metrics {
             "agents_running",
             "CLI processes running now",
             metrics.agents_running.clone(),
+        );
+        registry.register(
+            "agents_queued",
+            "Agents waiting for a place now (PROXY_QUEUE)",
+            metrics.agents_queued.clone(),
         );
         registry.register(
             "agents_started",

@@ -22,6 +22,7 @@ mod migration;
 mod observability;
 mod openapi;
 mod pool;
+mod queue;
 mod real_cli;
 mod run_options;
 mod sandbox;
