@@ -329,7 +329,8 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        // Past the metrics key's check: only its holder, the operator, sees each key's use.
+        state.metrics.encode(state.metrics_key.is_some()),
     )
 }
 
