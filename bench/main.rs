@@ -400,7 +400,171 @@ async fn run_all() {
         warm_pool_gain(&mut report, scratch.path(), if quick { 5 } else { 30 }).await;
     }
 
+    // 11. The gateway: a Messages API request through it (with a live agent's credential)
+    // beside the same request straight to the stand-in.
+    if wanted("11") {
+        gateway_cost(&mut report, scratch.path(), if quick { 50 } else { 300 }).await;
+    }
+
     report.finish(&chart);
+}
+
+/// Deltas in scenario 11's streamed answer.
+const GATEWAY_EVENTS: usize = 2000;
+
+/// Scenario 11: what the gateway costs an API request: `POST /v1/messages` with a 2,000-event
+/// streamed answer, through the gateway (a running agent's credential, checked and swapped for
+/// the operator's, the answer metered as it passes) and straight to the Messages API stand-in,
+/// taking turns: time to the first byte of the answer, and to its end. The agent is the fake
+/// CLI, which prints its environment (the gateway's address and its credential) and waits.
+async fn gateway_cost(report: &mut Report, cwd: &Path, samples: usize) {
+    let upstream = sse_standin(GATEWAY_EVENTS).await;
+    let proxy = start_proxy_with(
+        cwd,
+        &[
+            ("PROXY_UPSTREAM_URL", upstream.as_str()),
+            ("ANTHROPIC_API_KEY", "bench-operator-key"),
+            ("CLAUDE_USE_SUBSCRIPTION", "false"),
+        ],
+    )
+    .await;
+    let go = cwd.join("gateway-bench-go");
+    let mut agent = proxy
+        .stream(&format!("@env\n@wait-for {}\n@result", go.display()))
+        .await;
+    let env = agent.next_of("fake_env").await.json()["env"].clone();
+    let gateway = env["ANTHROPIC_BASE_URL"].as_str().unwrap().to_owned();
+    let credential = env["ANTHROPIC_API_KEY"].as_str().unwrap().to_owned();
+    let client = reqwest::Client::new();
+    let (mut through, mut direct) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        through.push(api_request(&client, &gateway, &credential).await);
+        direct.push(api_request(&client, &upstream, "bench-operator-key").await);
+    }
+    std::fs::write(&go, "").unwrap();
+    while agent.next().await.is_some() {}
+
+    let first: (Vec<Duration>, Vec<Duration>) = (
+        through.iter().map(|t| t.0).collect(),
+        direct.iter().map(|t| t.0).collect(),
+    );
+    let (a, b) = (percentile(&first.0, 0.5), percentile(&first.1, 0.5));
+    report.row(
+        "11. Messages API request, time to first byte, through the gateway, p50",
+        ms(a),
+        format!("{} (straight to the API)", ms(b)),
+        ratio(a, b),
+        "≤ +1 ms",
+        a <= b + Duration::from_millis(1),
+    );
+    let whole: (Vec<Duration>, Vec<Duration>) = (
+        through.iter().map(|t| t.1).collect(),
+        direct.iter().map(|t| t.1).collect(),
+    );
+    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+        let (a, b) = (percentile(&whole.0, p), percentile(&whole.1, p));
+        let r = ratio(a, b);
+        report.row(
+            &format!("11. 2,000-event API stream through the gateway, whole, {label}"),
+            ms(a),
+            format!("{} (straight to the API)", ms(b)),
+            r,
+            if p < 0.9 { "≤ 1.05×" } else { "" },
+            p > 0.9 || r <= 1.05,
+        );
+    }
+}
+
+/// One streamed `POST /v1/messages?beta=true` as the CLI sends it: the time to the answer's
+/// first byte, and to its end.
+async fn api_request(client: &reqwest::Client, base: &str, key: &str) -> (Duration, Duration) {
+    let started = Instant::now();
+    let response = client
+        .post(format!("{base}/v1/messages?beta=true"))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 4096,
+            "stream": true,
+            "messages": [{"role": "user", "content": "bench"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{base}: {}",
+        response.status()
+    );
+    let mut body = response.bytes_stream();
+    let (mut first, mut ended) = (None, false);
+    let mut tail: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.unwrap();
+        first.get_or_insert_with(|| started.elapsed());
+        tail.extend_from_slice(&chunk);
+        ended |= tail.windows(12).any(|w| w == b"message_stop");
+        tail.drain(..tail.len().saturating_sub(16));
+    }
+    assert!(ended, "{base}: the stream ended before message_stop");
+    (first.unwrap(), started.elapsed())
+}
+
+/// A stand-in of the Messages API whose every streamed answer is `deltas` text deltas between
+/// the events that start and end a message, each event a chunk of its own: its base URL.
+async fn sse_standin(deltas: usize) -> String {
+    use axum::body::Body;
+    let event = |name: &str, data: serde_json::Value| {
+        bytes::Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+    };
+    let mut events = vec![
+        event(
+            "message_start",
+            json!({"type": "message_start", "message": {"id": "msg_bench", "type": "message",
+                "role": "assistant", "model": "claude-sonnet-4-5", "content": [],
+                "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        ),
+        event(
+            "content_block_start",
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ),
+    ];
+    let delta = event(
+        "content_block_delta",
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "tok "}}),
+    );
+    events.extend(std::iter::repeat_n(delta, deltas));
+    events.push(event(
+        "content_block_stop",
+        json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(event(
+        "message_delta",
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": deltas}}),
+    ));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    let events = Arc::new(events);
+    let app = axum::Router::new().route(
+        "/v1/messages",
+        axum::routing::post(move || {
+            let events = Arc::clone(&events);
+            async move {
+                let chunks = futures_util::stream::iter(
+                    (0..events.len())
+                        .map(move |i| Ok::<_, std::convert::Infallible>(events[i].clone())),
+                );
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    Body::from_stream(chunks),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    base
 }
 
 /// Scenario 10: the time from request to the CLI's first `assistant` line (its first content)

@@ -64,7 +64,11 @@ fn latency_buckets() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The families labelled by key id, shown only to the operator's metrics key: one client
+    /// key's use is not another's to read.
+    per_key: Registry,
     pub agents_running: Gauge,
+    pub agents_queued: Gauge,
     pub agents_started: Family<KindLabel, Counter>,
     pub agents_finished: Family<StatusLabel, Counter>,
     pub events: Counter,
@@ -87,6 +91,9 @@ pub struct Metrics {
     pub warm_misses: Counter,
     pub warm_saved_seconds: Counter<f64, std::sync::atomic::AtomicU64>,
     pub warm_ended: Family<ReasonLabel, Counter>,
+    /// All keys together, by model: four kinds of token.
+    pub api_model_tokens: Family<ApiModelTokenLabels, Counter>,
+    pub api_model_requests: Family<ApiModelRequestLabels, Counter>,
     /// Per key: a few models each, four kinds of token.
     pub api_tokens: Family<ApiTokenLabels, Counter>,
     pub api_requests: Family<ApiRequestLabels, Counter>,
@@ -110,6 +117,21 @@ pub struct ApiRequestLabels {
     pub outcome: &'static str,
 }
 
+/// The API's use by all keys together.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiModelTokenLabels {
+    pub model: String,
+    /// input, output, cache_read or cache_write.
+    pub kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiModelRequestLabels {
+    pub model: String,
+    /// ok or error.
+    pub outcome: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
     pub outcome: &'static str,
@@ -120,6 +142,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("claude_proxy");
         let metrics = Metrics {
             agents_running: Gauge::default(),
+            agents_queued: Gauge::default(),
             agents_started: Family::default(),
             agents_finished: Family::default(),
             events: Counter::default(),
@@ -142,14 +165,22 @@ impl Default for Metrics {
             warm_misses: Counter::default(),
             warm_saved_seconds: Counter::default(),
             warm_ended: Family::default(),
+            api_model_tokens: Family::default(),
+            api_model_requests: Family::default(),
             api_tokens: Family::default(),
             api_requests: Family::default(),
             registry: Registry::default(),
+            per_key: Registry::default(),
         };
         registry.register(
             "agents_running",
             "CLI processes running now",
             metrics.agents_running.clone(),
+        );
+        registry.register(
+            "agents_queued",
+            "Agents waiting for a place now (PROXY_QUEUE)",
+            metrics.agents_queued.clone(),
         );
         registry.register(
             "agents_started",
@@ -262,28 +293,45 @@ impl Default for Metrics {
             metrics.warm_ended.clone(),
         );
         registry.register(
+            "api_model_tokens",
+            "Tokens the API counted for the agents' requests through the gateway, all keys together, by model and kind (input, output, cache_read, cache_write)",
+            metrics.api_model_tokens.clone(),
+        );
+        registry.register(
+            "api_model_requests",
+            "Requests to the Messages API through the gateway, all keys together, by model and outcome (ok, error)",
+            metrics.api_model_requests.clone(),
+        );
+        let mut per_key = Registry::with_prefix("claude_proxy");
+        per_key.register(
             "api_tokens",
             "Tokens the API counted for the agents' requests through the gateway, by key id, model and kind (input, output, cache_read, cache_write)",
             metrics.api_tokens.clone(),
         );
-        registry.register(
+        per_key.register(
             "api_requests",
             "Requests to the Messages API through the gateway, by key id, model and outcome (ok, error)",
             metrics.api_requests.clone(),
         );
         Metrics {
             registry,
+            per_key,
             ..metrics
         }
     }
 }
 
 impl Metrics {
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
+    /// The Prometheus text exposition of every metric; the families by key id only `per_key`
+    /// (to the operator's metrics key).
+    pub fn encode(&self, per_key: bool) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &self.registry)
-            .expect("writing to a String cannot fail");
+        encode_registry(&mut text, &self.registry).expect("writing to a String cannot fail");
+        if per_key {
+            encode_registry(&mut text, &self.per_key).expect("writing to a String cannot fail");
+        }
+        encode_eof(&mut text).expect("writing to a String cannot fail");
         text
     }
 
@@ -337,12 +385,21 @@ impl Metrics {
             model: model.clone(),
             outcome,
         };
-        self.api_requests
-            .get_or_create(&outcome("ok"))
-            .inc_by(requests.saturating_sub(errors));
+        let all_keys = |outcome| ApiModelRequestLabels {
+            model: model.clone(),
+            outcome,
+        };
+        let ok = requests.saturating_sub(errors);
+        self.api_requests.get_or_create(&outcome("ok")).inc_by(ok);
+        self.api_model_requests
+            .get_or_create(&all_keys("ok"))
+            .inc_by(ok);
         if errors > 0 {
             self.api_requests
                 .get_or_create(&outcome("error"))
+                .inc_by(errors);
+            self.api_model_requests
+                .get_or_create(&all_keys("error"))
                 .inc_by(errors);
         }
         for (kind, count) in ["input", "output", "cache_read", "cache_write"]
@@ -352,6 +409,12 @@ impl Metrics {
             self.api_tokens
                 .get_or_create(&ApiTokenLabels {
                     key: key.clone(),
+                    model: model.clone(),
+                    kind,
+                })
+                .inc_by(count);
+            self.api_model_tokens
+                .get_or_create(&ApiModelTokenLabels {
                     model: model.clone(),
                     kind,
                 })

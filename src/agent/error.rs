@@ -68,6 +68,10 @@ pub enum Error {
     )]
     SessionInUse { session: Uuid, agent_id: Uuid },
 
+    /// The server shut down while the run waited in the queue.
+    #[error("the server is shutting down; retry on another instance or once it is back")]
+    ShuttingDown,
+
     #[error("{max} messages already wait for this agent; retry once a turn has ended")]
     QueueFull { max: usize },
 
@@ -152,9 +156,10 @@ impl Error {
             | Error::QueueFull { .. } => ErrorKind::TooMany,
             Error::Conflict(_) | Error::SessionInUse { .. } => ErrorKind::Conflict,
             Error::CliDidNotAnswer { .. } => ErrorKind::CliDidNotAnswer,
-            Error::CliUnavailable { .. } | Error::Workspace { .. } | Error::NoWatchdog(_) => {
-                ErrorKind::CliUnavailable
-            }
+            Error::CliUnavailable { .. }
+            | Error::Workspace { .. }
+            | Error::NoWatchdog(_)
+            | Error::ShuttingDown => ErrorKind::CliUnavailable,
             Error::Elsewhere { kind, .. } => *kind,
             Error::InstanceDidNotAnswer { .. } => ErrorKind::InstanceDidNotAnswer,
             Error::SharedStore(_) => ErrorKind::SharedStore,

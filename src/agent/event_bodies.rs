@@ -1,4 +1,4 @@
-//! The payloads of the proxy's own events (`agent`, `error`, `gap`, `proxy_raw`,
+//! The payloads of the proxy's own events (`queued`, `agent`, `error`, `gap`, `proxy_raw`,
 //! `permission_*`, `complete`): each is made by serializing one of these, and the OpenAPI
 //! document describes the same types. (The CLI's lines pass as it wrote them; their shapes are
 //! `cli::stdout`'s.)
@@ -21,6 +21,7 @@ literal!(PermissionRequestType, "permission_request");
 literal!(PermissionDecisionType, "permission_decision");
 literal!(PermissionCancelledType, "permission_cancelled");
 literal!(CompleteType, "complete");
+literal!(QueuedType, "queued");
 
 /// An event's payload as it goes on the wire: one line of JSON whose keys are in alphabetical
 /// order (through a `serde_json::Value`, whose map sorts them), as these events have always
@@ -170,6 +171,17 @@ pub struct PermissionCancelledEvent {
     #[schema(inline)]
     pub kind: PermissionCancelledType,
     pub request_id: String,
+}
+
+/// `event: queued`, before the agent exists (PROXY_QUEUE): the run waits for a place, this
+/// far from the front (1: next); sent again each time its position changes. It has no `id`:
+/// it is not one of the agent's events, which follow from `agent` once it has a place.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueuedEvent {
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    pub kind: QueuedType,
+    pub position: usize,
 }
 
 /// `event: complete`, always last.

@@ -48,11 +48,12 @@ pub use conversation::PermissionAnswer;
 pub use error::{Error, ErrorKind};
 pub use event_bodies::{
     AgentEvent, CompleteEvent, ErrorEvent, GapEvent, GapType, PermissionCancelledEvent,
-    PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent,
+    PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent, QueuedEvent, QueuedType,
 };
 pub use events::{EVENT_NAMES, Event};
 pub use lifecycle::budget::{Budget, parse_budgets};
 pub use lifecycle::health::Condition;
+pub use lifecycle::launch::{Queued, Start, Waited};
 pub use lifecycle::pool::{OperatorShape, WarmSettings, WarmView};
 pub use lifecycle::state::Settings;
 pub use lifecycle::stop::StopOnDrop;
@@ -465,6 +466,15 @@ impl Agents {
     /// The agents holding a CLI process now.
     pub fn running(&self) -> usize {
         self.core.table.running()
+    }
+
+    /// The agents waiting for a place now (PROXY_QUEUE).
+    pub fn queued(&self) -> usize {
+        self.core
+            .table
+            .queue
+            .as_ref()
+            .map_or(0, |queue| queue.waiting())
     }
 
     /// The CLI as configured: a path, or a name looked up on PATH.

@@ -103,6 +103,11 @@ pub struct Config {
     #[arg(long = "max-agents", env = "PROXY_MAX_AGENTS", default_value_t = 8, value_parser = parse_positive)]
     pub max_agents: usize,
 
+    /// How many new agents may wait for a place when PROXY_MAX_AGENTS run (or the
+    /// subscription is rate limited), served round robin by key; 0: none wait, they get 429.
+    #[arg(long = "queue", env = "PROXY_QUEUE", default_value_t = 0, value_parser = parse_queue)]
+    pub queue: usize,
+
     /// How many CLI processes one client key may run at once (unset: only PROXY_MAX_AGENTS).
     #[arg(long = "max-agents-per-key", env = "PROXY_MAX_AGENTS_PER_KEY", value_parser = parse_positive)]
     pub max_agents_per_key: Option<usize>,
@@ -528,6 +533,18 @@ fn parse_positive(value: &str) -> Result<usize, String> {
     match value.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err("expected a whole number of at least 1".into()),
+    }
+}
+
+/// A waiting agent holds a request and a few hundred bytes; the bound keeps that small.
+const MAX_QUEUE: usize = 100_000;
+
+fn parse_queue(value: &str) -> Result<usize, String> {
+    match value.trim().parse::<usize>() {
+        Ok(n) if n <= MAX_QUEUE => Ok(n),
+        _ => Err(format!(
+            "expected a whole number from 0 (no queue) to {MAX_QUEUE}"
+        )),
     }
 }
 

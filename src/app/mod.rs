@@ -387,6 +387,7 @@ impl App {
             admission: Admission {
                 max_agents: config.max_agents,
                 max_agents_per_key: config.max_agents_per_key,
+                queue: (config.queue > 0).then_some(config.queue),
             },
             retention,
             agent_log_bytes: config.agent_log_bytes,

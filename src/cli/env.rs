@@ -20,9 +20,26 @@
 //!   for how): `-status`/`-5h-status`/`-7d-status` are `allowed`, `allowed_warning` or
 //!   `rejected`, `-reset`/`-5h-reset`/`-7d-reset` Unix seconds, `-5h-utilization`/
 //!   `-7d-utilization` fractions; `rejected` with no `-overage-status` but `rejected` means
-//!   refused until `-reset`. The names `CLAUDE_CODE_OAUTH_REFRESH_TOKEN` and
-//!   `CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR` are in its program too (not tried here: both
-//!   are kept from every CLI).
+//!   refused until `-reset`. What the proxy does with them: the gateway reads them off every
+//!   answer it relays (`gateway/limits.rs`) into the subscription's windows (`/health` with a
+//!   key, `GET /usage`, the dashboard); while they say refused, the gateway answers the CLIs'
+//!   requests itself (the `429` above, with `Retry-After` until `-reset`), new agents get `429`
+//!   (or wait in `PROXY_QUEUE` until the reset), and the CLI's own `rate_limit_event` lines
+//!   feed the same gate;
+//! - through the gateway the CLI is given `ANTHROPIC_API_KEY` (its agent's credential), so it
+//!   sends `x-api-key` and none of the OAuth headers; the gateway puts on the operator's: an
+//!   API key as `x-api-key`, an OAuth token as `Authorization: Bearer` with
+//!   `anthropic-beta: oauth-2025-04-20` added to what the CLI sent (it keeps `?beta=true` and
+//!   the CLI's other betas as they came).
+//!
+//! Not used, on purpose: its program also names `CLAUDE_CODE_OAUTH_REFRESH_TOKEN`,
+//! `CLAUDE_CODE_OAUTH_TOKEN_FILE_DESCRIPTOR` and `CLAUDE_CODE_SDK_HAS_OAUTH_REFRESH` (read from
+//! the program's text, not exercised: with the last, the CLI asks its host for a new token
+//! with an `oauth_token_refresh` control request over stream-json). Each of them hands the CLI
+//! the subscription's own token, which then lives in the CLI's memory or environment, within a
+//! tool's reach; the gateway exists so that no CLI holds it. A CLI's agent credential does not
+//! expire while its agent runs, so the CLI never needs a refresh: the gateway refreshes the
+//! stored login once for all (`gateway/login.rs`). All three are kept from every CLI.
 
 use std::ffi::{OsStr, OsString};
 

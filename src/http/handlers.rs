@@ -18,7 +18,7 @@ use super::openapi::{ErrorBody, StreamEvent};
 use super::sse;
 use crate::agent::{
     AgentDetail, AgentKind, AgentListItem, AgentRequest, AgentUpdate, Client, Condition,
-    EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest,
+    EventReader, MessageRequest, PermissionAnswer, PermissionMode, PermissionRequest, Start,
     SubscriptionLimits, UsageBy, UsageQuery, UsageReport, WatchdogStatus,
 };
 
@@ -320,12 +320,17 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         .metrics
         .agents_running
         .set(state.agents.running() as i64);
+    state
+        .metrics
+        .agents_queued
+        .set(state.agents.queued() as i64);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        // Past the metrics key's check: only its holder, the operator, sees each key's use.
+        state.metrics.encode(state.metrics_key.is_some()),
     )
 }
 
@@ -337,7 +342,7 @@ pub async fn metrics(State(state): State<ApiState>) -> impl IntoResponse {
         (status = 409, description = "The session is in use by a running agent of this key (named in the detail), or only another instance has it.", body = ErrorBody),
         (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = ErrorBody),
         (status = 422, description = "A field is invalid; nothing was started.", body = ErrorBody),
-        (status = 429, description = "Too many agents run, or the subscription is rate limited (Retry-After).", body = ErrorBody),
+        (status = 429, description = "Too many agents run (and the queue, if any, is full), or the subscription is rate limited (Retry-After).", body = ErrorBody),
         (status = 503, description = "The CLI cannot be found, or the database cannot be written.", body = ErrorBody),
     ))]
 pub async fn start(
@@ -361,14 +366,14 @@ pub async fn start(
 /// goes away (unless `detach_on_disconnect`).
 #[utoipa::path(post, path = "/agent/stream", tag = "agents", request_body = AgentRequest,
     responses(
-        (status = 200, description = "The agent's events, `complete` last.", content_type = "text/event-stream", body = StreamEvent,
-            headers(("x-agent-id" = Uuid, description = "The agent's id."))),
+        (status = 200, description = "The agent's events, `complete` last; first `queued` while it waits for a place (PROXY_QUEUE).", content_type = "text/event-stream", body = StreamEvent,
+            headers(("x-agent-id" = Uuid, description = "The agent's id (absent when it was queued: its `agent` event names it)."))),
         (status = 401, description = "No key, or a wrong one.", body = ErrorBody),
         (status = 403, description = "A field asks for more than the operator's policy allows (a webhook among them: one not in PROXY_WEBHOOK_URLS), or session_id is not a session this key made here.", body = ErrorBody),
         (status = 409, description = "The session is in use by a running agent of this key (named in the detail), or only another instance has it.", body = ErrorBody),
         (status = 413, description = "The body is over PROXY_MAX_BODY_BYTES.", body = ErrorBody),
         (status = 422, description = "A field is invalid; nothing was started.", body = ErrorBody),
-        (status = 429, description = "Too many agents run, or the subscription is rate limited (Retry-After).", body = ErrorBody),
+        (status = 429, description = "Too many agents run (and the queue, if any, is full), or the subscription is rate limited (Retry-After).", body = ErrorBody),
         (status = 503, description = "The CLI cannot be found, or the database cannot be written.", body = ErrorBody),
     ))]
 pub async fn stream(
@@ -380,14 +385,20 @@ pub async fn stream(
         .agents
         .check(client, AgentKind::Stream, request)
         .await?;
-    let launched = state.agents.launch(run).await?;
-    Ok(sse::event_stream(
-        launched.agent_id,
-        EventReader::Live(launched.reader),
-        state.keepalive,
-        launched.client_leaving,
-        state.metrics.clone(),
-    ))
+    match state.agents.launch_or_queue(run).await? {
+        Start::Launched(launched) => Ok(sse::event_stream(
+            launched.agent_id,
+            EventReader::Live(launched.reader),
+            state.keepalive,
+            launched.client_leaving,
+            state.metrics.clone(),
+        )),
+        Start::Queued(queued) => Ok(sse::queued_stream(
+            queued,
+            state.keepalive,
+            state.metrics.clone(),
+        )),
+    }
 }
 
 #[utoipa::path(post, path = "/agent/stop/{agent_id}", tag = "agents", params(AgentId),

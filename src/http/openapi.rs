@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
 use super::error::ApiError;
 use crate::agent::{
     AgentEvent, CompleteEvent, ErrorEvent, GapEvent, PermissionCancelledEvent,
-    PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent,
+    PermissionDecisionEvent, PermissionRequestEvent, ProxyRawEvent, QueuedEvent,
 };
 use crate::cli::stdout::{
     AssistantEvent, ResultEvent, StreamEventLine, SystemEvent, SystemInitEvent, UserEvent,
@@ -69,8 +69,9 @@ pub struct ErrorBody {
 
 const STREAM_EVENT: &str =
     "One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
-event's number (from 1) and whose `event` field names the proxy's own events (`agent`,
-`error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
+event's number (from 1) and whose `event` field names the proxy's own events (`queued`,
+`agent`, `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so
+`message`). `queued` (PROXY_QUEUE), before the agent exists, has no `id`. The
 CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
 write lines of other types.";
 
@@ -100,6 +101,7 @@ macro_rules! stream_event_shapes {
 }
 
 stream_event_shapes!(
+    QueuedEvent = "queued",
     AgentEvent = "agent",
     SystemInitEvent = "system",
     SystemEvent = "system",

@@ -10,7 +10,10 @@ use axum::response::{IntoResponse, Response};
 use bytes::{BufMut, Bytes, BytesMut};
 use uuid::Uuid;
 
-use crate::agent::{Event, EventReader, GapEvent, GapType, StopOnDrop};
+use crate::agent::{
+    Error, ErrorEvent, ErrorKind, Event, EventReader, GapEvent, GapType, Queued, QueuedEvent,
+    QueuedType, StopOnDrop, Waited,
+};
 use crate::metrics::Metrics;
 
 /// What one read of the log gathers into a single write.
@@ -21,12 +24,104 @@ const BATCH_BYTES: usize = 64 * 1024;
 /// even while the CLI is silent.
 pub fn event_stream(
     agent_id: Uuid,
-    mut reader: EventReader,
+    reader: EventReader,
     keepalive: Duration,
     stop_when_dropped: Option<StopOnDrop>,
     metrics: Arc<Metrics>,
 ) -> Response {
+    let body = events(reader, keepalive, stop_when_dropped, metrics);
+    let mut response = response(Body::from_stream(body));
+    response.headers_mut().insert(
+        HeaderName::from_static("x-agent-id"),
+        HeaderValue::from_str(&agent_id.to_string()).expect("a UUID is a valid header value"),
+    );
+    response
+}
+
+/// An SSE response for a run waiting in the queue: `queued` with its position (again each
+/// time it changes), then the agent's events once it has a place. The agent's id is not known
+/// yet, so there is no `x-agent-id` (its `agent` event names it). A run that cannot start after
+/// all ends its stream with an `error` event. Dropped, the stream leaves the queue.
+pub fn queued_stream(
+    mut queued: Box<Queued>,
+    keepalive: Duration,
+    metrics: Arc<Metrics>,
+) -> Response {
     let body = async_stream::stream! {
+        let mut buf = BytesMut::new();
+        encode_queued(queued.position(), &mut buf);
+        yield Ok::<_, Infallible>(buf.split().freeze());
+        let launched = loop {
+            let waited = tokio::select! {
+                waited = queued.wait() => waited,
+                () = tokio::time::sleep(keepalive) => {
+                    yield Ok(Bytes::from_static(b": keep-alive\n\n"));
+                    continue;
+                }
+            };
+            let failed = match waited {
+                Ok(Waited::Moved(position)) => {
+                    encode_queued(position, &mut buf);
+                    yield Ok(buf.split().freeze());
+                    continue;
+                }
+                Ok(Waited::Turn) => match queued.try_place().await {
+                    Ok(Some(launched)) => break launched,
+                    Ok(None) => continue,
+                    Err(err) => err,
+                },
+                Err(err) => err,
+            };
+            let error = ErrorEvent::new(not_started_code(&failed), failed.to_string());
+            let data = serde_json::to_string(&error).expect("an error serializes");
+            yield Ok(Bytes::from(format!("event: error\ndata: {data}\n\n")));
+            return;
+        };
+        let events = events(
+            EventReader::Live(launched.reader),
+            keepalive,
+            launched.client_leaving,
+            metrics,
+        );
+        for await chunk in events {
+            yield chunk;
+        }
+    };
+    response(Body::from_stream(body))
+}
+
+/// The `error` code of a queued run that could not start.
+fn not_started_code(err: &Error) -> &'static str {
+    match err {
+        Error::BudgetExceeded { .. } => "budget_exceeded",
+        Error::ShuttingDown => "shutdown",
+        _ => match err.kind() {
+            ErrorKind::TooMany => "too_many_agents",
+            ErrorKind::CliUnavailable => "cli_unavailable",
+            _ => "not_started",
+        },
+    }
+}
+
+/// `event: queued`, without an id: it is not one of the agent's events, so a client that
+/// comes back with Last-Event-ID is not misled by it.
+fn encode_queued(position: usize, buf: &mut BytesMut) {
+    let queued = QueuedEvent {
+        kind: QueuedType,
+        position,
+    };
+    let data = serde_json::to_string(&queued).expect("a queued event serializes");
+    buf.put_slice(format!("event: queued\ndata: {data}\n\n").as_bytes());
+}
+
+/// The body of an agent's events as `reader` reads them, live until its last.
+fn events(
+    mut reader: EventReader,
+    keepalive: Duration,
+    stop_when_dropped: Option<StopOnDrop>,
+    metrics: Arc<Metrics>,
+) -> impl futures_util::Stream<Item = Result<Bytes, Infallible>> {
+    async_stream::stream! {
         let _stop_when_dropped = stop_when_dropped;
         let mut delivery = Delivery { metrics, finished: false };
         let mut buf = BytesMut::new();
@@ -63,13 +158,7 @@ pub fn event_stream(
                 }
             }
         }
-    };
-    let mut response = response(Body::from_stream(body));
-    response.headers_mut().insert(
-        HeaderName::from_static("x-agent-id"),
-        HeaderValue::from_str(&agent_id.to_string()).expect("a UUID is a valid header value"),
-    );
-    response
+    }
 }
 
 /// A Server-Sent Events answer that nothing between it and the client holds back.

@@ -23,6 +23,7 @@ mod observability;
 mod openapi;
 mod otel;
 mod pool;
+mod queue;
 mod real_cli;
 mod run_options;
 mod sandbox;

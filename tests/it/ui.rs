@@ -76,6 +76,30 @@ async fn the_dashboard_works_in_headless_chromium_against_the_real_cli() {
             ],
         )
         .await;
+        // The subscription's windows, for the server page to show.
+        let resets = (chrono::Utc::now() + chrono::Duration::hours(3)).timestamp();
+        setup.standin.answer_with_headers(&[
+            ("anthropic-ratelimit-unified-status", "allowed".to_owned()),
+            ("anthropic-ratelimit-unified-reset", resets.to_string()),
+            (
+                "anthropic-ratelimit-unified-5h-status",
+                "allowed".to_owned(),
+            ),
+            (
+                "anthropic-ratelimit-unified-5h-utilization",
+                "0.25".to_owned(),
+            ),
+            ("anthropic-ratelimit-unified-5h-reset", resets.to_string()),
+            (
+                "anthropic-ratelimit-unified-7d-status",
+                "allowed_warning".to_owned(),
+            ),
+            (
+                "anthropic-ratelimit-unified-7d-utilization",
+                "0.8".to_owned(),
+            ),
+            ("anthropic-ratelimit-unified-7d-reset", resets.to_string()),
+        ]);
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let screenshots = root.join("target/ui-screenshots");
         let _ = std::fs::remove_dir_all(&screenshots);

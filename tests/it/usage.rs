@@ -221,11 +221,17 @@ async fn usage_is_counted_per_key_exactly(settings: Vec<(String, String)>) {
         assert!(body["detail"].as_str().unwrap().contains("from"), "{body}");
 
         if round == "before a restart" {
-            // Per key in /metrics too (in memory: since the start).
+            // Per key in /metrics too (in memory: since the start), but only to the
+            // operator's metrics key; any client key sees the totals by model alone.
+            let metrics_key = site
+                .settings
+                .iter()
+                .find(|(name, _)| name == "PROXY_METRICS_KEY")
+                .map(|(_, key)| key.as_str());
             let metrics = proxy
                 .client
                 .get(proxy.url("/metrics"))
-                .bearer_auth(KEY_A)
+                .bearer_auth(metrics_key.unwrap_or(KEY_A))
                 .send()
                 .await
                 .unwrap()
@@ -239,11 +245,24 @@ async fn usage_is_counted_per_key_exactly(settings: Vec<(String, String)>) {
             let line = format!(
                 "claude_proxy_api_tokens_total{{key=\"{key_id}\",model=\"{model}\",kind=\"input\"}} {input}"
             );
-            assert!(metrics.contains(&line), "{line} not in {metrics}");
             let errors = format!(
                 "claude_proxy_api_requests_total{{key=\"{key_id}\",model=\"{model}\",outcome=\"error\"}} {a_errors}"
             );
-            assert!(metrics.contains(&errors), "{errors} not in {metrics}");
+            if metrics_key.is_some() {
+                assert!(metrics.contains(&line), "{line} not in {metrics}");
+                assert!(metrics.contains(&errors), "{errors} not in {metrics}");
+            } else {
+                assert!(
+                    !metrics.contains("claude_proxy_api_tokens_total")
+                        && !metrics.contains("claude_proxy_api_requests_total")
+                        && !metrics.contains(key_id),
+                    "no key's use without a metrics key: {metrics}"
+                );
+            }
+            let total =
+                format!("claude_proxy_api_model_tokens_total{{model=\"{model}\",kind=\"input\"}} ");
+            assert!(metrics.contains(&total), "{total} not in {metrics}");
+            assert!(metrics.ends_with("# EOF\n"), "one end: {metrics}");
             assert!(proxy.terminate().await.unwrap().success());
             proxy = site.start();
         }
@@ -259,8 +278,14 @@ async fn usage_is_counted_per_key_exactly_and_kept_across_a_restart() {
 async fn usage_is_counted_per_key_exactly_in_postgresql() {
     within(TEST_LIMIT, async {
         let database = support::postgres::TestDatabase::new();
-        usage_is_counted_per_key_exactly(vec![("PROXY_DATABASE_URL".to_owned(), database.url())])
-            .await;
+        usage_is_counted_per_key_exactly(vec![
+            ("PROXY_DATABASE_URL".to_owned(), database.url()),
+            (
+                "PROXY_METRICS_KEY".to_owned(),
+                "usage-metrics-key-0123456789".to_owned(),
+            ),
+        ])
+        .await;
     })
     .await;
 }

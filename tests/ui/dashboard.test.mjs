@@ -175,6 +175,13 @@ test("a key is asked for, a wrong one refused, and an agent's reply shows as it 
   assert.equal(row[7], "1", "one turn");
   assert.match(row[8], /^\$\d+\.\d{4}$/, "its cost");
   await waitForText(page, "#metric-completed", "1");
+  // The key's own use of the API (GET /usage) and the subscription's windows (/health), as the
+  // gateway read them from the stand-in's answers.
+  await waitForText(page, "#server-usage", "requests");
+  assert.doesNotMatch(await page.$eval("#server-usage", (e) => e.textContent), /^0 requests/);
+  await waitForText(page, "#server-subscription", "allowed");
+  await waitForText(page, "#server-window-5h", "25% used");
+  await waitForText(page, "#server-window-7d", "allowed_warning, 80% used");
   await shot(page, "agents");
   await page.close();
 });

@@ -143,6 +143,17 @@ var ClaudeProxy = class {
   async stop(agentId, options = {}) {
     return this.json("POST", `/agent/stop/${encodeURIComponent(agentId)}`, void 0, options);
   }
+  /** `GET /usage`: the key's own use of the API through the gateway, added up `by` day (the
+   * default), agent or model, from `from` to `to` (RFC 3339 times or `YYYY-MM-DD` days), with
+   * the subscription's windows. */
+  async usage(query = {}, options = {}) {
+    const params = new URLSearchParams();
+    for (const [name, value] of Object.entries(query))
+      if (value !== void 0)
+        params.set(name, value);
+    const search = params.toString();
+    return this.json("GET", search ? `/usage?${search}` : "/usage", void 0, options);
+  }
   /** The client's agents, running and recently ended. */
   async agents(options = {}) {
     return this.json("GET", "/agents", void 0, options);
@@ -891,7 +902,12 @@ var REFRESH_MS2 = 2e3;
 function serverPanel(panel2, pending, frame2) {
   return every(REFRESH_MS2, async () => {
     const client = api();
-    const [health, agents, metrics] = await Promise.allSettled([client.health(), client.agents(), client.metrics()]);
+    const [health, agents, metrics, usage] = await Promise.allSettled([
+      client.health(),
+      client.agents(),
+      client.metrics(),
+      client.usage({ by: "model" })
+    ]);
     if (agents.status === "rejected" && needsKey(agents.reason)) frame2.askForKey();
     const waiting = agents.status === "fulfilled" ? agents.value.agents.reduce((sum, agent) => sum + agent.pending_permissions, 0) : void 0;
     pending.textContent = waiting === void 0 ? "" : `${waiting} waiting for approval`;
@@ -899,6 +915,8 @@ function serverPanel(panel2, pending, frame2) {
     fill(
       panel2,
       ...health.status === "fulfilled" ? healthFigures(health.value) : [figure("Server", "unreachable", "server-status", true)],
+      ...health.status === "fulfilled" && health.value.cli ? subscriptionFigures(health.value.subscription ?? null) : [],
+      ...usage.status === "fulfilled" ? usageFigures(usage.value) : [],
       ...metrics.status === "fulfilled" ? metricFigures(metrics.value) : []
     );
   });
@@ -919,6 +937,26 @@ function healthFigures(health) {
     figure("Storage", storage.ok ? storage.kind : `${storage.kind}: ${storage.error ?? "failing"}`, "server-storage", !storage.ok),
     ...watchdog ? [figure("Watchdog", watchdog.status === "down" ? `down: ${watchdog.error ?? "?"}` : watchdog.status, "server-watchdog", watchdog.status === "down")] : [],
     ...warmPoolFigures(health.warm_pool)
+  ];
+}
+function subscriptionFigures(limits) {
+  if (!limits) return [figure("Subscription", "not told yet", "server-subscription", false)];
+  const window2 = (label, id, w) => {
+    const used = w.utilization === void 0 || w.utilization === null ? "?" : `${Math.round(w.utilization * 100)}% used`;
+    const reset = w.resets_at ? `, resets ${time(w.resets_at)}` : "";
+    return figure(label, `${w.status ?? "?"}, ${used}${reset}`, id, w.status === "rejected");
+  };
+  return [
+    figure("Subscription", limits.status ?? "?", "server-subscription", limits.status === "rejected"),
+    window2("5-hour window", "server-window-5h", limits.five_hour),
+    window2("7-day window", "server-window-7d", limits.seven_day)
+  ];
+}
+function usageFigures(report) {
+  const counts = (u) => `${u.requests} requests, ${u.input_tokens} in / ${u.output_tokens} out tokens` + (u.errors > 0 ? `, ${u.errors} errors` : "");
+  return [
+    figure("Usage (this key)", counts(report.total), "server-usage", false),
+    ...report.rows.map((row2) => figure(`Usage: ${row2.model ?? "?"}`, counts(row2), `server-usage-${(row2.model ?? "unknown").replace(/[^a-z0-9-]/gi, "-")}`, false))
   ];
 }
 function warmPoolFigures(pool) {

@@ -1,8 +1,8 @@
 // The server at a glance: its health, agents running against the limit, the CLI's login, the
-// rate-limit gate, the warm pool, the approvals waiting across the key's agents, and the
-// counters from /metrics an operator watches.
+// rate-limit gate, the subscription's windows, the key's own use of the API, the warm pool, the
+// approvals waiting across the key's agents, and the counters from /metrics an operator watches.
 
-import type { Health } from "claude-proxy-client";
+import type { Health, SubscriptionLimits, UsageReport, Window } from "claude-proxy-client";
 import { fill, h, time } from "./dom.js";
 import { every, type Frame, type Poller } from "./page.js";
 import { api, needsKey } from "./session.js";
@@ -12,7 +12,12 @@ const REFRESH_MS = 2000;
 export function serverPanel(panel: HTMLElement, pending: HTMLElement, frame: Frame): Poller {
   return every(REFRESH_MS, async () => {
     const client = api();
-    const [health, agents, metrics] = await Promise.allSettled([client.health(), client.agents(), client.metrics()]);
+    const [health, agents, metrics, usage] = await Promise.allSettled([
+      client.health(),
+      client.agents(),
+      client.metrics(),
+      client.usage({ by: "model" }),
+    ]);
     if (agents.status === "rejected" && needsKey(agents.reason)) frame.askForKey();
     const waiting =
       agents.status === "fulfilled" ? agents.value.agents.reduce((sum, agent) => sum + agent.pending_permissions, 0) : undefined;
@@ -21,6 +26,8 @@ export function serverPanel(panel: HTMLElement, pending: HTMLElement, frame: Fra
     fill(
       panel,
       ...(health.status === "fulfilled" ? healthFigures(health.value) : [figure("Server", "unreachable", "server-status", true)]),
+      ...(health.status === "fulfilled" && health.value.cli ? subscriptionFigures(health.value.subscription ?? null) : []),
+      ...(usage.status === "fulfilled" ? usageFigures(usage.value) : []),
       ...(metrics.status === "fulfilled" ? metricFigures(metrics.value) : []),
     );
   });
@@ -45,6 +52,31 @@ function healthFigures(health: Health): HTMLElement[] {
       ? [figure("Watchdog", watchdog.status === "down" ? `down: ${watchdog.error ?? "?"}` : watchdog.status, "server-watchdog", watchdog.status === "down")]
       : []),
     ...warmPoolFigures(health.warm_pool),
+  ];
+}
+
+/** The subscription's windows, as the API's last answer through the gateway told them. */
+function subscriptionFigures(limits: SubscriptionLimits | null): HTMLElement[] {
+  if (!limits) return [figure("Subscription", "not told yet", "server-subscription", false)];
+  const window = (label: string, id: string, w: Window) => {
+    const used = w.utilization === undefined || w.utilization === null ? "?" : `${Math.round(w.utilization * 100)}% used`;
+    const reset = w.resets_at ? `, resets ${time(w.resets_at)}` : "";
+    return figure(label, `${w.status ?? "?"}, ${used}${reset}`, id, w.status === "rejected");
+  };
+  return [
+    figure("Subscription", limits.status ?? "?", "server-subscription", limits.status === "rejected"),
+    window("5-hour window", "server-window-5h", limits.five_hour),
+    window("7-day window", "server-window-7d", limits.seven_day),
+  ];
+}
+
+/** The key's own use of the API, in total and by model. */
+function usageFigures(report: UsageReport): HTMLElement[] {
+  const counts = (u: UsageReport["total"]) =>
+    `${u.requests} requests, ${u.input_tokens} in / ${u.output_tokens} out tokens` + (u.errors > 0 ? `, ${u.errors} errors` : "");
+  return [
+    figure("Usage (this key)", counts(report.total), "server-usage", false),
+    ...report.rows.map((row) => figure(`Usage: ${row.model ?? "?"}`, counts(row), `server-usage-${(row.model ?? "unknown").replace(/[^a-z0-9-]/gi, "-")}`, false)),
   ];
 }
 

@@ -39,6 +39,8 @@ import type {
   SystemEvent,
   SystemInitEvent,
   Updated,
+  UsageBy,
+  UsageReport,
   UserEvent,
 } from "./openapi.js";
 
@@ -256,6 +258,16 @@ export class ClaudeProxy {
   /** Stops a running agent; resolves once it has ended. */
   async stop(agentId: string, options: CallOptions = {}): Promise<Stopped> {
     return this.json("POST", `/agent/stop/${encodeURIComponent(agentId)}`, undefined, options);
+  }
+
+  /** `GET /usage`: the key's own use of the API through the gateway, added up `by` day (the
+   * default), agent or model, from `from` to `to` (RFC 3339 times or `YYYY-MM-DD` days), with
+   * the subscription's windows. */
+  async usage(query: { by?: UsageBy; from?: string; to?: string } = {}, options: CallOptions = {}): Promise<UsageReport> {
+    const params = new URLSearchParams();
+    for (const [name, value] of Object.entries(query)) if (value !== undefined) params.set(name, value);
+    const search = params.toString();
+    return this.json("GET", search ? `/usage?${search}` : "/usage", undefined, options);
   }
 
   /** The client's agents, running and recently ended. */

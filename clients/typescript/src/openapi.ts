@@ -797,6 +797,14 @@ export type ProxyRawEvent = {
   line: string;
 };
 
+/** `event: queued`, before the agent exists (PROXY_QUEUE): the run waits for a place, this
+ * far from the front (1: next); sent again each time its position changes. It has no `id`:
+ * it is not one of the agent's events, which follow from `agent` once it has a place. */
+export type QueuedEvent = {
+  type: "queued";
+  position: number;
+};
+
 /** A response forgotten. */
 export type ResponseDeleted = {
   id: string;
@@ -1094,11 +1102,12 @@ export type Stopped = {
 };
 
 /** One event of an agent's stream: the `data` of a Server-Sent Event, whose `id` is the
- * event's number (from 1) and whose `event` field names the proxy's own events (`agent`,
- * `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so `message`). The
+ * event's number (from 1) and whose `event` field names the proxy's own events (`queued`,
+ * `agent`, `error`, `gap`, `permission_*`, `complete`; the CLI's lines have none, so
+ * `message`). `queued` (PROXY_QUEUE), before the agent exists, has no `id`. The
  * CLI's lines pass as it wrote them; each has more fields than these, and a later CLI may
  * write lines of other types. */
-export type StreamEvent = AgentEvent | SystemInitEvent | SystemEvent | AssistantEvent | UserEvent | ResultEvent | StreamEventLine | ErrorEvent | GapEvent | ProxyRawEvent | PermissionRequestEvent | PermissionDecisionEvent | PermissionCancelledEvent | CompleteEvent | OtherCliLine;
+export type StreamEvent = QueuedEvent | AgentEvent | SystemInitEvent | SystemEvent | AssistantEvent | UserEvent | ResultEvent | StreamEventLine | ErrorEvent | GapEvent | ProxyRawEvent | PermissionRequestEvent | PermissionDecisionEvent | PermissionCancelledEvent | CompleteEvent | OtherCliLine;
 
 /** A piece of a message as the API streams it (with `--include-partial-messages`): `event`
  * is one Messages API streaming event (`message_start`, `content_block_delta`, ...). */

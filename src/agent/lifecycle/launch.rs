@@ -19,6 +19,7 @@ use crate::agent::error::CliProblem;
 use crate::agent::error::Error;
 use crate::agent::events::EventMaker;
 use crate::agent::lifecycle::pool::Taken;
+use crate::agent::lifecycle::queue::{Slot, Spot};
 use crate::agent::lifecycle::run_file::{RunFile, RunFiles};
 use crate::agent::lifecycle::state::Core;
 use crate::agent::lifecycle::stop::{StopOnDrop, StopSignal};
@@ -46,11 +47,162 @@ pub struct Launched {
     pub client_leaving: Option<StopOnDrop>,
 }
 
+/// A run as its starter gets it back: started, or waiting for a place (PROXY_QUEUE).
+#[derive(Debug)]
+pub enum Start {
+    Launched(Launched),
+    /// Boxed: it holds its whole run while it waits.
+    Queued(Box<Queued>),
+}
+
 impl Agents {
-    /// Starts an agent for a checked run.
+    /// Starts an agent for a checked run; when the queue is on and no place is free, once one
+    /// is (dropped meanwhile, the run leaves the queue and nothing is spawned).
     pub async fn launch(&self, run: Run) -> Result<Launched, Error> {
+        match self.launch_or_queue(run).await? {
+            Start::Launched(launched) => Ok(launched),
+            Start::Queued(mut queued) => loop {
+                match queued.wait().await? {
+                    Waited::Moved(_) => {}
+                    Waited::Turn => match queued.try_place().await? {
+                        Some(launched) => return Ok(launched),
+                        None => continue,
+                    },
+                }
+            },
+        }
+    }
+
+    /// Starts an agent for a checked run, or puts it in the queue when every place is taken
+    /// (or the subscription is rate limited) and the queue has room. Behind agents that
+    /// already wait, a new one waits too, whatever is free: it does not jump the queue.
+    pub async fn launch_or_queue(&self, run: Run) -> Result<Start, Error> {
         self.check_budget(run.owner).await?;
-        launch(&self.core, run).await
+        let Some(queue) = &self.core.table.queue else {
+            return launch(&self.core, run).await.map(Start::Launched);
+        };
+        if !queue.busy() {
+            match launch(&self.core, run.clone()).await {
+                Err(err) if waits_for_a_place(&err) => {
+                    let spot = queue.join(run.owner).map_err(|_| err)?;
+                    return Ok(Start::Queued(Box::new(Queued::new(self, run, spot))));
+                }
+                launched => return launched.map(Start::Launched),
+            }
+        }
+        let spot = queue.join(run.owner).map_err(|_| Error::TooManyAgents {
+            max_agents: self.core.settings.admission.max_agents,
+        })?;
+        Ok(Start::Queued(Box::new(Queued::new(self, run, spot))))
+    }
+}
+
+/// What a run refused for now may wait out in the queue: a place, or the subscription's reset.
+fn waits_for_a_place(err: &Error) -> bool {
+    matches!(err, Error::TooManyAgents { .. } | Error::RateLimited { .. })
+}
+
+/// A run waiting in the queue for a place.
+#[derive(Debug)]
+pub struct Queued {
+    agents: Agents,
+    run: Run,
+    spot: Spot,
+    /// The position last told.
+    told: Option<usize>,
+    /// With the turn, the subscription's reset it waits for before trying again.
+    retry_at: Option<tokio::time::Instant>,
+}
+
+/// What a queued run waited for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waited {
+    /// Its position (1: next) is now this.
+    Moved(usize),
+    /// Its turn: [`Queued::try_place`].
+    Turn,
+}
+
+impl Queued {
+    fn new(agents: &Agents, run: Run, spot: Spot) -> Self {
+        let mut queued = Self {
+            agents: agents.clone(),
+            run,
+            spot,
+            told: None,
+            retry_at: None,
+        };
+        queued.told = Some(queued.position());
+        queued
+    }
+
+    /// Its position now, 1 being next (as it is when its turn has come).
+    pub fn position(&self) -> usize {
+        match self.spot.slot() {
+            Slot::Waiting(position) => position,
+            Slot::Turn => 1,
+        }
+    }
+
+    /// Waits until its position changes or its turn comes; cancel safe, so a caller may wait
+    /// on other things beside it. Fails when the server shuts down.
+    pub async fn wait(&mut self) -> Result<Waited, Error> {
+        loop {
+            let slot = match self.spot.slot() {
+                Slot::Waiting(position) if self.told != Some(position) => Slot::Waiting(position),
+                Slot::Turn => Slot::Turn,
+                Slot::Waiting(_) => tokio::select! {
+                    slot = self.spot.changed() => slot,
+                    () = self.agents.core.shutdown.cancelled() => return Err(Error::ShuttingDown),
+                },
+            };
+            match slot {
+                Slot::Waiting(position) if self.told != Some(position) => {
+                    self.told = Some(position);
+                    return Ok(Waited::Moved(position));
+                }
+                Slot::Waiting(_) => {}
+                Slot::Turn => {
+                    if let Some(at) = self.retry_at {
+                        tokio::select! {
+                            () = tokio::time::sleep_until(at) => {}
+                            () = self.agents.core.shutdown.cancelled() => return Err(Error::ShuttingDown),
+                        }
+                        self.retry_at = None;
+                    }
+                    return Ok(Waited::Turn);
+                }
+            }
+        }
+    }
+
+    /// With its turn, tries for a place: the agent, or None when it is back in the queue (no
+    /// place after all, or the subscription limited: its turn then waits for the reset). An
+    /// error ends its wait: the run cannot start (its key's budget is spent meanwhile, ...).
+    pub async fn try_place(&mut self) -> Result<Option<Launched>, Error> {
+        let attempt = match self.agents.check_budget(self.run.owner).await {
+            Ok(()) => launch(&self.agents.core, self.run.clone()).await,
+            Err(err) => Err(err),
+        };
+        match attempt {
+            Ok(launched) => {
+                self.spot.leave();
+                Ok(Some(launched))
+            }
+            Err(Error::RateLimited { until }) => {
+                let wait = (until - chrono::Utc::now()).to_std().unwrap_or_default();
+                self.retry_at = Some(tokio::time::Instant::now() + wait);
+                Ok(None)
+            }
+            Err(Error::TooManyAgents { .. }) => {
+                self.spot.back_to_front();
+                Ok(None)
+            }
+            Err(err) => {
+                self.spot.leave();
+                Err(err)
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub(super) mod health;
 pub(super) mod launch;
 pub(super) mod login;
 pub(super) mod pool;
+pub(super) mod queue;
 pub(super) mod run_file;
 pub(super) mod state;
 pub(super) mod stop;

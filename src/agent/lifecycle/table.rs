@@ -14,6 +14,7 @@ use crate::agent::Error;
 use crate::agent::admission::keys::Client;
 use crate::agent::conversation::Conversation;
 use crate::agent::events::RunSummary;
+use crate::agent::lifecycle::queue::AdmissionQueue;
 use crate::agent::lifecycle::stop::StopSignal;
 use crate::agent::logs::log::{EventLog, SharedBytes};
 use crate::agent::ports::store::AgentRecord;
@@ -35,12 +36,16 @@ pub struct Admission {
     pub max_agents: usize,
     /// ... and for one client.
     pub max_agents_per_key: Option<usize>,
+    /// Most agents that wait for a place (PROXY_QUEUE); None: refused at once.
+    pub queue: Option<usize>,
 }
 
 #[derive(Debug)]
 pub struct AgentTable {
     table: Mutex<Table>,
     admission: Admission,
+    /// The agents waiting for a place, told of each one that frees.
+    pub queue: Option<Arc<AdmissionQueue>>,
     retention: Retention,
     /// The bytes held by all logs, which results kept in the table are counted in too.
     all_logs: SharedBytes,
@@ -114,6 +119,7 @@ impl AgentTable {
     pub fn new(admission: Admission, retention: Retention, all_logs: SharedBytes) -> Arc<Self> {
         Arc::new(Self {
             table: Mutex::default(),
+            queue: admission.queue.map(AdmissionQueue::new),
             admission,
             retention,
             all_logs,
@@ -142,6 +148,7 @@ impl AgentTable {
         let Admission {
             max_agents,
             max_agents_per_key,
+            ..
         } = self.admission;
         if table.holding_process().count() >= max_agents {
             return Err(Error::TooManyAgents { max_agents });
@@ -564,6 +571,8 @@ impl Drop for Place {
             .is_some_and(|e| e.pid.is_none());
         if never_started {
             table.entries.remove(&self.agent_id);
+            drop(table);
+            self.table.place_freed();
             return;
         }
         drop(table);
@@ -597,7 +606,15 @@ impl AgentTable {
                 table.entries.remove(&oldest);
             }
         }
+        drop(table);
+        self.place_freed();
         ended
+    }
+
+    fn place_freed(&self) {
+        if let Some(queue) = &self.queue {
+            queue.place_freed();
+        }
     }
 }
 
@@ -610,6 +627,7 @@ mod tests {
             Admission {
                 max_agents,
                 max_agents_per_key: None,
+                queue: None,
             },
             Retention {
                 keep_for: Duration::from_secs(3600),
