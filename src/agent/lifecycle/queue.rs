@@ -37,6 +37,8 @@ struct Waiting {
     next_id: u64,
     /// A waiter holds the turn and is trying for a place.
     turn_out: bool,
+    /// The key of the waiter that holds the turn, or held it last.
+    turn_key: Option<Client>,
     /// A place freed while the turn was out: once the turn is back, it goes on.
     freed_meanwhile: bool,
 }
@@ -142,6 +144,7 @@ impl Waiting {
             self.freed_meanwhile = false;
             if waiter.slot.send(Slot::Turn).is_ok() {
                 self.turn_out = true;
+                self.turn_key = Some(key);
                 return true;
             }
         }
@@ -150,13 +153,28 @@ impl Waiting {
 
     /// Tells each waiter its position: the order of service, one of each key in turn.
     fn tell_positions(&self) {
-        // The one trying for a place is first, while it tries.
+        // The one trying for a place is first, while it tries, and stands for its key in the
+        // first round: found no place, it goes back first of its key, its key first; taken one,
+        // its key's next waiter comes after the other keys' (`served`).
+        let holder = self.turn_key.filter(|_| self.turn_out);
+        let order: Vec<&Client> = holder
+            .iter()
+            .chain(self.rotation.iter().filter(|key| Some(**key) != holder))
+            .collect();
         let mut position = usize::from(self.turn_out);
         let mut round = 0;
         loop {
             let mut any = false;
-            for key in &self.rotation {
-                if let Some(waiter) = self.by_key.get(key).and_then(|w| w.get(round)) {
+            for key in order.iter().copied() {
+                let index = match holder {
+                    Some(holder) if holder == *key && round == 0 => {
+                        any = true;
+                        continue;
+                    }
+                    Some(holder) if holder == *key => round - 1,
+                    _ => round,
+                };
+                if let Some(waiter) = self.by_key.get(key).and_then(|w| w.get(index)) {
                     any = true;
                     position += 1;
                     waiter.slot.send_if_modified(|slot| {
@@ -183,6 +201,17 @@ impl Waiting {
         if waiters.is_empty() {
             self.by_key.remove(&owner);
             self.rotation.retain(|key| *key != owner);
+        }
+    }
+
+    /// The turn's holder took a place (or gave up): its key's next waiter comes after the
+    /// other keys' waiters.
+    fn served(&mut self) {
+        if let Some(key) = self.turn_key {
+            if let Some(at) = self.rotation.iter().position(|k| *k == key) {
+                self.rotation.remove(at);
+                self.rotation.push_back(key);
+            }
         }
     }
 
@@ -255,7 +284,10 @@ impl Spot {
                 waiting.remove(self.owner, self.id);
                 waiting.tell_positions();
             }
-            Slot::Turn => waiting.turn_back(true),
+            Slot::Turn => {
+                waiting.served();
+                waiting.turn_back(true);
+            }
         }
     }
 }
@@ -271,6 +303,22 @@ mod tests {
     use super::*;
     fn key(n: u8) -> Client {
         Client::from_stored(&format!("{n:032x}")).expect("a key id")
+    }
+
+    #[test]
+    fn a_key_whose_waiter_holds_the_turn_is_not_served_again_before_the_others() {
+        let queue = AdmissionQueue::new(8);
+        // A's first holds the turn (trying for a place) as A's second and then B's come.
+        let mut a1 = queue.join(key(1)).unwrap();
+        assert_eq!(a1.slot(), Slot::Turn);
+        let a2 = queue.join(key(1)).unwrap();
+        let b1 = queue.join(key(2)).unwrap();
+        assert_eq!(b1.slot(), Slot::Waiting(2), "b before a's second");
+        assert_eq!(a2.slot(), Slot::Waiting(3));
+        // A's first takes a place: B's turn, not A's second's.
+        a1.leave();
+        assert_eq!(b1.slot(), Slot::Turn);
+        assert_eq!(a2.slot(), Slot::Waiting(2));
     }
 
     #[test]
