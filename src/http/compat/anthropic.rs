@@ -14,7 +14,9 @@ use super::bodies::{
     AnthropicBlock, AnthropicContent, AnthropicError, AnthropicOutputFormat, AnthropicRequest,
     AnthropicResponse, AnthropicTool, AnthropicUsage, AssistantRole, MessageType,
 };
-use super::{Api, ApiEvent, Ask, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
+use super::{
+    Api, ApiEvent, Ask, CompatError, Migration, OfferedTool, Step, Turn, TurnEnd, WholeReply,
+};
 use crate::agent::{Client, ClientTool, TOOL_PREFIX, ToolResult};
 use crate::http::ApiState;
 
@@ -126,41 +128,20 @@ fn tool_results_of(content: &Option<AnthropicContent>) -> Option<Vec<ToolResult>
     })
 }
 
-/// The client's tools, checked: custom tools only, names the model can call, object schemas.
+/// The client's tools, checked: custom tools only.
 fn client_tools_of(tools: Vec<AnthropicTool>) -> Result<Vec<ClientTool>, CompatError> {
-    if tools.len() > 64 {
-        return Err(CompatError::invalid(API, "tools", "at most 64 tools"));
-    }
-    tools
-        .into_iter()
-        .enumerate()
-        .map(|(n, tool)| {
-            let field = format!("tools[{n}]");
-            if tool.kind.as_deref().is_some_and(|kind| kind != "custom") {
-                return Err(CompatError::invalid(
-                    API,
-                    format!("{field}.type"),
-                    "only custom tools are taken (the API's own tools are not)",
-                ));
-            }
-            super::check_tool_name(API, &format!("{field}.name"), &tool.name)?;
-            let schema = tool
-                .input_schema
-                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
-            if !schema.is_object() {
-                return Err(CompatError::invalid(
-                    API,
-                    format!("{field}.input_schema"),
-                    "must be a JSON Schema object",
-                ));
-            }
-            Ok(ClientTool {
-                name: tool.name,
-                description: tool.description.unwrap_or_default(),
-                input_schema: schema,
-            })
-        })
-        .collect()
+    let offered = tools.into_iter().enumerate().map(|(n, tool)| OfferedTool {
+        at: format!("tools[{n}]"),
+        refused_kind: tool
+            .kind
+            .as_deref()
+            .is_some_and(|kind| kind != "custom")
+            .then_some("only custom tools are taken (the API's own tools are not)"),
+        name: tool.name,
+        description: tool.description,
+        schema: (tool.input_schema, "input_schema"),
+    });
+    super::client_tools(API, offered)
 }
 
 fn read_request(headers: &HeaderMap, body: &[u8]) -> Result<Asked, CompatError> {

@@ -24,7 +24,7 @@ use bodies::{
 };
 
 use crate::agent::{
-    Agents, ChatTurn, Client, Continuation, Event, EventReader, Paused, ResponseRecord,
+    Agents, ChatTurn, Client, ClientTool, Continuation, Event, EventReader, Paused, ResponseRecord,
     ResponseTurn, RunGuard, TOOL_PREFIX, ToolCall, ToolResult, ToolsGuard, TurnEnd, TurnFailure,
 };
 pub use crate::cli::stdout::ApiEvent;
@@ -623,6 +623,53 @@ impl Turn {
             _ => Some(Step::Other),
         }
     }
+}
+
+/// A tool of the client's as a request offers it, before it is checked.
+pub struct OfferedTool {
+    /// Where its fields are: `tools[0]`, or `tools[0].function`.
+    pub at: String,
+    /// Whether it is of a kind the proxy takes: the refusal of `tools[n].type` if not.
+    pub refused_kind: Option<&'static str>,
+    pub name: String,
+    pub description: Option<String>,
+    /// Its schema, and the field it came in (`parameters`, `input_schema`).
+    pub schema: (Option<Value>, &'static str),
+}
+
+/// The client's tools, checked: at most 64, of kinds the proxy takes, names the model can call,
+/// schemas of objects.
+pub fn client_tools(
+    api: Api,
+    offered: impl ExactSizeIterator<Item = OfferedTool>,
+) -> Result<Vec<ClientTool>, CompatError> {
+    if offered.len() > 64 {
+        return Err(CompatError::invalid(api, "tools", "at most 64 tools"));
+    }
+    offered
+        .enumerate()
+        .map(|(n, tool)| {
+            if let Some(why) = tool.refused_kind {
+                return Err(CompatError::invalid(api, format!("tools[{n}].type"), why));
+            }
+            check_tool_name(api, &format!("{}.name", tool.at), &tool.name)?;
+            let (schema, schema_field) = tool.schema;
+            let schema =
+                schema.unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}}));
+            if !schema.is_object() {
+                return Err(CompatError::invalid(
+                    api,
+                    format!("{}.{schema_field}", tool.at),
+                    "must be a JSON Schema object",
+                ));
+            }
+            Ok(ClientTool {
+                name: tool.name,
+                description: tool.description.unwrap_or_default(),
+                input_schema: schema,
+            })
+        })
+        .collect()
 }
 
 /// A client tool's name: what the model can call, and the CLI can name as an MCP tool.

@@ -17,7 +17,7 @@ use super::bodies::{
     OpenAiPromptDetails, OpenAiReplyMessage, OpenAiResponseFormat, OpenAiTool, OpenAiToolCall,
     OpenAiToolCallChunk, OpenAiUsage,
 };
-use super::{Api, Ask, CompatError, Migration, Step, Turn, TurnEnd, WholeReply};
+use super::{Api, Ask, CompatError, Migration, OfferedTool, Step, Turn, TurnEnd, WholeReply};
 use crate::agent::{Client, ClientTool, ToolResult};
 use crate::http::ApiState;
 
@@ -217,42 +217,16 @@ fn tool_result_of(n: usize, message: OpenAiMessage) -> Result<ToolResult, Compat
     })
 }
 
-/// The client's functions, checked: names the model can call, schemas of objects.
+/// The client's functions, checked.
 fn client_tools_of(tools: Vec<OpenAiTool>) -> Result<Vec<ClientTool>, CompatError> {
-    if tools.len() > 64 {
-        return Err(CompatError::invalid(API, "tools", "at most 64 tools"));
-    }
-    tools
-        .into_iter()
-        .enumerate()
-        .map(|(n, tool)| {
-            let field = format!("tools[{n}]");
-            if tool.kind != "function" {
-                return Err(CompatError::invalid(
-                    API,
-                    format!("{field}.type"),
-                    "only function tools are taken",
-                ));
-            }
-            let function = tool.function;
-            super::check_tool_name(API, &format!("{field}.function.name"), &function.name)?;
-            let schema = function
-                .parameters
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-            if !schema.is_object() {
-                return Err(CompatError::invalid(
-                    API,
-                    format!("{field}.function.parameters"),
-                    "must be a JSON Schema object",
-                ));
-            }
-            Ok(ClientTool {
-                name: function.name,
-                description: function.description.unwrap_or_default(),
-                input_schema: schema,
-            })
-        })
-        .collect()
+    let offered = tools.into_iter().enumerate().map(|(n, tool)| OfferedTool {
+        at: format!("tools[{n}].function"),
+        refused_kind: (tool.kind != "function").then_some("only function tools are taken"),
+        name: tool.function.name,
+        description: tool.function.description,
+        schema: (tool.function.parameters, "parameters"),
+    });
+    super::client_tools(API, offered)
 }
 
 /// The schema `response_format` asks the reply to follow: none for `text`, any object for

@@ -22,7 +22,7 @@ use super::bodies::{
     ResponsesTextDoneEvent, ResponsesTextFormat, ResponsesTextOut, ResponsesTool, ResponsesUsage,
     TextDeltaType, TextDoneType,
 };
-use super::{Api, Ask, CompatError, Migration, Step, Turn, TurnEnd};
+use super::{Api, Ask, CompatError, Migration, OfferedTool, Step, Turn, TurnEnd};
 use crate::agent::{
     Client, ClientTool, Effort, ResponseRecord, ResponseTurn, TokenUsage, ToolCall, ToolResult,
     TurnFailure,
@@ -315,42 +315,16 @@ fn tool_result_of(n: usize, item: ResponsesInputItem) -> Result<ToolResult, Comp
     })
 }
 
-/// The client's functions, checked: names the model can call, schemas of objects.
+/// The client's functions, checked.
 fn client_tools_of(tools: &[ResponsesTool]) -> Result<Vec<ClientTool>, CompatError> {
-    if tools.len() > 64 {
-        return Err(CompatError::invalid(API, "tools", "at most 64 tools"));
-    }
-    tools
-        .iter()
-        .enumerate()
-        .map(|(n, tool)| {
-            let field = format!("tools[{n}]");
-            if tool.kind != "function" {
-                return Err(CompatError::invalid(
-                    API,
-                    format!("{field}.type"),
-                    "only function tools are taken",
-                ));
-            }
-            super::check_tool_name(API, &format!("{field}.name"), &tool.name)?;
-            let schema = tool
-                .parameters
-                .clone()
-                .unwrap_or_else(|| json!({"type": "object", "properties": {}}));
-            if !schema.is_object() {
-                return Err(CompatError::invalid(
-                    API,
-                    format!("{field}.parameters"),
-                    "must be a JSON Schema object",
-                ));
-            }
-            Ok(ClientTool {
-                name: tool.name.clone(),
-                description: tool.description.clone().unwrap_or_default(),
-                input_schema: schema,
-            })
-        })
-        .collect()
+    let offered = tools.iter().enumerate().map(|(n, tool)| OfferedTool {
+        at: format!("tools[{n}]"),
+        refused_kind: (tool.kind != "function").then_some("only function tools are taken"),
+        name: tool.name.clone(),
+        description: tool.description.clone(),
+        schema: (tool.parameters.clone(), "parameters"),
+    });
+    super::client_tools(API, offered)
 }
 
 /// The schema `text.format` asks the reply to follow: none for `text`, any object for
