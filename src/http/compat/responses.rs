@@ -549,7 +549,7 @@ impl Reply {
         arguments: String,
     ) -> ResponsesFunctionCall {
         ResponsesFunctionCall {
-            id: format!("fc_{}", call.id),
+            id: call_item_id(call),
             kind: FunctionCallType,
             status,
             call_id: call.id.clone(),
@@ -561,7 +561,7 @@ impl Reply {
     /// The whole output: the message, when it said something or called nothing, then the
     /// calls of the client's functions.
     fn output(&self, text: &str, end: &TurnEnd) -> Vec<ResponsesOutputItem> {
-        let message = (!text.is_empty() || end.tool_calls.is_empty())
+        let message = has_message(text, end)
             .then(|| ResponsesOutputItem::Message(self.message("completed", Some(text))));
         message
             .into_iter()
@@ -585,6 +585,16 @@ impl Reply {
             Some(end),
         )
     }
+}
+
+/// Whether a response's output has a message: when it said something, or called nothing.
+fn has_message(text: &str, end: &TurnEnd) -> bool {
+    !text.is_empty() || end.tool_calls.is_empty()
+}
+
+/// A function call's output item's id, made from the model's id of the call.
+fn call_item_id(call: &ToolCall) -> String {
+    format!("fc_{}", call.id)
 }
 
 /// The error of a response that failed, and its stream's `error` event's code.
@@ -762,7 +772,7 @@ data: {"type":"response.output_text.delta","item_id":"#
                 output_index,
                 ResponsesOutputItem::FunctionCall(reply.call(call, "in_progress", String::new())),
             );
-            let item_id = format!("fc_{}", call.id);
+            let item_id = call_item_id(call);
             let sequence_number = self.next_number();
             self.write(ResponsesStreamEvent::ArgumentsDelta(
                 ResponsesArgumentsDeltaEvent {
@@ -895,7 +905,7 @@ async fn stream(mut turn: Turn, reply: Reply) -> Result<Response, CompatError> {
                 }
                 events.opening(&reply);
                 // A response that only called functions has no message.
-                let message = !text.is_empty() || end.tool_calls.is_empty();
+                let message = has_message(&text, &end);
                 if message {
                     events.message_opening(&reply);
                 }
