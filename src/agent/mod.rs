@@ -68,9 +68,10 @@ pub use ports::store::{
     StoreError, StoreFuture, StoreHealth, StoredEvents, WebhookAttempt, WebhookClaim, WebhookEvent,
     interrupted_events,
 };
-pub use status::{AgentKind, AgentStatus, WebhookState};
+pub use status::{AgentKind, AgentStatus, FinalStatus, WebhookState};
 pub use usage::{ModelUsage, Usage, UsageBy, UsageEntry, UsageQuery, UsageReport, UsageRow};
 pub use view::{AgentDetail, AgentInfo, AgentListItem, PermissionRequest, WebhookDelivery};
+pub use webhooks::ended_event as ended_webhook_event;
 
 use crate::metrics::Metrics;
 use crate::process::{self, ProcessGroup};

@@ -26,6 +26,9 @@ pub struct AgentInfo {
     pub interactive: bool,
     /// Results so far: an interactive agent has one per turn.
     pub turns: u64,
+    /// The operator's MCP servers its run named (`mcp_servers`), by name; their settings and
+    /// secrets are never shown.
+    pub mcp_servers: Vec<String>,
 }
 
 /// One agent in the list, with what it cost so far and how many tool approvals it waits for.

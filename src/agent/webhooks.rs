@@ -89,7 +89,10 @@ impl Webhook {
 
     /// The agent waits for the client's answer to a tool approval.
     pub fn permission_requested(&self, permission: &PermissionRequest) {
-        self.put(
+        let asked = event(
+            &self.url,
+            self.agent_id,
+            self.owner,
             "permission.requested",
             &Asked {
                 agent_id: self.agent_id,
@@ -99,79 +102,104 @@ impl Webhook {
                 permission,
             },
         );
+        if let Some(asked) = asked {
+            self.put(asked);
+        }
     }
 
-    /// The agent has ended, as `record` says: `agent.completed`, or `agent.failed` for any
-    /// other end (failed, stopped, timed out; its status says which).
+    /// The agent has ended, as `record` says.
     pub fn ended(&self, record: &AgentRecord, usage: &[ModelUsage]) {
-        let status = record.info.status;
-        let kind = match status {
-            AgentStatus::Ended(FinalStatus::Completed) => "agent.completed",
-            _ => "agent.failed",
-        };
-        let line: Option<serde_json::Value> = record
-            .result
-            .as_ref()
-            .and_then(|line| serde_json::from_slice(line).ok());
-        let field = |name: &str| line.as_ref().and_then(|line| line.get(name));
-        let (text, text_truncated) = match field("result").and_then(|t| t.as_str()) {
-            Some(text) => {
-                let cut = cut_at(text, RESULT_TEXT_BYTES);
-                (Some(cut.to_owned()), cut.len() < text.len())
-            }
-            None => (None, false),
-        };
-        self.put(
-            kind,
-            &Ended {
-                agent_id: self.agent_id,
-                status,
-                result: Summary {
-                    text,
-                    text_truncated,
-                    subtype: field("subtype").and_then(|s| s.as_str()).map(str::to_owned),
-                    is_error: record.is_error,
-                    total_cost_usd: record.total_cost_usd,
-                    num_turns: record.num_turns,
-                    duration_ms: record.info.ended_at.map(|ended| {
-                        u64::try_from((ended - record.info.started_at).num_milliseconds())
-                            .unwrap_or(0)
-                    }),
-                    exit_code: record.info.exit_code,
-                },
-                usage,
-            },
-        );
+        if let Some(event) = ended_event(record, usage, &self.url) {
+            self.put(event);
+        }
     }
 
-    fn put(&self, kind: &'static str, data: &impl Serialize) {
-        let id = Uuid::new_v4();
-        let created_at = Utc::now();
-        let body = Body {
-            id,
-            kind,
-            created_at,
-            data,
-        };
-        let body = match serde_json::to_string(&body) {
-            Ok(body) => body,
-            Err(err) => {
-                tracing::error!(%err, event = kind, "a webhook event could not be made");
-                return;
-            }
-        };
-        self.store.webhook(WebhookEvent {
-            id,
-            agent_id: self.agent_id,
-            owner: self.owner,
-            event: kind.to_owned(),
-            url: self.url.to_string(),
-            body,
-            created_at,
-            attempts: 0,
-        });
+    fn put(&self, event: WebhookEvent) {
+        self.store.webhook(event);
         self.wake.notify_one();
     }
+}
+
+/// The event of an agent that has ended, as `record` says: `agent.completed`, or
+/// `agent.failed` for any other end (failed, stopped, timed out; its status says which). Also
+/// made by the store for an agent whose proxy died, as it records its end.
+pub fn ended_event(record: &AgentRecord, usage: &[ModelUsage], url: &str) -> Option<WebhookEvent> {
+    let status = record.info.status;
+    let kind = match status {
+        AgentStatus::Ended(FinalStatus::Completed) => "agent.completed",
+        _ => "agent.failed",
+    };
+    let line: Option<serde_json::Value> = record
+        .result
+        .as_ref()
+        .and_then(|line| serde_json::from_slice(line).ok());
+    let field = |name: &str| line.as_ref().and_then(|line| line.get(name));
+    let (text, text_truncated) = match field("result").and_then(|t| t.as_str()) {
+        Some(text) => {
+            let cut = cut_at(text, RESULT_TEXT_BYTES);
+            (Some(cut.to_owned()), cut.len() < text.len())
+        }
+        None => (None, false),
+    };
+    let agent_id = record.info.agent_id;
+    event(
+        url,
+        agent_id,
+        record.owner,
+        kind,
+        &Ended {
+            agent_id,
+            status,
+            result: Summary {
+                text,
+                text_truncated,
+                subtype: field("subtype").and_then(|s| s.as_str()).map(str::to_owned),
+                is_error: record.is_error,
+                total_cost_usd: record.total_cost_usd,
+                num_turns: record.num_turns,
+                duration_ms: record.info.ended_at.map(|ended| {
+                    u64::try_from((ended - record.info.started_at).num_milliseconds()).unwrap_or(0)
+                }),
+                exit_code: record.info.exit_code,
+            },
+            usage,
+        },
+    )
+}
+
+/// An event for the outbox; None (and an error logged) if its body cannot be made.
+fn event(
+    url: &str,
+    agent_id: Uuid,
+    owner: Client,
+    kind: &'static str,
+    data: &impl Serialize,
+) -> Option<WebhookEvent> {
+    let id = Uuid::new_v4();
+    let created_at = Utc::now();
+    let body = Body {
+        id,
+        kind,
+        created_at,
+        data,
+    };
+    let body = match serde_json::to_string(&body) {
+        Ok(body) => body,
+        Err(err) => {
+            tracing::error!(%err, event = kind, "a webhook event could not be made");
+            return None;
+        }
+    };
+    Some(WebhookEvent {
+        id,
+        agent_id,
+        owner,
+        event: kind.to_owned(),
+        url: url.to_owned(),
+        body,
+        created_at,
+        attempts: 0,
+    })
 }
 
 /// `text`'s longest start of at most `max` bytes that ends at a character's end.

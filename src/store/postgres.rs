@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/postgres/0004_conversations.sql"),
     include_str!("migrations/postgres/0005_usage.sql"),
     include_str!("migrations/postgres/0006_webhooks.sql"),
+    include_str!("migrations/postgres/0007_agent_run.sql"),
 ];
 
 /// The advisory lock held while the schema changes or a crash's agents are ended.

@@ -17,14 +17,14 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, oneshot};
 use uuid::Uuid;
 
-use super::chunk;
 use super::db::{Db, DbError, DbResult, Row, Value, stored_time};
 use super::writer::{Limits, Op, Writer, total_log_bytes};
+use super::{chunk, outbox};
 use crate::agent::{
     AgentInfo, AgentKind, AgentRecord, AgentStatus, CONVERSATIONS_PER_KEY, ClaimedWebhooks, Client,
-    ConversationRecord, Event, ModelUsage, Store, StoreError, StoreFuture, StoreHealth,
-    StoredEvents, Usage, UsageBy, UsageEntry, UsageQuery, UsageRow, WebhookAttempt, WebhookClaim,
-    WebhookDelivery, WebhookEvent, interrupted_events,
+    ConversationRecord, Event, FinalStatus, ModelUsage, Store, StoreError, StoreFuture,
+    StoreHealth, StoredEvents, Usage, UsageBy, UsageEntry, UsageQuery, UsageRow, WebhookAttempt,
+    WebhookClaim, WebhookDelivery, WebhookEvent, ended_webhook_event, interrupted_events,
 };
 use crate::metrics::Metrics;
 
@@ -475,26 +475,7 @@ impl<D: Db + 'static> Store for SqlStore<D> {
     }
 
     fn agent_usage(&self, owner: Client, agent_id: Uuid) -> StoreFuture<'_, Vec<ModelUsage>> {
-        self.read(move |db| {
-            Ok(db
-                .query(
-                    concat!(
-                        "SELECT model, ",
-                        usage_sums!(),
-                        " FROM usage_hours WHERE owner = ?1 AND agent_id = ?2
-                         GROUP BY model ORDER BY MIN(hour), model"
-                    ),
-                    &[owner.to_stored().into(), agent_id.to_string().into()],
-                )?
-                .iter()
-                .filter_map(|row| {
-                    Some(ModelUsage {
-                        model: row.text(0)?.to_owned(),
-                        usage: usage_of_row(row, 1),
-                    })
-                })
-                .collect())
-        })
+        self.read(move |db| usage_of_agent(db, owner, agent_id))
     }
 
     fn webhook(&self, event: WebhookEvent) {
@@ -598,7 +579,7 @@ macro_rules! agent_columns {
          ids_leased_through, instance_id, \
          (SELECT CAST(COALESCE(SUM(event_count), 0) AS BIGINT) FROM event_chunks c \
           WHERE c.agent_id = a.agent_id), \
-         written_at"
+         written_at, mcp_servers, webhook_url"
     };
 }
 pub(super) use agent_columns;
@@ -619,6 +600,28 @@ macro_rules! usage_sums {
     };
 }
 use usage_sums;
+
+/// What the API counted for one agent's requests, by model.
+fn usage_of_agent<D: Db>(db: &mut D, owner: Client, agent_id: Uuid) -> DbResult<Vec<ModelUsage>> {
+    Ok(db
+        .query(
+            concat!(
+                "SELECT model, ",
+                usage_sums!(),
+                " FROM usage_hours WHERE owner = ?1 AND agent_id = ?2
+                 GROUP BY model ORDER BY MIN(hour), model"
+            ),
+            &[owner.to_stored().into(), agent_id.to_string().into()],
+        )?
+        .iter()
+        .filter_map(|row| {
+            Some(ModelUsage {
+                model: row.text(0)?.to_owned(),
+                usage: usage_of_row(row, 1),
+            })
+        })
+        .collect())
+}
 
 /// [`usage_sums!`]'s columns, from `first` on.
 fn usage_of_row(row: &Row, first: usize) -> Usage {
@@ -650,6 +653,10 @@ pub(super) fn agent_of_row(row: &Row) -> Option<AgentRecord> {
             exit_code: row.int(9).and_then(|n| i32::try_from(n).ok()),
             interactive: row.bool(10).unwrap_or(false),
             turns: count(11).unwrap_or(0),
+            mcp_servers: row
+                .text(22)
+                .and_then(|names| serde_json::from_str(names).ok())
+                .unwrap_or_default(),
         },
         result: row.blob(12).map(Bytes::copy_from_slice),
         total_cost_usd: row.real(13),
@@ -659,6 +666,7 @@ pub(super) fn agent_of_row(row: &Row) -> Option<AgentRecord> {
         oldest_event: count(17).unwrap_or(0),
         kept_events: count(20).unwrap_or(0),
         instance: row.text(19).map(Arc::from),
+        webhook: row.text(23).map(Arc::from),
     })
 }
 
@@ -713,7 +721,8 @@ pub(super) fn end_interrupted_within<D: Db>(
             let last_alive = time_of_row(row, WRITTEN_AT).unwrap_or(now);
             let events = interrupted_events(&record, first_id, last_alive);
             let blob = chunk::encode(&events);
-            let id = record.info.agent_id.to_string();
+            let stopped_id = record.info.agent_id;
+            let id = stopped_id.to_string();
             db.execute(
                 "INSERT INTO event_chunks (agent_id, first_id, last_id, events, event_count) VALUES (?1, ?2, ?3, ?4, ?5)",
                 &[
@@ -728,7 +737,23 @@ pub(super) fn end_interrupted_within<D: Db>(
                 "UPDATE agents SET status = 'stopped', ended_at = ?2, exit_code = NULL, log_bytes = log_bytes + ?3 WHERE agent_id = ?1",
                 &[id.into(), stored_time(now).into(), blob.len().into()],
             )?;
-            ended.push(record.info.agent_id);
+            // In the same transaction as its end: whoever records the end posts it, once.
+            if let Some(url) = record.webhook.clone() {
+                let usage = usage_of_agent(db, record.owner, record.info.agent_id)?;
+                let stopped = AgentRecord {
+                    info: AgentInfo {
+                        status: AgentStatus::Ended(FinalStatus::Stopped),
+                        ended_at: Some(last_alive),
+                        exit_code: None,
+                        ..record.info.clone()
+                    },
+                    ..record
+                };
+                if let Some(event) = ended_webhook_event(&stopped, &usage, &url) {
+                    outbox::put(db, &event)?;
+                }
+            }
+            ended.push(stopped_id);
         }
         Ok(ended)
     }

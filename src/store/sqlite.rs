@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("migrations/sqlite/0004_conversations.sql"),
     include_str!("migrations/sqlite/0005_usage.sql"),
     include_str!("migrations/sqlite/0006_webhooks.sql"),
+    include_str!("migrations/sqlite/0007_agent_run.sql"),
 ];
 
 #[derive(Debug)]

@@ -517,8 +517,9 @@ pub(super) fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
     db.execute(
         "INSERT INTO agents (agent_id, owner, kind, status, pid, model, session_id, started_at,
              ended_at, exit_code, interactive, turns, result, total_cost_usd, num_turns, is_error,
-             ids_leased_through, instance_id, written_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)
+             ids_leased_through, instance_id, written_at, mcp_servers, webhook_url)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+             ?20, ?21)
          ON CONFLICT (agent_id) DO UPDATE SET status = excluded.status, pid = excluded.pid,
              written_at = excluded.written_at,
              model = excluded.model, session_id = excluded.session_id,
@@ -547,6 +548,10 @@ pub(super) fn upsert<D: Db>(db: &mut D, record: &AgentRecord) -> DbResult<()> {
             (record.newest_event + ID_LEASE).into(),
             record.instance.as_deref().into(),
             stored_time(Utc::now()).into(),
+            (!r.mcp_servers.is_empty())
+                .then(|| serde_json::to_string(&r.mcp_servers).unwrap_or_default())
+                .into(),
+            record.webhook.as_deref().into(),
         ],
     )?;
     Ok(())

@@ -88,6 +88,23 @@ async fn a_run_gets_the_mcp_servers_it_named_and_their_secrets_stay_with_them() 
         let sent = standin.requests()[1]["messages"].to_string();
         assert!(sent.contains("note on tides: 42"), "{sent}");
 
+        // Its detail names the servers it ran with, and shows nothing of their settings.
+        let agent_id = events[0].json()["agent_id"].as_str().unwrap().to_owned();
+        let detail: Value = proxy
+            .get(&format!("/agent/{agent_id}"))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(detail["mcp_servers"], json!(["notes"]), "{detail}");
+        assert!(!detail.to_string().contains(SECRET), "{detail}");
+        let listed: Value = proxy.get("/agents").await.json().await.unwrap();
+        assert_eq!(
+            listed["agents"][0]["mcp_servers"],
+            json!(["notes"]),
+            "{listed}"
+        );
+
         // The run's configuration is gone with it.
         let run_files = work.with_file_name("data").join("prompts");
         crate::support::eventually(

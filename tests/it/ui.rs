@@ -285,3 +285,71 @@ async fn a_long_agents_page_keeps_its_newest_events_and_says_so() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_agents_page_shows_its_mcp_servers_and_its_webhook_deliveries() {
+    within(TEST_LIMIT, async {
+        // A receiver that takes every event.
+        let app = axum::Router::new().route(
+            "/hooks/{*rest}",
+            axum::routing::post(|| async { axum::http::StatusCode::OK }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let receiver = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = dir.path().join("mcp-servers.json");
+        let secret = "an-mcp-secret-the-page-never-shows";
+        std::fs::write(
+            &catalog,
+            serde_json::json!({"mcpServers": {
+                "notes": {"command": "node", "args": ["notes.mjs"], "env": {"TOKEN": secret}, "keys": ["*"]},
+                "tides": {"type": "http", "url": "http://127.0.0.1:9/mcp", "keys": ["*"]},
+            }})
+            .to_string(),
+        )
+        .unwrap();
+        let allowed = format!("{receiver}/hooks/");
+        let server = TestServer::with_args(&[
+            "--mcp-servers",
+            catalog.to_str().unwrap(),
+            "--webhook-urls",
+            &allowed,
+            "--webhook-secret",
+            "a-secret-of-the-tests",
+        ])
+        .await;
+        let started: serde_json::Value = server
+            .post_json(
+                "/agent/start",
+                serde_json::json!({"prompt": "@result done", "mcp_servers": ["tides", "notes"],
+                    "webhook": format!("{receiver}/hooks/page")}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let agent_id = started["agent_id"].as_str().unwrap().to_owned();
+        let path = format!("/agent/{agent_id}");
+        support::until("the agent's webhook event delivered", TEST_LIMIT, || {
+            let request = server.get(&path);
+            async move {
+                let detail: serde_json::Value = request.await.json().await.unwrap();
+                detail["webhooks"][0]["state"] == "delivered"
+            }
+        })
+        .await;
+        let dom = rendered(&server.url(&format!("/ui#/agent/{agent_id}"))).await;
+        assert!(
+            dom.contains(r#"<span id="agent-mcp-servers" class="mono">notes, tides</span>"#),
+            "the MCP servers its run named:\n{dom}"
+        );
+        assert!(
+            dom.contains(r#"class="webhook webhook-delivered""#)
+                && dom.contains("agent.completed"),
+            "its webhook event, delivered:\n{dom}"
+        );
+        assert!(!dom.contains(secret), "no server's secret:\n{dom}");
+    })
+    .await;
+}

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use crate::support::postgres::TestDatabase;
+use crate::support::postgres::{TestDatabase, off_the_runtime};
 use crate::support::proxy::Proxy;
 use crate::support::{FakeInstall, SseReader, TEST_LIMIT, TestServer, until, within};
 
@@ -447,6 +447,124 @@ async fn pending_at_a_shutdown_is_delivered_later(database: Option<TestDatabase>
             async move {
                 let detail: Value = request.await.json().await.unwrap();
                 detail["webhooks"][0]["state"] == "delivered"
+            }
+        })
+        .await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_agent_whose_proxy_was_killed_is_posted_as_failed_by_the_next_start() {
+    killed_agent_is_posted_by_whoever_ends_it(None).await;
+}
+
+/// On PostgreSQL, by the other instance, once it finds the killed one silent.
+#[tokio::test]
+async fn an_agent_whose_instance_was_killed_is_posted_as_failed_by_another_on_postgresql() {
+    killed_agent_is_posted_by_whoever_ends_it(Some(TestDatabase::new())).await;
+}
+
+/// An agent running when its proxy is killed (no chance to post anything): whoever records its
+/// end (the next start on the same SQLite data dir; on PostgreSQL, another instance that finds
+/// the killed one silent) posts its `agent.failed`, signed, to the URL it was started with.
+async fn killed_agent_is_posted_by_whoever_ends_it(database: Option<TestDatabase>) {
+    within(TEST_LIMIT, async {
+        let (url, _, mut received) = receiver(0).await;
+        let fake = FakeInstall::new();
+        let work = fake.dir.path().join("work").display().to_string();
+        let data = fake.dir.path().join("data");
+        let data_dir = data.display().to_string();
+        let cli = fake.cli_path().display().to_string();
+        let allowed = format!("{url}/hooks/");
+        let database_url = database.as_ref().map(TestDatabase::url);
+        let start = |instance: &str| {
+            let mut env = vec![
+                ("CLAUDE_CLI_PATH", cli.clone()),
+                ("CLAUDE_WORKDIR", work.clone()),
+                ("PROXY_DATA_DIR", data_dir.clone()),
+                ("PROXY_WEBHOOK_URLS", allowed.clone()),
+                ("PROXY_WEBHOOK_SECRET", SECRET.to_owned()),
+                ("PROXY_WEBHOOK_RETRY_BASE_MS", "20".to_owned()),
+            ];
+            if let Some(database_url) = &database_url {
+                env.push(("PROXY_DATABASE_URL", database_url.clone()));
+                env.push(("PROXY_INSTANCE_ID", instance.to_owned()));
+                env.push(("PROXY_INSTANCE_TIMEOUT_SECS", "2".to_owned()));
+            }
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            Proxy::start(fake.dir.path(), &env)
+        };
+        let mut killed = start("a");
+        // On PostgreSQL the other instance runs all along, and takes over when `a` falls silent.
+        let other = database.as_ref().map(|_| start("b"));
+        let started: Value = killed
+            .post(
+                "/agent/start",
+                &json!({"prompt": "@hang", "webhook": format!("{url}/hooks/crashed")}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        let id = started["agent_id"].as_str().unwrap().to_owned();
+        // Its record, with where its events go, is in the store before the kill.
+        let stored = |webhook: Option<String>| webhook.is_some_and(|w| w.ends_with("/crashed"));
+        match &database {
+            None => {
+                let file = data.join("claude-proxy.db");
+                until("the agent's record in the store", TEST_LIMIT, || {
+                    let found = rusqlite::Connection::open(&file).ok().and_then(|db| {
+                        db.query_row(
+                            "SELECT webhook_url FROM agents WHERE agent_id = ?1",
+                            [&id],
+                            |row| row.get::<_, Option<String>>(0),
+                        )
+                        .ok()
+                        .flatten()
+                    });
+                    async move { stored(found) }
+                })
+                .await;
+            }
+            Some(database) => {
+                let db = Arc::new(std::sync::Mutex::new(database.connect()));
+                until("the agent's record in the store", TEST_LIMIT, || {
+                    let (db, id) = (Arc::clone(&db), id.clone());
+                    let found = off_the_runtime(move || {
+                        let mut db = db.lock().unwrap();
+                        db.query_opt("SELECT webhook_url FROM agents WHERE agent_id = $1", &[&id])
+                            .ok()
+                            .flatten()
+                            .and_then(|row| row.get::<_, Option<String>>(0))
+                    });
+                    async move { stored(found) }
+                })
+                .await;
+                // The blocking client ends off the runtime too.
+                off_the_runtime(move || drop(db));
+            }
+        }
+        killed.signal(nix::sys::signal::Signal::SIGKILL);
+        killed.exited().await;
+
+        let ending = match other {
+            Some(other) => other,
+            None => start("a"),
+        };
+        let posted = next(&mut received).await;
+        assert_eq!(posted.event, "agent.failed", "{posted:?}");
+        assert_signed(&posted);
+        let body = posted.json();
+        assert_eq!(body["type"], "agent.failed", "{body}");
+        assert_eq!(body["data"]["agent_id"], id.as_str(), "{body}");
+        assert_eq!(body["data"]["status"], "stopped", "{body}");
+        let path = format!("/agent/{id}");
+        until("the event to show as delivered", TEST_LIMIT, || {
+            let request = ending.get(&path);
+            async move {
+                let detail: Value = request.await.json().await.unwrap();
+                detail["status"] == "stopped" && detail["webhooks"][0]["state"] == "delivered"
             }
         })
         .await;

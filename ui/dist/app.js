@@ -682,7 +682,8 @@ function agentPage(main2, agentId, frame2) {
       ...entry("Started", time(agent.started_at)),
       ...entry("Duration", duration(agent.started_at, agent.ended_at)),
       ...entry("Turns", String(agent.turns)),
-      ...entry("Cost", h("span", { id: "agent-cost" }, dollars(agent.total_cost_usd)))
+      ...entry("Cost", h("span", { id: "agent-cost" }, dollars(agent.total_cost_usd))),
+      ...agent.mcp_servers.length === 0 ? [] : entry("MCP servers", h("span", { id: "agent-mcp-servers", class: "mono" }, agent.mcp_servers.join(", ")))
     );
     interactiveActions.hidden = !(agent.interactive && running);
     followForm.hidden = !(agent.interactive && running);

@@ -186,6 +186,9 @@ export function agentPage(main: HTMLElement, agentId: string, frame: Frame): Pag
       ...entry("Duration", duration(agent.started_at, agent.ended_at)),
       ...entry("Turns", String(agent.turns)),
       ...entry("Cost", h("span", { id: "agent-cost" }, dollars(agent.total_cost_usd))),
+      ...(agent.mcp_servers.length === 0
+        ? []
+        : entry("MCP servers", h("span", { id: "agent-mcp-servers", class: "mono" }, agent.mcp_servers.join(", ")))),
     );
     interactiveActions.hidden = !(agent.interactive && running);
     followForm.hidden = !(agent.interactive && running);

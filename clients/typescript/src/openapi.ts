@@ -50,6 +50,9 @@ export type AgentInfo = {
   interactive: boolean;
   /** Results so far: an interactive agent has one per turn. */
   turns: number;
+  /** The operator's MCP servers its run named (`mcp_servers`), by name; their settings and
+   * secrets are never shown. */
+  mcp_servers: Array<string>;
 };
 
 /** How the agent was started: stream (POST /agent/stream), start (POST /agent/start), openai (POST /v1/chat/completions) or anthropic (POST /v1/messages). */

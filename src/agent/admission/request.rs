@@ -152,6 +152,8 @@ pub struct Run {
     /// The MCP servers it named, as the CLI's configuration (it goes to the CLI in a file of
     /// its own: it holds the servers' secrets).
     pub mcp_config: Option<String>,
+    /// Their names, as the agent's detail shows them.
+    pub mcp_servers: Arc<[String]>,
     /// The prompt as one user message of text and images, written to the CLI's stream-json
     /// input, which then closes (the compatible APIs' images).
     pub message: Option<crate::agent::MessageContent>,
@@ -336,6 +338,9 @@ impl AgentRequest {
             .policy
             .mcp_servers
             .config_for(context.owner, &self.mcp_servers)?;
+        let mut mcp_servers = self.mcp_servers;
+        mcp_servers.sort_unstable();
+        mcp_servers.dedup();
         // A session lives under the directory it was made in: resume it there.
         let session_cwd = match resume {
             Some(session) => session_home(session)?,
@@ -365,6 +370,7 @@ impl AgentRequest {
             json_schema,
             agents,
             mcp_config,
+            mcp_servers: mcp_servers.into(),
             message: None,
             webhook,
         })

@@ -355,6 +355,7 @@ impl Agents {
                 .transpose()?,
             agents: None,
             mcp_config,
+            mcp_servers: Arc::default(),
             // The operator's URL for all: a compatible request cannot name one.
             webhook: settings.webhooks.target(None)?,
         };

@@ -240,6 +240,8 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         session: run.resume.filter(|_| !run.fork_session),
         stop: stop.clone(),
         log: Arc::clone(&log),
+        mcp_servers: Arc::clone(&run.mcp_servers),
+        webhook: run.webhook.clone(),
     })?;
     let agent_id = place.agent_id();
     // Across the instances too: the key's limit, and the session it resumes (its record names

@@ -679,6 +679,7 @@ mod tests {
             json_schema: None,
             agents: None,
             mcp_config: None,
+            mcp_servers: Arc::default(),
             message: None,
             webhook: None,
         }

@@ -80,6 +80,8 @@ struct Entry {
     conversation: Option<Arc<Conversation>>,
     /// What the API counted for its requests, by model (a few at most).
     usage: Vec<ModelUsage>,
+    mcp_servers: Arc<[String]>,
+    webhook: Option<Arc<str>>,
 }
 
 /// Bytes counted in a shared total for as long as this lives.
@@ -113,6 +115,10 @@ pub struct NewAgent {
     pub session: Option<Uuid>,
     pub stop: StopSignal,
     pub log: Arc<EventLog>,
+    /// The MCP servers its run named.
+    pub mcp_servers: Arc<[String]>,
+    /// Where its webhook events go.
+    pub webhook: Option<Arc<str>>,
 }
 
 impl AgentTable {
@@ -185,6 +191,8 @@ impl AgentTable {
                 log: agent.log,
                 conversation: None,
                 usage: Vec::new(),
+                mcp_servers: agent.mcp_servers,
+                webhook: agent.webhook,
             },
         );
         Ok(Place {
@@ -260,6 +268,7 @@ impl AgentTable {
             oldest_event: stats.dropped + 1,
             kept_events: stats.kept(),
             instance: None,
+            webhook: entry.webhook.clone(),
         })
     }
 
@@ -521,6 +530,7 @@ impl Entry {
             exit_code: self.summary.exit_code,
             interactive: self.conversation.is_some(),
             turns: self.summary.turns,
+            mcp_servers: self.mcp_servers.to_vec(),
         }
     }
 }
@@ -645,6 +655,8 @@ mod tests {
             session: None,
             stop: StopSignal::new(shutdown),
             log: EventLog::new(1000, SharedBytes::default()),
+            mcp_servers: Arc::default(),
+            webhook: None,
         })
     }
 

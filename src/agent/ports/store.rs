@@ -51,6 +51,9 @@ pub struct AgentRecord {
     pub kept_events: u64,
     /// The instance that runs it (or ran it), by its id.
     pub instance: Option<Arc<str>>,
+    /// Where its webhook events go: kept so that whoever ends it after its proxy died posts
+    /// its `agent.failed`. Never shown (an operator's URL may hold a token).
+    pub webhook: Option<Arc<str>>,
 }
 
 impl AgentRecord {

@@ -1,4 +1,4 @@
--- Version 4: what the API counted for the agents' requests, as the proxy's gateway relayed
+-- Version 5: what the API counted for the agents' requests, as the proxy's gateway relayed
 -- them, by key, hour, agent and model. Kept apart from the agents: usage outlives an agent's
 -- retention and its DELETE.
 CREATE TABLE usage_hours (
