@@ -395,9 +395,17 @@ async fn run_all() {
     }
 
     // 10. The warm pool, with the real CLI against the Messages API stand-in: request to the
-    // first content line, cold, a warm pool hit, and the real CLI started directly.
+    // first content line, cold, a warm pool hit, and the real CLI started directly; the same
+    // through the compatible APIs; a resumed session's time before its spawn; and a burst of
+    // requests faster than the pool refills.
     if wanted("10") {
-        warm_pool_gain(&mut report, scratch.path(), if quick { 5 } else { 30 }).await;
+        warm_pool_gain(
+            &mut report,
+            scratch.path(),
+            if quick { 5 } else { 30 },
+            if quick { 40 } else { 200 },
+        )
+        .await;
     }
 
     // 11. The gateway: a Messages API request through it (with a live agent's credential)
@@ -573,7 +581,7 @@ async fn sse_standin(deltas: usize) -> String {
 /// with the prompt on stdin (the limit a cold start has), taking turns. The real CLI's own
 /// start is what the pool saves: the target is the issue's (warm p50 ≤ 0.3×, p99 ≤ 0.5× the
 /// direct cold CLI).
-async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize) {
+async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize, burst_total: usize) {
     use support::anthropic::StandIn;
     let standin = StandIn::start([]).await;
     let home = cwd.join("warm-home");
@@ -599,9 +607,13 @@ async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize) {
     );
     let (mut direct, mut through_cold, mut through_warm) = (Vec::new(), Vec::new(), Vec::new());
     let (mut chat_cold, mut chat_warm) = (Vec::new(), Vec::new());
+    let (mut messages_cold, mut messages_warm) = (Vec::new(), Vec::new());
     let mut idle_rss = Vec::new();
     let chat = json!({"model": "sonnet", "stream": true, "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
     let (token, end): (&[u8], &[u8]) = (b"Hello from", br#""finish_reason":"stop""#);
+    let messages = json!({"model": "sonnet", "max_tokens": 256, "stream": true,
+        "messages": [{"role": "user", "content": "What is 2 + 2?"}]});
+    let messages_end: &[u8] = br#""type":"message_stop""#;
     for _ in 0..samples {
         direct.push(direct_real_cli(&standin, &home, &cold_work).await);
         through_cold.push(first_content(&cold).await);
@@ -623,23 +635,39 @@ async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize) {
                 .await
                 .0,
         );
+        messages_cold.push(
+            token_stream(&cold, "/v1/messages", messages.clone(), token, messages_end)
+                .await
+                .0,
+        );
+        settled(&warm).await;
+        messages_warm.push(
+            token_stream(&warm, "/v1/messages", messages.clone(), token, messages_end)
+                .await
+                .0,
+        );
     }
     let hits = warm.health(None).await["warm_pool"]["hits"]
         .as_u64()
         .unwrap_or(0);
-    assert_eq!(hits as usize, 2 * samples, "every warm run was a hit");
-    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
-        let (hit, cold_run) = (percentile(&chat_warm, p), percentile(&chat_cold, p));
-        report.row(
-            &format!(
-                "10. real CLI, /v1/chat/completions time to first token, warm pool hit against cold: {label}"
-            ),
-            ms(hit),
-            format!("{} (cold)", ms(cold_run)),
-            ratio(hit, cold_run),
-            "",
-            true,
-        );
+    assert_eq!(hits as usize, 3 * samples, "every warm run was a hit");
+    for (path, warm_runs, cold_runs) in [
+        ("/v1/chat/completions", &chat_warm, &chat_cold),
+        ("/v1/messages", &messages_warm, &messages_cold),
+    ] {
+        for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+            let (hit, cold_run) = (percentile(warm_runs, p), percentile(cold_runs, p));
+            report.row(
+                &format!(
+                    "10. real CLI, {path} time to first token, warm pool hit against cold: {label}"
+                ),
+                ms(hit),
+                format!("{} (cold)", ms(cold_run)),
+                ratio(hit, cold_run),
+                "",
+                true,
+            );
+        }
     }
     let rss = median_f(idle_rss.iter().map(|b| *b as f64).collect());
     report.row(
@@ -673,6 +701,175 @@ async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize) {
             true,
         );
     }
+    resumed_split(report, &cold, samples).await;
+    drop(warm);
+    burst(report, &standin, &home, cwd, &cold, burst_total).await;
+}
+
+/// What starting a resumed session's CLI earlier could save: a resumed session cannot be
+/// served by a CLI started ahead (its session is fixed at the CLI's start), so the most an
+/// earlier start could take off its first token is the proxy's own time before the spawn.
+/// Splits a resumed run's request-to-first-content into the request to the `agent` event (the
+/// check, the session's lookup, the spawn: the part an earlier start could move) and the rest
+/// (the CLI's own start and its API request).
+async fn resumed_split(report: &mut Report, proxy: &Proxy, samples: usize) {
+    let session = session_of_a_new_run(proxy).await;
+    let (mut before_spawn, mut after_spawn) = (Vec::new(), Vec::new());
+    for _ in 0..samples {
+        let (agent, content) = resumed_first_content(proxy, &session).await;
+        before_spawn.push(agent);
+        after_spawn.push(content - agent);
+    }
+    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+        let (before, after) = (percentile(&before_spawn, p), percentile(&after_spawn, p));
+        report.row(
+            &format!(
+                "10. real CLI, resumed session: request to the CLI's spawn (what an earlier start could save), against spawn to first content: {label}"
+            ),
+            ms(before),
+            format!("{} (the CLI's start and answer)", ms(after)),
+            ratio(before, after),
+            "",
+            true,
+        );
+    }
+}
+
+async fn session_of_a_new_run(proxy: &Proxy) -> String {
+    let response = proxy
+        .client
+        .post(proxy.url("/agent/stream"))
+        .json(&json!({"prompt": "Remember the word teal."}))
+        .send()
+        .await
+        .unwrap();
+    let text = response.text().await.unwrap();
+    let at = text.find(r#""session_id":""#).expect("a session id") + 14;
+    text[at..at + 36].to_owned()
+}
+
+/// Request to the `agent` event, and to the first `assistant` line, of a run resuming `session`.
+async fn resumed_first_content(proxy: &Proxy, session: &str) -> (Duration, Duration) {
+    let started = Instant::now();
+    let response = proxy
+        .client
+        .post(proxy.url("/agent/stream"))
+        .json(&json!({"prompt": "What was the word?", "session_id": session}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let mut body = response.bytes_stream();
+    let (mut agent, mut first, mut seen) = (None, None, Vec::new());
+    while let Some(Ok(chunk)) = body.next().await {
+        seen.extend_from_slice(&chunk);
+        if agent.is_none() && seen.windows(14).any(|w| w == br#""type":"agent""#) {
+            agent = Some(started.elapsed());
+        }
+        if first.is_none() && seen.windows(18).any(|w| w == br#""type":"assistant""#) {
+            first = Some(started.elapsed());
+        }
+    }
+    assert!(
+        seen.windows(20).any(|w| w == br#""status":"completed""#),
+        "a resumed run completes: {}",
+        String::from_utf8_lossy(&seen)
+    );
+    (
+        agent.expect("the agent event"),
+        first.expect("an assistant line"),
+    )
+}
+
+/// `total` new conversations from `clients` clients at once, each sending its next as soon as
+/// its last has ended: each one's time to its first content line.
+async fn burst_runs(proxy: &Proxy, total: usize, clients: usize) -> Vec<Duration> {
+    let next = AtomicUsize::new(0);
+    let client = || async {
+        let mut times = Vec::new();
+        while next.fetch_add(1, Ordering::SeqCst) < total {
+            times.push(first_content(proxy).await);
+        }
+        times
+    };
+    futures_util::future::join_all((0..clients).map(|_| client()))
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Requests arriving faster than the pool refills: `total` new conversations from
+/// `BURST_CLIENTS` clients at once, each sending its next as soon as its last has ended, through a proxy with a pool of 2 and through the cold proxy, one after the other.
+/// What is told: hits and misses, and the first-content times of both; no request of the
+/// warm proxy should be slower than the cold one's slowest.
+async fn burst(
+    report: &mut Report,
+    standin: &support::anthropic::StandIn,
+    home: &Path,
+    cwd: &Path,
+    cold: &Proxy,
+    total: usize,
+) {
+    const BURST_CLIENTS: usize = 4;
+    let work = cwd.join("burst/work");
+    std::fs::create_dir_all(&work).unwrap();
+    let warm = support::real::start_proxy(
+        standin,
+        home,
+        &work,
+        &[
+            (
+                "RUST_LOG",
+                "warn,claude_proxy=info,claude_proxy::agent=warn,claude_proxy::http=warn,claude_proxy::process=warn",
+            ),
+            ("PROXY_WARM_POOL", "2"),
+            ("PROXY_WARM_SHAPES", "stream"),
+        ],
+    );
+    support::until("the pool's CLIs wait", Duration::from_secs(60), || async {
+        warm.health(None).await["warm_pool"]["waiting"] == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let warm_times = burst_runs(&warm, total, BURST_CLIENTS).await;
+    let cold_times = burst_runs(cold, total, BURST_CLIENTS).await;
+    let pool = &warm.health(None).await["warm_pool"];
+    let (hits, misses) = (
+        pool["hits"].as_u64().unwrap_or(0),
+        pool["misses"].as_u64().unwrap_or(0),
+    );
+    let slowest = |times: &[Duration]| times.iter().copied().max().unwrap_or_default();
+    report.row(
+        &format!(
+            "10. real CLI, {total} requests from {BURST_CLIENTS} clients at once, faster than the pool of 2 refills: hits / misses"
+        ),
+        format!("{hits} / {misses}"),
+        String::new(),
+        f64::NAN,
+        "",
+        true,
+    );
+    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+        let (hit, cold_run) = (percentile(&warm_times, p), percentile(&cold_times, p));
+        report.row(
+            &format!("10. … request to first content line, pool of 2 against cold: {label}"),
+            ms(hit),
+            format!("{} (cold)", ms(cold_run)),
+            ratio(hit, cold_run),
+            "",
+            true,
+        );
+    }
+    let (warm_slowest, cold_slowest) = (slowest(&warm_times), slowest(&cold_times));
+    report.row(
+        "10. … the slowest request, pool of 2 against cold",
+        ms(warm_slowest),
+        format!("{} (cold)", ms(cold_slowest)),
+        ratio(warm_slowest, cold_slowest),
+        "≤ 1× (none slower than cold)",
+        warm_slowest <= cold_slowest,
+    );
 }
 
 /// Until both CLIs of the pool wait, and then long enough for the last to be past its start.

@@ -38,8 +38,9 @@ enum Shape {
         line: Vec<u8>,
         /// The line under way is past MAX_LINE: skipped to its end.
         skipping: bool,
-        /// The event the next `data:` belongs to.
-        event: Option<String>,
+        /// Whether the event the next `data:` belongs to is one worth parsing; None before an
+        /// `event:` line names it.
+        event: Option<bool>,
     },
     Json(Vec<u8>),
     /// Past MAX_JSON, or neither.
@@ -102,10 +103,11 @@ impl Meter {
                     }
                     let Some(next) = ended else { break };
                     if !*skipping {
-                        let whole = std::mem::take(line);
-                        if let Some(data) = sse_line(&whole, event) {
+                        if let Some(data) = sse_line(line, event) {
                             apply(&data, &mut self.model, &mut self.counts, &mut self.error);
                         }
+                        // Kept with its room: the next line needs no allocation.
+                        line.clear();
                     }
                     *skipping = false;
                     rest = &rest[next..];
@@ -150,20 +152,24 @@ impl Meter {
     }
 }
 
-/// One whole SSE line: the `data:` worth parsing, if it is one; notes the event it is of.
-fn sse_line(line: &[u8], event: &mut Option<String>) -> Option<serde_json::Value> {
+/// One whole SSE line: the `data:` worth parsing, if it is one; notes whether the event it is
+/// of is worth it. Most lines are neither, and cost no allocation.
+fn sse_line(line: &[u8], event: &mut Option<bool>) -> Option<serde_json::Value> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
     if line.is_empty() {
         *event = None;
         return None;
     }
     if let Some(name) = line.strip_prefix(b"event:") {
-        *event = Some(String::from_utf8_lossy(name).trim().to_owned());
+        *event = Some(matches!(
+            name.trim_ascii(),
+            b"message_start" | b"message_delta" | b"error"
+        ));
         return None;
     }
     let data = line.strip_prefix(b"data:")?;
-    let wanted = match event.as_deref() {
-        Some(name) => matches!(name, "message_start" | "message_delta" | "error"),
+    let wanted = match *event {
+        Some(wanted) => wanted,
         // No event line: the data says what it is.
         None => ["message_start", "message_delta", "\"error\""]
             .iter()
