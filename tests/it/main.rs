@@ -6,6 +6,7 @@ mod support;
 
 mod binary;
 mod cluster;
+mod codex;
 mod come_back;
 mod compat;
 // The image and compose.yaml on a Docker engine: scripts/test-docker builds the image and runs
