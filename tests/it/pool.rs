@@ -136,7 +136,13 @@ async fn a_pooled_cli_serves_one_conversation_of_one_key() {
             let (pid, events) = pooled.run(Some(key), json!({"prompt": "hi"})).await;
             assert!(!seen.contains(&pid), "{pid} served a second run");
             seen.push(pid);
-            assert_eq!(result_of(&events)["result"], "turn 1");
+            // A pooled CLI's first turn, or a cold one-shot CLI (the pool may pause while
+            // runs outrun it).
+            let result = result_of(&events)["result"].clone();
+            assert!(
+                result == "turn 1" || result == "Hello from fake-claude",
+                "{result}"
+            );
             let cwd = init_of(&events)["cwd"].as_str().unwrap().to_owned();
             assert_eq!(&cwd, if key == KEY_A { &cwd_a } else { &cwd_b });
             assert_eq!(complete_of(&events)["exit_code"], 0);

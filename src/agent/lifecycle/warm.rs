@@ -46,10 +46,12 @@ impl Agents {
                     break;
                 }
             }
+            let paused_until = core.pool.paused_until();
             tokio::select! {
                 () = core.shutdown.cancelled() => return,
                 () = core.pool.wanted.notified() => {}
                 () = tokio::time::sleep(RETRY_AFTER), if failed => {}
+                () = sleep_until(paused_until), if paused_until.is_some() => {}
             }
         }
     }
@@ -149,4 +151,11 @@ fn start(core: &Arc<Core>, template: Run) -> Result<(), Error> {
         .instrument(span),
     );
     Ok(())
+}
+
+/// Until `until`, if any.
+async fn sleep_until(until: Option<std::time::Instant>) {
+    if let Some(until) = until {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+    }
 }
