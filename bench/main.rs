@@ -444,10 +444,18 @@ async fn gateway_cost(report: &mut Report, cwd: &Path, samples: usize) {
     let gateway = env["ANTHROPIC_BASE_URL"].as_str().unwrap().to_owned();
     let credential = env["ANTHROPIC_API_KEY"].as_str().unwrap().to_owned();
     let client = reqwest::Client::new();
-    let (mut through, mut direct) = (Vec::new(), Vec::new());
+    // For reference, a relay hop of another make in the same place: nginx, streaming (the
+    // stand-in says `X-Accel-Buffering: no`), with no credential to swap and nothing to meter.
+    let nginx = support::nginx::Nginx::round_robin(&[upstream
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap()]);
+    let via_nginx = format!("http://{}", nginx.addr);
+    let (mut through, mut direct, mut relayed) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..samples {
         through.push(api_request(&client, &gateway, &credential).await);
         direct.push(api_request(&client, &upstream, "bench-operator-key").await);
+        relayed.push(api_request(&client, &via_nginx, "bench-operator-key").await);
     }
     std::fs::write(&go, "").unwrap();
     while agent.next().await.is_some() {}
@@ -479,6 +487,18 @@ async fn gateway_cost(report: &mut Report, cwd: &Path, samples: usize) {
             r,
             if p < 0.9 { "≤ 1.05×" } else { "" },
             p > 0.9 || r <= 1.05,
+        );
+    }
+    let relayed: Vec<Duration> = relayed.iter().map(|t| t.1).collect();
+    for (p, label) in [(0.5, "p50"), (0.99, "p99")] {
+        let (a, b) = (percentile(&relayed, p), percentile(&whole.1, p));
+        report.row(
+            &format!("11. … for reference: the same stream through nginx, whole, {label}"),
+            ms(a),
+            format!("{} (straight to the API)", ms(b)),
+            ratio(a, b),
+            "",
+            true,
         );
     }
 }
@@ -563,7 +583,13 @@ async fn sse_standin(deltas: usize) -> String {
                         .map(move |i| Ok::<_, std::convert::Infallible>(events[i].clone())),
                 );
                 (
-                    [(axum::http::header::CONTENT_TYPE, "text/event-stream")],
+                    [
+                        (axum::http::header::CONTENT_TYPE, "text/event-stream"),
+                        (
+                            axum::http::HeaderName::from_static("x-accel-buffering"),
+                            "no",
+                        ),
+                    ],
                     Body::from_stream(chunks),
                 )
             }
@@ -716,7 +742,11 @@ async fn resumed_split(report: &mut Report, proxy: &Proxy, samples: usize) {
     let session = session_of_a_new_run(proxy).await;
     let (mut before_spawn, mut after_spawn) = (Vec::new(), Vec::new());
     for _ in 0..samples {
-        let (agent, content) = resumed_first_content(proxy, &session).await;
+        let (agent, content) = run_times(
+            proxy,
+            json!({"prompt": "What was the word?", "session_id": session}),
+        )
+        .await;
         before_spawn.push(agent);
         after_spawn.push(content - agent);
     }
@@ -746,39 +776,6 @@ async fn session_of_a_new_run(proxy: &Proxy) -> String {
     let text = response.text().await.unwrap();
     let at = text.find(r#""session_id":""#).expect("a session id") + 14;
     text[at..at + 36].to_owned()
-}
-
-/// Request to the `agent` event, and to the first `assistant` line, of a run resuming `session`.
-async fn resumed_first_content(proxy: &Proxy, session: &str) -> (Duration, Duration) {
-    let started = Instant::now();
-    let response = proxy
-        .client
-        .post(proxy.url("/agent/stream"))
-        .json(&json!({"prompt": "What was the word?", "session_id": session}))
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let mut body = response.bytes_stream();
-    let (mut agent, mut first, mut seen) = (None, None, Vec::new());
-    while let Some(Ok(chunk)) = body.next().await {
-        seen.extend_from_slice(&chunk);
-        if agent.is_none() && seen.windows(14).any(|w| w == br#""type":"agent""#) {
-            agent = Some(started.elapsed());
-        }
-        if first.is_none() && seen.windows(18).any(|w| w == br#""type":"assistant""#) {
-            first = Some(started.elapsed());
-        }
-    }
-    assert!(
-        seen.windows(20).any(|w| w == br#""status":"completed""#),
-        "a resumed run completes: {}",
-        String::from_utf8_lossy(&seen)
-    );
-    (
-        agent.expect("the agent event"),
-        first.expect("an assistant line"),
-    )
 }
 
 /// `total` new conversations from `clients` clients at once, each sending its next as soon as
@@ -905,20 +902,30 @@ fn waiting_clis_rss(proxy: &Proxy) -> u64 {
 
 /// Request to the first `assistant` line of a new conversation through `/agent/stream`.
 async fn first_content(proxy: &Proxy) -> Duration {
+    run_times(proxy, json!({"prompt": "What is 2 + 2?"}))
+        .await
+        .1
+}
+
+/// A run through `/agent/stream` with `body`, to its end: the time from the request to its
+/// `agent` event (the proxy has spawned its CLI), and to its first `assistant` line.
+async fn run_times(proxy: &Proxy, body: serde_json::Value) -> (Duration, Duration) {
     let started = Instant::now();
     let response = proxy
         .client
         .post(proxy.url("/agent/stream"))
-        .json(&json!({"prompt": "What is 2 + 2?"}))
+        .json(&body)
         .send()
         .await
         .unwrap();
-    assert!(response.status().is_success());
+    assert!(response.status().is_success(), "{}", response.status());
     let mut body = response.bytes_stream();
-    let mut first = None;
-    let mut seen: Vec<u8> = Vec::new();
+    let (mut agent, mut first, mut seen) = (None, None, Vec::new());
     while let Some(Ok(chunk)) = body.next().await {
         seen.extend_from_slice(&chunk);
+        if agent.is_none() && seen.windows(14).any(|w| w == br#""type":"agent""#) {
+            agent = Some(started.elapsed());
+        }
         if first.is_none() && seen.windows(18).any(|w| w == br#""type":"assistant""#) {
             first = Some(started.elapsed());
         }
@@ -928,7 +935,10 @@ async fn first_content(proxy: &Proxy) -> Duration {
         "a run completes: {}",
         String::from_utf8_lossy(&seen)
     );
-    first.expect("an assistant line")
+    (
+        agent.expect("the agent event"),
+        first.expect("an assistant line"),
+    )
 }
 
 /// The real CLI spawned directly, as a cold proxy spawns it, its prompt on stdin: the time to

@@ -379,50 +379,81 @@ async fn an_event_one_instance_left_pending_is_delivered_by_another_on_postgresq
     pending_at_a_shutdown_is_delivered_later(Some(TestDatabase::new())).await;
 }
 
+/// The proxies of one store, each the binary with the fake CLI: on SQLite, each start is the
+/// same program on the same data dir; on PostgreSQL, each is an instance of its own (one silent
+/// for 2 s is taken over).
+struct Site {
+    fake: FakeInstall,
+    database: Option<TestDatabase>,
+    /// The receiver's URLs, allowed.
+    allowed: String,
+    retry_base_ms: &'static str,
+}
+
+impl Site {
+    fn new(receiver: &str, database: Option<TestDatabase>, retry_base_ms: &'static str) -> Self {
+        Self {
+            fake: FakeInstall::new(),
+            database,
+            allowed: format!("{receiver}/hooks/"),
+            retry_base_ms,
+        }
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.fake.dir.path().join("data")
+    }
+
+    fn start(&self, instance: &str) -> Proxy {
+        let mut env = vec![
+            (
+                "CLAUDE_CLI_PATH",
+                self.fake.cli_path().display().to_string(),
+            ),
+            (
+                "CLAUDE_WORKDIR",
+                self.fake.dir.path().join("work").display().to_string(),
+            ),
+            ("PROXY_DATA_DIR", self.data_dir().display().to_string()),
+            ("PROXY_WEBHOOK_URLS", self.allowed.clone()),
+            ("PROXY_WEBHOOK_SECRET", SECRET.to_owned()),
+            ("PROXY_WEBHOOK_RETRY_BASE_MS", self.retry_base_ms.to_owned()),
+        ];
+        if let Some(database) = &self.database {
+            env.push(("PROXY_DATABASE_URL", database.url()));
+            env.push(("PROXY_INSTANCE_ID", instance.to_owned()));
+            env.push(("PROXY_INSTANCE_TIMEOUT_SECS", "2".to_owned()));
+        }
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        Proxy::start(self.fake.dir.path(), &env)
+    }
+}
+
+/// Starts an agent in the background with `webhook`; its id.
+async fn start_agent(proxy: &Proxy, prompt: &str, webhook: &str) -> String {
+    let started: Value = proxy
+        .post(
+            "/agent/start",
+            &json!({"prompt": prompt, "webhook": webhook}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    started["agent_id"].as_str().unwrap().to_owned()
+}
+
 /// An event refused while its proxy runs, then the proxy stopped: the next one started on the
 /// same store (the same program and data dir on SQLite; another instance on PostgreSQL)
 /// delivers it.
 async fn pending_at_a_shutdown_is_delivered_later(database: Option<TestDatabase>) {
     within(TEST_LIMIT, async {
         let (url, failures_left, mut received) = receiver(usize::MAX).await;
-        let fake = FakeInstall::new();
-        let work = fake.dir.path().join("work").display().to_string();
-        let data = fake.dir.path().join("data").display().to_string();
-        let cli = fake.cli_path().display().to_string();
-        let allowed = format!("{url}/hooks/");
-        let database_url = database.as_ref().map(TestDatabase::url);
-        let env = |instance: &'static str| {
-            let mut env = vec![
-                ("CLAUDE_CLI_PATH", cli.clone()),
-                ("CLAUDE_WORKDIR", work.clone()),
-                ("PROXY_DATA_DIR", data.clone()),
-                ("PROXY_WEBHOOK_URLS", allowed.clone()),
-                ("PROXY_WEBHOOK_SECRET", SECRET.to_owned()),
-                // Long enough that the event is still pending when the proxy is stopped.
-                ("PROXY_WEBHOOK_RETRY_BASE_MS", "2000".to_owned()),
-            ];
-            if let Some(database_url) = &database_url {
-                env.push(("PROXY_DATABASE_URL", database_url.clone()));
-                env.push(("PROXY_INSTANCE_ID", instance.to_owned()));
-            }
-            env
-        };
-        let start = |instance| {
-            let env = env(instance);
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Proxy::start(fake.dir.path(), &env)
-        };
+        // Long enough that the event is still pending when the proxy is stopped.
+        let site = Site::new(&url, database, "2000");
+        let start = |instance| site.start(instance);
         let mut proxy = start("a");
-        let started: Value = proxy
-            .post(
-                "/agent/start",
-                &json!({"prompt": "@result kept", "webhook": format!("{url}/hooks/r")}),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let id = started["agent_id"].as_str().unwrap().to_owned();
+        let id = start_agent(&proxy, "@result kept", &format!("{url}/hooks/r")).await;
         let refused = next(&mut received).await;
         assert_eq!(
             (refused.event.as_str(), refused.answered),
@@ -471,48 +502,17 @@ async fn an_agent_whose_instance_was_killed_is_posted_as_failed_by_another_on_po
 async fn killed_agent_is_posted_by_whoever_ends_it(database: Option<TestDatabase>) {
     within(TEST_LIMIT, async {
         let (url, _, mut received) = receiver(0).await;
-        let fake = FakeInstall::new();
-        let work = fake.dir.path().join("work").display().to_string();
-        let data = fake.dir.path().join("data");
-        let data_dir = data.display().to_string();
-        let cli = fake.cli_path().display().to_string();
-        let allowed = format!("{url}/hooks/");
-        let database_url = database.as_ref().map(TestDatabase::url);
-        let start = |instance: &str| {
-            let mut env = vec![
-                ("CLAUDE_CLI_PATH", cli.clone()),
-                ("CLAUDE_WORKDIR", work.clone()),
-                ("PROXY_DATA_DIR", data_dir.clone()),
-                ("PROXY_WEBHOOK_URLS", allowed.clone()),
-                ("PROXY_WEBHOOK_SECRET", SECRET.to_owned()),
-                ("PROXY_WEBHOOK_RETRY_BASE_MS", "20".to_owned()),
-            ];
-            if let Some(database_url) = &database_url {
-                env.push(("PROXY_DATABASE_URL", database_url.clone()));
-                env.push(("PROXY_INSTANCE_ID", instance.to_owned()));
-                env.push(("PROXY_INSTANCE_TIMEOUT_SECS", "2".to_owned()));
-            }
-            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            Proxy::start(fake.dir.path(), &env)
-        };
+        let site = Site::new(&url, database, "20");
+        let start = |instance| site.start(instance);
         let mut killed = start("a");
         // On PostgreSQL the other instance runs all along, and takes over when `a` falls silent.
-        let other = database.as_ref().map(|_| start("b"));
-        let started: Value = killed
-            .post(
-                "/agent/start",
-                &json!({"prompt": "@hang", "webhook": format!("{url}/hooks/crashed")}),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
-        let id = started["agent_id"].as_str().unwrap().to_owned();
+        let other = site.database.as_ref().map(|_| start("b"));
+        let id = start_agent(&killed, "@hang", &format!("{url}/hooks/crashed")).await;
         // Its record, with where its events go, is in the store before the kill.
         let stored = |webhook: Option<String>| webhook.is_some_and(|w| w.ends_with("/crashed"));
-        match &database {
+        match &site.database {
             None => {
-                let file = data.join("claude-proxy.db");
+                let file = site.data_dir().join("claude-proxy.db");
                 until("the agent's record in the store", TEST_LIMIT, || {
                     let found = rusqlite::Connection::open(&file).ok().and_then(|db| {
                         db.query_row(
