@@ -7,18 +7,12 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";
 
+import { parameters, prompt, weather } from "./weather_tool.mjs";
+
 const require = createRequire(new URL("../../.tools/compat/", import.meta.url));
 const { default: OpenAI } = await import(require.resolve("openai"));
 
 const openai = new OpenAI({ baseURL: `${process.env.CLAUDE_PROXY_URL}/v1`, apiKey: process.env.CLAUDE_PROXY_KEY, maxRetries: 0 });
-
-const parameters = {
-  type: "object",
-  properties: { city: { type: "string" } },
-  required: ["city"],
-};
-const prompt = (marker) => `What is the weather in Paris? [${marker}] CALL[get_weather {"city": "Paris"}]`;
-const weather = (city) => `sunny in ${city}, 22 C`;
 
 test("a function call ends the response, and its output goes on with the same run", async () => {
   const tools = [{ type: "function", name: "get_weather", description: "The weather in a city.", parameters, strict: false }];

@@ -7,6 +7,8 @@ import assert from "node:assert/strict";
 import { createRequire } from "node:module";
 import { test } from "node:test";
 
+import { parameters, prompt, weather } from "./weather_tool.mjs";
+
 const require = createRequire(new URL("../../.tools/compat/", import.meta.url));
 const { default: OpenAI } = await import(require.resolve("openai"));
 const { default: Anthropic } = await import(require.resolve("@anthropic-ai/sdk"));
@@ -15,14 +17,6 @@ const base = process.env.CLAUDE_PROXY_URL;
 const key = process.env.CLAUDE_PROXY_KEY;
 const openai = new OpenAI({ baseURL: `${base}/v1`, apiKey: key, maxRetries: 0 });
 const anthropic = new Anthropic({ baseURL: base, apiKey: key, maxRetries: 0 });
-
-const parameters = {
-  type: "object",
-  properties: { city: { type: "string" } },
-  required: ["city"],
-};
-const prompt = (marker) => `What is the weather in Paris? [${marker}] CALL[get_weather {"city": "Paris"}]`;
-const weather = (city) => `sunny in ${city}, 22 C`;
 
 test("OpenAI: a function call ends the reply, and its result goes on with the same run", async () => {
   const tools = [{ type: "function", function: { name: "get_weather", description: "The weather in a city.", parameters } }];

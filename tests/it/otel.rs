@@ -146,6 +146,27 @@ fn named<'a>(spans: &'a [Received], name: &str) -> Vec<&'a Received> {
 
 /// The proxy with the fake CLI, tool approvals on, a client key, and its traces exported to
 /// `endpoint` every `delay_ms`, over http/protobuf.
+/// `GET /health`, sent within the caller's trace (`traceparent`).
+async fn health_asked_by_the_caller(server: &Proxy) {
+    let health = server
+        .client
+        .get(server.url("/health"))
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}
+
+/// The `request` span is a child of the caller's span, in the caller's trace.
+fn assert_the_request_continues_the_callers_trace(spans: &[Received]) {
+    let request = named(spans, "request")[0];
+    assert_eq!(
+        (request.trace_id.as_str(), request.parent_span_id.as_str()),
+        (CALLER_TRACE, CALLER_SPAN)
+    );
+}
+
 fn proxy(fake: &FakeInstall, endpoint: &str, delay_ms: &str) -> Proxy {
     proxy_with(fake, endpoint, delay_ms, &[])
 }
@@ -362,14 +383,7 @@ async fn the_last_spans_are_sent_on_shutdown() {
         let fake = FakeInstall::new();
         // Nothing would be sent for ten minutes, but for the shutdown's flush.
         let mut server = proxy(&fake, &endpoint, "600000");
-        let health = server
-            .client
-            .get(server.url("/health"))
-            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status(), 200);
+        health_asked_by_the_caller(&server).await;
         let exited = server.terminate();
         let mut spans = Vec::new();
         spans_until(&mut exports, &mut spans, &mut Vec::new(), |spans| {
@@ -377,11 +391,7 @@ async fn the_last_spans_are_sent_on_shutdown() {
         })
         .await;
         assert!(exited.await.unwrap().success());
-        let request = named(&spans, "request")[0];
-        assert_eq!(
-            (request.trace_id.as_str(), request.parent_span_id.as_str()),
-            (CALLER_TRACE, CALLER_SPAN)
-        );
+        assert_the_request_continues_the_callers_trace(&spans);
     })
     .await;
 }
@@ -397,25 +407,14 @@ async fn traces_go_as_json_when_asked() {
             "100",
             &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")],
         );
-        let health = server
-            .client
-            .get(server.url("/health"))
-            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(health.status(), 200);
+        health_asked_by_the_caller(&server).await;
         let (mut spans, mut bodies) = (Vec::new(), Vec::new());
         spans_until(&mut exports, &mut spans, &mut bodies, |spans| {
             spans.iter().any(|span| span.name == "request")
         })
         .await;
         assert!(bodies.iter().all(|b| b.content_type == "application/json"));
-        let request = named(&spans, "request")[0];
-        assert_eq!(
-            (request.trace_id.as_str(), request.parent_span_id.as_str()),
-            (CALLER_TRACE, CALLER_SPAN)
-        );
+        assert_the_request_continues_the_callers_trace(&spans);
     })
     .await;
 }
