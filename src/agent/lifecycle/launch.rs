@@ -568,6 +568,11 @@ impl Recorder {
         }
         let changes = crate::sync::lock(&self.journal).lines(lines);
         if let Some(conversation) = &self.conversation {
+            // The turns' results first: a question read with the last turn's result is the next
+            // turn's (the CLI ends no turn while a question of its waits for an answer).
+            if let Some(summary) = &changes.summary {
+                conversation.results_seen(summary.turns);
+            }
             conversation.on_control_lines(changes.controls);
         }
         if let Some(summary) = &changes.summary {
@@ -592,9 +597,6 @@ impl Recorder {
                         store.session(session, self.run.owner, self.run.cwd.to_path_buf());
                     }
                 }
-            }
-            if let Some(conversation) = &self.conversation {
-                conversation.results_seen(summary.turns);
             }
             if summary.turns > 0 {
                 self.close_after_result = None;
