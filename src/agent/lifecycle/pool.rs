@@ -330,7 +330,7 @@ impl WarmPool {
             let start_up = state.start_up();
             let outrun = match &waiting {
                 Some(taken) => now - taken.spawned < start_up,
-                None => state.paused_until.is_some_and(|until| now < until),
+                None => state.pause_at(now).is_some(),
             };
             if outrun {
                 state.paused_until = Some(now + start_up);
@@ -370,9 +370,7 @@ impl WarmPool {
 
     /// Until when the pool starts no CLI, as requests outrun it.
     pub fn paused_until(&self) -> Option<Instant> {
-        self.lock()
-            .paused_until
-            .filter(|until| Instant::now() < *until)
+        self.lock().pause_at(Instant::now())
     }
 
     /// What to start now, at most `room` CLIs (the process slots free): each wanted shape's
@@ -383,7 +381,7 @@ impl WarmPool {
     pub fn wanted_now(&self, room: usize) -> Vec<Run> {
         let now = Instant::now();
         let mut state = self.lock();
-        if state.paused_until.is_some_and(|until| now < until) {
+        if state.pause_at(now).is_some() {
             return Vec::new();
         }
         let idle = self.settings.idle;
@@ -561,6 +559,11 @@ impl WarmPool {
 }
 
 impl State {
+    /// The end of the pause `now` is in, if it is in one.
+    fn pause_at(&self, now: Instant) -> Option<Instant> {
+        self.paused_until.filter(|until| now < *until)
+    }
+
     /// How long a CLI takes to start, as cold runs measured it.
     fn start_up(&self) -> Duration {
         self.cold_first_line.unwrap_or(START_UP_GUESS)
