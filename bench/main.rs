@@ -452,10 +452,15 @@ async fn gateway_cost(report: &mut Report, cwd: &Path, samples: usize) {
         .unwrap()]);
     let via_nginx = format!("http://{}", nginx.addr);
     let (mut through, mut direct, mut relayed) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..samples {
+    let (mut paced_through, mut paced_direct) = (Vec::new(), Vec::new());
+    for i in 0..samples {
         through.push(api_request(&client, &gateway, &credential).await);
         direct.push(api_request(&client, &upstream, "bench-operator-key").await);
         relayed.push(api_request(&client, &via_nginx, "bench-operator-key").await);
+        if i % 5 == 0 {
+            paced_through.extend(paced_request(&client, &gateway, &credential).await);
+            paced_direct.extend(paced_request(&client, &upstream, "bench-operator-key").await);
+        }
     }
     std::fs::write(&go, "").unwrap();
     while agent.next().await.is_some() {}
@@ -487,6 +492,23 @@ async fn gateway_cost(report: &mut Report, cwd: &Path, samples: usize) {
             r,
             if p < 0.9 { "≤ 1.05×" } else { "" },
             p > 0.9 || r <= 1.05,
+        );
+    }
+    // What gathering a fast answer's chunks (at most one write a millisecond) holds an event
+    // back, when events come about as often as that: reported, for the bound it gives (the
+    // interval, tokio's timer tick and a wake-up).
+    for (p, label) in [(0.5, "p50"), (0.99, "p99"), (1.0, "max")] {
+        let (a, b) = (percentile(&paced_through, p), percentile(&paced_direct, p));
+        report.row(
+            &format!(
+                "11. an event's delay, {PACED_EVENTS} events {} ms apart, through the gateway, {label}",
+                PACED_GAP.as_millis()
+            ),
+            ms(a),
+            format!("{} (straight to the API)", ms(b)),
+            ratio(a, b),
+            "",
+            true,
         );
     }
     let relayed: Vec<Duration> = relayed.iter().map(|t| t.1).collect();
@@ -539,6 +561,60 @@ async fn api_request(client: &reqwest::Client, base: &str, key: &str) -> (Durati
     (first.unwrap(), started.elapsed())
 }
 
+/// Events in scenario 11's paced answer, and the time between two.
+const PACED_EVENTS: usize = 100;
+const PACED_GAP: Duration = Duration::from_millis(1);
+
+/// Microseconds since the benchmark's first call: the stand-in stamps a paced answer's events
+/// with it, and the client, in the same process, reads it back.
+fn bench_micros() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_micros() as u64
+}
+
+/// A streamed request for the stand-in's paced answer ([`PACED_EVENTS`] deltas
+/// [`PACED_GAP`] apart, each stamped when written): how long each delta took to arrive.
+async fn paced_request(client: &reqwest::Client, base: &str, key: &str) -> Vec<Duration> {
+    let response = client
+        .post(format!("{base}/v1/messages?beta=true"))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 4096,
+            "stream": true,
+            "metadata": {"user_id": "bench-paced"},
+            "messages": [{"role": "user", "content": "bench"}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{base}: {}",
+        response.status()
+    );
+    let mut body = response.bytes_stream();
+    let (mut delays, mut pending) = (Vec::new(), Vec::<u8>::new());
+    while let Some(chunk) = body.next().await {
+        let now = bench_micros();
+        pending.extend_from_slice(&chunk.unwrap());
+        while let Some(end) = pending.windows(2).position(|w| w == b"\n\n") {
+            let event = String::from_utf8(pending.drain(..end + 2).collect()).unwrap();
+            if let Some(stamp) = event.split("\"text\":\"t=").nth(1) {
+                let stamp: u64 = stamp.split(' ').next().unwrap().parse().unwrap();
+                delays.push(Duration::from_micros(now.saturating_sub(stamp)));
+            }
+        }
+    }
+    assert_eq!(
+        delays.len(),
+        PACED_EVENTS,
+        "{base}: a paced answer's deltas"
+    );
+    delays
+}
+
 /// A stand-in of the Messages API whose every streamed answer is `deltas` text deltas between
 /// the events that start and end a message, each event a chunk of its own: its base URL.
 async fn sse_standin(deltas: usize) -> String {
@@ -575,13 +651,18 @@ async fn sse_standin(deltas: usize) -> String {
     let events = Arc::new(events);
     let app = axum::Router::new().route(
         "/v1/messages",
-        axum::routing::post(move || {
+        axum::routing::post(move |request: String| {
             let events = Arc::clone(&events);
             async move {
-                let chunks = futures_util::stream::iter(
-                    (0..events.len())
-                        .map(move |i| Ok::<_, std::convert::Infallible>(events[i].clone())),
-                );
+                let chunks = if request.contains("bench-paced") {
+                    paced_events(&events).boxed()
+                } else {
+                    futures_util::stream::iter(
+                        (0..events.len())
+                            .map(move |i| Ok::<_, std::convert::Infallible>(events[i].clone())),
+                    )
+                    .boxed()
+                };
                 (
                     [
                         (axum::http::header::CONTENT_TYPE, "text/event-stream"),
@@ -599,6 +680,28 @@ async fn sse_standin(deltas: usize) -> String {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
+}
+
+/// The paced answer: `events`' first two and last three, with [`PACED_EVENTS`] deltas
+/// between, [`PACED_GAP`] apart, each stamped with [`bench_micros`] as it is written.
+fn paced_events(
+    events: &Arc<Vec<bytes::Bytes>>,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::convert::Infallible>> + use<> {
+    let events = Arc::clone(events);
+    async_stream::stream! {
+        for event in &events[..2] {
+            yield Ok(event.clone());
+        }
+        for _ in 0..PACED_EVENTS {
+            tokio::time::sleep(PACED_GAP).await;
+            let data = json!({"type": "content_block_delta", "index": 0,
+                "delta": {"type": "text_delta", "text": format!("t={} ", bench_micros())}});
+            yield Ok(bytes::Bytes::from(format!("event: content_block_delta\ndata: {data}\n\n")));
+        }
+        for event in &events[events.len() - 3..] {
+            yield Ok(event.clone());
+        }
+    }
 }
 
 /// Scenario 10: the time from request to the CLI's first `assistant` line (its first content)

@@ -5,11 +5,13 @@
 //! holds the operator's credential.
 //!
 //! `passes.rs` holds the agents' credentials; `upstream.rs` where requests go and with which
-//! credential; `login.rs` the stored login, refreshed once for all; `relay.rs` relays one request; `meter.rs` reads its usage from the answer as
-//! it passes, for the core to count (`Agents::record_usage`); `limits.rs` reads the
+//! credential; `login.rs` the stored login, refreshed once for all; `relay.rs` relays one
+//! request, and `gather.rs` gathers a fast answer's chunks into fewer writes; `meter.rs` reads
+//! its usage from the answer as it passes, for the core to count (`Agents::record_usage`); `limits.rs` reads the
 //! subscription's windows from its headers (`Agents::observe_limits`), and while the API
 //! refuses the subscription, the gateway refuses the agents' requests itself, until the reset.
 
+mod gather;
 mod limits;
 mod login;
 mod meter;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::Agents;
@@ -108,7 +111,11 @@ impl Gateway {
             agents,
         });
         let router = Router::new().fallback(relay::relay).with_state(relay);
-        let listener = tokio::net::TcpListener::from_std(self.listener)?;
+        // Each write goes when it is made: Nagle's algorithm would hold one back until the
+        // CLI's (delayed) ACK of the one before, up to 40 ms.
+        let listener = tokio::net::TcpListener::from_std(self.listener)?.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         if let Some(unix) = self.unix {
             let unix = tokio::net::UnixListener::from_std(unix)?;
             let (router, until) = (router.clone(), until.clone());

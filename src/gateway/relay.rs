@@ -1,6 +1,7 @@
 //! One request of a CLI, relayed: its agent's credential checked and swapped for the
-//! operator's, forwarded to the real API, and the answer streamed back as it comes, chunk by
-//! chunk (an SSE body is never buffered).
+//! operator's, forwarded to the real API, and the answer streamed back as it comes (an SSE
+//! body is never buffered; the chunks of one that comes faster than a write a millisecond are
+//! gathered, `gather.rs`).
 
 use std::sync::{Arc, Mutex};
 
@@ -12,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 
+use super::gather::{Gathered, WRITE_INTERVAL};
 use super::meter::{Meter, model_named};
 use super::passes::{Holder, Passes};
 use super::upstream::Upstream;
@@ -237,7 +239,8 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
             .unwrap_or("");
         count.meter = Some(Meter::new(answer.status().is_success(), content_type));
     }
-    // Each chunk goes on as it came; the count reads it on the way.
+    // The count reads each chunk on the way; a fast answer's chunks are gathered into fewer
+    // writes.
     let mut chunks = answer.bytes_stream();
     let stream = async_stream::stream! {
         let mut count = count;
@@ -252,7 +255,10 @@ pub async fn relay(State(relay): State<Arc<Relay>>, request: Request) -> Respons
         }
     };
     response
-        .body(Body::from_stream(stream))
+        .body(Body::from_stream(Gathered::new(
+            Box::pin(stream),
+            WRITE_INTERVAL,
+        )))
         .unwrap_or_else(|err| api_error(StatusCode::BAD_GATEWAY, "api_error", &err.to_string()))
 }
 
