@@ -461,6 +461,7 @@ async fn launch(core: &Arc<Core>, run: Run) -> Result<Launched, Error> {
         turns_saved: 0,
         close_after_result,
         first_line,
+        from_pool_in_first_turn: from_pool,
         webhook,
     };
     recorder.store_record();
@@ -553,6 +554,8 @@ struct Recorder {
     /// after the result.
     close_after_result: Option<tokio::sync::mpsc::Sender<Bytes>>,
     first_line: FirstLine,
+    /// Its CLI came from the pool, and its first result is yet to come.
+    from_pool_in_first_turn: bool,
     /// Where its events go, if it has a webhook.
     webhook: Option<Arc<Webhook>>,
 }
@@ -576,6 +579,10 @@ impl Recorder {
             conversation.on_control_lines(changes.controls);
         }
         if let Some(summary) = &changes.summary {
+            if self.from_pool_in_first_turn && summary.turns > 0 {
+                self.from_pool_in_first_turn = false;
+                self.core.pool.first_turn_done();
+            }
             self.core.table.observe(self.agent_id, summary);
             self.store_record();
             if let Some(until) = summary.rate_limited_until {
