@@ -116,6 +116,9 @@ fn auth_status() {
 /// @ask TOOL                ask for permission to use TOOL (a can_use_tool request), wait for
 ///                          the answer, and write it as a line of type fake_answer
 /// @stdin-lines             a line holding every stdin line read so far
+/// @hold-output             write nothing of this turn until the next turn writes: the
+///                          proxy reads this turn's result and the next turn's first lines
+///                          (such as an @ask's request) in one read, as it may the real CLI's
 /// ```
 ///
 /// With FAKE_CLAUDE_GRANDCHILD_AT_START set, it starts a `sleep` that ignores SIGTERM before it
@@ -163,6 +166,8 @@ fn conversation(argv: &[String]) {
         match message["type"].as_str() {
             Some("user") => {
                 turns += 1;
+                // @hold-output: this turn's lines wait in `out` for the next turn's first flush.
+                let mut held = false;
                 if replay {
                     let mut echo = message.clone();
                     echo["isReplay"] = true.into();
@@ -228,15 +233,20 @@ fn conversation(argv: &[String]) {
                             let lines = read.clone();
                             out.json(json!({"type": "fake_stdin_lines", "lines": lines}));
                         }
+                        "@hold-output" => held = true,
                         _ => out.run(name, arg.trim()),
                     }
-                    out.flush();
+                    if !held {
+                        out.flush();
+                    }
                 }
                 if !commands.iter().any(|c| c.starts_with("@result")) {
                     out.text(&format!("turn {turns}"));
                     out.result(false, &format!("turn {turns}"));
                 }
-                out.flush();
+                if !held {
+                    out.flush();
+                }
             }
             Some("control_request") => {
                 let request = &message["request"];

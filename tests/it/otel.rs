@@ -144,8 +144,6 @@ fn named<'a>(spans: &'a [Received], name: &str) -> Vec<&'a Received> {
     spans.iter().filter(|span| span.name == name).collect()
 }
 
-/// The proxy with the fake CLI, tool approvals on, a client key, and its traces exported to
-/// `endpoint` every `delay_ms`, over http/protobuf.
 /// `GET /health`, sent within the caller's trace (`traceparent`).
 async fn health_asked_by_the_caller(server: &Proxy) {
     let health = server
@@ -167,6 +165,8 @@ fn assert_the_request_continues_the_callers_trace(spans: &[Received]) {
     );
 }
 
+/// The proxy with the fake CLI, tool approvals on, a client key, and its traces exported to
+/// `endpoint` every `delay_ms`, over http/protobuf.
 fn proxy(fake: &FakeInstall, endpoint: &str, delay_ms: &str) -> Proxy {
     proxy_with(fake, endpoint, delay_ms, &[])
 }
@@ -371,6 +371,75 @@ async fn a_request_its_agent_turns_and_approvals_are_one_trace_continued_from_th
         assert!(
             spans.iter().all(|span| span["trace_id"] == CALLER_TRACE),
             "the request's and the agent's: {started}"
+        );
+    })
+    .await;
+}
+
+/// The CLI may write a turn's result and its next turn's question in one write (the next
+/// message was waiting): the proxy reads them in one batch, and the question is the next turn's.
+#[tokio::test]
+async fn an_approval_read_with_the_last_turns_result_is_the_next_turns() {
+    within(TEST_LIMIT, async {
+        let (endpoint, mut exports) = receiver().await;
+        let fake = FakeInstall::new();
+        let server = proxy(&fake, &endpoint, "100");
+        let response = server
+            .client
+            .post(server.url("/agent/stream"))
+            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+            .json(&json!({"prompt": "@hold-output", "interactive": true, "approvals": true}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let mut reader = SseReader::new(response);
+        let agent_id = reader.next_of("agent").await.json()["agent_id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The first turn's lines wait in the fake CLI until this turn asks.
+        let sent = server
+            .post(
+                &format!("/agent/{agent_id}/messages"),
+                &json!({"content": "@ask Read"}),
+            )
+            .await;
+        assert_eq!(sent.status(), 202);
+        let asked = reader.next_of("permission_request").await.json();
+        let answered = server
+            .post(
+                &format!(
+                    "/agent/{agent_id}/permissions/{}",
+                    asked["request_id"].as_str().unwrap()
+                ),
+                &json!({"behavior": "allow"}),
+            )
+            .await;
+        assert_eq!(answered.status(), 200);
+        until_line(&mut reader, "fake_answer").await;
+        server
+            .post(&format!("/agent/{agent_id}/close"), &json!({}))
+            .await;
+        reader.collect_all().await;
+
+        let (mut spans, mut bodies) = (Vec::new(), Vec::new());
+        spans_until(&mut exports, &mut spans, &mut bodies, |spans| {
+            !named(spans, "agent").is_empty()
+                && named(spans, "turn").len() >= 2
+                && !named(spans, "approval").is_empty()
+        })
+        .await;
+        let mut turns = named(&spans, "turn");
+        turns.sort_by_key(|turn| turn.attributes["turn"].clone());
+        let approval = named(&spans, "approval")[0];
+        assert_eq!(
+            (
+                approval.parent_span_id.as_str(),
+                turns[1].attributes["turn"].as_str()
+            ),
+            (turns[1].span_id.as_str(), "2"),
+            "asked in the second turn: {turns:#?}"
         );
     })
     .await;
