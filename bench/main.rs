@@ -678,6 +678,11 @@ async fn sse_standin(deltas: usize) -> String {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    // As the API's servers stream: with Nagle's algorithm, an event of the paced answer waited
+    // for the reader's delayed ACK (40 ms), through the gateway and nginx alike.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     base
 }

@@ -136,6 +136,11 @@ impl StandIn {
             .with_state(Arc::clone(&script));
         let listener = TcpListener::bind(addr).await.unwrap();
         let addr = listener.local_addr().unwrap();
+        // Each event written as it is made, as the API's servers stream: with Nagle's algorithm
+        // an event could wait for the reader's delayed ACK (40 ms).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         tokio::spawn(async move { axum::serve(listener, app).await });
         Self { addr, script }
     }
