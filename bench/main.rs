@@ -529,24 +529,7 @@ async fn gateway_cost(report: &mut Report, cwd: &Path, samples: usize) {
 /// first byte, and to its end.
 async fn api_request(client: &reqwest::Client, base: &str, key: &str) -> (Duration, Duration) {
     let started = Instant::now();
-    let response = client
-        .post(format!("{base}/v1/messages?beta=true"))
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({
-            "model": "claude-sonnet-4-5",
-            "max_tokens": 4096,
-            "stream": true,
-            "messages": [{"role": "user", "content": "bench"}],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{base}: {}",
-        response.status()
-    );
+    let response = messages_request(client, base, key, "bench").await;
     let mut body = response.bytes_stream();
     let (mut first, mut ended) = (None, false);
     let mut tail: Vec<u8> = Vec::new();
@@ -565,6 +548,37 @@ async fn api_request(client: &reqwest::Client, base: &str, key: &str) -> (Durati
 const PACED_EVENTS: usize = 100;
 const PACED_GAP: Duration = Duration::from_millis(1);
 
+/// The prompt the stand-in answers with its paced answer.
+const PACED_PROMPT: &str = "bench-paced";
+
+/// A streamed `POST /v1/messages?beta=true` of `prompt`, as the CLI sends it, answered.
+async fn messages_request(
+    client: &reqwest::Client,
+    base: &str,
+    key: &str,
+    prompt: &str,
+) -> reqwest::Response {
+    let response = client
+        .post(format!("{base}/v1/messages?beta=true"))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 4096,
+            "stream": true,
+            "messages": [{"role": "user", "content": prompt}],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "{base}: {}",
+        response.status()
+    );
+    response
+}
+
 /// Microseconds since the benchmark's first call: the stand-in stamps a paced answer's events
 /// with it, and the client, in the same process, reads it back.
 fn bench_micros() -> u64 {
@@ -575,25 +589,7 @@ fn bench_micros() -> u64 {
 /// A streamed request for the stand-in's paced answer ([`PACED_EVENTS`] deltas
 /// [`PACED_GAP`] apart, each stamped when written): how long each delta took to arrive.
 async fn paced_request(client: &reqwest::Client, base: &str, key: &str) -> Vec<Duration> {
-    let response = client
-        .post(format!("{base}/v1/messages?beta=true"))
-        .header("x-api-key", key)
-        .header("anthropic-version", "2023-06-01")
-        .json(&json!({
-            "model": "claude-sonnet-4-5",
-            "max_tokens": 4096,
-            "stream": true,
-            "metadata": {"user_id": "bench-paced"},
-            "messages": [{"role": "user", "content": "bench"}],
-        }))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.status().is_success(),
-        "{base}: {}",
-        response.status()
-    );
+    let response = messages_request(client, base, key, PACED_PROMPT).await;
     let mut body = response.bytes_stream();
     let (mut delays, mut pending) = (Vec::new(), Vec::<u8>::new());
     while let Some(chunk) = body.next().await {
@@ -654,7 +650,7 @@ async fn sse_standin(deltas: usize) -> String {
         axum::routing::post(move |request: String| {
             let events = Arc::clone(&events);
             async move {
-                let chunks = if request.contains("bench-paced") {
+                let chunks = if request.contains(PACED_PROMPT) {
                     paced_events(&events).boxed()
                 } else {
                     futures_util::stream::iter(

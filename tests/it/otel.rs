@@ -202,6 +202,33 @@ fn proxy_with(
     )
 }
 
+/// Sends the interactive agent a turn that asks to use Read, allows it, and closes the agent
+/// once the fake CLI has the answer.
+async fn ask_allow_and_close(server: &Proxy, reader: &mut SseReader, agent_id: &str) {
+    let sent = server
+        .post(
+            &format!("/agent/{agent_id}/messages"),
+            &json!({"content": "@ask Read"}),
+        )
+        .await;
+    assert_eq!(sent.status(), 202);
+    let asked = reader.next_of("permission_request").await.json();
+    let answered = server
+        .post(
+            &format!(
+                "/agent/{agent_id}/permissions/{}",
+                asked["request_id"].as_str().unwrap()
+            ),
+            &json!({"behavior": "allow"}),
+        )
+        .await;
+    assert_eq!(answered.status(), 200);
+    until_line(reader, "fake_answer").await;
+    server
+        .post(&format!("/agent/{agent_id}/close"), &json!({}))
+        .await;
+}
+
 /// Reads the agent's stream up to the fake CLI's line of `kind`.
 async fn until_line(reader: &mut SseReader, kind: &str) -> Value {
     loop {
@@ -243,28 +270,7 @@ async fn a_request_its_agent_turns_and_approvals_are_one_trace_continued_from_th
         let cli_env = until_line(&mut reader, "fake_env").await["env"].clone();
 
         // A second turn, with a tool approval the client allows.
-        let sent = server
-            .post(
-                &format!("/agent/{agent_id}/messages"),
-                &json!({"content": "@ask Read"}),
-            )
-            .await;
-        assert_eq!(sent.status(), 202);
-        let asked = reader.next_of("permission_request").await.json();
-        let answered = server
-            .post(
-                &format!(
-                    "/agent/{agent_id}/permissions/{}",
-                    asked["request_id"].as_str().unwrap()
-                ),
-                &json!({"behavior": "allow"}),
-            )
-            .await;
-        assert_eq!(answered.status(), 200);
-        until_line(&mut reader, "fake_answer").await;
-        server
-            .post(&format!("/agent/{agent_id}/close"), &json!({}))
-            .await;
+        ask_allow_and_close(&server, &mut reader, &agent_id).await;
         let events = reader.collect_all().await;
         let complete = events
             .iter()
@@ -399,28 +405,7 @@ async fn an_approval_read_with_the_last_turns_result_is_the_next_turns() {
             .unwrap()
             .to_owned();
         // The first turn's lines wait in the fake CLI until this turn asks.
-        let sent = server
-            .post(
-                &format!("/agent/{agent_id}/messages"),
-                &json!({"content": "@ask Read"}),
-            )
-            .await;
-        assert_eq!(sent.status(), 202);
-        let asked = reader.next_of("permission_request").await.json();
-        let answered = server
-            .post(
-                &format!(
-                    "/agent/{agent_id}/permissions/{}",
-                    asked["request_id"].as_str().unwrap()
-                ),
-                &json!({"behavior": "allow"}),
-            )
-            .await;
-        assert_eq!(answered.status(), 200);
-        until_line(&mut reader, "fake_answer").await;
-        server
-            .post(&format!("/agent/{agent_id}/close"), &json!({}))
-            .await;
+        ask_allow_and_close(&server, &mut reader, &agent_id).await;
         reader.collect_all().await;
 
         let (mut spans, mut bodies) = (Vec::new(), Vec::new());
