@@ -7,9 +7,10 @@
 //! `passes.rs` holds the agents' credentials; `upstream.rs` where requests go and with which
 //! credential; `login.rs` the stored login, refreshed once for all; `relay.rs` relays one
 //! request, and `gather.rs` gathers a fast answer's chunks into fewer writes; `meter.rs` reads
-//! its usage from the answer as it passes, for the core to count (`Agents::record_usage`); `limits.rs` reads the
-//! subscription's windows from its headers (`Agents::observe_limits`), and while the API
-//! refuses the subscription, the gateway refuses the agents' requests itself, until the reset.
+//! its usage from the answer as it passes, for the core to count (`Agents::record_usage`);
+//! `limits.rs` reads the subscription's windows from its headers (`Agents::observe_limits`),
+//! and while the API refuses the subscription, the gateway refuses the agents' requests
+//! itself, until the reset.
 
 mod gather;
 mod limits;
