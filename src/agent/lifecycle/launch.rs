@@ -639,6 +639,10 @@ impl Recorder {
     /// that reads `complete` and then asks (any instance) finds it ended and its session
     /// ready to resume.
     async fn finish(self, place: Place, outcome: Outcome, stopped_by: StopReason) {
+        if self.from_pool_in_first_turn {
+            // Ended before its first result: it holds the pool's starts no longer.
+            self.core.pool.first_turn_done();
+        }
         if let Some(saving) = self.save_session() {
             saving.await;
         }

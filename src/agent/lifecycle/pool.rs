@@ -238,10 +238,12 @@ struct State {
     /// them (measured with 200 requests from 4 clients on 2 cores: the slowest was 1.34x the
     /// cold proxy's), and the requests have no CLI of the pool's to wait for anyway.
     paused_until: Option<Instant>,
-    /// A run took a waiting CLI and its first turn is under way: the pool starts none until its
-    /// result (`first_turn_done`) or a start-up's time, whichever is first. A CLI starting
-    /// beside a hit's first turn takes the cores that turn needs: measured with the pinned CLI
-    /// on 2 cores, its first answer came 200-285 ms after the message instead of 145-190 ms.
+    /// Runs that took a waiting CLI and whose first turn is under way: the pool starts none
+    /// until each has its result (`first_turn_done`), or a start-up's time after the last was
+    /// taken, whichever is first. A CLI starting beside a hit's first turn takes the cores that
+    /// turn needs: measured with the pinned CLI on 2 cores, its first answer came 197-285 ms
+    /// after the message instead of 144-192 ms.
+    first_turns: usize,
     first_turn_until: Option<Instant>,
     /// The shape labels /metrics has a gauge for.
     exported: HashSet<String>,
@@ -340,9 +342,14 @@ impl WarmPool {
             if outrun {
                 state.paused_until = Some(now + start_up);
             }
+            // Held before the pool is told: it would start the replacement at once.
+            if waiting.is_some() {
+                state.took_for_first_turn(now);
+            }
             self.export(&mut state);
             waiting
         };
+        let found = waiting.is_some();
         self.wanted.notify_one();
         let taken = match waiting {
             Some(waiting) => {
@@ -364,12 +371,16 @@ impl WarmPool {
             Some(_) => {
                 state.hits += 1;
                 self.metrics.warm_hits.inc();
-                state.took_for_first_turn(Instant::now());
             }
             None => {
                 state.misses += 1;
                 self.metrics.warm_misses.inc();
             }
+        }
+        if found && taken.is_none() {
+            // It died as it was taken: no first turn holds the pool.
+            drop(state);
+            self.first_turn_done();
         }
         taken
     }
@@ -380,11 +391,16 @@ impl WarmPool {
         self.lock().starts_held_at(Instant::now())
     }
 
-    /// The first turn of a run that took a waiting CLI has ended: the pool may start CLIs
-    /// again (unless requests outrun it).
+    /// The first turn of a run that took a waiting CLI has ended (or the run did before it):
+    /// once no other is under way, the pool may start CLIs again (unless requests outrun it).
     pub fn first_turn_done(&self) {
-        self.lock().first_turn_until = None;
-        self.wanted.notify_one();
+        let mut state = self.lock();
+        state.first_turns = state.first_turns.saturating_sub(1);
+        if state.first_turns == 0 {
+            state.first_turn_until = None;
+            drop(state);
+            self.wanted.notify_one();
+        }
     }
 
     /// What to start now, at most `room` CLIs (the process slots free): each wanted shape's
@@ -586,6 +602,11 @@ impl State {
 
     /// A run took a waiting CLI for its first turn.
     fn took_for_first_turn(&mut self, now: Instant) {
+        if self.first_turn_until.is_none_or(|until| until <= now) {
+            // Those the hold ran out on no longer count: it is bounded even if one never says.
+            self.first_turns = 0;
+        }
+        self.first_turns += 1;
         self.first_turn_until = Some(now + self.start_up());
     }
 
@@ -925,15 +946,54 @@ mod tests {
         let pool = pool(1);
         let a = run(Client::Anonymous, "/a", None);
         pool.lock().learn(&Shape::of(&a).unwrap(), &a);
+        // Two hits: the pool waits for both first turns.
+        pool.lock().took_for_first_turn(Instant::now());
         pool.lock().took_for_first_turn(Instant::now());
         assert!(pool.paused_until().is_some());
-        assert!(pool.wanted_now(10).is_empty(), "none starts beside it");
+        assert!(pool.wanted_now(10).is_empty(), "none starts beside them");
+        pool.first_turn_done();
+        assert!(
+            pool.wanted_now(10).is_empty(),
+            "one is still in its first turn"
+        );
         pool.first_turn_done();
         assert!(pool.paused_until().is_none());
-        assert_eq!(pool.wanted_now(10).len(), 1, "refilled once it answered");
-        // A first turn that never ends holds the pool no longer than a start-up.
+        assert_eq!(pool.wanted_now(10).len(), 1, "refilled once both answered");
+        // A first turn that never ends holds the pool no longer than a start-up, and does not
+        // count once it has run out.
         pool.lock()
             .took_for_first_turn(Instant::now() - START_UP_GUESS);
+        assert!(pool.paused_until().is_none());
+        assert_eq!(pool.wanted_now(10).len(), 1);
+        pool.lock().took_for_first_turn(Instant::now());
+        pool.first_turn_done();
+        assert!(
+            pool.paused_until().is_none(),
+            "the one that ran out is not waited for"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_hit_holds_the_pool_before_it_tells_it_a_cli_was_taken() {
+        let pool = Arc::new(pool(1));
+        let a = run(Client::Anonymous, "/a", None);
+        pool.lock().learn(&Shape::of(&a).unwrap(), &a);
+        let claimed = waiting(&pool, &a);
+        pool.lock().waiting[0].spawned = Instant::now() - 2 * START_UP_GUESS;
+        // As the pool's loop does: told, it asks what to start.
+        let told = pool.wanted.notified();
+        let taking = tokio::spawn({
+            let (pool, a) = (Arc::clone(&pool), a.clone());
+            async move { pool.take(&a).await.is_none() }
+        });
+        told.await;
+        assert!(
+            pool.wanted_now(10).is_empty(),
+            "no CLI starts beside the taken one's first turn"
+        );
+        // Its keeper hands nothing over (it died as it was taken): the hold goes with it.
+        drop(claimed.await.unwrap());
+        assert!(taking.await.unwrap());
         assert!(pool.paused_until().is_none());
         assert_eq!(pool.wanted_now(10).len(), 1);
     }
