@@ -21,7 +21,8 @@ use tokio::time::{Instant, Sleep};
 /// tokio's timers tick in milliseconds, so less would be rounded up to it.
 pub const WRITE_INTERVAL: Duration = Duration::from_millis(1);
 
-/// The most that is gathered into one write.
+/// Gathered chunks are written at once when they come to this much (the chunk that crosses
+/// it included), whatever the interval.
 const MOST_GATHERED: usize = 64 * 1024;
 
 /// `chunks`, gathered: see the module's comment.
