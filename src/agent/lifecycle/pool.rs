@@ -332,12 +332,13 @@ impl WarmPool {
                 })
                 .or_else(|| state.waiting.iter().position(of_shape));
             let waiting = at.map(|at| state.waiting.remove(at));
-            // Outrun: taken in its start-up, or none left while the pool already waits.
+            // Outrun: taken in its start-up, or none left while the pool already waits (for a
+            // start-up, or for the first turns of those just taken).
             let now = Instant::now();
             let start_up = state.start_up();
             let outrun = match &waiting {
                 Some(taken) => now - taken.spawned < start_up,
-                None => state.pause_at(now).is_some(),
+                None => state.starts_held_at(now).is_some(),
             };
             if outrun {
                 state.paused_until = Some(now + start_up);
@@ -971,6 +972,19 @@ mod tests {
             pool.paused_until().is_none(),
             "the one that ran out is not waited for"
         );
+    }
+
+    #[tokio::test]
+    async fn a_miss_while_a_hits_first_turn_holds_the_pool_pauses_it_for_a_start_up() {
+        let pool = pool(1);
+        let a = run(Client::Anonymous, "/a", None);
+        pool.lock().learn(&Shape::of(&a).unwrap(), &a);
+        pool.lock().took_for_first_turn(Instant::now());
+        // Requests come faster than the pool has CLIs: it stays off when the turn is done.
+        assert!(pool.take(&a).await.is_none());
+        pool.first_turn_done();
+        assert!(pool.paused_until().is_some(), "paused by the miss");
+        assert!(pool.wanted_now(10).is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
