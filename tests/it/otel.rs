@@ -202,6 +202,26 @@ fn proxy_with(
     )
 }
 
+/// Starts an interactive agent with approvals, within the caller's trace (`traceparent`): its
+/// stream, and its id.
+async fn interactive_agent_in_callers_trace(server: &Proxy, prompt: &str) -> (SseReader, String) {
+    let response = server
+        .client
+        .post(server.url("/agent/stream"))
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .json(&json!({"prompt": prompt, "interactive": true, "approvals": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut reader = SseReader::new(response);
+    let agent_id = reader.next_of("agent").await.json()["agent_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (reader, agent_id)
+}
+
 /// Sends the interactive agent a turn that asks to use Read, allows it, and closes the agent
 /// once the fake CLI has the answer.
 async fn ask_allow_and_close(server: &Proxy, reader: &mut SseReader, agent_id: &str) {
@@ -253,20 +273,7 @@ async fn a_request_its_agent_turns_and_approvals_are_one_trace_continued_from_th
             .unwrap()
             .to_owned();
 
-        let response = server
-            .client
-            .post(server.url("/agent/stream"))
-            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-            .json(&json!({"prompt": "@env", "interactive": true, "approvals": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut reader = SseReader::new(response);
-        let agent_id = reader.next_of("agent").await.json()["agent_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (mut reader, agent_id) = interactive_agent_in_callers_trace(&server, "@env").await;
         let cli_env = until_line(&mut reader, "fake_env").await["env"].clone();
 
         // A second turn, with a tool approval the client allows.
@@ -390,20 +397,8 @@ async fn an_approval_read_with_the_last_turns_result_is_the_next_turns() {
         let (endpoint, mut exports) = receiver().await;
         let fake = FakeInstall::new();
         let server = proxy(&fake, &endpoint, "100");
-        let response = server
-            .client
-            .post(server.url("/agent/stream"))
-            .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
-            .json(&json!({"prompt": "@hold-output", "interactive": true, "approvals": true}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let mut reader = SseReader::new(response);
-        let agent_id = reader.next_of("agent").await.json()["agent_id"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+        let (mut reader, agent_id) =
+            interactive_agent_in_callers_trace(&server, "@hold-output").await;
         // The first turn's lines wait in the fake CLI until this turn asks.
         ask_allow_and_close(&server, &mut reader, &agent_id).await;
         reader.collect_all().await;
