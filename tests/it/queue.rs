@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::support::sse::{SseReader, complete_of};
-use crate::support::{TEST_LIMIT, TestServer, until, within};
+use crate::support::{TEST_LIMIT, TestServer, step, until, within};
 
 const KEY_A: &str = "key-a-0123456789abcdef";
 const KEY_B: &str = "key-b-0123456789abcdef";
@@ -131,16 +131,28 @@ async fn keys_queued_behind_a_busy_place_are_served_round_robin() {
 
 #[tokio::test]
 async fn a_full_queue_gives_429() {
+    // It hung once in CI, and passed in every run since: each step is named, so that a hang
+    // says where it was.
+    const STEP: Duration = Duration::from_secs(20);
     within(TEST_LIMIT, async {
         let server = TestServer::with_args(&["--max-agents", "1", "--queue", "1"]).await;
         let go = server.fake.dir.path().join("go");
-        let mut first = server.stream(&held(&go)).await;
-        first.next_of("agent").await;
-        let mut second = server.stream("@result second").await;
-        assert_eq!(queued_at(&mut second).await, 1);
+        let mut first = step("the first agent starts", STEP, server.stream(&held(&go))).await;
+        step("the first agent's event", STEP, first.next_of("agent")).await;
+        let mut second = step(
+            "the second is queued",
+            STEP,
+            server.stream("@result second"),
+        )
+        .await;
+        assert_eq!(
+            step("the second's place", STEP, queued_at(&mut second)).await,
+            1
+        );
 
         for path in ["/agent/stream", "/agent/start"] {
-            let response = server.post_json(path, json!({"prompt": "hi"})).await;
+            let what = format!("{path} with the queue full is answered");
+            let response = step(&what, STEP, server.post_json(path, json!({"prompt": "hi"}))).await;
             assert_eq!(response.status(), 429, "{path}");
             assert!(response.headers().contains_key("retry-after"));
             let body: Value = response.json().await.unwrap();
@@ -154,8 +166,14 @@ async fn a_full_queue_gives_429() {
         }
         assert_eq!(server.fake.runs(), 1);
         std::fs::write(&go, "").unwrap();
-        first.collect_all().await;
-        second.collect_all().await;
+        step("the first agent's stream ends", STEP, first.collect_all()).await;
+        let second = step(
+            "the second agent runs once the first's place is free",
+            STEP,
+            second.collect_all(),
+        )
+        .await;
+        complete_of(&second);
     })
     .await;
 }

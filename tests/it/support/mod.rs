@@ -218,6 +218,15 @@ pub async fn within<T>(limit: Duration, test: impl Future<Output = T>) -> T {
     }
 }
 
+/// One step of a test that [`within`] guards as a whole, failing with the step's name when it
+/// takes longer than `limit`: where a test hangs, the failure says at which step.
+pub async fn step<T>(what: &str, limit: Duration, step: impl Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, step).await {
+        Ok(out) => out,
+        Err(_) => panic!("{what}: not done after {limit:?}"),
+    }
+}
+
 /// The page at `url` as headless Chromium (Debian's; scripts/test installs it) leaves it once
 /// its scripts have had `budget_ms` of (virtual) time.
 pub async fn rendered_dom(url: &str, budget_ms: u32) -> String {
