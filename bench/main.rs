@@ -799,6 +799,7 @@ async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize, burst_t
             );
         }
     }
+    idle_cpu(report, &warm).await;
     let rss = median_f(idle_rss.iter().map(|b| *b as f64).collect());
     report.row(
         "10. … memory a waiting CLI holds (its RSS, median)",
@@ -1003,10 +1004,8 @@ async fn settled(warm: &Proxy) {
 /// The resident memory of the proxy's CLIs that wait in its pool (every process below the
 /// proxy that is the real CLI; between runs nothing else runs there but the watchdog).
 fn waiting_clis_rss(proxy: &Proxy) -> u64 {
-    let cli = std::fs::canonicalize(support::real::real_cli()).unwrap();
-    support::process_tree(proxy.pid())
+    waiting_clis(proxy)
         .into_iter()
-        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == cli))
         .map(|pid| {
             let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
             status
@@ -1017,6 +1016,56 @@ fn waiting_clis_rss(proxy: &Proxy) -> u64 {
                 * 1024
         })
         .sum()
+}
+
+/// The CLIs the proxy has started that run now (with `settled`, the pool's waiting ones).
+fn waiting_clis(proxy: &Proxy) -> Vec<u32> {
+    let cli = std::fs::canonicalize(support::real::real_cli()).unwrap();
+    support::process_tree(proxy.pid())
+        .into_iter()
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == cli))
+        .collect()
+}
+
+/// The CPU a waiting CLI of the pool uses while nobody asks, as a share of one core over
+/// `IDLE_WINDOW` (past their start-up), and the proxy's own in the same time.
+async fn idle_cpu(report: &mut Report, warm: &Proxy) {
+    const IDLE_WINDOW: Duration = Duration::from_secs(10);
+    settled(warm).await;
+    let clis = waiting_clis(warm);
+    let used = |pids: &[u32]| -> Duration {
+        pids.iter()
+            .map(|pid| {
+                let (user, system) = support::proxy::cpu_of(*pid);
+                user + system
+            })
+            .sum()
+    };
+    let proxy_used = || {
+        let (user, system) = warm.cpu();
+        user + system
+    };
+    let (clis_before, proxy_before) = (used(&clis), proxy_used());
+    tokio::time::sleep(IDLE_WINDOW).await;
+    let (clis_after, proxy_after) = (used(&clis), proxy_used());
+    let share = |d: Duration| {
+        format!(
+            "{:.2}%",
+            100.0 * d.as_secs_f64() / IDLE_WINDOW.as_secs_f64()
+        )
+    };
+    report.row(
+        &format!(
+            "10. … CPU a waiting CLI uses while idle (share of one core over {} s; {} waiting), and the proxy's own",
+            IDLE_WINDOW.as_secs(),
+            clis.len()
+        ),
+        share((clis_after - clis_before) / clis.len().max(1) as u32),
+        format!("{} (the proxy)", share(proxy_after - proxy_before)),
+        f64::NAN,
+        "",
+        true,
+    );
 }
 
 /// Request to the first `assistant` line of a new conversation through `/agent/stream`.

@@ -228,15 +228,7 @@ impl Proxy {
 
     /// CPU time the server has used: user, and system (the kernel on its behalf).
     pub fn cpu(&self) -> (Duration, Duration) {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .unwrap()
-            .1
-            .split_whitespace()
-            .collect();
-        let ticks = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
-        (ticks(11), ticks(12))
+        cpu_of(self.pid)
     }
 
     /// What the server has logged so far.
@@ -252,4 +244,17 @@ impl Drop for Proxy {
             let _ = child.wait();
         }
     }
+}
+
+/// CPU time process `pid` has used: user, and system (the kernel on its behalf).
+pub fn cpu_of(pid: u32) -> (Duration, Duration) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| Duration::from_millis(fields[i].parse::<u64>().unwrap() * 10);
+    (ticks(11), ticks(12))
 }
