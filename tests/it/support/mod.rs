@@ -172,14 +172,7 @@ impl TestServer {
 
     /// One metric's value from /metrics (the sum over its labels), 0 when it has none yet.
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = self.get("/metrics").await.text().await.unwrap();
-        text.lines()
-            .filter(|line| {
-                line.strip_prefix(name)
-                    .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-            })
-            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        self.proxy.metric(name).await
     }
 
     /// Asks the server to shut down as `docker stop` does, and waits for it to exit.
