@@ -90,8 +90,17 @@ fn main() {
 
 /// `auth status`, as the real CLI answers it: logged in with an API key, unless
 /// FAKE_CLAUDE_LOGGED_OUT is set, or with a stored login that expires at
-/// FAKE_CLAUDE_LOGIN_EXPIRES_AT (milliseconds since 1970).
+/// FAKE_CLAUDE_LOGIN_EXPIRES_AT (milliseconds since 1970). With FAKE_CLAUDE_AUTH_SILENT_ONCE
+/// naming a file that does not exist yet, it makes the file and then says nothing, ever: the
+/// first question goes unanswered, as on a host too busy to start the CLI in time.
 fn auth_status() {
+    if let Some(once) = std::env::var_os("FAKE_CLAUDE_AUTH_SILENT_ONCE") {
+        if std::fs::File::create_new(&once).is_ok() {
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        }
+    }
     let expires = std::env::var("FAKE_CLAUDE_LOGIN_EXPIRES_AT").ok();
     let status = if std::env::var_os("FAKE_CLAUDE_LOGGED_OUT").is_some() {
         json!({"loggedIn": false, "authMethod": "none", "apiProvider": "firstParty", "loginExpiresAt": null})

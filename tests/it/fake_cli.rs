@@ -683,6 +683,26 @@ async fn health_says_whether_the_cli_is_logged_in_and_warns_of_a_login_about_to_
                 .any(|l| l.contains("expires within a day"))
         })
         .await;
+        // A CLI that does not answer in time (a busy host, at start) makes the proxy
+        // unavailable only until it is asked again, seconds later, not for the minute an
+        // answer stands: Docker's health check would call it unhealthy by then.
+        let once = fake.dir.path().join("auth-asked").display().to_string();
+        let proxy = start(&[("FAKE_CLAUDE_AUTH_SILENT_ONCE", &once)]);
+        support::eventually("the first question goes unanswered", TEST_LIMIT, || {
+            proxy
+                .log()
+                .iter()
+                .any(|l| l.contains("could not ask the CLI whether it is logged in"))
+        })
+        .await;
+        let (status, body) = health(&proxy).await;
+        assert_eq!(status, 503, "{body}");
+        support::until(
+            "health says the CLI is logged in once it answers",
+            Duration::from_secs(30),
+            || async { health(&proxy).await.0 == 200 },
+        )
+        .await;
         assert_eq!(fake.runs(), 0, "asking is not a run");
     })
     .await;

@@ -1,5 +1,6 @@
 //! Whether the CLI is logged in, as `claude auth status` says ([`cli::auth`]): asked at start,
-//! then at most once a minute, so that `/health` can say so.
+//! then at most once a minute (every few seconds while it does not answer), so that `/health`
+//! can say so.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -12,6 +13,10 @@ pub use crate::cli::auth::Login as CliLogin;
 
 /// How long an answer stands before it is asked again.
 const FRESH_FOR: Duration = Duration::from_secs(60);
+/// How long no answer stands (the CLI could not be run, or said nothing in time): a host too
+/// busy to start it at once would otherwise be unavailable for a whole minute, long enough
+/// for Docker's health check to call the container unhealthy.
+const UNANSWERED_FRESH_FOR: Duration = Duration::from_secs(5);
 /// A stored login that expires sooner than this is warned of.
 const EXPIRES_SOON: chrono::TimeDelta = chrono::TimeDelta::days(1);
 
@@ -30,7 +35,13 @@ impl Agents {
         let fresh = |cache: &LoginCache| {
             crate::sync::lock(&cache.last)
                 .as_ref()
-                .filter(|(at, _)| at.elapsed() < FRESH_FOR)
+                .filter(|(at, login)| {
+                    let fresh_for = match login {
+                        Some(_) => FRESH_FOR,
+                        None => UNANSWERED_FRESH_FOR,
+                    };
+                    at.elapsed() < fresh_for
+                })
                 .map(|(_, login)| login.clone())
         };
         if let Some(login) = fresh(cache) {
