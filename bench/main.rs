@@ -730,6 +730,7 @@ async fn warm_pool_gain(report: &mut Report, cwd: &Path, samples: usize, burst_t
     );
     let cold = support::real::start_proxy(&standin, &home, &cold_work, &[quiet]);
     if samples == 0 {
+        // BENCH_ONLY=10-burst: the burst alone.
         burst(report, &standin, &home, cwd, &cold, burst_total).await;
         return;
     }

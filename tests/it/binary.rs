@@ -333,10 +333,7 @@ async fn a_stopped_watchdog_is_told_to_go_on() {
         kill(Pid::from_raw(watchdog as i32), Signal::SIGSTOP).unwrap();
         // The proxy sees it stopped, and sends SIGCONT.
         support::eventually("the proxy saw its watchdog stopped", TEST_LIMIT, || {
-            proxy
-                .log()
-                .iter()
-                .any(|line| line.contains("the watchdog was stopped"))
+            proxy.has_logged("the watchdog was stopped")
         })
         .await;
         support::eventually("the watchdog runs again", TEST_LIMIT, || {

@@ -677,10 +677,7 @@ async fn health_says_whether_the_cli_is_logged_in_and_warns_of_a_login_about_to_
         assert_eq!(body["cli"]["auth_method"], "claude.ai");
         assert!(body["cli"]["login_expires_at"].is_string(), "{body}");
         support::eventually("the warning is logged", TEST_LIMIT, || {
-            proxy
-                .log()
-                .iter()
-                .any(|l| l.contains("expires within a day"))
+            proxy.has_logged("expires within a day")
         })
         .await;
         // A CLI that does not answer in time (a busy host, at start) makes the proxy
@@ -689,10 +686,7 @@ async fn health_says_whether_the_cli_is_logged_in_and_warns_of_a_login_about_to_
         let once = fake.dir.path().join("auth-asked").display().to_string();
         let proxy = start(&[("FAKE_CLAUDE_AUTH_SILENT_ONCE", &once)]);
         support::eventually("the first question goes unanswered", TEST_LIMIT, || {
-            proxy
-                .log()
-                .iter()
-                .any(|l| l.contains("could not ask the CLI whether it is logged in"))
+            proxy.has_logged("could not ask the CLI whether it is logged in")
         })
         .await;
         let (status, body) = health(&proxy).await;

@@ -239,9 +239,10 @@ struct State {
     /// Average time from a cold CLI's spawn to its first line.
     cold_first_line: Option<Duration>,
     /// Requests outrun the pool (one took a CLI still in its start-up): it starts none until
-    /// then, a few start-ups on (`OUTRUN_PAUSE_START_UPS`). On a machine busy starting the requests' CLIs, one more started ahead only slows
-    /// them (measured with 200 requests from 4 clients on 2 cores: the slowest was 1.34x the
-    /// cold proxy's), and the requests have no CLI of the pool's to wait for anyway.
+    /// then, a few start-ups on (`OUTRUN_PAUSE_START_UPS`). On a machine busy starting the
+    /// requests' CLIs, one more started ahead only slows them (measured with 200 requests from
+    /// 4 clients on 2 cores: the slowest was 1.34x the cold proxy's), and the requests have no
+    /// CLI of the pool's to wait for anyway.
     paused_until: Option<Instant>,
     /// Runs that took a waiting CLI and whose first turn is under way: the pool starts none
     /// until each has its result (`first_turn_done`), or a start-up's time after the last was
@@ -984,7 +985,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_miss_while_a_hits_first_turn_holds_the_pool_pauses_it_for_a_start_up() {
+    async fn a_miss_while_a_hits_first_turn_holds_the_pool_pauses_it() {
         let pool = pool(1);
         let a = run(Client::Anonymous, "/a", None);
         pool.lock().learn(&Shape::of(&a).unwrap(), &a);

@@ -247,6 +247,15 @@ impl Proxy {
     pub fn log(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
+
+    /// Whether a line the server has logged so far contains `text`.
+    pub fn has_logged(&self, text: &str) -> bool {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains(text))
+    }
 }
 
 impl Drop for Proxy {
